@@ -1,0 +1,356 @@
+//! The messages Weft's daemons exchange, defined once.
+//!
+//! Every message travels as an [`Envelope`]: a versioned JSON object whose
+//! `type` field names the [`Message`] variant. A consumer that cannot decode a
+//! message (bad JSON, unknown type, newer version) dead-letters it with the
+//! reason; it never crashes and never requeues it forever.
+//!
+//! | message | exchange | routing key | consumer |
+//! |---|---|---|---|
+//! | [`Dispatch`] | `weft.tasks` | the pool name (`default`) | workers of that pool |
+//! | [`ExecutionStarted`] | `weft.events` | `execution.started` | executors |
+//! | [`ExecutionCompleted`] | `weft.events` | `execution.completed` | executors |
+//! | [`WorkerHeartbeat`] | `weft.events` | `worker.heartbeat` | executors |
+//! | [`WorkflowSubmitted`] | `weft.events` | `workflow.submitted` | executors |
+//! | [`WorkflowFinished`] | `weft.events` | `workflow.finished` | whoever subscribes (`weft watch`) |
+//! | [`CancelExecutions`] | `weft.control` | (fanout) | every worker |
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::id::{ExecutionId, MessageId, TaskExecutionId, WorkflowExecutionId};
+use crate::state::{ExecutionStatus, WorkflowStatus};
+
+/// The envelope format this build writes and reads.
+pub const ENVELOPE_VERSION: u32 = 1;
+
+/// Exchange names and routing keys: the bus topology of design §4.
+pub mod topology {
+    /// Direct exchange for dispatches; routing key = worker pool name.
+    pub const TASKS_EXCHANGE: &str = "weft.tasks";
+    /// Topic exchange for everything executors (and watchers) consume.
+    pub const EVENTS_EXCHANGE: &str = "weft.events";
+    /// Fanout exchange for cancellations, one auto-delete queue per worker.
+    pub const CONTROL_EXCHANGE: &str = "weft.control";
+    /// Dead-letter exchange (fanout) for undecodable or rejected messages.
+    pub const DEAD_EXCHANGE: &str = "weft.dead";
+    /// The queue bound to [`DEAD_EXCHANGE`].
+    pub const DEAD_QUEUE: &str = "weft.dead";
+    /// The queue all executors share (competing consumers).
+    pub const EXECUTOR_QUEUE: &str = "weft.executor";
+    /// The worker pool a task runs on when it names none.
+    pub const DEFAULT_POOL: &str = "default";
+
+    /// The durable queue of a worker pool.
+    #[must_use]
+    pub fn task_queue(pool: &str) -> String {
+        format!("{TASKS_EXCHANGE}.{pool}")
+    }
+}
+
+/// A versioned message with its identity and send time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// Format version; see [`ENVELOPE_VERSION`].
+    pub version: u32,
+    /// Unique per logical message (a redelivery keeps it).
+    pub id: MessageId,
+    /// When the message was created (written to the outbox, or by a worker).
+    pub sent_at: DateTime<Utc>,
+    /// The payload.
+    #[serde(flatten)]
+    pub message: Message,
+}
+
+/// Why a message could not be decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// Not JSON, or not the shape of any message.
+    #[error("not a Weft message: {0}")]
+    Malformed(#[source] serde_json::Error),
+    /// A message format this build does not understand.
+    #[error("unsupported envelope version {found} (this build reads version {ENVELOPE_VERSION})")]
+    UnsupportedVersion {
+        /// The version the message declared.
+        found: u32,
+    },
+}
+
+impl Envelope {
+    /// Wraps `message` in a fresh envelope sent now.
+    #[must_use]
+    pub fn new(message: impl Into<Message>) -> Self {
+        Self {
+            version: ENVELOPE_VERSION,
+            id: MessageId::new(),
+            sent_at: Utc::now(),
+            message: message.into(),
+        }
+    }
+
+    /// The JSON bytes that go on the wire.
+    #[must_use]
+    pub fn to_bytes(&self) -> Vec<u8> {
+        // Serialising these plain structs cannot fail: no maps with non-string keys.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Decodes a message body.
+    ///
+    /// # Errors
+    /// [`DecodeError`] when the bytes are not a message this build reads.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
+        #[derive(Deserialize)]
+        struct Version {
+            version: u32,
+        }
+        let version: Version = serde_json::from_slice(bytes).map_err(DecodeError::Malformed)?;
+        if version.version != ENVELOPE_VERSION {
+            return Err(DecodeError::UnsupportedVersion {
+                found: version.version,
+            });
+        }
+        serde_json::from_slice(bytes).map_err(DecodeError::Malformed)
+    }
+
+    /// Where this message is published: (exchange, routing key).
+    #[must_use]
+    pub fn route(&self) -> (&'static str, String) {
+        self.message.route()
+    }
+}
+
+/// Every message Weft sends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Message {
+    /// Executor → worker pool: run this.
+    Dispatch(Dispatch),
+    /// Worker → executors: an action began.
+    ExecutionStarted(ExecutionStarted),
+    /// Worker → executors: an action ended.
+    ExecutionCompleted(ExecutionCompleted),
+    /// Worker → executors: still alive, running these.
+    WorkerHeartbeat(WorkerHeartbeat),
+    /// CLI (through the outbox) → executors: start this run.
+    WorkflowSubmitted(WorkflowSubmitted),
+    /// Executor → watchers: a run reached a terminal state.
+    WorkflowFinished(WorkflowFinished),
+    /// Executor → every worker: kill these executions if you run them.
+    CancelExecutions(CancelExecutions),
+}
+
+impl Message {
+    /// Where this message is published: (exchange, routing key).
+    #[must_use]
+    pub fn route(&self) -> (&'static str, String) {
+        use topology::{CONTROL_EXCHANGE, EVENTS_EXCHANGE, TASKS_EXCHANGE};
+        match self {
+            Self::Dispatch(d) => (TASKS_EXCHANGE, d.queue.clone()),
+            Self::ExecutionStarted(_) => (EVENTS_EXCHANGE, "execution.started".into()),
+            Self::ExecutionCompleted(_) => (EVENTS_EXCHANGE, "execution.completed".into()),
+            Self::WorkerHeartbeat(_) => (EVENTS_EXCHANGE, "worker.heartbeat".into()),
+            Self::WorkflowSubmitted(_) => (EVENTS_EXCHANGE, "workflow.submitted".into()),
+            Self::WorkflowFinished(_) => (EVENTS_EXCHANGE, "workflow.finished".into()),
+            Self::CancelExecutions(_) => (CONTROL_EXCHANGE, String::new()),
+        }
+    }
+
+    /// A short name for logs and metrics.
+    #[must_use]
+    pub const fn kind(&self) -> &'static str {
+        match self {
+            Self::Dispatch(_) => "dispatch",
+            Self::ExecutionStarted(_) => "execution_started",
+            Self::ExecutionCompleted(_) => "execution_completed",
+            Self::WorkerHeartbeat(_) => "worker_heartbeat",
+            Self::WorkflowSubmitted(_) => "workflow_submitted",
+            Self::WorkflowFinished(_) => "workflow_finished",
+            Self::CancelExecutions(_) => "cancel_executions",
+        }
+    }
+}
+
+/// Run one execution of an action.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Dispatch {
+    /// The unit being run; echoed in every report about it.
+    pub execution_id: ExecutionId,
+    /// The run it belongs to.
+    pub workflow_execution_id: WorkflowExecutionId,
+    /// The task of the run it belongs to.
+    pub task_execution_id: TaskExecutionId,
+    /// The task's name in the workflow.
+    pub task_name: String,
+    /// The item's position for a `with_items` task, `None` otherwise.
+    pub item_index: Option<u32>,
+    /// 1 for the first try, 2 for the first retry, …
+    pub attempt: u32,
+    /// The action to run (`echo`, `shell`, a custom name).
+    pub action: String,
+    /// The rendered input, ready to use.
+    pub input: Value,
+    /// The per-attempt limit in milliseconds; the worker kills the action past it.
+    pub timeout_ms: Option<u64>,
+    /// The worker pool (routing key).
+    pub queue: String,
+}
+
+/// A worker began running an execution.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecutionStarted {
+    /// The unit that started.
+    pub execution_id: ExecutionId,
+    /// The run it belongs to.
+    pub workflow_execution_id: WorkflowExecutionId,
+    /// Which attempt.
+    pub attempt: u32,
+    /// Who runs it.
+    pub worker_id: String,
+    /// When the action began.
+    pub started_at: DateTime<Utc>,
+}
+
+/// A worker finished running an execution, one way or another.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecutionCompleted {
+    /// The unit that ended.
+    pub execution_id: ExecutionId,
+    /// The run it belongs to.
+    pub workflow_execution_id: WorkflowExecutionId,
+    /// Which attempt.
+    pub attempt: u32,
+    /// `succeeded`, `failed`, `timed_out` or `canceled`.
+    pub status: ExecutionStatus,
+    /// The action's result when it succeeded.
+    pub result: Option<Value>,
+    /// What went wrong otherwise.
+    pub error: Option<String>,
+    /// Who ran it.
+    pub worker_id: String,
+    /// When the action began, if it did.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When the action ended.
+    pub finished_at: DateTime<Utc>,
+}
+
+/// A worker is alive.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerHeartbeat {
+    /// Stable for the life of the worker process.
+    pub worker_id: String,
+    /// The pools it consumes.
+    pub queues: Vec<String>,
+    /// The executions it is running right now.
+    pub running: Vec<ExecutionId>,
+    /// Its host name, for operators.
+    pub hostname: String,
+    /// When the heartbeat was sent.
+    pub at: DateTime<Utc>,
+}
+
+/// A run was stored and should be started.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkflowSubmitted {
+    /// The stored run.
+    pub workflow_execution_id: WorkflowExecutionId,
+}
+
+/// A run reached a terminal state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkflowFinished {
+    /// The run.
+    pub workflow_execution_id: WorkflowExecutionId,
+    /// Its workflow's name.
+    pub workflow: String,
+    /// `succeeded`, `failed` or `canceled`.
+    pub status: WorkflowStatus,
+}
+
+/// Kill these executions wherever they run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CancelExecutions {
+    /// The run being canceled.
+    pub workflow_execution_id: WorkflowExecutionId,
+    /// The executions to stop.
+    pub execution_ids: Vec<ExecutionId>,
+}
+
+macro_rules! into_message {
+    ($($variant:ident),+) => {
+        $(impl From<$variant> for Message {
+            fn from(m: $variant) -> Self {
+                Self::$variant(m)
+            }
+        })+
+    };
+}
+into_message!(
+    Dispatch,
+    ExecutionStarted,
+    ExecutionCompleted,
+    WorkerHeartbeat,
+    WorkflowSubmitted,
+    WorkflowFinished,
+    CancelExecutions
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn completed() -> Envelope {
+        Envelope::new(ExecutionCompleted {
+            execution_id: ExecutionId::new(),
+            workflow_execution_id: WorkflowExecutionId::new(),
+            attempt: 1,
+            status: ExecutionStatus::Succeeded,
+            result: Some(serde_json::json!({"x": 1})),
+            error: None,
+            worker_id: "w1".into(),
+            started_at: None,
+            finished_at: Utc::now(),
+        })
+    }
+
+    #[test]
+    fn envelopes_round_trip() {
+        let env = completed();
+        let back = Envelope::from_bytes(&env.to_bytes()).ok();
+        assert_eq!(back, Some(env));
+    }
+
+    #[test]
+    fn envelope_names_its_type_and_version() {
+        let value: Value = serde_json::from_slice(&completed().to_bytes()).unwrap_or_default();
+        assert_eq!(value["type"], "execution_completed");
+        assert_eq!(value["version"], 1);
+        assert_eq!(value["status"], "succeeded");
+    }
+
+    #[test]
+    fn garbage_and_future_versions_are_rejected_with_a_reason() {
+        assert!(matches!(
+            Envelope::from_bytes(b"not json"),
+            Err(DecodeError::Malformed(_))
+        ));
+        let future = br#"{"version": 9, "type": "dispatch"}"#;
+        let err = Envelope::from_bytes(future).unwrap_err();
+        assert!(err.to_string().contains("version 9"), "{err}");
+        let unknown = br#"{"version": 1, "id": "0190a0a0-0000-7000-8000-000000000000", "sent_at": "2026-01-01T00:00:00Z", "type": "nope"}"#;
+        assert!(matches!(
+            Envelope::from_bytes(unknown),
+            Err(DecodeError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn routes_follow_the_topology() {
+        assert_eq!(
+            completed().route(),
+            ("weft.events", "execution.completed".to_owned())
+        );
+        assert_eq!(topology::task_queue("gpu"), "weft.tasks.gpu");
+    }
+}
