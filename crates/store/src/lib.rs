@@ -1,1 +1,31 @@
-//! placeholder
+//! # weft-store — Weft's state in PostgreSQL
+//!
+//! The database is the single source of truth; every state change is a
+//! guarded conditional `UPDATE … WHERE status = ANY(<legal sources>)` whose
+//! legal sources come from `weft_common::state`, so zero rows means "someone
+//! else already did it" and the caller does nothing. Counters decremented in
+//! the row decide fan-in and item completion; unique indexes are the last
+//! line of defence against a second dispatch.
+//!
+//! Every query function takes `&mut PgConnection`, so the same code serves a
+//! pooled connection or a transaction; the caller owns the transaction and
+//! commits. Read in this order:
+//!
+//! 1. [`db`] — connect, create, migrate, refuse an unmigrated database.
+//! 2. [`runs`] — submit, start, count finished tasks, finish.
+//! 3. [`tasks`] — the per-task row: fan-in and item counters.
+//! 4. [`executions`] — one row per item × attempt; start/complete guards.
+//! 5. [`outbox`] — messages written with the state, relayed after commit.
+//! 6. [`workers`] — heartbeats.
+
+pub mod db;
+mod error;
+pub mod executions;
+pub mod outbox;
+pub mod runs;
+pub mod tasks;
+pub mod workers;
+
+pub use db::{DbConfig, MIGRATOR, connect, migrate};
+pub use error::StoreError;
+pub use sqlx::{PgConnection, PgPool, Postgres, Transaction};

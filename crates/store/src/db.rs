@@ -1,0 +1,188 @@
+//! Connecting, creating and migrating the database.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, PgPool};
+
+use crate::error::{Context, StoreError};
+
+/// The schema, embedded at build time from `migrations/`.
+pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations");
+
+/// How to reach PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct DbConfig {
+    /// `postgres://user@host:port/database[?sslmode=…]`.
+    pub url: String,
+    /// Pool size; 4–8 is plenty on a small machine.
+    pub max_connections: u32,
+    /// How long to wait for a free connection before failing (and retrying).
+    pub acquire_timeout: Duration,
+}
+
+impl Default for DbConfig {
+    fn default() -> Self {
+        Self {
+            url: "postgres://postgres@127.0.0.1:5432/weft".to_owned(),
+            max_connections: 8,
+            acquire_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl DbConfig {
+    fn options(&self) -> Result<PgConnectOptions, StoreError> {
+        PgConnectOptions::from_str(&self.url)
+            .context("parsing the database URL")
+            .map(|o| o.application_name("weft"))
+    }
+
+    /// The URL with any password replaced by `***`, safe to print.
+    #[must_use]
+    pub fn redacted_url(&self) -> String {
+        redact(&self.url)
+    }
+}
+
+/// Replaces the password of a URL with `***`.
+#[must_use]
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((userinfo, host)) = rest.split_once('@') else {
+        return url.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+/// Opens a pool to an existing, migrated database.
+///
+/// # Errors
+/// [`StoreError::NotMigrated`] if the schema is missing or older than this
+/// build; a database error if PostgreSQL cannot be reached.
+pub async fn connect(config: &DbConfig) -> Result<PgPool, StoreError> {
+    let pool = pool(config).await?;
+    ensure_migrated(&pool, config).await?;
+    Ok(pool)
+}
+
+async fn pool(config: &DbConfig) -> Result<PgPool, StoreError> {
+    PgPoolOptions::new()
+        .max_connections(config.max_connections)
+        .acquire_timeout(config.acquire_timeout)
+        .connect_with(config.options()?)
+        .await
+        .context("connecting to PostgreSQL")
+}
+
+/// Creates the database if it does not exist, then applies every pending
+/// migration. Safe to run any number of times, also concurrently (sqlx takes
+/// an advisory lock).
+///
+/// # Errors
+/// A database or migration error.
+pub async fn migrate(config: &DbConfig) -> Result<PgPool, StoreError> {
+    create_database_if_missing(config).await?;
+    let pool = pool(config).await?;
+    MIGRATOR.run(&pool).await.map_err(StoreError::Migrate)?;
+    Ok(pool)
+}
+
+async fn create_database_if_missing(config: &DbConfig) -> Result<(), StoreError> {
+    let options = config.options()?;
+    let Some(name) = options.get_database().map(str::to_owned) else {
+        return Ok(());
+    };
+    let mut admin = options
+        .clone()
+        .database("postgres")
+        .connect()
+        .await
+        .context("connecting to the `postgres` database to create the Weft database")?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(&name)
+            .fetch_one(&mut admin)
+            .await
+            .context("checking whether the database exists")?;
+    if !exists {
+        let quoted = format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\""));
+        // Identifiers cannot be bound as parameters; the name is quoted above.
+        let created = sqlx::query(sqlx::AssertSqlSafe(quoted))
+            .execute(&mut admin)
+            .await;
+        match created {
+            Ok(_) => tracing::info!(database = %name, "created the database"),
+            // Another process created it between our check and our CREATE.
+            Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("42P04") => {}
+            Err(source) => {
+                return Err(StoreError::Database {
+                    context: "creating the database",
+                    source,
+                });
+            }
+        }
+    }
+    admin
+        .close()
+        .await
+        .context("closing the admin connection")?;
+    Ok(())
+}
+
+/// Fails unless every migration this build embeds has been applied.
+async fn ensure_migrated(pool: &PgPool, config: &DbConfig) -> Result<(), StoreError> {
+    let table: Option<String> = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations')::text")
+        .fetch_one(pool)
+        .await
+        .context("checking the schema version")?;
+    if table.is_none() {
+        return Err(StoreError::NotMigrated {
+            url: config.redacted_url(),
+            detail: "no Weft schema found".to_owned(),
+        });
+    }
+    let applied: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+            .fetch_all(pool)
+            .await
+            .context("reading the applied migrations")?;
+    let missing: Vec<String> = MIGRATOR
+        .iter()
+        .filter(|m| !applied.contains(&m.version))
+        .map(|m| format!("{} {}", m.version, m.description))
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(StoreError::NotMigrated {
+            url: config.redacted_url(),
+            detail: format!("missing migrations: {}", missing.join(", ")),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(
+            redact("amqp://guest:guest@127.0.0.1:5672/%2f"),
+            "amqp://guest:***@127.0.0.1:5672/%2f"
+        );
+    }
+}

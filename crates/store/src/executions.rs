@@ -1,0 +1,301 @@
+//! `executions`: one row per task item × attempt. The guarded transitions
+//! here are what make a redelivered start or completion a no-op.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::PgConnection;
+use uuid::Uuid;
+use weft_common::{ExecutionId, ExecutionStatus, TaskExecutionId, WorkflowExecutionId};
+
+use crate::error::{Context, StoreError};
+
+/// An execution as stored.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ExecutionRow {
+    /// Its id.
+    #[sqlx(try_from = "Uuid")]
+    pub id: ExecutionId,
+    /// Its task.
+    #[sqlx(try_from = "Uuid")]
+    pub task_execution_id: TaskExecutionId,
+    /// Its run.
+    #[sqlx(try_from = "Uuid")]
+    pub workflow_execution_id: WorkflowExecutionId,
+    /// The item's position, for a with_items task.
+    pub item_index: Option<i32>,
+    /// Which try.
+    pub attempt: i32,
+    /// Where it stands.
+    #[sqlx(try_from = "String")]
+    pub status: ExecutionStatus,
+    /// The rendered input.
+    pub input: Value,
+    /// The action's result.
+    pub result: Option<Value>,
+    /// What went wrong.
+    pub error: Option<String>,
+    /// The worker that ran it.
+    pub worker_id: Option<String>,
+    /// The per-attempt timeout.
+    pub timeout_ms: Option<i64>,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When its dispatch was written to the outbox.
+    pub queued_at: Option<DateTime<Utc>>,
+    /// When its dispatch becomes due.
+    pub due_at: Option<DateTime<Utc>>,
+    /// When the action began.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it became terminal.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Past this instant a running execution is reaped.
+    pub deadline: Option<DateTime<Utc>>,
+}
+
+const EXECUTION_COLUMNS: &str = "id, task_execution_id, workflow_execution_id, item_index, attempt, status, input, \
+     result, error, worker_id, timeout_ms, created_at, queued_at, due_at, started_at, finished_at, deadline";
+
+/// An execution to create.
+#[derive(Debug, Clone)]
+pub struct NewExecution {
+    /// Its id.
+    pub id: ExecutionId,
+    /// The item's position, for a with_items task.
+    pub item_index: Option<i32>,
+    /// Which try.
+    pub attempt: i32,
+    /// `queued` (its dispatch goes to the outbox now) or `pending` (waits for
+    /// a concurrency slot).
+    pub status: ExecutionStatus,
+    /// The rendered input.
+    pub input: Value,
+    /// When its dispatch becomes due (a retry's backoff); `None` = now.
+    pub due_at: Option<DateTime<Utc>>,
+}
+
+/// Creates executions of one task in one statement. The unique
+/// (task, item, attempt) index refuses a unit that exists already.
+///
+/// # Errors
+/// [`StoreError::Duplicate`] if one of them exists.
+pub async fn create_many(
+    conn: &mut PgConnection,
+    run: WorkflowExecutionId,
+    task: TaskExecutionId,
+    timeout_ms: Option<i64>,
+    executions: &[NewExecution],
+) -> Result<(), StoreError> {
+    if executions.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = executions.iter().map(|e| e.id.as_uuid()).collect();
+    let items: Vec<Option<i32>> = executions.iter().map(|e| e.item_index).collect();
+    let attempts: Vec<i32> = executions.iter().map(|e| e.attempt).collect();
+    let statuses: Vec<&str> = executions.iter().map(|e| e.status.as_str()).collect();
+    let inputs: Vec<&Value> = executions.iter().map(|e| &e.input).collect();
+    let due: Vec<Option<DateTime<Utc>>> = executions.iter().map(|e| e.due_at).collect();
+    sqlx::query(
+        "INSERT INTO executions \
+             (id, task_execution_id, workflow_execution_id, item_index, attempt, status, input, timeout_ms, \
+              queued_at, due_at) \
+         SELECT id, $1, $2, item, attempt, status, input, $3, \
+                CASE WHEN status = 'queued' THEN now() END, due \
+         FROM UNNEST($4::uuid[], $5::int[], $6::int[], $7::text[], $8::jsonb[], $9::timestamptz[]) \
+              AS e(id, item, attempt, status, input, due)",
+    )
+    .bind(task.as_uuid())
+    .bind(run.as_uuid())
+    .bind(timeout_ms)
+    .bind(&ids)
+    .bind(&items)
+    .bind(&attempts)
+    .bind(&statuses)
+    .bind(&inputs)
+    .bind(&due)
+    .execute(conn)
+    .await
+    .context("creating executions")?;
+    Ok(())
+}
+
+/// Guarded `pending → queued` of the first attempt of an item.
+/// `None`: it is not pending (already queued) — do nothing.
+///
+/// # Errors
+/// A database error.
+pub async fn queue_item(
+    conn: &mut PgConnection,
+    task: TaskExecutionId,
+    item_index: i32,
+) -> Result<Option<ExecutionRow>, StoreError> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "UPDATE executions SET status = 'queued', queued_at = now() \
+         WHERE task_execution_id = $1 AND item_index = $2 AND attempt = 1 AND status = 'pending' \
+         RETURNING {EXECUTION_COLUMNS}"
+    )))
+    .bind(task.as_uuid())
+    .bind(item_index)
+    .fetch_optional(conn)
+    .await
+    .context("queueing an item")
+}
+
+/// Guarded `queued → running` when a worker reports the start; sets the
+/// deadline from the timeout plus `grace`. `false`: a duplicate or late
+/// report — do nothing.
+///
+/// # Errors
+/// A database error.
+pub async fn started(
+    conn: &mut PgConnection,
+    id: ExecutionId,
+    attempt: i32,
+    worker_id: &str,
+    started_at: DateTime<Utc>,
+    grace_ms: i64,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "UPDATE executions \
+         SET status = 'running', worker_id = $3, started_at = $4, \
+             deadline = $4 + make_interval(secs => (COALESCE(timeout_ms, 0) + $5)::float8 / 1000) \
+         WHERE id = $1 AND attempt = $2 AND status = 'queued'",
+    )
+    .bind(id.as_uuid())
+    .bind(attempt)
+    .bind(worker_id)
+    .bind(started_at)
+    .bind(grace_ms)
+    .execute(conn)
+    .await
+    .context("recording an execution's start")?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// A completion to record.
+#[derive(Debug, Clone)]
+pub struct Completion<'a> {
+    /// The execution.
+    pub id: ExecutionId,
+    /// Which try the report is about.
+    pub attempt: i32,
+    /// A terminal status.
+    pub status: ExecutionStatus,
+    /// The action's result.
+    pub result: Option<&'a Value>,
+    /// What went wrong.
+    pub error: Option<&'a str>,
+    /// Who ran it (`None` when the reaper decides).
+    pub worker_id: Option<&'a str>,
+    /// When the action began.
+    pub started_at: Option<DateTime<Utc>>,
+}
+
+/// Guarded `queued | running → terminal`. `None`: already terminal — a
+/// duplicate or late report; do nothing.
+///
+/// # Errors
+/// A database error.
+pub async fn complete(
+    conn: &mut PgConnection,
+    c: &Completion<'_>,
+) -> Result<Option<ExecutionRow>, StoreError> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "UPDATE executions \
+         SET status = $3, result = $4, error = $5, worker_id = COALESCE($6, worker_id), \
+             started_at = COALESCE(started_at, $7), finished_at = now() \
+         WHERE id = $1 AND attempt = $2 AND status = ANY($8) \
+         RETURNING {EXECUTION_COLUMNS}"
+    )))
+    .bind(c.id.as_uuid())
+    .bind(c.attempt)
+    .bind(c.status.as_str())
+    .bind(c.result)
+    .bind(c.error)
+    .bind(c.worker_id)
+    .bind(c.started_at)
+    .bind(ExecutionStatus::source_names(c.status))
+    .fetch_optional(conn)
+    .await
+    .context("recording an execution's completion")
+}
+
+/// The results of a task's succeeded items, in item order.
+///
+/// # Errors
+/// A database error.
+pub async fn item_results(
+    conn: &mut PgConnection,
+    task: TaskExecutionId,
+) -> Result<Vec<Value>, StoreError> {
+    let rows: Vec<Option<Value>> = sqlx::query_scalar(
+        "SELECT result FROM executions WHERE task_execution_id = $1 AND status = 'succeeded' ORDER BY item_index",
+    )
+    .bind(task.as_uuid())
+    .fetch_all(conn)
+    .await
+    .context("collecting item results")?;
+    Ok(rows.into_iter().map(Option::unwrap_or_default).collect())
+}
+
+/// Cancels the executions of a task that never started (pending items left
+/// when an item failed).
+///
+/// # Errors
+/// A database error.
+pub async fn cancel_pending(
+    conn: &mut PgConnection,
+    task: TaskExecutionId,
+) -> Result<u64, StoreError> {
+    let done = sqlx::query(
+        "UPDATE executions SET status = 'canceled', finished_at = now() \
+         WHERE task_execution_id = $1 AND status = 'pending'",
+    )
+    .bind(task.as_uuid())
+    .execute(conn)
+    .await
+    .context("canceling pending items")?;
+    Ok(done.rows_affected())
+}
+
+/// Every execution of a run, for `weft status` and audits.
+///
+/// # Errors
+/// A database error.
+pub async fn for_run(
+    conn: &mut PgConnection,
+    run: WorkflowExecutionId,
+) -> Result<Vec<ExecutionRow>, StoreError> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {EXECUTION_COLUMNS} FROM executions WHERE workflow_execution_id = $1 \
+         ORDER BY task_execution_id, item_index, attempt"
+    )))
+    .bind(run.as_uuid())
+    .fetch_all(conn)
+    .await
+    .context("reading a run's executions")
+}
+
+/// The lowest-indexed item of a task that failed for good, with its error.
+///
+/// # Errors
+/// A database error.
+pub async fn first_failure(
+    conn: &mut PgConnection,
+    task: TaskExecutionId,
+) -> Result<Option<(i32, String)>, StoreError> {
+    let row: Option<(Option<i32>, Option<String>, String)> = sqlx::query_as(
+        "SELECT item_index, error, status FROM executions \
+         WHERE task_execution_id = $1 AND status IN ('failed', 'timed_out') \
+         ORDER BY item_index, attempt DESC LIMIT 1",
+    )
+    .bind(task.as_uuid())
+    .fetch_optional(conn)
+    .await
+    .context("finding the first failed item")?;
+    Ok(row.map(|(index, error, status)| {
+        (
+            index.unwrap_or(0),
+            error.unwrap_or_else(|| format!("execution ended `{status}`")),
+        )
+    }))
+}

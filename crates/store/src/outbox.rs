@@ -1,0 +1,133 @@
+//! The transactional outbox: messages are written in the same transaction as
+//! the state change that causes them, and published by a relay only after
+//! that transaction committed.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::PgConnection;
+use weft_common::Envelope;
+
+use crate::error::{Context, StoreError};
+
+/// The channel `NOTIFY`ed when rows are written by a process without a relay
+/// of its own (the CLI), so a listening relay wakes at once.
+pub const CHANNEL: &str = "weft_outbox";
+
+/// A message waiting to be published.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct OutboxRow {
+    /// Its position; also the key to delete it by.
+    pub id: i64,
+    /// The serialized envelope.
+    pub payload: Value,
+}
+
+impl OutboxRow {
+    /// Decodes the stored envelope.
+    ///
+    /// # Errors
+    /// [`StoreError::Corrupt`] if the payload is not an envelope.
+    pub fn envelope(&self) -> Result<Envelope, StoreError> {
+        serde_json::from_value(self.payload.clone()).map_err(|e| StoreError::Corrupt {
+            what: "outbox message",
+            detail: format!("row {}: {e}", self.id),
+        })
+    }
+}
+
+/// Writes messages to publish once the current transaction commits, each due
+/// at its own instant (`None` = at once).
+///
+/// # Errors
+/// A database error.
+pub async fn enqueue(
+    conn: &mut PgConnection,
+    messages: &[(Envelope, Option<DateTime<Utc>>)],
+) -> Result<(), StoreError> {
+    if messages.is_empty() {
+        return Ok(());
+    }
+    let mut exchanges = Vec::with_capacity(messages.len());
+    let mut keys = Vec::with_capacity(messages.len());
+    let mut payloads = Vec::with_capacity(messages.len());
+    let mut due = Vec::with_capacity(messages.len());
+    for (envelope, not_before) in messages {
+        let (exchange, key) = envelope.route();
+        exchanges.push(exchange);
+        keys.push(key);
+        payloads.push(
+            serde_json::to_value(envelope).map_err(|e| StoreError::Corrupt {
+                what: "outbox message",
+                detail: e.to_string(),
+            })?,
+        );
+        due.push(*not_before);
+    }
+    sqlx::query(
+        "INSERT INTO outbox (exchange, routing_key, payload, not_before) \
+         SELECT exchange, key, payload, COALESCE(due, now()) \
+         FROM UNNEST($1::text[], $2::text[], $3::jsonb[], $4::timestamptz[]) AS m(exchange, key, payload, due)",
+    )
+    .bind(&exchanges)
+    .bind(&keys)
+    .bind(&payloads)
+    .bind(&due)
+    .execute(conn)
+    .await
+    .context("writing to the outbox")?;
+    Ok(())
+}
+
+/// Wakes listening relays when the transaction commits.
+///
+/// # Errors
+/// A database error.
+pub async fn notify(conn: &mut PgConnection) -> Result<(), StoreError> {
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(CHANNEL)
+        .execute(conn)
+        .await
+        .context("notifying relays")?;
+    Ok(())
+}
+
+/// Claims up to `limit` due messages, oldest first, skipping rows another
+/// relay holds. The rows stay locked until the transaction ends: publish
+/// them, [`delete`] the confirmed ones, commit.
+///
+/// # Errors
+/// A database error.
+pub async fn claim(conn: &mut PgConnection, limit: i64) -> Result<Vec<OutboxRow>, StoreError> {
+    sqlx::query_as(
+        "SELECT id, payload FROM outbox WHERE not_before <= now() \
+         ORDER BY not_before, id LIMIT $1 FOR UPDATE SKIP LOCKED",
+    )
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+    .context("claiming outbox messages")
+}
+
+/// Deletes published messages.
+///
+/// # Errors
+/// A database error.
+pub async fn delete(conn: &mut PgConnection, ids: &[i64]) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM outbox WHERE id = ANY($1)")
+        .bind(ids)
+        .execute(conn)
+        .await
+        .context("deleting published messages")?;
+    Ok(())
+}
+
+/// When the next not-yet-due message becomes due, if any.
+///
+/// # Errors
+/// A database error.
+pub async fn next_due(conn: &mut PgConnection) -> Result<Option<DateTime<Utc>>, StoreError> {
+    sqlx::query_scalar("SELECT min(not_before) FROM outbox")
+        .fetch_one(conn)
+        .await
+        .context("reading the next due message")
+}

@@ -1,0 +1,301 @@
+//! `workflow_definitions` and `workflow_executions`: submitting, starting,
+//! finishing and reading runs.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::PgConnection;
+use uuid::Uuid;
+use weft_common::{WorkflowExecutionId, WorkflowStatus};
+
+use crate::error::{Context, StoreError};
+
+/// A run as stored.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RunRow {
+    /// The run's id.
+    #[sqlx(try_from = "Uuid")]
+    pub id: WorkflowExecutionId,
+    /// The content-addressed definition it runs.
+    pub definition_id: Uuid,
+    /// The workflow's name.
+    pub workflow_name: String,
+    /// Where it stands.
+    #[sqlx(try_from = "String")]
+    pub status: WorkflowStatus,
+    /// The resolved input.
+    pub input: Value,
+    /// The rendered output once it succeeded.
+    pub output: Option<Value>,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// The client's idempotency key, if any.
+    pub idempotency_key: Option<String>,
+    /// Number of tasks.
+    pub tasks_total: i32,
+    /// Tasks not yet terminal.
+    pub tasks_remaining: i32,
+    /// 1, +1 per `weft retry`.
+    pub run_attempt: i32,
+    /// When it was accepted.
+    pub created_at: DateTime<Utc>,
+    /// When the executor started it.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it became terminal.
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+const RUN_COLUMNS: &str = "id, definition_id, workflow_name, status, input, output, error, idempotency_key, \
+     tasks_total, tasks_remaining, run_attempt, created_at, started_at, finished_at";
+
+/// What `submit` stores.
+#[derive(Debug, Clone)]
+pub struct NewRun<'a> {
+    /// The id to give the run.
+    pub id: WorkflowExecutionId,
+    /// The workflow's name.
+    pub workflow_name: &'a str,
+    /// The YAML as submitted.
+    pub source: &'a str,
+    /// The file it came from.
+    pub origin: &'a str,
+    /// The resolved input.
+    pub input: &'a Value,
+    /// Number of tasks in the workflow.
+    pub tasks_total: i32,
+    /// The client's idempotency key.
+    pub idempotency_key: Option<&'a str>,
+}
+
+/// What `submit` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Submitted {
+    /// A new run was stored.
+    Created(WorkflowExecutionId),
+    /// The idempotency key already named this run; nothing was stored.
+    Existing(WorkflowExecutionId),
+}
+
+impl Submitted {
+    /// The run's id either way.
+    #[must_use]
+    pub const fn id(self) -> WorkflowExecutionId {
+        match self {
+            Self::Created(id) | Self::Existing(id) => id,
+        }
+    }
+}
+
+/// The namespace of definition ids (UUIDv5 of the source text).
+const DEFINITION_NAMESPACE: Uuid = Uuid::from_u128(0x5745_4654_0000_4000_8000_6465_6669_6e65);
+
+/// The content-addressed id of a workflow source.
+#[must_use]
+pub fn definition_id(source: &str) -> Uuid {
+    Uuid::new_v5(&DEFINITION_NAMESPACE, source.as_bytes())
+}
+
+/// Stores a new run in `pending` (and its definition, once). With an
+/// idempotency key already used, stores nothing and returns the existing run
+/// — also under concurrent submits: the unique key decides.
+///
+/// The caller enqueues the `WorkflowSubmitted` message in the same
+/// transaction when the run was created.
+///
+/// # Errors
+/// A database error.
+pub async fn submit(conn: &mut PgConnection, run: &NewRun<'_>) -> Result<Submitted, StoreError> {
+    let definition = definition_id(run.source);
+    sqlx::query(
+        "INSERT INTO workflow_definitions (id, name, source, origin) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(definition)
+    .bind(run.workflow_name)
+    .bind(run.source)
+    .bind(run.origin)
+    .execute(&mut *conn)
+    .await
+    .context("storing the workflow definition")?;
+
+    let inserted: Option<Uuid> = sqlx::query_scalar(
+        "INSERT INTO workflow_executions \
+             (id, definition_id, workflow_name, input, idempotency_key, tasks_total, tasks_remaining) \
+         VALUES ($1, $2, $3, $4, $5, $6, $6) \
+         ON CONFLICT (idempotency_key) DO NOTHING \
+         RETURNING id",
+    )
+    .bind(run.id.as_uuid())
+    .bind(definition)
+    .bind(run.workflow_name)
+    .bind(run.input)
+    .bind(run.idempotency_key)
+    .bind(run.tasks_total)
+    .fetch_optional(&mut *conn)
+    .await
+    .context("storing the run")?;
+    if let Some(id) = inserted {
+        return Ok(Submitted::Created(id.into()));
+    }
+    let existing: Uuid =
+        sqlx::query_scalar("SELECT id FROM workflow_executions WHERE idempotency_key = $1")
+            .bind(run.idempotency_key)
+            .fetch_one(&mut *conn)
+            .await
+            .context("reading the run of an idempotency key")?;
+    Ok(Submitted::Existing(existing.into()))
+}
+
+/// Reads a definition's source and origin.
+///
+/// # Errors
+/// A database error; [`StoreError::Corrupt`] if it does not exist.
+pub async fn definition(conn: &mut PgConnection, id: Uuid) -> Result<(String, String), StoreError> {
+    sqlx::query_as("SELECT source, origin FROM workflow_definitions WHERE id = $1")
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+        .context("reading a workflow definition")?
+        .ok_or_else(|| StoreError::Corrupt {
+            what: "run",
+            detail: format!("definition {id} is missing"),
+        })
+}
+
+/// Reads one run.
+///
+/// # Errors
+/// A database error.
+pub async fn get(
+    conn: &mut PgConnection,
+    id: WorkflowExecutionId,
+) -> Result<Option<RunRow>, StoreError> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {RUN_COLUMNS} FROM workflow_executions WHERE id = $1"
+    )))
+    .bind(id.as_uuid())
+    .fetch_optional(conn)
+    .await
+    .context("reading a run")
+}
+
+/// The newest runs, optionally of one status.
+///
+/// # Errors
+/// A database error.
+pub async fn list(
+    conn: &mut PgConnection,
+    status: Option<WorkflowStatus>,
+    limit: i64,
+) -> Result<Vec<RunRow>, StoreError> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {RUN_COLUMNS} FROM workflow_executions \
+         WHERE ($1::text IS NULL OR status = $1) ORDER BY created_at DESC, id DESC LIMIT $2"
+    )))
+    .bind(status.map(WorkflowStatus::as_str))
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+    .context("listing runs")
+}
+
+/// Guarded `pending → running`. `None`: not pending any more (already started
+/// by another executor, or canceled) — do nothing.
+///
+/// # Errors
+/// A database error.
+pub async fn start(
+    conn: &mut PgConnection,
+    id: WorkflowExecutionId,
+) -> Result<Option<RunRow>, StoreError> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "UPDATE workflow_executions SET status = 'running', started_at = now() \
+         WHERE id = $1 AND status = 'pending' RETURNING {RUN_COLUMNS}"
+    )))
+    .bind(id.as_uuid())
+    .fetch_optional(conn)
+    .await
+    .context("starting a run")
+}
+
+/// Records that one more task of the run is terminal; returns the run as it
+/// is now. Exactly one transaction sees `tasks_remaining == 0`.
+///
+/// # Errors
+/// A database error.
+pub async fn task_finished(
+    conn: &mut PgConnection,
+    id: WorkflowExecutionId,
+) -> Result<RunRow, StoreError> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "UPDATE workflow_executions SET tasks_remaining = tasks_remaining - 1 \
+         WHERE id = $1 RETURNING {RUN_COLUMNS}"
+    )))
+    .bind(id.as_uuid())
+    .fetch_one(conn)
+    .await
+    .context("counting a finished task")
+}
+
+/// Guarded transition into a terminal (or canceling) state, recording output
+/// and error. `false`: the run was not in a state this transition leaves.
+///
+/// # Errors
+/// A database error.
+pub async fn transition(
+    conn: &mut PgConnection,
+    id: WorkflowExecutionId,
+    to: WorkflowStatus,
+    output: Option<&Value>,
+    error: Option<&str>,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "UPDATE workflow_executions \
+         SET status = $2, output = COALESCE($3, output), error = COALESCE($4, error), \
+             finished_at = CASE WHEN $5 THEN now() ELSE finished_at END \
+         WHERE id = $1 AND status = ANY($6)",
+    )
+    .bind(id.as_uuid())
+    .bind(to.as_str())
+    .bind(output)
+    .bind(error)
+    .bind(to.is_terminal())
+    .bind(WorkflowStatus::source_names(to))
+    .execute(conn)
+    .await
+    .context("changing a run's status")?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Reads a run's status. Without `lock`, a plain read: a cancellation that
+/// commits right after it is noticed by the next message of the run. With
+/// `lock`, the row is locked `FOR UPDATE` until the transaction ends: the
+/// cancellation path uses it to decide "nothing is running any more" alone.
+///
+/// # Errors
+/// A database error, or [`StoreError::Corrupt`] if the run does not exist.
+pub async fn status(
+    conn: &mut PgConnection,
+    id: WorkflowExecutionId,
+    lock: bool,
+) -> Result<WorkflowStatus, StoreError> {
+    let sql = if lock {
+        "SELECT status FROM workflow_executions WHERE id = $1 FOR UPDATE"
+    } else {
+        "SELECT status FROM workflow_executions WHERE id = $1"
+    };
+    let status: Option<String> = sqlx::query_scalar(sql)
+        .bind(id.as_uuid())
+        .fetch_optional(conn)
+        .await
+        .context("reading a run's status")?;
+    let status = status.ok_or_else(|| StoreError::Corrupt {
+        what: "run",
+        detail: format!("run {id} does not exist"),
+    })?;
+    status
+        .parse()
+        .map_err(|e: weft_common::state::UnknownStatus| StoreError::Corrupt {
+            what: "run",
+            detail: e.to_string(),
+        })
+}

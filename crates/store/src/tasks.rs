@@ -1,0 +1,363 @@
+//! `task_executions`: one row per (run, task), created when the run starts.
+//! The fan-in counter (`needs_remaining`) and the item counters live here.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::PgConnection;
+use uuid::Uuid;
+use weft_common::{TaskExecutionId, TaskStatus, WorkflowExecutionId};
+
+use crate::error::{Context, StoreError};
+
+/// A task of a run, as stored.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TaskRow {
+    /// Its id.
+    #[sqlx(try_from = "Uuid")]
+    pub id: TaskExecutionId,
+    /// The run.
+    #[sqlx(try_from = "Uuid")]
+    pub workflow_execution_id: WorkflowExecutionId,
+    /// The task's name.
+    pub task_name: String,
+    /// Where it stands.
+    #[sqlx(try_from = "String")]
+    pub status: TaskStatus,
+    /// Needs not yet terminal.
+    pub needs_remaining: i32,
+    /// Whether it fans out.
+    pub with_items: bool,
+    /// Whether its failure still lets the run succeed.
+    pub allow_failure: bool,
+    /// Items in flight at most.
+    pub concurrency: Option<i32>,
+    /// Items in all (1 for a plain task), once known.
+    pub items_total: Option<i32>,
+    /// Items dispatched so far.
+    pub items_dispatched: i32,
+    /// Items that succeeded.
+    pub items_succeeded: i32,
+    /// Items that failed after their retries.
+    pub items_failed: i32,
+    /// The result.
+    pub result: Option<Value>,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// When its needs were all terminal and it was decided.
+    pub decided_at: Option<DateTime<Utc>>,
+    /// When it became terminal.
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+const TASK_COLUMNS: &str = "id, workflow_execution_id, task_name, status, needs_remaining, with_items, \
+     allow_failure, concurrency, items_total, items_dispatched, items_succeeded, items_failed, result, error, \
+     decided_at, finished_at";
+
+/// A task row to create when its run starts.
+#[derive(Debug, Clone)]
+pub struct NewTask<'a> {
+    /// The task's name.
+    pub name: &'a str,
+    /// How many tasks it needs.
+    pub needs: i32,
+    /// Whether it fans out.
+    pub with_items: bool,
+    /// Whether its failure still lets the run succeed.
+    pub allow_failure: bool,
+    /// Items in flight at most.
+    pub concurrency: Option<i32>,
+}
+
+/// Creates every task row of a run in one statement. Returns the ids by name.
+/// The unique (run, task) index refuses a second set.
+///
+/// # Errors
+/// [`StoreError::Duplicate`] if the run's tasks exist already.
+pub async fn create_all(
+    conn: &mut PgConnection,
+    run: WorkflowExecutionId,
+    tasks: &[NewTask<'_>],
+) -> Result<Vec<(String, TaskExecutionId)>, StoreError> {
+    let ids: Vec<Uuid> = tasks
+        .iter()
+        .map(|_| TaskExecutionId::new().as_uuid())
+        .collect();
+    let names: Vec<&str> = tasks.iter().map(|t| t.name).collect();
+    let needs: Vec<i32> = tasks.iter().map(|t| t.needs).collect();
+    let with_items: Vec<bool> = tasks.iter().map(|t| t.with_items).collect();
+    let allow_failure: Vec<bool> = tasks.iter().map(|t| t.allow_failure).collect();
+    let concurrency: Vec<Option<i32>> = tasks.iter().map(|t| t.concurrency).collect();
+    sqlx::query(
+        "INSERT INTO task_executions \
+             (id, workflow_execution_id, task_name, needs_remaining, with_items, allow_failure, concurrency) \
+         SELECT id, $1, name, needs, wi, af, conc \
+         FROM UNNEST($2::uuid[], $3::text[], $4::int[], $5::bool[], $6::bool[], $7::int[]) \
+              AS t(id, name, needs, wi, af, conc)",
+    )
+    .bind(run.as_uuid())
+    .bind(&ids)
+    .bind(&names)
+    .bind(&needs)
+    .bind(&with_items)
+    .bind(&allow_failure)
+    .bind(&concurrency)
+    .execute(conn)
+    .await
+    .context("creating the run's tasks")?;
+    Ok(names
+        .into_iter()
+        .map(str::to_owned)
+        .zip(ids.into_iter().map(TaskExecutionId::from))
+        .collect())
+}
+
+/// Reads one task.
+///
+/// # Errors
+/// A database error.
+pub async fn get(conn: &mut PgConnection, id: TaskExecutionId) -> Result<TaskRow, StoreError> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {TASK_COLUMNS} FROM task_executions WHERE id = $1"
+    )))
+    .bind(id.as_uuid())
+    .fetch_one(conn)
+    .await
+    .context("reading a task")
+}
+
+/// Reads the named tasks of a run (statuses for trigger rules, results for
+/// expressions). Unknown names are simply absent.
+///
+/// # Errors
+/// A database error.
+pub async fn by_names(
+    conn: &mut PgConnection,
+    run: WorkflowExecutionId,
+    names: &[&str],
+) -> Result<Vec<TaskRow>, StoreError> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {TASK_COLUMNS} FROM task_executions WHERE workflow_execution_id = $1 AND task_name = ANY($2)"
+    )))
+    .bind(run.as_uuid())
+    .bind(names)
+    .fetch_all(conn)
+    .await
+    .context("reading tasks by name")
+}
+
+/// Every task of a run, in creation order.
+///
+/// # Errors
+/// A database error.
+pub async fn for_run(
+    conn: &mut PgConnection,
+    run: WorkflowExecutionId,
+) -> Result<Vec<TaskRow>, StoreError> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {TASK_COLUMNS} FROM task_executions WHERE workflow_execution_id = $1 ORDER BY created_at, task_name"
+    )))
+    .bind(run.as_uuid())
+    .fetch_all(conn)
+    .await
+    .context("reading a run's tasks")
+}
+
+/// Records that one need of each named task became terminal. Rows are locked
+/// in name order so concurrent fan-ins cannot deadlock. Returns the tasks
+/// whose counter just reached zero: exactly one transaction sees each zero,
+/// and that transaction decides the task.
+///
+/// # Errors
+/// A database error.
+pub async fn need_finished(
+    conn: &mut PgConnection,
+    run: WorkflowExecutionId,
+    successors: &[&str],
+) -> Result<Vec<TaskRow>, StoreError> {
+    if successors.is_empty() {
+        return Ok(Vec::new());
+    }
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "WITH locked AS ( \
+             SELECT id FROM task_executions \
+             WHERE workflow_execution_id = $1 AND task_name = ANY($2) \
+             ORDER BY task_name FOR UPDATE \
+         ) \
+         UPDATE task_executions t SET needs_remaining = t.needs_remaining - 1 \
+         FROM locked WHERE t.id = locked.id \
+         RETURNING {}",
+        prefixed("t", TASK_COLUMNS)
+    )))
+    .bind(run.as_uuid())
+    .bind(successors)
+    .fetch_all(conn)
+    .await
+    .map(|rows: Vec<TaskRow>| {
+        rows.into_iter()
+            .filter(|t| t.needs_remaining == 0)
+            .collect()
+    })
+    .context("counting down the needs of successors")
+}
+
+fn prefixed(alias: &str, columns: &str) -> String {
+    columns
+        .split(", ")
+        .map(|c| format!("{alias}.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Guarded `waiting → running`: the task was decided to run with `items`
+/// items, of which `dispatched` are dispatched now. `false`: someone else
+/// decided it already — do nothing.
+///
+/// # Errors
+/// A database error.
+pub async fn start(
+    conn: &mut PgConnection,
+    id: TaskExecutionId,
+    items: i32,
+    dispatched: i32,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "UPDATE task_executions \
+         SET status = 'running', items_total = $2, items_dispatched = $3, decided_at = now() \
+         WHERE id = $1 AND status = 'waiting'",
+    )
+    .bind(id.as_uuid())
+    .bind(items)
+    .bind(dispatched)
+    .execute(conn)
+    .await
+    .context("starting a task")?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Guarded transition into a terminal state, with the result or error.
+/// `None`: the task was not in a state this transition leaves — do nothing.
+///
+/// # Errors
+/// A database error.
+pub async fn finish(
+    conn: &mut PgConnection,
+    id: TaskExecutionId,
+    to: TaskStatus,
+    result: Option<&Value>,
+    error: Option<&str>,
+) -> Result<Option<TaskRow>, StoreError> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "UPDATE task_executions \
+         SET status = $2, result = $3, error = $4, finished_at = now(), decided_at = COALESCE(decided_at, now()) \
+         WHERE id = $1 AND status = ANY($5) RETURNING {TASK_COLUMNS}"
+    )))
+    .bind(id.as_uuid())
+    .bind(to.as_str())
+    .bind(result)
+    .bind(error)
+    .bind(TaskStatus::source_names(to))
+    .fetch_optional(conn)
+    .await
+    .context("finishing a task")
+}
+
+/// Counts one finished item (after its retries) in one atomic update of the
+/// row, and returns the counters after it. The task is done when
+/// `items_succeeded + items_failed` reaches `items_total`, or reaches
+/// `items_dispatched` once an item failed: exactly one transaction sees that.
+///
+/// # Errors
+/// A database error; `Ok(None)` if the task is no longer running.
+pub async fn item_finished(
+    conn: &mut PgConnection,
+    id: TaskExecutionId,
+    succeeded: bool,
+) -> Result<Option<TaskRow>, StoreError> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "UPDATE task_executions \
+         SET items_succeeded = items_succeeded + CASE WHEN $2 THEN 1 ELSE 0 END, \
+             items_failed = items_failed + CASE WHEN $2 THEN 0 ELSE 1 END \
+         WHERE id = $1 AND status = 'running' RETURNING {TASK_COLUMNS}"
+    )))
+    .bind(id.as_uuid())
+    .bind(succeeded)
+    .fetch_optional(conn)
+    .await
+    .context("counting a finished item")
+}
+
+/// Claims the next undispatched item of a running task, unless an item has
+/// failed or none is left. Returns its index; each index is claimed once.
+///
+/// # Errors
+/// A database error.
+pub async fn claim_next_item(
+    conn: &mut PgConnection,
+    id: TaskExecutionId,
+) -> Result<Option<i32>, StoreError> {
+    sqlx::query_scalar(
+        "UPDATE task_executions SET items_dispatched = items_dispatched + 1 \
+         WHERE id = $1 AND status = 'running' AND items_failed = 0 AND items_dispatched < items_total \
+         RETURNING items_dispatched - 1",
+    )
+    .bind(id.as_uuid())
+    .fetch_optional(conn)
+    .await
+    .context("claiming the next item")
+}
+
+impl TaskRow {
+    /// Items finished (succeeded or failed after retries).
+    #[must_use]
+    pub const fn items_done(&self) -> i32 {
+        self.items_succeeded + self.items_failed
+    }
+
+    /// Whether every item that will ever finish has: all of them, or — once
+    /// one failed and no new item starts — every dispatched one.
+    #[must_use]
+    pub fn all_items_done(&self) -> bool {
+        let done = self.items_done();
+        match self.items_total {
+            Some(total) if self.items_failed == 0 => done >= total,
+            Some(_) => done >= self.items_dispatched,
+            None => false,
+        }
+    }
+}
+
+/// A task of a run with what its executions add, for `weft status`.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TaskSummary {
+    /// The task row.
+    #[sqlx(flatten)]
+    pub task: TaskRow,
+    /// The highest attempt of any of its executions (0: none).
+    pub attempts: i32,
+    /// When its first execution began.
+    pub started_at: Option<DateTime<Utc>>,
+}
+
+/// Every task of a run with its attempts and start time.
+///
+/// # Errors
+/// A database error.
+pub async fn summaries(
+    conn: &mut PgConnection,
+    run: WorkflowExecutionId,
+) -> Result<Vec<TaskSummary>, StoreError> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {}, COALESCE(e.attempts, 0) AS attempts, e.started_at \
+         FROM task_executions t \
+         LEFT JOIN LATERAL ( \
+             SELECT max(attempt) AS attempts, min(started_at) AS started_at \
+             FROM executions WHERE task_execution_id = t.id \
+         ) e ON true \
+         WHERE t.workflow_execution_id = $1 ORDER BY t.task_name",
+        prefixed("t", TASK_COLUMNS)
+    )))
+    .bind(run.as_uuid())
+    .fetch_all(conn)
+    .await
+    .context("summarising a run's tasks")
+}
