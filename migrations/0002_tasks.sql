@@ -7,6 +7,8 @@ CREATE TABLE task_executions (
     -- waiting → running → succeeded | failed | skipped | canceled.
     status                 text NOT NULL DEFAULT 'waiting'
         CHECK (status IN ('waiting', 'running', 'succeeded', 'failed', 'skipped', 'canceled')),
+    -- The tasks it needs (from the workflow), for audits and operators.
+    needs                  text[] NOT NULL,
     -- Fan-in counter: needs not yet terminal. Decremented in the transaction
     -- that makes a need terminal; the one that sees 0 decides this task.
     needs_remaining        integer NOT NULL CHECK (needs_remaining >= 0),
@@ -23,6 +25,9 @@ CREATE TABLE task_executions (
     items_dispatched       integer NOT NULL DEFAULT 0 CHECK (items_dispatched >= 0),
     items_succeeded        integer NOT NULL DEFAULT 0 CHECK (items_succeeded >= 0),
     items_failed           integer NOT NULL DEFAULT 0 CHECK (items_failed >= 0),
+    -- Attempts of earlier rounds (`weft retry` of the run): this round's
+    -- first attempt is attempt_base + 1, so attempt numbers never repeat.
+    attempt_base           integer NOT NULL DEFAULT 0 CHECK (attempt_base >= 0),
     -- The action's result (a plain task) or the item results in item order.
     result                 jsonb,
     error                  text,

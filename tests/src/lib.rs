@@ -1,1 +1,302 @@
-//! placeholder
+//! # weft-tests — the end-to-end harness
+//!
+//! A [`Stack`] is a private Weft installation for one test binary: its own
+//! PostgreSQL database and RabbitMQ vhost, migrated, with executors and
+//! workers running as tasks on a runtime of their own (so they outlive any
+//! single `#[tokio::test]`). Tests submit runs and wait for them through
+//! the same store functions the CLI uses, then assert on the tables.
+//!
+//! Set `WEFT_TEST_LOG=debug` to see the daemons' logs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use serde_json::Value;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use weft_bus::BusConfig;
+use weft_common::{Workflow, WorkflowExecutionId};
+use weft_executor::ExecutorConfig;
+use weft_store::DbConfig;
+use weft_store::runs::{self, NewRun, RunRow};
+use weft_worker::{ActionRegistry, WorkerConfig};
+
+/// Base URLs of the services, overridable like the CLI's.
+fn base_urls() -> (String, String) {
+    let db = std::env::var("WEFT_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/weft".into());
+    let amqp = std::env::var("WEFT_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
+    (db, amqp)
+}
+
+/// How many daemons a stack runs.
+#[derive(Debug, Clone)]
+pub struct StackOptions {
+    /// Executors to start.
+    pub executors: usize,
+    /// Workers to start.
+    pub workers: usize,
+    /// Actions run at once per worker.
+    pub worker_concurrency: usize,
+    /// Builds each worker's actions (built-ins are a good start).
+    pub actions: fn() -> ActionRegistry,
+}
+
+impl Default for StackOptions {
+    fn default() -> Self {
+        Self {
+            executors: 1,
+            workers: 1,
+            worker_concurrency: 8,
+            actions: ActionRegistry::with_builtins,
+        }
+    }
+}
+
+/// A private Weft installation; see the crate docs.
+#[derive(Debug)]
+pub struct Stack {
+    /// The database's URL.
+    pub database_url: String,
+    /// The vhost's AMQP URL.
+    pub amqp_url: String,
+    runtime: tokio::runtime::Runtime,
+    shutdown: CancellationToken,
+    _vhost: Arc<weft_bus::testing::VhostGuard>,
+}
+
+impl Stack {
+    /// Creates the database and vhost and starts the daemons. Blocking: call
+    /// it once per test binary, e.g. from a `OnceLock`.
+    ///
+    /// # Errors
+    /// If a service is unreachable.
+    pub fn start(options: StackOptions) -> anyhow::Result<Self> {
+        init_logging();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .thread_name("weft-stack")
+            .build()
+            .context("building the stack's runtime")?;
+        let (base_db, _) = base_urls();
+        let name = format!(
+            "weft_test_{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..12]
+        );
+        let database_url = replace_database(&base_db, &name);
+        let (amqp_url, vhost) = runtime.block_on(async {
+            let db = DbConfig {
+                url: database_url.clone(),
+                ..DbConfig::default()
+            };
+            weft_store::migrate(&db)
+                .await
+                .context("migrating the test database")?
+                .close()
+                .await;
+            weft_bus::testing::fresh_vhost()
+                .await
+                .context("creating a RabbitMQ vhost")
+        })?;
+        let shutdown = CancellationToken::new();
+        let stack = Self {
+            database_url,
+            amqp_url,
+            runtime,
+            shutdown,
+            _vhost: Arc::new(vhost),
+        };
+        for _ in 0..options.executors {
+            stack.spawn_executor();
+        }
+        for _ in 0..options.workers {
+            stack.spawn_worker(options.worker_concurrency, options.actions);
+        }
+        Ok(stack)
+    }
+
+    fn db(&self) -> DbConfig {
+        DbConfig {
+            url: self.database_url.clone(),
+            max_connections: 4,
+            ..DbConfig::default()
+        }
+    }
+
+    fn bus(&self, name: &str) -> BusConfig {
+        BusConfig {
+            url: self.amqp_url.clone(),
+            connection_name: name.to_owned(),
+            ..BusConfig::default()
+        }
+    }
+
+    /// Starts one more executor; returns the token that stops it.
+    pub fn spawn_executor(&self) -> CancellationToken {
+        let token = self.shutdown.child_token();
+        let config = ExecutorConfig {
+            db: self.db(),
+            bus: self.bus("test-executor"),
+            ..ExecutorConfig::default()
+        };
+        let stop = token.clone();
+        self.runtime.spawn(async move {
+            if let Err(e) = weft_executor::run(config, stop).await {
+                tracing::error!(error = %format!("{e:#}"), "test executor stopped");
+            }
+        });
+        token
+    }
+
+    /// Starts one more worker; returns the token that stops it.
+    pub fn spawn_worker(
+        &self,
+        concurrency: usize,
+        actions: fn() -> ActionRegistry,
+    ) -> CancellationToken {
+        let token = self.shutdown.child_token();
+        let config = WorkerConfig {
+            bus: self.bus("test-worker"),
+            concurrency,
+            shutdown_grace: Duration::from_secs(5),
+            ..WorkerConfig::default()
+        };
+        let stop = token.clone();
+        self.runtime.spawn(async move {
+            if let Err(e) = weft_worker::run(config, actions(), stop).await {
+                tracing::error!(error = %format!("{e:#}"), "test worker stopped");
+            }
+        });
+        token
+    }
+
+    /// A connection pool for the calling test's runtime.
+    ///
+    /// # Errors
+    /// If PostgreSQL is unreachable.
+    pub async fn pool(&self) -> anyhow::Result<PgPool> {
+        Ok(weft_store::connect(&self.db()).await?)
+    }
+
+    /// Validates and submits a workflow, as `weft submit` does.
+    ///
+    /// # Errors
+    /// If the workflow or its input is invalid, or the database fails.
+    pub async fn submit(
+        &self,
+        pool: &PgPool,
+        yaml: &str,
+        input: Value,
+    ) -> anyhow::Result<WorkflowExecutionId> {
+        submit(pool, yaml, "test.yaml", input).await
+    }
+
+    /// Waits until a run is terminal (at most `timeout`) and returns it.
+    ///
+    /// # Errors
+    /// On timeout, naming the run's status.
+    pub async fn wait(
+        &self,
+        pool: &PgPool,
+        id: WorkflowExecutionId,
+        timeout: Duration,
+    ) -> anyhow::Result<RunRow> {
+        wait_terminal(pool, id, timeout).await
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Validates and submits a workflow from its YAML.
+///
+/// # Errors
+/// If the workflow or its input is invalid, or the database fails.
+pub async fn submit(
+    pool: &PgPool,
+    yaml: &str,
+    origin: &str,
+    input: Value,
+) -> anyhow::Result<WorkflowExecutionId> {
+    let workflow = Workflow::parse(yaml, origin).map_err(|d| anyhow::anyhow!("{d}"))?;
+    let given = match input {
+        Value::Object(map) => map,
+        Value::Null => serde_json::Map::new(),
+        other => bail!("input must be an object, not {other}"),
+    };
+    let input = Value::Object(
+        workflow
+            .resolve_input(given)
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+    );
+    let mut tx = pool.begin().await?;
+    let new = NewRun {
+        id: WorkflowExecutionId::new(),
+        workflow_name: workflow.name(),
+        source: yaml,
+        origin,
+        input: &input,
+        tasks_total: i32::try_from(workflow.tasks().count())?,
+        idempotency_key: None,
+    };
+    let submitted = runs::submit(&mut tx, &new).await?;
+    tx.commit().await?;
+    Ok(submitted.id())
+}
+
+/// Polls a run until it is terminal.
+///
+/// # Errors
+/// On timeout, naming the run's status.
+pub async fn wait_terminal(
+    pool: &PgPool,
+    id: WorkflowExecutionId,
+    timeout: Duration,
+) -> anyhow::Result<RunRow> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut conn = pool.acquire().await?;
+    loop {
+        let run = runs::get(&mut conn, id)
+            .await?
+            .with_context(|| format!("run {id} does not exist"))?;
+        if run.status.is_terminal() {
+            return Ok(run);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!(
+                "run {id} still `{}` after {timeout:?} ({} tasks remaining)",
+                run.status,
+                run.tasks_remaining
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The same URL with another database name.
+fn replace_database(url: &str, name: &str) -> String {
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let base = base.rsplit_once('/').map_or(base, |(head, _)| head);
+    match query {
+        Some(q) => format!("{base}/{name}?{q}"),
+        None => format!("{base}/{name}"),
+    }
+}
+
+fn init_logging() {
+    let Ok(filter) = std::env::var("WEFT_TEST_LOG") else {
+        return;
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_test_writer()
+        .try_init();
+}

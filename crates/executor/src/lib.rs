@@ -1,1 +1,30 @@
-//! placeholder
+//! # weft-executor — the orchestrator
+//!
+//! An executor consumes `weft.executor` (starts, completions, heartbeats,
+//! submissions), advances each run over its DAG in one PostgreSQL
+//! transaction per message, and publishes what follows through the outbox.
+//! Executors hold no state of their own: run as many as you like.
+//!
+//! Read in this order:
+//! 1. [`Engine::apply`] — one message, one transaction, committed before the
+//!    delivery is acked; duplicates are detected by the guards.
+//! 2. `step` — deciding ready tasks (trigger, `when`, `with_items`,
+//!    `concurrency`), finishing tasks, cascading, finishing the run.
+//! 3. [`Relay`] — publishes committed outbox rows with confirms.
+//! 4. [`reap_once`] — ends executions whose deadline passed or whose worker
+//!    went silent, applying the retry policy.
+//! 5. [`run`] — the daemon wiring them to the bus.
+
+mod catalog;
+mod daemon;
+mod engine;
+mod error;
+mod reaper;
+mod relay;
+mod step;
+
+pub use daemon::{ExecutorConfig, ExecutorError, run};
+pub use engine::{Applied, Engine, EngineConfig};
+pub use error::EngineError;
+pub use reaper::{ReaperConfig, reap_once};
+pub use relay::{Relay, RelayConfig};

@@ -99,7 +99,7 @@ pub async fn create_many(
              (id, task_execution_id, workflow_execution_id, item_index, attempt, status, input, timeout_ms, \
               queued_at, due_at) \
          SELECT id, $1, $2, item, attempt, status, input, $3, \
-                CASE WHEN status = 'queued' THEN now() END, due \
+                CASE WHEN status = 'queued' THEN clock_timestamp() END, due \
          FROM UNNEST($4::uuid[], $5::int[], $6::int[], $7::text[], $8::jsonb[], $9::timestamptz[]) \
               AS e(id, item, attempt, status, input, due)",
     )
@@ -118,7 +118,7 @@ pub async fn create_many(
     Ok(())
 }
 
-/// Guarded `pending → queued` of the first attempt of an item.
+/// Guarded `pending → queued` of an item's first attempt of this round.
 /// `None`: it is not pending (already queued) — do nothing.
 ///
 /// # Errors
@@ -127,21 +127,24 @@ pub async fn queue_item(
     conn: &mut PgConnection,
     task: TaskExecutionId,
     item_index: i32,
+    attempt: i32,
 ) -> Result<Option<ExecutionRow>, StoreError> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "UPDATE executions SET status = 'queued', queued_at = now() \
-         WHERE task_execution_id = $1 AND item_index = $2 AND attempt = 1 AND status = 'pending' \
+        "UPDATE executions SET status = 'queued', queued_at = clock_timestamp() \
+         WHERE task_execution_id = $1 AND item_index = $2 AND attempt = $3 AND status = 'pending' \
          RETURNING {EXECUTION_COLUMNS}"
     )))
     .bind(task.as_uuid())
     .bind(item_index)
+    .bind(attempt)
     .fetch_optional(conn)
     .await
     .context("queueing an item")
 }
 
 /// Guarded `queued → running` when a worker reports the start; sets the
-/// deadline from the timeout plus `grace`. `false`: a duplicate or late
+/// deadline to the timeout plus `grace` (none without a timeout: then only a
+/// lost heartbeat reaps it). `false`: a duplicate or late
 /// report — do nothing.
 ///
 /// # Errors
@@ -157,7 +160,7 @@ pub async fn started(
     let done = sqlx::query(
         "UPDATE executions \
          SET status = 'running', worker_id = $3, started_at = $4, \
-             deadline = $4 + make_interval(secs => (COALESCE(timeout_ms, 0) + $5)::float8 / 1000) \
+             deadline = $4 + make_interval(secs => (timeout_ms + $5)::float8 / 1000) \
          WHERE id = $1 AND attempt = $2 AND status = 'queued'",
     )
     .bind(id.as_uuid())
@@ -202,7 +205,7 @@ pub async fn complete(
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "UPDATE executions \
          SET status = $3, result = $4, error = $5, worker_id = COALESCE($6, worker_id), \
-             started_at = COALESCE(started_at, $7), finished_at = now() \
+             started_at = COALESCE(started_at, $7), finished_at = clock_timestamp() \
          WHERE id = $1 AND attempt = $2 AND status = ANY($8) \
          RETURNING {EXECUTION_COLUMNS}"
     )))
@@ -247,7 +250,7 @@ pub async fn cancel_pending(
     task: TaskExecutionId,
 ) -> Result<u64, StoreError> {
     let done = sqlx::query(
-        "UPDATE executions SET status = 'canceled', finished_at = now() \
+        "UPDATE executions SET status = 'canceled', finished_at = clock_timestamp() \
          WHERE task_execution_id = $1 AND status = 'pending'",
     )
     .bind(task.as_uuid())
@@ -298,4 +301,45 @@ pub async fn first_failure(
             error.unwrap_or_else(|| format!("execution ended `{status}`")),
         )
     }))
+}
+
+/// A running execution the reaper should end, and why.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Overdue {
+    /// The execution.
+    #[sqlx(try_from = "Uuid")]
+    pub id: ExecutionId,
+    /// Its run.
+    #[sqlx(try_from = "Uuid")]
+    pub workflow_execution_id: WorkflowExecutionId,
+    /// Its attempt.
+    pub attempt: i32,
+    /// A sentence for the execution's error.
+    pub reason: String,
+}
+
+/// Claims one running execution whose deadline passed or whose worker has
+/// not sent a heartbeat for `heartbeat_grace_ms`, locking it (`SKIP LOCKED`:
+/// concurrent reapers take different rows) until the transaction ends.
+///
+/// # Errors
+/// A database error.
+pub async fn claim_overdue(
+    conn: &mut PgConnection,
+    heartbeat_grace_ms: i64,
+) -> Result<Option<Overdue>, StoreError> {
+    sqlx::query_as(
+        "SELECT e.id, e.workflow_execution_id, e.attempt, \
+                CASE WHEN e.deadline < now() \
+                     THEN 'timed out: no result ' || (e.timeout_ms / 1000.0)::text || 's after it started (worker ' || COALESCE(e.worker_id, '?') || ')' \
+                     ELSE 'worker ' || e.worker_id || ' was lost (no heartbeat since ' || w.last_heartbeat::text || ')' END AS reason \
+         FROM executions e LEFT JOIN workers w ON w.id = e.worker_id \
+         WHERE e.status = 'running' \
+           AND (e.deadline < now() OR w.last_heartbeat < now() - make_interval(secs => $1::float8 / 1000)) \
+         ORDER BY e.deadline NULLS LAST LIMIT 1 FOR UPDATE OF e SKIP LOCKED",
+    )
+    .bind(heartbeat_grace_ms)
+    .fetch_optional(conn)
+    .await
+    .context("finding overdue executions")
 }

@@ -18,10 +18,13 @@
 //! 5. [`outbox`] — messages written with the state, relayed after commit.
 //! 6. [`workers`] — heartbeats.
 
+pub mod audit;
+pub mod cancel;
 pub mod db;
 mod error;
 pub mod executions;
 pub mod outbox;
+pub mod retry;
 pub mod runs;
 pub mod tasks;
 pub mod workers;

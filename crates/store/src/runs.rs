@@ -5,9 +5,11 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::PgConnection;
 use uuid::Uuid;
-use weft_common::{WorkflowExecutionId, WorkflowStatus};
+use weft_common::message::WorkflowSubmitted;
+use weft_common::{Envelope, WorkflowExecutionId, WorkflowStatus};
 
 use crate::error::{Context, StoreError};
+use crate::outbox;
 
 /// A run as stored.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -94,12 +96,13 @@ pub fn definition_id(source: &str) -> Uuid {
     Uuid::new_v5(&DEFINITION_NAMESPACE, source.as_bytes())
 }
 
-/// Stores a new run in `pending` (and its definition, once). With an
-/// idempotency key already used, stores nothing and returns the existing run
-/// — also under concurrent submits: the unique key decides.
+/// Stores a new run in `pending` (and its definition, once) together with
+/// the `WorkflowSubmitted` message that asks an executor to start it, and
+/// wakes listening relays on commit. With an idempotency key already used,
+/// stores nothing and returns the existing run — also under concurrent
+/// submits: the unique key decides.
 ///
-/// The caller enqueues the `WorkflowSubmitted` message in the same
-/// transaction when the run was created.
+/// Call it inside a transaction: the run and its message commit together.
 ///
 /// # Errors
 /// A database error.
@@ -134,7 +137,13 @@ pub async fn submit(conn: &mut PgConnection, run: &NewRun<'_>) -> Result<Submitt
     .await
     .context("storing the run")?;
     if let Some(id) = inserted {
-        return Ok(Submitted::Created(id.into()));
+        let id = WorkflowExecutionId::from(id);
+        let message = Envelope::new(WorkflowSubmitted {
+            workflow_execution_id: id,
+        });
+        outbox::enqueue(&mut *conn, &[(message, None)]).await?;
+        outbox::notify(&mut *conn).await?;
+        return Ok(Submitted::Created(id));
     }
     let existing: Uuid =
         sqlx::query_scalar("SELECT id FROM workflow_executions WHERE idempotency_key = $1")
@@ -208,7 +217,7 @@ pub async fn start(
     id: WorkflowExecutionId,
 ) -> Result<Option<RunRow>, StoreError> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "UPDATE workflow_executions SET status = 'running', started_at = now() \
+        "UPDATE workflow_executions SET status = 'running', started_at = clock_timestamp() \
          WHERE id = $1 AND status = 'pending' RETURNING {RUN_COLUMNS}"
     )))
     .bind(id.as_uuid())
@@ -251,7 +260,7 @@ pub async fn transition(
     let done = sqlx::query(
         "UPDATE workflow_executions \
          SET status = $2, output = COALESCE($3, output), error = COALESCE($4, error), \
-             finished_at = CASE WHEN $5 THEN now() ELSE finished_at END \
+             finished_at = CASE WHEN $5 THEN clock_timestamp() ELSE finished_at END \
          WHERE id = $1 AND status = ANY($6)",
     )
     .bind(id.as_uuid())

@@ -23,6 +23,8 @@ pub struct TaskRow {
     /// Where it stands.
     #[sqlx(try_from = "String")]
     pub status: TaskStatus,
+    /// The tasks it needs.
+    pub needs: Vec<String>,
     /// Needs not yet terminal.
     pub needs_remaining: i32,
     /// Whether it fans out.
@@ -31,6 +33,8 @@ pub struct TaskRow {
     pub allow_failure: bool,
     /// Items in flight at most.
     pub concurrency: Option<i32>,
+    /// Attempts of earlier rounds; this round starts at `attempt_base + 1`.
+    pub attempt_base: i32,
     /// Items in all (1 for a plain task), once known.
     pub items_total: Option<i32>,
     /// Items dispatched so far.
@@ -49,8 +53,8 @@ pub struct TaskRow {
     pub finished_at: Option<DateTime<Utc>>,
 }
 
-const TASK_COLUMNS: &str = "id, workflow_execution_id, task_name, status, needs_remaining, with_items, \
-     allow_failure, concurrency, items_total, items_dispatched, items_succeeded, items_failed, result, error, \
+const TASK_COLUMNS: &str = "id, workflow_execution_id, task_name, status, needs, needs_remaining, with_items, \
+     allow_failure, concurrency, attempt_base, items_total, items_dispatched, items_succeeded, items_failed, result, error, \
      decided_at, finished_at";
 
 /// A task row to create when its run starts.
@@ -58,8 +62,8 @@ const TASK_COLUMNS: &str = "id, workflow_execution_id, task_name, status, needs_
 pub struct NewTask<'a> {
     /// The task's name.
     pub name: &'a str,
-    /// How many tasks it needs.
-    pub needs: i32,
+    /// The tasks it needs.
+    pub needs: &'a [String],
     /// Whether it fans out.
     pub with_items: bool,
     /// Whether its failure still lets the run succeed.
@@ -83,15 +87,15 @@ pub async fn create_all(
         .map(|_| TaskExecutionId::new().as_uuid())
         .collect();
     let names: Vec<&str> = tasks.iter().map(|t| t.name).collect();
-    let needs: Vec<i32> = tasks.iter().map(|t| t.needs).collect();
+    let needs: Vec<serde_json::Value> = tasks.iter().map(|t| serde_json::json!(t.needs)).collect();
     let with_items: Vec<bool> = tasks.iter().map(|t| t.with_items).collect();
     let allow_failure: Vec<bool> = tasks.iter().map(|t| t.allow_failure).collect();
     let concurrency: Vec<Option<i32>> = tasks.iter().map(|t| t.concurrency).collect();
     sqlx::query(
         "INSERT INTO task_executions \
-             (id, workflow_execution_id, task_name, needs_remaining, with_items, allow_failure, concurrency) \
-         SELECT id, $1, name, needs, wi, af, conc \
-         FROM UNNEST($2::uuid[], $3::text[], $4::int[], $5::bool[], $6::bool[], $7::int[]) \
+             (id, workflow_execution_id, task_name, needs, needs_remaining, with_items, allow_failure, concurrency) \
+         SELECT id, $1, name, ARRAY(SELECT jsonb_array_elements_text(needs)), jsonb_array_length(needs), wi, af, conc \
+         FROM UNNEST($2::uuid[], $3::text[], $4::jsonb[], $5::bool[], $6::bool[], $7::int[]) \
               AS t(id, name, needs, wi, af, conc)",
     )
     .bind(run.as_uuid())
@@ -222,7 +226,7 @@ pub async fn start(
 ) -> Result<bool, StoreError> {
     let done = sqlx::query(
         "UPDATE task_executions \
-         SET status = 'running', items_total = $2, items_dispatched = $3, decided_at = now() \
+         SET status = 'running', items_total = $2, items_dispatched = $3, decided_at = clock_timestamp() \
          WHERE id = $1 AND status = 'waiting'",
     )
     .bind(id.as_uuid())
@@ -248,7 +252,7 @@ pub async fn finish(
 ) -> Result<Option<TaskRow>, StoreError> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "UPDATE task_executions \
-         SET status = $2, result = $3, error = $4, finished_at = now(), decided_at = COALESCE(decided_at, now()) \
+         SET status = $2, result = $3, error = $4, finished_at = clock_timestamp(), decided_at = COALESCE(decided_at, clock_timestamp()) \
          WHERE id = $1 AND status = ANY($5) RETURNING {TASK_COLUMNS}"
     )))
     .bind(id.as_uuid())
@@ -360,4 +364,24 @@ pub async fn summaries(
     .fetch_all(conn)
     .await
     .context("summarising a run's tasks")
+}
+
+/// Tasks of a run that wait with every need terminal. After a commit this
+/// is empty — the transaction that zeroes a counter decides the task — except
+/// right after `weft retry` re-opened the run.
+///
+/// # Errors
+/// A database error.
+pub async fn undecided(
+    conn: &mut PgConnection,
+    run: WorkflowExecutionId,
+) -> Result<Vec<TaskRow>, StoreError> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {TASK_COLUMNS} FROM task_executions \
+         WHERE workflow_execution_id = $1 AND status = 'waiting' AND needs_remaining = 0 ORDER BY task_name"
+    )))
+    .bind(run.as_uuid())
+    .fetch_all(conn)
+    .await
+    .context("finding undecided tasks")
 }

@@ -1,0 +1,65 @@
+//! `weft audit [ID]`: check the exactly-once invariants on the live database.
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Args;
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use serde_json::json;
+use weft_common::WorkflowExecutionId;
+use weft_store::audit;
+
+use crate::config::ConnArgs;
+
+/// Arguments of `weft audit`.
+#[derive(Debug, Args)]
+pub(crate) struct AuditArgs {
+    /// Audit only this run (default: every run).
+    pub(crate) id: Option<WorkflowExecutionId>,
+    /// Report outbox messages unpublished for longer than this many seconds.
+    #[arg(long, default_value_t = 60.0)]
+    pub(crate) outbox_threshold: f64,
+    /// Print JSON: `{clean, checks, violations: [{check, workflow_execution_id, detail}]}`.
+    #[arg(long)]
+    pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) conn: ConnArgs,
+}
+
+/// Exit 0 when clean, 1 with every violation named.
+pub(crate) async fn run(args: &AuditArgs) -> anyhow::Result<ExitCode> {
+    let pool = weft_store::connect(&args.conn.resolve("weft-audit")?.db).await?;
+    let mut conn = pool.acquire().await.context("connecting")?;
+    let violations = audit::audit(&mut conn, args.id, args.outbox_threshold).await?;
+    let checks = audit::checks();
+    if args.json {
+        let report =
+            json!({ "clean": violations.is_empty(), "checks": checks, "violations": violations });
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else if violations.is_empty() {
+        println!(
+            "clean: {} checks passed ({})",
+            checks.len(),
+            checks.join(", ")
+        );
+    } else {
+        let mut table = Table::new();
+        table
+            .load_preset(UTF8_FULL_CONDENSED)
+            .set_header(["check", "run", "violation"]);
+        for v in &violations {
+            table.add_row([
+                v.check.clone(),
+                v.workflow_execution_id.to_string(),
+                v.detail.clone(),
+            ]);
+        }
+        println!("{table}");
+        eprintln!("{} violation(s) found", violations.len());
+    }
+    Ok(if violations.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

@@ -1,0 +1,52 @@
+//! `weft cancel ID`: stop a run.
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Args;
+use weft_common::WorkflowExecutionId;
+use weft_store::cancel::{self, Requested};
+
+use crate::config::ConnArgs;
+
+/// Arguments of `weft cancel`.
+#[derive(Debug, Args)]
+pub(crate) struct CancelArgs {
+    /// The run's id.
+    pub(crate) id: WorkflowExecutionId,
+    #[command(flatten)]
+    pub(crate) conn: ConnArgs,
+}
+
+/// Requests cancellation: no new dispatches, running actions are killed,
+/// the run ends `canceled` once nothing of it runs.
+pub(crate) async fn run(args: &CancelArgs) -> anyhow::Result<ExitCode> {
+    let pool = weft_store::connect(&args.conn.resolve("weft-cancel")?.db).await?;
+    let mut tx = pool
+        .begin()
+        .await
+        .context("beginning the cancel transaction")?;
+    let requested = cancel::request(&mut tx, args.id).await?;
+    tx.commit().await.context("committing the cancellation")?;
+    let id = args.id;
+    match requested {
+        Requested::Accepted { settled: true, .. } => println!("{id} canceled"),
+        Requested::Accepted {
+            killing,
+            settled: false,
+        } => {
+            println!(
+                "{id} canceling: stopping {killing} execution(s); `weft watch {id}` follows it to the end"
+            );
+        }
+        Requested::AlreadyCanceling => println!("{id} is already canceling"),
+        Requested::Finished(status) => {
+            println!("{id} already finished ({status}); nothing to cancel")
+        }
+        Requested::NotFound => {
+            eprintln!("error: no run with id {id}");
+            return Ok(ExitCode::FAILURE);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

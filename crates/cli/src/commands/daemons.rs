@@ -1,0 +1,171 @@
+//! `weft executor`, `weft worker` and `weft dev`: the long-running daemons.
+
+use std::process::ExitCode;
+
+use clap::Args;
+use tokio_util::sync::CancellationToken;
+use weft_executor::ExecutorConfig;
+use weft_worker::{ActionRegistry, WorkerConfig};
+
+use crate::config::{Conn, ConnArgs};
+
+/// Arguments of `weft executor`.
+#[derive(Debug, Args)]
+pub(crate) struct ExecutorArgs {
+    #[command(flatten)]
+    pub(crate) tuning: ExecutorTuning,
+    #[command(flatten)]
+    pub(crate) conn: ConnArgs,
+}
+
+/// Executor settings.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct ExecutorTuning {
+    /// Messages applied concurrently.
+    #[arg(long, default_value_t = 16, env = "WEFT_EXECUTOR_CONCURRENCY")]
+    pub(crate) executor_concurrency: usize,
+    /// Deliveries in flight from the broker.
+    #[arg(long, default_value_t = 64, env = "WEFT_EXECUTOR_PREFETCH")]
+    pub(crate) executor_prefetch: u16,
+}
+
+/// Arguments of `weft worker`.
+#[derive(Debug, Args)]
+pub(crate) struct WorkerArgs {
+    #[command(flatten)]
+    pub(crate) tuning: WorkerTuning,
+    #[command(flatten)]
+    pub(crate) conn: ConnArgs,
+}
+
+/// Worker settings.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct WorkerTuning {
+    /// Worker pools to consume (repeatable).
+    #[arg(
+        long = "queue",
+        short = 'q',
+        default_value = "default",
+        env = "WEFT_WORKER_QUEUES",
+        value_delimiter = ','
+    )]
+    pub(crate) queues: Vec<String>,
+    /// Actions run at once (also the prefetch).
+    #[arg(long, default_value_t = 8, env = "WEFT_WORKER_CONCURRENCY")]
+    pub(crate) concurrency: usize,
+}
+
+/// Arguments of `weft dev`.
+#[derive(Debug, Args)]
+pub(crate) struct DevArgs {
+    #[command(flatten)]
+    pub(crate) executor: ExecutorTuning,
+    #[command(flatten)]
+    pub(crate) worker: WorkerTuning,
+    #[command(flatten)]
+    pub(crate) conn: ConnArgs,
+}
+
+fn executor_config(conn: &Conn, tuning: &ExecutorTuning) -> ExecutorConfig {
+    ExecutorConfig {
+        db: conn.db.clone(),
+        bus: conn.bus.clone(),
+        prefetch: tuning.executor_prefetch,
+        concurrency: tuning.executor_concurrency,
+        ..ExecutorConfig::default()
+    }
+}
+
+fn worker_config(conn: &Conn, tuning: &WorkerTuning) -> WorkerConfig {
+    WorkerConfig {
+        bus: conn.bus.clone(),
+        queues: tuning.queues.clone(),
+        concurrency: tuning.concurrency.max(1),
+        ..WorkerConfig::default()
+    }
+}
+
+/// Runs an executor until SIGINT/SIGTERM.
+pub(crate) async fn executor(args: &ExecutorArgs) -> anyhow::Result<ExitCode> {
+    let conn = args.conn.resolve("weft-executor")?;
+    let shutdown = shutdown_on_signal();
+    weft_executor::run(executor_config(&conn, &args.tuning), shutdown).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs a worker until SIGINT/SIGTERM.
+pub(crate) async fn worker(args: &WorkerArgs) -> anyhow::Result<ExitCode> {
+    let conn = args.conn.resolve("weft-worker")?;
+    let shutdown = shutdown_on_signal();
+    weft_worker::run(
+        worker_config(&conn, &args.tuning),
+        ActionRegistry::with_builtins(),
+        shutdown,
+    )
+    .await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Migrates, then runs an executor and a worker in this process.
+pub(crate) async fn dev(args: &DevArgs) -> anyhow::Result<ExitCode> {
+    let conn = args.conn.resolve("weft-dev")?;
+    weft_store::migrate(&conn.db).await?.close().await;
+    tracing::info!(database = %conn.db.redacted_url(), "database migrated; starting an executor and a worker");
+    let shutdown = shutdown_on_signal();
+    let executor = weft_executor::run(executor_config(&conn, &args.executor), shutdown.clone());
+    let worker = weft_worker::run(
+        worker_config(&conn, &args.worker),
+        ActionRegistry::with_builtins(),
+        shutdown.clone(),
+    );
+    let (executed, worked) = tokio::join!(
+        async {
+            let r = executor.await;
+            shutdown.cancel();
+            r
+        },
+        async {
+            let r = worker.await;
+            shutdown.cancel();
+            r
+        }
+    );
+    executed?;
+    worked?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A token cancelled on the first SIGINT or SIGTERM.
+fn shutdown_on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let trigger = token.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutdown requested; finishing in-flight work");
+        trigger.cancel();
+    });
+    token
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops this process");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,49 @@
+//! One module per subcommand; [`run`] dispatches to them.
+
+pub(crate) mod audit;
+pub(crate) mod cancel;
+pub(crate) mod daemons;
+pub(crate) mod graph;
+pub(crate) mod migrate;
+pub(crate) mod retry;
+pub(crate) mod status;
+pub(crate) mod submit;
+pub(crate) mod validate;
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+
+use crate::cli::{Cli, Command};
+
+/// Runs the parsed command line.
+pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Validate(args) => validate::run(&args),
+        Command::Graph(args) => graph::run(&args),
+        command => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            runtime.block_on(run_async(command))
+        }
+    }
+}
+
+async fn run_async(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Migrate(args) => migrate::run(&args).await,
+        Command::Submit(args) => submit::run(&args).await,
+        Command::Status(args) => status::status(&args).await,
+        Command::Watch(args) => status::watch(&args).await,
+        Command::List(args) => status::list(&args).await,
+        Command::Audit(args) => audit::run(&args).await,
+        Command::Retry(args) => retry::run(&args).await,
+        Command::Cancel(args) => cancel::run(&args).await,
+        Command::Executor(args) => daemons::executor(&args).await,
+        Command::Worker(args) => daemons::worker(&args).await,
+        Command::Dev(args) => daemons::dev(&args).await,
+        Command::Validate(_) | Command::Graph(_) => unreachable!("handled without a runtime"),
+    }
+}

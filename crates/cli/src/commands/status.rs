@@ -1,0 +1,346 @@
+//! `weft status ID`, `weft watch ID` and `weft list`: reading runs.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Args;
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use weft_common::{TaskStatus, Workflow, WorkflowExecutionId, WorkflowStatus};
+use weft_store::runs::{self, RunRow};
+use weft_store::tasks::{self, TaskSummary};
+
+use crate::config::ConnArgs;
+
+/// Arguments of `weft status`.
+#[derive(Debug, Args)]
+pub(crate) struct StatusArgs {
+    /// The run's id.
+    pub(crate) id: WorkflowExecutionId,
+    /// Print JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) conn: ConnArgs,
+}
+
+/// Arguments of `weft watch`.
+#[derive(Debug, Args)]
+pub(crate) struct WatchArgs {
+    /// The run's id.
+    pub(crate) id: WorkflowExecutionId,
+    /// Print the final status as JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) wait: WaitArgs,
+    #[command(flatten)]
+    pub(crate) conn: ConnArgs,
+}
+
+/// How to follow a run.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct WaitArgs {
+    /// Give up following after this many seconds (the run goes on).
+    #[arg(long, value_name = "SECONDS")]
+    pub(crate) timeout: Option<u64>,
+}
+
+/// Arguments of `weft list`.
+#[derive(Debug, Args)]
+pub(crate) struct ListArgs {
+    /// Only runs in this status.
+    #[arg(long, value_parser = parse_status)]
+    pub(crate) status: Option<WorkflowStatus>,
+    /// At most this many runs, newest first.
+    #[arg(long, default_value_t = 20)]
+    pub(crate) limit: i64,
+    /// Print JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) conn: ConnArgs,
+}
+
+fn parse_status(s: &str) -> Result<WorkflowStatus, String> {
+    s.parse().map_err(|_| {
+        let names: Vec<&str> = WorkflowStatus::ALL.iter().map(|s| s.as_str()).collect();
+        format!("`{s}` is not a run status (one of: {})", names.join(", "))
+    })
+}
+
+/// Prints one run.
+pub(crate) async fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
+    let pool = weft_store::connect(&args.conn.resolve("weft-status")?.db).await?;
+    let Some(snapshot) = Snapshot::load(&pool, args.id).await? else {
+        eprintln!("error: no run with id {}", args.id);
+        return Ok(ExitCode::FAILURE);
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&snapshot.to_json())?);
+    } else {
+        snapshot.print_table();
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Follows one run to its end.
+pub(crate) async fn watch(args: &WatchArgs) -> anyhow::Result<ExitCode> {
+    let pool = weft_store::connect(&args.conn.resolve("weft-watch")?.db).await?;
+    follow(&pool, args.id, args.json, &args.wait).await
+}
+
+/// Lists runs.
+pub(crate) async fn list(args: &ListArgs) -> anyhow::Result<ExitCode> {
+    let pool = weft_store::connect(&args.conn.resolve("weft-list")?.db).await?;
+    let mut conn = pool.acquire().await.context("connecting")?;
+    let rows = runs::list(&mut conn, args.status, args.limit).await?;
+    if args.json {
+        let items: Vec<Value> = rows
+            .iter()
+            .map(|r| {
+                json!({
+                    "id": r.id, "workflow": r.workflow_name, "status": r.status,
+                    "created_at": r.created_at, "finished_at": r.finished_at,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&items)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut table = Table::new();
+    table
+        .load_preset(UTF8_FULL_CONDENSED)
+        .set_header(["id", "workflow", "status", "created", "finished"]);
+    for r in &rows {
+        table.add_row([
+            r.id.to_string(),
+            r.workflow_name.clone(),
+            r.status.to_string(),
+            r.created_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+            r.finished_at
+                .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+                .unwrap_or_default(),
+        ]);
+    }
+    println!("{table}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Polls a run until it is terminal, showing progress on a terminal; exit 0
+/// if it succeeded, 1 otherwise.
+pub(crate) async fn follow(
+    pool: &PgPool,
+    id: WorkflowExecutionId,
+    json: bool,
+    wait: &WaitArgs,
+) -> anyhow::Result<ExitCode> {
+    let interactive = std::io::stderr().is_terminal() && !json;
+    let bar = if interactive {
+        let bar = ProgressBar::new(0);
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len} tasks, {elapsed}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        bar.enable_steady_tick(Duration::from_millis(120));
+        Some(bar)
+    } else {
+        None
+    };
+    let deadline = wait
+        .timeout
+        .map(|s| tokio::time::Instant::now() + Duration::from_secs(s));
+    let mut interval = Duration::from_millis(20);
+    loop {
+        let snapshot = Snapshot::load(pool, id)
+            .await?
+            .with_context(|| format!("no run with id {id}"))?;
+        if let Some(bar) = &bar {
+            bar.set_length(snapshot.tasks.len() as u64);
+            bar.set_position(
+                snapshot
+                    .tasks
+                    .iter()
+                    .filter(|t| t.task.status.is_terminal())
+                    .count() as u64,
+            );
+            bar.set_message(snapshot.progress_message());
+        }
+        if snapshot.run.status.is_terminal() {
+            if let Some(bar) = bar {
+                bar.finish_and_clear();
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&snapshot.to_json())?);
+            } else {
+                println!("{id} {}", snapshot.run.status);
+                if let Some(error) = &snapshot.run.error {
+                    eprintln!("error: {error}");
+                }
+            }
+            return Ok(if snapshot.run.status == WorkflowStatus::Succeeded {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            });
+        }
+        if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+            if let Some(bar) = bar {
+                bar.abandon();
+            }
+            eprintln!(
+                "still {} after the --timeout; the run goes on ({id})",
+                snapshot.run.status
+            );
+            return Ok(ExitCode::from(2));
+        }
+        tokio::time::sleep(interval).await;
+        interval = (interval * 2).min(Duration::from_millis(250));
+    }
+}
+
+/// A run and its tasks, read together.
+#[derive(Debug)]
+struct Snapshot {
+    run: RunRow,
+    tasks: Vec<TaskSummary>,
+}
+
+impl Snapshot {
+    async fn load(pool: &PgPool, id: WorkflowExecutionId) -> anyhow::Result<Option<Self>> {
+        let mut conn = pool.acquire().await.context("connecting")?;
+        let Some(run) = runs::get(&mut conn, id).await? else {
+            return Ok(None);
+        };
+        let mut tasks = tasks::summaries(&mut conn, id).await?;
+        // Show tasks in the workflow's topological order when it parses.
+        let (source, origin) = runs::definition(&mut conn, run.definition_id).await?;
+        if let Ok(workflow) = Workflow::parse(&source, &origin) {
+            let order: Vec<&str> = workflow.tasks().map(|t| t.name()).collect();
+            tasks.sort_by_key(|t| {
+                order
+                    .iter()
+                    .position(|n| *n == t.task.task_name)
+                    .unwrap_or(usize::MAX)
+            });
+        }
+        Ok(Some(Self { run, tasks }))
+    }
+
+    fn progress_message(&self) -> String {
+        let running: Vec<String> = self
+            .tasks
+            .iter()
+            .filter(|t| t.task.status == TaskStatus::Running)
+            .map(|t| match (t.task.with_items, t.task.items_total) {
+                (true, Some(total)) => {
+                    format!("{} {}/{}", t.task.task_name, t.task.items_done(), total)
+                }
+                _ => t.task.task_name.clone(),
+            })
+            .collect();
+        format!("{} {}", self.run.status, running.join(", "))
+    }
+
+    fn to_json(&self) -> Value {
+        let r = &self.run;
+        let tasks: Vec<Value> = self
+            .tasks
+            .iter()
+            .map(|t| {
+                let task = &t.task;
+                json!({
+                    "name": task.task_name,
+                    "status": task.status,
+                    "items_total": if task.with_items { task.items_total.map(Value::from) } else { None },
+                    "items_succeeded": task.items_succeeded,
+                    "items_failed": task.items_failed,
+                    "attempts": t.attempts,
+                    "result": task.result,
+                    "error": task.error,
+                    "started_at": t.started_at.or(if task.status == TaskStatus::Skipped { None } else { task.decided_at }),
+                    "finished_at": task.finished_at,
+                })
+            })
+            .collect();
+        json!({
+            "id": r.id,
+            "workflow": r.workflow_name,
+            "status": r.status,
+            "input": r.input,
+            "output": r.output,
+            "error": r.error,
+            "created_at": r.created_at,
+            "started_at": r.started_at,
+            "finished_at": r.finished_at,
+            "tasks": tasks,
+        })
+    }
+
+    fn print_table(&self) {
+        let r = &self.run;
+        println!("run       {}", r.id);
+        println!("workflow  {}", r.workflow_name);
+        println!("status    {}", r.status);
+        println!("created   {}", r.created_at.format("%Y-%m-%d %H:%M:%S%.3f"));
+        if let Some(f) = r.finished_at {
+            println!(
+                "finished  {}  ({} ms)",
+                f.format("%Y-%m-%d %H:%M:%S%.3f"),
+                (f - r.created_at).num_milliseconds()
+            );
+        }
+        if let Some(e) = &r.error {
+            println!("error     {e}");
+        }
+        if let Some(o) = &r.output {
+            println!("output    {o}");
+        }
+        let mut table = Table::new();
+        table.load_preset(UTF8_FULL_CONDENSED).set_header([
+            "task",
+            "status",
+            "items",
+            "attempts",
+            "result / error",
+        ]);
+        for t in &self.tasks {
+            let task = &t.task;
+            let items = match (task.with_items, task.items_total) {
+                (true, Some(total)) => format!(
+                    "{}/{} ({} failed)",
+                    task.items_succeeded, total, task.items_failed
+                ),
+                (true, None) => "—".to_owned(),
+                (false, _) => String::new(),
+            };
+            let detail = task
+                .error
+                .clone()
+                .or_else(|| task.result.as_ref().map(|v| truncate(&v.to_string(), 60)))
+                .unwrap_or_default();
+            table.add_row([
+                task.task_name.clone(),
+                task.status.to_string(),
+                items,
+                t.attempts.to_string(),
+                detail,
+            ]);
+        }
+        println!("{table}");
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_owned()
+    } else {
+        let cut: String = s.chars().take(max.saturating_sub(1)).collect();
+        format!("{cut}…")
+    }
+}

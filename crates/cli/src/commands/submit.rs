@@ -1,0 +1,203 @@
+//! `weft submit FILE`: validate, resolve inputs, store the run durably and
+//! ask an executor to start it (through the outbox, so a submit succeeds
+//! while RabbitMQ is down).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Args;
+use serde_json::{Map, Value, json};
+use weft_common::{Workflow, WorkflowExecutionId};
+use weft_store::runs::{self, NewRun, Submitted};
+
+use super::status::{self, WaitArgs};
+use crate::config::ConnArgs;
+use crate::workflow_file;
+
+/// Arguments of `weft submit`.
+#[derive(Debug, Args)]
+pub(crate) struct SubmitArgs {
+    /// The workflow file.
+    pub(crate) file: PathBuf,
+    /// An input value: KEY=VALUE. VALUE is read as JSON when it parses as
+    /// JSON (number, boolean, list, object, quoted string), else as text.
+    #[arg(long = "input", short = 'i', value_name = "KEY=VALUE")]
+    pub(crate) inputs: Vec<String>,
+    /// A JSON or YAML file with an object of inputs (flags win over it).
+    #[arg(long = "inputs", value_name = "FILE")]
+    pub(crate) inputs_file: Option<PathBuf>,
+    /// Return the existing run instead of a new one when this key was used.
+    #[arg(long)]
+    pub(crate) idempotency_key: Option<String>,
+    /// Follow the run to the end; exit 0 if it succeeded, 1 otherwise.
+    #[arg(long)]
+    pub(crate) wait: bool,
+    /// Print JSON instead of the id.
+    #[arg(long)]
+    pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) wait_args: WaitArgs,
+    #[command(flatten)]
+    pub(crate) conn: ConnArgs,
+}
+
+/// Submits the run.
+pub(crate) async fn run(args: &SubmitArgs) -> anyhow::Result<ExitCode> {
+    let Some((workflow, source)) = workflow_file::load(&args.file)? else {
+        return Ok(ExitCode::FAILURE);
+    };
+    let given = gather_inputs(args)?;
+    let input = match workflow.resolve_input(given) {
+        Ok(input) => Value::Object(input),
+        Err(e) => {
+            eprintln!("error: {}: {e}", args.file.display());
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let conn = args.conn.resolve("weft-submit")?;
+    let pool = weft_store::connect(&conn.db).await?;
+    let submitted = store(
+        &pool,
+        &workflow,
+        &source,
+        &args.file,
+        &input,
+        args.idempotency_key.as_deref(),
+    )
+    .await?;
+    let id = submitted.id();
+    if args.wait {
+        let code = status::follow(&pool, id, args.json, &args.wait_args).await?;
+        return Ok(code);
+    }
+    if args.json {
+        let created = matches!(submitted, Submitted::Created(_));
+        println!(
+            "{}",
+            json!({ "id": id, "workflow": workflow.name(), "created": created })
+        );
+    } else {
+        if let Submitted::Existing(_) = submitted {
+            eprintln!("idempotency key already used: returning the existing run");
+        }
+        println!("{id}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn store(
+    pool: &sqlx::PgPool,
+    workflow: &Workflow,
+    source: &str,
+    file: &Path,
+    input: &Value,
+    idempotency_key: Option<&str>,
+) -> anyhow::Result<Submitted> {
+    let mut tx = pool
+        .begin()
+        .await
+        .context("beginning the submit transaction")?;
+    let origin = file.display().to_string();
+    let new = NewRun {
+        id: WorkflowExecutionId::new(),
+        workflow_name: workflow.name(),
+        source,
+        origin: &origin,
+        input,
+        tasks_total: i32::try_from(workflow.tasks().count()).context("too many tasks")?,
+        idempotency_key,
+    };
+    let submitted = runs::submit(&mut tx, &new).await?;
+    tx.commit().await.context("committing the submit")?;
+    Ok(submitted)
+}
+
+/// Merges `--inputs FILE` and the `--input KEY=VALUE` flags.
+fn gather_inputs(args: &SubmitArgs) -> anyhow::Result<Map<String, Value>> {
+    let mut inputs = match &args.inputs_file {
+        Some(path) => read_inputs_file(path)?,
+        None => Map::new(),
+    };
+    for pair in &args.inputs {
+        let (key, value) = parse_pair(pair)?;
+        inputs.insert(key, value);
+    }
+    Ok(inputs)
+}
+
+fn read_inputs_file(path: &Path) -> anyhow::Result<Map<String, Value>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let value: Value = if path.extension().is_some_and(|e| e == "json") {
+        serde_json::from_str(&text)
+            .with_context(|| format!("{} is not valid JSON", path.display()))?
+    } else {
+        serde_saphyr::from_str(&text)
+            .with_context(|| format!("{} is not valid YAML", path.display()))?
+    };
+    match value {
+        Value::Object(map) => Ok(map),
+        other => anyhow::bail!(
+            "{} must hold an object of inputs (name: value), not {}",
+            path.display(),
+            kind_of(&other)
+        ),
+    }
+}
+
+/// `KEY=VALUE` → (KEY, VALUE as JSON if it parses, else as text).
+fn parse_pair(pair: &str) -> anyhow::Result<(String, Value)> {
+    let Some((key, raw)) = pair.split_once('=') else {
+        anyhow::bail!("--input `{pair}` is not KEY=VALUE");
+    };
+    let key = key.trim();
+    if key.is_empty() {
+        anyhow::bail!("--input `{pair}` has an empty name before `=`");
+    }
+    let value = serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_owned()));
+    Ok((key.to_owned(), value))
+}
+
+fn kind_of(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_pair;
+    use serde_json::json;
+
+    #[test]
+    fn values_parse_as_json_first() {
+        assert_eq!(parse_pair("n=10").ok(), Some(("n".into(), json!(10))));
+        assert_eq!(
+            parse_pair("flag=true").ok(),
+            Some(("flag".into(), json!(true)))
+        );
+        assert_eq!(
+            parse_pair("xs=[1,2]").ok(),
+            Some(("xs".into(), json!([1, 2])))
+        );
+        assert_eq!(
+            parse_pair("s=hello world").ok(),
+            Some(("s".into(), json!("hello world")))
+        );
+        assert_eq!(parse_pair("s=a=b").ok(), Some(("s".into(), json!("a=b"))));
+        assert_eq!(parse_pair("s=").ok(), Some(("s".into(), json!(""))));
+    }
+
+    #[test]
+    fn malformed_pairs_are_rejected_with_the_pair() {
+        let err = parse_pair("novalue").unwrap_err().to_string();
+        assert!(err.contains("novalue"), "{err}");
+        assert!(parse_pair("=1").is_err());
+    }
+}

@@ -1,0 +1,179 @@
+//! The executor daemon: consumer loop + outbox relay, until shutdown.
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use weft_bus::{Bus, BusConfig, ConsumerConfig, Delivery, Outcome, QueueKind};
+use weft_common::message::topology;
+use weft_store::{DbConfig, StoreError};
+
+use crate::engine::{Applied, Engine, EngineConfig};
+use crate::error::EngineError;
+use crate::reaper::ReaperConfig;
+use crate::relay::{Relay, RelayConfig, backoff};
+
+/// Everything an executor needs to run.
+#[derive(Debug, Clone)]
+pub struct ExecutorConfig {
+    /// PostgreSQL.
+    pub db: DbConfig,
+    /// RabbitMQ.
+    pub bus: BusConfig,
+    /// Deliveries the broker may push before acks (per executor).
+    pub prefetch: u16,
+    /// Messages applied concurrently.
+    pub concurrency: usize,
+    /// The engine's settings.
+    pub engine: EngineConfig,
+    /// The relay's settings.
+    pub relay: RelayConfig,
+    /// The reaper's settings.
+    pub reaper: ReaperConfig,
+    /// Worker pools whose queues to declare at start.
+    pub pools: Vec<String>,
+}
+
+impl Default for ExecutorConfig {
+    fn default() -> Self {
+        Self {
+            db: DbConfig::default(),
+            bus: BusConfig::default(),
+            prefetch: 64,
+            concurrency: 16,
+            engine: EngineConfig::default(),
+            relay: RelayConfig::default(),
+            reaper: ReaperConfig::default(),
+            pools: vec![topology::DEFAULT_POOL.to_owned()],
+        }
+    }
+}
+
+/// Why the executor could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecutorError {
+    /// The database is unusable (e.g. not migrated).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// RabbitMQ is unusable.
+    #[error(transparent)]
+    Bus(#[from] weft_bus::BusError),
+}
+
+/// Runs an executor until `shutdown` fires: connects (retrying while the
+/// services come up), declares the bus topology, then consumes
+/// `weft.executor` and relays the outbox. Returns after in-flight messages
+/// were applied and acked.
+///
+/// # Errors
+/// Only for conditions retrying cannot fix, such as an unmigrated database.
+pub async fn run(config: ExecutorConfig, shutdown: CancellationToken) -> Result<(), ExecutorError> {
+    let Some(pool) = connect_db(&config.db, &shutdown).await? else {
+        return Ok(());
+    };
+    let bus = match Bus::connect(config.bus.clone(), shutdown.clone()).await {
+        Ok(bus) => bus,
+        Err(_) if shutdown.is_cancelled() => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    bus.declare_topology(&config.pools).await?;
+    let engine = Engine::new(pool.clone(), config.engine.clone());
+    let relay = Relay::new(pool, bus.clone(), config.relay.clone()).await?;
+
+    let tracker = TaskTracker::new();
+    tracker.spawn(relay.run(engine.clone(), shutdown.clone()));
+    tracker.spawn(crate::reaper::run(
+        engine.clone(),
+        config.reaper.clone(),
+        shutdown.clone(),
+    ));
+    let consumer = ConsumerConfig {
+        queue: topology::EXECUTOR_QUEUE.to_owned(),
+        kind: QueueKind::Durable,
+        prefetch: config.prefetch,
+        concurrency: config.concurrency,
+        consumer_tag: format!("weft-executor-{}", std::process::id()),
+    };
+    let handler_shutdown = shutdown.clone();
+    let handler =
+        move |delivery: Delivery| handle(engine.clone(), delivery, handler_shutdown.clone());
+    tracing::info!("executor running");
+    let consumed = weft_bus::consume(&bus, consumer, handler, shutdown.clone()).await;
+    shutdown.cancel();
+    tracker.close();
+    tracker.wait().await;
+    tracing::info!("executor stopped");
+    consumed.map_err(Into::into)
+}
+
+/// Applies one delivery, retrying transient failures until they pass or
+/// the executor shuts down (then the delivery goes back to the queue).
+async fn handle(engine: Engine, delivery: Delivery, shutdown: CancellationToken) -> Outcome {
+    let kind = delivery.envelope.message.kind();
+    let mut failures = 0u32;
+    loop {
+        match engine.apply(&delivery.envelope).await {
+            Ok(applied) => {
+                if applied == Applied::Duplicate {
+                    tracing::debug!(
+                        kind,
+                        redelivered = delivery.redelivered,
+                        "duplicate message ignored"
+                    );
+                }
+                metrics::counter!("weft_executor_messages_total", "kind" => kind, "applied" => applied.as_str())
+                    .increment(1);
+                return Outcome::Ack;
+            }
+            Err(EngineError::Store(StoreError::Duplicate { what, constraint })) => {
+                // A unique index refused a second row: someone already did it.
+                tracing::warn!(
+                    kind,
+                    what,
+                    constraint,
+                    "unique index refused a duplicate; message ignored"
+                );
+                metrics::counter!("weft_executor_messages_total", "kind" => kind, "applied" => "duplicate")
+                    .increment(1);
+                return Outcome::Ack;
+            }
+            Err(e) if e.is_transient() => {
+                failures = failures.saturating_add(1);
+                let wait = backoff(failures);
+                tracing::warn!(kind, error = %format!("{e:#}"), retry_in = ?wait, "transient failure; retrying");
+                tokio::select! {
+                    () = shutdown.cancelled() => return Outcome::Requeue,
+                    () = tokio::time::sleep(wait) => {}
+                }
+            }
+            Err(e) => {
+                tracing::error!(kind, error = %format!("{e:#}"), "message cannot be applied; dead-lettering it");
+                return Outcome::DeadLetter(format!("{e:#}"));
+            }
+        }
+    }
+}
+
+/// Connects to PostgreSQL, retrying while it is unreachable. `None` if
+/// shutdown fired first.
+async fn connect_db(
+    config: &DbConfig,
+    shutdown: &CancellationToken,
+) -> Result<Option<sqlx::PgPool>, StoreError> {
+    let mut failures = 0u32;
+    loop {
+        match weft_store::connect(config).await {
+            Ok(pool) => return Ok(Some(pool)),
+            Err(e) if e.is_transient() || matches!(e, StoreError::Database { .. }) => {
+                failures = failures.saturating_add(1);
+                let wait = backoff(failures).max(Duration::from_millis(500));
+                tracing::warn!(url = %config.redacted_url(), error = %format!("{e:#}"), retry_in = ?wait, "PostgreSQL unavailable");
+                tokio::select! {
+                    () = shutdown.cancelled() => return Ok(None),
+                    () = tokio::time::sleep(wait) => {}
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}

@@ -1,0 +1,403 @@
+//! Applying one message to the database: the executor's unit of work.
+//!
+//! [`Engine::apply`] handles one envelope in one transaction and reports
+//! whether it changed anything. It is what the consumer loop calls for each
+//! delivery, and what tests call directly to advance a run step by step.
+//! The transaction commits before the function returns; the delivery may be
+//! acked afterwards. A redelivered or duplicated message finds its guard
+//! already flipped and returns [`Applied::Duplicate`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::PgPool;
+use tokio::sync::Notify;
+use weft_common::message::{ExecutionCompleted, ExecutionStarted};
+use weft_common::{
+    Envelope, Evaluator, ExecutionStatus, Message, TaskStatus, WorkflowExecutionId, WorkflowStatus,
+};
+use weft_store::executions::{self, Completion};
+use weft_store::tasks::{self, NewTask};
+use weft_store::{cancel, outbox, runs, workers};
+
+use crate::catalog::Catalog;
+use crate::error::{EngineError, db};
+use crate::step::{Outcome, RunInfo, Step};
+
+/// What applying a message did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// State changed (and messages may have been enqueued).
+    Changed,
+    /// The message was already applied: a redelivery or a duplicate.
+    Duplicate,
+    /// Nothing to do for this executor (e.g. a message for watchers).
+    Ignored,
+}
+
+impl Applied {
+    /// A label for metrics and logs.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Changed => "changed",
+            Self::Duplicate => "duplicate",
+            Self::Ignored => "ignored",
+        }
+    }
+}
+
+/// Settings of the engine.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// How long past an execution's timeout (or, without one, past its
+    /// start) the reaper waits for news before declaring it lost.
+    pub deadline_grace: Duration,
+    /// How many parsed workflow definitions to keep.
+    pub catalog_capacity: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            deadline_grace: Duration::from_secs(30),
+            catalog_capacity: 1024,
+        }
+    }
+}
+
+/// Advances runs, one message at a time. Cheap to clone; share one per
+/// process.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    pool: PgPool,
+    catalog: Catalog,
+    evaluator: Evaluator,
+    config: EngineConfig,
+    outbox_written: Notify,
+}
+
+impl Engine {
+    /// An engine over a migrated database.
+    #[must_use]
+    pub fn new(pool: PgPool, config: EngineConfig) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                pool,
+                catalog: Catalog::new(config.catalog_capacity),
+                evaluator: Evaluator::new(),
+                config,
+                outbox_written: Notify::new(),
+            }),
+        }
+    }
+
+    /// The database pool.
+    #[must_use]
+    pub fn pool(&self) -> &PgPool {
+        &self.inner.pool
+    }
+
+    /// Resolves after a transaction of this engine wrote to the outbox.
+    pub(crate) async fn outbox_written(&self) {
+        self.inner.outbox_written.notified().await;
+    }
+
+    /// Applies one message in one transaction, committed before returning.
+    ///
+    /// # Errors
+    /// [`EngineError`]; when [`EngineError::is_transient`] the message should
+    /// be applied again later (nothing was committed).
+    pub async fn apply(&self, envelope: &Envelope) -> Result<Applied, EngineError> {
+        match &envelope.message {
+            Message::WorkflowSubmitted(m) => self.start_run(m.workflow_execution_id).await,
+            Message::ExecutionStarted(m) => self.execution_started(m).await,
+            Message::ExecutionCompleted(m) => self.execution_completed(m).await,
+            Message::WorkerHeartbeat(hb) => {
+                let mut conn = self
+                    .inner
+                    .pool
+                    .acquire()
+                    .await
+                    .map_err(db("acquiring a connection"))?;
+                workers::heartbeat(&mut conn, hb).await?;
+                Ok(Applied::Changed)
+            }
+            Message::WorkflowFinished(_) | Message::Dispatch(_) | Message::CancelExecutions(_) => {
+                Ok(Applied::Ignored)
+            }
+        }
+    }
+
+    /// `pending → running`: creates every task row and decides the roots.
+    #[tracing::instrument(skip_all, fields(workflow_execution_id = %id), err)]
+    async fn start_run(&self, id: WorkflowExecutionId) -> Result<Applied, EngineError> {
+        let mut tx = self
+            .inner
+            .pool
+            .begin()
+            .await
+            .map_err(db("beginning a transaction"))?;
+        let Some(run) = runs::start(&mut tx, id).await? else {
+            return self.resume_run(tx, id).await;
+        };
+        let workflow = match self.inner.catalog.get(&mut tx, run.definition_id).await {
+            Ok(workflow) => workflow,
+            Err(EngineError::InvalidDefinition { detail, .. }) => {
+                // The run can never start; fail it rather than loop.
+                runs::transition(&mut tx, id, WorkflowStatus::Failed, None, Some(&detail)).await?;
+                tx.commit().await.map_err(db("committing"))?;
+                return Ok(Applied::Changed);
+            }
+            Err(e) => return Err(e),
+        };
+        let new: Vec<NewTask<'_>> = workflow
+            .tasks()
+            .map(|t| NewTask {
+                name: t.name(),
+                needs: t.needs(),
+                with_items: t.with_items().is_some(),
+                allow_failure: t.allow_failure(),
+                concurrency: t
+                    .concurrency()
+                    .map(|c| i32::try_from(c).unwrap_or(i32::MAX)),
+            })
+            .collect();
+        tasks::create_all(&mut tx, id, &new).await?;
+        let roots: Vec<&str> = workflow.dag().roots();
+        let root_rows = tasks::by_names(&mut tx, id, &roots).await?;
+        let info = RunInfo {
+            id,
+            status: WorkflowStatus::Running,
+            input: run.input.as_object().cloned().unwrap_or_default(),
+            workflow: Arc::clone(&workflow),
+        };
+        let mut step = Step::new(&mut tx, &self.inner.evaluator, info);
+        for root in root_rows {
+            step.decide(root).await?;
+        }
+        let messages = std::mem::take(&mut step.outbox);
+        self.commit(tx, &messages).await?;
+        tracing::info!(workflow = %workflow.name(), "run started");
+        Ok(Applied::Changed)
+    }
+
+    /// A run that is already running: decides the tasks that wait with every
+    /// need terminal — there are some only right after `weft retry`
+    /// re-opened the run; for a duplicated submission there are none.
+    async fn resume_run(
+        &self,
+        mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+        id: WorkflowExecutionId,
+    ) -> Result<Applied, EngineError> {
+        let Some(run) = runs::get(&mut tx, id).await? else {
+            return Err(EngineError::Inconsistent(format!(
+                "run {id} was submitted but does not exist"
+            )));
+        };
+        if run.status != WorkflowStatus::Running {
+            return Ok(Applied::Duplicate);
+        }
+        let undecided = tasks::undecided(&mut tx, id).await?;
+        if undecided.is_empty() {
+            return Ok(Applied::Duplicate);
+        }
+        let workflow = self.inner.catalog.get(&mut tx, run.definition_id).await?;
+        let info = RunInfo {
+            id,
+            status: run.status,
+            input: run.input.as_object().cloned().unwrap_or_default(),
+            workflow,
+        };
+        let mut step = Step::new(&mut tx, &self.inner.evaluator, info);
+        for task in undecided {
+            step.decide(task).await?;
+        }
+        let messages = std::mem::take(&mut step.outbox);
+        self.commit(tx, &messages).await?;
+        tracing::info!(round = run.run_attempt, "run resumed");
+        Ok(Applied::Changed)
+    }
+
+    #[tracing::instrument(skip_all, fields(execution_id = %m.execution_id, attempt = m.attempt), err)]
+    async fn execution_started(&self, m: &ExecutionStarted) -> Result<Applied, EngineError> {
+        let mut conn = self
+            .inner
+            .pool
+            .acquire()
+            .await
+            .map_err(db("acquiring a connection"))?;
+        let grace = i64::try_from(self.inner.config.deadline_grace.as_millis()).unwrap_or(i64::MAX);
+        let attempt = i32::try_from(m.attempt).unwrap_or(i32::MAX);
+        if executions::started(
+            &mut conn,
+            m.execution_id,
+            attempt,
+            &m.worker_id,
+            m.started_at,
+            grace,
+        )
+        .await?
+        {
+            Ok(Applied::Changed)
+        } else {
+            Ok(Applied::Duplicate)
+        }
+    }
+
+    #[tracing::instrument(
+        skip_all,
+        fields(workflow_execution_id = %m.workflow_execution_id, execution_id = %m.execution_id, attempt = m.attempt, status = %m.status),
+        err
+    )]
+    async fn execution_completed(&self, m: &ExecutionCompleted) -> Result<Applied, EngineError> {
+        if !m.status.is_terminal() {
+            return Err(EngineError::Inconsistent(format!(
+                "a completion of execution {} carries the non-terminal status `{}`",
+                m.execution_id, m.status
+            )));
+        }
+        let tx = self
+            .inner
+            .pool
+            .begin()
+            .await
+            .map_err(db("beginning a transaction"))?;
+        let completion = Completion {
+            id: m.execution_id,
+            attempt: i32::try_from(m.attempt).unwrap_or(i32::MAX),
+            status: m.status,
+            result: m.result.as_ref(),
+            error: m.error.as_deref(),
+            worker_id: Some(&m.worker_id),
+            started_at: m.started_at,
+        };
+        self.complete(tx, &completion).await
+    }
+
+    /// Records a completion (guarded) and advances the run: a retry, the
+    /// next item, or the end of the task and what cascades from it. Commits
+    /// `tx`.
+    pub(crate) async fn complete(
+        &self,
+        mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+        completion: &Completion<'_>,
+    ) -> Result<Applied, EngineError> {
+        let Some(execution) = executions::complete(&mut tx, completion).await? else {
+            return Ok(Applied::Duplicate);
+        };
+        let run_id = execution.workflow_execution_id;
+        let run = runs::get(&mut tx, run_id)
+            .await?
+            .ok_or_else(|| EngineError::Inconsistent(format!("run {run_id} vanished")))?;
+        match run.status {
+            WorkflowStatus::Running => {}
+            WorkflowStatus::Canceling => {
+                cancel::settle(&mut tx, run_id, &run.workflow_name).await?;
+                tx.commit().await.map_err(db("committing"))?;
+                self.inner.outbox_written.notify_one();
+                return Ok(Applied::Changed);
+            }
+            // A late report for a finished (or not yet started) run: the
+            // execution's guard flipped, nothing else follows.
+            _ => {
+                tx.commit().await.map_err(db("committing"))?;
+                return Ok(Applied::Changed);
+            }
+        }
+        let workflow = self.inner.catalog.get(&mut tx, run.definition_id).await?;
+        let task = tasks::get(&mut tx, execution.task_execution_id).await?;
+        let spec = workflow.task(&task.task_name).ok_or_else(|| {
+            EngineError::Inconsistent(format!(
+                "task `{}` is not in the workflow of run {run_id}",
+                task.task_name
+            ))
+        })?;
+        let info = RunInfo {
+            id: run_id,
+            status: run.status,
+            input: run.input.as_object().cloned().unwrap_or_default(),
+            workflow: Arc::clone(&workflow),
+        };
+        let mut step = Step::new(&mut tx, &self.inner.evaluator, info);
+
+        let tries = execution.attempt - task.attempt_base;
+        let attempts_left = tries < i32::try_from(spec.retry().attempts).unwrap_or(i32::MAX);
+        if completion.status.is_retryable() && attempts_left {
+            step.retry(&task, &execution).await?;
+        } else {
+            let succeeded = completion.status == ExecutionStatus::Succeeded;
+            if let Some(counted) = tasks::item_finished(step.conn(), task.id, succeeded).await? {
+                if counted.all_items_done() {
+                    let with_items = spec.with_items().is_some();
+                    let outcome = self
+                        .task_outcome(&mut step, &counted, &execution, with_items)
+                        .await?;
+                    step.finish_task(&counted, outcome).await?;
+                } else if succeeded {
+                    step.dispatch_next_item(&counted).await?;
+                }
+            }
+        }
+        let messages = std::mem::take(&mut step.outbox);
+        self.commit(tx, &messages).await?;
+        Ok(Applied::Changed)
+    }
+
+    /// How a task whose items are all done ends.
+    async fn task_outcome(
+        &self,
+        step: &mut Step<'_>,
+        task: &tasks::TaskRow,
+        last: &executions::ExecutionRow,
+        with_items: bool,
+    ) -> Result<Outcome, EngineError> {
+        if task.items_failed > 0 {
+            executions::cancel_pending(step.conn(), task.id).await?;
+            let first = executions::first_failure(step.conn(), task.id).await?;
+            let error = match (with_items, first) {
+                (true, Some((index, error))) => format!(
+                    "{} of {} items failed; item {index}: {error}",
+                    task.items_failed,
+                    task.items_total.unwrap_or_default()
+                ),
+                (_, Some((_, error))) => error,
+                (_, None) => "failed".to_owned(),
+            };
+            return Ok(Outcome {
+                status: TaskStatus::Failed,
+                result: None,
+                error: Some(error),
+            });
+        }
+        let result = if with_items {
+            serde_json::Value::Array(executions::item_results(step.conn(), task.id).await?)
+        } else {
+            last.result.clone().unwrap_or_default()
+        };
+        Ok(Outcome {
+            status: TaskStatus::Succeeded,
+            result: Some(result),
+            error: None,
+        })
+    }
+
+    /// Writes the step's messages to the outbox, commits, and wakes the relay.
+    async fn commit(
+        &self,
+        mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+        messages: &[(Envelope, Option<chrono::DateTime<chrono::Utc>>)],
+    ) -> Result<(), EngineError> {
+        outbox::enqueue(&mut tx, messages).await?;
+        tx.commit().await.map_err(db("committing"))?;
+        if !messages.is_empty() {
+            self.inner.outbox_written.notify_one();
+        }
+        Ok(())
+    }
+}

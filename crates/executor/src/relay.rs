@@ -1,0 +1,223 @@
+//! The outbox relay: publishes committed messages, then deletes them.
+//!
+//! Any number of relays (one per executor) share the outbox with
+//! `FOR UPDATE SKIP LOCKED`. A message is deleted only after the broker
+//! confirmed it, in the same transaction that claimed it; a crash between
+//! the confirm and the commit publishes it again, which every consumer
+//! tolerates (guards make duplicates no-ops). The relay wakes when its own
+//! engine commits, when another process `NOTIFY`s (the CLI's submit), when
+//! the next delayed message (a retry) becomes due, and at least every
+//! `sweep_interval` as a safety net.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use sqlx::PgPool;
+use sqlx::postgres::PgListener;
+use tokio_util::sync::CancellationToken;
+use weft_bus::{Bus, Publisher};
+use weft_common::Message;
+use weft_store::outbox;
+
+use crate::engine::Engine;
+use crate::error::{EngineError, db};
+
+/// Settings of the relay.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// Messages claimed per transaction.
+    pub batch: i64,
+    /// Longest sleep without a wake-up.
+    pub sweep_interval: Duration,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        Self {
+            batch: 500,
+            sweep_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Publishes outbox messages until `shutdown`.
+#[derive(Debug)]
+pub struct Relay {
+    pool: PgPool,
+    bus: Bus,
+    publisher: Publisher,
+    config: RelayConfig,
+    /// Worker pools whose queue this relay has declared.
+    declared: HashSet<String>,
+}
+
+impl Relay {
+    /// A relay publishing through `bus`.
+    ///
+    /// # Errors
+    /// If no publisher channel can be opened.
+    pub async fn new(
+        pool: PgPool,
+        bus: Bus,
+        config: RelayConfig,
+    ) -> Result<Self, weft_bus::BusError> {
+        let publisher = bus.publisher().await?;
+        Ok(Self {
+            pool,
+            bus,
+            publisher,
+            config,
+            declared: HashSet::new(),
+        })
+    }
+
+    /// Claims one batch of due messages, publishes it with confirms and
+    /// deletes what the broker confirmed. Returns how many were published.
+    ///
+    /// # Errors
+    /// A database or broker error; unpublished messages stay in the outbox.
+    pub async fn relay_once(&mut self) -> Result<usize, EngineError> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(db("beginning a relay transaction"))?;
+        let rows = outbox::claim(&mut tx, self.config.batch).await?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let mut ids = Vec::with_capacity(rows.len());
+        let mut envelopes = Vec::with_capacity(rows.len());
+        for row in &rows {
+            match row.envelope() {
+                Ok(envelope) => {
+                    ids.push(row.id);
+                    envelopes.push(envelope);
+                }
+                Err(e) => {
+                    // Never let one bad row block the outbox: drop it loudly.
+                    tracing::error!(outbox_id = row.id, error = %e, "dropping an undecodable outbox row");
+                    outbox::delete(&mut tx, &[row.id]).await?;
+                }
+            }
+        }
+        self.declare_pools(&envelopes).await;
+        let results = self.publisher.publish_many(&envelopes).await;
+        let mut published = Vec::with_capacity(ids.len());
+        let mut first_error = None;
+        for (id, result) in ids.iter().zip(results) {
+            match result {
+                Ok(()) => published.push(*id),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        outbox::delete(&mut tx, &published).await?;
+        tx.commit()
+            .await
+            .map_err(db("committing a relay transaction"))?;
+        metrics::counter!("weft_outbox_published_total").increment(published.len() as u64);
+        match first_error {
+            Some(e) => Err(EngineError::Bus(e)),
+            None => Ok(published.len()),
+        }
+    }
+
+    /// Declares the queue of every worker pool a dispatch goes to, once per
+    /// relay, so a dispatch to a pool no worker has started yet waits in its
+    /// queue instead of being unroutable.
+    async fn declare_pools(&mut self, envelopes: &[weft_common::Envelope]) {
+        let mut new: Vec<String> = Vec::new();
+        for envelope in envelopes {
+            if let Message::Dispatch(d) = &envelope.message
+                && !self.declared.contains(&d.queue)
+                && !new.contains(&d.queue)
+            {
+                new.push(d.queue.clone());
+            }
+        }
+        if new.is_empty() {
+            return;
+        }
+        match self.bus.declare_topology(&new).await {
+            Ok(()) => self.declared.extend(new),
+            Err(e) => tracing::warn!(error = %e, "declaring worker pool queues failed; will retry"),
+        }
+    }
+
+    /// Runs until `shutdown`.
+    pub async fn run(mut self, engine: Engine, shutdown: CancellationToken) {
+        let mut listener = match PgListener::connect_with(&self.pool).await {
+            Ok(mut l) => match l.listen(outbox::CHANNEL).await {
+                Ok(()) => Some(l),
+                Err(e) => {
+                    tracing::warn!(error = %e, "LISTEN failed; relying on the periodic sweep");
+                    None
+                }
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "no LISTEN connection; relying on the periodic sweep");
+                None
+            }
+        };
+        let mut failures = 0u32;
+        loop {
+            // Drain everything that is due.
+            let mut wait = self.config.sweep_interval;
+            loop {
+                match self.relay_once().await {
+                    Ok(n) if n as i64 >= self.config.batch => {}
+                    Ok(_) => {
+                        failures = 0;
+                        break;
+                    }
+                    Err(e) => {
+                        failures = failures.saturating_add(1);
+                        wait = backoff(failures);
+                        tracing::warn!(error = %format!("{e:#}"), retry_in = ?wait, "relaying the outbox failed");
+                        break;
+                    }
+                }
+            }
+            if failures == 0 {
+                wait = self
+                    .until_next_due()
+                    .await
+                    .unwrap_or(wait)
+                    .min(self.config.sweep_interval);
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = engine.outbox_written() => {}
+                notified = recv(&mut listener) => {
+                    if let Err(e) = notified {
+                        tracing::debug!(error = %e, "LISTEN connection interrupted; it reconnects on next use");
+                        tokio::time::sleep(wait).await;
+                    }
+                }
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    async fn until_next_due(&self) -> Option<Duration> {
+        let mut conn = self.pool.acquire().await.ok()?;
+        let due = outbox::next_due(&mut conn).await.ok()??;
+        let delta = due - chrono::Utc::now();
+        Some(delta.to_std().unwrap_or(Duration::ZERO))
+    }
+}
+
+async fn recv(listener: &mut Option<PgListener>) -> Result<(), sqlx::Error> {
+    match listener {
+        Some(l) => l.recv().await.map(drop),
+        None => std::future::pending().await,
+    }
+}
+
+/// Capped exponential backoff: 100 ms, 200 ms, … up to 5 s.
+pub(crate) fn backoff(failures: u32) -> Duration {
+    let exp = failures.saturating_sub(1).min(6);
+    Duration::from_millis(100 * (1 << exp)).min(Duration::from_secs(5))
+}

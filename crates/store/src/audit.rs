@@ -1,0 +1,146 @@
+//! `weft audit`: the exactly-once invariants, checked on a live database.
+//!
+//! Each check is one query returning the rows that violate it; a clean
+//! database returns none. The checks hold at any instant, also while runs
+//! are in flight, because every one of them compares rows that the same
+//! transaction wrote together, or timestamps taken in commit order
+//! (`clock_timestamp()` after the row lock that orders them).
+
+use serde::Serialize;
+use sqlx::PgConnection;
+use uuid::Uuid;
+use weft_common::WorkflowExecutionId;
+
+use crate::error::{Context, StoreError};
+
+/// One broken invariant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct Violation {
+    /// Which check found it.
+    pub check: String,
+    /// The run it concerns.
+    pub workflow_execution_id: Uuid,
+    /// What is wrong, naming tasks and counts.
+    pub detail: String,
+}
+
+/// A named check and its query. `$1` is the run to audit, or NULL for all;
+/// `$2` the outbox age threshold in seconds.
+const CHECKS: &[(&str, &str)] = &[
+    (
+        "one_task_execution_per_task",
+        "SELECT t.workflow_execution_id, format('task `%s` has %s task executions', t.task_name, count(*)) AS detail \
+         FROM task_executions t WHERE ($1::uuid IS NULL OR t.workflow_execution_id = $1) \
+         GROUP BY t.workflow_execution_id, t.task_name HAVING count(*) > 1 \
+         UNION ALL \
+         SELECT r.id, format('run has %s task executions for %s tasks', count(t.id), r.tasks_total) \
+         FROM workflow_executions r JOIN task_executions t ON t.workflow_execution_id = r.id \
+         WHERE ($1::uuid IS NULL OR r.id = $1) GROUP BY r.id HAVING count(t.id) <> r.tasks_total",
+    ),
+    (
+        "one_execution_per_unit",
+        "SELECT e.workflow_execution_id, \
+                format('item %s attempt %s of a task has %s executions', e.item_index, e.attempt, count(*)) \
+         FROM executions e WHERE ($1::uuid IS NULL OR e.workflow_execution_id = $1) \
+         GROUP BY e.workflow_execution_id, e.task_execution_id, e.item_index, e.attempt HAVING count(*) > 1 \
+         UNION ALL \
+         SELECT e.workflow_execution_id, format('item %s of task `%s` succeeded %s times', e.item_index, t.task_name, count(*)) \
+         FROM executions e JOIN task_executions t ON t.id = e.task_execution_id \
+         WHERE e.status = 'succeeded' AND ($1::uuid IS NULL OR e.workflow_execution_id = $1) \
+         GROUP BY e.workflow_execution_id, t.task_name, e.task_execution_id, e.item_index, t.attempt_base \
+         HAVING count(*) FILTER (WHERE e.attempt > t.attempt_base) > 1",
+    ),
+    (
+        "item_counters_match_executions",
+        "SELECT t.workflow_execution_id, \
+                format('task `%s`: counters say %s dispatched / %s succeeded, executions say %s / %s', \
+                       t.task_name, t.items_dispatched, t.items_succeeded, coalesce(e.dispatched, 0), coalesce(e.succeeded, 0)) \
+         FROM task_executions t \
+         LEFT JOIN LATERAL ( \
+             SELECT count(DISTINCT coalesce(item_index, 0)) FILTER (WHERE queued_at IS NOT NULL) AS dispatched, \
+                    count(*) FILTER (WHERE status = 'succeeded') AS succeeded \
+             FROM executions WHERE task_execution_id = t.id AND attempt > t.attempt_base \
+         ) e ON true \
+         WHERE t.status <> 'waiting' AND ($1::uuid IS NULL OR t.workflow_execution_id = $1) \
+           AND (t.items_dispatched <> coalesce(e.dispatched, 0) OR t.items_succeeded <> coalesce(e.succeeded, 0))",
+    ),
+    (
+        "dispatched_after_needs_terminal",
+        "SELECT t.workflow_execution_id, \
+                format('task `%s` was dispatched at %s but its need `%s` was %s then', \
+                       t.task_name, e.queued_at, n.task_name, \
+                       CASE WHEN n.finished_at IS NULL THEN 'unfinished' ELSE 'finished only at ' || n.finished_at::text END) \
+         FROM task_executions t \
+         JOIN executions e ON e.task_execution_id = t.id AND e.queued_at IS NOT NULL \
+         JOIN task_executions n ON n.workflow_execution_id = t.workflow_execution_id AND n.task_name = ANY(t.needs) \
+         WHERE ($1::uuid IS NULL OR t.workflow_execution_id = $1) \
+           AND e.attempt = t.attempt_base + 1 \
+           AND (n.finished_at IS NULL OR n.finished_at > e.queued_at)",
+    ),
+    (
+        "skipped_tasks_never_dispatched",
+        "SELECT t.workflow_execution_id, format('task `%s` is skipped but has %s executions this round', t.task_name, count(e.id)) \
+         FROM task_executions t JOIN executions e ON e.task_execution_id = t.id AND e.attempt > t.attempt_base \
+         WHERE t.status = 'skipped' AND ($1::uuid IS NULL OR t.workflow_execution_id = $1) \
+         GROUP BY t.workflow_execution_id, t.task_name",
+    ),
+    (
+        "terminal_runs_have_terminal_children",
+        "SELECT r.id, format('run is %s but task `%s` is %s', r.status, t.task_name, t.status) \
+         FROM workflow_executions r JOIN task_executions t ON t.workflow_execution_id = r.id \
+         WHERE r.status IN ('succeeded', 'failed', 'canceled') AND t.status IN ('waiting', 'running') \
+           AND ($1::uuid IS NULL OR r.id = $1) \
+         UNION ALL \
+         SELECT r.id, format('run is %s but an execution of item %s is %s', r.status, e.item_index, e.status) \
+         FROM workflow_executions r JOIN executions e ON e.workflow_execution_id = r.id \
+         WHERE r.status IN ('succeeded', 'failed', 'canceled') AND e.status IN ('pending', 'queued', 'running') \
+           AND ($1::uuid IS NULL OR r.id = $1)",
+    ),
+    (
+        "tasks_remaining_counter",
+        "SELECT r.id, format('run counts %s tasks remaining but %s are unfinished', r.tasks_remaining, count(t.id)) \
+         FROM workflow_executions r LEFT JOIN task_executions t \
+              ON t.workflow_execution_id = r.id AND t.status IN ('waiting', 'running') \
+         WHERE r.status = 'running' AND ($1::uuid IS NULL OR r.id = $1) \
+         GROUP BY r.id HAVING r.tasks_remaining <> count(t.id)",
+    ),
+    (
+        "outbox_drained",
+        "SELECT coalesce((payload->>'workflow_execution_id')::uuid, '00000000-0000-0000-0000-000000000000'::uuid), \
+                format('outbox message %s (%s to %s/%s) due since %s is unpublished', \
+                       id, payload->>'type', exchange, routing_key, not_before) \
+         FROM outbox WHERE not_before < now() - make_interval(secs => $2) \
+           AND ($1::uuid IS NULL OR (payload->>'workflow_execution_id')::uuid = $1)",
+    ),
+];
+
+/// The names of every check, in the order they run.
+#[must_use]
+pub fn checks() -> Vec<&'static str> {
+    CHECKS.iter().map(|(name, _)| *name).collect()
+}
+
+/// Runs every check, for one run or for all; returns every violation.
+///
+/// # Errors
+/// A database error.
+pub async fn audit(
+    conn: &mut PgConnection,
+    run: Option<WorkflowExecutionId>,
+    outbox_threshold_secs: f64,
+) -> Result<Vec<Violation>, StoreError> {
+    let mut found = Vec::new();
+    for (name, sql) in CHECKS {
+        let query = format!(
+            "SELECT '{name}' AS check, v.* FROM ({sql}) AS v(workflow_execution_id, detail)"
+        );
+        let rows: Vec<Violation> = sqlx::query_as(sqlx::AssertSqlSafe(query))
+            .bind(run.map(|r| r.as_uuid()))
+            .bind(outbox_threshold_secs)
+            .fetch_all(&mut *conn)
+            .await
+            .context("auditing")?;
+        found.extend(rows);
+    }
+    Ok(found)
+}
