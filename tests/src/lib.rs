@@ -8,6 +8,8 @@
 //!
 //! Set `WEFT_TEST_LOG=debug` to see the daemons' logs.
 
+pub mod process;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -299,4 +301,83 @@ fn init_logging() {
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_test_writer()
         .try_init();
+}
+
+/// Re-publishes every `execution.completed` straight into the executors'
+/// queue, so each completion is applied twice (possibly by two executors at
+/// once), counting the copies in `copies`. Returns once the duplicator's
+/// queue is bound; runs until `stop`.
+///
+/// # Errors
+/// If RabbitMQ is unreachable.
+pub async fn duplicate_completions(
+    stack: &Stack,
+    copies: Arc<std::sync::atomic::AtomicUsize>,
+    stop: CancellationToken,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    use std::sync::atomic::Ordering;
+    use weft_bus::{Bus, ConsumerConfig, Delivery, Outcome, QueueKind};
+    use weft_common::message::{ExecutionCompleted, topology};
+    use weft_common::{Envelope, ExecutionId, ExecutionStatus, Message};
+
+    let bus = Bus::connect(stack.bus("duplicator"), stop.clone()).await?;
+    let publisher = bus.publisher().await?;
+    let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let consumer = ConsumerConfig {
+        queue: String::new(),
+        kind: QueueKind::Exclusive {
+            exchange: topology::EVENTS_EXCHANGE.into(),
+            routing_key: "execution.completed".into(),
+        },
+        prefetch: 256,
+        concurrency: 16,
+        consumer_tag: "duplicator".into(),
+    };
+    let handle = tokio::spawn({
+        let publisher = publisher.clone();
+        let seen = seen.clone();
+        async move {
+            let handler = move |d: Delivery| {
+                let publisher = publisher.clone();
+                let copies = copies.clone();
+                let seen = seen.clone();
+                async move {
+                    seen.fetch_add(1, Ordering::Relaxed);
+                    if matches!(d.envelope.message, Message::ExecutionCompleted(_)) {
+                        let bytes = d.envelope.to_bytes();
+                        if publisher.publish_raw("", topology::EXECUTOR_QUEUE, &bytes).await.is_err() {
+                            return Outcome::Requeue;
+                        }
+                        copies.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Outcome::Ack
+                }
+            };
+            if let Err(e) = weft_bus::consume(&bus, consumer, handler, stop).await {
+                tracing::error!(error = %e, "duplicator stopped");
+            }
+        }
+    });
+    // Readiness: publish probes (completions of an execution that does not
+    // exist — executors ack them as duplicates) until the duplicator sees one.
+    let probe = Envelope::new(ExecutionCompleted {
+        execution_id: ExecutionId::new(),
+        workflow_execution_id: WorkflowExecutionId::new(),
+        attempt: 1,
+        status: ExecutionStatus::Succeeded,
+        result: None,
+        error: None,
+        worker_id: "probe".into(),
+        started_at: None,
+        finished_at: chrono::Utc::now(),
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while seen.load(Ordering::Relaxed) == 0 {
+        if tokio::time::Instant::now() > deadline {
+            bail!("the duplicator's queue was not bound within 10 s");
+        }
+        let _ = publisher.publish(&probe).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(handle)
 }

@@ -2,14 +2,14 @@
 //! delivered twice: no task execution, execution or dispatch is duplicated
 //! and every run succeeds.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
-use weft_bus::{Bus, BusConfig, ConsumerConfig, Delivery, Outcome, QueueKind};
-use weft_common::message::topology;
-use weft_common::{Message, WorkflowStatus};
-use weft_tests::{Stack, StackOptions};
+use weft_common::WorkflowStatus;
+use weft_tests::{Stack, StackOptions, duplicate_completions};
 
 const WORKFLOW: &str = r#"
 name: dup
@@ -35,64 +35,9 @@ async fn duplicated_completions_with_two_executors_change_nothing() {
     .expect("stack");
     let pool = stack.pool().await.expect("pool");
 
-    // Re-publish every completion straight into the executors' queue, so
-    // each one is applied twice, possibly by different executors at once.
     let stop = CancellationToken::new();
-    let bus = Bus::connect(
-        BusConfig {
-            url: stack.amqp_url.clone(),
-            connection_name: "duplicator".into(),
-            ..BusConfig::default()
-        },
-        stop.clone(),
-    )
-    .await
-    .expect("bus");
-    let publisher = bus.publisher().await.expect("publisher");
-    let duplicated = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counter = duplicated.clone();
-    let consumer = ConsumerConfig {
-        queue: String::new(),
-        kind: QueueKind::Exclusive {
-            exchange: topology::EVENTS_EXCHANGE.into(),
-            routing_key: "execution.completed".into(),
-        },
-        prefetch: 64,
-        concurrency: 8,
-        consumer_tag: "duplicator".into(),
-    };
-    let consuming = tokio::spawn({
-        let bus = bus.clone();
-        let stop = stop.clone();
-        async move {
-            weft_bus::consume(
-                &bus,
-                consumer,
-                move |d: Delivery| {
-                    let publisher = publisher.clone();
-                    let counter = counter.clone();
-                    async move {
-                        if matches!(d.envelope.message, Message::ExecutionCompleted(_)) {
-                            let bytes = d.envelope.to_bytes();
-                            if publisher
-                                .publish_raw("", topology::EXECUTOR_QUEUE, &bytes)
-                                .await
-                                .is_err()
-                            {
-                                return Outcome::Requeue;
-                            }
-                            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        }
-                        Outcome::Ack
-                    }
-                },
-                stop,
-            )
-            .await
-        }
-    });
-    // Give the exclusive queue time to be bound before the first completion.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let duplicated = Arc::new(AtomicUsize::new(0));
+    let duplicator = duplicate_completions(&stack, duplicated.clone(), stop.clone()).await.expect("duplicator");
 
     let mut ids = Vec::new();
     for _ in 0..20 {

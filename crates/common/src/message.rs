@@ -157,6 +157,16 @@ impl Message {
         }
     }
 
+    /// Whether a queue must receive this message. Dispatches and the
+    /// executors' events must (an unroutable one is retried until its queue
+    /// exists); `workflow.finished` is for whoever listens and cancellations
+    /// for whichever workers run, so an unroutable one has simply reached
+    /// nobody who needed it.
+    #[must_use]
+    pub const fn must_be_routed(&self) -> bool {
+        !matches!(self, Self::WorkflowFinished(_) | Self::CancelExecutions(_))
+    }
+
     /// A short name for logs and metrics.
     #[must_use]
     pub const fn kind(&self) -> &'static str {

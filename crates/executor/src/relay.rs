@@ -105,9 +105,11 @@ impl Relay {
         let results = self.publisher.publish_many(&envelopes).await;
         let mut published = Vec::with_capacity(ids.len());
         let mut first_error = None;
-        for (id, result) in ids.iter().zip(results) {
+        for ((id, envelope), result) in ids.iter().zip(&envelopes).zip(results) {
             match result {
                 Ok(()) => published.push(*id),
+                // Nobody listens for it right now, and nobody has to.
+                Err(weft_bus::BusError::Unroutable { .. }) if !envelope.message.must_be_routed() => published.push(*id),
                 Err(e) => {
                     first_error.get_or_insert(e);
                 }

@@ -144,8 +144,11 @@ pub async fn queue_item(
 
 /// Guarded `queued → running` when a worker reports the start; sets the
 /// deadline to the timeout plus `grace` (none without a timeout: then only a
-/// lost heartbeat reaps it). `false`: a duplicate or late
-/// report — do nothing.
+/// lost heartbeat reaps it). A start reported by another worker while the
+/// execution is running means the broker redelivered the dispatch after its
+/// first worker was lost: the execution is re-assigned to the new worker, so
+/// the reaper watches the worker that actually runs it. `false`: a duplicate
+/// or late report — do nothing.
 ///
 /// # Errors
 /// A database error.
@@ -161,7 +164,7 @@ pub async fn started(
         "UPDATE executions \
          SET status = 'running', worker_id = $3, started_at = $4, \
              deadline = $4 + make_interval(secs => (timeout_ms + $5)::float8 / 1000) \
-         WHERE id = $1 AND attempt = $2 AND status = 'queued'",
+         WHERE id = $1 AND attempt = $2 AND (status = 'queued' OR (status = 'running' AND worker_id <> $3))",
     )
     .bind(id.as_uuid())
     .bind(attempt)

@@ -1,10 +1,12 @@
 //! `weft executor`, `weft worker` and `weft dev`: the long-running daemons.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
+use anyhow::Context as _;
 use clap::Args;
 use tokio_util::sync::CancellationToken;
-use weft_executor::ExecutorConfig;
+use weft_executor::{EngineConfig, ExecutorConfig, ReaperConfig};
 use weft_worker::{ActionRegistry, WorkerConfig};
 
 use crate::config::{Conn, ConnArgs};
@@ -27,6 +29,16 @@ pub(crate) struct ExecutorTuning {
     /// Deliveries in flight from the broker.
     #[arg(long, default_value_t = 64, env = "WEFT_EXECUTOR_PREFETCH")]
     pub(crate) executor_prefetch: u16,
+    /// Seconds between the reaper's looks for lost or overdue executions.
+    #[arg(long, default_value_t = 5.0, env = "WEFT_REAPER_INTERVAL", value_name = "SECONDS")]
+    pub(crate) reaper_interval: f64,
+    /// Seconds a worker may go without a heartbeat before its executions
+    /// are reaped (and retried per their task's policy).
+    #[arg(long, default_value_t = 30.0, env = "WEFT_HEARTBEAT_GRACE", value_name = "SECONDS")]
+    pub(crate) heartbeat_grace: f64,
+    /// Seconds past an execution's timeout before the reaper ends it.
+    #[arg(long, default_value_t = 30.0, env = "WEFT_DEADLINE_GRACE", value_name = "SECONDS")]
+    pub(crate) deadline_grace: f64,
 }
 
 /// Arguments of `weft worker`.
@@ -53,6 +65,9 @@ pub(crate) struct WorkerTuning {
     /// Actions run at once (also the prefetch).
     #[arg(long, default_value_t = 8, env = "WEFT_WORKER_CONCURRENCY")]
     pub(crate) concurrency: usize,
+    /// Seconds between heartbeats.
+    #[arg(long, default_value_t = 5.0, env = "WEFT_HEARTBEAT_INTERVAL", value_name = "SECONDS")]
+    pub(crate) heartbeat_interval: f64,
 }
 
 /// Arguments of `weft dev`.
@@ -66,30 +81,47 @@ pub(crate) struct DevArgs {
     pub(crate) conn: ConnArgs,
 }
 
-fn executor_config(conn: &Conn, tuning: &ExecutorTuning) -> ExecutorConfig {
-    ExecutorConfig {
+fn executor_config(conn: &Conn, tuning: &ExecutorTuning) -> anyhow::Result<ExecutorConfig> {
+    Ok(ExecutorConfig {
         db: conn.db.clone(),
         bus: conn.bus.clone(),
         prefetch: tuning.executor_prefetch,
-        concurrency: tuning.executor_concurrency,
+        concurrency: tuning.executor_concurrency.max(1),
+        engine: EngineConfig {
+            deadline_grace: seconds("--deadline-grace", tuning.deadline_grace)?,
+            ..EngineConfig::default()
+        },
+        reaper: ReaperConfig {
+            interval: seconds("--reaper-interval", tuning.reaper_interval)?,
+            heartbeat_grace: seconds("--heartbeat-grace", tuning.heartbeat_grace)?,
+        },
         ..ExecutorConfig::default()
-    }
+    })
 }
 
-fn worker_config(conn: &Conn, tuning: &WorkerTuning) -> WorkerConfig {
-    WorkerConfig {
+fn worker_config(conn: &Conn, tuning: &WorkerTuning) -> anyhow::Result<WorkerConfig> {
+    Ok(WorkerConfig {
         bus: conn.bus.clone(),
         queues: tuning.queues.clone(),
         concurrency: tuning.concurrency.max(1),
+        heartbeat_interval: seconds("--heartbeat-interval", tuning.heartbeat_interval)?,
         ..WorkerConfig::default()
-    }
+    })
+}
+
+/// A positive number of seconds as a duration, or an error naming the flag.
+fn seconds(flag: &str, value: f64) -> anyhow::Result<Duration> {
+    Duration::try_from_secs_f64(value)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .with_context(|| format!("{flag} must be a positive number of seconds, not {value}"))
 }
 
 /// Runs an executor until SIGINT/SIGTERM.
 pub(crate) async fn executor(args: &ExecutorArgs) -> anyhow::Result<ExitCode> {
     let conn = args.conn.resolve("weft-executor")?;
     let shutdown = shutdown_on_signal();
-    weft_executor::run(executor_config(&conn, &args.tuning), shutdown).await?;
+    weft_executor::run(executor_config(&conn, &args.tuning)?, shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -98,7 +130,7 @@ pub(crate) async fn worker(args: &WorkerArgs) -> anyhow::Result<ExitCode> {
     let conn = args.conn.resolve("weft-worker")?;
     let shutdown = shutdown_on_signal();
     weft_worker::run(
-        worker_config(&conn, &args.tuning),
+        worker_config(&conn, &args.tuning)?,
         ActionRegistry::with_builtins(),
         shutdown,
     )
@@ -112,9 +144,9 @@ pub(crate) async fn dev(args: &DevArgs) -> anyhow::Result<ExitCode> {
     weft_store::migrate(&conn.db).await?.close().await;
     tracing::info!(database = %conn.db.redacted_url(), "database migrated; starting an executor and a worker");
     let shutdown = shutdown_on_signal();
-    let executor = weft_executor::run(executor_config(&conn, &args.executor), shutdown.clone());
+    let executor = weft_executor::run(executor_config(&conn, &args.executor)?, shutdown.clone());
     let worker = weft_worker::run(
-        worker_config(&conn, &args.worker),
+        worker_config(&conn, &args.worker)?,
         ActionRegistry::with_builtins(),
         shutdown.clone(),
     );

@@ -1,0 +1,111 @@
+//! Weft daemons as separate OS processes, for tests that kill them.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+use anyhow::{Context as _, bail};
+
+/// The `weft` binary of this build (`target/<profile>/weft`), built on
+/// first use if the test run did not build it already.
+///
+/// # Errors
+/// If it cannot be found or built.
+pub fn weft_binary() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("locating the test executable")?;
+    // target/<profile>/deps/<test> → target/<profile>/weft
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .context("the test executable is not under target/<profile>/deps")?;
+    let binary = profile_dir.join("weft");
+    if !binary.exists() {
+        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["build", "-p", "weft-cli", "--bin", "weft"])
+            .status()
+            .context("building the weft binary")?;
+        if !status.success() {
+            bail!("building the weft binary failed");
+        }
+    }
+    Ok(binary)
+}
+
+/// A daemon process that is killed (SIGKILL) when dropped.
+#[derive(Debug)]
+pub struct Daemon {
+    /// What it was started as, for messages.
+    pub name: String,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    child: Option<Child>,
+}
+
+impl Daemon {
+    /// Starts `weft <args…>` with the given environment.
+    ///
+    /// # Errors
+    /// If the process cannot be spawned.
+    pub fn start(name: &str, args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<Self> {
+        let mut daemon = Self {
+            name: name.to_owned(),
+            args: args.iter().map(|s| (*s).to_owned()).collect(),
+            env: env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            child: None,
+        };
+        daemon.restart()?;
+        Ok(daemon)
+    }
+
+    /// (Re)starts the process if it is not running.
+    ///
+    /// # Errors
+    /// If the process cannot be spawned.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        if self.child.is_some() {
+            return Ok(());
+        }
+        let log = std::env::var("WEFT_TEST_LOG").ok();
+        let mut command = Command::new(weft_binary()?);
+        command.args(&self.args).envs(self.env.iter().map(|(k, v)| (k, v))).stdin(Stdio::null());
+        match &log {
+            Some(filter) => command.env("RUST_LOG", filter),
+            None => command.env("RUST_LOG", "warn").stdout(Stdio::null()).stderr(Stdio::null()),
+        };
+        self.child = Some(command.spawn().with_context(|| format!("starting {}", self.name))?);
+        Ok(())
+    }
+
+    /// Kills the process with SIGKILL, at whatever point it is.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Asks the process to stop gracefully (SIGTERM) and waits for it.
+    pub fn terminate(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+            let _ = child.wait();
+        }
+    }
+
+    /// Whether the process is running (as far as this handle knows).
+    #[must_use]
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// The process id, if running.
+    #[must_use]
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

@@ -1,0 +1,140 @@
+//! Chaos: 3 executors and 2 workers, as separate processes, run a few
+//! hundred fan-out/fan-in workflows while the harness SIGKILLs and restarts
+//! them at random moments and every `execution.completed` is delivered
+//! twice. Afterwards every run succeeded, the audit is clean, and no task
+//! execution or execution exists twice.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+use weft_common::WorkflowStatus;
+use weft_tests::process::Daemon;
+use weft_tests::{Stack, StackOptions, duplicate_completions};
+
+const RUNS: usize = 200;
+const WORKFLOW: &str = r#"
+name: chaos
+tasks:
+  start: { action: echo, input: { n: 8 } }
+  fan:
+    needs: [start]
+    with_items: "{{ range(tasks.start.result.n) | list }}"
+    concurrency: 4
+    action: sleep
+    input: { seconds: 0.01, i: "{{ item }}" }
+    retry: { attempts: 10, delay: 50ms, backoff: 1.5, max_delay: 500ms }
+  left: { needs: [fan], action: echo, input: { n: "{{ tasks.fan.result | length }}" }, retry: { attempts: 10, delay: 50ms } }
+  right: { needs: [fan], action: noop, retry: { attempts: 10, delay: 50ms } }
+  join: { needs: [left, right], action: echo, input: { n: "{{ tasks.left.result.n }}" }, retry: { attempts: 10, delay: 50ms } }
+"#;
+
+/// A pseudo-random number below `n` (no RNG crate needed for a test).
+fn random_below(n: usize) -> usize {
+    (uuid::Uuid::new_v4().as_u128() % n as u128) as usize
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_daemons_and_duplicating_messages_loses_and_duplicates_nothing() {
+    let stack = Stack::start(StackOptions { executors: 0, workers: 0, ..StackOptions::default() }).expect("stack");
+    let pool = stack.pool().await.expect("pool");
+    let env = [
+        ("WEFT_DATABASE_URL", stack.database_url.as_str()),
+        ("WEFT_AMQP_URL", stack.amqp_url.as_str()),
+        ("WEFT_REAPER_INTERVAL", "0.5"),
+        ("WEFT_HEARTBEAT_GRACE", "3"),
+        ("WEFT_HEARTBEAT_INTERVAL", "0.5"),
+    ];
+    let mut daemons: Vec<Daemon> = Vec::new();
+    for i in 0..3 {
+        daemons.push(Daemon::start(&format!("executor-{i}"), &["executor"], &env).expect("executor"));
+    }
+    for i in 0..2 {
+        daemons.push(Daemon::start(&format!("worker-{i}"), &["worker", "--concurrency", "8"], &env).expect("worker"));
+    }
+    let stop = CancellationToken::new();
+    let duplicated = Arc::new(AtomicUsize::new(0));
+    let duplicator = duplicate_completions(&stack, duplicated.clone(), stop.clone()).await.expect("duplicator");
+
+    let mut ids = Vec::with_capacity(RUNS);
+    for _ in 0..RUNS {
+        ids.push(stack.submit(&pool, WORKFLOW, json!({})).await.expect("submit"));
+    }
+    let uuids: Vec<uuid::Uuid> = ids.iter().map(|i| i.as_uuid()).collect();
+
+    // Kill a random daemon every 150–600 ms while runs are in flight, then
+    // restart it after up to 400 ms.
+    let started = Instant::now();
+    let mut kills = 0;
+    while started.elapsed() < Duration::from_secs(40) {
+        let unfinished: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM workflow_executions WHERE id = ANY($1) AND status NOT IN ('succeeded', 'failed', 'canceled')",
+        )
+        .bind(&uuids)
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+        if unfinished < (RUNS / 10) as i64 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(150 + random_below(450) as u64)).await;
+        let victim = random_below(daemons.len());
+        daemons[victim].kill();
+        kills += 1;
+        tokio::time::sleep(Duration::from_millis(random_below(400) as u64)).await;
+        daemons[victim].restart().expect("restart");
+    }
+
+    let mut outcomes = std::collections::BTreeMap::<String, usize>::new();
+    for id in &ids {
+        let run = stack.wait(&pool, *id, Duration::from_secs(180)).await.expect("every run finishes");
+        *outcomes.entry(run.status.to_string()).or_default() += 1;
+        assert_eq!(run.status, WorkflowStatus::Succeeded, "run {id}: {:?}", run.error);
+    }
+    stop.cancel();
+    let _ = duplicator.await;
+
+    let mut conn = pool.acquire().await.expect("conn");
+    let violations = weft_store::audit::audit(&mut conn, None, 60.0).await.expect("audit");
+    let tasks: i64 = sqlx::query_scalar("SELECT count(*) FROM task_executions WHERE workflow_execution_id = ANY($1)")
+        .bind(&uuids)
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+    let twice: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT 1 FROM executions WHERE workflow_execution_id = ANY($1) \
+         GROUP BY task_execution_id, item_index, attempt HAVING count(*) > 1) d",
+    )
+    .bind(&uuids)
+    .fetch_one(&pool)
+    .await
+    .expect("count");
+    let succeeded_twice: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT 1 FROM executions WHERE workflow_execution_id = ANY($1) AND status = 'succeeded' \
+         GROUP BY task_execution_id, item_index HAVING count(*) > 1) d",
+    )
+    .bind(&uuids)
+    .fetch_one(&pool)
+    .await
+    .expect("count");
+    let reaped: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM executions WHERE workflow_execution_id = ANY($1) AND status = 'timed_out'",
+    )
+    .bind(&uuids)
+    .fetch_one(&pool)
+    .await
+    .expect("count");
+    println!(
+        "chaos: runs={RUNS} outcomes={outcomes:?} kills={kills} duplicates_injected={} reaped={reaped} violations={}",
+        duplicated.load(Ordering::Relaxed),
+        violations.len()
+    );
+    assert!(violations.is_empty(), "{violations:#?}");
+    assert_eq!(tasks, (RUNS * 5) as i64);
+    assert_eq!(twice, 0);
+    assert_eq!(succeeded_twice, 0);
+    assert!(kills > 0, "the chaos loop killed nothing");
+    assert!(duplicated.load(Ordering::Relaxed) > 0, "no completion was duplicated");
+}

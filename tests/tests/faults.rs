@@ -1,0 +1,242 @@
+//! Faults, one at a time: a worker killed mid-action, cancellation of a
+//! running action, `weft retry` of a failed run, and the audit catching
+//! hand-made corruption. Daemons run as processes so they can be killed.
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use weft_common::WorkflowStatus;
+use weft_store::cancel::{self, Requested};
+use weft_store::retry::{self, Reopened};
+use weft_tests::process::Daemon;
+use weft_tests::{Stack, StackOptions};
+
+fn stack() -> &'static Stack {
+    static STACK: OnceLock<Stack> = OnceLock::new();
+    STACK.get_or_init(|| Stack::start(StackOptions::default()).expect("the test stack starts"))
+}
+
+fn env(stack: &Stack) -> Vec<(&'static str, String)> {
+    vec![
+        ("WEFT_DATABASE_URL", stack.database_url.clone()),
+        ("WEFT_AMQP_URL", stack.amqp_url.clone()),
+        ("WEFT_HEARTBEAT_INTERVAL", "0.3".into()),
+    ]
+}
+
+fn pid_alive(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default().contains(") Z ")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_action_is_replaced_and_the_run_succeeds() {
+    // Its own stack: one in-process executor with a short heartbeat grace,
+    // and workers as processes on a pool of their own.
+    let stack = Stack::start(StackOptions { workers: 0, ..StackOptions::default() }).expect("stack");
+    let pool = stack.pool().await.expect("pool");
+    let env = env(&stack);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut first = Daemon::start("worker-a", &["worker", "--queue", "slow"], &env).expect("worker");
+    let yaml = r#"
+name: long
+tasks:
+  nap: { action: sleep, input: { seconds: 3 }, queue: slow, retry: { attempts: 3, delay: 10ms } }
+"#;
+    let id = stack.submit(&pool, yaml, json!({})).await.expect("submit");
+    // Wait until the first worker has started it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status: Option<String> =
+            sqlx::query_scalar("SELECT status FROM executions WHERE workflow_execution_id = $1 AND attempt = 1")
+                .bind(id.as_uuid())
+                .fetch_optional(&pool)
+                .await
+                .expect("status");
+        if status.as_deref() == Some("running") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the action never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    first.kill();
+    let _second = Daemon::start("worker-b", &["worker", "--queue", "slow"], &env).expect("worker");
+    let run = stack.wait(&pool, id, Duration::from_secs(60)).await.expect("finishes");
+    assert_eq!(run.status, WorkflowStatus::Succeeded, "{:?}", run.error);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_kills_the_running_action_and_ends_canceled() {
+    let stack = stack();
+    let pool = stack.pool().await.expect("pool");
+    let marker = std::env::temp_dir().join(format!("weft-cancel-{}.pid", uuid::Uuid::new_v4()));
+    let yaml = r#"
+name: cancel-me
+input: { pidfile: null }
+tasks:
+  long:
+    action: shell
+    input: { command: ["sh", "-c", 'echo $$ > "$1"; exec sleep 60', "long", "{{ input.pidfile }}"] }
+  after: { needs: [long], action: noop }
+"#;
+    let id = stack.submit(&pool, yaml, json!({ "pidfile": marker.display().to_string() })).await.expect("submit");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let pid: u32 = loop {
+        if let Some(pid) = std::fs::read_to_string(&marker).ok().and_then(|s| s.trim().parse().ok()) {
+            break pid;
+        }
+        assert!(Instant::now() < deadline, "the action never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(pid_alive(pid));
+    let mut tx = pool.begin().await.expect("tx");
+    let requested = cancel::request(&mut tx, id).await.expect("cancel");
+    tx.commit().await.expect("commit");
+    assert!(matches!(requested, Requested::Accepted { .. }), "{requested:?}");
+    let run = stack.wait(&pool, id, Duration::from_secs(30)).await.expect("finishes");
+    assert_eq!(run.status, WorkflowStatus::Canceled);
+    let gone = Instant::now() + Duration::from_secs(5);
+    while pid_alive(pid) {
+        assert!(Instant::now() < gone, "the child process {pid} outlived the cancellation");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let statuses: Vec<(String, String)> =
+        sqlx::query_as("SELECT task_name, status FROM task_executions WHERE workflow_execution_id = $1 ORDER BY task_name")
+            .bind(id.as_uuid())
+            .fetch_all(&pool)
+            .await
+            .expect("tasks");
+    assert_eq!(statuses, [("after".into(), "canceled".into()), ("long".into(), "canceled".into())]);
+    // Cancelling again is a clear no-op.
+    let mut conn = pool.acquire().await.expect("conn");
+    assert_eq!(cancel::request(&mut conn, id).await.expect("cancel"), Requested::Finished(WorkflowStatus::Canceled));
+    let _ = std::fs::remove_file(marker);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_reruns_only_what_failed() {
+    let stack = stack();
+    let pool = stack.pool().await.expect("pool");
+    let flag = std::env::temp_dir().join(format!("weft-retry-flag-{}", uuid::Uuid::new_v4()));
+    let yaml = r#"
+name: fix-and-retry
+input: { flag: null }
+tasks:
+  prepare: { action: echo, input: { ok: true } }
+  check: { needs: [prepare], action: shell, input: { command: ["test", "-e", "{{ input.flag }}"] } }
+  after: { needs: [check], action: echo, input: { prepared: "{{ tasks.prepare.result.ok }}" } }
+"#;
+    let id = stack.submit(&pool, yaml, json!({ "flag": flag.display().to_string() })).await.expect("submit");
+    let run = stack.wait(&pool, id, Duration::from_secs(30)).await.expect("finishes");
+    assert_eq!(run.status, WorkflowStatus::Failed);
+
+    std::fs::write(&flag, b"fixed").expect("fix the cause");
+    let mut tx = pool.begin().await.expect("tx");
+    let reopened = retry::reopen(&mut tx, id).await.expect("retry");
+    tx.commit().await.expect("commit");
+    assert!(matches!(&reopened, Reopened::Reopened { tasks, round: 2 } if tasks.len() == 2), "{reopened:?}");
+    let run = stack.wait(&pool, id, Duration::from_secs(30)).await.expect("finishes");
+    assert_eq!(run.status, WorkflowStatus::Succeeded, "{:?}", run.error);
+    let prepare_runs: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM executions e JOIN task_executions t ON t.id = e.task_execution_id \
+         WHERE t.workflow_execution_id = $1 AND t.task_name = 'prepare'",
+    )
+    .bind(id.as_uuid())
+    .fetch_one(&pool)
+    .await
+    .expect("count");
+    assert_eq!(prepare_runs, 1, "a succeeded task must not run again");
+    let attempts: Vec<i32> = sqlx::query_scalar(
+        "SELECT e.attempt FROM executions e JOIN task_executions t ON t.id = e.task_execution_id \
+         WHERE t.workflow_execution_id = $1 AND t.task_name = 'check' ORDER BY e.attempt",
+    )
+    .bind(id.as_uuid())
+    .fetch_all(&pool)
+    .await
+    .expect("attempts");
+    assert_eq!(attempts, [1, 2]);
+    let mut conn = pool.acquire().await.expect("conn");
+    assert!(weft_store::audit::audit(&mut conn, Some(id), 60.0).await.expect("audit").is_empty());
+    // Only failed runs can be retried.
+    assert_eq!(retry::reopen(&mut conn, id).await.expect("retry"), Reopened::NotFailed(WorkflowStatus::Succeeded));
+    let _ = std::fs::remove_file(flag);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_finds_each_kind_of_corruption() {
+    let stack = stack();
+    let pool = stack.pool().await.expect("pool");
+    let yaml = r#"
+name: audited
+tasks:
+  a: { action: echo, input: { v: 1 } }
+  b: { needs: [a], action: echo, input: { v: 2 } }
+  c: { needs: [a], when: "{{ false }}", action: noop }
+"#;
+    let mut conn = pool.acquire().await.expect("conn");
+    let audit = |id, outbox_threshold: f64| {
+        let pool = pool.clone();
+        async move {
+            let mut conn = pool.acquire().await.expect("conn");
+            let found = weft_store::audit::audit(&mut conn, Some(id), outbox_threshold).await.expect("audit");
+            found.into_iter().map(|v| v.check).collect::<Vec<_>>()
+        }
+    };
+    let fresh = || async {
+        let id = stack.submit(&pool, yaml, json!({})).await.expect("submit");
+        let run = stack.wait(&pool, id, Duration::from_secs(30)).await.expect("finishes");
+        assert_eq!(run.status, WorkflowStatus::Succeeded, "{:?}", run.error);
+        id
+    };
+    let clean = fresh().await;
+    assert!(audit(clean, 60.0).await.is_empty());
+
+    let corruptions: &[(&str, &str)] = &[
+        (
+            "one_task_execution_per_task",
+            "DELETE FROM task_executions WHERE workflow_execution_id = $1 AND task_name = 'c'",
+        ),
+        (
+            "item_counters_match_executions",
+            "UPDATE task_executions SET items_succeeded = 7 WHERE workflow_execution_id = $1 AND task_name = 'a'",
+        ),
+        (
+            "dispatched_after_needs_terminal",
+            "UPDATE task_executions SET finished_at = finished_at + interval '1 hour' \
+             WHERE workflow_execution_id = $1 AND task_name = 'a'",
+        ),
+        (
+            "skipped_tasks_never_dispatched",
+            "INSERT INTO executions (id, task_execution_id, workflow_execution_id, attempt, status, input, queued_at) \
+             SELECT gen_random_uuid(), id, workflow_execution_id, 1, 'succeeded', '{}', finished_at \
+             FROM task_executions WHERE workflow_execution_id = $1 AND task_name = 'c'",
+        ),
+        (
+            "terminal_runs_have_terminal_children",
+            "UPDATE task_executions SET status = 'running' WHERE workflow_execution_id = $1 AND task_name = 'b'",
+        ),
+        (
+            "one_execution_per_unit",
+            "INSERT INTO executions (id, task_execution_id, workflow_execution_id, attempt, status, input) \
+             SELECT gen_random_uuid(), task_execution_id, workflow_execution_id, 2, 'succeeded', '{}' \
+             FROM executions WHERE workflow_execution_id = $1 AND attempt = 1 LIMIT 1",
+        ),
+        (
+            "outbox_drained",
+            // Not yet due, so no relay takes it; the audit below runs with a
+            // threshold of -1 h to see it as overdue.
+            "INSERT INTO outbox (exchange, routing_key, payload, not_before) \
+             VALUES ('weft.events', 'x', jsonb_build_object('type', 'workflow_submitted', 'workflow_execution_id', $1::uuid), \
+                     now() + interval '30 minutes')",
+        ),
+    ];
+    for (check, corruption) in corruptions {
+        let id = fresh().await;
+        sqlx::query(sqlx::AssertSqlSafe(*corruption)).bind(id.as_uuid()).execute(&mut *conn).await.expect(check);
+        let threshold = if *check == "outbox_drained" { -3600.0 } else { 60.0 };
+        let found = audit(id, threshold).await;
+        assert!(found.iter().any(|c| c == check), "{check} not detected; found {found:?}");
+    }
+    sqlx::query("DELETE FROM outbox WHERE routing_key = 'x'").execute(&mut *conn).await.expect("cleanup");
+}
