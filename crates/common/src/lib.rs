@@ -3,15 +3,31 @@
 //! Everything here is pure: it compiles without tokio, sqlx or lapin, and is
 //! unit-tested in isolation. Read it in this order:
 //!
-//! 1. [`id`] — typed identifiers (`WorkflowExecutionId`, `ExecutionId`, …).
-//! 2. [`state`] — the workflow, task and execution state machines, and the
+//! 1. [`Workflow::parse`] — YAML in, a validated [`Workflow`] (or every
+//!    problem as [`Diagnostics`] with file, line, column and a hint) out.
+//! 2. [`Dag`] — roots, successors, needs, topological order, ancestors.
+//! 3. [`Evaluator`] — `{{ … }}` expressions against a [`Context`].
+//! 4. [`state`] — the workflow, task and execution state machines, and the
 //!    [`Trigger`] rules that decide whether a ready task runs.
-//! 3. [`message`] — the versioned envelopes on the bus and the topology names.
+//! 5. [`message`] — the versioned envelopes on the bus and the topology names.
+//! 6. [`id`] — typed identifiers.
 
+mod dag;
+mod diagnostic;
+mod duration;
+mod expr;
 pub mod id;
 pub mod message;
+mod spec;
 pub mod state;
+mod workflow;
 
+pub use dag::Dag;
+pub use diagnostic::{Diagnostics, Problem};
+pub use duration::parse_duration;
+pub use expr::{Context, Evaluator, ExprError, TaskView, WorkflowRef, kind_of};
 pub use id::{ExecutionId, MessageId, TaskExecutionId, WorkflowExecutionId};
 pub use message::{Envelope, Message};
+pub use spec::WithItems;
 pub use state::{ExecutionStatus, IllegalTransition, TaskStatus, Trigger, WorkflowStatus};
+pub use workflow::{InputError, RetryPolicy, Task, Workflow};

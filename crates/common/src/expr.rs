@@ -1,0 +1,434 @@
+//! Expressions: Jinja `{{ … }}` templates evaluated by minijinja in a
+//! sandbox (no IO, strict undefined, a fuel limit against runaway loops).
+//!
+//! A string that is exactly one `{{ expr }}` yields the expression's native
+//! JSON value (number, list, object); any other string with `{{` or `{%`
+//! renders to a string; strings without either are returned unchanged.
+//! Objects and lists are walked and rendered leaf by leaf.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use minijinja::value::Serde;
+use minijinja::{Environment, UndefinedBehavior};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::spec::WithItems;
+use crate::state::TaskStatus;
+
+/// Instructions one evaluation may spend before it is stopped.
+const FUEL: u64 = 1_000_000;
+
+/// What an expression can see.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Context {
+    /// The run's resolved input.
+    pub input: serde_json::Map<String, Value>,
+    /// The tasks this expression may reference (ancestors), by name.
+    pub tasks: BTreeMap<String, TaskView>,
+    /// The current item of a `with_items` task.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub item: Option<Value>,
+    /// The current item's position.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub item_index: Option<u32>,
+    /// The run itself.
+    pub workflow: WorkflowRef,
+}
+
+/// A task as expressions see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskView {
+    /// Its status.
+    pub status: TaskStatus,
+    /// Its result (`null` if it has none).
+    pub result: Value,
+}
+
+/// The run as expressions see it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct WorkflowRef {
+    /// The run's id.
+    pub id: String,
+    /// The workflow's name.
+    pub name: String,
+}
+
+/// An expression that failed to evaluate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExprError {
+    /// The template text.
+    pub expression: String,
+    /// Why it failed.
+    pub reason: String,
+}
+
+impl fmt::Display for ExprError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "`{}`: {}", self.expression, self.reason)
+    }
+}
+
+impl std::error::Error for ExprError {}
+
+/// Evaluates templates. Build one and share it; it is `Send + Sync`.
+#[derive(Debug)]
+pub struct Evaluator {
+    env: Environment<'static>,
+}
+
+impl Default for Evaluator {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Whether a string is a template at all.
+pub(crate) fn is_template(s: &str) -> bool {
+    s.contains("{{") || s.contains("{%")
+}
+
+/// The inner expression of a string that is exactly one `{{ expr }}`.
+pub(crate) fn lone_expression(s: &str) -> Option<&str> {
+    let t = s.trim();
+    let inner = t.strip_prefix("{{")?.strip_suffix("}}")?;
+    (!inner.contains("{{") && !inner.contains("}}") && !inner.contains("{%"))
+        .then_some(inner.trim())
+}
+
+fn describe(err: &minijinja::Error) -> String {
+    let mut text = err.detail().map_or_else(
+        || err.kind().to_string(),
+        |d| format!("{}: {d}", err.kind()),
+    );
+    if err.kind() == minijinja::ErrorKind::UndefinedError && err.detail().is_none() {
+        text = "undefined value (a name, attribute or item that does not exist)".to_owned();
+    }
+    text
+}
+
+impl Evaluator {
+    /// A sandboxed evaluator with strict undefined and a fuel limit.
+    #[must_use]
+    pub fn new() -> Self {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.set_fuel(Some(FUEL));
+        env.add_filter(
+            "fromjson",
+            |s: String| -> Result<minijinja::Value, minijinja::Error> {
+                serde_json::from_str::<Value>(&s)
+                    .map(|v| minijinja::Value::from(Serde(v)))
+                    .map_err(|e| {
+                        minijinja::Error::new(
+                            minijinja::ErrorKind::InvalidOperation,
+                            format!("not JSON: {e}"),
+                        )
+                    })
+            },
+        );
+        Self { env }
+    }
+
+    fn ctx_value(ctx: &Context) -> minijinja::Value {
+        minijinja::Value::from(Serde(ctx))
+    }
+
+    fn eval_str(&self, s: &str, ctx: &minijinja::Value) -> Result<Value, ExprError> {
+        let fail = |e: minijinja::Error| ExprError {
+            expression: s.to_owned(),
+            reason: describe(&e),
+        };
+        if let Some(expr) = lone_expression(s) {
+            let compiled = self.env.compile_expression(expr).map_err(fail)?;
+            let value = compiled.eval(ctx.clone()).map_err(fail)?;
+            if value.is_undefined() {
+                return Err(ExprError {
+                    expression: s.to_owned(),
+                    reason: "undefined value".into(),
+                });
+            }
+            serde_json::to_value(&value).map_err(|e| ExprError {
+                expression: s.to_owned(),
+                reason: format!("not representable as JSON: {e}"),
+            })
+        } else {
+            self.env
+                .render_str(s, ctx.clone())
+                .map(Value::String)
+                .map_err(fail)
+        }
+    }
+
+    fn walk(&self, template: &Value, ctx: &minijinja::Value) -> Result<Value, ExprError> {
+        match template {
+            Value::String(s) if is_template(s) => self.eval_str(s, ctx),
+            Value::Array(items) => items
+                .iter()
+                .map(|v| self.walk(v, ctx))
+                .collect::<Result<_, _>>()
+                .map(Value::Array),
+            Value::Object(map) => map
+                .iter()
+                .map(|(k, v)| self.walk(v, ctx).map(|v| (k.clone(), v)))
+                .collect::<Result<_, _>>()
+                .map(Value::Object),
+            other => Ok(other.clone()),
+        }
+    }
+
+    /// Renders a template tree against `ctx`.
+    ///
+    /// # Errors
+    /// The first expression that fails, with the reason.
+    pub fn render(&self, template: &Value, ctx: &Context) -> Result<Value, ExprError> {
+        self.walk(template, &Self::ctx_value(ctx))
+    }
+
+    /// Renders a template tree once per item, with `item` and `item_index`
+    /// set. The context is converted once, not once per item.
+    ///
+    /// # Errors
+    /// The failing item's index and the error.
+    pub fn render_items(
+        &self,
+        template: &Value,
+        ctx: &Context,
+        items: Vec<Value>,
+    ) -> Result<Vec<Value>, (usize, ExprError)> {
+        let base = Self::ctx_value(ctx);
+        let mut rendered = Vec::with_capacity(items.len());
+        let constant = !contains_template(template);
+        for (i, item) in items.into_iter().enumerate() {
+            if constant {
+                rendered.push(template.clone());
+                continue;
+            }
+            let per_item = minijinja::context! {
+                item => Serde(item),
+                item_index => i,
+                ..base.clone()
+            };
+            let value = self.walk(template, &per_item).map_err(|e| (i, e))?;
+            rendered.push(value);
+        }
+        Ok(rendered)
+    }
+
+    /// Evaluates a `when` condition with Jinja truthiness.
+    ///
+    /// # Errors
+    /// If the expression fails.
+    pub fn condition(&self, when: &str, ctx: &Context) -> Result<bool, ExprError> {
+        let ctx = Self::ctx_value(ctx);
+        let fail = |e: minijinja::Error| ExprError {
+            expression: when.to_owned(),
+            reason: describe(&e),
+        };
+        let expr = lone_expression(when).unwrap_or(when);
+        let compiled = self.env.compile_expression(expr).map_err(fail)?;
+        let value = compiled.eval(ctx).map_err(fail)?;
+        Ok(value.is_true())
+    }
+
+    /// The items of a `with_items`: the literal list, or the expression's
+    /// value, which must be a list.
+    ///
+    /// # Errors
+    /// If the expression fails or is not a list (naming what it is).
+    pub fn items(&self, with_items: &WithItems, ctx: &Context) -> Result<Vec<Value>, ExprError> {
+        match with_items {
+            WithItems::List(items) => {
+                let ctx = Self::ctx_value(ctx);
+                items.iter().map(|v| self.walk(v, &ctx)).collect()
+            }
+            WithItems::Expression(text) => match self.render(&Value::String(text.clone()), ctx)? {
+                Value::Array(items) => Ok(items),
+                other => Err(ExprError {
+                    expression: text.clone(),
+                    reason: format!("with_items must be a list, but this is {}", kind_of(&other)),
+                }),
+            },
+        }
+    }
+
+    /// The variables a template uses, as dotted paths (`tasks.a.result`),
+    /// or the syntax error.
+    pub(crate) fn references(&self, text: &str) -> Result<BTreeSet<String>, String> {
+        let vars = match lone_expression(text) {
+            Some(expr) => self
+                .env
+                .compile_expression(expr)
+                .map(|e| e.undeclared_variables(true)),
+            None => self
+                .env
+                .template_from_str(text)
+                .map(|t| t.undeclared_variables(true)),
+        };
+        vars.map(|v| v.into_iter().collect())
+            .map_err(|e| describe(&e))
+    }
+
+    /// Checks the syntax of a `when` expression (which may be written with
+    /// or without braces) and returns its variables.
+    pub(crate) fn condition_references(&self, text: &str) -> Result<BTreeSet<String>, String> {
+        let expr = lone_expression(text).unwrap_or(text);
+        self.env
+            .compile_expression(expr)
+            .map(|e| e.undeclared_variables(true).into_iter().collect())
+            .map_err(|e| describe(&e))
+    }
+}
+
+fn contains_template(v: &Value) -> bool {
+    match v {
+        Value::String(s) => is_template(s),
+        Value::Array(items) => items.iter().any(contains_template),
+        Value::Object(map) => map.values().any(contains_template),
+        _ => false,
+    }
+}
+
+/// "a number", "a list", … for messages.
+#[must_use]
+pub fn kind_of(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ctx() -> Context {
+        let mut tasks = BTreeMap::new();
+        tasks.insert(
+            "fetch".to_owned(),
+            TaskView {
+                status: TaskStatus::Succeeded,
+                result: json!({"lines": ["a", "b"], "n": 2}),
+            },
+        );
+        Context {
+            input: json!({"size": 10, "name": "x"})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+            tasks,
+            item: None,
+            item_index: None,
+            workflow: WorkflowRef {
+                id: "run-1".into(),
+                name: "etl".into(),
+            },
+        }
+    }
+
+    #[test]
+    fn a_lone_expression_keeps_its_json_type() {
+        let e = Evaluator::new();
+        assert_eq!(e.render(&json!("{{ input.size }}"), &ctx()), Ok(json!(10)));
+        assert_eq!(
+            e.render(&json!("{{ tasks.fetch.result.lines }}"), &ctx()),
+            Ok(json!(["a", "b"]))
+        );
+        assert_eq!(
+            e.render(&json!(" {{ input.size * 2 }} "), &ctx()),
+            Ok(json!(20))
+        );
+        assert_eq!(
+            e.render(&json!("{{ {'a': 1} }}"), &ctx()),
+            Ok(json!({"a": 1}))
+        );
+    }
+
+    #[test]
+    fn mixed_text_renders_to_a_string_and_trees_are_walked() {
+        let e = Evaluator::new();
+        let t = json!({"msg": "size={{ input.size }}", "list": ["{{ workflow.name }}", 3], "plain": "no braces"});
+        assert_eq!(
+            e.render(&t, &ctx()),
+            Ok(json!({"msg": "size=10", "list": ["etl", 3], "plain": "no braces"}))
+        );
+    }
+
+    #[test]
+    fn undefined_names_are_errors_not_empty_strings() {
+        let e = Evaluator::new();
+        let err = e.render(&json!("{{ input.missing }}"), &ctx()).unwrap_err();
+        assert!(err.to_string().contains("input.missing"), "{err}");
+        assert!(
+            e.render(&json!("x{{ tasks.nope.result }}"), &ctx())
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn items_must_be_a_list() {
+        let e = Evaluator::new();
+        let items = e.items(
+            &WithItems::Expression("{{ tasks.fetch.result.lines }}".into()),
+            &ctx(),
+        );
+        assert_eq!(items, Ok(vec![json!("a"), json!("b")]));
+        let err = e
+            .items(&WithItems::Expression("{{ input.size }}".into()), &ctx())
+            .unwrap_err();
+        assert!(err.reason.contains("a number"), "{err}");
+    }
+
+    #[test]
+    fn per_item_rendering_sees_item_and_index() {
+        let e = Evaluator::new();
+        let out = e.render_items(
+            &json!({"v": "{{ item }}-{{ item_index }}", "n": "{{ input.size }}"}),
+            &ctx(),
+            vec![json!("a"), json!("b")],
+        );
+        assert_eq!(
+            out,
+            Ok(vec![
+                json!({"v": "a-0", "n": 10}),
+                json!({"v": "b-1", "n": 10})
+            ])
+        );
+    }
+
+    #[test]
+    fn conditions_use_truthiness() {
+        let e = Evaluator::new();
+        assert_eq!(e.condition("{{ input.size > 5 }}", &ctx()), Ok(true));
+        assert_eq!(
+            e.condition("tasks.fetch.result.lines | length == 0", &ctx()),
+            Ok(false)
+        );
+    }
+
+    #[test]
+    fn runaway_loops_run_out_of_fuel() {
+        let e = Evaluator::new();
+        let t = json!(
+            "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}"
+        );
+        assert!(e.render(&t, &ctx()).is_err());
+    }
+
+    #[test]
+    fn references_are_dotted_paths() {
+        let e = Evaluator::new();
+        let refs = e
+            .references("{{ tasks.fetch.result.lines | length }} and {{ input.size }}")
+            .unwrap_or_default();
+        assert!(refs.contains("tasks.fetch.result.lines"), "{refs:?}");
+        assert!(refs.contains("input.size"), "{refs:?}");
+        assert!(e.references("{{ oops(").is_err());
+    }
+}
