@@ -1,1 +1,23 @@
-//! placeholder
+//! # weft-bus — Weft's RabbitMQ layer
+//!
+//! 1. [`Bus::connect`] — a supervised connection that replaces itself with
+//!    capped backoff whenever it is lost.
+//! 2. [`Bus::declare_topology`] — the exchanges and queues of design §4.
+//! 3. [`Publisher`] — persistent, mandatory, publisher-confirmed messages;
+//!    [`Publisher::publish_many`] pipelines the confirms.
+//! 4. [`consume`] — the consumer loop: ack only after the handler's effect
+//!    is durable, dead-letter what cannot be decoded, resubscribe after a
+//!    connection loss, finish in-flight work on shutdown.
+
+mod connection;
+mod consumer;
+mod error;
+mod publisher;
+#[cfg(feature = "testing")]
+pub mod testing;
+mod topology;
+
+pub use connection::{Bus, BusConfig};
+pub use consumer::{ConsumerConfig, Delivery, Outcome, QueueKind, consume};
+pub use error::BusError;
+pub use publisher::Publisher;
