@@ -64,7 +64,7 @@ pub struct Stack {
     pub database_url: String,
     /// The vhost's AMQP URL.
     pub amqp_url: String,
-    runtime: tokio::runtime::Runtime,
+    runtime: Option<tokio::runtime::Runtime>,
     shutdown: CancellationToken,
     _vhost: Arc<weft_bus::testing::VhostGuard>,
 }
@@ -89,25 +89,25 @@ impl Stack {
             &uuid::Uuid::new_v4().simple().to_string()[..12]
         );
         let database_url = replace_database(&base_db, &name);
-        let (amqp_url, vhost) = runtime.block_on(async {
-            let db = DbConfig {
-                url: database_url.clone(),
-                ..DbConfig::default()
-            };
-            weft_store::migrate(&db)
-                .await
-                .context("migrating the test database")?
-                .close()
-                .await;
-            weft_bus::testing::fresh_vhost()
-                .await
-                .context("creating a RabbitMQ vhost")
+        // Set up on a thread of our own: the caller may be inside a runtime,
+        // where blocking on another one is not allowed.
+        let (amqp_url, vhost) = std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    runtime.block_on(async {
+                        let db = DbConfig { url: database_url.clone(), ..DbConfig::default() };
+                        weft_store::migrate(&db).await.context("migrating the test database")?.close().await;
+                        weft_bus::testing::fresh_vhost().await.context("creating a RabbitMQ vhost")
+                    })
+                })
+                .join()
+                .map_err(|_| anyhow::anyhow!("the set-up thread panicked"))?
         })?;
         let shutdown = CancellationToken::new();
         let stack = Self {
             database_url,
             amqp_url,
-            runtime,
+            runtime: Some(runtime),
             shutdown,
             _vhost: Arc::new(vhost),
         };
@@ -118,6 +118,13 @@ impl Stack {
             stack.spawn_worker(options.worker_concurrency, options.actions);
         }
         Ok(stack)
+    }
+
+    fn handle(&self) -> tokio::runtime::Handle {
+        match &self.runtime {
+            Some(runtime) => runtime.handle().clone(),
+            None => tokio::runtime::Handle::current(),
+        }
     }
 
     fn db(&self) -> DbConfig {
@@ -145,7 +152,7 @@ impl Stack {
             ..ExecutorConfig::default()
         };
         let stop = token.clone();
-        self.runtime.spawn(async move {
+        self.handle().spawn(async move {
             if let Err(e) = weft_executor::run(config, stop).await {
                 tracing::error!(error = %format!("{e:#}"), "test executor stopped");
             }
@@ -167,7 +174,7 @@ impl Stack {
             ..WorkerConfig::default()
         };
         let stop = token.clone();
-        self.runtime.spawn(async move {
+        self.handle().spawn(async move {
             if let Err(e) = weft_worker::run(config, actions(), stop).await {
                 tracing::error!(error = %format!("{e:#}"), "test worker stopped");
             }
@@ -213,6 +220,10 @@ impl Stack {
 impl Drop for Stack {
     fn drop(&mut self) {
         self.shutdown.cancel();
+        if let Some(runtime) = self.runtime.take() {
+            // Dropping a runtime inside another one would panic.
+            runtime.shutdown_background();
+        }
     }
 }
 

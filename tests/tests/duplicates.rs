@@ -56,9 +56,9 @@ async fn duplicated_completions_with_two_executors_change_nothing() {
         assert_eq!(run.status, WorkflowStatus::Succeeded, "{:?}", run.error);
     }
     stop.cancel();
-    let _ = consuming.await;
+    let _ = duplicator.await;
     assert!(
-        duplicated.load(std::sync::atomic::Ordering::Relaxed) > 0,
+        duplicated.load(Ordering::Relaxed) > 0,
         "no completion was duplicated"
     );
 

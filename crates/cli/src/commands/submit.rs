@@ -87,7 +87,7 @@ pub(crate) async fn run(args: &SubmitArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn store(
-    pool: &sqlx::PgPool,
+    pool: &weft_store::PgPool,
     workflow: &Workflow,
     source: &str,
     file: &Path,
