@@ -199,7 +199,7 @@ tasks:
         ),
         (
             "item_counters_match_executions",
-            "UPDATE task_executions SET items_succeeded = 7 WHERE workflow_execution_id = $1 AND task_name = 'a'",
+            "UPDATE task_executions SET items_succeeded = 0 WHERE workflow_execution_id = $1 AND task_name = 'a'",
         ),
         (
             "dispatched_after_needs_terminal",
