@@ -24,7 +24,15 @@ impl Problem {
     /// A problem at a byte offset of `source`.
     #[must_use]
     pub fn at(source: &str, offset: usize, len: usize, message: impl Into<String>) -> Self {
-        let offset = offset.min(source.len());
+        let mut offset = offset.min(source.len());
+        while !source.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        let mut end = offset.saturating_add(len.max(1)).min(source.len());
+        while !source.is_char_boundary(end) {
+            end += 1;
+        }
+        let len = end - offset;
         let before = &source[..offset];
         let line = before.matches('\n').count() + 1;
         let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
@@ -95,6 +103,12 @@ impl Diagnostics {
     #[must_use]
     pub fn origin(&self) -> &str {
         &self.origin
+    }
+
+    /// Each problem as a diagnostic of its own (source snippet, caret,
+    /// hint), for a report handler to render one by one.
+    pub fn reports(&self) -> impl Iterator<Item = &dyn miette::Diagnostic> {
+        self.rendered.iter().map(|r| r as &dyn miette::Diagnostic)
     }
 }
 

@@ -446,14 +446,10 @@ impl<'s> Validator<'s> {
         let names: Vec<&str> = raw_tasks.keys().map(String::as_str).collect();
         let mut tasks: Vec<Task> = Vec::with_capacity(raw_tasks.len());
         for (task_name, raw_task) in raw_tasks {
-            if let Some(task) = self.task(task_name, raw_task, &names) {
-                tasks.push(task);
-            }
+            tasks.push(self.task(task_name, raw_task, &names));
         }
-        if !self.problems.is_empty() {
-            // Graph and expression checks need every task well-formed.
-            return Err(self.problems);
-        }
+        // The graph and expression checks run even after problems above, on
+        // what could be read, so one pass reports as much as possible.
         let dag = match Dag::build(tasks.iter().map(|t| (t.name.as_str(), t.needs.as_slice()))) {
             Ok(dag) => dag,
             Err(cycles) => {
@@ -530,9 +526,8 @@ impl<'s> Validator<'s> {
         problem
     }
 
-    fn task(&mut self, name: &str, raw: &Spanned<RawTask>, names: &[&str]) -> Option<Task> {
+    fn task(&mut self, name: &str, raw: &Spanned<RawTask>, names: &[&str]) -> Task {
         let t = &raw.value;
-        let start = self.problems.len();
         if !is_identifier(name) {
             let p = self.at(
                 &raw.referenced,
@@ -675,10 +670,7 @@ impl<'s> Validator<'s> {
             }
         };
         let when = t.when.as_ref().map(|w| w.value.clone());
-        if self.problems.len() > start {
-            return None;
-        }
-        Some(Task {
+        Task {
             name: name.to_owned(),
             action,
             description: t.description.clone(),
@@ -696,7 +688,7 @@ impl<'s> Validator<'s> {
             queue,
             allow_failure: t.allow_failure.unwrap_or(false),
             references: BTreeSet::new(),
-        })
+        }
     }
 
     fn duration(&mut self, task: &str, field: &str, d: &Spanned<String>) -> Option<Duration> {
