@@ -36,7 +36,10 @@ tasks:
 const NOOP: &str = "name: noop1\ntasks:\n  only: { action: noop }\n";
 
 fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn main() -> anyhow::Result<()> {
@@ -46,7 +49,10 @@ fn main() -> anyhow::Result<()> {
     let runs = env_usize("WEFT_BENCH_RUNS", if quick { 5 } else { 200 });
     let tasks = env_usize("WEFT_BENCH_TASKS", if quick { 50 } else { 5_000 });
 
-    let stack = Stack::start(StackOptions { worker_concurrency: 32, ..StackOptions::default() })?;
+    let stack = Stack::start(StackOptions {
+        worker_concurrency: 32,
+        ..StackOptions::default()
+    })?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let pool = stack.pool().await?;
@@ -74,7 +80,12 @@ async fn sequential(pool: &PgPool, yaml: &str, runs: usize) -> anyhow::Result<Ve
     for _ in 0..runs {
         let id = submit(pool, yaml, "bench.yaml", json!({})).await?;
         let run = wait_terminal(pool, id, Duration::from_secs(60)).await?;
-        ensure!(run.status == WorkflowStatus::Succeeded, "run {id} ended {}: {:?}", run.status, run.error);
+        ensure!(
+            run.status == WorkflowStatus::Succeeded,
+            "run {id} ended {}: {:?}",
+            run.status,
+            run.error
+        );
         let finished = run.finished_at.context("a finished run has finished_at")?;
         latencies.push((finished - run.created_at).to_std().unwrap_or_default());
     }
@@ -103,16 +114,21 @@ async fn throughput(pool: &PgPool, yaml: &str, n: usize) -> anyhow::Result<(usiz
     }
     for id in &ids {
         let run = wait_terminal(pool, *id, Duration::from_secs(600)).await?;
-        ensure!(run.status == WorkflowStatus::Succeeded, "run {id} ended {}", run.status);
+        ensure!(
+            run.status == WorkflowStatus::Succeeded,
+            "run {id} ended {}",
+            run.status
+        );
     }
     let _ = started;
     let uuids: Vec<uuid::Uuid> = ids.iter().map(|i| i.as_uuid()).collect();
-    let (first, last): (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>) = sqlx::query_as(
-        "SELECT min(created_at), max(finished_at) FROM workflow_executions WHERE id = ANY($1)",
-    )
-    .bind(&uuids)
-    .fetch_one(pool)
-    .await?;
+    let (first, last): (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>) =
+        sqlx::query_as(
+            "SELECT min(created_at), max(finished_at) FROM workflow_executions WHERE id = ANY($1)",
+        )
+        .bind(&uuids)
+        .fetch_one(pool)
+        .await?;
     Ok((ids.len(), (last - first).to_std().unwrap_or_default()))
 }
 

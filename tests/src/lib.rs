@@ -95,9 +95,18 @@ impl Stack {
             scope
                 .spawn(|| {
                     runtime.block_on(async {
-                        let db = DbConfig { url: database_url.clone(), ..DbConfig::default() };
-                        weft_store::migrate(&db).await.context("migrating the test database")?.close().await;
-                        weft_bus::testing::fresh_vhost().await.context("creating a RabbitMQ vhost")
+                        let db = DbConfig {
+                            url: database_url.clone(),
+                            ..DbConfig::default()
+                        };
+                        weft_store::migrate(&db)
+                            .await
+                            .context("migrating the test database")?
+                            .close()
+                            .await;
+                        weft_bus::testing::fresh_vhost()
+                            .await
+                            .context("creating a RabbitMQ vhost")
                     })
                 })
                 .join()
@@ -356,7 +365,11 @@ pub async fn duplicate_completions(
                     seen.fetch_add(1, Ordering::Relaxed);
                     if matches!(d.envelope.message, Message::ExecutionCompleted(_)) {
                         let bytes = d.envelope.to_bytes();
-                        if publisher.publish_raw("", topology::EXECUTOR_QUEUE, &bytes).await.is_err() {
+                        if publisher
+                            .publish_raw("", topology::EXECUTOR_QUEUE, &bytes)
+                            .await
+                            .is_err()
+                        {
                             return Outcome::Requeue;
                         }
                         copies.fetch_add(1, Ordering::Relaxed);

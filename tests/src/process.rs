@@ -49,7 +49,10 @@ impl Daemon {
         let mut daemon = Self {
             name: name.to_owned(),
             args: args.iter().map(|s| (*s).to_owned()).collect(),
-            env: env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
             child: None,
         };
         daemon.restart()?;
@@ -66,12 +69,22 @@ impl Daemon {
         }
         let log = std::env::var("WEFT_TEST_LOG").ok();
         let mut command = Command::new(weft_binary()?);
-        command.args(&self.args).envs(self.env.iter().map(|(k, v)| (k, v))).stdin(Stdio::null());
+        command
+            .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null());
         match &log {
             Some(filter) => command.env("RUST_LOG", filter),
-            None => command.env("RUST_LOG", "warn").stdout(Stdio::null()).stderr(Stdio::null()),
+            None => command
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
         };
-        self.child = Some(command.spawn().with_context(|| format!("starting {}", self.name))?);
+        self.child = Some(
+            command
+                .spawn()
+                .with_context(|| format!("starting {}", self.name))?,
+        );
         Ok(())
     }
 
@@ -86,7 +99,9 @@ impl Daemon {
     /// Asks the process to stop gracefully (SIGTERM) and waits for it.
     pub fn terminate(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
             let _ = child.wait();
         }
     }

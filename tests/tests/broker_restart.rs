@@ -9,7 +9,10 @@ use weft_common::WorkflowStatus;
 use weft_tests::{Stack, StackOptions};
 
 fn rabbitmqctl(args: &[&str]) {
-    let status = Command::new("rabbitmqctl").args(args).status().expect("rabbitmqctl runs");
+    let status = Command::new("rabbitmqctl")
+        .args(args)
+        .status()
+        .expect("rabbitmqctl runs");
     assert!(status.success(), "rabbitmqctl {args:?} failed");
 }
 
@@ -48,7 +51,10 @@ tasks:
     rabbitmqctl(&["stop_app"]);
     rabbitmqctl(&["start_app"]);
     rabbitmqctl(&["await_startup"]);
-    let run = stack.wait(&pool, id, Duration::from_secs(120)).await.expect("finishes after the restart");
+    let run = stack
+        .wait(&pool, id, Duration::from_secs(120))
+        .await
+        .expect("finishes after the restart");
     assert_eq!(run.status, WorkflowStatus::Succeeded, "{:?}", run.error);
     let result: serde_json::Value = sqlx::query_scalar(
         "SELECT result FROM task_executions WHERE workflow_execution_id = $1 AND task_name = 'join'",

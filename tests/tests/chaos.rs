@@ -38,7 +38,12 @@ fn random_below(n: usize) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_daemons_and_duplicating_messages_loses_and_duplicates_nothing() {
-    let stack = Stack::start(StackOptions { executors: 0, workers: 0, ..StackOptions::default() }).expect("stack");
+    let stack = Stack::start(StackOptions {
+        executors: 0,
+        workers: 0,
+        ..StackOptions::default()
+    })
+    .expect("stack");
     let pool = stack.pool().await.expect("pool");
     let env = [
         ("WEFT_DATABASE_URL", stack.database_url.as_str()),
@@ -49,18 +54,33 @@ async fn killing_daemons_and_duplicating_messages_loses_and_duplicates_nothing()
     ];
     let mut daemons: Vec<Daemon> = Vec::new();
     for i in 0..3 {
-        daemons.push(Daemon::start(&format!("executor-{i}"), &["executor"], &env).expect("executor"));
+        daemons
+            .push(Daemon::start(&format!("executor-{i}"), &["executor"], &env).expect("executor"));
     }
     for i in 0..2 {
-        daemons.push(Daemon::start(&format!("worker-{i}"), &["worker", "--concurrency", "8"], &env).expect("worker"));
+        daemons.push(
+            Daemon::start(
+                &format!("worker-{i}"),
+                &["worker", "--concurrency", "8"],
+                &env,
+            )
+            .expect("worker"),
+        );
     }
     let stop = CancellationToken::new();
     let duplicated = Arc::new(AtomicUsize::new(0));
-    let duplicator = duplicate_completions(&stack, duplicated.clone(), stop.clone()).await.expect("duplicator");
+    let duplicator = duplicate_completions(&stack, duplicated.clone(), stop.clone())
+        .await
+        .expect("duplicator");
 
     let mut ids = Vec::with_capacity(RUNS);
     for _ in 0..RUNS {
-        ids.push(stack.submit(&pool, WORKFLOW, json!({})).await.expect("submit"));
+        ids.push(
+            stack
+                .submit(&pool, WORKFLOW, json!({}))
+                .await
+                .expect("submit"),
+        );
     }
     let uuids: Vec<uuid::Uuid> = ids.iter().map(|i| i.as_uuid()).collect();
 
@@ -89,20 +109,32 @@ async fn killing_daemons_and_duplicating_messages_loses_and_duplicates_nothing()
 
     let mut outcomes = std::collections::BTreeMap::<String, usize>::new();
     for id in &ids {
-        let run = stack.wait(&pool, *id, Duration::from_secs(180)).await.expect("every run finishes");
+        let run = stack
+            .wait(&pool, *id, Duration::from_secs(180))
+            .await
+            .expect("every run finishes");
         *outcomes.entry(run.status.to_string()).or_default() += 1;
-        assert_eq!(run.status, WorkflowStatus::Succeeded, "run {id}: {:?}", run.error);
+        assert_eq!(
+            run.status,
+            WorkflowStatus::Succeeded,
+            "run {id}: {:?}",
+            run.error
+        );
     }
     stop.cancel();
     let _ = duplicator.await;
 
     let mut conn = pool.acquire().await.expect("conn");
-    let violations = weft_store::audit::audit(&mut conn, None, 60.0).await.expect("audit");
-    let tasks: i64 = sqlx::query_scalar("SELECT count(*) FROM task_executions WHERE workflow_execution_id = ANY($1)")
-        .bind(&uuids)
-        .fetch_one(&pool)
+    let violations = weft_store::audit::audit(&mut conn, None, 60.0)
         .await
-        .expect("count");
+        .expect("audit");
+    let tasks: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM task_executions WHERE workflow_execution_id = ANY($1)",
+    )
+    .bind(&uuids)
+    .fetch_one(&pool)
+    .await
+    .expect("count");
     let twice: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM (SELECT 1 FROM executions WHERE workflow_execution_id = ANY($1) \
          GROUP BY task_execution_id, item_index, attempt HAVING count(*) > 1) d",
@@ -136,5 +168,8 @@ async fn killing_daemons_and_duplicating_messages_loses_and_duplicates_nothing()
     assert_eq!(twice, 0);
     assert_eq!(succeeded_twice, 0);
     assert!(kills > 0, "the chaos loop killed nothing");
-    assert!(duplicated.load(Ordering::Relaxed) > 0, "no completion was duplicated");
+    assert!(
+        duplicated.load(Ordering::Relaxed) > 0,
+        "no completion was duplicated"
+    );
 }

@@ -37,7 +37,9 @@ async fn duplicated_completions_with_two_executors_change_nothing() {
 
     let stop = CancellationToken::new();
     let duplicated = Arc::new(AtomicUsize::new(0));
-    let duplicator = duplicate_completions(&stack, duplicated.clone(), stop.clone()).await.expect("duplicator");
+    let duplicator = duplicate_completions(&stack, duplicated.clone(), stop.clone())
+        .await
+        .expect("duplicator");
 
     let mut ids = Vec::new();
     for _ in 0..20 {

@@ -27,15 +27,28 @@ async fn every_example_ends_as_it_announces() {
             .trim()
             .to_owned();
         let origin = path.display().to_string();
-        let id = weft_tests::submit(&pool, &yaml, &origin, json!({})).await.expect("submit");
+        let id = weft_tests::submit(&pool, &yaml, &origin, json!({}))
+            .await
+            .expect("submit");
         runs.push((origin, expected, id));
     }
     assert!(runs.len() >= 5, "only {} examples", runs.len());
     for (origin, expected, id) in runs {
-        let run = stack.wait(&pool, id, Duration::from_secs(60)).await.expect("finishes");
-        assert_eq!(run.status.as_str(), expected, "{origin} ended {} ({:?})", run.status, run.error);
+        let run = stack
+            .wait(&pool, id, Duration::from_secs(60))
+            .await
+            .expect("finishes");
+        assert_eq!(
+            run.status.as_str(),
+            expected,
+            "{origin} ended {} ({:?})",
+            run.status,
+            run.error
+        );
         let mut conn = pool.acquire().await.expect("conn");
-        let violations = weft_store::audit::audit(&mut conn, Some(id), 60.0).await.expect("audit");
+        let violations = weft_store::audit::audit(&mut conn, Some(id), 60.0)
+            .await
+            .expect("audit");
         assert!(violations.is_empty(), "{origin}: {violations:#?}");
     }
 }

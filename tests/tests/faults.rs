@@ -27,18 +27,25 @@ fn env(stack: &Stack) -> Vec<(&'static str, String)> {
 
 fn pid_alive(pid: u32) -> bool {
     std::path::Path::new(&format!("/proc/{pid}")).exists()
-        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default().contains(") Z ")
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_default()
+            .contains(") Z ")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_mid_action_is_replaced_and_the_run_succeeds() {
     // Its own stack: one in-process executor with a short heartbeat grace,
     // and workers as processes on a pool of their own.
-    let stack = Stack::start(StackOptions { workers: 0, ..StackOptions::default() }).expect("stack");
+    let stack = Stack::start(StackOptions {
+        workers: 0,
+        ..StackOptions::default()
+    })
+    .expect("stack");
     let pool = stack.pool().await.expect("pool");
     let env = env(&stack);
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let mut first = Daemon::start("worker-a", &["worker", "--queue", "slow"], &env).expect("worker");
+    let mut first =
+        Daemon::start("worker-a", &["worker", "--queue", "slow"], &env).expect("worker");
     let yaml = r#"
 name: long
 tasks:
@@ -48,12 +55,13 @@ tasks:
     // Wait until the first worker has started it.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let status: Option<String> =
-            sqlx::query_scalar("SELECT status FROM executions WHERE workflow_execution_id = $1 AND attempt = 1")
-                .bind(id.as_uuid())
-                .fetch_optional(&pool)
-                .await
-                .expect("status");
+        let status: Option<String> = sqlx::query_scalar(
+            "SELECT status FROM executions WHERE workflow_execution_id = $1 AND attempt = 1",
+        )
+        .bind(id.as_uuid())
+        .fetch_optional(&pool)
+        .await
+        .expect("status");
         if status.as_deref() == Some("running") {
             break;
         }
@@ -62,7 +70,10 @@ tasks:
     }
     first.kill();
     let _second = Daemon::start("worker-b", &["worker", "--queue", "slow"], &env).expect("worker");
-    let run = stack.wait(&pool, id, Duration::from_secs(60)).await.expect("finishes");
+    let run = stack
+        .wait(&pool, id, Duration::from_secs(60))
+        .await
+        .expect("finishes");
     assert_eq!(run.status, WorkflowStatus::Succeeded, "{:?}", run.error);
 }
 
@@ -80,10 +91,20 @@ tasks:
     input: { command: ["sh", "-c", 'echo $$ > "$1"; exec sleep 60', "long", "{{ input.pidfile }}"] }
   after: { needs: [long], action: noop }
 "#;
-    let id = stack.submit(&pool, yaml, json!({ "pidfile": marker.display().to_string() })).await.expect("submit");
+    let id = stack
+        .submit(
+            &pool,
+            yaml,
+            json!({ "pidfile": marker.display().to_string() }),
+        )
+        .await
+        .expect("submit");
     let deadline = Instant::now() + Duration::from_secs(30);
     let pid: u32 = loop {
-        if let Some(pid) = std::fs::read_to_string(&marker).ok().and_then(|s| s.trim().parse().ok()) {
+        if let Some(pid) = std::fs::read_to_string(&marker)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+        {
             break pid;
         }
         assert!(Instant::now() < deadline, "the action never started");
@@ -93,12 +114,21 @@ tasks:
     let mut tx = pool.begin().await.expect("tx");
     let requested = cancel::request(&mut tx, id).await.expect("cancel");
     tx.commit().await.expect("commit");
-    assert!(matches!(requested, Requested::Accepted { .. }), "{requested:?}");
-    let run = stack.wait(&pool, id, Duration::from_secs(30)).await.expect("finishes");
+    assert!(
+        matches!(requested, Requested::Accepted { .. }),
+        "{requested:?}"
+    );
+    let run = stack
+        .wait(&pool, id, Duration::from_secs(30))
+        .await
+        .expect("finishes");
     assert_eq!(run.status, WorkflowStatus::Canceled);
     let gone = Instant::now() + Duration::from_secs(5);
     while pid_alive(pid) {
-        assert!(Instant::now() < gone, "the child process {pid} outlived the cancellation");
+        assert!(
+            Instant::now() < gone,
+            "the child process {pid} outlived the cancellation"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let statuses: Vec<(String, String)> =
@@ -107,10 +137,19 @@ tasks:
             .fetch_all(&pool)
             .await
             .expect("tasks");
-    assert_eq!(statuses, [("after".into(), "canceled".into()), ("long".into(), "canceled".into())]);
+    assert_eq!(
+        statuses,
+        [
+            ("after".into(), "canceled".into()),
+            ("long".into(), "canceled".into())
+        ]
+    );
     // Cancelling again is a clear no-op.
     let mut conn = pool.acquire().await.expect("conn");
-    assert_eq!(cancel::request(&mut conn, id).await.expect("cancel"), Requested::Finished(WorkflowStatus::Canceled));
+    assert_eq!(
+        cancel::request(&mut conn, id).await.expect("cancel"),
+        Requested::Finished(WorkflowStatus::Canceled)
+    );
     let _ = std::fs::remove_file(marker);
 }
 
@@ -127,16 +166,28 @@ tasks:
   check: { needs: [prepare], action: shell, input: { command: ["test", "-e", "{{ input.flag }}"] } }
   after: { needs: [check], action: echo, input: { prepared: "{{ tasks.prepare.result.ok }}" } }
 "#;
-    let id = stack.submit(&pool, yaml, json!({ "flag": flag.display().to_string() })).await.expect("submit");
-    let run = stack.wait(&pool, id, Duration::from_secs(30)).await.expect("finishes");
+    let id = stack
+        .submit(&pool, yaml, json!({ "flag": flag.display().to_string() }))
+        .await
+        .expect("submit");
+    let run = stack
+        .wait(&pool, id, Duration::from_secs(30))
+        .await
+        .expect("finishes");
     assert_eq!(run.status, WorkflowStatus::Failed);
 
     std::fs::write(&flag, b"fixed").expect("fix the cause");
     let mut tx = pool.begin().await.expect("tx");
     let reopened = retry::reopen(&mut tx, id).await.expect("retry");
     tx.commit().await.expect("commit");
-    assert!(matches!(&reopened, Reopened::Reopened { tasks, round: 2 } if tasks.len() == 2), "{reopened:?}");
-    let run = stack.wait(&pool, id, Duration::from_secs(30)).await.expect("finishes");
+    assert!(
+        matches!(&reopened, Reopened::Reopened { tasks, round: 2 } if tasks.len() == 2),
+        "{reopened:?}"
+    );
+    let run = stack
+        .wait(&pool, id, Duration::from_secs(30))
+        .await
+        .expect("finishes");
     assert_eq!(run.status, WorkflowStatus::Succeeded, "{:?}", run.error);
     let prepare_runs: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM executions e JOIN task_executions t ON t.id = e.task_execution_id \
@@ -157,9 +208,17 @@ tasks:
     .expect("attempts");
     assert_eq!(attempts, [1, 2]);
     let mut conn = pool.acquire().await.expect("conn");
-    assert!(weft_store::audit::audit(&mut conn, Some(id), 60.0).await.expect("audit").is_empty());
+    assert!(
+        weft_store::audit::audit(&mut conn, Some(id), 60.0)
+            .await
+            .expect("audit")
+            .is_empty()
+    );
     // Only failed runs can be retried.
-    assert_eq!(retry::reopen(&mut conn, id).await.expect("retry"), Reopened::NotFailed(WorkflowStatus::Succeeded));
+    assert_eq!(
+        retry::reopen(&mut conn, id).await.expect("retry"),
+        Reopened::NotFailed(WorkflowStatus::Succeeded)
+    );
     let _ = std::fs::remove_file(flag);
 }
 
@@ -179,13 +238,18 @@ tasks:
         let pool = pool.clone();
         async move {
             let mut conn = pool.acquire().await.expect("conn");
-            let found = weft_store::audit::audit(&mut conn, Some(id), outbox_threshold).await.expect("audit");
+            let found = weft_store::audit::audit(&mut conn, Some(id), outbox_threshold)
+                .await
+                .expect("audit");
             found.into_iter().map(|v| v.check).collect::<Vec<_>>()
         }
     };
     let fresh = || async {
         let id = stack.submit(&pool, yaml, json!({})).await.expect("submit");
-        let run = stack.wait(&pool, id, Duration::from_secs(30)).await.expect("finishes");
+        let run = stack
+            .wait(&pool, id, Duration::from_secs(30))
+            .await
+            .expect("finishes");
         assert_eq!(run.status, WorkflowStatus::Succeeded, "{:?}", run.error);
         id
     };
@@ -233,10 +297,24 @@ tasks:
     ];
     for (check, corruption) in corruptions {
         let id = fresh().await;
-        sqlx::query(sqlx::AssertSqlSafe(*corruption)).bind(id.as_uuid()).execute(&mut *conn).await.expect(check);
-        let threshold = if *check == "outbox_drained" { -3600.0 } else { 60.0 };
+        sqlx::query(sqlx::AssertSqlSafe(*corruption))
+            .bind(id.as_uuid())
+            .execute(&mut *conn)
+            .await
+            .expect(check);
+        let threshold = if *check == "outbox_drained" {
+            -3600.0
+        } else {
+            60.0
+        };
         let found = audit(id, threshold).await;
-        assert!(found.iter().any(|c| c == check), "{check} not detected; found {found:?}");
+        assert!(
+            found.iter().any(|c| c == check),
+            "{check} not detected; found {found:?}"
+        );
     }
-    sqlx::query("DELETE FROM outbox WHERE routing_key = 'x'").execute(&mut *conn).await.expect("cleanup");
+    sqlx::query("DELETE FROM outbox WHERE routing_key = 'x'")
+        .execute(&mut *conn)
+        .await
+        .expect("cleanup");
 }

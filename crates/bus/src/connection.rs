@@ -63,7 +63,13 @@ impl Bus {
     /// # Errors
     /// [`BusError::ShuttingDown`] if `shutdown` fired first.
     pub async fn connect(config: BusConfig, shutdown: CancellationToken) -> Result<Self, BusError> {
-        let bus = Self { inner: Arc::new(Inner { config, shutdown, connection: Mutex::new(None) }) };
+        let bus = Self {
+            inner: Arc::new(Inner {
+                config,
+                shutdown,
+                connection: Mutex::new(None),
+            }),
+        };
         bus.connection().await?;
         Ok(bus)
     }
@@ -81,7 +87,8 @@ impl Bus {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            let properties = ConnectionProperties::default().with_connection_name(config.connection_name.clone().into());
+            let properties = ConnectionProperties::default()
+                .with_connection_name(config.connection_name.clone().into());
             let connecting = Connection::connect(&config.url, properties);
             let result = tokio::select! {
                 () = self.inner.shutdown.cancelled() => return Err(BusError::ShuttingDown),
@@ -111,7 +118,9 @@ impl Bus {
     /// A new channel on the current connection.
     pub(crate) async fn channel(&self) -> Result<Channel, BusError> {
         let conn = self.connection().await?;
-        conn.create_channel().await.map_err(BusError::amqp("opening a channel"))
+        conn.create_channel()
+            .await
+            .map_err(BusError::amqp("opening a channel"))
     }
 
     /// The backoff to wait after the `failures`-th consecutive failure.

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use futures_util::StreamExt;
 use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions, QueueBindOptions,
-    QueueDeclareOptions,
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
+    QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::FieldTable;
 use tokio::sync::Semaphore;
@@ -136,8 +136,15 @@ where
         .map_err(BusError::amqp("setting the prefetch"))?;
     let queue = match &config.kind {
         QueueKind::Durable => config.queue.clone(),
-        QueueKind::Exclusive { exchange, routing_key } => {
-            let options = QueueDeclareOptions { exclusive: true, auto_delete: true, ..QueueDeclareOptions::default() };
+        QueueKind::Exclusive {
+            exchange,
+            routing_key,
+        } => {
+            let options = QueueDeclareOptions {
+                exclusive: true,
+                auto_delete: true,
+                ..QueueDeclareOptions::default()
+            };
             let declared = channel
                 .queue_declare("".into(), options, FieldTable::default())
                 .await
@@ -152,13 +159,20 @@ where
                     FieldTable::default(),
                 )
                 .await
-                .map_err(BusError::amqp(format!("binding an exclusive queue to `{exchange}`")))?;
+                .map_err(BusError::amqp(format!(
+                    "binding an exclusive queue to `{exchange}`"
+                )))?;
             name
         }
     };
     let tag = format!("{}-{}", config.consumer_tag, uuid::Uuid::new_v4().simple());
     let mut consumer = channel
-        .basic_consume(queue.as_str().into(), tag.as_str().into(), BasicConsumeOptions::default(), FieldTable::default())
+        .basic_consume(
+            queue.as_str().into(),
+            tag.as_str().into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
         .await
         .map_err(BusError::amqp(format!("consuming `{queue}`")))?;
     tracing::debug!(queue = %queue, "consuming");
@@ -181,8 +195,17 @@ where
         };
         let delivery = match next {
             Some(Ok(d)) => d,
-            Some(Err(e)) => break Some(BusError::Amqp { context: format!("receiving from `{queue}`"), source: e }),
-            None => break Some(BusError::Setup(format!("the subscription to `{queue}` ended"))),
+            Some(Err(e)) => {
+                break Some(BusError::Amqp {
+                    context: format!("receiving from `{queue}`"),
+                    source: e,
+                });
+            }
+            None => {
+                break Some(BusError::Setup(format!(
+                    "the subscription to `{queue}` ended"
+                )));
+            }
         };
         let handler = Arc::clone(handler);
         let dead_letters = dead_letters.clone();
@@ -192,7 +215,9 @@ where
         });
     };
     if lost.is_none() {
-        let _ = channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default()).await;
+        let _ = channel
+            .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
+            .await;
     }
     // Let in-flight handlers finish and settle their deliveries.
     while running.join_next().await.is_some() {}
@@ -221,7 +246,12 @@ where
                 message_id = %envelope.id,
                 redelivered = delivery.redelivered,
             );
-            handler(Delivery { envelope, redelivered: delivery.redelivered }).instrument(span).await
+            handler(Delivery {
+                envelope,
+                redelivered: delivery.redelivered,
+            })
+            .instrument(span)
+            .await
         }
         Err(e) => {
             tracing::warn!(exchange = %exchange, routing_key = %routing_key, error = %e, "undecodable message; dead-lettering it");
@@ -236,20 +266,41 @@ where
     metrics::counter!("weft_bus_deliveries_total", "outcome" => label).increment(1);
     let settled = match outcome {
         Outcome::Ack => delivery.acker.ack(BasicAckOptions::default()).await,
-        Outcome::Requeue => delivery.acker.nack(BasicNackOptions { requeue: true, ..BasicNackOptions::default() }).await,
-        Outcome::DeadLetter(reason) => match dead_letters.dead_letter(&delivery.data, &reason, &exchange, &routing_key).await {
+        Outcome::Requeue => {
+            delivery
+                .acker
+                .nack(BasicNackOptions {
+                    requeue: true,
+                    ..BasicNackOptions::default()
+                })
+                .await
+        }
+        Outcome::DeadLetter(reason) => match dead_letters
+            .dead_letter(&delivery.data, &reason, &exchange, &routing_key)
+            .await
+        {
             Ok(()) => delivery.acker.ack(BasicAckOptions::default()).await,
             Err(e) => {
                 // Could not park it: let the broker dead-letter it (the
                 // queue's DLX) without our reason rather than loop.
                 tracing::warn!(error = %e, "publishing to weft.dead failed; rejecting to the queue's dead-letter exchange");
-                delivery.acker.nack(BasicNackOptions { requeue: false, ..BasicNackOptions::default() }).await
+                delivery
+                    .acker
+                    .nack(BasicNackOptions {
+                        requeue: false,
+                        ..BasicNackOptions::default()
+                    })
+                    .await
             }
         },
     };
     match settled {
         Ok(true) => {}
-        Ok(false) => tracing::warn!(routing_key = %routing_key, "delivery was already settled or its channel closed; the broker will redeliver it"),
-        Err(e) => tracing::warn!(routing_key = %routing_key, error = %e, "settling a delivery failed; the broker will redeliver it"),
+        Ok(false) => {
+            tracing::warn!(routing_key = %routing_key, "delivery was already settled or its channel closed; the broker will redeliver it")
+        }
+        Err(e) => {
+            tracing::warn!(routing_key = %routing_key, error = %e, "settling a delivery failed; the broker will redeliver it")
+        }
     }
 }

@@ -28,7 +28,9 @@ struct Outgoing<'a> {
 }
 
 fn properties(message_id: Option<String>, headers: Option<FieldTable>) -> BasicProperties {
-    let mut p = BasicProperties::default().with_delivery_mode(2).with_content_type("application/json".into());
+    let mut p = BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_content_type("application/json".into());
     if let Some(id) = message_id {
         p = p.with_message_id(id.into());
     }
@@ -44,7 +46,10 @@ impl Bus {
     /// # Errors
     /// If no channel can be opened.
     pub async fn publisher(&self) -> Result<Publisher, BusError> {
-        let publisher = Publisher { bus: self.clone(), channel: Arc::new(Mutex::new(None)) };
+        let publisher = Publisher {
+            bus: self.clone(),
+            channel: Arc::new(Mutex::new(None)),
+        };
         publisher.channel().await?;
         Ok(publisher)
     }
@@ -79,15 +84,29 @@ impl Publisher {
                 let text = e.to_string();
                 return messages
                     .iter()
-                    .map(|m| Err(BusError::Setup(format!("cannot publish to `{}`: {text}", m.exchange))))
+                    .map(|m| {
+                        Err(BusError::Setup(format!(
+                            "cannot publish to `{}`: {text}",
+                            m.exchange
+                        )))
+                    })
                     .collect();
             }
         };
-        let mandatory = BasicPublishOptions { mandatory: true, ..BasicPublishOptions::default() };
+        let mandatory = BasicPublishOptions {
+            mandatory: true,
+            ..BasicPublishOptions::default()
+        };
         let mut pending = Vec::with_capacity(messages.len());
         for m in &messages {
             let sent = channel
-                .basic_publish(m.exchange.into(), m.routing_key.into(), mandatory, m.body, m.properties.clone())
+                .basic_publish(
+                    m.exchange.into(),
+                    m.routing_key.into(),
+                    mandatory,
+                    m.body,
+                    m.properties.clone(),
+                )
                 .await;
             pending.push(sent);
         }
@@ -100,15 +119,22 @@ impl Publisher {
             };
             results.push(match confirmed {
                 Ok(Confirmation::Ack(None)) => Ok(()),
-                Ok(Confirmation::Ack(Some(_)) | Confirmation::Nack(Some(_))) => Err(BusError::Unroutable {
+                Ok(Confirmation::Ack(Some(_)) | Confirmation::Nack(Some(_))) => {
+                    Err(BusError::Unroutable {
+                        exchange: m.exchange.to_owned(),
+                        routing_key: m.routing_key.to_owned(),
+                    })
+                }
+                Ok(Confirmation::Nack(None)) => Err(BusError::Nacked {
                     exchange: m.exchange.to_owned(),
-                    routing_key: m.routing_key.to_owned(),
                 }),
-                Ok(Confirmation::Nack(None)) => Err(BusError::Nacked { exchange: m.exchange.to_owned() }),
                 Ok(Confirmation::NotRequested) => Ok(()),
                 Err(source) => {
                     broken = true;
-                    Err(BusError::Amqp { context: format!("publishing to `{}`", m.exchange), source })
+                    Err(BusError::Amqp {
+                        context: format!("publishing to `{}`", m.exchange),
+                        source,
+                    })
                 }
             });
         }
@@ -126,7 +152,10 @@ impl Publisher {
     /// error if the connection failed (the message may or may not have
     /// reached the broker: publish again).
     pub async fn publish(&self, envelope: &Envelope) -> Result<(), BusError> {
-        self.publish_many(std::slice::from_ref(envelope)).await.pop().unwrap_or(Ok(()))
+        self.publish_many(std::slice::from_ref(envelope))
+            .await
+            .pop()
+            .unwrap_or(Ok(()))
     }
 
     /// Publishes every envelope, then awaits every confirm (pipelined).
@@ -156,8 +185,18 @@ impl Publisher {
     ///
     /// # Errors
     /// As [`Publisher::publish`].
-    pub async fn publish_raw(&self, exchange: &str, routing_key: &str, body: &[u8]) -> Result<(), BusError> {
-        let m = Outgoing { exchange, routing_key, body, properties: properties(None, None) };
+    pub async fn publish_raw(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        body: &[u8],
+    ) -> Result<(), BusError> {
+        let m = Outgoing {
+            exchange,
+            routing_key,
+            body,
+            properties: properties(None, None),
+        };
         self.send(vec![m]).await.pop().unwrap_or(Ok(()))
     }
 
@@ -172,10 +211,21 @@ impl Publisher {
     ) -> Result<(), BusError> {
         let mut headers = FieldTable::default();
         headers.insert("x-weft-reason".into(), AMQPValue::LongString(reason.into()));
-        headers.insert("x-weft-exchange".into(), AMQPValue::LongString(exchange.into()));
-        headers.insert("x-weft-routing-key".into(), AMQPValue::LongString(routing_key.into()));
+        headers.insert(
+            "x-weft-exchange".into(),
+            AMQPValue::LongString(exchange.into()),
+        );
+        headers.insert(
+            "x-weft-routing-key".into(),
+            AMQPValue::LongString(routing_key.into()),
+        );
         let dead = weft_common::message::topology::DEAD_EXCHANGE;
-        let m = Outgoing { exchange: dead, routing_key: "", body, properties: properties(None, Some(headers)) };
+        let m = Outgoing {
+            exchange: dead,
+            routing_key: "",
+            body,
+            properties: properties(None, Some(headers)),
+        };
         self.send(vec![m]).await.pop().unwrap_or(Ok(()))
     }
 }

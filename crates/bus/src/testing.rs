@@ -12,7 +12,9 @@ pub struct VhostGuard {
 
 impl Drop for VhostGuard {
     fn drop(&mut self) {
-        let _ = Command::new("rabbitmqctl").args(["-q", "delete_vhost", &self.name]).output();
+        let _ = Command::new("rabbitmqctl")
+            .args(["-q", "delete_vhost", &self.name])
+            .output();
     }
 }
 
@@ -42,8 +44,18 @@ pub async fn fresh_vhost() -> Result<(String, VhostGuard), BusError> {
     tokio::task::spawn_blocking(|| {
         let name = format!("weft-test-{}", uuid::Uuid::new_v4().simple());
         rabbitmqctl(&["-q", "add_vhost", &name])?;
-        rabbitmqctl(&["-q", "set_permissions", "-p", &name, "guest", ".*", ".*", ".*"])?;
-        let base = std::env::var("WEFT_AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
+        rabbitmqctl(&[
+            "-q",
+            "set_permissions",
+            "-p",
+            &name,
+            "guest",
+            ".*",
+            ".*",
+            ".*",
+        ])?;
+        let base = std::env::var("WEFT_AMQP_URL")
+            .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
         let host = base.rsplit_once('/').map_or(base.as_str(), |(h, _)| h);
         Ok((format!("{host}/{name}"), VhostGuard { name }))
     })

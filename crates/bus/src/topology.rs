@@ -4,7 +4,8 @@ use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptio
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, ExchangeKind};
 use weft_common::message::topology::{
-    CONTROL_EXCHANGE, DEAD_EXCHANGE, DEAD_QUEUE, EVENTS_EXCHANGE, EXECUTOR_QUEUE, TASKS_EXCHANGE, task_queue,
+    CONTROL_EXCHANGE, DEAD_EXCHANGE, DEAD_QUEUE, EVENTS_EXCHANGE, EXECUTOR_QUEUE, TASKS_EXCHANGE,
+    task_queue,
 };
 
 use crate::connection::Bus;
@@ -15,12 +16,18 @@ const EXECUTOR_BINDINGS: &[&str] = &["execution.*", "worker.*", "workflow.submit
 
 fn dead_lettered() -> FieldTable {
     let mut args = FieldTable::default();
-    args.insert("x-dead-letter-exchange".into(), AMQPValue::LongString(DEAD_EXCHANGE.into()));
+    args.insert(
+        "x-dead-letter-exchange".into(),
+        AMQPValue::LongString(DEAD_EXCHANGE.into()),
+    );
     args
 }
 
 async fn durable_queue(channel: &Channel, name: &str, args: FieldTable) -> Result<(), BusError> {
-    let options = QueueDeclareOptions { durable: true, ..QueueDeclareOptions::default() };
+    let options = QueueDeclareOptions {
+        durable: true,
+        ..QueueDeclareOptions::default()
+    };
     channel
         .queue_declare(name.into(), options, args)
         .await
@@ -30,9 +37,17 @@ async fn durable_queue(channel: &Channel, name: &str, args: FieldTable) -> Resul
 
 async fn bind(channel: &Channel, queue: &str, exchange: &str, key: &str) -> Result<(), BusError> {
     channel
-        .queue_bind(queue.into(), exchange.into(), key.into(), QueueBindOptions::default(), FieldTable::default())
+        .queue_bind(
+            queue.into(),
+            exchange.into(),
+            key.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
         .await
-        .map_err(BusError::amqp(format!("binding `{queue}` to `{exchange}` with `{key}`")))
+        .map_err(BusError::amqp(format!(
+            "binding `{queue}` to `{exchange}` with `{key}`"
+        )))
 }
 
 impl Bus {
@@ -47,7 +62,10 @@ impl Bus {
     /// other arguments).
     pub async fn declare_topology(&self, pools: &[String]) -> Result<(), BusError> {
         let channel = self.channel().await?;
-        let durable = ExchangeDeclareOptions { durable: true, ..ExchangeDeclareOptions::default() };
+        let durable = ExchangeDeclareOptions {
+            durable: true,
+            ..ExchangeDeclareOptions::default()
+        };
         for (name, kind) in [
             (TASKS_EXCHANGE, ExchangeKind::Direct),
             (EVENTS_EXCHANGE, ExchangeKind::Topic),

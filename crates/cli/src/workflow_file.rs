@@ -10,7 +10,8 @@ use weft_common::{Diagnostics, Workflow};
 /// Reads and validates a workflow file. `Ok(None)`: it is invalid, and its
 /// diagnostics were printed to stderr.
 pub(crate) fn load(path: &Path) -> anyhow::Result<Option<(Workflow, String)>> {
-    let source = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let source =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     match Workflow::parse(&source, &path.display().to_string()) {
         Ok(workflow) => Ok(Some((workflow, source))),
         Err(diagnostics) => {
@@ -22,7 +23,11 @@ pub(crate) fn load(path: &Path) -> anyhow::Result<Option<(Workflow, String)>> {
 
 /// Every problem with its snippet, caret and hint, then a count.
 pub(crate) fn render(diagnostics: &Diagnostics, color: bool) -> String {
-    let theme = if color { GraphicalTheme::unicode() } else { GraphicalTheme::unicode_nocolor() };
+    let theme = if color {
+        GraphicalTheme::unicode()
+    } else {
+        GraphicalTheme::unicode_nocolor()
+    };
     let handler = GraphicalReportHandler::new_themed(theme);
     let mut out = String::new();
     for report in diagnostics.reports() {
@@ -32,7 +37,11 @@ pub(crate) fn render(diagnostics: &Diagnostics, color: bool) -> String {
         out.push('\n');
     }
     let n = diagnostics.problems().len();
-    out.push_str(&format!("{}: {n} problem{}\n", diagnostics.origin(), if n == 1 { "" } else { "s" }));
+    out.push_str(&format!(
+        "{}: {n} problem{}\n",
+        diagnostics.origin(),
+        if n == 1 { "" } else { "s" }
+    ));
     out
 }
 
@@ -43,7 +52,9 @@ mod tests {
     #[test]
     fn a_diagnostic_shows_file_line_caret_and_hint() {
         let source = "name: x\ntasks:\n  a:\n    action: echo\n    neeeds: [b]\n";
-        let Err(d) = Workflow::parse(source, "x.yaml") else { panic!("must be invalid") };
+        let Err(d) = Workflow::parse(source, "x.yaml") else {
+            panic!("must be invalid")
+        };
         let text = render(&d, false);
         assert!(text.contains("[x.yaml:5:5]"), "{text}");
         assert!(text.contains("neeeds: [b]"), "{text}");

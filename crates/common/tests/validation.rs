@@ -12,14 +12,24 @@ fn problems(yaml: &str) -> Vec<String> {
         Err(d) => d
             .problems()
             .iter()
-            .map(|p| format!("{}: {} ({})", p.line, p.message, p.hint.clone().unwrap_or_default()))
+            .map(|p| {
+                format!(
+                    "{}: {} ({})",
+                    p.line,
+                    p.message,
+                    p.hint.clone().unwrap_or_default()
+                )
+            })
             .collect(),
     }
 }
 
 fn has(problems: &[String], line: usize, parts: &[&str]) {
     assert!(
-        problems.iter().any(|p| p.starts_with(&format!("{line}: ")) && parts.iter().all(|part| p.contains(part))),
+        problems
+            .iter()
+            .any(|p| p.starts_with(&format!("{line}: "))
+                && parts.iter().all(|part| p.contains(part))),
         "no problem on line {line} mentioning {parts:?} in {problems:#?}"
     );
 }
@@ -37,37 +47,82 @@ fn yaml_syntax_errors_have_a_location() {
 
 #[test]
 fn unknown_fields_suggest_the_near_miss() {
-    has(&problems("name: x\ntasks:\n  a:\n    action: echo\n    neeeds: [b]\n"), 5, &["neeeds", "did you mean `needs`"]);
-    has(&problems("name: x\ntaskz: {}\n"), 2, &["taskz", "did you mean `tasks`"]);
-    has(&problems("name: x\ntasks:\n  a:\n    action: echo\n    retry: { atempts: 2 }\n"), 5, &["atempts", "`attempts`"]);
+    has(
+        &problems("name: x\ntasks:\n  a:\n    action: echo\n    neeeds: [b]\n"),
+        5,
+        &["neeeds", "did you mean `needs`"],
+    );
+    has(
+        &problems("name: x\ntaskz: {}\n"),
+        2,
+        &["taskz", "did you mean `tasks`"],
+    );
+    has(
+        &problems("name: x\ntasks:\n  a:\n    action: echo\n    retry: { atempts: 2 }\n"),
+        5,
+        &["atempts", "`attempts`"],
+    );
 }
 
 #[test]
 fn a_task_needs_an_action() {
-    has(&problems("name: x\ntasks:\n  a:\n    input: {}\n"), 4, &["task `a` has no `action`"]);
+    has(
+        &problems("name: x\ntasks:\n  a:\n    input: {}\n"),
+        4,
+        &["task `a` has no `action`"],
+    );
     ok("name: x\ntasks:\n  a:\n    action: noop\n");
 }
 
 #[test]
 fn durations_must_have_units() {
-    has(&problems("name: x\ntasks:\n  a:\n    action: noop\n    timeout: 30\n"), 5, &["`timeout`", "no unit"]);
-    has(&problems("name: x\ntasks:\n  a:\n    action: noop\n    retry: { delay: soon }\n"), 5, &["retry.delay"]);
+    has(
+        &problems("name: x\ntasks:\n  a:\n    action: noop\n    timeout: 30\n"),
+        5,
+        &["`timeout`", "no unit"],
+    );
+    has(
+        &problems("name: x\ntasks:\n  a:\n    action: noop\n    retry: { delay: soon }\n"),
+        5,
+        &["retry.delay"],
+    );
     ok("name: x\ntasks:\n  a:\n    action: noop\n    timeout: 1m30s\n");
 }
 
 #[test]
 fn concurrency_must_be_positive_and_needs_items() {
     let yaml = "name: x\ntasks:\n  a:\n    action: noop\n    with_items: [1]\n    concurrency: 0\n";
-    has(&problems(yaml), 6, &["`concurrency` must be at least 1, not 0"]);
-    has(&problems("name: x\ntasks:\n  a:\n    action: noop\n    concurrency: 2\n"), 5, &["no `with_items`"]);
+    has(
+        &problems(yaml),
+        6,
+        &["`concurrency` must be at least 1, not 0"],
+    );
+    has(
+        &problems("name: x\ntasks:\n  a:\n    action: noop\n    concurrency: 2\n"),
+        5,
+        &["no `with_items`"],
+    );
     ok("name: x\ntasks:\n  a:\n    action: noop\n    with_items: [1]\n    concurrency: 1\n");
 }
 
 #[test]
 fn unknown_triggers_suggest_the_closest() {
-    has(&problems("name: x\ntasks:\n  a:\n    action: noop\n    trigger: one_fail\n"), 5, &["one_fail", "`one_failed`"]);
-    for rule in ["all_success", "all_done", "one_failed", "all_failed", "one_success", "none_failed"] {
-        ok(&format!("name: x\ntasks:\n  a:\n    action: noop\n    trigger: {rule}\n"));
+    has(
+        &problems("name: x\ntasks:\n  a:\n    action: noop\n    trigger: one_fail\n"),
+        5,
+        &["one_fail", "`one_failed`"],
+    );
+    for rule in [
+        "all_success",
+        "all_done",
+        "one_failed",
+        "all_failed",
+        "one_success",
+        "none_failed",
+    ] {
+        ok(&format!(
+            "name: x\ntasks:\n  a:\n    action: noop\n    trigger: {rule}\n"
+        ));
     }
 }
 
@@ -93,37 +148,90 @@ fn cycles_name_every_task_on_them() {
 
 #[test]
 fn expression_syntax_errors_are_reported() {
-    has(&problems("name: x\ntasks:\n  a:\n    action: echo\n    input: { v: \"{{ 1 + }}\" }\n"), 5, &["syntax error"]);
-    has(&problems("name: x\ntasks:\n  a:\n    action: echo\n    when: \"{{ (1 }}\"\n"), 5, &["`when`", "syntax error"]);
+    has(
+        &problems("name: x\ntasks:\n  a:\n    action: echo\n    input: { v: \"{{ 1 + }}\" }\n"),
+        5,
+        &["syntax error"],
+    );
+    has(
+        &problems("name: x\ntasks:\n  a:\n    action: echo\n    when: \"{{ (1 }}\"\n"),
+        5,
+        &["`when`", "syntax error"],
+    );
 }
 
 #[test]
 fn inputs_must_be_declared() {
     let yaml = "name: x\ninput: { size: 3 }\ntasks:\n  a:\n    action: echo\n    input: { v: \"{{ input.sise }}\" }\n";
-    has(&problems(yaml), 6, &["`input.sise`", "did you mean `input.size`"]);
-    ok("name: x\ninput: { size: 3 }\ntasks:\n  a:\n    action: echo\n    input: { v: \"{{ input.size }}\" }\n");
+    has(
+        &problems(yaml),
+        6,
+        &["`input.sise`", "did you mean `input.size`"],
+    );
+    ok(
+        "name: x\ninput: { size: 3 }\ntasks:\n  a:\n    action: echo\n    input: { v: \"{{ input.size }}\" }\n",
+    );
 }
 
 #[test]
 fn task_references_must_be_ancestors() {
-    let base = "name: x\ntasks:\n  a: { action: echo }\n  b: { action: echo }\n  c:\n    needs: [a]\n";
-    has(&problems(&format!("{base}    action: echo\n    input: {{ v: \"{{{{ tasks.b.result }}}}\" }}\n")), 8, &["`tasks.b`", "not one of its ancestors", "needs"]);
-    has(&problems(&format!("{base}    action: echo\n    input: {{ v: \"{{{{ tasks.zz.result }}}}\" }}\n")), 8, &["`tasks.zz`", "not a task"]);
-    has(&problems(&format!("{base}    action: echo\n    input: {{ v: \"{{{{ tasks.a.output }}}}\" }}\n")), 8, &["tasks.a.output"]);
+    let base =
+        "name: x\ntasks:\n  a: { action: echo }\n  b: { action: echo }\n  c:\n    needs: [a]\n";
+    has(
+        &problems(&format!(
+            "{base}    action: echo\n    input: {{ v: \"{{{{ tasks.b.result }}}}\" }}\n"
+        )),
+        8,
+        &["`tasks.b`", "not one of its ancestors", "needs"],
+    );
+    has(
+        &problems(&format!(
+            "{base}    action: echo\n    input: {{ v: \"{{{{ tasks.zz.result }}}}\" }}\n"
+        )),
+        8,
+        &["`tasks.zz`", "not a task"],
+    );
+    has(
+        &problems(&format!(
+            "{base}    action: echo\n    input: {{ v: \"{{{{ tasks.a.output }}}}\" }}\n"
+        )),
+        8,
+        &["tasks.a.output"],
+    );
     // Indirect ancestors count; the workflow output may use any task.
-    ok("name: x\noutput: { b: \"{{ tasks.b.result }}\" }\ntasks:\n  a: { action: echo }\n  b: { action: echo, needs: [a] }\n  c: { action: echo, needs: [b], input: { v: \"{{ tasks.a.status }}\" } }\n");
+    ok(
+        "name: x\noutput: { b: \"{{ tasks.b.result }}\" }\ntasks:\n  a: { action: echo }\n  b: { action: echo, needs: [a] }\n  c: { action: echo, needs: [b], input: { v: \"{{ tasks.a.status }}\" } }\n",
+    );
 }
 
 #[test]
 fn item_only_exists_in_with_items_tasks() {
-    has(&problems("name: x\ntasks:\n  a:\n    action: echo\n    input: { v: \"{{ item }}\" }\n"), 5, &["`item`", "with_items"]);
-    has(&problems("name: x\ntasks:\n  a:\n    action: echo\n    with_items: \"{{ item_index }}\"\n"), 5, &["`item_index`"]);
-    ok("name: x\ntasks:\n  a:\n    action: echo\n    with_items: [1, 2]\n    input: { v: \"{{ item }}-{{ item_index }}\" }\n");
+    has(
+        &problems("name: x\ntasks:\n  a:\n    action: echo\n    input: { v: \"{{ item }}\" }\n"),
+        5,
+        &["`item`", "with_items"],
+    );
+    has(
+        &problems(
+            "name: x\ntasks:\n  a:\n    action: echo\n    with_items: \"{{ item_index }}\"\n",
+        ),
+        5,
+        &["`item_index`"],
+    );
+    ok(
+        "name: x\ntasks:\n  a:\n    action: echo\n    with_items: [1, 2]\n    input: { v: \"{{ item }}-{{ item_index }}\" }\n",
+    );
 }
 
 #[test]
 fn unknown_names_in_expressions_are_errors() {
-    has(&problems("name: x\ntasks:\n  a:\n    action: echo\n    input: { v: \"{{ inputs.x }}\" }\n"), 5, &["`inputs`", "did you mean `input`"]);
+    has(
+        &problems(
+            "name: x\ntasks:\n  a:\n    action: echo\n    input: { v: \"{{ inputs.x }}\" }\n",
+        ),
+        5,
+        &["`inputs`", "did you mean `input`"],
+    );
 }
 
 #[test]
@@ -134,7 +242,9 @@ fn every_problem_is_reported_at_once() {
 
 #[test]
 fn the_validated_workflow_exposes_the_dag_in_order() {
-    let w = ok("name: x\ntasks:\n  d: { action: noop, needs: [b, c] }\n  b: { action: noop, needs: [a] }\n  c: { action: noop, needs: [a] }\n  a: { action: noop }\n");
+    let w = ok(
+        "name: x\ntasks:\n  d: { action: noop, needs: [b, c] }\n  b: { action: noop, needs: [a] }\n  c: { action: noop, needs: [a] }\n  a: { action: noop }\n",
+    );
     let order: Vec<&str> = w.tasks().map(|t| t.name()).collect();
     assert_eq!(order, ["a", "b", "c", "d"]);
     assert_eq!(w.dag().roots(), ["a"]);
@@ -144,10 +254,23 @@ fn the_validated_workflow_exposes_the_dag_in_order() {
 #[test]
 fn inputs_resolve_with_defaults_and_name_what_is_wrong() {
     let w = ok("name: x\ninput: { size: 3, source: null }\ntasks:\n  a: { action: noop }\n");
-    let given = serde_json::json!({"source": "s3"}).as_object().cloned().unwrap_or_default();
+    let given = serde_json::json!({"source": "s3"})
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
     let resolved = w.resolve_input(given).unwrap();
-    assert_eq!(serde_json::Value::Object(resolved), serde_json::json!({"size": 3, "source": "s3"}));
-    let err = w.resolve_input(serde_json::json!({"extra": 1}).as_object().cloned().unwrap_or_default()).unwrap_err();
+    assert_eq!(
+        serde_json::Value::Object(resolved),
+        serde_json::json!({"size": 3, "source": "s3"})
+    );
+    let err = w
+        .resolve_input(
+            serde_json::json!({"extra": 1})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+        )
+        .unwrap_err();
     let text = err.to_string();
     assert!(text.contains("source") && text.contains("extra"), "{text}");
 }
@@ -161,7 +284,11 @@ fn every_example_workflow_validates() {
         if path.extension().is_some_and(|e| e == "yaml") {
             let text = std::fs::read_to_string(&path).unwrap();
             Workflow::parse(&text, &path.display().to_string()).unwrap_or_else(|d| panic!("{d}"));
-            assert!(text.starts_with("# expect: "), "{} must start with `# expect:`", path.display());
+            assert!(
+                text.starts_with("# expect: "),
+                "{} must start with `# expect:`",
+                path.display()
+            );
             count += 1;
         }
     }

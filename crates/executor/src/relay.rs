@@ -109,7 +109,11 @@ impl Relay {
             match result {
                 Ok(()) => published.push(*id),
                 // Nobody listens for it right now, and nobody has to.
-                Err(weft_bus::BusError::Unroutable { .. }) if !envelope.message.must_be_routed() => published.push(*id),
+                Err(weft_bus::BusError::Unroutable { .. })
+                    if !envelope.message.must_be_routed() =>
+                {
+                    published.push(*id)
+                }
                 Err(e) => {
                     first_error.get_or_insert(e);
                 }

@@ -129,13 +129,13 @@ impl<'a> Step<'a> {
 
         let needs: Vec<TaskStatus> = rows
             .iter()
-            .filter(|r| spec.needs().iter().any(|n| *n == r.task_name))
+            .filter(|r| spec.needs().contains(&r.task_name))
             .map(|r| r.status)
             .collect();
         if !spec.trigger().is_satisfied(&needs) {
             let states = rows
                 .iter()
-                .filter(|r| spec.needs().iter().any(|n| *n == r.task_name))
+                .filter(|r| spec.needs().contains(&r.task_name))
                 .map(|r| format!("{} {}", r.task_name, r.status))
                 .collect::<Vec<_>>()
                 .join(", ");

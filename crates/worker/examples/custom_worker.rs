@@ -10,9 +10,11 @@ use tokio_util::sync::CancellationToken;
 use weft_worker::{ActionContext, ActionError, ActionRegistry, WorkerConfig};
 
 async fn word_count(ctx: ActionContext) -> Result<Value, ActionError> {
-    let text = ctx.input.get("text").and_then(Value::as_str).ok_or_else(|| {
-        ActionError::bad_input("word_count", "text", "must be a string")
-    })?;
+    let text = ctx
+        .input
+        .get("text")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ActionError::bad_input("word_count", "text", "must be a string"))?;
     Ok(json!({ "words": text.split_whitespace().count(), "chars": text.chars().count() }))
 }
 

@@ -44,7 +44,10 @@ impl ActionError {
     /// A failure with a message.
     #[must_use]
     pub fn new(message: impl Into<String>) -> Self {
-        Self { message: message.into(), details: None }
+        Self {
+            message: message.into(),
+            details: None,
+        }
     }
 
     /// Adds structured details (e.g. a command's output).
@@ -72,7 +75,8 @@ impl std::error::Error for ActionError {}
 /// What an action returns.
 pub type ActionResult = Result<Value, ActionError>;
 
-type BoxedAction = Arc<dyn Fn(ActionContext) -> Pin<Box<dyn Future<Output = ActionResult> + Send>> + Send + Sync>;
+type BoxedAction =
+    Arc<dyn Fn(ActionContext) -> Pin<Box<dyn Future<Output = ActionResult> + Send>> + Send + Sync>;
 
 /// Action names → handlers.
 #[derive(Clone, Default)]
@@ -82,7 +86,9 @@ pub struct ActionRegistry {
 
 impl fmt::Debug for ActionRegistry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ActionRegistry").field("actions", &self.names()).finish()
+        f.debug_struct("ActionRegistry")
+            .field("actions", &self.names())
+            .finish()
     }
 }
 

@@ -8,7 +8,9 @@ use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use weft_bus::{Bus, BusConfig, BusError, ConsumerConfig, Delivery, Outcome, Publisher, QueueKind};
-use weft_common::message::{Dispatch, ExecutionCompleted, ExecutionStarted, WorkerHeartbeat, topology};
+use weft_common::message::{
+    Dispatch, ExecutionCompleted, ExecutionStarted, WorkerHeartbeat, topology,
+};
 use weft_common::{Envelope, ExecutionId, ExecutionStatus, Message};
 
 use crate::action::{ActionContext, ActionRegistry};
@@ -96,7 +98,11 @@ impl State {
 ///
 /// # Errors
 /// Only for conditions retrying cannot fix.
-pub async fn run(config: WorkerConfig, registry: ActionRegistry, shutdown: CancellationToken) -> Result<(), WorkerError> {
+pub async fn run(
+    config: WorkerConfig,
+    registry: ActionRegistry,
+    shutdown: CancellationToken,
+) -> Result<(), WorkerError> {
     // The bus outlives `shutdown` so that reports of finishing actions can
     // still be published during the grace period.
     let bus_stop = CancellationToken::new();
@@ -126,7 +132,10 @@ pub async fn run(config: WorkerConfig, registry: ActionRegistry, shutdown: Cance
         tracker.spawn(async move {
             let control = ConsumerConfig {
                 queue: String::new(),
-                kind: QueueKind::Exclusive { exchange: topology::CONTROL_EXCHANGE.to_owned(), routing_key: String::new() },
+                kind: QueueKind::Exclusive {
+                    exchange: topology::CONTROL_EXCHANGE.to_owned(),
+                    routing_key: String::new(),
+                },
                 prefetch: 32,
                 concurrency: 1,
                 consumer_tag: format!("{}-control", state.config.worker_id),
@@ -166,7 +175,9 @@ pub async fn run(config: WorkerConfig, registry: ActionRegistry, shutdown: Cance
         };
         let bus = bus.clone();
         let shutdown = shutdown.clone();
-        consumers.push(tokio::spawn(async move { weft_bus::consume(&bus, consumer, handler, shutdown).await }));
+        consumers.push(tokio::spawn(async move {
+            weft_bus::consume(&bus, consumer, handler, shutdown).await
+        }));
     }
     let mut result = Ok(());
     for consumer in consumers {
@@ -244,7 +255,15 @@ async fn execute(state: &State, dispatch: Dispatch) -> Outcome {
     if already_cancelled {
         tracing::info!("dispatch of a cancelled execution; not running it");
         let error = Some("canceled before it started".to_owned());
-        return report(state, &dispatch, ExecutionStatus::Canceled, None, error, None).await;
+        return report(
+            state,
+            &dispatch,
+            ExecutionStatus::Canceled,
+            None,
+            error,
+            None,
+        )
+        .await;
     }
     let started_at = Utc::now();
     let started = Envelope::new(ExecutionStarted {
@@ -265,7 +284,9 @@ async fn execute(state: &State, dispatch: Dispatch) -> Outcome {
             tracing::info!("shutdown grace over: handing the execution back to the queue");
             Outcome::Requeue
         }
-        Ending::Reported(status, result, error) => report(state, &dispatch, status, result, error, Some(started_at)).await,
+        Ending::Reported(status, result, error) => {
+            report(state, &dispatch, status, result, error, Some(started_at)).await
+        }
     }
 }
 
@@ -319,7 +340,11 @@ async fn run_action(state: &State, dispatch: &Dispatch, control: &CancellationTo
 }
 
 fn human_ms(ms: u64) -> String {
-    if ms % 1000 == 0 { format!("{}s", ms / 1000) } else { format!("{ms}ms") }
+    if ms.is_multiple_of(1000) {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
 }
 
 async fn report(
@@ -359,7 +384,8 @@ async fn publish_until_confirmed(state: &State, envelope: &Envelope) -> bool {
             Ok(()) => return true,
             Err(e) => {
                 failures += 1;
-                let wait = Duration::from_millis(100 * u64::from(1u32 << failures.min(6))).min(Duration::from_secs(5));
+                let wait = Duration::from_millis(100 * u64::from(1u32 << failures.min(6)))
+                    .min(Duration::from_secs(5));
                 tracing::warn!(error = %format!("{e:#}"), attempt = failures, retry_in = ?wait, kind = envelope.message.kind(), "publishing a report failed; retrying");
                 tokio::select! {
                     () = state.grace_over.cancelled() => return false,

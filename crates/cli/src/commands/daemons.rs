@@ -30,14 +30,29 @@ pub(crate) struct ExecutorTuning {
     #[arg(long, default_value_t = 64, env = "WEFT_EXECUTOR_PREFETCH")]
     pub(crate) executor_prefetch: u16,
     /// Seconds between the reaper's looks for lost or overdue executions.
-    #[arg(long, default_value_t = 5.0, env = "WEFT_REAPER_INTERVAL", value_name = "SECONDS")]
+    #[arg(
+        long,
+        default_value_t = 5.0,
+        env = "WEFT_REAPER_INTERVAL",
+        value_name = "SECONDS"
+    )]
     pub(crate) reaper_interval: f64,
     /// Seconds a worker may go without a heartbeat before its executions
     /// are reaped (and retried per their task's policy).
-    #[arg(long, default_value_t = 30.0, env = "WEFT_HEARTBEAT_GRACE", value_name = "SECONDS")]
+    #[arg(
+        long,
+        default_value_t = 30.0,
+        env = "WEFT_HEARTBEAT_GRACE",
+        value_name = "SECONDS"
+    )]
     pub(crate) heartbeat_grace: f64,
     /// Seconds past an execution's timeout before the reaper ends it.
-    #[arg(long, default_value_t = 30.0, env = "WEFT_DEADLINE_GRACE", value_name = "SECONDS")]
+    #[arg(
+        long,
+        default_value_t = 30.0,
+        env = "WEFT_DEADLINE_GRACE",
+        value_name = "SECONDS"
+    )]
     pub(crate) deadline_grace: f64,
 }
 
@@ -66,7 +81,12 @@ pub(crate) struct WorkerTuning {
     #[arg(long, default_value_t = 8, env = "WEFT_WORKER_CONCURRENCY")]
     pub(crate) concurrency: usize,
     /// Seconds between heartbeats.
-    #[arg(long, default_value_t = 5.0, env = "WEFT_HEARTBEAT_INTERVAL", value_name = "SECONDS")]
+    #[arg(
+        long,
+        default_value_t = 5.0,
+        env = "WEFT_HEARTBEAT_INTERVAL",
+        value_name = "SECONDS"
+    )]
     pub(crate) heartbeat_interval: f64,
 }
 

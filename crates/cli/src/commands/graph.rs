@@ -79,7 +79,12 @@ fn notes(task: &Task) -> Vec<String> {
 fn layers(workflow: &Workflow) -> HashMap<&str, usize> {
     let mut layer: HashMap<&str, usize> = HashMap::new();
     for task in workflow.tasks() {
-        let depth = task.needs().iter().map(|n| layer.get(n.as_str()).map_or(0, |d| d + 1)).max().unwrap_or(0);
+        let depth = task
+            .needs()
+            .iter()
+            .map(|n| layer.get(n.as_str()).map_or(0, |d| d + 1))
+            .max()
+            .unwrap_or(0);
         layer.insert(task.name(), depth);
     }
     layer
@@ -88,18 +93,39 @@ fn layers(workflow: &Workflow) -> HashMap<&str, usize> {
 fn text(workflow: &Workflow) -> String {
     let layer = layers(workflow);
     let width = workflow.tasks().map(|t| t.name().len()).max().unwrap_or(0);
-    let action_width = workflow.tasks().map(|t| t.action().len()).max().unwrap_or(0);
+    let action_width = workflow
+        .tasks()
+        .map(|t| t.action().len())
+        .max()
+        .unwrap_or(0);
     let mut out = format!("{} ({} tasks)\n", workflow.name(), workflow.tasks().count());
     let depth = layer.values().copied().max().unwrap_or(0);
     for level in 0..=depth {
         let mut first = true;
         for task in workflow.tasks().filter(|t| layer[t.name()] == level) {
-            let prefix = if first { format!("{level:>3} │ ") } else { "    │ ".to_owned() };
+            let prefix = if first {
+                format!("{level:>3} │ ")
+            } else {
+                "    │ ".to_owned()
+            };
             first = false;
-            let needs = if task.needs().is_empty() { String::new() } else { format!(" ← {}", task.needs().join(", ")) };
+            let needs = if task.needs().is_empty() {
+                String::new()
+            } else {
+                format!(" ← {}", task.needs().join(", "))
+            };
             let notes = notes(task);
-            let notes = if notes.is_empty() { String::new() } else { format!("  [{}]", notes.join("; ")) };
-            let _ = writeln!(out, "{prefix}{:<width$}  {:<action_width$}{needs}{notes}", task.name(), task.action());
+            let notes = if notes.is_empty() {
+                String::new()
+            } else {
+                format!("  [{}]", notes.join("; "))
+            };
+            let _ = writeln!(
+                out,
+                "{prefix}{:<width$}  {:<action_width$}{needs}{notes}",
+                task.name(),
+                task.action()
+            );
         }
     }
     out
@@ -110,14 +136,25 @@ fn quote(s: &str) -> String {
 }
 
 fn dot(workflow: &Workflow) -> String {
-    let mut out = format!("digraph \"{}\" {{\n  rankdir=LR;\n  node [shape=box, style=rounded];\n", quote(workflow.name()));
+    let mut out = format!(
+        "digraph \"{}\" {{\n  rankdir=LR;\n  node [shape=box, style=rounded];\n",
+        quote(workflow.name())
+    );
     for task in workflow.tasks() {
         let mut label = format!("{}\\n{}", quote(task.name()), quote(task.action()));
         for note in notes(task) {
             let _ = write!(label, "\\n{}", quote(&note));
         }
-        let shape = if task.with_items().is_some() { ", shape=box3d, style=\"\"" } else { "" };
-        let _ = writeln!(out, "  \"{}\" [label=\"{label}\"{shape}];", quote(task.name()));
+        let shape = if task.with_items().is_some() {
+            ", shape=box3d, style=\"\""
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            out,
+            "  \"{}\" [label=\"{label}\"{shape}];",
+            quote(task.name())
+        );
     }
     for task in workflow.tasks() {
         for need in task.needs() {
@@ -125,7 +162,12 @@ fn dot(workflow: &Workflow) -> String {
                 Trigger::AllSuccess => String::new(),
                 other => format!(" [label=\"{other}\", style=dashed]"),
             };
-            let _ = writeln!(out, "  \"{}\" -> \"{}\"{attrs};", quote(need), quote(task.name()));
+            let _ = writeln!(
+                out,
+                "  \"{}\" -> \"{}\"{attrs};",
+                quote(need),
+                quote(task.name())
+            );
         }
     }
     out.push_str("}\n");
@@ -139,7 +181,11 @@ fn mermaid(workflow: &Workflow) -> String {
         for note in notes(task) {
             let _ = write!(label, "<br/>{}", note.replace('"', "#quot;"));
         }
-        let (open, close) = if task.with_items().is_some() { ("[[", "]]") } else { ("[", "]") };
+        let (open, close) = if task.with_items().is_some() {
+            ("[[", "]]")
+        } else {
+            ("[", "]")
+        };
         let _ = writeln!(out, "    {}{open}\"{label}\"{close}", task.name());
     }
     for task in workflow.tasks() {
@@ -177,15 +223,24 @@ tasks:
     fn text_shows_layers_fan_out_and_triggers() {
         let t = text(&workflow());
         assert!(t.contains("  0 │ fetch"), "{t}");
-        assert!(t.contains("each   echo  ← fetch  [with_items ×2 at a time]"), "{t}");
-        assert!(t.contains("alert  noop  ← each  [trigger one_failed]"), "{t}");
+        assert!(
+            t.contains("each   echo  ← fetch  [with_items ×2 at a time]"),
+            "{t}"
+        );
+        assert!(
+            t.contains("alert  noop  ← each  [trigger one_failed]"),
+            "{t}"
+        );
     }
 
     #[test]
     fn dot_and_mermaid_have_every_edge() {
         let d = dot(&workflow());
         assert!(d.contains("\"fetch\" -> \"each\";"), "{d}");
-        assert!(d.contains("\"each\" -> \"alert\" [label=\"one_failed\", style=dashed];"), "{d}");
+        assert!(
+            d.contains("\"each\" -> \"alert\" [label=\"one_failed\", style=dashed];"),
+            "{d}"
+        );
         assert!(d.contains("shape=box3d"), "{d}");
         let m = mermaid(&workflow());
         assert!(m.contains("fetch --> each"), "{m}");

@@ -9,8 +9,8 @@ use clap::Args;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
-use weft_store::PgPool;
 use weft_common::{TaskStatus, Workflow, WorkflowExecutionId, WorkflowStatus};
+use weft_store::PgPool;
 use weft_store::runs::{self, RunRow};
 use weft_store::tasks::{self, TaskSummary};
 

@@ -24,15 +24,25 @@ pub(crate) fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
         match workflow_file::load(path) {
             Ok(Some((workflow, _))) => {
                 let tasks = workflow.tasks().count();
-                let fan_outs = workflow.tasks().filter(|t| t.with_items().is_some()).count();
-                let dynamic = workflow.tasks().filter(|t| matches!(t.with_items(), Some(WithItems::Expression(_)))).count();
+                let fan_outs = workflow
+                    .tasks()
+                    .filter(|t| t.with_items().is_some())
+                    .count();
+                let dynamic = workflow
+                    .tasks()
+                    .filter(|t| matches!(t.with_items(), Some(WithItems::Expression(_))))
+                    .count();
                 println!(
                     "ok  {} — {}: {tasks} task{}, {fan_outs} with_items ({dynamic} from expressions), {} input{}",
                     path.display(),
                     workflow.name(),
                     if tasks == 1 { "" } else { "s" },
                     workflow.inputs().len(),
-                    if workflow.inputs().len() == 1 { "" } else { "s" },
+                    if workflow.inputs().len() == 1 {
+                        ""
+                    } else {
+                        "s"
+                    },
                 );
             }
             Ok(None) => failed += 1,

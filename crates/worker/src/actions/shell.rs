@@ -19,7 +19,11 @@ pub(crate) const OUTPUT_CAP: usize = 1024 * 1024;
 
 fn string_list(field: &str, value: &Value) -> Result<Vec<String>, ActionError> {
     let Value::Array(items) = value else {
-        return Err(ActionError::bad_input("shell", field, "must be a list of strings (argv)"));
+        return Err(ActionError::bad_input(
+            "shell",
+            field,
+            "must be a list of strings (argv)",
+        ));
     };
     if items.is_empty() {
         return Err(ActionError::bad_input("shell", field, "must not be empty"));
@@ -64,13 +68,34 @@ pub(crate) async fn shell(ctx: ActionContext) -> ActionResult {
     let input = ctx.input.as_object().cloned().unwrap_or_default();
     let argv = match (input.get("command"), input.get("script")) {
         (Some(command), None) => string_list("command", command)?,
-        (None, Some(Value::String(script))) => vec!["sh".to_owned(), "-c".to_owned(), script.clone()],
-        (None, Some(_)) => return Err(ActionError::bad_input("shell", "script", "must be a string")),
-        (Some(_), Some(_)) => return Err(ActionError::new("shell: give either `command` (argv list) or `script`, not both")),
-        (None, None) => return Err(ActionError::new("shell: input needs `command` (an argv list) or `script` (a string)")),
+        (None, Some(Value::String(script))) => {
+            vec!["sh".to_owned(), "-c".to_owned(), script.clone()]
+        }
+        (None, Some(_)) => {
+            return Err(ActionError::bad_input(
+                "shell",
+                "script",
+                "must be a string",
+            ));
+        }
+        (Some(_), Some(_)) => {
+            return Err(ActionError::new(
+                "shell: give either `command` (argv list) or `script`, not both",
+            ));
+        }
+        (None, None) => {
+            return Err(ActionError::new(
+                "shell: input needs `command` (an argv list) or `script` (a string)",
+            ));
+        }
     };
     let mut command = Command::new(&argv[0]);
-    command.args(&argv[1..]).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true).process_group(0);
+    command
+        .args(&argv[1..])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .process_group(0);
     match input.get("env") {
         None | Some(Value::Null) => {}
         Some(Value::Object(env)) => {
@@ -82,7 +107,13 @@ pub(crate) async fn shell(ctx: ActionContext) -> ActionResult {
                 command.env(k, v);
             }
         }
-        Some(_) => return Err(ActionError::bad_input("shell", "env", "must be a map of names to values")),
+        Some(_) => {
+            return Err(ActionError::bad_input(
+                "shell",
+                "env",
+                "must be a map of names to values",
+            ));
+        }
     }
     match input.get("cwd") {
         None | Some(Value::Null) => {}
@@ -96,8 +127,14 @@ pub(crate) async fn shell(ctx: ActionContext) -> ActionResult {
         Some(Value::String(s)) => Some(s.clone()),
         Some(other) => Some(other.to_string()),
     };
-    command.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
-    let mut child = command.spawn().map_err(|e| ActionError::new(format!("shell: cannot run `{}`: {e}", argv[0])))?;
+    command.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    });
+    let mut child = command
+        .spawn()
+        .map_err(|e| ActionError::new(format!("shell: cannot run `{}`: {e}", argv[0])))?;
     let pid = child.id();
     if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
         tokio::spawn(async move {
@@ -128,9 +165,12 @@ pub(crate) async fn shell(ctx: ActionContext) -> ActionResult {
         }
         r = waited => r,
     };
-    let ((stdout, out_cut), (stderr, err_cut)) =
-        (out.map_err(|e| ActionError::new(format!("shell: reading stdout: {e}")))?, err.map_err(|e| ActionError::new(format!("shell: reading stderr: {e}")))?);
-    let status = status.map_err(|e| ActionError::new(format!("shell: waiting for `{}`: {e}", argv[0])))?;
+    let ((stdout, out_cut), (stderr, err_cut)) = (
+        out.map_err(|e| ActionError::new(format!("shell: reading stdout: {e}")))?,
+        err.map_err(|e| ActionError::new(format!("shell: reading stderr: {e}")))?,
+    );
+    let status =
+        status.map_err(|e| ActionError::new(format!("shell: waiting for `{}`: {e}", argv[0])))?;
     // Stray grandchildren of a finished script do not outlive the action.
     kill_group(pid);
     let stdout = String::from_utf8_lossy(&stdout).into_owned();
@@ -138,7 +178,10 @@ pub(crate) async fn shell(ctx: ActionContext) -> ActionResult {
     let lines: Vec<&str> = stdout.lines().collect();
     let parsed = serde_json::from_str::<Value>(stdout.trim()).unwrap_or(Value::Null);
     let mut result = Map::new();
-    result.insert("exit_code".into(), status.code().map_or(Value::Null, Value::from));
+    result.insert(
+        "exit_code".into(),
+        status.code().map_or(Value::Null, Value::from),
+    );
     result.insert("stdout".into(), json!(stdout));
     result.insert("stderr".into(), json!(stderr));
     result.insert("lines".into(), json!(lines));
@@ -149,7 +192,9 @@ pub(crate) async fn shell(ctx: ActionContext) -> ActionResult {
     if status.success() {
         return Ok(Value::Object(result));
     }
-    let code = status.code().map_or_else(|| "a signal".to_owned(), |c| format!("exit code {c}"));
+    let code = status
+        .code()
+        .map_or_else(|| "a signal".to_owned(), |c| format!("exit code {c}"));
     let tail: String = {
         let trimmed = stderr.trim_end();
         let start = trimmed.char_indices().rev().nth(499).map_or(0, |(i, _)| i);
@@ -171,32 +216,64 @@ mod tests {
 
     #[tokio::test]
     async fn argv_is_passed_verbatim_without_a_shell() {
-        let out = shell(ctx(json!({"command": ["printf", "%s|", "a b", "c; rm -rf /", "$HOME"]}))).await.unwrap();
+        let out = shell(ctx(
+            json!({"command": ["printf", "%s|", "a b", "c; rm -rf /", "$HOME"]}),
+        ))
+        .await
+        .unwrap();
         assert_eq!(out["stdout"], "a b|c; rm -rf /|$HOME|");
         assert_eq!(out["exit_code"], 0);
     }
 
     #[tokio::test]
     async fn scripts_env_cwd_lines_and_json() {
-        let out = shell(ctx(json!({"script": "echo \"$GREETING\"; pwd", "env": {"GREETING": "hi"}, "cwd": "/tmp"})))
+        let out = shell(ctx(
+            json!({"script": "echo \"$GREETING\"; pwd", "env": {"GREETING": "hi"}, "cwd": "/tmp"}),
+        ))
+        .await
+        .unwrap();
+        assert_eq!(out["lines"], json!(["hi", "/tmp"]));
+        let out = shell(ctx(json!({"command": ["echo", "{\"n\": 3}"]})))
             .await
             .unwrap();
-        assert_eq!(out["lines"], json!(["hi", "/tmp"]));
-        let out = shell(ctx(json!({"command": ["echo", "{\"n\": 3}"]}))).await.unwrap();
         assert_eq!(out["json"], json!({"n": 3}));
     }
 
     #[tokio::test]
     async fn a_non_zero_exit_fails_naming_the_code_and_stderr() {
-        let err = shell(ctx(json!({"script": "echo oops >&2; exit 3"}))).await.unwrap_err();
-        assert!(err.message.contains("exit code 3") && err.message.contains("oops"), "{}", err.message);
+        let err = shell(ctx(json!({"script": "echo oops >&2; exit 3"})))
+            .await
+            .unwrap_err();
+        assert!(
+            err.message.contains("exit code 3") && err.message.contains("oops"),
+            "{}",
+            err.message
+        );
     }
 
     #[tokio::test]
     async fn bad_input_names_the_field() {
-        assert!(shell(ctx(json!({}))).await.unwrap_err().message.contains("command"));
-        assert!(shell(ctx(json!({"command": "ls"}))).await.unwrap_err().message.contains("`command`"));
-        assert!(shell(ctx(json!({"script": "true", "env": [1]}))).await.unwrap_err().message.contains("`env`"));
+        assert!(
+            shell(ctx(json!({})))
+                .await
+                .unwrap_err()
+                .message
+                .contains("command")
+        );
+        assert!(
+            shell(ctx(json!({"command": "ls"})))
+                .await
+                .unwrap_err()
+                .message
+                .contains("`command`")
+        );
+        assert!(
+            shell(ctx(json!({"script": "true", "env": [1]})))
+                .await
+                .unwrap_err()
+                .message
+                .contains("`env`")
+        );
     }
 
     #[tokio::test]
@@ -213,7 +290,11 @@ mod tests {
 
     #[tokio::test]
     async fn output_is_capped() {
-        let out = shell(ctx(json!({"script": "head -c 3000000 /dev/zero | tr '\\\\0' a"}))).await.unwrap();
+        let out = shell(ctx(
+            json!({"script": "head -c 3000000 /dev/zero | tr '\\\\0' a"}),
+        ))
+        .await
+        .unwrap();
         assert_eq!(out["stdout"].as_str().map(str::len), Some(OUTPUT_CAP));
         assert_eq!(out["truncated"], true);
     }
