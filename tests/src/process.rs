@@ -106,6 +106,15 @@ impl Daemon {
         }
     }
 
+    /// Sends a signal by name (`STOP`, `CONT`, `TERM`, …) to the process.
+    pub fn signal(&self, name: &str) {
+        if let Some(pid) = self.pid() {
+            let _ = Command::new("kill")
+                .args([format!("-{name}"), pid.to_string()])
+                .status();
+        }
+    }
+
     /// Whether the process is running (as far as this handle knows).
     #[must_use]
     pub fn is_running(&self) -> bool {

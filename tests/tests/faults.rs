@@ -165,6 +165,7 @@ tasks:
   prepare: { action: echo, input: { ok: true } }
   check: { needs: [prepare], action: shell, input: { command: ["test", "-e", "{{ input.flag }}"] } }
   after: { needs: [check], action: echo, input: { prepared: "{{ tasks.prepare.result.ok }}" } }
+  cleanup: { needs: [check], trigger: all_done, action: noop }
 "#;
     let id = stack
         .submit(&pool, yaml, json!({ "flag": flag.display().to_string() }))
@@ -317,4 +318,93 @@ tasks:
         .execute(&mut *conn)
         .await
         .expect("cleanup");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_worker_is_reaped_after_its_heartbeats_stop_and_the_task_retried_elsewhere() {
+    let stack = Stack::start(StackOptions {
+        executors: 0,
+        workers: 0,
+        ..StackOptions::default()
+    })
+    .expect("stack");
+    let pool = stack.pool().await.expect("pool");
+    let mut env = env(&stack);
+    env.push(("WEFT_HEARTBEAT_GRACE", "2".into()));
+    env.push(("WEFT_REAPER_INTERVAL", "0.3".into()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let _executor = Daemon::start("executor", &["executor"], &env).expect("executor");
+    let mut hung =
+        Daemon::start("worker-hung", &["worker", "--queue", "hang"], &env).expect("worker");
+    let yaml = r#"
+name: hang
+tasks:
+  nap: { action: sleep, input: { seconds: 1 }, queue: hang, retry: { attempts: 2, delay: 10ms } }
+"#;
+    let id = stack.submit(&pool, yaml, json!({})).await.expect("submit");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status: Option<String> = sqlx::query_scalar(
+            "SELECT status FROM executions WHERE workflow_execution_id = $1 AND attempt = 1",
+        )
+        .bind(id.as_uuid())
+        .fetch_optional(&pool)
+        .await
+        .expect("status");
+        if status.as_deref() == Some("running") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the action never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Freeze the worker: its connection stays open, so the broker does not
+    // redeliver; only the missing heartbeats tell that it is gone.
+    hung.signal("STOP");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status: String = sqlx::query_scalar(
+            "SELECT status FROM executions WHERE workflow_execution_id = $1 AND attempt = 1",
+        )
+        .bind(id.as_uuid())
+        .fetch_one(&pool)
+        .await
+        .expect("status");
+        if status == "timed_out" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the reaper never reaped the frozen worker's execution ({status})"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The frozen worker may hold the retry's dispatch too (it still has
+    // prefetch room); once it dies for good the broker hands everything it
+    // held to the healthy worker.
+    let _healthy =
+        Daemon::start("worker-ok", &["worker", "--queue", "hang"], &env).expect("worker");
+    hung.kill();
+    let run = stack
+        .wait(&pool, id, Duration::from_secs(60))
+        .await
+        .expect("finishes");
+    assert_eq!(run.status, WorkflowStatus::Succeeded, "{:?}", run.error);
+    let attempts: Vec<(i32, String, Option<String>)> = sqlx::query_as(
+        "SELECT attempt, status, error FROM executions WHERE workflow_execution_id = $1 ORDER BY attempt",
+    )
+    .bind(id.as_uuid())
+    .fetch_all(&pool)
+    .await
+    .expect("attempts");
+    assert_eq!(attempts.len(), 2, "{attempts:?}");
+    assert_eq!(attempts[0].1, "timed_out");
+    assert!(
+        attempts[0]
+            .2
+            .as_deref()
+            .unwrap_or_default()
+            .contains("lost"),
+        "{attempts:?}"
+    );
+    assert_eq!(attempts[1].1, "succeeded");
 }

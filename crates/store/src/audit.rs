@@ -71,10 +71,12 @@ const CHECKS: &[(&str, &str)] = &[
                        t.task_name, e.queued_at, n.task_name, \
                        CASE WHEN n.finished_at IS NULL THEN 'unfinished' ELSE 'finished only at ' || n.finished_at::text END) \
          FROM task_executions t \
+         JOIN workflow_executions r ON r.id = t.workflow_execution_id \
          JOIN executions e ON e.task_execution_id = t.id AND e.queued_at IS NOT NULL \
          JOIN task_executions n ON n.workflow_execution_id = t.workflow_execution_id AND n.task_name = ANY(t.needs) \
          WHERE ($1::uuid IS NULL OR t.workflow_execution_id = $1) \
            AND e.attempt = t.attempt_base + 1 \
+           AND (r.run_attempt = 1 OR t.attempt_base > 0) \
            AND (n.finished_at IS NULL OR n.finished_at > e.queued_at)",
     ),
     (

@@ -166,8 +166,10 @@ pub async fn for_run(
     .context("reading a run's tasks")
 }
 
-/// Records that one need of each named task became terminal. Rows are locked
-/// in name order so concurrent fan-ins cannot deadlock. Returns the tasks
+/// Records that one need of each named task became terminal. Only waiting
+/// tasks count (after `weft retry`, a successor that already finished in an
+/// earlier round keeps its outcome). Rows are locked in name order so
+/// concurrent fan-ins cannot deadlock. Returns the tasks
 /// whose counter just reached zero: exactly one transaction sees each zero,
 /// and that transaction decides the task.
 ///
@@ -184,7 +186,7 @@ pub async fn need_finished(
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "WITH locked AS ( \
              SELECT id FROM task_executions \
-             WHERE workflow_execution_id = $1 AND task_name = ANY($2) \
+             WHERE workflow_execution_id = $1 AND task_name = ANY($2) AND status = 'waiting' \
              ORDER BY task_name FOR UPDATE \
          ) \
          UPDATE task_executions t SET needs_remaining = t.needs_remaining - 1 \
