@@ -24,7 +24,7 @@ tasks:
     with_items: "{{ range(tasks.start.result.n) | list }}"
     concurrency: 4
     action: sleep
-    input: { seconds: 0.01, i: "{{ item }}" }
+    input: { seconds: 0.1, i: "{{ item }}" }
     retry: { attempts: 10, delay: 50ms, backoff: 1.5, max_delay: 500ms }
   left: { needs: [fan], action: echo, input: { n: "{{ tasks.fan.result | length }}" }, retry: { attempts: 10, delay: 50ms } }
   right: { needs: [fan], action: noop, retry: { attempts: 10, delay: 50ms } }
@@ -88,6 +88,7 @@ async fn killing_daemons_and_duplicating_messages_loses_and_duplicates_nothing()
     // restart it after up to 400 ms.
     let started = Instant::now();
     let mut kills = 0;
+    let mut executor_kills = 0;
     while started.elapsed() < Duration::from_secs(40) {
         let unfinished: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM workflow_executions WHERE id = ANY($1) AND status NOT IN ('succeeded', 'failed', 'canceled')",
@@ -103,6 +104,9 @@ async fn killing_daemons_and_duplicating_messages_loses_and_duplicates_nothing()
         let victim = random_below(daemons.len());
         daemons[victim].kill();
         kills += 1;
+        if daemons[victim].name.starts_with("executor") {
+            executor_kills += 1;
+        }
         tokio::time::sleep(Duration::from_millis(random_below(400) as u64)).await;
         daemons[victim].restart().expect("restart");
     }
@@ -159,7 +163,8 @@ async fn killing_daemons_and_duplicating_messages_loses_and_duplicates_nothing()
     .await
     .expect("count");
     println!(
-        "chaos: runs={RUNS} outcomes={outcomes:?} kills={kills} duplicates_injected={} reaped={reaped} violations={}",
+        "chaos: runs={RUNS} outcomes={outcomes:?} kills={kills} (executors {executor_kills}, workers {}) duplicates_injected={} reaped={reaped} violations={}",
+        kills - executor_kills,
         duplicated.load(Ordering::Relaxed),
         violations.len()
     );
