@@ -405,3 +405,34 @@ pub async fn duplicate_completions(
     }
     Ok(handle)
 }
+
+/// Waits until attempt `attempt` of the run's execution has `status`
+/// (for single-task runs), e.g. until an action is `running`.
+///
+/// # Errors
+/// On timeout, naming the status it had.
+pub async fn wait_for_execution(
+    pool: &PgPool,
+    run: WorkflowExecutionId,
+    attempt: i32,
+    status: &str,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let now: Option<String> = sqlx::query_scalar(
+            "SELECT status FROM executions WHERE workflow_execution_id = $1 AND attempt = $2",
+        )
+        .bind(run.as_uuid())
+        .bind(attempt)
+        .fetch_optional(pool)
+        .await?;
+        if now.as_deref() == Some(status) {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!("attempt {attempt} of run {run} is {now:?}, not `{status}`, after {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

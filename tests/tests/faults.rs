@@ -10,7 +10,7 @@ use weft_common::WorkflowStatus;
 use weft_store::cancel::{self, Requested};
 use weft_store::retry::{self, Reopened};
 use weft_tests::process::Daemon;
-use weft_tests::{Stack, StackOptions};
+use weft_tests::{Stack, StackOptions, wait_for_execution};
 
 fn stack() -> &'static Stack {
     static STACK: OnceLock<Stack> = OnceLock::new();
@@ -53,21 +53,9 @@ tasks:
 "#;
     let id = stack.submit(&pool, yaml, json!({})).await.expect("submit");
     // Wait until the first worker has started it.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let status: Option<String> = sqlx::query_scalar(
-            "SELECT status FROM executions WHERE workflow_execution_id = $1 AND attempt = 1",
-        )
-        .bind(id.as_uuid())
-        .fetch_optional(&pool)
+    wait_for_execution(&pool, id, 1, "running", Duration::from_secs(30))
         .await
-        .expect("status");
-        if status.as_deref() == Some("running") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the action never started");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        .expect("the action starts");
     first.kill();
     let _second = Daemon::start("worker-b", &["worker", "--queue", "slow"], &env).expect("worker");
     let run = stack
@@ -342,42 +330,15 @@ tasks:
   nap: { action: sleep, input: { seconds: 1 }, queue: hang, retry: { attempts: 2, delay: 10ms } }
 "#;
     let id = stack.submit(&pool, yaml, json!({})).await.expect("submit");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let status: Option<String> = sqlx::query_scalar(
-            "SELECT status FROM executions WHERE workflow_execution_id = $1 AND attempt = 1",
-        )
-        .bind(id.as_uuid())
-        .fetch_optional(&pool)
+    wait_for_execution(&pool, id, 1, "running", Duration::from_secs(30))
         .await
-        .expect("status");
-        if status.as_deref() == Some("running") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the action never started");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        .expect("the action starts");
     // Freeze the worker: its connection stays open, so the broker does not
     // redeliver; only the missing heartbeats tell that it is gone.
     hung.signal("STOP");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let status: String = sqlx::query_scalar(
-            "SELECT status FROM executions WHERE workflow_execution_id = $1 AND attempt = 1",
-        )
-        .bind(id.as_uuid())
-        .fetch_one(&pool)
+    wait_for_execution(&pool, id, 1, "timed_out", Duration::from_secs(30))
         .await
-        .expect("status");
-        if status == "timed_out" {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the reaper never reaped the frozen worker's execution ({status})"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        .expect("the reaper reaps the frozen worker's execution");
     // The frozen worker may hold the retry's dispatch too (it still has
     // prefetch room); once it dies for good the broker hands everything it
     // held to the healthy worker.

@@ -20,6 +20,7 @@ pub mod id;
 pub mod message;
 mod spec;
 pub mod state;
+mod validate;
 mod workflow;
 
 pub use dag::Dag;

@@ -171,12 +171,7 @@ impl Engine {
         tasks::create_all(&mut tx, id, &new).await?;
         let roots: Vec<&str> = workflow.dag().roots();
         let root_rows = tasks::by_names(&mut tx, id, &roots).await?;
-        let info = RunInfo {
-            id,
-            status: WorkflowStatus::Running,
-            input: run.input.as_object().cloned().unwrap_or_default(),
-            workflow: Arc::clone(&workflow),
-        };
+        let info = RunInfo::of(&run, Arc::clone(&workflow));
         let mut step = Step::new(&mut tx, &self.inner.evaluator, info);
         for root in root_rows {
             step.decide(root).await?;
@@ -208,12 +203,7 @@ impl Engine {
             return Ok(Applied::Duplicate);
         }
         let workflow = self.inner.catalog.get(&mut tx, run.definition_id).await?;
-        let info = RunInfo {
-            id,
-            status: run.status,
-            input: run.input.as_object().cloned().unwrap_or_default(),
-            workflow,
-        };
+        let info = RunInfo::of(&run, workflow);
         let mut step = Step::new(&mut tx, &self.inner.evaluator, info);
         for task in undecided {
             step.decide(task).await?;
@@ -318,12 +308,7 @@ impl Engine {
                 task.task_name
             ))
         })?;
-        let info = RunInfo {
-            id: run_id,
-            status: run.status,
-            input: run.input.as_object().cloned().unwrap_or_default(),
-            workflow: Arc::clone(&workflow),
-        };
+        let info = RunInfo::of(&run, Arc::clone(&workflow));
         let mut step = Step::new(&mut tx, &self.inner.evaluator, info);
 
         let tries = execution.attempt - task.attempt_base;

@@ -33,6 +33,18 @@ pub(crate) struct RunInfo {
     pub(crate) workflow: Arc<Workflow>,
 }
 
+impl RunInfo {
+    /// What a step needs of a stored run.
+    pub(crate) fn of(run: &weft_store::runs::RunRow, workflow: Arc<Workflow>) -> Self {
+        Self {
+            id: run.id,
+            status: run.status,
+            input: run.input.as_object().cloned().unwrap_or_default(),
+            workflow,
+        }
+    }
+}
+
 /// The state changes of one transaction and the messages they cause.
 pub(crate) struct Step<'a> {
     conn: &'a mut PgConnection,

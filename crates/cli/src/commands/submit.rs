@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::Args;
 use serde_json::{Map, Value, json};
-use weft_common::{Workflow, WorkflowExecutionId};
+use weft_common::{Workflow, WorkflowExecutionId, kind_of};
 use weft_store::runs::{self, NewRun, Submitted};
 
 use super::status::{self, WaitArgs};
@@ -157,17 +157,6 @@ fn parse_pair(pair: &str) -> anyhow::Result<(String, Value)> {
     }
     let value = serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_owned()));
     Ok((key.to_owned(), value))
-}
-
-fn kind_of(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
-    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,672 @@
+//! Validation: turns the raw spec into a [`Workflow`] or the list of every
+//! problem, each pointing at the offending text with a hint.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use indexmap::IndexMap;
+use serde_json::{Map, Value};
+use serde_saphyr::{Location, Spanned};
+
+use crate::dag::Dag;
+use crate::diagnostic::Problem;
+use crate::duration::parse_duration;
+use crate::expr::{Evaluator, is_template, lone_expression};
+use crate::spec::{
+    RETRY_FIELDS, RawRetry, RawTask, RawWorkflow, TASK_FIELDS, WORKFLOW_FIELDS, WithItems,
+};
+use crate::state::Trigger;
+use crate::workflow::{RetryPolicy, Task, Workflow};
+
+/// The closest of `candidates` to `word`, if close enough to suggest.
+pub(crate) fn closest<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|c| (strsim::jaro_winkler(word, c), c))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}
+
+fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn is_slug(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_.-".contains(c))
+}
+
+/// Where in the source a template string sits.
+struct Site<'a> {
+    task: Option<&'a str>,
+    field: &'static str,
+    location: Location,
+    text: String,
+}
+
+pub(crate) struct Validator<'s> {
+    source: &'s str,
+    evaluator: Evaluator,
+    problems: Vec<Problem>,
+}
+
+impl<'s> Validator<'s> {
+    pub(crate) fn new(source: &'s str) -> Self {
+        Self {
+            source,
+            evaluator: Evaluator::new(),
+            problems: Vec::new(),
+        }
+    }
+
+    fn at(&self, location: &Location, message: impl Into<String>) -> Problem {
+        let span = location.span();
+        match span.byte_offset() {
+            Some(offset) => {
+                let len = span.byte_len().unwrap_or(1);
+                Problem::at(
+                    self.source,
+                    usize::try_from(offset).unwrap_or(0),
+                    usize::try_from(len).unwrap_or(1),
+                    message,
+                )
+            }
+            None => {
+                let line = usize::try_from(location.line()).unwrap_or(0);
+                let column = usize::try_from(location.column()).unwrap_or(0);
+                let offset = self
+                    .source
+                    .split_inclusive('\n')
+                    .take(line.saturating_sub(1))
+                    .map(str::len)
+                    .sum::<usize>()
+                    + column.saturating_sub(1);
+                if line == 0 {
+                    Problem::nowhere(message)
+                } else {
+                    Problem::at(self.source, offset, 1, message)
+                }
+            }
+        }
+    }
+
+    fn push(&mut self, problem: Problem) {
+        self.problems.push(problem);
+    }
+
+    pub(crate) fn run(mut self) -> Result<Workflow, Vec<Problem>> {
+        let raw: RawWorkflow = match serde_saphyr::from_str(self.source) {
+            Ok(raw) => raw,
+            Err(e) => {
+                let problem = self.yaml_problem(&e);
+                return Err(vec![problem]);
+            }
+        };
+        let name = match &raw.name {
+            None => {
+                self.push(
+                    Problem::at(self.source, 0, 1, "the workflow has no `name`")
+                        .hint("add `name: my-workflow` at the top"),
+                );
+                String::new()
+            }
+            Some(n) if !is_slug(&n.value) => {
+                let p = self.at(
+                    &n.referenced,
+                    format!(
+                        "workflow name `{}` may only use a-z, 0-9, `_`, `.` and `-`",
+                        n.value
+                    ),
+                );
+                self.push(p.hint("e.g. `name: nightly-etl`"));
+                n.value.clone()
+            }
+            Some(n) => n.value.clone(),
+        };
+        let inputs: IndexMap<String, Option<Value>> = raw
+            .input
+            .as_ref()
+            .map(|i| {
+                i.value
+                    .iter()
+                    .map(|(k, v)| (k.clone(), (!v.is_null()).then(|| v.clone())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let raw_tasks = match &raw.tasks {
+            Some(tasks) if !tasks.value.is_empty() => &tasks.value,
+            Some(tasks) => {
+                let p = self.at(&tasks.referenced, "the workflow has no tasks");
+                self.push(p.hint("add at least one task under `tasks:`"));
+                return Err(self.problems);
+            }
+            None => {
+                self.push(
+                    Problem::at(self.source, 0, 1, "the workflow has no `tasks`")
+                        .hint("add a `tasks:` map of task names to tasks"),
+                );
+                return Err(self.problems);
+            }
+        };
+        let names: Vec<&str> = raw_tasks.keys().map(String::as_str).collect();
+        let mut tasks: Vec<Task> = Vec::with_capacity(raw_tasks.len());
+        for (task_name, raw_task) in raw_tasks {
+            tasks.push(self.task(task_name, raw_task, &names));
+        }
+        // The graph and expression checks run even after problems above, on
+        // what could be read, so one pass reports as much as possible.
+        let dag = match Dag::build(tasks.iter().map(|t| (t.name.as_str(), t.needs.as_slice()))) {
+            Ok(dag) => dag,
+            Err(cycles) => {
+                for cycle in cycles {
+                    let first = &raw_tasks[cycle[0].as_str()];
+                    let location = first
+                        .value
+                        .needs
+                        .as_ref()
+                        .map_or(first.referenced, |n| n.referenced);
+                    let p = self.at(
+                        &location,
+                        format!(
+                            "these tasks need each other in a cycle: {}",
+                            cycle.join(" → ")
+                        ),
+                    );
+                    self.push(
+                        p.hint("a task can only need tasks that do not (indirectly) need it back"),
+                    );
+                }
+                return Err(self.problems);
+            }
+        };
+        for task in &mut tasks {
+            let raw_task = &raw_tasks[task.name.as_str()];
+            task.references =
+                self.check_task_expressions(task, &raw_task.value, &dag, &names, &inputs);
+        }
+        let output = raw.output.as_ref().map(|o| o.value.clone());
+        let output_references = match &raw.output {
+            Some(o) => {
+                let mut sites = Vec::new();
+                collect_sites(&o.value, None, "output", o.referenced, &mut sites);
+                let all: BTreeSet<&str> = names.iter().copied().collect();
+                self.check_sites(&sites, &all, &names, &inputs, false, false)
+            }
+            None => BTreeSet::new(),
+        };
+        if !self.problems.is_empty() {
+            return Err(self.problems);
+        }
+        let order = dag.topological_order().to_vec();
+        tasks.sort_by_key(|t| order.iter().position(|n| *n == t.name));
+        Ok(Workflow {
+            name,
+            description: raw.description,
+            inputs,
+            output,
+            output_references,
+            tasks,
+            dag,
+        })
+    }
+
+    fn yaml_problem(&self, e: &serde_saphyr::Error) -> Problem {
+        let text = e.to_string();
+        let message = text.lines().next().unwrap_or("invalid YAML").to_owned();
+        let mut problem = match e.location() {
+            Some(location) => self.at(&location, message.clone()),
+            None => Problem::nowhere(message.clone()),
+        };
+        if let Some(field) = unknown_field(&text) {
+            let candidates = TASK_FIELDS
+                .iter()
+                .chain(WORKFLOW_FIELDS)
+                .chain(RETRY_FIELDS)
+                .copied();
+            problem = match closest(field, candidates) {
+                Some(best) => problem.hint(format!("did you mean `{best}`?")),
+                None => problem.hint(format!("task fields are: {}", TASK_FIELDS.join(", "))),
+            };
+        }
+        problem
+    }
+
+    fn task(&mut self, name: &str, raw: &Spanned<RawTask>, names: &[&str]) -> Task {
+        let t = &raw.value;
+        if !is_identifier(name) {
+            let p = self.at(
+                &raw.referenced,
+                format!("task name `{name}` must be an identifier (letters, digits, `_`)"),
+            );
+            self.push(p.hint("expressions refer to it as `tasks.<name>`, so it cannot contain `-`, `.` or spaces"));
+        }
+        let action = match &t.action {
+            Some(a) if !a.value.trim().is_empty() => a.value.clone(),
+            Some(a) => {
+                let p = self.at(
+                    &a.referenced,
+                    format!("task `{name}` has an empty `action`"),
+                );
+                self.push(p);
+                String::new()
+            }
+            None => {
+                let p = self.at(&raw.referenced, format!("task `{name}` has no `action`"));
+                self.push(
+                    p.hint("add e.g. `action: echo` (built-ins: noop, echo, sleep, fail, shell)"),
+                );
+                String::new()
+            }
+        };
+        let mut needs = Vec::new();
+        if let Some(raw_needs) = &t.needs {
+            for need in &raw_needs.value {
+                if needs.contains(&need.value) {
+                    let p = self.at(
+                        &need.referenced,
+                        format!("task `{name}` lists `{}` twice in `needs`", need.value),
+                    );
+                    self.push(p);
+                } else if !names.contains(&need.value.as_str()) {
+                    let mut p = self.at(
+                        &need.referenced,
+                        format!("task `{name}` needs `{}`, which is not a task", need.value),
+                    );
+                    if let Some(best) = closest(&need.value, names.iter().copied()) {
+                        p = p.hint(format!("did you mean `{best}`?"));
+                    } else {
+                        p = p.hint(format!("the tasks are: {}", names.join(", ")));
+                    }
+                    self.push(p);
+                } else {
+                    needs.push(need.value.clone());
+                }
+            }
+        }
+        let with_items = match &t.with_items {
+            None => None,
+            Some(w) => match &w.value {
+                Value::String(s) if lone_expression(s).is_some() => {
+                    Some(WithItems::Expression(s.clone()))
+                }
+                Value::Array(items) => Some(WithItems::List(items.clone())),
+                other => {
+                    let p = self.at(&w.referenced, format!("task `{name}`: `with_items` must be a list or one `{{{{ expression }}}}`, not {}", crate::expr::kind_of(other)));
+                    self.push(p.hint("e.g. `with_items: \"{{ tasks.fetch.result.lines }}\"` or `with_items: [1, 2, 3]`"));
+                    None
+                }
+            },
+        };
+        let concurrency = match &t.concurrency {
+            None => None,
+            Some(c) if c.value < 1 => {
+                let p = self.at(
+                    &c.referenced,
+                    format!(
+                        "task `{name}`: `concurrency` must be at least 1, not {}",
+                        c.value
+                    ),
+                );
+                self.push(p.hint("omit `concurrency` for no limit"));
+                None
+            }
+            Some(c) if t.with_items.is_none() => {
+                let p = self.at(
+                    &c.referenced,
+                    format!("task `{name}` sets `concurrency` but has no `with_items`"),
+                );
+                self.push(p.hint(
+                    "`concurrency` limits how many items of a `with_items` task run at once",
+                ));
+                None
+            }
+            Some(c) => Some(u32::try_from(c.value).unwrap_or(u32::MAX)),
+        };
+        let trigger = match &t.trigger {
+            None => Trigger::default(),
+            Some(tr) => match Trigger::ALL.iter().find(|x| x.as_str() == tr.value) {
+                Some(x) => *x,
+                None => {
+                    let all: Vec<&str> = Trigger::ALL.iter().map(|x| x.as_str()).collect();
+                    let mut p = self.at(
+                        &tr.referenced,
+                        format!("task `{name}`: unknown trigger `{}`", tr.value),
+                    );
+                    p = match closest(&tr.value, all.iter().copied()) {
+                        Some(best) => p.hint(format!(
+                            "did you mean `{best}`? (one of: {})",
+                            all.join(", ")
+                        )),
+                        None => p.hint(format!("one of: {}", all.join(", "))),
+                    };
+                    self.push(p);
+                    Trigger::default()
+                }
+            },
+        };
+        let timeout = t
+            .timeout
+            .as_ref()
+            .and_then(|d| self.duration(name, "timeout", d));
+        if timeout == Some(Duration::ZERO) {
+            let p = self.at(
+                &t.timeout.as_ref().map_or(raw.referenced, |d| d.referenced),
+                format!("task `{name}`: `timeout` must be longer than 0"),
+            );
+            self.push(p);
+        }
+        let retry = t
+            .retry
+            .as_ref()
+            .map_or_else(RetryPolicy::default, |r| self.retry(name, r));
+        let queue = match &t.queue {
+            None => crate::message::topology::DEFAULT_POOL.to_owned(),
+            Some(q) if is_slug(&q.value) => q.value.clone(),
+            Some(q) => {
+                let p = self.at(
+                    &q.referenced,
+                    format!(
+                        "task `{name}`: queue `{}` may only use a-z, 0-9, `_`, `.` and `-`",
+                        q.value
+                    ),
+                );
+                self.push(p);
+                String::new()
+            }
+        };
+        let when = t.when.as_ref().map(|w| w.value.clone());
+        Task {
+            name: name.to_owned(),
+            action,
+            description: t.description.clone(),
+            input: t
+                .input
+                .as_ref()
+                .map_or_else(|| Value::Object(Map::new()), |i| i.value.clone()),
+            needs,
+            with_items,
+            concurrency,
+            when,
+            trigger,
+            retry,
+            timeout,
+            queue,
+            allow_failure: t.allow_failure.unwrap_or(false),
+            references: BTreeSet::new(),
+        }
+    }
+
+    fn duration(&mut self, task: &str, field: &str, d: &Spanned<String>) -> Option<Duration> {
+        match parse_duration(&d.value) {
+            Ok(duration) => Some(duration),
+            Err(why) => {
+                let p = self.at(
+                    &d.referenced,
+                    format!("task `{task}`: bad `{field}`: {why}"),
+                );
+                self.push(p.hint("durations look like `500ms`, `30s`, `5m`, `1h` or `1m30s`"));
+                None
+            }
+        }
+    }
+
+    fn retry(&mut self, task: &str, r: &Spanned<RawRetry>) -> RetryPolicy {
+        let mut policy = RetryPolicy::default();
+        let raw = &r.value;
+        if let Some(a) = &raw.attempts {
+            if a.value < 1 {
+                let p = self.at(&a.referenced, format!("task `{task}`: `retry.attempts` counts every try including the first, so it must be at least 1, not {}", a.value));
+                self.push(p);
+            } else {
+                policy.attempts = u32::try_from(a.value).unwrap_or(u32::MAX);
+            }
+        }
+        if let Some(d) = &raw.delay
+            && let Some(delay) = self.duration(task, "retry.delay", d)
+        {
+            policy.delay = delay;
+        }
+        if let Some(d) = &raw.max_delay {
+            policy.max_delay = self.duration(task, "retry.max_delay", d);
+        }
+        if let Some(b) = &raw.backoff {
+            if b.value < 1.0 || !b.value.is_finite() {
+                let p = self.at(
+                    &b.referenced,
+                    format!(
+                        "task `{task}`: `retry.backoff` must be 1.0 or more, not {}",
+                        b.value
+                    ),
+                );
+                self.push(p.hint("1.0 keeps the delay constant; 2.0 doubles it for each retry"));
+            } else {
+                policy.backoff = b.value;
+            }
+        }
+        if let Some(j) = &raw.jitter {
+            if !(0.0..=1.0).contains(&j.value) {
+                let p = self.at(
+                    &j.referenced,
+                    format!(
+                        "task `{task}`: `retry.jitter` must be between 0 and 1, not {}",
+                        j.value
+                    ),
+                );
+                self.push(p);
+            } else {
+                policy.jitter = j.value;
+            }
+        }
+        policy
+    }
+
+    /// Checks every expression of a task; returns the tasks they use.
+    fn check_task_expressions(
+        &mut self,
+        task: &Task,
+        raw: &RawTask,
+        dag: &Dag,
+        names: &[&str],
+        inputs: &IndexMap<String, Option<Value>>,
+    ) -> BTreeSet<String> {
+        let ancestors = dag.ancestors(&task.name);
+        let mut used = BTreeSet::new();
+        let fan_out = task.with_items.is_some();
+        if let Some(i) = &raw.input {
+            let mut sites = Vec::new();
+            collect_sites(
+                &i.value,
+                Some(&task.name),
+                "input",
+                i.referenced,
+                &mut sites,
+            );
+            used.extend(self.check_sites(&sites, &ancestors, names, inputs, fan_out, false));
+        }
+        if let Some(w) = &raw.with_items {
+            let mut sites = Vec::new();
+            collect_sites(
+                &w.value,
+                Some(&task.name),
+                "with_items",
+                w.referenced,
+                &mut sites,
+            );
+            used.extend(self.check_sites(&sites, &ancestors, names, inputs, false, false));
+        }
+        if let Some(w) = &raw.when {
+            let site = Site {
+                task: Some(&task.name),
+                field: "when",
+                location: w.referenced,
+                text: w.value.clone(),
+            };
+            used.extend(self.check_sites(&[site], &ancestors, names, inputs, fan_out, true));
+        }
+        used
+    }
+
+    fn check_sites(
+        &mut self,
+        sites: &[Site<'_>],
+        visible: &BTreeSet<&str>,
+        names: &[&str],
+        inputs: &IndexMap<String, Option<Value>>,
+        items_allowed: bool,
+        condition: bool,
+    ) -> BTreeSet<String> {
+        let mut used = BTreeSet::new();
+        for site in sites {
+            let whose = site
+                .task
+                .map_or_else(|| "the workflow".to_owned(), |t| format!("task `{t}`"));
+            let vars = if condition {
+                self.evaluator.condition_references(&site.text)
+            } else {
+                self.evaluator.references(&site.text)
+            };
+            let vars = match vars {
+                Ok(vars) => vars,
+                Err(why) => {
+                    let p = self.at(
+                        &site.location,
+                        format!("{whose}: `{}` has a syntax error: {why}", site.field),
+                    );
+                    self.push(p.hint("expressions use Jinja syntax: `{{ tasks.fetch.result }}`"));
+                    continue;
+                }
+            };
+            for var in vars {
+                let mut parts = var.split('.');
+                let root = parts.next().unwrap_or_default();
+                let second = parts.next();
+                let third = parts.next();
+                match root {
+                    "input" => {
+                        if let Some(field) = second
+                            && !inputs.contains_key(field)
+                        {
+                            let declared: Vec<&str> = inputs.keys().map(String::as_str).collect();
+                            let mut p = self.at(&site.location, format!("{whose}: `{}` uses `input.{field}`, which is not declared under `input:`", site.field));
+                            p = match closest(field, declared.iter().copied()) {
+                                Some(best) => p.hint(format!("did you mean `input.{best}`? Otherwise declare it: `input: {{ {field}: null }}`")),
+                                None => p.hint(format!("declare it at the top: `input: {{ {field}: null }}` (null = required)")),
+                            };
+                            self.push(p);
+                        }
+                    }
+                    "tasks" => {
+                        let Some(other) = second else { continue };
+                        if !names.contains(&other) {
+                            let mut p = self.at(
+                                &site.location,
+                                format!(
+                                    "{whose}: `{}` uses `tasks.{other}`, which is not a task",
+                                    site.field
+                                ),
+                            );
+                            if let Some(best) = closest(other, names.iter().copied()) {
+                                p = p.hint(format!("did you mean `tasks.{best}`?"));
+                            }
+                            self.push(p);
+                        } else if !visible.contains(other) {
+                            let p = self.at(&site.location, format!("{whose}: `{}` uses `tasks.{other}`, but `{other}` is not one of its ancestors, so its result would not exist yet", site.field));
+                            self.push(p.hint(format!("add `{other}` to this task's `needs` (directly or through a task it needs)")));
+                        } else {
+                            used.insert(other.to_owned());
+                            if let Some(attr) = third
+                                && attr != "result"
+                                && attr != "status"
+                            {
+                                let p = self.at(
+                                    &site.location,
+                                    format!("{whose}: `tasks.{other}.{attr}` does not exist"),
+                                );
+                                self.push(p.hint(format!(
+                                    "a task has `tasks.{other}.result` and `tasks.{other}.status`"
+                                )));
+                            }
+                        }
+                    }
+                    "item" | "item_index" if !items_allowed => {
+                        let p = self.at(&site.location, format!("{whose}: `{}` uses `{root}`, which only exists in the input or `when` of a `with_items` task", site.field));
+                        self.push(p.hint("add `with_items:` to the task, or remove the reference"));
+                    }
+                    "item" | "item_index" => {}
+                    "workflow" => {
+                        if let Some(attr) = second
+                            && attr != "id"
+                            && attr != "name"
+                        {
+                            let p = self.at(
+                                &site.location,
+                                format!("{whose}: `workflow.{attr}` does not exist"),
+                            );
+                            self.push(p.hint("the run is `workflow.id` and `workflow.name`"));
+                        }
+                    }
+                    "range" | "dict" | "namespace" | "debug" | "true" | "false" | "none"
+                    | "loop" => {}
+                    other => {
+                        let mut p = self.at(
+                            &site.location,
+                            format!(
+                                "{whose}: `{}` uses `{other}`, which is not defined",
+                                site.field
+                            ),
+                        );
+                        let roots = ["input", "tasks", "item", "item_index", "workflow"];
+                        p = match closest(other, roots.iter().copied()) {
+                            Some(best) => p.hint(format!("did you mean `{best}`?")),
+                            None => p.hint(
+                                "expressions can use input, tasks, item, item_index and workflow",
+                            ),
+                        };
+                        self.push(p);
+                    }
+                }
+            }
+        }
+        used
+    }
+}
+
+/// The field named by a serde "unknown field `x`" message.
+fn unknown_field(message: &str) -> Option<&str> {
+    let rest = message.split("unknown field `").nth(1)?;
+    rest.split('`').next()
+}
+
+/// Every template string in a value tree, with the location of the field.
+fn collect_sites<'a>(
+    value: &Value,
+    task: Option<&'a str>,
+    field: &'static str,
+    location: Location,
+    out: &mut Vec<Site<'a>>,
+) {
+    match value {
+        Value::String(s) if is_template(s) => out.push(Site {
+            task,
+            field,
+            location,
+            text: s.clone(),
+        }),
+        Value::Array(items) => items
+            .iter()
+            .for_each(|v| collect_sites(v, task, field, location, out)),
+        Value::Object(map) => map
+            .values()
+            .for_each(|v| collect_sites(v, task, field, location, out)),
+        _ => {}
+    }
+}
