@@ -133,6 +133,18 @@ impl Dag {
         seen
     }
 
+    /// Whether `candidate` is an ancestor of `task` (a need, or a need of a
+    /// need, …). Stops as soon as it finds the path.
+    #[must_use]
+    pub fn is_ancestor(&self, candidate: &str, task: &str) -> bool {
+        match (self.index.get(candidate), self.index.get(task)) {
+            (Some(&from), Some(&to)) if from != to => {
+                petgraph::algo::has_path_connecting(&self.graph, from, to, None)
+            }
+            _ => false,
+        }
+    }
+
     /// Number of tasks.
     #[must_use]
     pub fn len(&self) -> usize {

@@ -198,8 +198,7 @@ impl<'s> Validator<'s> {
             Some(o) => {
                 let mut sites = Vec::new();
                 collect_sites(&o.value, None, "output", o.referenced, &mut sites);
-                let all: BTreeSet<&str> = names.iter().copied().collect();
-                self.check_sites(&sites, &all, &names, &inputs, false, false)
+                self.check_sites(&sites, &|_| true, &names, &inputs, false, false)
             }
             None => BTreeSet::new(),
         };
@@ -207,7 +206,17 @@ impl<'s> Validator<'s> {
             return Err(self.problems);
         }
         let order = dag.topological_order().to_vec();
-        tasks.sort_by_key(|t| order.iter().position(|n| *n == t.name));
+        let position: std::collections::HashMap<&str, usize> = order
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.as_str(), i))
+            .collect();
+        tasks.sort_by_key(|t| position.get(t.name.as_str()).copied());
+        let index = tasks
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.name.clone(), i))
+            .collect();
         Ok(Workflow {
             name,
             description: raw.description,
@@ -215,6 +224,7 @@ impl<'s> Validator<'s> {
             output,
             output_references,
             tasks,
+            index,
             dag,
         })
     }
@@ -478,7 +488,9 @@ impl<'s> Validator<'s> {
         names: &[&str],
         inputs: &IndexMap<String, Option<Value>>,
     ) -> BTreeSet<String> {
-        let ancestors = dag.ancestors(&task.name);
+        let ancestor = |other: &str| {
+            task.needs.iter().any(|n| n == other) || dag.is_ancestor(other, &task.name)
+        };
         let mut used = BTreeSet::new();
         let fan_out = task.with_items.is_some();
         if let Some(i) = &raw.input {
@@ -490,7 +502,7 @@ impl<'s> Validator<'s> {
                 i.referenced,
                 &mut sites,
             );
-            used.extend(self.check_sites(&sites, &ancestors, names, inputs, fan_out, false));
+            used.extend(self.check_sites(&sites, &ancestor, names, inputs, fan_out, false));
         }
         if let Some(w) = &raw.with_items {
             let mut sites = Vec::new();
@@ -501,7 +513,7 @@ impl<'s> Validator<'s> {
                 w.referenced,
                 &mut sites,
             );
-            used.extend(self.check_sites(&sites, &ancestors, names, inputs, false, false));
+            used.extend(self.check_sites(&sites, &ancestor, names, inputs, false, false));
         }
         if let Some(w) = &raw.when {
             let site = Site {
@@ -510,7 +522,7 @@ impl<'s> Validator<'s> {
                 location: w.referenced,
                 text: w.value.clone(),
             };
-            used.extend(self.check_sites(&[site], &ancestors, names, inputs, fan_out, true));
+            used.extend(self.check_sites(&[site], &ancestor, names, inputs, fan_out, true));
         }
         used
     }
@@ -518,7 +530,7 @@ impl<'s> Validator<'s> {
     fn check_sites(
         &mut self,
         sites: &[Site<'_>],
-        visible: &BTreeSet<&str>,
+        visible: &dyn Fn(&str) -> bool,
         names: &[&str],
         inputs: &IndexMap<String, Option<Value>>,
         items_allowed: bool,
@@ -578,7 +590,7 @@ impl<'s> Validator<'s> {
                                 p = p.hint(format!("did you mean `tasks.{best}`?"));
                             }
                             self.push(p);
-                        } else if !visible.contains(other) {
+                        } else if !visible(other) {
                             let p = self.at(&site.location, format!("{whose}: `{}` uses `tasks.{other}`, but `{other}` is not one of its ancestors, so its result would not exist yet", site.field));
                             self.push(p.hint(format!("add `{other}` to this task's `needs` (directly or through a task it needs)")));
                         } else {

@@ -23,6 +23,8 @@ pub struct Workflow {
     pub(crate) output: Option<Value>,
     pub(crate) output_references: BTreeSet<String>,
     pub(crate) tasks: Vec<Task>,
+    /// Task name → position in `tasks`.
+    pub(crate) index: std::collections::HashMap<String, usize>,
     pub(crate) dag: Dag,
 }
 
@@ -212,7 +214,7 @@ impl Workflow {
     /// One task by name.
     #[must_use]
     pub fn task(&self, name: &str) -> Option<&Task> {
-        self.tasks.iter().find(|t| t.name == name)
+        self.index.get(name).map(|&i| &self.tasks[i])
     }
 
     /// Every task, in a topological order (each after the tasks it needs).
