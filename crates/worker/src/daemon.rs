@@ -273,12 +273,17 @@ async fn execute(state: &State, dispatch: Dispatch) -> Outcome {
         worker_id: state.config.worker_id.clone(),
         started_at,
     });
-    if !publish_until_confirmed(state, &started).await {
-        state.running().live.remove(&id);
+    // The action starts while the start report waits for its confirm: the
+    // report only feeds the reaper, and the completion below is published
+    // after it either way.
+    let (started, ending) = tokio::join!(
+        publish_until_confirmed(state, &started),
+        run_action(state, &dispatch, &control)
+    );
+    state.running().live.remove(&id);
+    if !started {
         return Outcome::Requeue;
     }
-    let ending = run_action(state, &dispatch, &control).await;
-    state.running().live.remove(&id);
     match ending {
         Ending::HandBack => {
             tracing::info!("shutdown grace over: handing the execution back to the queue");
