@@ -522,7 +522,7 @@ impl<'s> Validator<'s> {
                 location: w.referenced,
                 text: w.value.clone(),
             };
-            used.extend(self.check_sites(&[site], &ancestor, names, inputs, fan_out, true));
+            used.extend(self.check_sites(&[site], &ancestor, names, inputs, false, true));
         }
         used
     }
@@ -610,7 +610,7 @@ impl<'s> Validator<'s> {
                         }
                     }
                     "item" | "item_index" if !items_allowed => {
-                        let p = self.at(&site.location, format!("{whose}: `{}` uses `{root}`, which only exists in the input or `when` of a `with_items` task", site.field));
+                        let p = self.at(&site.location, format!("{whose}: `{}` uses `{root}`, which only exists in the `input` of a `with_items` task (`when` and `with_items` are evaluated once for the whole task)", site.field));
                         self.push(p.hint("add `with_items:` to the task, or remove the reference"));
                     }
                     "item" | "item_index" => {}

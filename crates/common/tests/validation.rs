@@ -296,7 +296,11 @@ fn every_example_workflow_validates() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+    // 2,000 cases by default; `PROPTEST_CASES=200000` for a long run.
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(2000),
+        ..ProptestConfig::default()
+    })]
 
     /// Arbitrary text never panics the parser.
     #[test]
@@ -328,4 +332,10 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn item_is_not_visible_in_when_which_is_decided_once_per_task() {
+    let yaml = "name: x\ntasks:\n  a:\n    action: echo\n    with_items: [1, 2]\n    when: \"{{ item > 1 }}\"\n";
+    has(&problems(yaml), 6, &["`item`", "once for the whole task"]);
 }
