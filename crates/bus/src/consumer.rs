@@ -106,7 +106,7 @@ where
             Err(e) => {
                 failures += 1;
                 let wait = bus.backoff(failures);
-                tracing::warn!(queue = %config.queue, error = %format!("{e:#}"), attempt = failures, retry_in = ?wait, "consumer lost its subscription; resubscribing");
+                tracing::warn!(queue = %config.queue, error = %weft_common::error_chain(&e), attempt = failures, retry_in = ?wait, "consumer lost its subscription; resubscribing");
                 tokio::select! {
                     () = shutdown.cancelled() => return Ok(()),
                     () = tokio::time::sleep(wait) => {}

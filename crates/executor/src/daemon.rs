@@ -140,15 +140,15 @@ async fn handle(engine: Engine, delivery: Delivery, shutdown: CancellationToken)
             Err(e) if e.is_transient() => {
                 failures = failures.saturating_add(1);
                 let wait = backoff(failures);
-                tracing::warn!(kind, error = %format!("{e:#}"), retry_in = ?wait, "transient failure; retrying");
+                tracing::warn!(kind, error = %weft_common::error_chain(&e), retry_in = ?wait, "transient failure; retrying");
                 tokio::select! {
                     () = shutdown.cancelled() => return Outcome::Requeue,
                     () = tokio::time::sleep(wait) => {}
                 }
             }
             Err(e) => {
-                tracing::error!(kind, error = %format!("{e:#}"), "message cannot be applied; dead-lettering it");
-                return Outcome::DeadLetter(format!("{e:#}"));
+                tracing::error!(kind, error = %weft_common::error_chain(&e), "message cannot be applied; dead-lettering it");
+                return Outcome::DeadLetter(weft_common::error_chain(&e));
             }
         }
     }
@@ -167,7 +167,7 @@ async fn connect_db(
             Err(e) if e.is_transient() || matches!(e, StoreError::Database { .. }) => {
                 failures = failures.saturating_add(1);
                 let wait = backoff(failures).max(Duration::from_millis(500));
-                tracing::warn!(url = %config.redacted_url(), error = %format!("{e:#}"), retry_in = ?wait, "PostgreSQL unavailable");
+                tracing::warn!(url = %config.redacted_url(), error = %weft_common::error_chain(&e), retry_in = ?wait, "PostgreSQL unavailable");
                 tokio::select! {
                     () = shutdown.cancelled() => return Ok(None),
                     () = tokio::time::sleep(wait) => {}

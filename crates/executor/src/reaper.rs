@@ -84,7 +84,7 @@ pub(crate) async fn run(engine: Engine, config: ReaperConfig, shutdown: Cancella
                 }
                 Err(e) => {
                     failures = failures.saturating_add(1);
-                    tracing::warn!(error = %format!("{e:#}"), "reaping failed; retrying");
+                    tracing::warn!(error = %weft_common::error_chain(&e), "reaping failed; retrying");
                     break backoff(failures).max(config.interval);
                 }
             }

@@ -181,7 +181,7 @@ impl Relay {
                     Err(e) => {
                         failures = failures.saturating_add(1);
                         wait = backoff(failures);
-                        tracing::warn!(error = %format!("{e:#}"), retry_in = ?wait, "relaying the outbox failed");
+                        tracing::warn!(error = %weft_common::error_chain(&e), retry_in = ?wait, "relaying the outbox failed");
                         break;
                     }
                 }

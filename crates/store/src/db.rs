@@ -74,12 +74,21 @@ pub async fn connect(config: &DbConfig) -> Result<PgPool, StoreError> {
 }
 
 async fn pool(config: &DbConfig) -> Result<PgPool, StoreError> {
-    PgPoolOptions::new()
+    let connected = PgPoolOptions::new()
         .max_connections(config.max_connections)
         .acquire_timeout(config.acquire_timeout)
         .connect_with(config.options()?)
-        .await
-        .context("connecting to PostgreSQL")
+        .await;
+    match connected {
+        // invalid_catalog_name: the database itself does not exist.
+        Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("3D000") => {
+            Err(StoreError::NotMigrated {
+                url: config.redacted_url(),
+                detail: "the database does not exist".to_owned(),
+            })
+        }
+        other => other.context("connecting to PostgreSQL"),
+    }
 }
 
 /// Creates the database if it does not exist, then applies every pending

@@ -391,7 +391,7 @@ async fn publish_until_confirmed(state: &State, envelope: &Envelope) -> bool {
                 failures += 1;
                 let wait = Duration::from_millis(100 * u64::from(1u32 << failures.min(6)))
                     .min(Duration::from_secs(5));
-                tracing::warn!(error = %format!("{e:#}"), attempt = failures, retry_in = ?wait, kind = envelope.message.kind(), "publishing a report failed; retrying");
+                tracing::warn!(error = %weft_common::error_chain(&e), attempt = failures, retry_in = ?wait, kind = envelope.message.kind(), "publishing a report failed; retrying");
                 tokio::select! {
                     () = state.grace_over.cancelled() => return false,
                     () = tokio::time::sleep(wait) => {}
