@@ -46,6 +46,19 @@ pub struct StackOptions {
     pub actions: fn() -> ActionRegistry,
 }
 
+impl StackOptions {
+    /// A database and vhost with no daemons: the test starts its own (as
+    /// processes, to kill them).
+    #[must_use]
+    pub fn bare() -> Self {
+        Self {
+            executors: 0,
+            workers: 0,
+            ..Self::default()
+        }
+    }
+}
+
 impl Default for StackOptions {
     fn default() -> Self {
         Self {
@@ -432,6 +445,36 @@ pub async fn wait_for_execution(
         }
         if tokio::time::Instant::now() >= deadline {
             bail!("attempt {attempt} of run {run} is {now:?}, not `{status}`, after {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until `task` of the run has at least `n` succeeded items.
+///
+/// # Errors
+/// On timeout.
+pub async fn wait_for_items(
+    pool: &PgPool,
+    run: WorkflowExecutionId,
+    task: &str,
+    n: i32,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let done: Option<i32> = sqlx::query_scalar(
+            "SELECT items_succeeded FROM task_executions WHERE workflow_execution_id = $1 AND task_name = $2",
+        )
+        .bind(run.as_uuid())
+        .bind(task)
+        .fetch_optional(pool)
+        .await?;
+        if done.unwrap_or(0) >= n {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!("task `{task}` of run {run} has {done:?} items done, not {n}, after {timeout:?}");
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

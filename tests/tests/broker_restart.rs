@@ -2,11 +2,11 @@
 //! completes. Its own binary, because it stops the broker for everyone.
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::json;
 use weft_common::WorkflowStatus;
-use weft_tests::{Stack, StackOptions};
+use weft_tests::{Stack, StackOptions, wait_for_items};
 
 fn rabbitmqctl(args: &[&str]) {
     let status = Command::new("rabbitmqctl")
@@ -32,22 +32,10 @@ tasks:
 "#;
     let id = stack.submit(&pool, yaml, json!({})).await.expect("submit");
     // Let a few items finish, then restart the broker under the run.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let done: i32 = sqlx::query_scalar(
-            "SELECT items_succeeded FROM task_executions WHERE workflow_execution_id = $1 AND task_name = 'each'",
-        )
-        .bind(id.as_uuid())
-        .fetch_optional(&pool)
+    // Let a few items finish first.
+    wait_for_items(&pool, id, "each", 3, Duration::from_secs(30))
         .await
-        .expect("progress")
-        .unwrap_or(0);
-        if done >= 3 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the run made no progress");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        .expect("progress");
     rabbitmqctl(&["stop_app"]);
     rabbitmqctl(&["start_app"]);
     rabbitmqctl(&["await_startup"]);

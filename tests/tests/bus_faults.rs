@@ -118,12 +118,7 @@ async fn submit_with_key(pool: &sqlx::PgPool, yaml: &str, key: &str) -> Workflow
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idempotency_key_returns_the_same_run_even_under_racing_submits() {
-    let stack = Stack::start(StackOptions {
-        executors: 0,
-        workers: 0,
-        ..StackOptions::default()
-    })
-    .expect("stack");
+    let stack = Stack::start(StackOptions::bare()).expect("stack");
     let pool = stack.pool().await.expect("pool");
     let yaml = "name: keyed\ntasks:\n  a: { action: noop }\n";
     let key = format!("key-{}", uuid::Uuid::new_v4());

@@ -38,12 +38,7 @@ fn random_below(n: usize) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_daemons_and_duplicating_messages_loses_and_duplicates_nothing() {
-    let stack = Stack::start(StackOptions {
-        executors: 0,
-        workers: 0,
-        ..StackOptions::default()
-    })
-    .expect("stack");
+    let stack = Stack::start(StackOptions::bare()).expect("stack");
     let pool = stack.pool().await.expect("pool");
     let env = [
         ("WEFT_DATABASE_URL", stack.database_url.as_str()),

@@ -38,12 +38,7 @@ impl Cli<'_> {
 
 #[test]
 fn a_user_session_with_the_cli() {
-    let stack = Stack::start(StackOptions {
-        executors: 0,
-        workers: 0,
-        ..StackOptions::default()
-    })
-    .expect("stack");
+    let stack = Stack::start(StackOptions::bare()).expect("stack");
     let cli = Cli { stack: &stack };
     let env = [
         ("WEFT_DATABASE_URL", stack.database_url.as_str()),

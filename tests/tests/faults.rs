@@ -310,12 +310,7 @@ tasks:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_worker_is_reaped_after_its_heartbeats_stop_and_the_task_retried_elsewhere() {
-    let stack = Stack::start(StackOptions {
-        executors: 0,
-        workers: 0,
-        ..StackOptions::default()
-    })
-    .expect("stack");
+    let stack = Stack::start(StackOptions::bare()).expect("stack");
     let pool = stack.pool().await.expect("pool");
     let mut env = env(&stack);
     env.push(("WEFT_HEARTBEAT_GRACE", "2".into()));

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use weft_common::WorkflowStatus;
-use weft_tests::{Stack, StackOptions};
+use weft_tests::{Stack, StackOptions, wait_for_items};
 
 fn restart_postgres() {
     let version = std::fs::read_dir("/etc/postgresql")
@@ -44,21 +44,10 @@ tasks:
   join: { needs: [each], action: echo, input: { n: "{{ tasks.each.result | length }}" } }
 "#;
     let id = stack.submit(&pool, yaml, json!({})).await.expect("submit");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let done: Option<i32> = sqlx::query_scalar(
-            "SELECT items_succeeded FROM task_executions WHERE workflow_execution_id = $1 AND task_name = 'each'",
-        )
-        .bind(id.as_uuid())
-        .fetch_optional(&pool)
+    // Let a few items finish first.
+    wait_for_items(&pool, id, "each", 3, Duration::from_secs(30))
         .await
         .expect("progress");
-        if done.unwrap_or(0) >= 3 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the run made no progress");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
     pool.close().await;
     restart_postgres();
     // A fresh pool: the old connections died with the server.

@@ -103,6 +103,22 @@ impl Engine {
         &self.inner.pool
     }
 
+    async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, EngineError> {
+        self.inner
+            .pool
+            .begin()
+            .await
+            .map_err(db("beginning a transaction"))
+    }
+
+    async fn acquire(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>, EngineError> {
+        self.inner
+            .pool
+            .acquire()
+            .await
+            .map_err(db("acquiring a connection"))
+    }
+
     /// Resolves after a transaction of this engine wrote to the outbox.
     pub(crate) async fn outbox_written(&self) {
         self.inner.outbox_written.notified().await;
@@ -119,12 +135,7 @@ impl Engine {
             Message::ExecutionStarted(m) => self.execution_started(m).await,
             Message::ExecutionCompleted(m) => self.execution_completed(m).await,
             Message::WorkerHeartbeat(hb) => {
-                let mut conn = self
-                    .inner
-                    .pool
-                    .acquire()
-                    .await
-                    .map_err(db("acquiring a connection"))?;
+                let mut conn = self.acquire().await?;
                 workers::heartbeat(&mut conn, hb).await?;
                 Ok(Applied::Changed)
             }
@@ -137,12 +148,7 @@ impl Engine {
     /// `pending → running`: creates every task row and decides the roots.
     #[tracing::instrument(skip_all, fields(workflow_execution_id = %id), err)]
     async fn start_run(&self, id: WorkflowExecutionId) -> Result<Applied, EngineError> {
-        let mut tx = self
-            .inner
-            .pool
-            .begin()
-            .await
-            .map_err(db("beginning a transaction"))?;
+        let mut tx = self.begin().await?;
         let Some(run) = runs::start(&mut tx, id).await? else {
             return self.resume_run(tx, id).await;
         };
@@ -216,12 +222,7 @@ impl Engine {
 
     #[tracing::instrument(skip_all, fields(execution_id = %m.execution_id, attempt = m.attempt), err)]
     async fn execution_started(&self, m: &ExecutionStarted) -> Result<Applied, EngineError> {
-        let mut conn = self
-            .inner
-            .pool
-            .acquire()
-            .await
-            .map_err(db("acquiring a connection"))?;
+        let mut conn = self.acquire().await?;
         let grace = i64::try_from(self.inner.config.deadline_grace.as_millis()).unwrap_or(i64::MAX);
         let attempt = i32::try_from(m.attempt).unwrap_or(i32::MAX);
         if executions::started(
@@ -252,12 +253,7 @@ impl Engine {
                 m.execution_id, m.status
             )));
         }
-        let tx = self
-            .inner
-            .pool
-            .begin()
-            .await
-            .map_err(db("beginning a transaction"))?;
+        let tx = self.begin().await?;
         let completion = Completion {
             id: m.execution_id,
             attempt: i32::try_from(m.attempt).unwrap_or(i32::MAX),
