@@ -149,6 +149,7 @@ impl Stack {
         }
     }
 
+    /// Settings for the tests' own pools (small: tests only read).
     fn db(&self) -> DbConfig {
         DbConfig {
             url: self.database_url.clone(),
@@ -169,7 +170,11 @@ impl Stack {
     pub fn spawn_executor(&self) -> CancellationToken {
         let token = self.shutdown.child_token();
         let config = ExecutorConfig {
-            db: self.db(),
+            // Daemons get the production pool size.
+            db: DbConfig {
+                url: self.database_url.clone(),
+                ..DbConfig::default()
+            },
             bus: self.bus("test-executor"),
             ..ExecutorConfig::default()
         };
