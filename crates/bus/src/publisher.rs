@@ -25,6 +25,8 @@ struct Outgoing<'a> {
     routing_key: &'a str,
     body: &'a [u8],
     properties: BasicProperties,
+    /// Whether the broker must return it when no queue takes it.
+    mandatory: bool,
 }
 
 fn properties(message_id: Option<String>, headers: Option<FieldTable>) -> BasicProperties {
@@ -93,17 +95,17 @@ impl Publisher {
                     .collect();
             }
         };
-        let mandatory = BasicPublishOptions {
-            mandatory: true,
-            ..BasicPublishOptions::default()
-        };
         let mut pending = Vec::with_capacity(messages.len());
         for m in &messages {
+            let options = BasicPublishOptions {
+                mandatory: m.mandatory,
+                ..BasicPublishOptions::default()
+            };
             let sent = channel
                 .basic_publish(
                     m.exchange.into(),
                     m.routing_key.into(),
-                    mandatory,
+                    options,
                     m.body,
                     m.properties.clone(),
                 )
@@ -144,8 +146,9 @@ impl Publisher {
         results
     }
 
-    /// Publishes one envelope (persistent, mandatory) and waits for the
-    /// broker's confirm.
+    /// Publishes one envelope (persistent; mandatory unless it is a message
+    /// nobody has to receive, see `Message::must_be_routed`) and waits for
+    /// the broker's confirm.
     ///
     /// # Errors
     /// [`BusError::Unroutable`] if no queue is bound for it; a transient
@@ -176,6 +179,7 @@ impl Publisher {
                 routing_key: key,
                 body,
                 properties: properties(Some(e.id.to_string()), None),
+                mandatory: e.message.must_be_routed(),
             })
             .collect();
         self.send(messages).await
@@ -196,6 +200,7 @@ impl Publisher {
             routing_key,
             body,
             properties: properties(None, None),
+            mandatory: true,
         };
         self.send(vec![m]).await.pop().unwrap_or(Ok(()))
     }
@@ -225,6 +230,7 @@ impl Publisher {
             routing_key: "",
             body,
             properties: properties(None, Some(headers)),
+            mandatory: true,
         };
         self.send(vec![m]).await.pop().unwrap_or(Ok(()))
     }

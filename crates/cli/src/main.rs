@@ -6,6 +6,7 @@
 mod cli;
 mod commands;
 mod config;
+mod ops;
 mod telemetry;
 mod workflow_file;
 

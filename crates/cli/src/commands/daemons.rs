@@ -11,11 +11,31 @@ use weft_worker::{ActionRegistry, WorkerConfig};
 
 use crate::config::{Conn, ConnArgs};
 
+/// Operator endpoints.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct OpsArgs {
+    /// Serve `/metrics` (Prometheus) and `/healthz` on this address, e.g.
+    /// `127.0.0.1:9464`.
+    #[arg(long, env = "WEFT_METRICS_ADDR", value_name = "ADDR")]
+    pub(crate) metrics_addr: Option<std::net::SocketAddr>,
+}
+
+impl OpsArgs {
+    async fn start(&self, shutdown: &CancellationToken) -> anyhow::Result<()> {
+        match self.metrics_addr {
+            Some(addr) => crate::ops::serve(addr, shutdown.clone()).await,
+            None => Ok(()),
+        }
+    }
+}
+
 /// Arguments of `weft executor`.
 #[derive(Debug, Args)]
 pub(crate) struct ExecutorArgs {
     #[command(flatten)]
     pub(crate) tuning: ExecutorTuning,
+    #[command(flatten)]
+    pub(crate) ops: OpsArgs,
     #[command(flatten)]
     pub(crate) conn: ConnArgs,
 }
@@ -62,6 +82,8 @@ pub(crate) struct WorkerArgs {
     #[command(flatten)]
     pub(crate) tuning: WorkerTuning,
     #[command(flatten)]
+    pub(crate) ops: OpsArgs,
+    #[command(flatten)]
     pub(crate) conn: ConnArgs,
 }
 
@@ -97,6 +119,8 @@ pub(crate) struct DevArgs {
     pub(crate) executor: ExecutorTuning,
     #[command(flatten)]
     pub(crate) worker: WorkerTuning,
+    #[command(flatten)]
+    pub(crate) ops: OpsArgs,
     #[command(flatten)]
     pub(crate) conn: ConnArgs,
 }
@@ -141,6 +165,7 @@ fn seconds(flag: &str, value: f64) -> anyhow::Result<Duration> {
 pub(crate) async fn executor(args: &ExecutorArgs) -> anyhow::Result<ExitCode> {
     let conn = args.conn.resolve("weft-executor")?;
     let shutdown = shutdown_on_signal();
+    args.ops.start(&shutdown).await?;
     weft_executor::run(executor_config(&conn, &args.tuning)?, shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }
@@ -149,6 +174,7 @@ pub(crate) async fn executor(args: &ExecutorArgs) -> anyhow::Result<ExitCode> {
 pub(crate) async fn worker(args: &WorkerArgs) -> anyhow::Result<ExitCode> {
     let conn = args.conn.resolve("weft-worker")?;
     let shutdown = shutdown_on_signal();
+    args.ops.start(&shutdown).await?;
     weft_worker::run(
         worker_config(&conn, &args.tuning)?,
         ActionRegistry::with_builtins(),
@@ -164,6 +190,7 @@ pub(crate) async fn dev(args: &DevArgs) -> anyhow::Result<ExitCode> {
     weft_store::migrate(&conn.db).await?.close().await;
     tracing::info!(database = %conn.db.redacted_url(), "database migrated; starting an executor and a worker");
     let shutdown = shutdown_on_signal();
+    args.ops.start(&shutdown).await?;
     let executor = weft_executor::run(executor_config(&conn, &args.executor)?, shutdown.clone());
     let worker = weft_worker::run(
         worker_config(&conn, &args.worker)?,
