@@ -112,6 +112,7 @@ impl Stack {
                             url: database_url.clone(),
                             ..DbConfig::default()
                         };
+                        drop_leftover_databases(&base_db).await;
                         weft_store::migrate(&db)
                             .await
                             .context("migrating the test database")?
@@ -483,4 +484,27 @@ pub async fn wait_for_items(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Drops the databases of earlier test binaries (`weft_test_*`) that nobody
+/// is connected to any more. Best effort: a database still in use (another
+/// test binary running) refuses, and is left alone.
+async fn drop_leftover_databases(base_url: &str) {
+    use sqlx::Connection as _;
+    let Ok(mut admin) = sqlx::PgConnection::connect(&replace_database(base_url, "postgres")).await
+    else {
+        return;
+    };
+    let names: Vec<String> =
+        sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'weft\\_test\\_%'")
+            .fetch_all(&mut admin)
+            .await
+            .unwrap_or_default();
+    for name in names {
+        let drop = format!("DROP DATABASE IF EXISTS \"{name}\"");
+        let _ = sqlx::query(sqlx::AssertSqlSafe(drop))
+            .execute(&mut admin)
+            .await;
+    }
+    let _ = admin.close().await;
 }
