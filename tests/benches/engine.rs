@@ -7,7 +7,7 @@
 //! transaction → run finished), so the harness's polling does not count.
 //! Set `WEFT_BENCH_RUNS` / `WEFT_BENCH_TASKS` for shorter or longer runs.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context as _, ensure};
 use serde_json::json;
@@ -95,7 +95,6 @@ async fn sequential(pool: &PgPool, yaml: &str, runs: usize) -> anyhow::Result<Ve
 /// Submits `n` runs from 4 concurrent clients, waits for all; returns the
 /// number of tasks and the time from the first start to the last finish.
 async fn throughput(pool: &PgPool, yaml: &str, n: usize) -> anyhow::Result<(usize, Duration)> {
-    let started = Instant::now();
     let mut clients = Vec::new();
     for c in 0..4 {
         let pool = pool.clone();
@@ -120,7 +119,6 @@ async fn throughput(pool: &PgPool, yaml: &str, n: usize) -> anyhow::Result<(usiz
             run.status
         );
     }
-    let _ = started;
     let uuids: Vec<uuid::Uuid> = ids.iter().map(|i| i.as_uuid()).collect();
     let (first, last): (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>) =
         sqlx::query_as(

@@ -278,14 +278,38 @@ mod tests {
 
     #[tokio::test]
     async fn cancelling_kills_the_child() {
-        let c = ctx(json!({"script": "echo $$ > /tmp/weft-shell-test-$PPID.pid; exec sleep 30"}));
+        let pidfile = std::env::temp_dir().join(format!("weft-shell-{}.pid", uuid::Uuid::new_v4()));
+        let c = ctx(
+            json!({"command": ["sh", "-c", "echo $$ > \"$1\"; exec sleep 30", "sh", pidfile.display().to_string()]}),
+        );
         let cancel = c.cancel.clone();
         let task = tokio::spawn(shell(c));
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        let pid = loop {
+            if let Some(pid) = std::fs::read_to_string(&pidfile)
+                .ok()
+                .and_then(|s| s.trim().parse::<u32>().ok())
+            {
+                break pid;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
         let started = Instant::now();
         cancel.cancel();
         assert!(task.await.unwrap().is_err());
         assert!(started.elapsed() < Duration::from_secs(2));
+        // The child (sleep, via exec) is gone, not just detached.
+        let alive = |pid: u32| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|stat| !stat.contains(") Z "))
+        };
+        for _ in 0..100 {
+            if !alive(pid) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(!alive(pid), "process {pid} survived the cancellation");
+        let _ = std::fs::remove_file(pidfile);
     }
 
     #[tokio::test]
