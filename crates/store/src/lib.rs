@@ -31,4 +31,5 @@ pub mod workers;
 
 pub use db::{DbConfig, MIGRATOR, connect, migrate};
 pub use error::StoreError;
+pub use sqlx::postgres::PgListener;
 pub use sqlx::{PgConnection, PgPool, Postgres, Transaction};

@@ -269,11 +269,24 @@ pub async fn transition(
     .bind(error)
     .bind(to.is_terminal())
     .bind(WorkflowStatus::source_names(to))
-    .execute(conn)
+    .execute(&mut *conn)
     .await
     .context("changing a run's status")?;
-    Ok(done.rows_affected() == 1)
+    let changed = done.rows_affected() == 1;
+    if changed && to.is_terminal() {
+        // A wake-up for `weft watch` / `submit --wait` (they poll as well).
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(FINISHED_CHANNEL)
+            .bind(id.to_string())
+            .execute(conn)
+            .await
+            .context("notifying watchers")?;
+    }
+    Ok(changed)
 }
+
+/// The channel `NOTIFY`ed with a run's id when it becomes terminal.
+pub const FINISHED_CHANNEL: &str = "weft_run_finished";
 
 /// Reads a run's status. Without `lock`, a plain read: a cancellation that
 /// commits right after it is noticed by the next message of the run. With

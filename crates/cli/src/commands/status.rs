@@ -155,6 +155,12 @@ pub(crate) async fn follow(
     let deadline = wait
         .timeout
         .map(|s| tokio::time::Instant::now() + Duration::from_secs(s));
+    // Woken at once when a run finishes; polling stays as the safety net
+    // (and for progress).
+    let mut listener = match weft_store::PgListener::connect_with(pool).await {
+        Ok(mut l) => l.listen(runs::FINISHED_CHANNEL).await.ok().map(|()| l),
+        Err(_) => None,
+    };
     let mut interval = Duration::from_millis(20);
     loop {
         let snapshot = Snapshot::load(pool, id)
@@ -199,7 +205,15 @@ pub(crate) async fn follow(
             );
             return Ok(ExitCode::from(2));
         }
-        tokio::time::sleep(interval).await;
+        match listener.as_mut() {
+            Some(l) => {
+                let woke = tokio::time::timeout(interval, l.recv()).await;
+                if matches!(woke, Ok(Err(_))) {
+                    listener = None;
+                }
+            }
+            None => tokio::time::sleep(interval).await,
+        }
         interval = (interval * 2).min(Duration::from_millis(250));
     }
 }
