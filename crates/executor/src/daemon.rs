@@ -11,7 +11,7 @@ use weft_store::{DbConfig, StoreError};
 use crate::engine::{Applied, Engine, EngineConfig};
 use crate::error::EngineError;
 use crate::reaper::ReaperConfig;
-use crate::relay::{Relay, RelayConfig, backoff};
+use crate::relay::{Outlet, Relay, RelayConfig, backoff};
 
 /// Everything an executor needs to run.
 #[derive(Debug, Clone)]
@@ -78,9 +78,21 @@ pub async fn run(config: ExecutorConfig, shutdown: CancellationToken) -> Result<
     };
     bus.declare_topology(&config.pools).await?;
     let engine = Engine::new(pool.clone(), config.engine.clone());
-    let relay = Relay::new(pool, bus.clone(), config.relay.clone()).await?;
+    let relay = Relay::new(pool.clone(), bus.clone(), config.relay.clone()).await?;
+    let outlet = Outlet::new(bus.clone()).await?;
 
     let tracker = TaskTracker::new();
+    // The flusher stops after the consumer (so it publishes what the last
+    // handlers committed): it has its own token, cancelled below.
+    let flusher_stop = CancellationToken::new();
+    if let Some(committed) = engine.attach_flusher(config.relay.lease) {
+        tracker.spawn(crate::flush::run(
+            pool,
+            outlet,
+            committed,
+            flusher_stop.clone(),
+        ));
+    }
     tracker.spawn(relay.run(engine.clone(), shutdown.clone()));
     tracker.spawn(crate::reaper::run(
         engine.clone(),
@@ -100,6 +112,7 @@ pub async fn run(config: ExecutorConfig, shutdown: CancellationToken) -> Result<
     tracing::info!("executor running");
     let consumed = weft_bus::consume(&bus, consumer, handler, shutdown.clone()).await;
     shutdown.cancel();
+    flusher_stop.cancel();
     tracker.close();
     tracker.wait().await;
     tracing::info!("executor stopped");

@@ -7,11 +7,11 @@
 //! acked afterwards. A redelivered or duplicated message finds its guard
 //! already flipped and returns [`Applied::Duplicate`].
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use sqlx::PgPool;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc};
 use weft_common::message::{ExecutionCompleted, ExecutionStarted};
 use weft_common::{
     Envelope, Evaluator, ExecutionStatus, Message, TaskStatus, WorkflowExecutionId, WorkflowStatus,
@@ -22,6 +22,7 @@ use weft_store::{cancel, outbox, runs, workers};
 
 use crate::catalog::Catalog;
 use crate::error::{EngineError, db};
+use crate::flush::Committed;
 use crate::step::{Outcome, RunInfo, Step};
 
 /// What applying a message did.
@@ -80,6 +81,9 @@ struct Inner {
     evaluator: Evaluator,
     config: EngineConfig,
     outbox_written: Notify,
+    /// Where committed messages go to be published at once, when this
+    /// engine runs with a flusher (the daemon); see `flush`.
+    flusher: OnceLock<(mpsc::UnboundedSender<Committed>, Duration)>,
 }
 
 impl Engine {
@@ -93,6 +97,7 @@ impl Engine {
                 evaluator: Evaluator::new(),
                 config,
                 outbox_written: Notify::new(),
+                flusher: OnceLock::new(),
             }),
         }
     }
@@ -117,6 +122,18 @@ impl Engine {
             .acquire()
             .await
             .map_err(db("acquiring a connection"))
+    }
+
+    /// Hands the messages of every later commit to the returned receiver,
+    /// to be published at once (see `flush`); relays leave them alone for
+    /// `lease`. `None` if a flusher is attached already.
+    pub(crate) fn attach_flusher(
+        &self,
+        lease: Duration,
+    ) -> Option<mpsc::UnboundedReceiver<Committed>> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.inner.flusher.set((tx, lease)).ok()?;
+        Some(rx)
     }
 
     /// Resolves after a transaction of this engine wrote to the outbox.
@@ -174,9 +191,13 @@ impl Engine {
                     .map(|c| i32::try_from(c).unwrap_or(i32::MAX)),
             })
             .collect();
-        tasks::create_all(&mut tx, id, &new).await?;
-        let roots: Vec<&str> = workflow.dag().roots();
-        let root_rows = tasks::by_names(&mut tx, id, &roots).await?;
+        let created = tasks::create_all(&mut tx, id, &new).await?;
+        let roots: std::collections::HashSet<&str> = workflow.dag().roots().into_iter().collect();
+        let mut root_rows: Vec<_> = created
+            .into_iter()
+            .filter(|t| roots.contains(t.task_name.as_str()))
+            .collect();
+        root_rows.sort_by(|a, b| a.task_name.cmp(&b.task_name));
         let info = RunInfo::of(&run, Arc::clone(&workflow));
         let mut step = Step::new(&mut tx, &self.inner.evaluator, info);
         for root in root_rows {
@@ -368,15 +389,38 @@ impl Engine {
         })
     }
 
-    /// Writes the step's messages to the outbox, commits, and wakes the relay.
+    /// Writes the step's messages to the outbox, commits, and hands them to
+    /// the flusher (or wakes the relay).
     async fn commit(
         &self,
         mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
         messages: &[(Envelope, Option<chrono::DateTime<chrono::Utc>>)],
     ) -> Result<(), EngineError> {
-        outbox::enqueue(&mut tx, messages).await?;
+        let flusher = self.inner.flusher.get();
+        let ids = outbox::enqueue(&mut tx, messages, flusher.map(|(_, lease)| *lease)).await?;
         tx.commit().await.map_err(db("committing"))?;
-        if !messages.is_empty() {
+        let delayed = ids.len() < messages.len();
+        match flusher {
+            Some((sender, _)) if !ids.is_empty() => {
+                let envelopes = messages
+                    .iter()
+                    .filter(|(_, due)| due.is_none())
+                    .map(|(envelope, _)| envelope.clone())
+                    .collect();
+                if sender.send(Committed { ids, envelopes }).is_err() {
+                    // The flusher stopped (shutting down): relays publish
+                    // them when the lease ends.
+                    tracing::debug!("flusher gone; leaving committed messages to the relay");
+                }
+            }
+            Some(_) => {}
+            None => {
+                if !messages.is_empty() {
+                    self.inner.outbox_written.notify_one();
+                }
+            }
+        }
+        if delayed {
             self.inner.outbox_written.notify_one();
         }
         Ok(())

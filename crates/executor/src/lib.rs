@@ -19,6 +19,7 @@ mod catalog;
 mod daemon;
 mod engine;
 mod error;
+mod flush;
 mod reaper;
 mod relay;
 mod step;

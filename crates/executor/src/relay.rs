@@ -16,7 +16,7 @@ use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 use tokio_util::sync::CancellationToken;
 use weft_bus::{Bus, Publisher};
-use weft_common::Message;
+use weft_common::{Envelope, Message};
 use weft_store::outbox;
 
 use crate::engine::Engine;
@@ -29,6 +29,10 @@ pub struct RelayConfig {
     pub batch: i64,
     /// Longest sleep without a wake-up.
     pub sweep_interval: Duration,
+    /// How long a relay leaves alone the messages an executor wrote and
+    /// publishes itself right after its commit; past it, relays publish
+    /// them (the executor crashed, or could not reach the broker).
+    pub lease: Duration,
 }
 
 impl Default for RelayConfig {
@@ -36,6 +40,80 @@ impl Default for RelayConfig {
         Self {
             batch: 500,
             sweep_interval: Duration::from_secs(1),
+            lease: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Publishes outbox messages with confirms and reports which ones the
+/// broker took. Shared by the relay and the post-commit flusher.
+#[derive(Debug)]
+pub(crate) struct Outlet {
+    bus: Bus,
+    publisher: Publisher,
+    /// Worker pools whose queue this outlet has declared.
+    declared: HashSet<String>,
+}
+
+impl Outlet {
+    pub(crate) async fn new(bus: Bus) -> Result<Self, weft_bus::BusError> {
+        let publisher = bus.publisher().await?;
+        Ok(Self {
+            bus,
+            publisher,
+            declared: HashSet::new(),
+        })
+    }
+
+    /// Publishes the messages (pipelined confirms); returns the outbox ids
+    /// of those that are done with (confirmed, or unroutable but nobody has
+    /// to receive them) and the first error, if any.
+    pub(crate) async fn publish(
+        &mut self,
+        ids: &[i64],
+        envelopes: &[Envelope],
+    ) -> (Vec<i64>, Option<weft_bus::BusError>) {
+        self.declare_pools(envelopes).await;
+        let results = self.publisher.publish_many(envelopes).await;
+        let mut published = Vec::with_capacity(ids.len());
+        let mut first_error = None;
+        for ((id, envelope), result) in ids.iter().zip(envelopes).zip(results) {
+            match result {
+                Ok(()) => published.push(*id),
+                // Nobody listens for it right now, and nobody has to.
+                Err(weft_bus::BusError::Unroutable { .. })
+                    if !envelope.message.must_be_routed() =>
+                {
+                    published.push(*id);
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        metrics::counter!("weft_outbox_published_total").increment(published.len() as u64);
+        (published, first_error)
+    }
+
+    /// Declares the queue of every worker pool a dispatch goes to, once per
+    /// outlet, so a dispatch to a pool no worker has started yet waits in
+    /// its queue instead of being unroutable.
+    async fn declare_pools(&mut self, envelopes: &[Envelope]) {
+        let mut new: Vec<String> = Vec::new();
+        for envelope in envelopes {
+            if let Message::Dispatch(d) = &envelope.message
+                && !self.declared.contains(&d.queue)
+                && !new.contains(&d.queue)
+            {
+                new.push(d.queue.clone());
+            }
+        }
+        if new.is_empty() {
+            return;
+        }
+        match self.bus.declare_topology(&new).await {
+            Ok(()) => self.declared.extend(new),
+            Err(e) => tracing::warn!(error = %e, "declaring worker pool queues failed; will retry"),
         }
     }
 }
@@ -44,11 +122,8 @@ impl Default for RelayConfig {
 #[derive(Debug)]
 pub struct Relay {
     pool: PgPool,
-    bus: Bus,
-    publisher: Publisher,
+    outlet: Outlet,
     config: RelayConfig,
-    /// Worker pools whose queue this relay has declared.
-    declared: HashSet<String>,
 }
 
 impl Relay {
@@ -61,13 +136,10 @@ impl Relay {
         bus: Bus,
         config: RelayConfig,
     ) -> Result<Self, weft_bus::BusError> {
-        let publisher = bus.publisher().await?;
         Ok(Self {
             pool,
-            bus,
-            publisher,
+            outlet: Outlet::new(bus).await?,
             config,
-            declared: HashSet::new(),
         })
     }
 
@@ -101,54 +173,14 @@ impl Relay {
                 }
             }
         }
-        self.declare_pools(&envelopes).await;
-        let results = self.publisher.publish_many(&envelopes).await;
-        let mut published = Vec::with_capacity(ids.len());
-        let mut first_error = None;
-        for ((id, envelope), result) in ids.iter().zip(&envelopes).zip(results) {
-            match result {
-                Ok(()) => published.push(*id),
-                // Nobody listens for it right now, and nobody has to.
-                Err(weft_bus::BusError::Unroutable { .. })
-                    if !envelope.message.must_be_routed() =>
-                {
-                    published.push(*id)
-                }
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                }
-            }
-        }
+        let (published, first_error) = self.outlet.publish(&ids, &envelopes).await;
         outbox::delete(&mut tx, &published).await?;
         tx.commit()
             .await
             .map_err(db("committing a relay transaction"))?;
-        metrics::counter!("weft_outbox_published_total").increment(published.len() as u64);
         match first_error {
             Some(e) => Err(EngineError::Bus(e)),
             None => Ok(published.len()),
-        }
-    }
-
-    /// Declares the queue of every worker pool a dispatch goes to, once per
-    /// relay, so a dispatch to a pool no worker has started yet waits in its
-    /// queue instead of being unroutable.
-    async fn declare_pools(&mut self, envelopes: &[weft_common::Envelope]) {
-        let mut new: Vec<String> = Vec::new();
-        for envelope in envelopes {
-            if let Message::Dispatch(d) = &envelope.message
-                && !self.declared.contains(&d.queue)
-                && !new.contains(&d.queue)
-            {
-                new.push(d.queue.clone());
-            }
-        }
-        if new.is_empty() {
-            return;
-        }
-        match self.bus.declare_topology(&new).await {
-            Ok(()) => self.declared.extend(new),
-            Err(e) => tracing::warn!(error = %e, "declaring worker pool queues failed; will retry"),
         }
     }
 

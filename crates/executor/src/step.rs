@@ -136,8 +136,12 @@ impl<'a> Step<'a> {
         let spec = spec_of(&workflow, self.run.id, &task.task_name)?;
         let mut names: BTreeSet<&str> = spec.needs().iter().map(String::as_str).collect();
         names.extend(spec.references().iter().map(String::as_str));
-        let names: Vec<&str> = names.into_iter().collect();
-        let rows = tasks::by_names(self.conn, self.run.id, &names).await?;
+        let rows = if names.is_empty() {
+            Vec::new()
+        } else {
+            let names: Vec<&str> = names.into_iter().collect();
+            tasks::by_names(self.conn, self.run.id, &names).await?
+        };
 
         let needs: Vec<TaskStatus> = rows
             .iter()
@@ -356,28 +360,23 @@ impl<'a> Step<'a> {
     }
 
     async fn finish_one(&mut self, task: &TaskRow, outcome: Outcome) -> Result<(), EngineError> {
+        let workflow = Arc::clone(&self.run.workflow);
+        let successors = workflow.dag().successors(&task.task_name);
         let Some(finished) = tasks::finish(
             self.conn,
-            task.id,
+            task,
             outcome.status,
             outcome.result.as_ref(),
             outcome.error.as_deref(),
+            &successors,
         )
         .await?
         else {
             return Ok(());
         };
-        tracing::debug!(task = %finished.task_name, status = %finished.status, "task finished");
-        let workflow = Arc::clone(&self.run.workflow);
-        let successors = workflow.dag().successors(&finished.task_name);
-        let ready = tasks::need_finished(self.conn, self.run.id, &successors).await?;
-        self.ready.extend(
-            ready
-                .into_iter()
-                .filter(|t| t.status == TaskStatus::Waiting),
-        );
-        let run = runs::task_finished(self.conn, self.run.id).await?;
-        if run.tasks_remaining == 0 {
+        tracing::debug!(task = %finished.task.task_name, status = %finished.task.status, "task finished");
+        self.ready.extend(finished.ready);
+        if finished.tasks_remaining == 0 {
             self.finish_run().await?;
         }
         Ok(())

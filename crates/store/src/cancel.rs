@@ -80,7 +80,7 @@ pub async fn request(
             workflow_execution_id: id,
             execution_ids: killing,
         });
-        outbox::enqueue(&mut *conn, &[(message, None)]).await?;
+        outbox::enqueue(&mut *conn, &[(message, None)], None).await?;
     }
     let settled = settle(&mut *conn, id, &run.workflow_name).await?;
     outbox::notify(&mut *conn).await?;
@@ -146,7 +146,7 @@ pub async fn settle(
             workflow: workflow.to_owned(),
             status: WorkflowStatus::Canceled,
         });
-        outbox::enqueue(&mut *conn, &[(message, None)]).await?;
+        outbox::enqueue(&mut *conn, &[(message, None)], None).await?;
     }
     Ok(done)
 }

@@ -2,9 +2,12 @@
 //! the state change that causes them, and published by a relay only after
 //! that transaction committed.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::PgConnection;
+use uuid::Uuid;
 use weft_common::Envelope;
 
 use crate::error::{Context, StoreError};
@@ -38,19 +41,27 @@ impl OutboxRow {
 /// Writes messages to publish once the current transaction commits, each due
 /// at its own instant (`None` = at once).
 ///
+/// With a `lease`, messages due at once are written due only after the
+/// lease: the writer publishes them itself right after its commit and
+/// deletes them, and relays leave them alone unless the writer did not get
+/// to it in time (it crashed, or the broker was down). Returns the rows of
+/// the messages due at once, in the order given, for the writer to publish.
+///
 /// # Errors
 /// A database error.
 pub async fn enqueue(
     conn: &mut PgConnection,
     messages: &[(Envelope, Option<DateTime<Utc>>)],
-) -> Result<(), StoreError> {
+    lease: Option<std::time::Duration>,
+) -> Result<Vec<i64>, StoreError> {
     if messages.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let mut exchanges = Vec::with_capacity(messages.len());
     let mut keys = Vec::with_capacity(messages.len());
     let mut payloads = Vec::with_capacity(messages.len());
     let mut due = Vec::with_capacity(messages.len());
+    let mut immediate = Vec::with_capacity(messages.len());
     for (envelope, not_before) in messages {
         let (exchange, key) = envelope.route();
         exchanges.push(exchange);
@@ -62,20 +73,42 @@ pub async fn enqueue(
             })?,
         );
         due.push(*not_before);
+        immediate.push(not_before.is_none());
     }
-    sqlx::query(
+    let lease_ms = lease.map_or(0.0, |l| l.as_secs_f64() * 1000.0);
+    // Rows come back with their envelope's id, so the row ids can be matched
+    // to the messages whatever order the insert returns them in.
+    let rows: Vec<(i64, Uuid)> = sqlx::query_as(
         "INSERT INTO outbox (exchange, routing_key, payload, not_before) \
-         SELECT exchange, key, payload, COALESCE(due, now()) \
-         FROM UNNEST($1::text[], $2::text[], $3::jsonb[], $4::timestamptz[]) AS m(exchange, key, payload, due)",
+         SELECT exchange, key, payload, \
+                COALESCE(due, now() + make_interval(secs => $5::float8 / 1000)) \
+         FROM UNNEST($1::text[], $2::text[], $3::jsonb[], $4::timestamptz[]) \
+              AS m(exchange, key, payload, due) \
+         RETURNING id, (payload->>'id')::uuid",
     )
     .bind(&exchanges)
     .bind(&keys)
     .bind(&payloads)
     .bind(&due)
-    .execute(conn)
+    .bind(lease_ms)
+    .fetch_all(conn)
     .await
     .context("writing to the outbox")?;
-    Ok(())
+    let by_message: HashMap<Uuid, i64> = rows.into_iter().map(|(id, m)| (m, id)).collect();
+    messages
+        .iter()
+        .zip(immediate)
+        .filter(|(_, now)| *now)
+        .map(|((envelope, _), _)| {
+            by_message
+                .get(&envelope.id.as_uuid())
+                .copied()
+                .ok_or_else(|| StoreError::Corrupt {
+                    what: "outbox message",
+                    detail: format!("message {} was not written", envelope.id),
+                })
+        })
+        .collect()
 }
 
 /// Wakes listening relays when the transaction commits.

@@ -90,7 +90,7 @@ pub async fn reopen(
     let message = Envelope::new(WorkflowSubmitted {
         workflow_execution_id: id,
     });
-    outbox::enqueue(&mut *conn, &[(message, None)]).await?;
+    outbox::enqueue(&mut *conn, &[(message, None)], None).await?;
     outbox::notify(&mut *conn).await?;
     tracing::info!(workflow_execution_id = %id, workflow = %run.workflow_name, round, tasks = tasks.len(), "run re-opened");
     Ok(Reopened::Reopened { tasks, round })

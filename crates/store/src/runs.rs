@@ -141,7 +141,7 @@ pub async fn submit(conn: &mut PgConnection, run: &NewRun<'_>) -> Result<Submitt
         let message = Envelope::new(WorkflowSubmitted {
             workflow_execution_id: id,
         });
-        outbox::enqueue(&mut *conn, &[(message, None)]).await?;
+        outbox::enqueue(&mut *conn, &[(message, None)], None).await?;
         outbox::notify(&mut *conn).await?;
         return Ok(Submitted::Created(id));
     }
@@ -224,25 +224,6 @@ pub async fn start(
     .fetch_optional(conn)
     .await
     .context("starting a run")
-}
-
-/// Records that one more task of the run is terminal; returns the run as it
-/// is now. Exactly one transaction sees `tasks_remaining == 0`.
-///
-/// # Errors
-/// A database error.
-pub async fn task_finished(
-    conn: &mut PgConnection,
-    id: WorkflowExecutionId,
-) -> Result<RunRow, StoreError> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "UPDATE workflow_executions SET tasks_remaining = tasks_remaining - 1 \
-         WHERE id = $1 RETURNING {RUN_COLUMNS}"
-    )))
-    .bind(id.as_uuid())
-    .fetch_one(conn)
-    .await
-    .context("counting a finished task")
 }
 
 /// Guarded transition into a terminal (or canceling) state, recording output

@@ -72,7 +72,7 @@ pub struct NewTask<'a> {
     pub concurrency: Option<i32>,
 }
 
-/// Creates every task row of a run in one statement. Returns the ids by name.
+/// Creates every task row of a run in one statement. Returns the rows.
 /// The unique (run, task) index refuses a second set.
 ///
 /// # Errors
@@ -81,7 +81,7 @@ pub async fn create_all(
     conn: &mut PgConnection,
     run: WorkflowExecutionId,
     tasks: &[NewTask<'_>],
-) -> Result<Vec<(String, TaskExecutionId)>, StoreError> {
+) -> Result<Vec<TaskRow>, StoreError> {
     let ids: Vec<Uuid> = tasks
         .iter()
         .map(|_| TaskExecutionId::new().as_uuid())
@@ -91,13 +91,14 @@ pub async fn create_all(
     let with_items: Vec<bool> = tasks.iter().map(|t| t.with_items).collect();
     let allow_failure: Vec<bool> = tasks.iter().map(|t| t.allow_failure).collect();
     let concurrency: Vec<Option<i32>> = tasks.iter().map(|t| t.concurrency).collect();
-    sqlx::query(
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "INSERT INTO task_executions \
              (id, workflow_execution_id, task_name, needs, needs_remaining, with_items, allow_failure, concurrency) \
          SELECT id, $1, name, ARRAY(SELECT jsonb_array_elements_text(needs)), jsonb_array_length(needs), wi, af, conc \
          FROM UNNEST($2::uuid[], $3::text[], $4::jsonb[], $5::bool[], $6::bool[], $7::int[]) \
-              AS t(id, name, needs, wi, af, conc)",
-    )
+              AS t(id, name, needs, wi, af, conc) \
+         RETURNING {TASK_COLUMNS}"
+    )))
     .bind(run.as_uuid())
     .bind(&ids)
     .bind(&names)
@@ -105,14 +106,9 @@ pub async fn create_all(
     .bind(&with_items)
     .bind(&allow_failure)
     .bind(&concurrency)
-    .execute(conn)
+    .fetch_all(conn)
     .await
-    .context("creating the run's tasks")?;
-    Ok(names
-        .into_iter()
-        .map(str::to_owned)
-        .zip(ids.into_iter().map(TaskExecutionId::from))
-        .collect())
+    .context("creating the run's tasks")
 }
 
 /// Reads one task.
@@ -166,46 +162,6 @@ pub async fn for_run(
     .context("reading a run's tasks")
 }
 
-/// Records that one need of each named task became terminal. Only waiting
-/// tasks count (after `weft retry`, a successor that already finished in an
-/// earlier round keeps its outcome). Rows are locked in name order so
-/// concurrent fan-ins cannot deadlock. Returns the tasks
-/// whose counter just reached zero: exactly one transaction sees each zero,
-/// and that transaction decides the task.
-///
-/// # Errors
-/// A database error.
-pub async fn need_finished(
-    conn: &mut PgConnection,
-    run: WorkflowExecutionId,
-    successors: &[&str],
-) -> Result<Vec<TaskRow>, StoreError> {
-    if successors.is_empty() {
-        return Ok(Vec::new());
-    }
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "WITH locked AS ( \
-             SELECT id FROM task_executions \
-             WHERE workflow_execution_id = $1 AND task_name = ANY($2) AND status = 'waiting' \
-             ORDER BY task_name FOR UPDATE \
-         ) \
-         UPDATE task_executions t SET needs_remaining = t.needs_remaining - 1 \
-         FROM locked WHERE t.id = locked.id \
-         RETURNING {}",
-        prefixed("t", TASK_COLUMNS)
-    )))
-    .bind(run.as_uuid())
-    .bind(successors)
-    .fetch_all(conn)
-    .await
-    .map(|rows: Vec<TaskRow>| {
-        rows.into_iter()
-            .filter(|t| t.needs_remaining == 0)
-            .collect()
-    })
-    .context("counting down the needs of successors")
-}
-
 fn prefixed(alias: &str, columns: &str) -> String {
     columns
         .split(", ")
@@ -240,31 +196,101 @@ pub async fn start(
     Ok(done.rows_affected() == 1)
 }
 
-/// Guarded transition into a terminal state, with the result or error.
-/// `None`: the task was not in a state this transition leaves — do nothing.
+/// What finishing a task did.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    /// The task, now terminal.
+    pub task: TaskRow,
+    /// Its successors whose last need this was: exactly one transaction
+    /// sees each of them reach zero, and that transaction decides them.
+    pub ready: Vec<TaskRow>,
+    /// Tasks of the run not terminal yet; 0 means the run is done.
+    pub tasks_remaining: i32,
+}
+
+#[derive(sqlx::FromRow)]
+struct FinishRow {
+    finished: bool,
+    #[sqlx(flatten)]
+    task: TaskRow,
+    tasks_remaining: Option<i32>,
+}
+
+/// Guarded transition of a task into a terminal state, with the result or
+/// error, and in the same statement what follows from it: one need of each
+/// named successor counted down, and the run's count of unfinished tasks.
+/// Only waiting successors count (after `weft retry`, a successor that
+/// finished in an earlier round keeps its outcome); they are locked in name
+/// order so concurrent fan-ins cannot deadlock. `None`: the task was not in
+/// a state this transition leaves — nothing changed, do nothing.
 ///
 /// # Errors
 /// A database error.
 pub async fn finish(
     conn: &mut PgConnection,
-    id: TaskExecutionId,
+    task: &TaskRow,
     to: TaskStatus,
     result: Option<&Value>,
     error: Option<&str>,
-) -> Result<Option<TaskRow>, StoreError> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "UPDATE task_executions \
-         SET status = $2, result = $3, error = $4, finished_at = clock_timestamp(), decided_at = COALESCE(decided_at, clock_timestamp()) \
-         WHERE id = $1 AND status = ANY($5) RETURNING {TASK_COLUMNS}"
+    successors: &[&str],
+) -> Result<Option<Finished>, StoreError> {
+    let rows: Vec<FinishRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "WITH f AS ( \
+             UPDATE task_executions \
+             SET status = $2, result = $3, error = $4, finished_at = clock_timestamp(), \
+                 decided_at = COALESCE(decided_at, clock_timestamp()) \
+             WHERE id = $1 AND status = ANY($5) RETURNING {TASK_COLUMNS} \
+         ), locked AS ( \
+             SELECT id FROM task_executions \
+             WHERE workflow_execution_id = $6 AND task_name = ANY($7) AND status = 'waiting' \
+               AND EXISTS (SELECT 1 FROM f) \
+             ORDER BY task_name FOR UPDATE \
+         ), s AS ( \
+             UPDATE task_executions t SET needs_remaining = t.needs_remaining - 1 \
+             FROM locked WHERE t.id = locked.id RETURNING {successor} \
+         ), r AS ( \
+             UPDATE workflow_executions SET tasks_remaining = tasks_remaining - 1 \
+             WHERE id = $6 AND EXISTS (SELECT 1 FROM f) RETURNING tasks_remaining \
+         ) \
+         SELECT true AS finished, f.*, (SELECT tasks_remaining FROM r) AS tasks_remaining FROM f \
+         UNION ALL \
+         SELECT false, s.*, NULL FROM s WHERE s.needs_remaining = 0",
+        successor = prefixed("t", TASK_COLUMNS)
     )))
-    .bind(id.as_uuid())
+    .bind(task.id.as_uuid())
     .bind(to.as_str())
     .bind(result)
     .bind(error)
     .bind(TaskStatus::source_names(to))
-    .fetch_optional(conn)
+    .bind(task.workflow_execution_id.as_uuid())
+    .bind(successors)
+    .fetch_all(conn)
     .await
-    .context("finishing a task")
+    .context("finishing a task")?;
+    let mut finished = None;
+    let mut ready = Vec::new();
+    for row in rows {
+        if row.finished {
+            finished = Some((row.task, row.tasks_remaining));
+        } else {
+            ready.push(row.task);
+        }
+    }
+    let Some((task, remaining)) = finished else {
+        return Ok(None);
+    };
+    let Some(tasks_remaining) = remaining else {
+        return Err(StoreError::Corrupt {
+            what: "workflow execution",
+            detail: format!("the run of task `{}` vanished", task.task_name),
+        });
+    };
+    ready.sort_by(|a, b| a.task_name.cmp(&b.task_name));
+    Ok(Some(Finished {
+        task,
+        ready,
+        tasks_remaining,
+    }))
 }
 
 /// Counts one finished item (after its retries) in one atomic update of the

@@ -31,6 +31,11 @@ pub struct WorkerConfig {
     /// On shutdown, how long running actions may take to finish before they
     /// are cancelled and handed back to the queue.
     pub shutdown_grace: Duration,
+    /// How long an action may run before its start is reported. An action
+    /// that finishes sooner reports only its completion (which carries its
+    /// start time), saving a message and a transaction per short task; the
+    /// reaper only needs the start of actions that run long.
+    pub start_report_delay: Duration,
 }
 
 fn hostname() -> String {
@@ -52,6 +57,7 @@ impl Default for WorkerConfig {
             worker_id: format!("{}-{}-{random}", hostname(), std::process::id()),
             heartbeat_interval: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(30),
+            start_report_delay: Duration::from_millis(50),
         }
     }
 }
@@ -266,24 +272,33 @@ async fn execute(state: &State, dispatch: Dispatch) -> Outcome {
         .await;
     }
     let started_at = Utc::now();
-    let started = Envelope::new(ExecutionStarted {
-        execution_id: id,
-        workflow_execution_id: dispatch.workflow_execution_id,
-        attempt: dispatch.attempt,
-        worker_id: state.config.worker_id.clone(),
-        started_at,
-    });
-    // The action starts while the start report waits for its confirm: the
-    // report only feeds the reaper, and the completion below is published
-    // after it either way.
-    let (started, ending) = tokio::join!(
-        publish_until_confirmed(state, &started),
-        run_action(state, &dispatch, &control)
-    );
+    let action = run_action(state, &dispatch, &control);
+    tokio::pin!(action);
+    // A short action reports only its completion. One still running after
+    // the delay reports its start (for the reaper) while it goes on; the
+    // completion is published after that report was confirmed.
+    let delay = tokio::time::sleep(state.config.start_report_delay);
+    let ending = tokio::select! {
+        biased;
+        ending = &mut action => ending,
+        () = delay => {
+            let started = Envelope::new(ExecutionStarted {
+                execution_id: id,
+                workflow_execution_id: dispatch.workflow_execution_id,
+                attempt: dispatch.attempt,
+                worker_id: state.config.worker_id.clone(),
+                started_at,
+            });
+            let (started, ending) =
+                tokio::join!(publish_until_confirmed(state, &started), &mut action);
+            if !started {
+                state.running().live.remove(&id);
+                return Outcome::Requeue;
+            }
+            ending
+        }
+    };
     state.running().live.remove(&id);
-    if !started {
-        return Outcome::Requeue;
-    }
     match ending {
         Ending::HandBack => {
             tracing::info!("shutdown grace over: handing the execution back to the queue");

@@ -110,6 +110,15 @@ pub(crate) struct WorkerTuning {
         value_name = "SECONDS"
     )]
     pub(crate) heartbeat_interval: f64,
+    /// Seconds an action may run before its start is reported; a shorter
+    /// action reports only its completion. 0 reports every start.
+    #[arg(
+        long,
+        default_value_t = 0.05,
+        env = "WEFT_START_REPORT_DELAY",
+        value_name = "SECONDS"
+    )]
+    pub(crate) start_report_delay: f64,
 }
 
 /// Arguments of `weft dev`.
@@ -149,6 +158,14 @@ fn worker_config(conn: &Conn, tuning: &WorkerTuning) -> anyhow::Result<WorkerCon
         queues: tuning.queues.clone(),
         concurrency: tuning.concurrency.max(1),
         heartbeat_interval: seconds("--heartbeat-interval", tuning.heartbeat_interval)?,
+        start_report_delay: Duration::try_from_secs_f64(tuning.start_report_delay)
+            .ok()
+            .with_context(|| {
+                format!(
+                    "--start-report-delay must be 0 or a positive number of seconds, not {}",
+                    tuning.start_report_delay
+                )
+            })?,
         ..WorkerConfig::default()
     })
 }
