@@ -295,17 +295,15 @@ impl Engine {
         mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
         completion: &Completion<'_>,
     ) -> Result<Applied, EngineError> {
-        let Some(execution) = executions::complete(&mut tx, completion).await? else {
+        let Some(completed) = executions::complete(&mut tx, completion).await? else {
             return Ok(Applied::Duplicate);
         };
+        let execution = &completed.execution;
         let run_id = execution.workflow_execution_id;
-        let run = runs::get(&mut tx, run_id)
-            .await?
-            .ok_or_else(|| EngineError::Inconsistent(format!("run {run_id} vanished")))?;
-        match run.status {
+        match completed.run_status {
             WorkflowStatus::Running => {}
             WorkflowStatus::Canceling => {
-                cancel::settle(&mut tx, run_id, &run.workflow_name).await?;
+                cancel::settle(&mut tx, run_id, &completed.workflow_name).await?;
                 tx.commit().await.map_err(db("committing"))?;
                 self.inner.outbox_written.notify_one();
                 return Ok(Applied::Changed);
@@ -317,28 +315,39 @@ impl Engine {
                 return Ok(Applied::Changed);
             }
         }
-        let workflow = self.inner.catalog.get(&mut tx, run.definition_id).await?;
-        let task = tasks::get(&mut tx, execution.task_execution_id).await?;
-        let spec = workflow.task(&task.task_name).ok_or_else(|| {
+        let workflow = self
+            .inner
+            .catalog
+            .get(&mut tx, completed.definition_id)
+            .await?;
+        let spec = workflow.task(&completed.task_name).ok_or_else(|| {
             EngineError::Inconsistent(format!(
                 "task `{}` is not in the workflow of run {run_id}",
-                task.task_name
+                completed.task_name
             ))
         })?;
-        let info = RunInfo::of(&run, Arc::clone(&workflow));
+        let info = RunInfo {
+            id: run_id,
+            status: completed.run_status,
+            input: completed.run_input.as_object().cloned().unwrap_or_default(),
+            workflow: Arc::clone(&workflow),
+        };
         let mut step = Step::new(&mut tx, &self.inner.evaluator, info);
 
-        let tries = execution.attempt - task.attempt_base;
+        let tries = execution.attempt - completed.attempt_base;
         let attempts_left = tries < i32::try_from(spec.retry().attempts).unwrap_or(i32::MAX);
         if completion.status.is_retryable() && attempts_left {
-            step.retry(&task, &execution).await?;
+            let task = tasks::get(step.conn(), execution.task_execution_id).await?;
+            step.retry(&task, execution).await?;
         } else {
             let succeeded = completion.status == ExecutionStatus::Succeeded;
-            if let Some(counted) = tasks::item_finished(step.conn(), task.id, succeeded).await? {
+            let counted =
+                tasks::item_finished(step.conn(), execution.task_execution_id, succeeded).await?;
+            if let Some(counted) = counted {
                 if counted.all_items_done() {
                     let with_items = spec.with_items().is_some();
                     let outcome = self
-                        .task_outcome(&mut step, &counted, &execution, with_items)
+                        .task_outcome(&mut step, &counted, execution, with_items)
                         .await?;
                     step.finish_task(&counted, outcome).await?;
                 } else if succeeded {

@@ -191,9 +191,6 @@ impl<'a> Step<'a> {
         let in_flight = spec
             .concurrency()
             .map_or(total, |c| total.min(to_i32(c as usize)));
-        if !tasks::start(self.conn, task.id, total, in_flight).await? {
-            return Ok(None);
-        }
         let with_items = spec.with_items().is_some();
         let new: Vec<NewExecution> = inputs
             .into_iter()
@@ -214,7 +211,18 @@ impl<'a> Step<'a> {
         let timeout_ms = spec
             .timeout()
             .map(|t| i64::try_from(t.as_millis()).unwrap_or(i64::MAX));
-        executions::create_many(self.conn, self.run.id, task.id, timeout_ms, &new).await?;
+        let started = executions::start_task(
+            self.conn,
+            self.run.id,
+            task.id,
+            (total, in_flight),
+            timeout_ms,
+            &new,
+        )
+        .await?;
+        if !started {
+            return Ok(None);
+        }
         for e in new.iter().filter(|e| e.status == ExecutionStatus::Queued) {
             let dispatch = dispatch(spec, task, e.id, e.item_index, e.attempt, e.input.clone());
             self.outbox.push((Envelope::new(dispatch), None));

@@ -5,7 +5,9 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::PgConnection;
 use uuid::Uuid;
-use weft_common::{ExecutionId, ExecutionStatus, TaskExecutionId, WorkflowExecutionId};
+use weft_common::{
+    ExecutionId, ExecutionStatus, TaskExecutionId, WorkflowExecutionId, WorkflowStatus,
+};
 
 use crate::error::{Context, StoreError};
 
@@ -85,8 +87,48 @@ pub async fn create_many(
     timeout_ms: Option<i64>,
     executions: &[NewExecution],
 ) -> Result<(), StoreError> {
+    insert(conn, run, task, timeout_ms, executions, None).await?;
+    Ok(())
+}
+
+/// Guarded `waiting → running` of a task with `items` items of which
+/// `dispatched` go out at once, creating its (non-empty) executions in the
+/// same statement. `false`: the task was not waiting — nothing changed.
+///
+/// # Errors
+/// [`StoreError::Duplicate`] if one of the executions exists.
+pub async fn start_task(
+    conn: &mut PgConnection,
+    run: WorkflowExecutionId,
+    task: TaskExecutionId,
+    (items, dispatched): (i32, i32),
+    timeout_ms: Option<i64>,
+    executions: &[NewExecution],
+) -> Result<bool, StoreError> {
+    let created = insert(
+        conn,
+        run,
+        task,
+        timeout_ms,
+        executions,
+        Some((items, dispatched)),
+    )
+    .await?;
+    Ok(created > 0)
+}
+
+/// Inserts executions; with `start`, only if the guarded start of their
+/// task (in a CTE of the same statement) changed it. Returns the rows made.
+async fn insert(
+    conn: &mut PgConnection,
+    run: WorkflowExecutionId,
+    task: TaskExecutionId,
+    timeout_ms: Option<i64>,
+    executions: &[NewExecution],
+    start: Option<(i32, i32)>,
+) -> Result<u64, StoreError> {
     if executions.is_empty() {
-        return Ok(());
+        return Ok(0);
     }
     let ids: Vec<Uuid> = executions.iter().map(|e| e.id.as_uuid()).collect();
     let items: Vec<Option<i32>> = executions.iter().map(|e| e.item_index).collect();
@@ -94,15 +136,28 @@ pub async fn create_many(
     let statuses: Vec<&str> = executions.iter().map(|e| e.status.as_str()).collect();
     let inputs: Vec<&Value> = executions.iter().map(|e| &e.input).collect();
     let due: Vec<Option<DateTime<Utc>>> = executions.iter().map(|e| e.due_at).collect();
-    sqlx::query(
-        "INSERT INTO executions \
+    let (started, guard) = match start {
+        Some(_) => (
+            "WITH started AS ( \
+                 UPDATE task_executions \
+                 SET status = 'running', items_total = $10, items_dispatched = $11, \
+                     decided_at = clock_timestamp() \
+                 WHERE id = $1 AND status = 'waiting' RETURNING id \
+             ) ",
+            " WHERE EXISTS (SELECT 1 FROM started)",
+        ),
+        None => ("", ""),
+    };
+    let (total, dispatched) = start.unwrap_or_default();
+    let done = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "{started}INSERT INTO executions \
              (id, task_execution_id, workflow_execution_id, item_index, attempt, status, input, timeout_ms, \
               queued_at, due_at) \
          SELECT id, $1, $2, item, attempt, status, input, $3, \
                 CASE WHEN status = 'queued' THEN clock_timestamp() END, due \
          FROM UNNEST($4::uuid[], $5::int[], $6::int[], $7::text[], $8::jsonb[], $9::timestamptz[]) \
-              AS e(id, item, attempt, status, input, due)",
-    )
+              AS e(id, item, attempt, status, input, due){guard}"
+    )))
     .bind(task.as_uuid())
     .bind(run.as_uuid())
     .bind(timeout_ms)
@@ -112,10 +167,12 @@ pub async fn create_many(
     .bind(&statuses)
     .bind(&inputs)
     .bind(&due)
+    .bind(total)
+    .bind(dispatched)
     .execute(conn)
     .await
     .context("creating executions")?;
-    Ok(())
+    Ok(done.rows_affected())
 }
 
 /// Guarded `pending → queued` of an item's first attempt of this round.
@@ -196,6 +253,28 @@ pub struct Completion<'a> {
     pub started_at: Option<DateTime<Utc>>,
 }
 
+/// A recorded completion, with what the engine needs next of its task and
+/// run (read in the same statement, to save round trips).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Completed {
+    /// The execution, now terminal.
+    #[sqlx(flatten)]
+    pub execution: ExecutionRow,
+    /// Its task's name.
+    pub task_name: String,
+    /// Its task's attempt base (see `weft retry`).
+    pub attempt_base: i32,
+    /// Its run's status.
+    #[sqlx(try_from = "String")]
+    pub run_status: WorkflowStatus,
+    /// Its run's workflow definition.
+    pub definition_id: Uuid,
+    /// Its run's workflow name.
+    pub workflow_name: String,
+    /// Its run's input.
+    pub run_input: Value,
+}
+
 /// Guarded `queued | running → terminal`. `None`: already terminal — a
 /// duplicate or late report; do nothing.
 ///
@@ -204,13 +283,20 @@ pub struct Completion<'a> {
 pub async fn complete(
     conn: &mut PgConnection,
     c: &Completion<'_>,
-) -> Result<Option<ExecutionRow>, StoreError> {
+) -> Result<Option<Completed>, StoreError> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "UPDATE executions \
-         SET status = $3, result = $4, error = $5, worker_id = COALESCE($6, worker_id), \
-             started_at = COALESCE(started_at, $7), finished_at = clock_timestamp() \
-         WHERE id = $1 AND attempt = $2 AND status = ANY($8) \
-         RETURNING {EXECUTION_COLUMNS}"
+        "WITH e AS ( \
+             UPDATE executions \
+             SET status = $3, result = $4, error = $5, worker_id = COALESCE($6, worker_id), \
+                 started_at = COALESCE(started_at, $7), finished_at = clock_timestamp() \
+             WHERE id = $1 AND attempt = $2 AND status = ANY($8) \
+             RETURNING {EXECUTION_COLUMNS} \
+         ) \
+         SELECT e.*, t.task_name, t.attempt_base, r.status AS run_status, r.definition_id, \
+                r.workflow_name, r.input AS run_input \
+         FROM e \
+         JOIN task_executions t ON t.id = e.task_execution_id \
+         JOIN workflow_executions r ON r.id = e.workflow_execution_id"
     )))
     .bind(c.id.as_uuid())
     .bind(c.attempt)
