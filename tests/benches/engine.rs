@@ -1,18 +1,36 @@
-//! End-to-end benchmarks of the engine on this machine's PostgreSQL and
-//! RabbitMQ (`cargo bench -p weft-tests --bench engine`). Each scenario runs
-//! on a fresh database and vhost with in-process daemons, checks its own
-//! result (every run succeeded) and prints one line per figure.
+//! The engine benchmark suite, on this machine's PostgreSQL and RabbitMQ.
 //!
-//! Latency is measured from the database's own timestamps (submit
-//! transaction → run finished), so the harness's polling does not count.
-//! Set `WEFT_BENCH_RUNS` / `WEFT_BENCH_TASKS` for shorter or longer runs.
+//! ```text
+//! cargo bench -p weft-tests --bench engine [-- [--json] [SCENARIO...]]
+//! ```
+//!
+//! Every scenario runs on a fresh database and vhost against `weft executor`
+//! and `weft worker` processes of this build (so each one's memory can be
+//! measured), checks its own result (every run succeeded, every join ran
+//! once with every item) and prints one line per figure — or, with
+//! `--json`, one JSON array at the end. Scenarios: `latency` (linear4,
+//! diamond, start-to-start), `throughput` (independent runs and one wide
+//! `with_items`, 1 + 1 and 2 + 2 daemons), `fanout` (1k, 10k, 100k items,
+//! unbounded and `concurrency: 500`), `depth` (dispatch latency with 100
+//! and 100,000 executions parked in a queue nobody consumes). Peak memory
+//! (RSS) of executors and workers is reported with each daemon set.
+//!
+//! Durations come from the database's and the messages' own timestamps,
+//! never from the harness's polling. `cargo test` runs this binary in a
+//! quick mode (small sizes, seconds) as a check of its results, never of
+//! its speed.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context as _, ensure};
-use serde_json::json;
+use serde_json::{Value, json};
 use sqlx::PgPool;
-use weft_common::{WorkflowExecutionId, WorkflowStatus};
+use weft_common::{Workflow, WorkflowExecutionId, WorkflowStatus};
+use weft_store::runs::{self, NewRun};
+use weft_tests::process::Daemon;
 use weft_tests::{Stack, StackOptions, submit, wait_terminal};
 
 const LINEAR4: &str = r#"
@@ -35,48 +53,292 @@ tasks:
 
 const NOOP: &str = "name: noop1\ntasks:\n  only: { action: noop }\n";
 
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
+/// `n` noop items, then a join that counts them.
+fn fan_out(concurrency: Option<usize>) -> String {
+    let limit = concurrency.map_or(String::new(), |c| format!(", concurrency: {c}"));
+    format!(
+        r#"
+name: fanout
+input: {{ n: null }}
+tasks:
+  fan: {{ action: noop, with_items: "{{{{ range(input.n) | list }}}}"{limit} }}
+  join: {{ needs: [fan], action: echo, input: {{ n: "{{{{ tasks.fan.result | length }}}}" }} }}
+"#
+    )
+}
+
+/// `n` noop items on a pool no worker consumes.
+const PARKED: &str = r#"
+name: parked
+input: { n: null }
+tasks:
+  park: { action: noop, queue: parked, with_items: "{{ range(input.n) | list }}" }
+"#;
+
+/// Sizes of one run of the suite.
+struct Sizes {
+    latency_runs: usize,
+    throughput_runs: usize,
+    throughput_items: usize,
+    fan_outs: Vec<usize>,
+    depths: (usize, usize),
+    depth_runs: usize,
+}
+
+impl Sizes {
+    fn full() -> Self {
+        Self {
+            latency_runs: 200,
+            throughput_runs: 20_000,
+            throughput_items: 20_000,
+            fan_outs: vec![1_000, 10_000, 100_000],
+            depths: (100, 100_000),
+            depth_runs: 100,
+        }
+    }
+
+    fn quick() -> Self {
+        Self {
+            latency_runs: 5,
+            throughput_runs: 100,
+            throughput_items: 100,
+            fan_outs: vec![10, 100],
+            depths: (10, 100),
+            depth_runs: 5,
+        }
+    }
+}
+
+/// One measured figure.
+struct Figure {
+    scenario: String,
+    figure: &'static str,
+    value: f64,
+    unit: &'static str,
+}
+
+/// Collects figures; prints each as it comes unless the output is JSON.
+struct Report {
+    json: bool,
+    figures: Vec<Figure>,
+}
+
+impl Report {
+    fn add(&mut self, scenario: &str, figure: &'static str, value: f64, unit: &'static str) {
+        if !self.json {
+            println!("{scenario:<34} {figure:<14} {value:>10.2} {unit}");
+        }
+        self.figures.push(Figure {
+            scenario: scenario.to_owned(),
+            figure,
+            value,
+            unit,
+        });
+    }
+
+    fn percentiles(&mut self, scenario: &str, samples: &[f64]) {
+        let mut ms = samples.to_vec();
+        ms.sort_by(f64::total_cmp);
+        let pct = |p: f64| ms[((ms.len() as f64 - 1.0) * p).round() as usize];
+        self.add(scenario, "p50", pct(0.50), "ms");
+        self.add(scenario, "p90", pct(0.90), "ms");
+        self.add(scenario, "p99", pct(0.99), "ms");
+    }
+
+    fn memory(&mut self, scenario: &str, peaks: &Peaks) {
+        self.add(scenario, "executor_rss", peaks.executor_mb, "MB");
+        self.add(scenario, "worker_rss", peaks.worker_mb, "MB");
+    }
+
+    fn finish(&self) {
+        if self.json {
+            let figures: Vec<Value> = self
+                .figures
+                .iter()
+                .map(|f| {
+                    json!({"scenario": f.scenario, "figure": f.figure, "value": f.value, "unit": f.unit})
+                })
+                .collect();
+            println!("{}", Value::Array(figures));
+        }
+    }
+}
+
+/// Peak resident memory of each kind of daemon, in MB.
+#[derive(Debug, Default, Clone, Copy)]
+struct Peaks {
+    executor_mb: f64,
+    worker_mb: f64,
+}
+
+/// Executor and worker processes, with a thread sampling their memory.
+struct Daemons {
+    executors: Vec<Daemon>,
+    workers: Vec<Daemon>,
+    stop: Arc<AtomicBool>,
+    sampler: Option<std::thread::JoinHandle<Peaks>>,
+}
+
+impl Daemons {
+    fn start(stack: &Stack, executors: usize, workers: usize) -> anyhow::Result<Self> {
+        let env = [
+            ("WEFT_DATABASE_URL", stack.database_url.as_str()),
+            ("WEFT_AMQP_URL", stack.amqp_url.as_str()),
+        ];
+        let executors = (0..executors)
+            .map(|i| Daemon::start(&format!("executor-{i}"), &["executor"], &env))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let workers = (0..workers)
+            .map(|i| {
+                Daemon::start(
+                    &format!("worker-{i}"),
+                    &["worker", "--concurrency", "64"],
+                    &env,
+                )
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let pids = |ds: &[Daemon]| ds.iter().filter_map(Daemon::pid).collect::<Vec<u32>>();
+        let (executor_pids, worker_pids) = (pids(&executors), pids(&workers));
+        let stop = Arc::new(AtomicBool::new(false));
+        let sampling = Arc::clone(&stop);
+        let sampler = std::thread::spawn(move || {
+            let mut peaks = Peaks::default();
+            while !sampling.load(Ordering::Relaxed) {
+                for pid in &executor_pids {
+                    peaks.executor_mb = peaks.executor_mb.max(rss_mb(*pid));
+                }
+                for pid in &worker_pids {
+                    peaks.worker_mb = peaks.worker_mb.max(rss_mb(*pid));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            peaks
+        });
+        Ok(Self {
+            executors,
+            workers,
+            stop,
+            sampler: Some(sampler),
+        })
+    }
+
+    /// Stops the daemons; returns their peak memory.
+    fn stop(mut self) -> Peaks {
+        self.stop.store(true, Ordering::Relaxed);
+        let peaks = self
+            .sampler
+            .take()
+            .and_then(|s| s.join().ok())
+            .unwrap_or_default();
+        for d in self.executors.iter_mut().chain(&mut self.workers) {
+            d.terminate();
+        }
+        peaks
+    }
+}
+
+/// Resident memory of a process in MB (0 if it is gone).
+fn rss_mb(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 fn main() -> anyhow::Result<()> {
-    // `cargo bench` passes `--bench`; `cargo test --benches` runs it too, so
-    // keep that run short.
-    let quick = !std::env::args().any(|a| a == "--bench");
-    let runs = env_usize("WEFT_BENCH_RUNS", if quick { 5 } else { 200 });
-    let tasks = env_usize("WEFT_BENCH_TASKS", if quick { 50 } else { 5_000 });
-
-    let stack = Stack::start(StackOptions {
-        worker_concurrency: 32,
-        ..StackOptions::default()
-    })?;
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    // `cargo bench` passes `--bench`; `cargo test --benches` does not, and
+    // then the suite runs in its quick mode.
+    let quick = !args.iter().any(|a| a == "--bench");
+    let json = args.iter().any(|a| a == "--json");
+    let only: Vec<&str> = args
+        .iter()
+        .filter(|a| !a.starts_with("--"))
+        .map(String::as_str)
+        .collect();
+    let wanted = |name: &str| only.is_empty() || only.contains(&name);
+    let sizes = if quick { Sizes::quick() } else { Sizes::full() };
+    let mut report = Report {
+        json,
+        figures: Vec::new(),
+    };
     let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(async {
-        let pool = stack.pool().await?;
-        // Warm up: connections, caches, queue declarations.
-        sequential(&pool, LINEAR4, 3).await?;
-        let linear = sequential(&pool, LINEAR4, runs).await?;
-        report("latency-linear4", &linear);
-        let diamond = sequential(&pool, DIAMOND, runs).await?;
-        report("latency-diamond", &diamond);
-        let (n, elapsed) = throughput(&pool, NOOP, tasks).await?;
-        println!(
-            "throughput-noop-runs  tasks={n} elapsed={:.2}s  tasks/s={:.0}",
-            elapsed.as_secs_f64(),
-            n as f64 / elapsed.as_secs_f64()
-        );
-        anyhow::Ok(())
-    })?;
+    if wanted("latency") {
+        runtime.block_on(latency(&sizes, &mut report))?;
+    }
+    if wanted("throughput") {
+        for (executors, workers) in [(1, 1), (2, 2)] {
+            runtime.block_on(throughput(&sizes, executors, workers, &mut report))?;
+        }
+    }
+    if wanted("fanout") {
+        runtime.block_on(fanout(&sizes, &mut report))?;
+    }
+    if wanted("depth") {
+        runtime.block_on(depth(&sizes, &mut report))?;
+    }
+    report.finish();
+    Ok(())
+}
+
+/// A fresh database and vhost with no daemons, and a pool on it.
+async fn stack() -> anyhow::Result<(Stack, PgPool)> {
+    let stack = tokio::task::spawn_blocking(|| Stack::start(StackOptions::bare())).await??;
+    let pool = stack.pool().await?;
+    Ok((stack, pool))
+}
+
+async fn latency(sizes: &Sizes, report: &mut Report) -> anyhow::Result<()> {
+    let (stack, pool) = stack().await?;
+    let daemons = Daemons::start(&stack, 1, 1)?;
+    // Warm up: connections, caches, queue declarations.
+    sequential(&pool, LINEAR4, 5).await?;
+    let (linear, ids) = sequential(&pool, LINEAR4, sizes.latency_runs).await?;
+    report.percentiles("latency-linear4", &linear);
+    let (diamond, _) = sequential(&pool, DIAMOND, sizes.latency_runs).await?;
+    report.percentiles("latency-diamond", &diamond);
+    // From a task's completion (the worker's stamp in `execution.completed`)
+    // to its successor's start (the worker's stamp when it took the
+    // dispatch), over every edge of the linear runs.
+    let uuids: Vec<uuid::Uuid> = ids.iter().map(|i| i.as_uuid()).collect();
+    let gaps: Vec<f64> = sqlx::query_scalar(
+        "SELECT (extract(epoch FROM e.started_at - p.finished_at) * 1000)::float8 \
+         FROM executions e \
+         JOIN task_executions t ON t.id = e.task_execution_id \
+         JOIN task_executions pt ON pt.workflow_execution_id = t.workflow_execution_id \
+                                AND pt.task_name = t.needs[1] \
+         JOIN executions p ON p.task_execution_id = pt.id \
+         WHERE t.workflow_execution_id = ANY($1)",
+    )
+    .bind(&uuids)
+    .fetch_all(&pool)
+    .await?;
+    ensure!(
+        gaps.len() == 3 * ids.len(),
+        "expected 3 edges per linear run, found {} for {} runs",
+        gaps.len(),
+        ids.len()
+    );
+    report.percentiles("start-to-start", &gaps);
+    let peaks = daemons.stop();
+    report.memory("latency (1 executor + 1 worker)", &peaks);
     Ok(())
 }
 
 /// Submits runs one at a time, each after the previous finished; returns
-/// each run's submit → finished latency.
-async fn sequential(pool: &PgPool, yaml: &str, runs: usize) -> anyhow::Result<Vec<Duration>> {
+/// each run's submit → finished latency in ms, and the runs.
+async fn sequential(
+    pool: &PgPool,
+    yaml: &str,
+    runs: usize,
+) -> anyhow::Result<(Vec<f64>, Vec<WorkflowExecutionId>)> {
     let mut latencies = Vec::with_capacity(runs);
+    let mut ids = Vec::with_capacity(runs);
     for _ in 0..runs {
         let id = submit(pool, yaml, "bench.yaml", json!({})).await?;
         let run = wait_terminal(pool, id, Duration::from_secs(60)).await?;
@@ -87,59 +349,255 @@ async fn sequential(pool: &PgPool, yaml: &str, runs: usize) -> anyhow::Result<Ve
             run.error
         );
         let finished = run.finished_at.context("a finished run has finished_at")?;
-        latencies.push((finished - run.created_at).to_std().unwrap_or_default());
+        latencies.push((finished - run.created_at).as_seconds_f64() * 1000.0);
+        ids.push(id);
     }
-    Ok(latencies)
+    Ok((latencies, ids))
 }
 
-/// Submits `n` runs from 4 concurrent clients, waits for all; returns the
-/// number of tasks and the time from the first start to the last finish.
-async fn throughput(pool: &PgPool, yaml: &str, n: usize) -> anyhow::Result<(usize, Duration)> {
-    let mut clients = Vec::new();
-    for c in 0..4 {
-        let pool = pool.clone();
-        let yaml = yaml.to_owned();
-        clients.push(tokio::spawn(async move {
-            let mut ids: Vec<WorkflowExecutionId> = Vec::new();
-            for _ in (c..n).step_by(4) {
-                ids.push(submit(&pool, &yaml, "bench.yaml", json!({})).await?);
-            }
-            anyhow::Ok(ids)
-        }));
-    }
+/// Submits `n` runs of `yaml` in a few large transactions (no daemon needs
+/// to be running).
+async fn submit_many(
+    pool: &PgPool,
+    yaml: &str,
+    input: &Value,
+    n: usize,
+) -> anyhow::Result<Vec<WorkflowExecutionId>> {
+    let workflow = Workflow::parse(yaml, "bench.yaml").map_err(|d| anyhow::anyhow!("{d}"))?;
+    let tasks_total = i32::try_from(workflow.tasks().count())?;
     let mut ids = Vec::with_capacity(n);
-    for c in clients {
-        ids.extend(c.await??);
+    for chunk in (0..n).collect::<Vec<_>>().chunks(1_000) {
+        let mut tx = pool.begin().await?;
+        for _ in chunk {
+            let new = NewRun {
+                id: WorkflowExecutionId::new(),
+                workflow_name: workflow.name(),
+                source: yaml,
+                origin: "bench.yaml",
+                input,
+                tasks_total,
+                idempotency_key: None,
+            };
+            ids.push(runs::submit(&mut tx, &new).await?.id());
+        }
+        tx.commit().await?;
     }
-    for id in &ids {
-        let run = wait_terminal(pool, *id, Duration::from_secs(600)).await?;
-        ensure!(
-            run.status == WorkflowStatus::Succeeded,
-            "run {id} ended {}",
-            run.status
-        );
-    }
+    Ok(ids)
+}
+
+/// Waits until none of `ids` is still pending or running.
+async fn wait_all(
+    pool: &PgPool,
+    ids: &[WorkflowExecutionId],
+    timeout: Duration,
+) -> anyhow::Result<()> {
     let uuids: Vec<uuid::Uuid> = ids.iter().map(|i| i.as_uuid()).collect();
-    let (first, last): (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>) =
-        sqlx::query_as(
-            "SELECT min(created_at), max(finished_at) FROM workflow_executions WHERE id = ANY($1)",
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let open: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM workflow_executions WHERE id = ANY($1) \
+             AND status NOT IN ('succeeded', 'failed', 'canceled')",
         )
         .bind(&uuids)
         .fetch_one(pool)
         .await?;
-    Ok((ids.len(), (last - first).to_std().unwrap_or_default()))
+        if open == 0 {
+            break;
+        }
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "{open} of {} runs still open after {timeout:?}",
+            ids.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let failed: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM workflow_executions WHERE id = ANY($1) AND status <> 'succeeded'",
+    )
+    .bind(&uuids)
+    .fetch_one(pool)
+    .await?;
+    ensure!(
+        failed == 0,
+        "{failed} of {} runs did not succeed",
+        ids.len()
+    );
+    Ok(())
 }
 
-fn report(name: &str, samples: &[Duration]) {
-    let mut ms: Vec<f64> = samples.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
-    ms.sort_by(f64::total_cmp);
-    let pct = |p: f64| ms[((ms.len() as f64 - 1.0) * p).round() as usize];
-    println!(
-        "{name:<22} runs={} p50={:.1}ms p90={:.1}ms p99={:.1}ms max={:.1}ms",
-        ms.len(),
-        pct(0.50),
-        pct(0.90),
-        pct(0.99),
-        ms[ms.len() - 1]
+/// Seconds from the first run's start to the last run's end.
+async fn span(pool: &PgPool, ids: &[WorkflowExecutionId]) -> anyhow::Result<f64> {
+    let uuids: Vec<uuid::Uuid> = ids.iter().map(|i| i.as_uuid()).collect();
+    let seconds: f64 = sqlx::query_scalar(
+        "SELECT extract(epoch FROM max(finished_at) - min(started_at))::float8 \
+         FROM workflow_executions WHERE id = ANY($1)",
+    )
+    .bind(&uuids)
+    .fetch_one(pool)
+    .await?;
+    Ok(seconds)
+}
+
+/// A backlog of independent runs, then one wide `with_items`, drained by
+/// daemons started after the backlog was stored.
+async fn throughput(
+    sizes: &Sizes,
+    executors: usize,
+    workers: usize,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let set = format!("{executors}+{workers}");
+    let (stack, pool) = stack().await?;
+    let runs = sizes.throughput_runs;
+    let ids = submit_many(&pool, NOOP, &json!({}), runs).await?;
+    let daemons = Daemons::start(&stack, executors, workers)?;
+    wait_all(&pool, &ids, Duration::from_secs(900)).await?;
+    let peaks = daemons.stop();
+    let seconds = span(&pool, &ids).await?;
+    report.add(
+        &format!("throughput-runs {set}"),
+        "tasks/s",
+        runs as f64 / seconds,
+        "tasks/s",
     );
+    report.add(&format!("throughput-runs {set}"), "elapsed", seconds, "s");
+    report.memory(&format!("throughput-runs {set}"), &peaks);
+
+    let (stack, pool) = self::stack().await?;
+    let items = sizes.throughput_items;
+    let ids = submit_many(&pool, &fan_out(None), &json!({ "n": items }), 1).await?;
+    let daemons = Daemons::start(&stack, executors, workers)?;
+    wait_all(&pool, &ids, Duration::from_secs(900)).await?;
+    let peaks = daemons.stop();
+    check_join(&pool, ids[0], items).await?;
+    let seconds = span(&pool, &ids).await?;
+    report.add(
+        &format!("throughput-items {set}"),
+        "tasks/s",
+        items as f64 / seconds,
+        "tasks/s",
+    );
+    report.add(&format!("throughput-items {set}"), "elapsed", seconds, "s");
+    report.memory(&format!("throughput-items {set}"), &peaks);
+    Ok(())
+}
+
+/// The join of a fan-out ran once, after every item, and counted them all.
+async fn check_join(pool: &PgPool, id: WorkflowExecutionId, items: usize) -> anyhow::Result<f64> {
+    let (executions, result, seconds): (i64, Option<Value>, f64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM executions WHERE task_execution_id = t.id), t.result, \
+                extract(epoch FROM t.finished_at - r.created_at)::float8 \
+         FROM task_executions t JOIN workflow_executions r ON r.id = t.workflow_execution_id \
+         WHERE t.workflow_execution_id = $1 AND t.task_name = 'join'",
+    )
+    .bind(id.as_uuid())
+    .fetch_one(pool)
+    .await?;
+    ensure!(executions == 1, "the join ran {executions} times");
+    ensure!(
+        result == Some(json!({ "n": items })),
+        "the join saw {result:?}, not {items} items"
+    );
+    let fanned: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM executions e JOIN task_executions t ON t.id = e.task_execution_id \
+         WHERE t.workflow_execution_id = $1 AND t.task_name = 'fan' AND e.status = 'succeeded'",
+    )
+    .bind(id.as_uuid())
+    .fetch_one(pool)
+    .await?;
+    ensure!(
+        usize::try_from(fanned)? == items,
+        "{fanned} of {items} items succeeded"
+    );
+    Ok(seconds)
+}
+
+async fn fanout(sizes: &Sizes, report: &mut Report) -> anyhow::Result<()> {
+    let (stack, pool) = stack().await?;
+    let daemons = Daemons::start(&stack, 1, 1)?;
+    sequential(&pool, NOOP, 3).await?;
+    let mut times: BTreeMap<(Option<usize>, usize), f64> = BTreeMap::new();
+    for concurrency in [None, Some(500)] {
+        let label = concurrency.map_or("unbounded".to_owned(), |c| format!("concurrency {c}"));
+        for &n in &sizes.fan_outs {
+            let id = submit(
+                &pool,
+                &fan_out(concurrency),
+                "bench.yaml",
+                json!({ "n": n }),
+            )
+            .await?;
+            wait_all(&pool, &[id], Duration::from_secs(900)).await?;
+            let seconds = check_join(&pool, id, n).await?;
+            report.add(&format!("fanout {n} {label}"), "join_done", seconds, "s");
+            times.insert((concurrency, n), seconds);
+        }
+        if let [.., ten, hundred] = sizes.fan_outs[..] {
+            if let (Some(a), Some(b)) = (
+                times.get(&(concurrency, ten)),
+                times.get(&(concurrency, hundred)),
+            ) {
+                report.add(
+                    &format!("fanout ratio {hundred}/{ten} {label}"),
+                    "ratio",
+                    b / a,
+                    "x",
+                );
+            }
+        }
+    }
+    let peaks = daemons.stop();
+    report.memory("fanout (1 executor + 1 worker)", &peaks);
+    Ok(())
+}
+
+/// Dispatch latency of single-task runs with executions parked in a queue
+/// nobody consumes: the cost of a dispatch must not grow with the backlog.
+async fn depth(sizes: &Sizes, report: &mut Report) -> anyhow::Result<()> {
+    let (stack, pool) = stack().await?;
+    let daemons = Daemons::start(&stack, 1, 1)?;
+    sequential(&pool, NOOP, 3).await?;
+    let mut p50s = Vec::new();
+    let mut parked = 0;
+    for depth in [sizes.depths.0, sizes.depths.1] {
+        submit(&pool, PARKED, "bench.yaml", json!({ "n": depth - parked })).await?;
+        parked = depth;
+        wait_parked(&pool, depth).await?;
+        let (latencies, _) = sequential(&pool, NOOP, sizes.depth_runs).await?;
+        let scenario = format!("depth {depth} parked");
+        report.percentiles(&scenario, &latencies);
+        let mut sorted = latencies;
+        sorted.sort_by(f64::total_cmp);
+        p50s.push(sorted[sorted.len() / 2]);
+    }
+    report.add(
+        &format!("depth ratio {}/{}", sizes.depths.1, sizes.depths.0),
+        "p50_ratio",
+        p50s[1] / p50s[0],
+        "x",
+    );
+    daemons.stop();
+    Ok(())
+}
+
+/// Waits until `n` executions are queued for the parked pool and every
+/// message has left the outbox.
+async fn wait_parked(pool: &PgPool, n: usize) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
+    loop {
+        let (queued, outbox): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM executions WHERE status = 'queued'), \
+                    (SELECT count(*) FROM outbox)",
+        )
+        .fetch_one(pool)
+        .await?;
+        if usize::try_from(queued)? >= n && outbox == 0 {
+            return Ok(());
+        }
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "only {queued} of {n} executions parked ({outbox} messages unpublished)"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -19,10 +19,12 @@ pub fn weft_binary() -> anyhow::Result<PathBuf> {
         .context("the test executable is not under target/<profile>/deps")?;
     let binary = profile_dir.join("weft");
     if !binary.exists() {
-        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args(["build", "-p", "weft-cli", "--bin", "weft"])
-            .status()
-            .context("building the weft binary")?;
+        let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        build.args(["build", "-p", "weft-cli", "--bin", "weft"]);
+        if profile_dir.ends_with("release") {
+            build.arg("--release");
+        }
+        let status = build.status().context("building the weft binary")?;
         if !status.success() {
             bail!("building the weft binary failed");
         }

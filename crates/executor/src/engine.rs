@@ -283,6 +283,7 @@ impl Engine {
             error: m.error.as_deref(),
             worker_id: Some(&m.worker_id),
             started_at: m.started_at,
+            finished_at: Some(m.finished_at),
         };
         self.complete(tx, &completion).await
     }

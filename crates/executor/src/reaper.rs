@@ -65,6 +65,7 @@ pub async fn reap_once(engine: &Engine, config: &ReaperConfig) -> Result<bool, E
         error: Some(&overdue.reason),
         worker_id: None,
         started_at: None,
+        finished_at: None,
     };
     let applied = engine.complete(tx, &completion).await?;
     metrics::counter!("weft_reaper_reaped_total").increment(u64::from(applied == Applied::Changed));

@@ -251,6 +251,8 @@ pub struct Completion<'a> {
     pub worker_id: Option<&'a str>,
     /// When the action began.
     pub started_at: Option<DateTime<Utc>>,
+    /// When the action ended, as its worker reported it (`None`: now).
+    pub finished_at: Option<DateTime<Utc>>,
 }
 
 /// A recorded completion, with what the engine needs next of its task and
@@ -288,7 +290,7 @@ pub async fn complete(
         "WITH e AS ( \
              UPDATE executions \
              SET status = $3, result = $4, error = $5, worker_id = COALESCE($6, worker_id), \
-                 started_at = COALESCE(started_at, $7), finished_at = clock_timestamp() \
+                 started_at = COALESCE(started_at, $7), finished_at = COALESCE($9, clock_timestamp()) \
              WHERE id = $1 AND attempt = $2 AND status = ANY($8) \
              RETURNING {EXECUTION_COLUMNS} \
          ) \
@@ -306,6 +308,7 @@ pub async fn complete(
     .bind(c.worker_id)
     .bind(c.started_at)
     .bind(ExecutionStatus::source_names(c.status))
+    .bind(c.finished_at)
     .fetch_optional(conn)
     .await
     .context("recording an execution's completion")

@@ -159,10 +159,14 @@ pub async fn run(
         let grace_over = grace_over.clone();
         let shutdown = shutdown.clone();
         let grace = config.shutdown_grace;
+        let done = background.clone();
         tracker.spawn(async move {
             shutdown.cancelled().await;
-            tokio::time::sleep(grace).await;
-            grace_over.cancel();
+            // Ends early once every consumer has finished its work.
+            tokio::select! {
+                () = tokio::time::sleep(grace) => grace_over.cancel(),
+                () = done.cancelled() => {}
+            }
         });
     }
     let mut consumers = Vec::new();
