@@ -5,9 +5,11 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use weft_bus::{Bus, BusConfig, ConsumerConfig, Delivery, Outcome, QueueKind};
+use weft_common::Message;
 use weft_common::message::topology;
 use weft_store::{DbConfig, StoreError};
 
+use crate::batch::Batcher;
 use crate::engine::{Applied, Engine, EngineConfig};
 use crate::error::EngineError;
 use crate::reaper::ReaperConfig;
@@ -107,8 +109,21 @@ pub async fn run(config: ExecutorConfig, shutdown: CancellationToken) -> Result<
         consumer_tag: format!("weft-executor-{}", std::process::id()),
     };
     let handler_shutdown = shutdown.clone();
-    let handler =
-        move |delivery: Delivery| handle(engine.clone(), delivery, handler_shutdown.clone());
+    // Half the pool's connections apply batches of completions; the rest
+    // serve everything else.
+    let batcher = Batcher::start(
+        engine.clone(),
+        (config.db.max_connections as usize / 2).max(1),
+        shutdown.clone(),
+    );
+    let handler = move |delivery: Delivery| {
+        handle(
+            engine.clone(),
+            batcher.clone(),
+            delivery,
+            handler_shutdown.clone(),
+        )
+    };
     tracing::info!("executor running");
     let consumed = weft_bus::consume(&bus, consumer, handler, shutdown.clone()).await;
     shutdown.cancel();
@@ -121,11 +136,20 @@ pub async fn run(config: ExecutorConfig, shutdown: CancellationToken) -> Result<
 
 /// Applies one delivery, retrying transient failures until they pass or
 /// the executor shuts down (then the delivery goes back to the queue).
-async fn handle(engine: Engine, delivery: Delivery, shutdown: CancellationToken) -> Outcome {
+async fn handle(
+    engine: Engine,
+    batcher: Batcher,
+    delivery: Delivery,
+    shutdown: CancellationToken,
+) -> Outcome {
     let kind = delivery.envelope.message.kind();
     let mut failures = 0u32;
     loop {
-        match engine.apply(&delivery.envelope).await {
+        let applied = match &delivery.envelope.message {
+            Message::ExecutionCompleted(m) => batcher.apply(m.clone()).await,
+            _ => engine.apply(&delivery.envelope).await,
+        };
+        match applied {
             Ok(applied) => {
                 if applied == Applied::Duplicate {
                     tracing::debug!(

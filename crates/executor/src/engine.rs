@@ -10,7 +10,7 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use tokio::sync::{Notify, mpsc};
 use weft_common::message::{ExecutionCompleted, ExecutionStarted};
 use weft_common::{
@@ -24,6 +24,9 @@ use crate::catalog::Catalog;
 use crate::error::{EngineError, db};
 use crate::flush::Committed;
 use crate::step::{Outcome, RunInfo, Step};
+
+/// A message to write to the outbox, with its due time (`None`: at once).
+type Queued = (Envelope, Option<chrono::DateTime<chrono::Utc>>);
 
 /// What applying a message did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -204,7 +207,7 @@ impl Engine {
             step.decide(root).await?;
         }
         let messages = std::mem::take(&mut step.outbox);
-        self.commit(tx, &messages).await?;
+        self.commit(tx, messages).await?;
         tracing::info!(workflow = %workflow.name(), "run started");
         Ok(Applied::Changed)
     }
@@ -236,7 +239,7 @@ impl Engine {
             step.decide(task).await?;
         }
         let messages = std::mem::take(&mut step.outbox);
-        self.commit(tx, &messages).await?;
+        self.commit(tx, messages).await?;
         tracing::info!(round = run.run_attempt, "run resumed");
         Ok(Applied::Changed)
     }
@@ -268,24 +271,50 @@ impl Engine {
         err
     )]
     async fn execution_completed(&self, m: &ExecutionCompleted) -> Result<Applied, EngineError> {
-        if !m.status.is_terminal() {
-            return Err(EngineError::Inconsistent(format!(
-                "a completion of execution {} carries the non-terminal status `{}`",
-                m.execution_id, m.status
-            )));
-        }
+        let completion = completion_of(m)?;
         let tx = self.begin().await?;
-        let completion = Completion {
-            id: m.execution_id,
-            attempt: i32::try_from(m.attempt).unwrap_or(i32::MAX),
-            status: m.status,
-            result: m.result.as_ref(),
-            error: m.error.as_deref(),
-            worker_id: Some(&m.worker_id),
-            started_at: m.started_at,
-            finished_at: Some(m.finished_at),
-        };
         self.complete(tx, &completion).await
+    }
+
+    /// Applies several completions in one transaction: one commit for all,
+    /// and a counter row shared by their items (a wide fan-out) locked once.
+    /// Each completion goes through the same guards as alone. If any of
+    /// them fails, nothing is committed and each is applied on its own, so
+    /// one bad message never holds back the others. One result per message.
+    pub async fn apply_completions(
+        &self,
+        messages: &[&ExecutionCompleted],
+    ) -> Vec<Result<Applied, EngineError>> {
+        if messages.len() > 1 {
+            match self.complete_together(messages).await {
+                Ok(applied) => return applied.into_iter().map(Ok).collect(),
+                Err(e) => {
+                    tracing::debug!(error = %weft_common::error_chain(&e), count = messages.len(), "a batch of completions failed; applying them one by one");
+                }
+            }
+        }
+        let mut results = Vec::with_capacity(messages.len());
+        for m in messages {
+            results.push(self.execution_completed(m).await);
+        }
+        results
+    }
+
+    async fn complete_together(
+        &self,
+        messages: &[&ExecutionCompleted],
+    ) -> Result<Vec<Applied>, EngineError> {
+        let mut tx = self.begin().await?;
+        let mut applied = Vec::with_capacity(messages.len());
+        let mut outbox = Vec::new();
+        for m in messages {
+            let completion = completion_of(m)?;
+            let (one, messages) = self.complete_in(&mut tx, &completion).await?;
+            applied.push(one);
+            outbox.extend(messages);
+        }
+        self.commit(tx, outbox).await?;
+        Ok(applied)
     }
 
     /// Records a completion (guarded) and advances the run: a retry, the
@@ -296,31 +325,36 @@ impl Engine {
         mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
         completion: &Completion<'_>,
     ) -> Result<Applied, EngineError> {
-        let Some(completed) = executions::complete(&mut tx, completion).await? else {
-            return Ok(Applied::Duplicate);
+        let (applied, messages) = self.complete_in(&mut tx, completion).await?;
+        self.commit(tx, messages).await?;
+        Ok(applied)
+    }
+
+    /// [`Engine::complete`] inside an open transaction: returns the
+    /// messages to write to the outbox with the commit.
+    async fn complete_in(
+        &self,
+        tx: &mut PgConnection,
+        completion: &Completion<'_>,
+    ) -> Result<(Applied, Vec<Queued>), EngineError> {
+        let Some(completed) = executions::complete(tx, completion).await? else {
+            return Ok((Applied::Duplicate, Vec::new()));
         };
         let execution = &completed.execution;
         let run_id = execution.workflow_execution_id;
         match completed.run_status {
             WorkflowStatus::Running => {}
             WorkflowStatus::Canceling => {
-                cancel::settle(&mut tx, run_id, &completed.workflow_name).await?;
-                tx.commit().await.map_err(db("committing"))?;
+                // Settling writes its own outbox rows for the relay.
+                cancel::settle(tx, run_id, &completed.workflow_name).await?;
                 self.inner.outbox_written.notify_one();
-                return Ok(Applied::Changed);
+                return Ok((Applied::Changed, Vec::new()));
             }
             // A late report for a finished (or not yet started) run: the
             // execution's guard flipped, nothing else follows.
-            _ => {
-                tx.commit().await.map_err(db("committing"))?;
-                return Ok(Applied::Changed);
-            }
+            _ => return Ok((Applied::Changed, Vec::new())),
         }
-        let workflow = self
-            .inner
-            .catalog
-            .get(&mut tx, completed.definition_id)
-            .await?;
+        let workflow = self.inner.catalog.get(tx, completed.definition_id).await?;
         let spec = workflow.task(&completed.task_name).ok_or_else(|| {
             EngineError::Inconsistent(format!(
                 "task `{}` is not in the workflow of run {run_id}",
@@ -333,7 +367,7 @@ impl Engine {
             input: completed.run_input.as_object().cloned().unwrap_or_default(),
             workflow: Arc::clone(&workflow),
         };
-        let mut step = Step::new(&mut tx, &self.inner.evaluator, info);
+        let mut step = Step::new(tx, &self.inner.evaluator, info);
 
         let tries = execution.attempt - completed.attempt_base;
         let attempts_left = tries < i32::try_from(spec.retry().attempts).unwrap_or(i32::MAX);
@@ -356,9 +390,7 @@ impl Engine {
                 }
             }
         }
-        let messages = std::mem::take(&mut step.outbox);
-        self.commit(tx, &messages).await?;
-        Ok(Applied::Changed)
+        Ok((Applied::Changed, std::mem::take(&mut step.outbox)))
     }
 
     /// How a task whose items are all done ends.
@@ -404,18 +436,18 @@ impl Engine {
     async fn commit(
         &self,
         mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
-        messages: &[(Envelope, Option<chrono::DateTime<chrono::Utc>>)],
+        messages: Vec<Queued>,
     ) -> Result<(), EngineError> {
         let flusher = self.inner.flusher.get();
-        let ids = outbox::enqueue(&mut tx, messages, flusher.map(|(_, lease)| *lease)).await?;
+        let ids = outbox::enqueue(&mut tx, &messages, flusher.map(|(_, lease)| *lease)).await?;
         tx.commit().await.map_err(db("committing"))?;
         let delayed = ids.len() < messages.len();
         match flusher {
             Some((sender, _)) if !ids.is_empty() => {
                 let envelopes = messages
-                    .iter()
+                    .into_iter()
                     .filter(|(_, due)| due.is_none())
-                    .map(|(envelope, _)| envelope.clone())
+                    .map(|(envelope, _)| envelope)
                     .collect();
                 if sender.send(Committed { ids, envelopes }).is_err() {
                     // The flusher stopped (shutting down): relays publish
@@ -435,4 +467,24 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// The store's view of a completion report.
+fn completion_of(m: &ExecutionCompleted) -> Result<Completion<'_>, EngineError> {
+    if !m.status.is_terminal() {
+        return Err(EngineError::Inconsistent(format!(
+            "a completion of execution {} carries the non-terminal status `{}`",
+            m.execution_id, m.status
+        )));
+    }
+    Ok(Completion {
+        id: m.execution_id,
+        attempt: i32::try_from(m.attempt).unwrap_or(i32::MAX),
+        status: m.status,
+        result: m.result.as_ref(),
+        error: m.error.as_deref(),
+        worker_id: Some(&m.worker_id),
+        started_at: m.started_at,
+        finished_at: Some(m.finished_at),
+    })
 }

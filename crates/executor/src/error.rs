@@ -23,6 +23,9 @@ pub enum EngineError {
     /// The message refers to something the database does not hold.
     #[error("{0}")]
     Inconsistent(String),
+    /// The executor is stopping; the message goes back to the queue.
+    #[error("the executor is shutting down")]
+    ShuttingDown,
 }
 
 impl EngineError {
@@ -32,6 +35,7 @@ impl EngineError {
         match self {
             Self::Store(e) => e.is_transient(),
             Self::Bus(e) => e.is_transient(),
+            Self::ShuttingDown => true,
             Self::InvalidDefinition { .. } | Self::Inconsistent(_) => false,
         }
     }

@@ -15,6 +15,7 @@
 //!    went silent, applying the retry policy.
 //! 5. [`run`] — the daemon wiring them to the bus.
 
+mod batch;
 mod catalog;
 mod daemon;
 mod engine;

@@ -66,8 +66,11 @@ pub async fn enqueue(
         let (exchange, key) = envelope.route();
         exchanges.push(exchange);
         keys.push(key);
+        // Serialized straight to text (PostgreSQL parses it into jsonb): a
+        // `serde_json::Value` tree per message costs far more memory for a
+        // wide fan-out.
         payloads.push(
-            serde_json::to_value(envelope).map_err(|e| StoreError::Corrupt {
+            serde_json::to_string(envelope).map_err(|e| StoreError::Corrupt {
                 what: "outbox message",
                 detail: e.to_string(),
             })?,
@@ -80,9 +83,9 @@ pub async fn enqueue(
     // to the messages whatever order the insert returns them in.
     let rows: Vec<(i64, Uuid)> = sqlx::query_as(
         "INSERT INTO outbox (exchange, routing_key, payload, not_before) \
-         SELECT exchange, key, payload, \
+         SELECT exchange, key, payload::jsonb, \
                 COALESCE(due, now() + make_interval(secs => $5::float8 / 1000)) \
-         FROM UNNEST($1::text[], $2::text[], $3::jsonb[], $4::timestamptz[]) \
+         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::timestamptz[]) \
               AS m(exchange, key, payload, due) \
          RETURNING id, (payload->>'id')::uuid",
     )
