@@ -532,18 +532,18 @@ async fn fanout(sizes: &Sizes, report: &mut Report) -> anyhow::Result<()> {
             report.add(&format!("fanout {n} {label}"), "join_done", seconds, "s");
             times.insert((concurrency, n), seconds);
         }
-        if let [.., ten, hundred] = sizes.fan_outs[..] {
-            if let (Some(a), Some(b)) = (
+        if let [.., ten, hundred] = sizes.fan_outs[..]
+            && let (Some(a), Some(b)) = (
                 times.get(&(concurrency, ten)),
                 times.get(&(concurrency, hundred)),
-            ) {
-                report.add(
-                    &format!("fanout ratio {hundred}/{ten} {label}"),
-                    "ratio",
-                    b / a,
-                    "x",
-                );
-            }
+            )
+        {
+            report.add(
+                &format!("fanout ratio {hundred}/{ten} {label}"),
+                "ratio",
+                b / a,
+                "x",
+            );
         }
     }
     let peaks = daemons.stop();
