@@ -42,7 +42,7 @@ impl Default for ExecutorConfig {
             db: DbConfig::default(),
             bus: BusConfig::default(),
             prefetch: 64,
-            concurrency: 16,
+            concurrency: 64,
             engine: EngineConfig::default(),
             relay: RelayConfig::default(),
             reaper: ReaperConfig::default(),

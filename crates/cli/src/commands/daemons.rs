@@ -44,7 +44,7 @@ pub(crate) struct ExecutorArgs {
 #[derive(Debug, Clone, Args)]
 pub(crate) struct ExecutorTuning {
     /// Messages applied concurrently.
-    #[arg(long, default_value_t = 16, env = "WEFT_EXECUTOR_CONCURRENCY")]
+    #[arg(long, default_value_t = 64, env = "WEFT_EXECUTOR_CONCURRENCY")]
     pub(crate) executor_concurrency: usize,
     /// Deliveries in flight from the broker.
     #[arg(long, default_value_t = 64, env = "WEFT_EXECUTOR_PREFETCH")]
