@@ -7,6 +7,7 @@
 //! acked afterwards. A redelivered or duplicated message finds its guard
 //! already flipped and returns [`Applied::Duplicate`].
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -14,10 +15,11 @@ use sqlx::{PgConnection, PgPool};
 use tokio::sync::{Notify, mpsc};
 use weft_common::message::{ExecutionCompleted, ExecutionStarted};
 use weft_common::{
-    Envelope, Evaluator, ExecutionStatus, Message, TaskStatus, WorkflowExecutionId, WorkflowStatus,
+    Envelope, Evaluator, ExecutionStatus, Message, TaskExecutionId, TaskStatus, WorkflowExecutionId,
+    WorkflowStatus,
 };
-use weft_store::executions::{self, Completion};
-use weft_store::tasks::{self, NewTask};
+use weft_store::executions::{self, Completed, Completion};
+use weft_store::tasks::{self, ItemsDone, NewTask};
 use weft_store::{cancel, outbox, runs, workers};
 
 use crate::catalog::Catalog;
@@ -304,15 +306,12 @@ impl Engine {
         &self,
         messages: &[&ExecutionCompleted],
     ) -> Result<Vec<Applied>, EngineError> {
+        let completions = messages
+            .iter()
+            .map(|m| completion_of(m))
+            .collect::<Result<Vec<_>, _>>()?;
         let mut tx = self.begin().await?;
-        let mut applied = Vec::with_capacity(messages.len());
-        let mut outbox = Vec::new();
-        for m in messages {
-            let completion = completion_of(m)?;
-            let (one, messages) = self.complete_in(&mut tx, &completion).await?;
-            applied.push(one);
-            outbox.extend(messages);
-        }
+        let (applied, outbox) = self.complete_in(&mut tx, &completions).await?;
         self.commit(tx, outbox).await?;
         Ok(applied)
     }
@@ -325,72 +324,133 @@ impl Engine {
         mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
         completion: &Completion<'_>,
     ) -> Result<Applied, EngineError> {
-        let (applied, messages) = self.complete_in(&mut tx, completion).await?;
+        let (applied, messages) = self
+            .complete_in(&mut tx, std::slice::from_ref(completion))
+            .await?;
         self.commit(tx, messages).await?;
-        Ok(applied)
+        Ok(applied.first().copied().unwrap_or(Applied::Duplicate))
     }
 
-    /// [`Engine::complete`] inside an open transaction: returns the
-    /// messages to write to the outbox with the commit.
+    /// [`Engine::complete`] for several completions inside an open
+    /// transaction, set-based where it can be: one statement records them
+    /// all, one counts the finished items of every task they belong to
+    /// (a wide fan-out's counter row is updated once), then each run is
+    /// advanced in run order (so concurrent batches lock runs in the same
+    /// order). Returns one [`Applied`] per completion and the messages to
+    /// write to the outbox with the commit.
     async fn complete_in(
         &self,
         tx: &mut PgConnection,
-        completion: &Completion<'_>,
-    ) -> Result<(Applied, Vec<Queued>), EngineError> {
-        let Some(completed) = executions::complete(tx, completion).await? else {
-            return Ok((Applied::Duplicate, Vec::new()));
-        };
-        let execution = &completed.execution;
-        let run_id = execution.workflow_execution_id;
-        match completed.run_status {
-            WorkflowStatus::Running => {}
-            WorkflowStatus::Canceling => {
-                // Settling writes its own outbox rows for the relay.
-                cancel::settle(tx, run_id, &completed.workflow_name).await?;
-                self.inner.outbox_written.notify_one();
-                return Ok((Applied::Changed, Vec::new()));
+        completions: &[Completion<'_>],
+    ) -> Result<(Vec<Applied>, Vec<Queued>), EngineError> {
+        let recorded = executions::complete_many(tx, completions).await?;
+        let applied = recorded
+            .iter()
+            .map(|r| {
+                if r.is_some() {
+                    Applied::Changed
+                } else {
+                    Applied::Duplicate
+                }
+            })
+            .collect();
+        let mut runs: BTreeMap<WorkflowExecutionId, RunPlan<'_>> = BTreeMap::new();
+        let mut items: BTreeMap<TaskExecutionId, Items<'_>> = BTreeMap::new();
+        for (completion, completed) in completions.iter().zip(&recorded) {
+            let Some(completed) = completed else { continue };
+            let execution = &completed.execution;
+            let plan = runs
+                .entry(execution.workflow_execution_id)
+                .or_insert_with(|| RunPlan::new(completed));
+            match completed.run_status {
+                WorkflowStatus::Running => {}
+                WorkflowStatus::Canceling => {
+                    plan.settle = true;
+                    continue;
+                }
+                // A late report for a finished (or not yet started) run:
+                // the execution's guard flipped, nothing else follows.
+                _ => continue,
             }
-            // A late report for a finished (or not yet started) run: the
-            // execution's guard flipped, nothing else follows.
-            _ => return Ok((Applied::Changed, Vec::new())),
+            let workflow = self.inner.catalog.get(tx, completed.definition_id).await?;
+            let spec = workflow.task(&completed.task_name).ok_or_else(|| {
+                EngineError::Inconsistent(format!(
+                    "task `{}` is not in the workflow of run {}",
+                    completed.task_name, execution.workflow_execution_id
+                ))
+            })?;
+            let tries = execution.attempt - completed.attempt_base;
+            let attempts_left = tries < i32::try_from(spec.retry().attempts).unwrap_or(i32::MAX);
+            if completion.status.is_retryable() && attempts_left {
+                plan.retries.push(execution);
+                continue;
+            }
+            let task = execution.task_execution_id;
+            let entry = items.entry(task).or_insert_with(|| Items {
+                done: ItemsDone {
+                    task,
+                    succeeded: 0,
+                    failed: 0,
+                },
+                last: execution,
+                with_items: spec.with_items().is_some(),
+            });
+            if completion.status == ExecutionStatus::Succeeded {
+                entry.done.succeeded += 1;
+            } else {
+                entry.done.failed += 1;
+            }
+            entry.last = execution;
+            if !plan.tasks.contains(&task) {
+                plan.tasks.push(task);
+            }
         }
-        let workflow = self.inner.catalog.get(tx, completed.definition_id).await?;
-        let spec = workflow.task(&completed.task_name).ok_or_else(|| {
-            EngineError::Inconsistent(format!(
-                "task `{}` is not in the workflow of run {run_id}",
-                completed.task_name
-            ))
-        })?;
-        let info = RunInfo {
-            id: run_id,
-            status: completed.run_status,
-            input: completed.run_input.as_object().cloned().unwrap_or_default(),
-            workflow: Arc::clone(&workflow),
-        };
-        let mut step = Step::new(tx, &self.inner.evaluator, info);
+        let done: Vec<ItemsDone> = items.values().map(|i| i.done).collect();
+        let counted: HashMap<TaskExecutionId, tasks::TaskRow> = tasks::items_finished(tx, &done)
+            .await?
+            .into_iter()
+            .map(|t| (t.id, t))
+            .collect();
 
-        let tries = execution.attempt - completed.attempt_base;
-        let attempts_left = tries < i32::try_from(spec.retry().attempts).unwrap_or(i32::MAX);
-        if completion.status.is_retryable() && attempts_left {
-            let task = tasks::get(step.conn(), execution.task_execution_id).await?;
-            step.retry(&task, execution).await?;
-        } else {
-            let succeeded = completion.status == ExecutionStatus::Succeeded;
-            let counted =
-                tasks::item_finished(step.conn(), execution.task_execution_id, succeeded).await?;
-            if let Some(counted) = counted {
+        let mut outbox = Vec::new();
+        for (run_id, plan) in runs {
+            if plan.settle {
+                // Settling writes its own outbox rows for the relay.
+                cancel::settle(tx, run_id, &plan.first.workflow_name).await?;
+                self.inner.outbox_written.notify_one();
+            }
+            if plan.retries.is_empty() && plan.tasks.iter().all(|t| !counted.contains_key(t)) {
+                continue;
+            }
+            let workflow = self.inner.catalog.get(tx, plan.first.definition_id).await?;
+            let info = RunInfo {
+                id: run_id,
+                status: plan.first.run_status,
+                input: plan.first.run_input.as_object().cloned().unwrap_or_default(),
+                workflow,
+            };
+            let mut step = Step::new(tx, &self.inner.evaluator, info);
+            for failed in plan.retries {
+                let task = tasks::get(step.conn(), failed.task_execution_id).await?;
+                step.retry(&task, failed).await?;
+            }
+            for task in plan.tasks {
+                let (Some(counted), Some(entry)) = (counted.get(&task), items.get(&task)) else {
+                    continue;
+                };
                 if counted.all_items_done() {
-                    let with_items = spec.with_items().is_some();
                     let outcome = self
-                        .task_outcome(&mut step, &counted, execution, with_items)
+                        .task_outcome(&mut step, counted, entry.last, entry.with_items)
                         .await?;
-                    step.finish_task(&counted, outcome).await?;
-                } else if succeeded {
-                    step.dispatch_next_item(&counted).await?;
+                    step.finish_task(counted, outcome).await?;
+                } else if entry.done.succeeded > 0 {
+                    step.dispatch_next_items(counted, entry.done.succeeded)
+                        .await?;
                 }
             }
+            outbox.append(&mut step.outbox);
         }
-        Ok((Applied::Changed, std::mem::take(&mut step.outbox)))
+        Ok((applied, outbox))
     }
 
     /// How a task whose items are all done ends.
@@ -467,6 +527,37 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// What a batch of completions does to one run.
+struct RunPlan<'c> {
+    /// One of its recorded completions: the run's status, input, workflow.
+    first: &'c Completed,
+    /// It is canceling: settle it once its completions are recorded.
+    settle: bool,
+    /// Executions that failed with tries left.
+    retries: Vec<&'c executions::ExecutionRow>,
+    /// Tasks with finished items, in the order they were reported.
+    tasks: Vec<TaskExecutionId>,
+}
+
+impl<'c> RunPlan<'c> {
+    fn new(first: &'c Completed) -> Self {
+        Self {
+            first,
+            settle: false,
+            retries: Vec::new(),
+            tasks: Vec::new(),
+        }
+    }
+}
+
+/// The finished items of one task in a batch of completions.
+struct Items<'c> {
+    done: ItemsDone,
+    /// The last of them: a plain task's result.
+    last: &'c executions::ExecutionRow,
+    with_items: bool,
 }
 
 /// The store's view of a completion report.

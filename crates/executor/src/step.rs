@@ -282,33 +282,46 @@ impl<'a> Step<'a> {
         }
     }
 
-    /// Dispatches the next item of a with_items task if a slot is free.
-    pub(crate) async fn dispatch_next_item(&mut self, task: &TaskRow) -> Result<(), EngineError> {
+    /// Dispatches up to `count` next items of a with_items task: one per
+    /// slot its finished items freed.
+    pub(crate) async fn dispatch_next_items(
+        &mut self,
+        task: &TaskRow,
+        count: i32,
+    ) -> Result<(), EngineError> {
         if !self.run.status.dispatches() {
             return Ok(());
         }
-        let Some(index) = tasks::claim_next_item(self.conn, task.id).await? else {
+        let claimed = tasks::claim_next_items(self.conn, task.id, count).await?;
+        if claimed.is_empty() {
             return Ok(());
-        };
+        }
         let attempt = task.attempt_base + 1;
-        let Some(execution) = executions::queue_item(self.conn, task.id, index, attempt).await?
-        else {
+        let wanted = claimed.len();
+        let mut queued =
+            executions::queue_items(self.conn, task.id, claimed.clone(), attempt).await?;
+        queued.sort_by_key(|e| e.item_index);
+        if queued.len() != wanted {
             return Err(EngineError::Inconsistent(format!(
-                "item {index} of task `{}` in run {} was claimed but is not pending",
-                task.task_name, self.run.id
+                "items {claimed:?} of task `{}` in run {} were claimed but only {} were pending",
+                task.task_name,
+                self.run.id,
+                queued.len()
             )));
-        };
+        }
         let workflow = Arc::clone(&self.run.workflow);
         let spec = spec_of(&workflow, self.run.id, &task.task_name)?;
-        let dispatch = dispatch(
-            spec,
-            task,
-            execution.id,
-            execution.item_index,
-            attempt,
-            execution.input,
-        );
-        self.outbox.push((Envelope::new(dispatch), None));
+        for execution in queued {
+            let dispatch = dispatch(
+                spec,
+                task,
+                execution.id,
+                execution.item_index,
+                attempt,
+                execution.input,
+            );
+            self.outbox.push((Envelope::new(dispatch), None));
+        }
         Ok(())
     }
 

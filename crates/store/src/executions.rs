@@ -175,28 +175,33 @@ async fn insert(
     Ok(done.rows_affected())
 }
 
-/// Guarded `pending → queued` of an item's first attempt of this round.
-/// `None`: it is not pending (already queued) — do nothing.
+/// Guarded `pending → queued` of items' first attempt of this round, by
+/// index. Items not pending (already queued) are left out.
 ///
 /// # Errors
 /// A database error.
-pub async fn queue_item(
+pub async fn queue_items(
     conn: &mut PgConnection,
     task: TaskExecutionId,
-    item_index: i32,
+    items: std::ops::Range<i32>,
     attempt: i32,
-) -> Result<Option<ExecutionRow>, StoreError> {
+) -> Result<Vec<ExecutionRow>, StoreError> {
+    if items.is_empty() {
+        return Ok(Vec::new());
+    }
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "UPDATE executions SET status = 'queued', queued_at = clock_timestamp() \
-         WHERE task_execution_id = $1 AND item_index = $2 AND attempt = $3 AND status = 'pending' \
+         WHERE task_execution_id = $1 AND item_index >= $2 AND item_index < $3 AND attempt = $4 \
+           AND status = 'pending' \
          RETURNING {EXECUTION_COLUMNS}"
     )))
     .bind(task.as_uuid())
-    .bind(item_index)
+    .bind(items.start)
+    .bind(items.end)
     .bind(attempt)
-    .fetch_optional(conn)
+    .fetch_all(conn)
     .await
-    .context("queueing an item")
+    .context("queueing items")
 }
 
 /// Guarded `queued → running` when a worker reports the start; sets the
@@ -286,32 +291,95 @@ pub async fn complete(
     conn: &mut PgConnection,
     c: &Completion<'_>,
 ) -> Result<Option<Completed>, StoreError> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "WITH e AS ( \
-             UPDATE executions \
-             SET status = $3, result = $4, error = $5, worker_id = COALESCE($6, worker_id), \
-                 started_at = COALESCE(started_at, $7), finished_at = COALESCE($9, clock_timestamp()) \
-             WHERE id = $1 AND attempt = $2 AND status = ANY($8) \
-             RETURNING {EXECUTION_COLUMNS} \
+    Ok(complete_many(conn, std::slice::from_ref(c))
+        .await?
+        .pop()
+        .flatten())
+}
+
+/// [`complete`] for several completions in one statement: one result per
+/// completion, in their order (`None` for each whose guard refused it).
+/// A completion listed twice is recorded once.
+///
+/// # Errors
+/// A database error.
+pub async fn complete_many(
+    conn: &mut PgConnection,
+    completions: &[Completion<'_>],
+) -> Result<Vec<Option<Completed>>, StoreError> {
+    if completions.is_empty() {
+        return Ok(Vec::new());
+    }
+    let column = |f: fn(&Completion<'_>) -> Option<String>| -> Vec<Option<String>> {
+        completions.iter().map(f).collect()
+    };
+    let ids: Vec<Uuid> = completions.iter().map(|c| c.id.as_uuid()).collect();
+    let attempts: Vec<i32> = completions.iter().map(|c| c.attempt).collect();
+    let statuses: Vec<&str> = completions.iter().map(|c| c.status.as_str()).collect();
+    let results = column(|c| c.result.map(Value::to_string));
+    let errors = column(|c| c.error.map(str::to_owned));
+    let workers = column(|c| c.worker_id.map(str::to_owned));
+    let started: Vec<Option<DateTime<Utc>>> = completions.iter().map(|c| c.started_at).collect();
+    let finished: Vec<Option<DateTime<Utc>>> =
+        completions.iter().map(|c| c.finished_at).collect();
+    // The states each completion may leave, as one comma-separated string
+    // per row (arrays of arrays do not bind).
+    let sources: Vec<String> = completions
+        .iter()
+        .map(|c| ExecutionStatus::source_names(c.status).join(","))
+        .collect();
+    let rows: Vec<(i64, Completed)> = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "WITH i AS ( \
+             SELECT * FROM UNNEST($1::uuid[], $2::int[], $3::text[], $4::text[], $5::text[], \
+                                  $6::text[], $7::timestamptz[], $8::timestamptz[], $9::text[]) \
+                 WITH ORDINALITY AS i(id, attempt, status, result, error, worker_id, started_at, \
+                                      finished_at, sources, ord) \
+         ), e AS ( \
+             UPDATE executions x \
+             SET status = i.status, result = i.result::jsonb, error = i.error, \
+                 worker_id = COALESCE(i.worker_id, x.worker_id), \
+                 started_at = COALESCE(x.started_at, i.started_at), \
+                 finished_at = COALESCE(i.finished_at, clock_timestamp()) \
+             FROM i \
+             WHERE x.id = i.id AND x.attempt = i.attempt \
+               AND x.status = ANY(string_to_array(i.sources, ',')) \
+             RETURNING i.ord, {returned} \
          ) \
          SELECT e.*, t.task_name, t.attempt_base, r.status AS run_status, r.definition_id, \
                 r.workflow_name, r.input AS run_input \
          FROM e \
          JOIN task_executions t ON t.id = e.task_execution_id \
-         JOIN workflow_executions r ON r.id = e.workflow_execution_id"
+         JOIN workflow_executions r ON r.id = e.workflow_execution_id",
+        returned = crate::prefixed("x", EXECUTION_COLUMNS)
     )))
-    .bind(c.id.as_uuid())
-    .bind(c.attempt)
-    .bind(c.status.as_str())
-    .bind(c.result)
-    .bind(c.error)
-    .bind(c.worker_id)
-    .bind(c.started_at)
-    .bind(ExecutionStatus::source_names(c.status))
-    .bind(c.finished_at)
-    .fetch_optional(conn)
+    .bind(&ids)
+    .bind(&attempts)
+    .bind(&statuses)
+    .bind(&results)
+    .bind(&errors)
+    .bind(&workers)
+    .bind(&started)
+    .bind(&finished)
+    .bind(&sources)
+    .try_map(|row: sqlx::postgres::PgRow| {
+        use sqlx::{FromRow, Row};
+        Ok((row.try_get("ord")?, Completed::from_row(&row)?))
+    })
+    .fetch_all(conn)
     .await
-    .context("recording an execution's completion")
+    .context("recording completions")?;
+    let mut out: Vec<Option<Completed>> = completions.iter().map(|_| None).collect();
+    for (ord, completed) in rows {
+        let slot = usize::try_from(ord - 1)
+            .ok()
+            .and_then(|i| out.get_mut(i))
+            .ok_or_else(|| StoreError::Corrupt {
+                what: "completion",
+                detail: format!("the database returned completion #{ord} of {}", completions.len()),
+            })?;
+        *slot = Some(completed);
+    }
+    Ok(out)
 }
 
 /// The results of a task's succeeded items, in item order.

@@ -33,3 +33,12 @@ pub use db::{DbConfig, MIGRATOR, connect, migrate};
 pub use error::StoreError;
 pub use sqlx::postgres::PgListener;
 pub use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+
+/// `columns` (a comma-separated list) qualified with a table alias.
+pub(crate) fn prefixed(alias: &str, columns: &str) -> String {
+    columns
+        .split(", ")
+        .map(|c| format!("{alias}.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

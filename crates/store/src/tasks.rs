@@ -162,13 +162,6 @@ pub async fn for_run(
     .context("reading a run's tasks")
 }
 
-fn prefixed(alias: &str, columns: &str) -> String {
-    columns
-        .split(", ")
-        .map(|c| format!("{alias}.{c}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
 
 /// Guarded `waiting → running`: the task was decided to run with `items`
 /// items, of which `dispatched` are dispatched now. `false`: someone else
@@ -255,7 +248,7 @@ pub async fn finish(
          SELECT true AS finished, f.*, (SELECT tasks_remaining FROM r) AS tasks_remaining FROM f \
          UNION ALL \
          SELECT false, s.*, NULL FROM s WHERE s.needs_remaining = 0",
-        successor = prefixed("t", TASK_COLUMNS)
+        successor = crate::prefixed("t", TASK_COLUMNS)
     )))
     .bind(task.id.as_uuid())
     .bind(to.as_str())
@@ -293,49 +286,87 @@ pub async fn finish(
     }))
 }
 
-/// Counts one finished item (after its retries) in one atomic update of the
-/// row, and returns the counters after it. The task is done when
-/// `items_succeeded + items_failed` reaches `items_total`, or reaches
-/// `items_dispatched` once an item failed: exactly one transaction sees that.
-///
-/// # Errors
-/// A database error; `Ok(None)` if the task is no longer running.
-pub async fn item_finished(
-    conn: &mut PgConnection,
-    id: TaskExecutionId,
-    succeeded: bool,
-) -> Result<Option<TaskRow>, StoreError> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "UPDATE task_executions \
-         SET items_succeeded = items_succeeded + CASE WHEN $2 THEN 1 ELSE 0 END, \
-             items_failed = items_failed + CASE WHEN $2 THEN 0 ELSE 1 END \
-         WHERE id = $1 AND status = 'running' RETURNING {TASK_COLUMNS}"
-    )))
-    .bind(id.as_uuid())
-    .bind(succeeded)
-    .fetch_optional(conn)
-    .await
-    .context("counting a finished item")
+/// Finished items (after their retries) of one task, to count at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ItemsDone {
+    /// The task.
+    pub task: TaskExecutionId,
+    /// How many of them succeeded.
+    pub succeeded: i32,
+    /// How many of them failed.
+    pub failed: i32,
 }
 
-/// Claims the next undispatched item of a running task, unless an item has
-/// failed or none is left. Returns its index; each index is claimed once.
+/// Counts finished items in one atomic update per task row, all in one
+/// statement, and returns each running task's counters after it (in task id
+/// order; a task no longer running is left out). Rows are locked in id
+/// order, so concurrent counters of overlapping tasks cannot deadlock. A
+/// task is done when `items_succeeded + items_failed` reaches `items_total`,
+/// or reaches `items_dispatched` once an item failed: exactly one
+/// transaction sees that.
 ///
 /// # Errors
 /// A database error.
-pub async fn claim_next_item(
+pub async fn items_finished(
+    conn: &mut PgConnection,
+    done: &[ItemsDone],
+) -> Result<Vec<TaskRow>, StoreError> {
+    if done.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<Uuid> = done.iter().map(|d| d.task.as_uuid()).collect();
+    let succeeded: Vec<i32> = done.iter().map(|d| d.succeeded).collect();
+    let failed: Vec<i32> = done.iter().map(|d| d.failed).collect();
+    let mut rows: Vec<TaskRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "WITH d AS ( \
+             SELECT id, sum(ok)::int AS ok, sum(bad)::int AS bad \
+             FROM UNNEST($1::uuid[], $2::int[], $3::int[]) AS d(id, ok, bad) GROUP BY id \
+         ), locked AS ( \
+             SELECT t.id FROM task_executions t JOIN d ON d.id = t.id \
+             WHERE t.status = 'running' ORDER BY t.id FOR UPDATE OF t \
+         ) \
+         UPDATE task_executions t \
+         SET items_succeeded = t.items_succeeded + d.ok, items_failed = t.items_failed + d.bad \
+         FROM d JOIN locked ON locked.id = d.id \
+         WHERE t.id = d.id AND t.status = 'running' \
+         RETURNING {columns}",
+        columns = crate::prefixed("t", TASK_COLUMNS)
+    )))
+    .bind(&ids)
+    .bind(&succeeded)
+    .bind(&failed)
+    .fetch_all(conn)
+    .await
+    .context("counting finished items")?;
+    rows.sort_by_key(|t| t.id.as_uuid());
+    Ok(rows)
+}
+
+/// Claims up to `count` undispatched items of a running task, unless an
+/// item has failed or none is left: returns the claimed indexes (each index
+/// is claimed once).
+///
+/// # Errors
+/// A database error.
+pub async fn claim_next_items(
     conn: &mut PgConnection,
     id: TaskExecutionId,
-) -> Result<Option<i32>, StoreError> {
-    sqlx::query_scalar(
-        "UPDATE task_executions SET items_dispatched = items_dispatched + 1 \
-         WHERE id = $1 AND status = 'running' AND items_failed = 0 AND items_dispatched < items_total \
-         RETURNING items_dispatched - 1",
+    count: i32,
+) -> Result<std::ops::Range<i32>, StoreError> {
+    let claimed: Option<(i32, i32)> = sqlx::query_as(
+        "UPDATE task_executions t \
+         SET items_dispatched = LEAST(t.items_total, t.items_dispatched + $2) \
+         FROM (SELECT items_dispatched AS before FROM task_executions WHERE id = $1 FOR UPDATE) b \
+         WHERE t.id = $1 AND t.status = 'running' AND t.items_failed = 0 \
+           AND t.items_dispatched < t.items_total \
+         RETURNING b.before, t.items_dispatched",
     )
     .bind(id.as_uuid())
+    .bind(count)
     .fetch_optional(conn)
     .await
-    .context("claiming the next item")
+    .context("claiming the next items")?;
+    Ok(claimed.map_or(0..0, |(from, to)| from..to))
 }
 
 impl TaskRow {
@@ -386,7 +417,7 @@ pub async fn summaries(
              FROM executions WHERE task_execution_id = t.id \
          ) e ON true \
          WHERE t.workflow_execution_id = $1 ORDER BY t.task_name",
-        prefixed("t", TASK_COLUMNS)
+        crate::prefixed("t", TASK_COLUMNS)
     )))
     .bind(run.as_uuid())
     .fetch_all(conn)
