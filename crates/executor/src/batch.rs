@@ -1,5 +1,6 @@
-//! Group commit for completions: reports that arrive together are applied in
-//! one transaction ([`Engine::apply_completions`]).
+//! Group commit: completions (and run starts) that arrive together are
+//! applied in one transaction ([`Engine::apply_completions`],
+//! [`Engine::apply_starts`]).
 //!
 //! Every item of a wide fan-out counts down the same task row; one
 //! transaction per item serializes them on that row's lock and pays a
@@ -10,30 +11,87 @@
 //! delivery is still acked only after the transaction holding its effect
 //! committed.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use weft_common::message::ExecutionCompleted;
+use uuid::Uuid;
+use weft_common::message::{ExecutionCompleted, WorkflowSubmitted};
 
 use crate::engine::{Applied, Engine};
 use crate::error::EngineError;
 
-/// Completions applied in one transaction at most.
+/// Messages applied in one transaction at most.
 pub(crate) const MAX_BATCH: usize = 64;
 
-type Request = (
-    ExecutionCompleted,
-    oneshot::Sender<Result<Applied, EngineError>>,
-);
+/// A message the engine can apply several at a time.
+pub(crate) trait Batched: Send + Sync + 'static {
+    /// Where it goes in a batch: by run, so that concurrent batches lock
+    /// runs in the same order.
+    fn order(&self) -> (Uuid, Uuid);
 
-/// Where handlers send completions. Cheap to clone.
-#[derive(Debug, Clone)]
-pub(crate) struct Batcher {
-    requests: mpsc::UnboundedSender<Request>,
+    /// Applies a batch in one transaction (or one by one if that fails):
+    /// one result per message, in order.
+    fn apply_all<'a>(
+        engine: &'a Engine,
+        batch: &'a [&'a Self],
+    ) -> impl Future<Output = Vec<Result<Applied, EngineError>>> + Send + 'a;
+
+    /// The metric recording batch sizes.
+    const METRIC: &'static str;
 }
 
-impl Batcher {
+impl Batched for ExecutionCompleted {
+    fn order(&self) -> (Uuid, Uuid) {
+        (
+            self.workflow_execution_id.as_uuid(),
+            self.execution_id.as_uuid(),
+        )
+    }
+
+    fn apply_all<'a>(
+        engine: &'a Engine,
+        batch: &'a [&'a Self],
+    ) -> impl Future<Output = Vec<Result<Applied, EngineError>>> + Send + 'a {
+        engine.apply_completions(batch)
+    }
+
+    const METRIC: &'static str = "weft_executor_completion_batch_size";
+}
+
+impl Batched for WorkflowSubmitted {
+    fn order(&self) -> (Uuid, Uuid) {
+        (self.workflow_execution_id.as_uuid(), Uuid::nil())
+    }
+
+    fn apply_all<'a>(
+        engine: &'a Engine,
+        batch: &'a [&'a Self],
+    ) -> impl Future<Output = Vec<Result<Applied, EngineError>>> + Send + 'a {
+        engine.apply_starts(batch)
+    }
+
+    const METRIC: &'static str = "weft_executor_start_batch_size";
+}
+
+type Request<M> = (M, oneshot::Sender<Result<Applied, EngineError>>);
+
+/// Where handlers send their messages. Cheap to clone.
+#[derive(Debug)]
+pub(crate) struct Batcher<M> {
+    requests: mpsc::UnboundedSender<Request<M>>,
+}
+
+impl<M> Clone for Batcher<M> {
+    fn clone(&self) -> Self {
+        Self {
+            requests: self.requests.clone(),
+        }
+    }
+}
+
+impl<M: Batched> Batcher<M> {
     /// Starts a batcher running up to `parallel` batches at once, until
     /// `shutdown`.
     pub(crate) fn start(engine: Engine, parallel: usize, shutdown: CancellationToken) -> Self {
@@ -42,25 +100,22 @@ impl Batcher {
         Self { requests }
     }
 
-    /// Applies one completion together with whatever else is waiting.
+    /// Applies one message together with whatever else is waiting.
     ///
     /// # Errors
     /// As [`Engine::apply`]; a transient error if the batcher stopped.
-    pub(crate) async fn apply(
-        &self,
-        completion: ExecutionCompleted,
-    ) -> Result<Applied, EngineError> {
+    pub(crate) async fn apply(&self, message: M) -> Result<Applied, EngineError> {
         let (reply, result) = oneshot::channel();
-        if self.requests.send((completion, reply)).is_err() {
+        if self.requests.send((message, reply)).is_err() {
             return Err(EngineError::ShuttingDown);
         }
         result.await.unwrap_or(Err(EngineError::ShuttingDown))
     }
 }
 
-async fn run(
+async fn run<M: Batched>(
     engine: Engine,
-    mut queue: mpsc::UnboundedReceiver<Request>,
+    mut queue: mpsc::UnboundedReceiver<Request<M>>,
     parallel: usize,
     shutdown: CancellationToken,
 ) {
@@ -82,13 +137,13 @@ async fn run(
                 Err(_) => break,
             }
         }
-        batch.sort_by_key(|(m, _)| (m.workflow_execution_id, m.execution_id));
+        batch.sort_by_key(|(m, _)| m.order());
         let engine = engine.clone();
         tokio::spawn(async move {
             let _slot = slot;
-            let messages: Vec<&ExecutionCompleted> = batch.iter().map(|(m, _)| m).collect();
-            let results = engine.apply_completions(&messages).await;
-            metrics::histogram!("weft_executor_completion_batch_size").record(batch.len() as f64);
+            let messages: Vec<&M> = batch.iter().map(|(m, _)| m).collect();
+            let results = M::apply_all(&engine, &messages).await;
+            metrics::histogram!(M::METRIC).record(batch.len() as f64);
             for ((_, reply), result) in batch.into_iter().zip(results) {
                 let _ = reply.send(result);
             }

@@ -6,6 +6,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use weft_bus::{Bus, BusConfig, ConsumerConfig, Delivery, Outcome, QueueKind};
 use weft_common::Message;
+use weft_common::message::{ExecutionCompleted, WorkflowSubmitted};
 use weft_common::message::topology;
 use weft_store::{DbConfig, StoreError};
 
@@ -109,17 +110,24 @@ pub async fn run(config: ExecutorConfig, shutdown: CancellationToken) -> Result<
         consumer_tag: format!("weft-executor-{}", std::process::id()),
     };
     let handler_shutdown = shutdown.clone();
-    // Half the pool's connections apply batches of completions; the rest
-    // serve everything else.
-    let batcher = Batcher::start(
-        engine.clone(),
-        (config.db.max_connections as usize / 2).max(1),
-        shutdown.clone(),
-    );
+    // Half the pool's connections apply batches of completions, a quarter
+    // batches of run starts; the rest serve everything else.
+    let batchers = Batchers {
+        completions: Batcher::start(
+            engine.clone(),
+            (config.db.max_connections as usize / 2).max(1),
+            shutdown.clone(),
+        ),
+        starts: Batcher::start(
+            engine.clone(),
+            (config.db.max_connections as usize / 4).max(1),
+            shutdown.clone(),
+        ),
+    };
     let handler = move |delivery: Delivery| {
         handle(
             engine.clone(),
-            batcher.clone(),
+            batchers.clone(),
             delivery,
             handler_shutdown.clone(),
         )
@@ -136,9 +144,16 @@ pub async fn run(config: ExecutorConfig, shutdown: CancellationToken) -> Result<
 
 /// Applies one delivery, retrying transient failures until they pass or
 /// the executor shuts down (then the delivery goes back to the queue).
+/// Where handlers hand the messages applied in batches.
+#[derive(Debug, Clone)]
+struct Batchers {
+    completions: Batcher<ExecutionCompleted>,
+    starts: Batcher<WorkflowSubmitted>,
+}
+
 async fn handle(
     engine: Engine,
-    batcher: Batcher,
+    batchers: Batchers,
     delivery: Delivery,
     shutdown: CancellationToken,
 ) -> Outcome {
@@ -146,7 +161,8 @@ async fn handle(
     let mut failures = 0u32;
     loop {
         let applied = match &delivery.envelope.message {
-            Message::ExecutionCompleted(m) => batcher.apply(m.clone()).await,
+            Message::ExecutionCompleted(m) => batchers.completions.apply(m.clone()).await,
+            Message::WorkflowSubmitted(m) => batchers.starts.apply(m.clone()).await,
             _ => engine.apply(&delivery.envelope).await,
         };
         match applied {

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use sqlx::{PgConnection, PgPool};
 use tokio::sync::{Notify, mpsc};
-use weft_common::message::{ExecutionCompleted, ExecutionStarted};
+use weft_common::message::{ExecutionCompleted, ExecutionStarted, WorkflowSubmitted};
 use weft_common::{
     Envelope, Evaluator, ExecutionStatus, Message, TaskExecutionId, TaskStatus, WorkflowExecutionId,
     WorkflowStatus,
@@ -113,10 +113,19 @@ impl Engine {
         &self.inner.pool
     }
 
-    async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, EngineError> {
+    /// A transaction of the engine. Its statements look rows up by key,
+    /// several at once for a batch (keys unnested and joined to a table).
+    /// On a fresh database whose statistics lag behind a burst of inserts,
+    /// the planner would rather scan such a table whole (it still believes
+    /// it tiny) than use its primary key, and a scan per statement costs
+    /// more than a batch saves; so sequential scans are disabled for the
+    /// engine's transactions (one round trip, like a plain `BEGIN`).
+    pub(crate) async fn begin(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, EngineError> {
         self.inner
             .pool
-            .begin()
+            .begin_with("BEGIN; SET LOCAL enable_seqscan = off")
             .await
             .map_err(db("beginning a transaction"))
     }
@@ -171,16 +180,65 @@ impl Engine {
     #[tracing::instrument(skip_all, fields(workflow_execution_id = %id), err)]
     async fn start_run(&self, id: WorkflowExecutionId) -> Result<Applied, EngineError> {
         let mut tx = self.begin().await?;
-        let Some(run) = runs::start(&mut tx, id).await? else {
-            return self.resume_run(tx, id).await;
+        let (applied, messages) = self.start_in(&mut tx, id).await?;
+        self.commit(tx, messages).await?;
+        Ok(applied)
+    }
+
+    /// Starts several runs in one transaction: one commit for all. If any
+    /// of them fails, nothing is committed and each is started on its own,
+    /// so one bad run never holds back the others. One result per message.
+    pub async fn apply_starts(
+        &self,
+        messages: &[&WorkflowSubmitted],
+    ) -> Vec<Result<Applied, EngineError>> {
+        if messages.len() > 1 {
+            match self.start_together(messages).await {
+                Ok(applied) => return applied.into_iter().map(Ok).collect(),
+                Err(e) => {
+                    tracing::debug!(error = %weft_common::error_chain(&e), count = messages.len(), "a batch of run starts failed; starting them one by one");
+                }
+            }
+        }
+        let mut results = Vec::with_capacity(messages.len());
+        for m in messages {
+            results.push(self.start_run(m.workflow_execution_id).await);
+        }
+        results
+    }
+
+    async fn start_together(
+        &self,
+        messages: &[&WorkflowSubmitted],
+    ) -> Result<Vec<Applied>, EngineError> {
+        let mut tx = self.begin().await?;
+        let mut applied = Vec::with_capacity(messages.len());
+        let mut outbox = Vec::new();
+        for m in messages {
+            let (one, mut messages) = self.start_in(&mut tx, m.workflow_execution_id).await?;
+            applied.push(one);
+            outbox.append(&mut messages);
+        }
+        self.commit(tx, outbox).await?;
+        Ok(applied)
+    }
+
+    /// [`Engine::start_run`] inside an open transaction: returns the
+    /// messages to write to the outbox with the commit.
+    async fn start_in(
+        &self,
+        tx: &mut PgConnection,
+        id: WorkflowExecutionId,
+    ) -> Result<(Applied, Vec<Queued>), EngineError> {
+        let Some(run) = runs::start(tx, id).await? else {
+            return self.resume_in(tx, id).await;
         };
-        let workflow = match self.inner.catalog.get(&mut tx, run.definition_id).await {
+        let workflow = match self.inner.catalog.get(tx, run.definition_id).await {
             Ok(workflow) => workflow,
             Err(EngineError::InvalidDefinition { detail, .. }) => {
                 // The run can never start; fail it rather than loop.
-                runs::transition(&mut tx, id, WorkflowStatus::Failed, None, Some(&detail)).await?;
-                tx.commit().await.map_err(db("committing"))?;
-                return Ok(Applied::Changed);
+                runs::transition(tx, id, WorkflowStatus::Failed, None, Some(&detail)).await?;
+                return Ok((Applied::Changed, Vec::new()));
             }
             Err(e) => return Err(e),
         };
@@ -196,7 +254,7 @@ impl Engine {
                     .map(|c| i32::try_from(c).unwrap_or(i32::MAX)),
             })
             .collect();
-        let created = tasks::create_all(&mut tx, id, &new).await?;
+        let created = tasks::create_all(tx, id, &new).await?;
         let roots: std::collections::HashSet<&str> = workflow.dag().roots().into_iter().collect();
         let mut root_rows: Vec<_> = created
             .into_iter()
@@ -204,46 +262,42 @@ impl Engine {
             .collect();
         root_rows.sort_by(|a, b| a.task_name.cmp(&b.task_name));
         let info = RunInfo::of(&run, Arc::clone(&workflow));
-        let mut step = Step::new(&mut tx, &self.inner.evaluator, info);
+        let mut step = Step::new(tx, &self.inner.evaluator, info);
         for root in root_rows {
             step.decide(root).await?;
         }
-        let messages = std::mem::take(&mut step.outbox);
-        self.commit(tx, messages).await?;
-        tracing::info!(workflow = %workflow.name(), "run started");
-        Ok(Applied::Changed)
+        tracing::info!(workflow_execution_id = %id, workflow = %workflow.name(), "run started");
+        Ok((Applied::Changed, std::mem::take(&mut step.outbox)))
     }
 
     /// A run that is already running: decides the tasks that wait with every
     /// need terminal — there are some only right after `weft retry`
     /// re-opened the run; for a duplicated submission there are none.
-    async fn resume_run(
+    async fn resume_in(
         &self,
-        mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+        tx: &mut PgConnection,
         id: WorkflowExecutionId,
-    ) -> Result<Applied, EngineError> {
-        let Some(run) = runs::get(&mut tx, id).await? else {
+    ) -> Result<(Applied, Vec<Queued>), EngineError> {
+        let Some(run) = runs::get(tx, id).await? else {
             return Err(EngineError::Inconsistent(format!(
                 "run {id} was submitted but does not exist"
             )));
         };
         if run.status != WorkflowStatus::Running {
-            return Ok(Applied::Duplicate);
+            return Ok((Applied::Duplicate, Vec::new()));
         }
-        let undecided = tasks::undecided(&mut tx, id).await?;
+        let undecided = tasks::undecided(tx, id).await?;
         if undecided.is_empty() {
-            return Ok(Applied::Duplicate);
+            return Ok((Applied::Duplicate, Vec::new()));
         }
-        let workflow = self.inner.catalog.get(&mut tx, run.definition_id).await?;
+        let workflow = self.inner.catalog.get(tx, run.definition_id).await?;
         let info = RunInfo::of(&run, workflow);
-        let mut step = Step::new(&mut tx, &self.inner.evaluator, info);
+        let mut step = Step::new(tx, &self.inner.evaluator, info);
         for task in undecided {
             step.decide(task).await?;
         }
-        let messages = std::mem::take(&mut step.outbox);
-        self.commit(tx, messages).await?;
-        tracing::info!(round = run.run_attempt, "run resumed");
-        Ok(Applied::Changed)
+        tracing::info!(workflow_execution_id = %id, round = run.run_attempt, "run resumed");
+        Ok((Applied::Changed, std::mem::take(&mut step.outbox)))
     }
 
     #[tracing::instrument(skip_all, fields(execution_id = %m.execution_id, attempt = m.attempt), err)]

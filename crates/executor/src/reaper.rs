@@ -16,7 +16,7 @@ use weft_common::ExecutionStatus;
 use weft_store::executions::{self, Completion};
 
 use crate::engine::{Applied, Engine};
-use crate::error::{EngineError, db};
+use crate::error::EngineError;
 use crate::relay::backoff;
 
 /// Settings of the reaper.
@@ -42,11 +42,7 @@ impl Default for ReaperConfig {
 /// # Errors
 /// A database error.
 pub async fn reap_once(engine: &Engine, config: &ReaperConfig) -> Result<bool, EngineError> {
-    let mut tx = engine
-        .pool()
-        .begin()
-        .await
-        .map_err(db("beginning a reaper transaction"))?;
+    let mut tx = engine.begin().await?;
     let grace = i64::try_from(config.heartbeat_grace.as_millis()).unwrap_or(i64::MAX);
     let Some(overdue) = executions::claim_overdue(&mut tx, grace).await? else {
         return Ok(false);

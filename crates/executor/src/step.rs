@@ -403,13 +403,12 @@ impl<'a> Step<'a> {
         Ok(())
     }
 
-    /// Decides the run's outcome once every task is terminal.
+    /// Decides the run's outcome once every task is terminal. A run being
+    /// canceled ends `canceled`: the outcome from its tasks cannot leave
+    /// `canceling`, and then the run's status says so.
     async fn finish_run(&mut self) -> Result<(), EngineError> {
-        let status = runs::status(self.conn, self.run.id, false).await?;
         let rows = tasks::for_run(self.conn, self.run.id).await?;
-        let (to, output, error) = if status == WorkflowStatus::Canceling {
-            (WorkflowStatus::Canceled, None, None)
-        } else if let Some(failed) = rows.iter().find(|t| {
+        let (to, output, error) = if let Some(failed) = rows.iter().find(|t| {
             (t.status == TaskStatus::Failed && !t.allow_failure) || t.status == TaskStatus::Canceled
         }) {
             let why = failed.error.as_deref().unwrap_or("no error recorded");
@@ -431,15 +430,21 @@ impl<'a> Step<'a> {
                 ),
             }
         };
-        if runs::transition(
+        let mut to = to;
+        let mut changed = runs::transition(
             self.conn,
             self.run.id,
             to,
             output.as_ref(),
             error.as_deref(),
         )
-        .await?
+        .await?;
+        if !changed && runs::status(self.conn, self.run.id, false).await? == WorkflowStatus::Canceling
         {
+            to = WorkflowStatus::Canceled;
+            changed = runs::transition(self.conn, self.run.id, to, None, None).await?;
+        }
+        if changed {
             self.run.status = to;
             tracing::info!(status = %to, "run finished");
             let finished = WorkflowFinished {

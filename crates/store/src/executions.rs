@@ -361,6 +361,9 @@ pub async fn complete_many(
     .bind(&started)
     .bind(&finished)
     .bind(&sources)
+    // Planned for each call: a plan cached while the table was small
+    // would scan it whole once it has grown (see `tasks::items_finished`).
+    .persistent(false)
     .try_map(|row: sqlx::postgres::PgRow| {
         use sqlx::{FromRow, Row};
         Ok((row.try_get("ord")?, Completed::from_row(&row)?))

@@ -238,11 +238,18 @@ pub async fn transition(
     output: Option<&Value>,
     error: Option<&str>,
 ) -> Result<bool, StoreError> {
-    let done = sqlx::query(
-        "UPDATE workflow_executions \
-         SET status = $2, output = COALESCE($3, output), error = COALESCE($4, error), \
-             finished_at = CASE WHEN $5 THEN clock_timestamp() ELSE finished_at END \
-         WHERE id = $1 AND status = ANY($6)",
+    // The wake-up for `weft watch` / `submit --wait` (they poll as well)
+    // goes out in the same statement when the run became terminal.
+    let (changed, _notified): (bool, i64) = sqlx::query_as(
+        "WITH u AS ( \
+             UPDATE workflow_executions \
+             SET status = $2, output = COALESCE($3, output), error = COALESCE($4, error), \
+                 finished_at = CASE WHEN $5 THEN clock_timestamp() ELSE finished_at END \
+             WHERE id = $1 AND status = ANY($6) RETURNING id \
+         ), n AS ( \
+             SELECT pg_notify($7, id::text) FROM u WHERE $5 \
+         ) \
+         SELECT (SELECT count(*) FROM u) = 1, (SELECT count(*) FROM n)",
     )
     .bind(id.as_uuid())
     .bind(to.as_str())
@@ -250,19 +257,10 @@ pub async fn transition(
     .bind(error)
     .bind(to.is_terminal())
     .bind(WorkflowStatus::source_names(to))
-    .execute(&mut *conn)
+    .bind(FINISHED_CHANNEL)
+    .fetch_one(conn)
     .await
     .context("changing a run's status")?;
-    let changed = done.rows_affected() == 1;
-    if changed && to.is_terminal() {
-        // A wake-up for `weft watch` / `submit --wait` (they poll as well).
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(FINISHED_CHANNEL)
-            .bind(id.to_string())
-            .execute(conn)
-            .await
-            .context("notifying watchers")?;
-    }
     Ok(changed)
 }
 

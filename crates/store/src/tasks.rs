@@ -335,6 +335,11 @@ pub async fn items_finished(
     .bind(&ids)
     .bind(&succeeded)
     .bind(&failed)
+    // Not a cached prepared statement: its generic plan, made while the
+    // table was small (a fresh database), keeps hash-joining a full scan
+    // of the table after it has grown; planned per call, the lookups go
+    // through the primary key. One planning per batch is cheap.
+    .persistent(false)
     .fetch_all(conn)
     .await
     .context("counting finished items")?;
