@@ -301,6 +301,10 @@ pub async fn complete(
 /// completion, in their order (`None` for each whose guard refused it).
 /// A completion listed twice is recorded once.
 ///
+/// The keys are joined to the table: run it in a transaction with
+/// sequential scans disabled (as the executor's are), or a plan made while
+/// the table was small scans it whole once it has grown.
+///
 /// # Errors
 /// A database error.
 pub async fn complete_many(
@@ -361,9 +365,6 @@ pub async fn complete_many(
     .bind(&started)
     .bind(&finished)
     .bind(&sources)
-    // Planned for each call: a plan cached while the table was small
-    // would scan it whole once it has grown (see `tasks::items_finished`).
-    .persistent(false)
     .try_map(|row: sqlx::postgres::PgRow| {
         use sqlx::{FromRow, Row};
         Ok((row.try_get("ord")?, Completed::from_row(&row)?))

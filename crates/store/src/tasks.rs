@@ -305,6 +305,10 @@ pub struct ItemsDone {
 /// or reaches `items_dispatched` once an item failed: exactly one
 /// transaction sees that.
 ///
+/// The keys are joined to the table: run it in a transaction with
+/// sequential scans disabled (as the executor's are), or a plan made while
+/// the table was small scans it whole once it has grown.
+///
 /// # Errors
 /// A database error.
 pub async fn items_finished(
@@ -335,11 +339,6 @@ pub async fn items_finished(
     .bind(&ids)
     .bind(&succeeded)
     .bind(&failed)
-    // Not a cached prepared statement: its generic plan, made while the
-    // table was small (a fresh database), keeps hash-joining a full scan
-    // of the table after it has grown; planned per call, the lookups go
-    // through the primary key. One planning per batch is cheap.
-    .persistent(false)
     .fetch_all(conn)
     .await
     .context("counting finished items")?;
