@@ -6,8 +6,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use weft_bus::{Bus, BusConfig, ConsumerConfig, Delivery, Outcome, QueueKind};
 use weft_common::Message;
-use weft_common::message::{ExecutionCompleted, WorkflowSubmitted};
 use weft_common::message::topology;
+use weft_common::message::{ExecutionCompleted, WorkflowSubmitted};
 use weft_store::{DbConfig, StoreError};
 
 use crate::batch::Batcher;

@@ -15,8 +15,8 @@ use sqlx::{PgConnection, PgPool};
 use tokio::sync::{Notify, mpsc};
 use weft_common::message::{ExecutionCompleted, ExecutionStarted, WorkflowSubmitted};
 use weft_common::{
-    Envelope, Evaluator, ExecutionStatus, Message, TaskExecutionId, TaskStatus, WorkflowExecutionId,
-    WorkflowStatus,
+    Envelope, Evaluator, ExecutionStatus, Message, TaskExecutionId, TaskStatus,
+    WorkflowExecutionId, WorkflowStatus,
 };
 use weft_store::executions::{self, Completed, Completion};
 use weft_store::tasks::{self, ItemsDone, NewTask};
@@ -488,7 +488,12 @@ impl Engine {
             let info = RunInfo {
                 id: run_id,
                 status: plan.first.run_status,
-                input: plan.first.run_input.as_object().cloned().unwrap_or_default(),
+                input: plan
+                    .first
+                    .run_input
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default(),
                 workflow,
             };
             let mut step = Step::new(tx, &self.inner.evaluator, info);

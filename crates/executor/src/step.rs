@@ -439,7 +439,8 @@ impl<'a> Step<'a> {
             error.as_deref(),
         )
         .await?;
-        if !changed && runs::status(self.conn, self.run.id, false).await? == WorkflowStatus::Canceling
+        if !changed
+            && runs::status(self.conn, self.run.id, false).await? == WorkflowStatus::Canceling
         {
             to = WorkflowStatus::Canceled;
             changed = runs::transition(self.conn, self.run.id, to, None, None).await?;

@@ -324,8 +324,7 @@ pub async fn complete_many(
     let errors = column(|c| c.error.map(str::to_owned));
     let workers = column(|c| c.worker_id.map(str::to_owned));
     let started: Vec<Option<DateTime<Utc>>> = completions.iter().map(|c| c.started_at).collect();
-    let finished: Vec<Option<DateTime<Utc>>> =
-        completions.iter().map(|c| c.finished_at).collect();
+    let finished: Vec<Option<DateTime<Utc>>> = completions.iter().map(|c| c.finished_at).collect();
     // The states each completion may leave, as one comma-separated string
     // per row (arrays of arrays do not bind).
     let sources: Vec<String> = completions
@@ -379,7 +378,10 @@ pub async fn complete_many(
             .and_then(|i| out.get_mut(i))
             .ok_or_else(|| StoreError::Corrupt {
                 what: "completion",
-                detail: format!("the database returned completion #{ord} of {}", completions.len()),
+                detail: format!(
+                    "the database returned completion #{ord} of {}",
+                    completions.len()
+                ),
             })?;
         *slot = Some(completed);
     }

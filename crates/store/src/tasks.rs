@@ -162,7 +162,6 @@ pub async fn for_run(
     .context("reading a run's tasks")
 }
 
-
 /// Guarded `waiting → running`: the task was decided to run with `items`
 /// items, of which `dispatched` are dispatched now. `false`: someone else
 /// decided it already — do nothing.

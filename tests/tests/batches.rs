@@ -1,0 +1,213 @@
+//! Group commit driven by hand: the engine applies batches of completions
+//! (as the executor's batcher hands them over) with no daemon running, so
+//! each batch's effect is checked exactly — duplicates inside a batch,
+//! several items of a bounded fan-out freeing several slots at once, a
+//! failure with tries left next to successes, and run starts in one batch.
+
+use chrono::Utc;
+use serde_json::json;
+use sqlx::PgPool;
+use weft_common::message::{ExecutionCompleted, WorkflowSubmitted};
+use weft_common::{ExecutionId, ExecutionStatus, WorkflowExecutionId, WorkflowStatus};
+use weft_executor::{Applied, Engine, EngineConfig};
+use weft_tests::{Stack, StackOptions};
+
+const FAN: &str = r#"
+name: batched
+tasks:
+  fan:
+    with_items: "{{ range(5) | list }}"
+    concurrency: 2
+    action: echo
+    input: { i: "{{ item }}" }
+  flaky:
+    action: fail
+    retry: { attempts: 2, delay: 50ms }
+  after: { needs: [fan], action: noop }
+"#;
+
+/// Queued executions of a run: (id, task, item, attempt).
+async fn queued(
+    pool: &PgPool,
+    run: WorkflowExecutionId,
+) -> Vec<(ExecutionId, String, Option<i32>, i32)> {
+    sqlx::query_as::<_, (uuid::Uuid, String, Option<i32>, i32)>(
+        "SELECT e.id, t.task_name, e.item_index, e.attempt FROM executions e \
+         JOIN task_executions t ON t.id = e.task_execution_id \
+         WHERE e.workflow_execution_id = $1 AND e.status = 'queued' \
+         ORDER BY t.task_name, e.item_index, e.attempt",
+    )
+    .bind(run.as_uuid())
+    .fetch_all(pool)
+    .await
+    .expect("queued executions")
+    .into_iter()
+    .map(|(id, task, item, attempt)| (ExecutionId::from(id), task, item, attempt))
+    .collect()
+}
+
+fn completion(
+    run: WorkflowExecutionId,
+    (id, _, item, attempt): &(ExecutionId, String, Option<i32>, i32),
+    status: ExecutionStatus,
+) -> ExecutionCompleted {
+    ExecutionCompleted {
+        execution_id: *id,
+        workflow_execution_id: run,
+        attempt: u32::try_from(*attempt).expect("attempt"),
+        status,
+        result: (status == ExecutionStatus::Succeeded).then(|| json!({ "i": item })),
+        error: (status != ExecutionStatus::Succeeded).then(|| "boom".to_owned()),
+        worker_id: "by-hand".to_owned(),
+        started_at: None,
+        finished_at: Utc::now(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_apply_each_completion_once_and_free_every_slot() {
+    let stack = Stack::start(StackOptions::bare()).expect("stack");
+    let pool = stack.pool().await.expect("pool");
+    let engine = Engine::new(pool.clone(), EngineConfig::default());
+    let a = stack.submit(&pool, FAN, json!({})).await.expect("submit");
+    let b = stack.submit(&pool, FAN, json!({})).await.expect("submit");
+
+    // Two starts (and a duplicate) in one batch.
+    let starts = [
+        WorkflowSubmitted {
+            workflow_execution_id: a,
+        },
+        WorkflowSubmitted {
+            workflow_execution_id: b,
+        },
+        WorkflowSubmitted {
+            workflow_execution_id: a,
+        },
+    ];
+    let refs: Vec<&WorkflowSubmitted> = starts.iter().collect();
+    let started: Vec<Applied> = engine
+        .apply_starts(&refs)
+        .await
+        .into_iter()
+        .map(|r| r.expect("start"))
+        .collect();
+    assert_eq!(
+        started,
+        [Applied::Changed, Applied::Changed, Applied::Duplicate]
+    );
+
+    // Run a: items 0 and 1 of `fan` and `flaky`'s first try are queued.
+    let first = queued(&pool, a).await;
+    let shape: Vec<(&str, Option<i32>, i32)> = first
+        .iter()
+        .map(|(_, t, i, n)| (t.as_str(), *i, *n))
+        .collect();
+    assert_eq!(
+        shape,
+        [("fan", Some(0), 1), ("fan", Some(1), 1), ("flaky", None, 1)]
+    );
+
+    // Both items succeed (one reported twice) and `flaky` fails with a try
+    // left, all in one batch: two slots free at once, `flaky` is retried.
+    let batch = [
+        completion(a, &first[0], ExecutionStatus::Succeeded),
+        completion(a, &first[1], ExecutionStatus::Succeeded),
+        completion(a, &first[0], ExecutionStatus::Succeeded),
+        completion(a, &first[2], ExecutionStatus::Failed),
+    ];
+    let refs: Vec<&ExecutionCompleted> = batch.iter().collect();
+    let applied: Vec<Applied> = engine
+        .apply_completions(&refs)
+        .await
+        .into_iter()
+        .map(|r| r.expect("completion"))
+        .collect();
+    assert_eq!(
+        applied,
+        [
+            Applied::Changed,
+            Applied::Changed,
+            Applied::Duplicate,
+            Applied::Changed
+        ]
+    );
+    let second = queued(&pool, a).await;
+    let shape: Vec<(&str, Option<i32>, i32)> = second
+        .iter()
+        .map(|(_, t, i, n)| (t.as_str(), *i, *n))
+        .collect();
+    assert_eq!(
+        shape,
+        [("fan", Some(2), 1), ("fan", Some(3), 1), ("flaky", None, 2)]
+    );
+
+    // The same batch again changes nothing.
+    let again: Vec<Applied> = engine
+        .apply_completions(&refs)
+        .await
+        .into_iter()
+        .map(|r| r.expect("completion"))
+        .collect();
+    assert_eq!(again, [Applied::Duplicate; 4]);
+    assert_eq!(queued(&pool, a).await.len(), 3);
+
+    // The rest in one batch: the last item ends `fan`, which decides
+    // `after`; `flaky` fails for good.
+    let batch = [
+        completion(a, &second[0], ExecutionStatus::Succeeded),
+        completion(a, &second[1], ExecutionStatus::Succeeded),
+        completion(a, &second[2], ExecutionStatus::Failed),
+    ];
+    let refs: Vec<&ExecutionCompleted> = batch.iter().collect();
+    for r in engine.apply_completions(&refs).await {
+        assert_eq!(r.expect("completion"), Applied::Changed);
+    }
+    let last = queued(&pool, a).await;
+    let shape: Vec<(&str, Option<i32>)> =
+        last.iter().map(|(_, t, i, _)| (t.as_str(), *i)).collect();
+    assert_eq!(shape, [("fan", Some(4))]);
+    let done = [completion(a, &last[0], ExecutionStatus::Succeeded)];
+    let refs: Vec<&ExecutionCompleted> = done.iter().collect();
+    assert_eq!(
+        engine
+            .apply_completions(&refs)
+            .await
+            .pop()
+            .map(|r| r.expect("completion")),
+        Some(Applied::Changed)
+    );
+    let after = queued(&pool, a).await;
+    assert_eq!(after.len(), 1, "only `after` is queued: {after:?}");
+    assert_eq!(after[0].1, "after");
+    let done = [completion(a, &after[0], ExecutionStatus::Succeeded)];
+    let refs: Vec<&ExecutionCompleted> = done.iter().collect();
+    engine
+        .apply_completions(&refs)
+        .await
+        .pop()
+        .expect("one")
+        .expect("completion");
+
+    let (status, result): (String, Option<serde_json::Value>) = sqlx::query_as(
+        "SELECT r.status, t.result FROM workflow_executions r \
+         JOIN task_executions t ON t.workflow_execution_id = r.id AND t.task_name = 'fan' \
+         WHERE r.id = $1",
+    )
+    .bind(a.as_uuid())
+    .fetch_one(&pool)
+    .await
+    .expect("run");
+    assert_eq!(
+        status,
+        WorkflowStatus::Failed.as_str(),
+        "`flaky` failed for good"
+    );
+    let items: Vec<i64> = result
+        .expect("fan's result")
+        .as_array()
+        .expect("an array")
+        .iter()
+        .map(|r| r["i"].as_i64().expect("i"))
+        .collect();
+    assert_eq!(items, [0, 1, 2, 3, 4], "one result per item, in item order");
+}
