@@ -64,6 +64,25 @@ fn completion(
     }
 }
 
+/// Applies completions as one batch; every one must apply.
+async fn apply(engine: &Engine, batch: &[ExecutionCompleted]) -> Vec<Applied> {
+    let refs: Vec<&ExecutionCompleted> = batch.iter().collect();
+    engine
+        .apply_completions(&refs)
+        .await
+        .into_iter()
+        .map(|r| r.expect("completion"))
+        .collect()
+}
+
+/// (task, item, attempt) of queued executions.
+fn shape(queued: &[(ExecutionId, String, Option<i32>, i32)]) -> Vec<(&str, Option<i32>, i32)> {
+    queued
+        .iter()
+        .map(|(_, t, i, n)| (t.as_str(), *i, *n))
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batches_apply_each_completion_once_and_free_every_slot() {
     let stack = Stack::start(StackOptions::bare()).expect("stack");
@@ -98,12 +117,8 @@ async fn batches_apply_each_completion_once_and_free_every_slot() {
 
     // Run a: items 0 and 1 of `fan` and `flaky`'s first try are queued.
     let first = queued(&pool, a).await;
-    let shape: Vec<(&str, Option<i32>, i32)> = first
-        .iter()
-        .map(|(_, t, i, n)| (t.as_str(), *i, *n))
-        .collect();
     assert_eq!(
-        shape,
+        shape(&first),
         [("fan", Some(0), 1), ("fan", Some(1), 1), ("flaky", None, 1)]
     );
 
@@ -115,78 +130,39 @@ async fn batches_apply_each_completion_once_and_free_every_slot() {
         completion(a, &first[0], ExecutionStatus::Succeeded),
         completion(a, &first[2], ExecutionStatus::Failed),
     ];
-    let refs: Vec<&ExecutionCompleted> = batch.iter().collect();
-    let applied: Vec<Applied> = engine
-        .apply_completions(&refs)
-        .await
-        .into_iter()
-        .map(|r| r.expect("completion"))
-        .collect();
+    let (changed, duplicate) = (Applied::Changed, Applied::Duplicate);
     assert_eq!(
-        applied,
-        [
-            Applied::Changed,
-            Applied::Changed,
-            Applied::Duplicate,
-            Applied::Changed
-        ]
+        apply(&engine, &batch).await,
+        [changed, changed, duplicate, changed]
     );
     let second = queued(&pool, a).await;
-    let shape: Vec<(&str, Option<i32>, i32)> = second
-        .iter()
-        .map(|(_, t, i, n)| (t.as_str(), *i, *n))
-        .collect();
     assert_eq!(
-        shape,
+        shape(&second),
         [("fan", Some(2), 1), ("fan", Some(3), 1), ("flaky", None, 2)]
     );
 
     // The same batch again changes nothing.
-    let again: Vec<Applied> = engine
-        .apply_completions(&refs)
-        .await
-        .into_iter()
-        .map(|r| r.expect("completion"))
-        .collect();
-    assert_eq!(again, [Applied::Duplicate; 4]);
+    assert_eq!(apply(&engine, &batch).await, [duplicate; 4]);
     assert_eq!(queued(&pool, a).await.len(), 3);
 
-    // The rest in one batch: the last item ends `fan`, which decides
-    // `after`; `flaky` fails for good.
+    // The rest in one batch: `fan`'s last slot opens for item 4; `flaky`
+    // fails for good.
     let batch = [
         completion(a, &second[0], ExecutionStatus::Succeeded),
         completion(a, &second[1], ExecutionStatus::Succeeded),
         completion(a, &second[2], ExecutionStatus::Failed),
     ];
-    let refs: Vec<&ExecutionCompleted> = batch.iter().collect();
-    for r in engine.apply_completions(&refs).await {
-        assert_eq!(r.expect("completion"), Applied::Changed);
-    }
+    assert_eq!(apply(&engine, &batch).await, [changed; 3]);
     let last = queued(&pool, a).await;
-    let shape: Vec<(&str, Option<i32>)> =
-        last.iter().map(|(_, t, i, _)| (t.as_str(), *i)).collect();
-    assert_eq!(shape, [("fan", Some(4))]);
-    let done = [completion(a, &last[0], ExecutionStatus::Succeeded)];
-    let refs: Vec<&ExecutionCompleted> = done.iter().collect();
-    assert_eq!(
-        engine
-            .apply_completions(&refs)
-            .await
-            .pop()
-            .map(|r| r.expect("completion")),
-        Some(Applied::Changed)
-    );
+    assert_eq!(shape(&last), [("fan", Some(4), 1)]);
+
+    // The last item ends `fan`, which decides `after`.
+    let batch = [completion(a, &last[0], ExecutionStatus::Succeeded)];
+    assert_eq!(apply(&engine, &batch).await, [changed]);
     let after = queued(&pool, a).await;
-    assert_eq!(after.len(), 1, "only `after` is queued: {after:?}");
-    assert_eq!(after[0].1, "after");
-    let done = [completion(a, &after[0], ExecutionStatus::Succeeded)];
-    let refs: Vec<&ExecutionCompleted> = done.iter().collect();
-    engine
-        .apply_completions(&refs)
-        .await
-        .pop()
-        .expect("one")
-        .expect("completion");
+    assert_eq!(shape(&after), [("after", None, 1)]);
+    let batch = [completion(a, &after[0], ExecutionStatus::Succeeded)];
+    assert_eq!(apply(&engine, &batch).await, [changed]);
 
     let (status, result): (String, Option<serde_json::Value>) = sqlx::query_as(
         "SELECT r.status, t.result FROM workflow_executions r \

@@ -193,44 +193,6 @@ impl Engine {
         Ok(applied)
     }
 
-    /// Starts several runs in one transaction: one commit for all. If any
-    /// of them fails, nothing is committed and each is started on its own,
-    /// so one bad run never holds back the others. One result per message.
-    pub async fn apply_starts(
-        &self,
-        messages: &[&WorkflowSubmitted],
-    ) -> Vec<Result<Applied, EngineError>> {
-        if messages.len() > 1 {
-            match self.start_together(messages).await {
-                Ok(applied) => return applied.into_iter().map(Ok).collect(),
-                Err(e) => {
-                    tracing::debug!(error = %weft_common::error_chain(&e), count = messages.len(), "a batch of run starts failed; starting them one by one");
-                }
-            }
-        }
-        let mut results = Vec::with_capacity(messages.len());
-        for m in messages {
-            results.push(self.start_run(m.workflow_execution_id).await);
-        }
-        results
-    }
-
-    async fn start_together(
-        &self,
-        messages: &[&WorkflowSubmitted],
-    ) -> Result<Vec<Applied>, EngineError> {
-        let mut tx = self.begin().await?;
-        let mut applied = Vec::with_capacity(messages.len());
-        let mut outbox = Vec::new();
-        for m in messages {
-            let (one, mut messages) = self.start_in(&mut tx, m.workflow_execution_id).await?;
-            applied.push(one);
-            outbox.append(&mut messages);
-        }
-        self.commit(tx, outbox).await?;
-        Ok(applied)
-    }
-
     /// [`Engine::start_run`] inside an open transaction: returns the
     /// messages to write to the outbox with the commit.
     async fn start_in(
@@ -340,40 +302,74 @@ impl Engine {
         self.complete(tx, &completion).await
     }
 
-    /// Applies several completions in one transaction: one commit for all,
-    /// and a counter row shared by their items (a wide fan-out) locked once.
-    /// Each completion goes through the same guards as alone. If any of
-    /// them fails, nothing is committed and each is applied on its own, so
-    /// one bad message never holds back the others. One result per message.
+    /// Starts several runs in one transaction (see [`Engine::apply_batch`]).
+    pub async fn apply_starts(
+        &self,
+        messages: &[&WorkflowSubmitted],
+    ) -> Vec<Result<Applied, EngineError>> {
+        self.apply_batch(Batch::Starts(messages)).await
+    }
+
+    /// Applies several completions in one transaction (see
+    /// [`Engine::apply_batch`]): a counter row shared by their items (a wide
+    /// fan-out) is updated once.
     pub async fn apply_completions(
         &self,
         messages: &[&ExecutionCompleted],
     ) -> Vec<Result<Applied, EngineError>> {
-        if messages.len() > 1 {
-            match self.complete_together(messages).await {
+        self.apply_batch(Batch::Completions(messages)).await
+    }
+
+    /// Applies a batch in one transaction: one commit for all, each message
+    /// through the same guards as alone. If any of them fails, nothing is
+    /// committed and each is applied in a transaction of its own, so one
+    /// bad message never holds back the others. One result per message.
+    async fn apply_batch(&self, batch: Batch<'_>) -> Vec<Result<Applied, EngineError>> {
+        if batch.len() > 1 {
+            match self.apply_together(batch).await {
                 Ok(applied) => return applied.into_iter().map(Ok).collect(),
                 Err(e) => {
-                    tracing::debug!(error = %weft_common::error_chain(&e), count = messages.len(), "a batch of completions failed; applying them one by one");
+                    tracing::debug!(error = %weft_common::error_chain(&e), count = batch.len(), kind = batch.kind(), "a batch failed; applying its messages one by one");
                 }
             }
         }
-        let mut results = Vec::with_capacity(messages.len());
-        for m in messages {
-            results.push(self.execution_completed(m).await);
+        let mut results = Vec::with_capacity(batch.len());
+        match batch {
+            Batch::Starts(messages) => {
+                for m in messages {
+                    results.push(self.start_run(m.workflow_execution_id).await);
+                }
+            }
+            Batch::Completions(messages) => {
+                for m in messages {
+                    results.push(self.execution_completed(m).await);
+                }
+            }
         }
         results
     }
 
-    async fn complete_together(
-        &self,
-        messages: &[&ExecutionCompleted],
-    ) -> Result<Vec<Applied>, EngineError> {
-        let completions = messages
-            .iter()
-            .map(|m| completion_of(m))
-            .collect::<Result<Vec<_>, _>>()?;
+    async fn apply_together(&self, batch: Batch<'_>) -> Result<Vec<Applied>, EngineError> {
         let mut tx = self.begin().await?;
-        let (applied, outbox) = self.complete_in(&mut tx, &completions).await?;
+        let (applied, outbox) = match batch {
+            Batch::Starts(messages) => {
+                let mut applied = Vec::with_capacity(messages.len());
+                let mut outbox = Vec::new();
+                for m in messages {
+                    let (one, mut more) = self.start_in(&mut tx, m.workflow_execution_id).await?;
+                    applied.push(one);
+                    outbox.append(&mut more);
+                }
+                (applied, outbox)
+            }
+            Batch::Completions(messages) => {
+                let completions = messages
+                    .iter()
+                    .map(|m| completion_of(m))
+                    .collect::<Result<Vec<_>, _>>()?;
+                self.complete_in(&mut tx, &completions).await?
+            }
+        };
         self.commit(tx, outbox).await?;
         Ok(applied)
     }
@@ -593,6 +589,29 @@ impl Engine {
             self.inner.outbox_written.notify_one();
         }
         Ok(())
+    }
+}
+
+/// Messages the engine applies several to a transaction.
+#[derive(Debug, Clone, Copy)]
+enum Batch<'m> {
+    Starts(&'m [&'m WorkflowSubmitted]),
+    Completions(&'m [&'m ExecutionCompleted]),
+}
+
+impl Batch<'_> {
+    const fn len(self) -> usize {
+        match self {
+            Self::Starts(m) => m.len(),
+            Self::Completions(m) => m.len(),
+        }
+    }
+
+    const fn kind(self) -> &'static str {
+        match self {
+            Self::Starts(_) => "workflow.submitted",
+            Self::Completions(_) => "execution.completed",
+        }
     }
 }
 
