@@ -177,7 +177,8 @@ where
         .map_err(BusError::amqp(format!("consuming `{queue}`")))?;
     tracing::debug!(queue = %queue, "consuming");
     let permits = Arc::new(Semaphore::new(config.concurrency.max(1)));
-    let mut running: JoinSet<()> = JoinSet::new();
+    let mut running: JoinSet<Settled> = JoinSet::new();
+    let mut acks = Acks::default();
     let lost = loop {
         // Wait for a free handler slot before taking the next delivery, so
         // prefetched messages wait in the client, not in memory unbounded.
@@ -191,7 +192,16 @@ where
         let next = tokio::select! {
             () = shutdown.cancelled() => break None,
             next = consumer.next() => next,
-            Some(_) = running.join_next(), if !running.is_empty() => { drop(permit); continue; }
+            Some(done) = running.join_next(), if !running.is_empty() => {
+                drop(permit);
+                acks.settled(done);
+                // Whatever else finished meanwhile is acked together.
+                while let Some(done) = running.try_join_next() {
+                    acks.settled(done);
+                }
+                acks.flush().await;
+                continue;
+            }
         };
         let delivery = match next {
             Some(Ok(d)) => d,
@@ -209,9 +219,10 @@ where
         };
         let handler = Arc::clone(handler);
         let dead_letters = dead_letters.clone();
+        acks.delivered(delivery.delivery_tag);
         running.spawn(async move {
             let _permit = permit;
-            settle(delivery, handler.as_ref(), &dead_letters).await;
+            settle(delivery, handler.as_ref(), &dead_letters).await
         });
     };
     if lost.is_none() {
@@ -220,7 +231,10 @@ where
             .await;
     }
     // Let in-flight handlers finish and settle their deliveries.
-    while running.join_next().await.is_some() {}
+    while let Some(done) = running.join_next().await {
+        acks.settled(done);
+    }
+    acks.flush().await;
     match lost {
         None => {
             let _ = channel.close(200, "consumer stopped".into()).await;
@@ -230,8 +244,91 @@ where
     }
 }
 
-/// Decodes, runs the handler, and acks / requeues / dead-letters.
-async fn settle<H, F>(delivery: lapin::message::Delivery, handler: &H, dead_letters: &Publisher)
+/// A delivery whose handler is done: its tag, and its acker if it is to be
+/// acked (requeues and rejections were sent already).
+type Settled = (u64, Option<lapin::Acker>);
+
+/// Acks of one subscription, coalesced: deliveries whose handlers finished
+/// together are acked with one `basic.ack` with `multiple` (which covers
+/// every earlier delivery of the channel) as far as no earlier delivery is
+/// still being handled; the ones past such a delivery are acked one by one
+/// at once, so a long handler never holds back another delivery's ack.
+#[derive(Default)]
+struct Acks {
+    /// Deliveries whose handlers run.
+    running: std::collections::BTreeSet<u64>,
+    /// Deliveries handled, to ack.
+    ready: std::collections::BTreeMap<u64, lapin::Acker>,
+}
+
+impl Acks {
+    fn delivered(&mut self, tag: u64) {
+        self.running.insert(tag);
+    }
+
+    fn settled(&mut self, done: Result<Settled, tokio::task::JoinError>) {
+        match done {
+            Ok((tag, acker)) => {
+                self.running.remove(&tag);
+                if let Some(acker) = acker {
+                    self.ready.insert(tag, acker);
+                }
+            }
+            // A handler panicked: its delivery stays unacked and the
+            // broker redelivers it when the channel closes.
+            Err(e) => tracing::error!(error = %e, "a delivery's handler panicked"),
+        }
+    }
+
+    async fn flush(&mut self) {
+        let oldest_running = self.running.first().copied().unwrap_or(u64::MAX);
+        let later = self.ready.split_off(&oldest_running);
+        let mut acked = 0usize;
+        if let Some((_, last)) = self.ready.pop_last() {
+            // Every delivery up to `last` was handled: one ack for all.
+            acked = self.ready.len() + 1;
+            report(
+                last.ack(BasicAckOptions { multiple: true }).await,
+                "acking deliveries",
+            );
+        }
+        self.ready = later;
+        for (_, acker) in std::mem::take(&mut self.ready) {
+            acked += 1;
+            report(
+                acker.ack(BasicAckOptions::default()).await,
+                "acking a delivery",
+            );
+        }
+        if acked > 0 {
+            metrics::counter!("weft_bus_deliveries_total", "outcome" => "ack")
+                .increment(acked as u64);
+        }
+    }
+}
+
+fn report(settled: Result<bool, lapin::Error>, what: &str) {
+    match settled {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::warn!(
+                what,
+                "delivery was already settled or its channel closed; the broker will redeliver it"
+            );
+        }
+        Err(e) => {
+            tracing::warn!(what, error = %e, "settling failed; the broker will redeliver");
+        }
+    }
+}
+
+/// Decodes, runs the handler, and requeues / dead-letters, or hands the
+/// acker back to be acked with the others that finished together.
+async fn settle<H, F>(
+    delivery: lapin::message::Delivery,
+    handler: &H,
+    dead_letters: &Publisher,
+) -> Settled
 where
     H: Fn(Delivery) -> F + Send + Sync + 'static,
     F: Future<Output = Outcome> + Send + 'static,
@@ -258,15 +355,11 @@ where
             Outcome::DeadLetter(e.to_string())
         }
     };
-    let label = match &outcome {
-        Outcome::Ack => "ack",
-        Outcome::Requeue => "requeue",
-        Outcome::DeadLetter(_) => "dead_letter",
-    };
-    metrics::counter!("weft_bus_deliveries_total", "outcome" => label).increment(1);
+    let tag = delivery.delivery_tag;
     let settled = match outcome {
-        Outcome::Ack => delivery.acker.ack(BasicAckOptions::default()).await,
+        Outcome::Ack => return (tag, Some(delivery.acker)),
         Outcome::Requeue => {
+            metrics::counter!("weft_bus_deliveries_total", "outcome" => "requeue").increment(1);
             delivery
                 .acker
                 .nack(BasicNackOptions {
@@ -275,32 +368,28 @@ where
                 })
                 .await
         }
-        Outcome::DeadLetter(reason) => match dead_letters
-            .dead_letter(&delivery.data, &reason, &exchange, &routing_key)
-            .await
-        {
-            Ok(()) => delivery.acker.ack(BasicAckOptions::default()).await,
-            Err(e) => {
-                // Could not park it: let the broker dead-letter it (the
-                // queue's DLX) without our reason rather than loop.
-                tracing::warn!(error = %e, "publishing to weft.dead failed; rejecting to the queue's dead-letter exchange");
-                delivery
-                    .acker
-                    .nack(BasicNackOptions {
-                        requeue: false,
-                        ..BasicNackOptions::default()
-                    })
-                    .await
+        Outcome::DeadLetter(reason) => {
+            metrics::counter!("weft_bus_deliveries_total", "outcome" => "dead_letter").increment(1);
+            match dead_letters
+                .dead_letter(&delivery.data, &reason, &exchange, &routing_key)
+                .await
+            {
+                Ok(()) => delivery.acker.ack(BasicAckOptions::default()).await,
+                Err(e) => {
+                    // Could not park it: let the broker dead-letter it (the
+                    // queue's DLX) without our reason rather than loop.
+                    tracing::warn!(error = %e, "publishing to weft.dead failed; rejecting to the queue's dead-letter exchange");
+                    delivery
+                        .acker
+                        .nack(BasicNackOptions {
+                            requeue: false,
+                            ..BasicNackOptions::default()
+                        })
+                        .await
+                }
             }
-        },
+        }
     };
-    match settled {
-        Ok(true) => {}
-        Ok(false) => {
-            tracing::warn!(routing_key = %routing_key, "delivery was already settled or its channel closed; the broker will redeliver it")
-        }
-        Err(e) => {
-            tracing::warn!(routing_key = %routing_key, error = %e, "settling a delivery failed; the broker will redeliver it")
-        }
-    }
+    report(settled, "settling a delivery");
+    (tag, None)
 }
