@@ -508,3 +508,20 @@ async fn drop_leftover_databases(base_url: &str) {
     }
     let _ = admin.close().await;
 }
+
+/// Messages in a queue of the vhost an AMQP URL names (ready and unacked),
+/// as `rabbitmqctl list_queues` counts them; `None` if `rabbitmqctl` fails
+/// or does not list the queue.
+#[must_use]
+pub fn queue_messages(amqp_url: &str, queue: &str) -> Option<usize> {
+    let vhost = amqp_url.rsplit('/').next().unwrap_or_default();
+    let out = std::process::Command::new("rabbitmqctl")
+        .args(["-q", "list_queues", "-p", vhost, "name", "messages"])
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_once('\t'))
+        .find(|(name, _)| *name == queue)
+        .and_then(|(_, n)| n.trim().parse().ok())
+}

@@ -16,24 +16,10 @@ use weft_common::{Envelope, MessageId};
 
 const MESSAGES: usize = 600;
 
-/// Messages in a queue (ready or unacked), as the broker counts them.
-fn messages_in(vhost: &str, queue: &str) -> usize {
-    let out = std::process::Command::new("rabbitmqctl")
-        .args(["-q", "list_queues", "-p", vhost, "name", "messages"])
-        .output()
-        .expect("rabbitmqctl");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split_once('\t'))
-        .find(|(name, _)| *name == queue)
-        .and_then(|(_, n)| n.trim().parse().ok())
-        .expect("the queue is listed")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_delivery_is_settled_once_its_handler_is_done() {
     let (url, _guard) = weft_bus::testing::fresh_vhost().await.expect("vhost");
-    let vhost = url.rsplit('/').next().unwrap_or_default().to_owned();
+    let amqp_url = url.clone();
     let stop = CancellationToken::new();
     let bus = Bus::connect(
         BusConfig {
@@ -129,9 +115,10 @@ async fn every_delivery_is_settled_once_its_handler_is_done() {
     );
     // The consumer stopped and closed its channel: anything it had not
     // acked would be back in the queue now.
-    let left = tokio::task::spawn_blocking(move || messages_in(&vhost, &queue))
+    let left = tokio::task::spawn_blocking(move || weft_tests::queue_messages(&amqp_url, &queue))
         .await
-        .expect("rabbitmqctl");
+        .expect("rabbitmqctl")
+        .expect("rabbitmqctl lists the queue");
     assert_eq!(left, 0, "deliveries left unacked");
     stop.cancel();
 }

@@ -2,7 +2,6 @@
 //! and the consumers go on; a second submit with the same idempotency key
 //! returns the same run, also when the submits race.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -13,17 +12,7 @@ use weft_store::runs::{self, NewRun};
 use weft_tests::{Stack, StackOptions};
 
 fn dead_letters(vhost_url: &str) -> usize {
-    let vhost = vhost_url.rsplit('/').next().unwrap_or_default();
-    let out = Command::new("rabbitmqctl")
-        .args(["-q", "list_queues", "-p", vhost, "name", "messages"])
-        .output()
-        .expect("rabbitmqctl");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split_once('\t'))
-        .find(|(name, _)| *name == "weft.dead")
-        .and_then(|(_, n)| n.trim().parse().ok())
-        .unwrap_or(0)
+    weft_tests::queue_messages(vhost_url, "weft.dead").unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
