@@ -408,7 +408,7 @@ impl<'a> Step<'a> {
     /// `canceling`, and then the run's status says so.
     async fn finish_run(&mut self) -> Result<(), EngineError> {
         let rows = tasks::for_run(self.conn, self.run.id).await?;
-        let (to, output, error) = if let Some(failed) = rows.iter().find(|t| {
+        let (mut to, output, error) = if let Some(failed) = rows.iter().find(|t| {
             (t.status == TaskStatus::Failed && !t.allow_failure) || t.status == TaskStatus::Canceled
         }) {
             let why = failed.error.as_deref().unwrap_or("no error recorded");
@@ -430,7 +430,6 @@ impl<'a> Step<'a> {
                 ),
             }
         };
-        let mut to = to;
         let mut changed = runs::transition(
             self.conn,
             self.run.id,
