@@ -7,7 +7,7 @@
 //! acked afterwards. A redelivered or duplicated message finds its guard
 //! already flipped and returns [`Applied::Duplicate`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -188,56 +188,70 @@ impl Engine {
     #[tracing::instrument(skip_all, fields(workflow_execution_id = %id), err)]
     async fn start_run(&self, id: WorkflowExecutionId) -> Result<Applied, EngineError> {
         let mut tx = self.begin().await?;
-        let (applied, messages) = self.start_in(&mut tx, id).await?;
+        let (applied, messages) = self.start_in(&mut tx, &[id]).await?;
         self.commit(tx, messages).await?;
-        Ok(applied)
+        Ok(applied.first().copied().unwrap_or(Applied::Duplicate))
     }
 
-    /// [`Engine::start_run`] inside an open transaction: returns the
-    /// messages to write to the outbox with the commit.
+    /// Starts runs inside an open transaction, set-based: one statement
+    /// moves them all to `running`, one creates all their tasks, and one
+    /// [`Step`] decides every root. A run that was not pending is resumed
+    /// instead (see [`Engine::resume_in`]). Returns one [`Applied`] per id
+    /// (an id listed twice is a duplicate the second time) and the messages
+    /// to write to the outbox with the commit.
     async fn start_in(
         &self,
         tx: &mut PgConnection,
-        id: WorkflowExecutionId,
-    ) -> Result<(Applied, Vec<Queued>), EngineError> {
-        let Some(run) = runs::start(tx, id).await? else {
-            return self.resume_in(tx, id).await;
-        };
-        let workflow = match self.inner.catalog.get(tx, run.definition_id).await {
-            Ok(workflow) => workflow,
-            Err(EngineError::InvalidDefinition { detail, .. }) => {
-                // The run can never start; fail it rather than loop.
-                runs::transition(tx, id, WorkflowStatus::Failed, None, Some(&detail)).await?;
-                return Ok((Applied::Changed, Vec::new()));
+        ids: &[WorkflowExecutionId],
+    ) -> Result<(Vec<Applied>, Vec<Queued>), EngineError> {
+        let mut started = Vec::new();
+        for run in runs::start_many(tx, ids).await? {
+            match self.inner.catalog.get(tx, run.definition_id).await {
+                Ok(workflow) => started.push(RunInfo::of(&run, workflow)),
+                Err(EngineError::InvalidDefinition { detail, .. }) => {
+                    // The run can never start; fail it rather than loop.
+                    runs::transition(tx, run.id, WorkflowStatus::Failed, None, Some(&detail))
+                        .await?;
+                }
+                Err(e) => return Err(e),
             }
-            Err(e) => return Err(e),
-        };
-        let new: Vec<NewTask<'_>> = workflow
-            .tasks()
-            .map(|t| NewTask {
-                name: t.name(),
-                needs: t.needs(),
-                with_items: t.with_items().is_some(),
-                allow_failure: t.allow_failure(),
-                concurrency: t
-                    .concurrency()
-                    .map(|c| i32::try_from(c).unwrap_or(i32::MAX)),
-            })
-            .collect();
-        let created = tasks::create_all(tx, id, &new).await?;
-        let roots: std::collections::HashSet<&str> = workflow.dag().roots().into_iter().collect();
-        let mut root_rows: Vec<_> = created
-            .into_iter()
-            .filter(|t| roots.contains(t.task_name.as_str()))
-            .collect();
-        root_rows.sort_by(|a, b| a.task_name.cmp(&b.task_name));
-        let info = RunInfo::of(&run, Arc::clone(&workflow));
-        let mut step = Step::new(tx, &self.inner.evaluator, info);
-        for root in root_rows {
-            step.decide(root).await?;
         }
-        tracing::info!(workflow_execution_id = %id, workflow = %workflow.name(), "run started");
-        Ok((Applied::Changed, std::mem::take(&mut step.outbox)))
+        let new: Vec<(WorkflowExecutionId, Vec<NewTask<'_>>)> = started
+            .iter()
+            .map(|run| (run.id, new_tasks(&run.workflow)))
+            .collect();
+        let mut created = tasks::create_all(tx, &new).await?;
+        drop(new);
+        created.sort_by(|a, b| {
+            (a.workflow_execution_id.as_uuid(), &a.task_name)
+                .cmp(&(b.workflow_execution_id.as_uuid(), &b.task_name))
+        });
+        let mut fresh: HashSet<WorkflowExecutionId> = HashSet::with_capacity(started.len());
+        let mut outbox = {
+            let mut step = Step::new(tx, &self.inner.evaluator);
+            for run in started {
+                tracing::info!(workflow_execution_id = %run.id, workflow = %run.workflow.name(), "run started");
+                fresh.insert(run.id);
+                step.add_run(run);
+            }
+            // The roots: tasks that need nothing.
+            for task in created.into_iter().filter(|t| t.needs.is_empty()) {
+                step.decide(task);
+            }
+            step.settle().await?;
+            std::mem::take(&mut step.outbox)
+        };
+        let mut applied = Vec::with_capacity(ids.len());
+        for id in ids {
+            if fresh.remove(id) {
+                applied.push(Applied::Changed);
+            } else {
+                let (one, mut more) = self.resume_in(tx, *id).await?;
+                applied.push(one);
+                outbox.append(&mut more);
+            }
+        }
+        Ok((applied, outbox))
     }
 
     /// A run that is already running: decides the tasks that wait with every
@@ -261,11 +275,12 @@ impl Engine {
             return Ok((Applied::Duplicate, Vec::new()));
         }
         let workflow = self.inner.catalog.get(tx, run.definition_id).await?;
-        let info = RunInfo::of(&run, workflow);
-        let mut step = Step::new(tx, &self.inner.evaluator, info);
+        let mut step = Step::new(tx, &self.inner.evaluator);
+        step.add_run(RunInfo::of(&run, workflow));
         for task in undecided {
-            step.decide(task).await?;
+            step.decide(task);
         }
+        step.settle().await?;
         tracing::info!(workflow_execution_id = %id, round = run.run_attempt, "run resumed");
         Ok((Applied::Changed, std::mem::take(&mut step.outbox)))
     }
@@ -353,14 +368,9 @@ impl Engine {
         let mut tx = self.begin().await?;
         let (applied, outbox) = match batch {
             Batch::Starts(messages) => {
-                let mut applied = Vec::with_capacity(messages.len());
-                let mut outbox = Vec::new();
-                for m in messages {
-                    let (one, mut more) = self.start_in(&mut tx, m.workflow_execution_id).await?;
-                    applied.push(one);
-                    outbox.append(&mut more);
-                }
-                (applied, outbox)
+                let ids: Vec<WorkflowExecutionId> =
+                    messages.iter().map(|m| m.workflow_execution_id).collect();
+                self.start_in(&mut tx, &ids).await?
             }
             Batch::Completions(messages) => {
                 let completions = messages
@@ -464,24 +474,29 @@ impl Engine {
             }
         }
         let done: Vec<ItemsDone> = items.values().map(|i| i.done).collect();
-        let counted: HashMap<TaskExecutionId, tasks::TaskRow> = tasks::items_finished(tx, &done)
-            .await?
-            .into_iter()
-            .map(|t| (t.id, t))
-            .collect();
+        let mut counted: HashMap<TaskExecutionId, tasks::TaskRow> =
+            tasks::items_finished(tx, &done)
+                .await?
+                .into_iter()
+                .map(|t| (t.id, t))
+                .collect();
 
-        let mut outbox = Vec::new();
+        let mut step = Step::new(tx, &self.inner.evaluator);
         for (run_id, plan) in runs {
             if plan.settle {
                 // Settling writes its own outbox rows for the relay.
-                cancel::settle(tx, run_id, &plan.first.workflow_name).await?;
+                cancel::settle(step.conn(), run_id, &plan.first.workflow_name).await?;
                 self.inner.outbox_written.notify_one();
             }
             if plan.retries.is_empty() && plan.tasks.iter().all(|t| !counted.contains_key(t)) {
                 continue;
             }
-            let workflow = self.inner.catalog.get(tx, plan.first.definition_id).await?;
-            let info = RunInfo {
+            let workflow = self
+                .inner
+                .catalog
+                .get(step.conn(), plan.first.definition_id)
+                .await?;
+            step.add_run(RunInfo {
                 id: run_id,
                 status: plan.first.run_status,
                 input: plan
@@ -491,29 +506,28 @@ impl Engine {
                     .cloned()
                     .unwrap_or_default(),
                 workflow,
-            };
-            let mut step = Step::new(tx, &self.inner.evaluator, info);
+            });
             for failed in plan.retries {
                 let task = tasks::get(step.conn(), failed.task_execution_id).await?;
                 step.retry(&task, failed).await?;
             }
             for task in plan.tasks {
-                let (Some(counted), Some(entry)) = (counted.get(&task), items.get(&task)) else {
+                let (Some(counted), Some(entry)) = (counted.remove(&task), items.get(&task)) else {
                     continue;
                 };
                 if counted.all_items_done() {
                     let outcome = self
-                        .task_outcome(&mut step, counted, entry.last, entry.with_items)
+                        .task_outcome(&mut step, &counted, entry.last, entry.with_items)
                         .await?;
-                    step.finish_task(counted, outcome).await?;
+                    step.finish_task(counted, outcome);
                 } else if entry.done.succeeded > 0 {
-                    step.dispatch_next_items(counted, entry.done.succeeded)
+                    step.dispatch_next_items(&counted, entry.done.succeeded)
                         .await?;
                 }
             }
-            outbox.append(&mut step.outbox);
         }
-        Ok((applied, outbox))
+        step.settle().await?;
+        Ok((applied, std::mem::take(&mut step.outbox)))
     }
 
     /// How a task whose items are all done ends.
@@ -590,6 +604,22 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// The task rows to create when a run of `workflow` starts.
+fn new_tasks(workflow: &weft_common::Workflow) -> Vec<NewTask<'_>> {
+    workflow
+        .tasks()
+        .map(|t| NewTask {
+            name: t.name(),
+            needs: t.needs(),
+            with_items: t.with_items().is_some(),
+            allow_failure: t.allow_failure(),
+            concurrency: t
+                .concurrency()
+                .map(|c| i32::try_from(c).unwrap_or(i32::MAX)),
+        })
+        .collect()
 }
 
 /// Messages the engine applies several to a transaction.

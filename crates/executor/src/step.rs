@@ -1,12 +1,16 @@
-//! One transaction's worth of advancing a run: deciding ready tasks,
-//! finishing tasks, cascading to successors, finishing the run.
+//! One transaction's worth of advancing runs: deciding ready tasks,
+//! finishing tasks, cascading to successors, finishing runs.
 //!
 //! A [`Step`] borrows the open transaction and collects the messages the
 //! state changes cause; the caller writes them to the outbox and commits.
-//! Every state change goes through a guarded store function, so whatever a
-//! step decides happens at most once even if two executors race.
+//! It advances any number of runs at once, set-based: the tasks that end
+//! are made terminal in one statement per cascade round (whatever their
+//! runs), the tasks decided to run start in one statement, the runs that
+//! are done finish in one more. Every state change goes through a guarded
+//! store function, so whatever a step decides happens at most once even if
+//! two executors race.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -18,13 +22,13 @@ use weft_common::{
     Context, Envelope, Evaluator, ExecutionId, ExecutionStatus, Task, TaskStatus, TaskView,
     WorkflowExecutionId, WorkflowRef, WorkflowStatus,
 };
-use weft_store::executions::{self, ExecutionRow, NewExecution};
-use weft_store::runs;
-use weft_store::tasks::{self, TaskRow};
+use weft_store::executions::{self, ExecutionRow, NewExecution, TaskStart};
+use weft_store::runs::{self, Transition};
+use weft_store::tasks::{self, Finish, TaskRow};
 
 use crate::error::EngineError;
 
-/// What a step knows about its run.
+/// What a step knows about a run.
 #[derive(Debug, Clone)]
 pub(crate) struct RunInfo {
     pub(crate) id: WorkflowExecutionId,
@@ -43,14 +47,54 @@ impl RunInfo {
             workflow,
         }
     }
+
+    fn spec(&self, name: &str) -> Result<&Task, EngineError> {
+        self.workflow.task(name).ok_or_else(|| {
+            EngineError::Inconsistent(format!(
+                "run {} has a task `{name}` its workflow does not define",
+                self.id
+            ))
+        })
+    }
+
+    fn context(&self, rows: &[&TaskRow]) -> Context {
+        Context {
+            input: self.input.clone(),
+            tasks: rows
+                .iter()
+                .map(|r| {
+                    (
+                        r.task_name.clone(),
+                        TaskView {
+                            status: r.status,
+                            result: r.result.clone().unwrap_or_default(),
+                        },
+                    )
+                })
+                .collect(),
+            item: None,
+            item_index: None,
+            workflow: WorkflowRef {
+                id: self.id.to_string(),
+                name: self.workflow.name().to_owned(),
+            },
+        }
+    }
 }
 
 /// The state changes of one transaction and the messages they cause.
 pub(crate) struct Step<'a> {
     conn: &'a mut PgConnection,
     evaluator: &'a Evaluator,
-    run: RunInfo,
-    ready: VecDeque<TaskRow>,
+    runs: HashMap<WorkflowExecutionId, RunInfo>,
+    /// Tasks whose needs are all terminal, to decide.
+    ready: Vec<TaskRow>,
+    /// Tasks that end, to make terminal together.
+    ending: Vec<(TaskRow, Outcome)>,
+    /// Tasks decided to run, to start together, with their dispatches.
+    starting: Vec<(TaskStart, Vec<Dispatch>)>,
+    /// Runs whose every task is terminal.
+    done: Vec<WorkflowExecutionId>,
     /// Messages to write to the outbox, each with its due time.
     pub(crate) outbox: Vec<(Envelope, Option<DateTime<Utc>>)>,
 }
@@ -58,7 +102,7 @@ pub(crate) struct Step<'a> {
 impl std::fmt::Debug for Step<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Step")
-            .field("run", &self.run.id)
+            .field("runs", &self.runs.len())
             .field("outbox", &self.outbox.len())
             .finish_non_exhaustive()
     }
@@ -90,15 +134,34 @@ impl Outcome {
     }
 }
 
+/// What deciding a ready task comes to.
+enum Decision {
+    /// It ends here, without an execution.
+    Ends(Outcome),
+    /// It has nothing to run: it starts and succeeds at once with `[]`.
+    Empty,
+    /// It runs: these executions, these dispatches.
+    Runs(TaskStart, Vec<Dispatch>),
+}
+
 impl<'a> Step<'a> {
-    pub(crate) fn new(conn: &'a mut PgConnection, evaluator: &'a Evaluator, run: RunInfo) -> Self {
+    pub(crate) fn new(conn: &'a mut PgConnection, evaluator: &'a Evaluator) -> Self {
         Self {
             conn,
             evaluator,
-            run,
-            ready: VecDeque::new(),
+            runs: HashMap::new(),
+            ready: Vec::new(),
+            ending: Vec::new(),
+            starting: Vec::new(),
+            done: Vec::new(),
             outbox: Vec::new(),
         }
+    }
+
+    /// Makes a run known to the step: every task handed to it must be of a
+    /// run added first.
+    pub(crate) fn add_run(&mut self, run: RunInfo) {
+        self.runs.insert(run.id, run);
     }
 
     /// The open connection, for the caller's own queries.
@@ -106,86 +169,154 @@ impl<'a> Step<'a> {
         self.conn
     }
 
-    /// Decides a task whose needs are all terminal, then everything that
-    /// cascades from it.
-    pub(crate) async fn decide(&mut self, task: TaskRow) -> Result<(), EngineError> {
-        self.ready.push_back(task);
-        self.drain().await
+    /// Decides a task whose needs are all terminal (at [`Step::settle`]).
+    pub(crate) fn decide(&mut self, task: TaskRow) {
+        self.ready.push(task);
     }
 
-    async fn drain(&mut self) -> Result<(), EngineError> {
-        while let Some(task) = self.ready.pop_front() {
-            if let Some(outcome) = self.decide_one(&task).await? {
-                self.finish_one(&task, outcome).await?;
+    /// Makes a task terminal (at [`Step::settle`]), counts it as a finished
+    /// need of its successors, decides those that become ready, and finishes
+    /// the run when this was its last task.
+    pub(crate) fn finish_task(&mut self, task: TaskRow, outcome: Outcome) {
+        self.ending.push((task, outcome));
+    }
+
+    /// Carries out what was handed to the step, round by round: decide the
+    /// ready tasks; make those that end terminal (one statement), which
+    /// makes further tasks ready; until nothing cascades. Then start the
+    /// tasks decided to run (one statement) and finish the runs that are
+    /// done.
+    pub(crate) async fn settle(&mut self) -> Result<(), EngineError> {
+        loop {
+            self.decide_ready().await?;
+            if self.ending.is_empty() {
+                break;
+            }
+            self.end_tasks().await?;
+        }
+        self.start_tasks().await?;
+        self.finish_runs().await
+    }
+
+    /// Decides every ready task, reading the tasks they refer to in one
+    /// statement.
+    async fn decide_ready(&mut self) -> Result<(), EngineError> {
+        if self.ready.is_empty() {
+            return Ok(());
+        }
+        let ready = std::mem::take(&mut self.ready);
+        let mut wanted: BTreeSet<(WorkflowExecutionId, &str)> = BTreeSet::new();
+        for task in &ready {
+            let run = run_of(&self.runs, task.workflow_execution_id)?;
+            if !run.status.dispatches() {
+                continue;
+            }
+            let spec = run.spec(&task.task_name)?;
+            for name in spec.needs().iter().chain(spec.references()) {
+                wanted.insert((run.id, name.as_str()));
+            }
+        }
+        let wanted: Vec<(WorkflowExecutionId, &str)> = wanted.into_iter().collect();
+        let rows = tasks::by_names(self.conn, &wanted).await?;
+        let mut by_run: HashMap<WorkflowExecutionId, Vec<&TaskRow>> = HashMap::new();
+        for row in &rows {
+            by_run
+                .entry(row.workflow_execution_id)
+                .or_default()
+                .push(row);
+        }
+        let mut decisions = Vec::with_capacity(ready.len());
+        for task in ready {
+            let run = run_of(&self.runs, task.workflow_execution_id)?;
+            let rows = by_run.get(&run.id).map_or(&[][..], Vec::as_slice);
+            let decision = self.decide_one(run, &task, rows)?;
+            decisions.push((task, decision));
+        }
+        for (task, decision) in decisions {
+            match decision {
+                Decision::Ends(outcome) => self.ending.push((task, outcome)),
+                Decision::Empty => {
+                    if tasks::start(self.conn, task.id, 0, 0).await? {
+                        self.ending.push((
+                            task,
+                            Outcome {
+                                status: TaskStatus::Succeeded,
+                                result: Some(Value::Array(Vec::new())),
+                                error: None,
+                            },
+                        ));
+                    }
+                }
+                Decision::Runs(start, dispatches) => self.starting.push((start, dispatches)),
             }
         }
         Ok(())
     }
 
-    /// Runs or skips one ready task. `Some(outcome)` when the task ends here
-    /// (skipped, failed to render, empty item list) without any execution.
-    async fn decide_one(&mut self, task: &TaskRow) -> Result<Option<Outcome>, EngineError> {
-        if !self.run.status.dispatches() {
-            return Ok(Some(Outcome {
+    /// Runs or skips one ready task, given the rows of its run's tasks it
+    /// names (needs and references).
+    fn decide_one(
+        &self,
+        run: &RunInfo,
+        task: &TaskRow,
+        rows: &[&TaskRow],
+    ) -> Result<Decision, EngineError> {
+        if !run.status.dispatches() {
+            return Ok(Decision::Ends(Outcome {
                 status: TaskStatus::Canceled,
                 result: None,
                 error: Some("the run was canceled".into()),
             }));
         }
-        let workflow = Arc::clone(&self.run.workflow);
-        let spec = spec_of(&workflow, self.run.id, &task.task_name)?;
-        let mut names: BTreeSet<&str> = spec.needs().iter().map(String::as_str).collect();
-        names.extend(spec.references().iter().map(String::as_str));
-        let rows = if names.is_empty() {
-            Vec::new()
-        } else {
-            let names: Vec<&str> = names.into_iter().collect();
-            tasks::by_names(self.conn, self.run.id, &names).await?
-        };
-
-        let needs: Vec<TaskStatus> = rows
+        let spec = run.spec(&task.task_name)?;
+        let named: Vec<&TaskRow> = rows
             .iter()
-            .filter(|r| spec.needs().contains(&r.task_name))
-            .map(|r| r.status)
+            .copied()
+            .filter(|r| {
+                spec.needs().contains(&r.task_name) || spec.references().contains(&r.task_name)
+            })
             .collect();
-        if !spec.trigger().is_satisfied(&needs) {
-            let states = rows
+        let needs: Vec<&TaskRow> = named
+            .iter()
+            .copied()
+            .filter(|r| spec.needs().contains(&r.task_name))
+            .collect();
+        let statuses: Vec<TaskStatus> = needs.iter().map(|r| r.status).collect();
+        if !spec.trigger().is_satisfied(&statuses) {
+            let states = needs
                 .iter()
-                .filter(|r| spec.needs().contains(&r.task_name))
                 .map(|r| format!("{} {}", r.task_name, r.status))
                 .collect::<Vec<_>>()
                 .join(", ");
-            return Ok(Some(Outcome::skipped(format!(
+            return Ok(Decision::Ends(Outcome::skipped(format!(
                 "trigger `{}` not met ({states})",
                 spec.trigger()
             ))));
         }
 
-        let mut ctx = self.context(&rows);
+        let mut ctx = run.context(&named);
         if let Some(when) = spec.when() {
             match self.evaluator.condition(when, &ctx) {
                 Ok(true) => {}
                 Ok(false) => {
-                    return Ok(Some(Outcome::skipped(format!("`when: {when}` was false"))));
+                    return Ok(Decision::Ends(Outcome::skipped(format!(
+                        "`when: {when}` was false"
+                    ))));
                 }
-                Err(e) => return Ok(Some(Outcome::failed(format!("evaluating `when`: {e}")))),
+                Err(e) => {
+                    return Ok(Decision::Ends(Outcome::failed(format!(
+                        "evaluating `when`: {e}"
+                    ))));
+                }
             }
         }
 
         let inputs = match self.render_inputs(spec, &mut ctx) {
             Ok(inputs) => inputs,
-            Err(outcome) => return Ok(Some(outcome)),
+            Err(outcome) => return Ok(Decision::Ends(outcome)),
         };
         if inputs.is_empty() {
-            // Nothing to run: the task starts and succeeds at once with `[]`.
-            if !tasks::start(self.conn, task.id, 0, 0).await? {
-                return Ok(None);
-            }
-            return Ok(Some(Outcome {
-                status: TaskStatus::Succeeded,
-                result: Some(Value::Array(Vec::new())),
-                error: None,
-            }));
+            return Ok(Decision::Empty);
         }
         let total = to_i32(inputs.len());
         let in_flight = spec
@@ -208,26 +339,22 @@ impl<'a> Step<'a> {
                 due_at: None,
             })
             .collect();
-        let timeout_ms = spec
-            .timeout()
-            .map(|t| i64::try_from(t.as_millis()).unwrap_or(i64::MAX));
-        let started = executions::start_task(
-            self.conn,
-            self.run.id,
-            task.id,
-            (total, in_flight),
-            timeout_ms,
-            &new,
-        )
-        .await?;
-        if !started {
-            return Ok(None);
-        }
-        for e in new.iter().filter(|e| e.status == ExecutionStatus::Queued) {
-            let dispatch = dispatch(spec, task, e.id, e.item_index, e.attempt, e.input.clone());
-            self.outbox.push((Envelope::new(dispatch), None));
-        }
-        Ok(None)
+        let dispatches = new
+            .iter()
+            .filter(|e| e.status == ExecutionStatus::Queued)
+            .map(|e| dispatch(spec, task, e.id, e.item_index, e.attempt, e.input.clone()))
+            .collect();
+        let start = TaskStart {
+            task: task.id,
+            run: run.id,
+            items: total,
+            dispatched: in_flight,
+            timeout_ms: spec
+                .timeout()
+                .map(|t| i64::try_from(t.as_millis()).unwrap_or(i64::MAX)),
+            executions: new,
+        };
+        Ok(Decision::Runs(start, dispatches))
     }
 
     /// One rendered input per item (one for a plain task), or the outcome
@@ -257,31 +384,6 @@ impl<'a> Step<'a> {
         Ok(inputs)
     }
 
-    fn context(&self, rows: &[TaskRow]) -> Context {
-        let tasks: BTreeMap<String, TaskView> = rows
-            .iter()
-            .map(|r| {
-                (
-                    r.task_name.clone(),
-                    TaskView {
-                        status: r.status,
-                        result: r.result.clone().unwrap_or_default(),
-                    },
-                )
-            })
-            .collect();
-        Context {
-            input: self.run.input.clone(),
-            tasks,
-            item: None,
-            item_index: None,
-            workflow: WorkflowRef {
-                id: self.run.id.to_string(),
-                name: self.run.workflow.name().to_owned(),
-            },
-        }
-    }
-
     /// Dispatches up to `count` next items of a with_items task: one per
     /// slot its finished items freed.
     pub(crate) async fn dispatch_next_items(
@@ -289,7 +391,8 @@ impl<'a> Step<'a> {
         task: &TaskRow,
         count: i32,
     ) -> Result<(), EngineError> {
-        if !self.run.status.dispatches() {
+        let run = run_of(&self.runs, task.workflow_execution_id)?;
+        if !run.status.dispatches() {
             return Ok(());
         }
         let claimed = tasks::claim_next_items(self.conn, task.id, count).await?;
@@ -305,12 +408,11 @@ impl<'a> Step<'a> {
             return Err(EngineError::Inconsistent(format!(
                 "items {claimed:?} of task `{}` in run {} were claimed but only {} were pending",
                 task.task_name,
-                self.run.id,
+                run.id,
                 queued.len()
             )));
         }
-        let workflow = Arc::clone(&self.run.workflow);
-        let spec = spec_of(&workflow, self.run.id, &task.task_name)?;
+        let spec = run.spec(&task.task_name)?;
         for execution in queued {
             let dispatch = dispatch(
                 spec,
@@ -332,8 +434,8 @@ impl<'a> Step<'a> {
         task: &TaskRow,
         failed: &ExecutionRow,
     ) -> Result<(), EngineError> {
-        let workflow = Arc::clone(&self.run.workflow);
-        let spec = spec_of(&workflow, self.run.id, &task.task_name)?;
+        let run = run_of(&self.runs, task.workflow_execution_id)?;
+        let spec = run.spec(&task.task_name)?;
         let next = failed.attempt + 1;
         // The policy counts tries of this round only.
         let try_number = u32::try_from(next - task.attempt_base).unwrap_or(u32::MAX);
@@ -350,7 +452,7 @@ impl<'a> Step<'a> {
         };
         executions::create_many(
             self.conn,
-            self.run.id,
+            run.id,
             task.id,
             failed.timeout_ms,
             std::slice::from_ref(&new),
@@ -368,88 +470,114 @@ impl<'a> Step<'a> {
         Ok(())
     }
 
-    /// Makes a task terminal (guarded), counts it as a finished need of its
-    /// successors, decides those that became ready, and finishes the run
-    /// when this was its last task.
-    pub(crate) async fn finish_task(
-        &mut self,
-        task: &TaskRow,
-        outcome: Outcome,
-    ) -> Result<(), EngineError> {
-        self.finish_one(task, outcome).await?;
-        self.drain().await
+    /// Makes the ending tasks terminal (guarded) in one statement; their
+    /// successors that became ready wait to be decided, and runs left
+    /// without an unfinished task to be finished.
+    async fn end_tasks(&mut self) -> Result<(), EngineError> {
+        let ending = std::mem::take(&mut self.ending);
+        let mut finishes = Vec::with_capacity(ending.len());
+        let successors: Vec<Vec<&str>> = ending
+            .iter()
+            .map(|(task, _)| {
+                run_of(&self.runs, task.workflow_execution_id)
+                    .map(|run| run.workflow.dag().successors(&task.task_name))
+            })
+            .collect::<Result<_, _>>()?;
+        for ((task, outcome), successors) in ending.iter().zip(&successors) {
+            finishes.push(Finish {
+                task,
+                to: outcome.status,
+                result: outcome.result.as_ref(),
+                error: outcome.error.as_deref(),
+                successors,
+            });
+        }
+        let finished = tasks::finish(self.conn, &finishes).await?;
+        for task in &finished.tasks {
+            tracing::debug!(workflow_execution_id = %task.workflow_execution_id, task = %task.task_name, status = %task.status, "task finished");
+        }
+        self.ready.extend(finished.ready);
+        self.done.extend(finished.runs_done);
+        Ok(())
     }
 
-    async fn finish_one(&mut self, task: &TaskRow, outcome: Outcome) -> Result<(), EngineError> {
-        let workflow = Arc::clone(&self.run.workflow);
-        let successors = workflow.dag().successors(&task.task_name);
-        let Some(finished) = tasks::finish(
-            self.conn,
-            task,
-            outcome.status,
-            outcome.result.as_ref(),
-            outcome.error.as_deref(),
-            &successors,
-        )
-        .await?
-        else {
+    /// Starts the tasks decided to run (guarded) in one statement, and
+    /// sends the dispatches of those it started.
+    async fn start_tasks(&mut self) -> Result<(), EngineError> {
+        if self.starting.is_empty() {
             return Ok(());
-        };
-        tracing::debug!(task = %finished.task.task_name, status = %finished.task.status, "task finished");
-        self.ready.extend(finished.ready);
-        if finished.tasks_remaining == 0 {
-            self.finish_run().await?;
+        }
+        let mut starting = std::mem::take(&mut self.starting);
+        // One lock order for every transaction.
+        starting.sort_by_key(|(start, _)| start.task.as_uuid());
+        let (starts, dispatches): (Vec<TaskStart>, Vec<Vec<Dispatch>>) =
+            starting.into_iter().unzip();
+        let started: HashSet<_> = executions::start_tasks(self.conn, &starts)
+            .await?
+            .into_iter()
+            .collect();
+        for (start, dispatches) in starts.iter().zip(dispatches) {
+            if started.contains(&start.task) {
+                self.outbox
+                    .extend(dispatches.into_iter().map(|d| (Envelope::new(d), None)));
+            }
         }
         Ok(())
     }
 
-    /// Decides the run's outcome once every task is terminal. A run being
-    /// canceled ends `canceled`: the outcome from its tasks cannot leave
-    /// `canceling`, and then the run's status says so.
-    async fn finish_run(&mut self) -> Result<(), EngineError> {
-        let rows = tasks::for_run(self.conn, self.run.id).await?;
-        let (mut to, output, error) = if let Some(failed) = rows.iter().find(|t| {
-            (t.status == TaskStatus::Failed && !t.allow_failure) || t.status == TaskStatus::Canceled
-        }) {
-            let why = failed.error.as_deref().unwrap_or("no error recorded");
-            (
-                WorkflowStatus::Failed,
-                None,
-                Some(format!(
-                    "task `{}` {}: {why}",
-                    failed.task_name, failed.status
-                )),
-            )
-        } else {
-            match self.render_output(&rows) {
-                Ok(output) => (WorkflowStatus::Succeeded, output, None),
-                Err(e) => (
-                    WorkflowStatus::Failed,
-                    None,
-                    Some(format!("rendering the output: {e}")),
-                ),
-            }
-        };
-        let mut changed = runs::transition(
-            self.conn,
-            self.run.id,
-            to,
-            output.as_ref(),
-            error.as_deref(),
-        )
-        .await?;
-        if !changed
-            && runs::status(self.conn, self.run.id, false).await? == WorkflowStatus::Canceling
-        {
-            to = WorkflowStatus::Canceled;
-            changed = runs::transition(self.conn, self.run.id, to, None, None).await?;
+    /// Decides the outcome of each run whose every task is terminal and
+    /// finishes them in one statement. A run being canceled ends
+    /// `canceled`: the outcome from its tasks cannot leave `canceling`, and
+    /// then the run's status says so.
+    async fn finish_runs(&mut self) -> Result<(), EngineError> {
+        if self.done.is_empty() {
+            return Ok(());
         }
-        if changed {
-            self.run.status = to;
-            tracing::info!(status = %to, "run finished");
+        let done = std::mem::take(&mut self.done);
+        let rows = tasks::for_runs(self.conn, &done).await?;
+        let mut by_run: HashMap<WorkflowExecutionId, Vec<&TaskRow>> = HashMap::new();
+        for row in &rows {
+            by_run
+                .entry(row.workflow_execution_id)
+                .or_default()
+                .push(row);
+        }
+        let mut outcomes = Vec::with_capacity(done.len());
+        for id in &done {
+            let run = run_of(&self.runs, *id)?;
+            let tasks = by_run.get(id).map_or(&[][..], Vec::as_slice);
+            outcomes.push((*id, self.run_outcome(run, tasks)));
+        }
+        let moves: Vec<Transition<'_>> = outcomes
+            .iter()
+            .map(|(id, (to, output, error))| Transition {
+                id: *id,
+                to: *to,
+                output: output.as_ref(),
+                error: error.as_deref(),
+            })
+            .collect();
+        let changed: HashSet<WorkflowExecutionId> = runs::transition_many(self.conn, &moves)
+            .await?
+            .into_iter()
+            .collect();
+        for (id, (mut to, _, _)) in outcomes {
+            let mut finished = changed.contains(&id);
+            if !finished && runs::status(self.conn, id, false).await? == WorkflowStatus::Canceling {
+                to = WorkflowStatus::Canceled;
+                finished = runs::transition(self.conn, id, to, None, None).await?;
+            }
+            if !finished {
+                continue;
+            }
+            let Some(run) = self.runs.get_mut(&id) else {
+                continue;
+            };
+            run.status = to;
+            tracing::info!(workflow_execution_id = %id, status = %to, "run finished");
             let finished = WorkflowFinished {
-                workflow_execution_id: self.run.id,
-                workflow: self.run.workflow.name().to_owned(),
+                workflow_execution_id: id,
+                workflow: run.workflow.name().to_owned(),
                 status: to,
             };
             self.outbox.push((Envelope::new(finished), None));
@@ -457,12 +585,37 @@ impl<'a> Step<'a> {
         Ok(())
     }
 
-    fn render_output(&self, rows: &[TaskRow]) -> Result<Option<Value>, weft_common::ExprError> {
-        let Some(template) = self.run.workflow.output() else {
-            return Ok(None);
+    /// How a run whose every task is terminal ends: its status, output and
+    /// error.
+    fn run_outcome(
+        &self,
+        run: &RunInfo,
+        tasks: &[&TaskRow],
+    ) -> (WorkflowStatus, Option<Value>, Option<String>) {
+        if let Some(failed) = tasks.iter().find(|t| {
+            (t.status == TaskStatus::Failed && !t.allow_failure) || t.status == TaskStatus::Canceled
+        }) {
+            let why = failed.error.as_deref().unwrap_or("no error recorded");
+            return (
+                WorkflowStatus::Failed,
+                None,
+                Some(format!(
+                    "task `{}` {}: {why}",
+                    failed.task_name, failed.status
+                )),
+            );
+        }
+        let Some(template) = run.workflow.output() else {
+            return (WorkflowStatus::Succeeded, None, None);
         };
-        let ctx = self.context(rows);
-        self.evaluator.render(template, &ctx).map(Some)
+        match self.evaluator.render(template, &run.context(tasks)) {
+            Ok(output) => (WorkflowStatus::Succeeded, Some(output), None),
+            Err(e) => (
+                WorkflowStatus::Failed,
+                None,
+                Some(format!("rendering the output: {e}")),
+            ),
+        }
     }
 }
 
@@ -490,14 +643,13 @@ fn dispatch(
     }
 }
 
-fn spec_of<'w>(
-    workflow: &'w Workflow,
-    run: WorkflowExecutionId,
-    name: &str,
-) -> Result<&'w Task, EngineError> {
-    workflow.task(name).ok_or_else(|| {
+fn run_of(
+    runs: &HashMap<WorkflowExecutionId, RunInfo>,
+    id: WorkflowExecutionId,
+) -> Result<&RunInfo, EngineError> {
+    runs.get(&id).ok_or_else(|| {
         EngineError::Inconsistent(format!(
-            "run {run} has a task `{name}` its workflow does not define"
+            "a step was handed a task of run {id} it does not know"
         ))
     })
 }

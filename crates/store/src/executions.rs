@@ -87,77 +87,21 @@ pub async fn create_many(
     timeout_ms: Option<i64>,
     executions: &[NewExecution],
 ) -> Result<(), StoreError> {
-    insert(conn, run, task, timeout_ms, executions, None).await?;
-    Ok(())
-}
-
-/// Guarded `waiting → running` of a task with `items` items of which
-/// `dispatched` go out at once, creating its (non-empty) executions in the
-/// same statement. `false`: the task was not waiting — nothing changed.
-///
-/// # Errors
-/// [`StoreError::Duplicate`] if one of the executions exists.
-pub async fn start_task(
-    conn: &mut PgConnection,
-    run: WorkflowExecutionId,
-    task: TaskExecutionId,
-    (items, dispatched): (i32, i32),
-    timeout_ms: Option<i64>,
-    executions: &[NewExecution],
-) -> Result<bool, StoreError> {
-    let created = insert(
-        conn,
-        run,
-        task,
-        timeout_ms,
-        executions,
-        Some((items, dispatched)),
-    )
-    .await?;
-    Ok(created > 0)
-}
-
-/// Inserts executions; with `start`, only if the guarded start of their
-/// task (in a CTE of the same statement) changed it. Returns the rows made.
-async fn insert(
-    conn: &mut PgConnection,
-    run: WorkflowExecutionId,
-    task: TaskExecutionId,
-    timeout_ms: Option<i64>,
-    executions: &[NewExecution],
-    start: Option<(i32, i32)>,
-) -> Result<u64, StoreError> {
-    if executions.is_empty() {
-        return Ok(0);
-    }
     let ids: Vec<Uuid> = executions.iter().map(|e| e.id.as_uuid()).collect();
     let items: Vec<Option<i32>> = executions.iter().map(|e| e.item_index).collect();
     let attempts: Vec<i32> = executions.iter().map(|e| e.attempt).collect();
     let statuses: Vec<&str> = executions.iter().map(|e| e.status.as_str()).collect();
     let inputs: Vec<&Value> = executions.iter().map(|e| &e.input).collect();
     let due: Vec<Option<DateTime<Utc>>> = executions.iter().map(|e| e.due_at).collect();
-    let (started, guard) = match start {
-        Some(_) => (
-            "WITH started AS ( \
-                 UPDATE task_executions \
-                 SET status = 'running', items_total = $10, items_dispatched = $11, \
-                     decided_at = clock_timestamp() \
-                 WHERE id = $1 AND status = 'waiting' RETURNING id \
-             ) ",
-            " WHERE EXISTS (SELECT 1 FROM started)",
-        ),
-        None => ("", ""),
-    };
-    let (total, dispatched) = start.unwrap_or_default();
-    let done = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "{started}INSERT INTO executions \
+    sqlx::query(
+        "INSERT INTO executions \
              (id, task_execution_id, workflow_execution_id, item_index, attempt, status, input, timeout_ms, \
               queued_at, due_at) \
          SELECT id, $1, $2, item, attempt, status, input, $3, \
                 CASE WHEN status = 'queued' THEN clock_timestamp() END, due \
          FROM UNNEST($4::uuid[], $5::int[], $6::int[], $7::text[], $8::jsonb[], $9::timestamptz[]) \
-              AS e(id, item, attempt, status, input, due){guard}"
-    )))
+              AS e(id, item, attempt, status, input, due)",
+    )
     .bind(task.as_uuid())
     .bind(run.as_uuid())
     .bind(timeout_ms)
@@ -167,12 +111,100 @@ async fn insert(
     .bind(&statuses)
     .bind(&inputs)
     .bind(&due)
-    .bind(total)
-    .bind(dispatched)
     .execute(conn)
     .await
     .context("creating executions")?;
-    Ok(done.rows_affected())
+    Ok(())
+}
+
+/// A task decided to run: `waiting → running` with its executions.
+#[derive(Debug, Clone)]
+pub struct TaskStart {
+    /// The task.
+    pub task: TaskExecutionId,
+    /// Its run.
+    pub run: WorkflowExecutionId,
+    /// How many items it has (1 for a plain task).
+    pub items: i32,
+    /// How many of them go out at once.
+    pub dispatched: i32,
+    /// The per-attempt timeout of its executions.
+    pub timeout_ms: Option<i64>,
+    /// Its executions (at least one).
+    pub executions: Vec<NewExecution>,
+}
+
+/// Guarded `waiting → running` of several tasks (locked in id order), each
+/// with its items counted and its executions created, in one statement.
+/// Returns the tasks it started; a task left out was not waiting — nothing
+/// changed for it.
+///
+/// # Errors
+/// [`StoreError::Duplicate`] if one of the executions exists.
+pub async fn start_tasks(
+    conn: &mut PgConnection,
+    starts: &[TaskStart],
+) -> Result<Vec<TaskExecutionId>, StoreError> {
+    if starts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let task_ids: Vec<Uuid> = starts.iter().map(|s| s.task.as_uuid()).collect();
+    let totals: Vec<i32> = starts.iter().map(|s| s.items).collect();
+    let dispatched: Vec<i32> = starts.iter().map(|s| s.dispatched).collect();
+    let executions = || {
+        starts
+            .iter()
+            .flat_map(|s| s.executions.iter().map(move |e| (s, e)))
+    };
+    let tasks: Vec<Uuid> = executions().map(|(s, _)| s.task.as_uuid()).collect();
+    let runs: Vec<Uuid> = executions().map(|(s, _)| s.run.as_uuid()).collect();
+    let timeouts: Vec<Option<i64>> = executions().map(|(s, _)| s.timeout_ms).collect();
+    let ids: Vec<Uuid> = executions().map(|(_, e)| e.id.as_uuid()).collect();
+    let items: Vec<Option<i32>> = executions().map(|(_, e)| e.item_index).collect();
+    let attempts: Vec<i32> = executions().map(|(_, e)| e.attempt).collect();
+    let statuses: Vec<&str> = executions().map(|(_, e)| e.status.as_str()).collect();
+    let inputs: Vec<&Value> = executions().map(|(_, e)| &e.input).collect();
+    let due: Vec<Option<DateTime<Utc>>> = executions().map(|(_, e)| e.due_at).collect();
+    let started: Vec<Uuid> = sqlx::query_scalar(
+        "WITH s AS ( \
+             SELECT DISTINCT ON (id) * FROM UNNEST($1::uuid[], $2::int[], $3::int[]) AS s(id, total, dispatched) \
+         ), locked AS ( \
+             SELECT t.id, s.total, s.dispatched FROM task_executions t JOIN s ON s.id = t.id \
+             WHERE t.status = 'waiting' ORDER BY t.id FOR UPDATE OF t \
+         ), started AS ( \
+             UPDATE task_executions t \
+             SET status = 'running', items_total = locked.total, items_dispatched = locked.dispatched, \
+                 decided_at = clock_timestamp() \
+             FROM locked WHERE t.id = locked.id AND t.status = 'waiting' RETURNING t.id \
+         ), created AS ( \
+             INSERT INTO executions \
+                 (id, task_execution_id, workflow_execution_id, item_index, attempt, status, input, \
+                  timeout_ms, queued_at, due_at) \
+             SELECT e.id, e.task, e.run, e.item, e.attempt, e.status, e.input, e.timeout, \
+                    CASE WHEN e.status = 'queued' THEN clock_timestamp() END, e.due \
+             FROM UNNEST($4::uuid[], $5::uuid[], $6::uuid[], $7::int8[], $8::int[], $9::int[], \
+                         $10::text[], $11::jsonb[], $12::timestamptz[]) \
+                  AS e(task, run, id, timeout, item, attempt, status, input, due) \
+             JOIN started ON started.id = e.task \
+         ) \
+         SELECT id FROM started",
+    )
+    .bind(&task_ids)
+    .bind(&totals)
+    .bind(&dispatched)
+    .bind(&tasks)
+    .bind(&runs)
+    .bind(&ids)
+    .bind(&timeouts)
+    .bind(&items)
+    .bind(&attempts)
+    .bind(&statuses)
+    .bind(&inputs)
+    .bind(&due)
+    .fetch_all(conn)
+    .await
+    .context("starting tasks")?;
+    Ok(started.into_iter().map(TaskExecutionId::from).collect())
 }
 
 /// Guarded `pending → queued` of items' first attempt of this round, by

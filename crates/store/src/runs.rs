@@ -207,23 +207,48 @@ pub async fn list(
     .context("listing runs")
 }
 
-/// Guarded `pending → running`. `None`: not pending any more (already started
-/// by another executor, or canceled) — do nothing.
+/// Guarded `pending → running` of several runs in one statement, locking
+/// them in id order. Returns the runs it started; a run left out was not
+/// pending any more (already started by another executor, or canceled) —
+/// do nothing for it.
 ///
 /// # Errors
 /// A database error.
-pub async fn start(
+pub async fn start_many(
     conn: &mut PgConnection,
-    id: WorkflowExecutionId,
-) -> Result<Option<RunRow>, StoreError> {
+    ids: &[WorkflowExecutionId],
+) -> Result<Vec<RunRow>, StoreError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<Uuid> = ids.iter().map(|id| id.as_uuid()).collect();
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "UPDATE workflow_executions SET status = 'running', started_at = clock_timestamp() \
-         WHERE id = $1 AND status = 'pending' RETURNING {RUN_COLUMNS}"
+        "WITH p AS ( \
+             SELECT id FROM workflow_executions WHERE id = ANY($1) AND status = 'pending' \
+             ORDER BY id FOR UPDATE \
+         ) \
+         UPDATE workflow_executions w SET status = 'running', started_at = clock_timestamp() \
+         FROM p WHERE w.id = p.id RETURNING {returned}",
+        returned = crate::prefixed("w", RUN_COLUMNS)
     )))
-    .bind(id.as_uuid())
-    .fetch_optional(conn)
+    .bind(&ids)
+    .fetch_all(conn)
     .await
-    .context("starting a run")
+    .context("starting runs")
+}
+
+/// A run's move into a terminal (or canceling) state, with its output and
+/// error.
+#[derive(Debug, Clone, Copy)]
+pub struct Transition<'a> {
+    /// The run.
+    pub id: WorkflowExecutionId,
+    /// Where it goes.
+    pub to: WorkflowStatus,
+    /// The rendered output (kept when `None`).
+    pub output: Option<&'a Value>,
+    /// Why it failed (kept when `None`).
+    pub error: Option<&'a str>,
 }
 
 /// Guarded transition into a terminal (or canceling) state, recording output
@@ -238,30 +263,81 @@ pub async fn transition(
     output: Option<&Value>,
     error: Option<&str>,
 ) -> Result<bool, StoreError> {
-    // The wake-up for `weft watch` / `submit --wait` (they poll as well)
-    // goes out in the same statement when the run became terminal.
-    let (changed, _notified): (bool, i64) = sqlx::query_as(
-        "WITH u AS ( \
-             UPDATE workflow_executions \
-             SET status = $2, output = COALESCE($3, output), error = COALESCE($4, error), \
-                 finished_at = CASE WHEN $5 THEN clock_timestamp() ELSE finished_at END \
-             WHERE id = $1 AND status = ANY($6) RETURNING id \
-         ), n AS ( \
-             SELECT pg_notify($7, id::text) FROM u WHERE $5 \
-         ) \
-         SELECT (SELECT count(*) FROM u) = 1, (SELECT count(*) FROM n)",
+    let changed = transition_many(
+        conn,
+        &[Transition {
+            id,
+            to,
+            output,
+            error,
+        }],
     )
-    .bind(id.as_uuid())
-    .bind(to.as_str())
-    .bind(output)
-    .bind(error)
-    .bind(to.is_terminal())
-    .bind(WorkflowStatus::source_names(to))
+    .await?;
+    Ok(changed.contains(&id))
+}
+
+/// [`transition`] for several runs in one statement, each with its own
+/// guard, locked in id order. Returns the runs that changed; the wake-up
+/// for `weft watch` / `submit --wait` (they poll as well) goes out in the
+/// same statement for each that became terminal. A run listed twice moves
+/// once.
+///
+/// # Errors
+/// A database error.
+pub async fn transition_many(
+    conn: &mut PgConnection,
+    moves: &[Transition<'_>],
+) -> Result<Vec<WorkflowExecutionId>, StoreError> {
+    if moves.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<Uuid> = moves.iter().map(|m| m.id.as_uuid()).collect();
+    let statuses: Vec<&str> = moves.iter().map(|m| m.to.as_str()).collect();
+    let outputs: Vec<Option<String>> = moves
+        .iter()
+        .map(|m| m.output.map(Value::to_string))
+        .collect();
+    let errors: Vec<Option<&str>> = moves.iter().map(|m| m.error).collect();
+    let terminal: Vec<bool> = moves.iter().map(|m| m.to.is_terminal()).collect();
+    // The states each move may leave, as one comma-separated string per row
+    // (arrays of arrays do not bind).
+    let sources: Vec<String> = moves
+        .iter()
+        .map(|m| WorkflowStatus::source_names(m.to).join(","))
+        .collect();
+    let changed: Vec<Uuid> = sqlx::query_scalar(
+        "WITH i AS ( \
+             SELECT DISTINCT ON (id) * \
+             FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bool[], $6::text[]) \
+                  AS i(id, status, output, error, terminal, sources) \
+         ), l AS ( \
+             SELECT w.id FROM workflow_executions w JOIN i ON i.id = w.id \
+             WHERE w.status = ANY(string_to_array(i.sources, ',')) \
+             ORDER BY w.id FOR UPDATE OF w \
+         ), u AS ( \
+             UPDATE workflow_executions w \
+             SET status = i.status, output = COALESCE(i.output::jsonb, w.output), \
+                 error = COALESCE(i.error, w.error), \
+                 finished_at = CASE WHEN i.terminal THEN clock_timestamp() ELSE w.finished_at END \
+             FROM i, l WHERE w.id = i.id AND l.id = i.id \
+               AND w.status = ANY(string_to_array(i.sources, ',')) \
+             RETURNING w.id, i.terminal \
+         ), n AS ( \
+             SELECT pg_notify($7, id::text) FROM u WHERE terminal \
+         ) \
+         SELECT id FROM u WHERE (SELECT count(*) FROM n) >= 0",
+    )
+    .bind(&ids)
+    .bind(&statuses)
+    .bind(&outputs)
+    .bind(&errors)
+    .bind(&terminal)
+    .bind(&sources)
     .bind(FINISHED_CHANNEL)
-    .fetch_one(conn)
+    .fetch_all(conn)
     .await
-    .context("changing a run's status")?;
-    Ok(changed)
+    .context("changing runs' status")?;
+    Ok(changed.into_iter().map(WorkflowExecutionId::from).collect())
 }
 
 /// The channel `NOTIFY`ed with a run's id when it becomes terminal.

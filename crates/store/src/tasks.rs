@@ -72,35 +72,39 @@ pub struct NewTask<'a> {
     pub concurrency: Option<i32>,
 }
 
-/// Creates every task row of a run in one statement. Returns the rows.
-/// The unique (run, task) index refuses a second set.
+/// Creates every task row of several runs in one statement. Returns the
+/// rows. The unique (run, task) index refuses a second set.
 ///
 /// # Errors
-/// [`StoreError::Duplicate`] if the run's tasks exist already.
+/// [`StoreError::Duplicate`] if a run's tasks exist already.
 pub async fn create_all(
     conn: &mut PgConnection,
-    run: WorkflowExecutionId,
-    tasks: &[NewTask<'_>],
+    runs: &[(WorkflowExecutionId, Vec<NewTask<'_>>)],
 ) -> Result<Vec<TaskRow>, StoreError> {
-    let ids: Vec<Uuid> = tasks
-        .iter()
-        .map(|_| TaskExecutionId::new().as_uuid())
-        .collect();
-    let names: Vec<&str> = tasks.iter().map(|t| t.name).collect();
-    let needs: Vec<serde_json::Value> = tasks.iter().map(|t| serde_json::json!(t.needs)).collect();
-    let with_items: Vec<bool> = tasks.iter().map(|t| t.with_items).collect();
-    let allow_failure: Vec<bool> = tasks.iter().map(|t| t.allow_failure).collect();
-    let concurrency: Vec<Option<i32>> = tasks.iter().map(|t| t.concurrency).collect();
+    let tasks = || {
+        runs.iter()
+            .flat_map(|(run, tasks)| tasks.iter().map(move |t| (*run, t)))
+    };
+    let run_ids: Vec<Uuid> = tasks().map(|(run, _)| run.as_uuid()).collect();
+    let ids: Vec<Uuid> = tasks().map(|_| TaskExecutionId::new().as_uuid()).collect();
+    let names: Vec<&str> = tasks().map(|(_, t)| t.name).collect();
+    let needs: Vec<serde_json::Value> = tasks().map(|(_, t)| serde_json::json!(t.needs)).collect();
+    let with_items: Vec<bool> = tasks().map(|(_, t)| t.with_items).collect();
+    let allow_failure: Vec<bool> = tasks().map(|(_, t)| t.allow_failure).collect();
+    let concurrency: Vec<Option<i32>> = tasks().map(|(_, t)| t.concurrency).collect();
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "INSERT INTO task_executions \
              (id, workflow_execution_id, task_name, needs, needs_remaining, with_items, allow_failure, concurrency) \
-         SELECT id, $1, name, ARRAY(SELECT jsonb_array_elements_text(needs)), jsonb_array_length(needs), wi, af, conc \
-         FROM UNNEST($2::uuid[], $3::text[], $4::jsonb[], $5::bool[], $6::bool[], $7::int[]) \
-              AS t(id, name, needs, wi, af, conc) \
+         SELECT id, run, name, ARRAY(SELECT jsonb_array_elements_text(needs)), jsonb_array_length(needs), wi, af, conc \
+         FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::jsonb[], $5::bool[], $6::bool[], $7::int[]) \
+              AS t(id, run, name, needs, wi, af, conc) \
          RETURNING {TASK_COLUMNS}"
     )))
-    .bind(run.as_uuid())
     .bind(&ids)
+    .bind(&run_ids)
     .bind(&names)
     .bind(&needs)
     .bind(&with_items)
@@ -108,7 +112,7 @@ pub async fn create_all(
     .bind(&concurrency)
     .fetch_all(conn)
     .await
-    .context("creating the run's tasks")
+    .context("creating the runs' tasks")
 }
 
 /// Reads one task.
@@ -125,41 +129,51 @@ pub async fn get(conn: &mut PgConnection, id: TaskExecutionId) -> Result<TaskRow
     .context("reading a task")
 }
 
-/// Reads the named tasks of a run (statuses for trigger rules, results for
-/// expressions). Unknown names are simply absent.
+/// Reads the named tasks of runs, each name with its run (statuses for
+/// trigger rules, results for expressions), in one statement. Unknown names
+/// are simply absent.
 ///
 /// # Errors
 /// A database error.
 pub async fn by_names(
     conn: &mut PgConnection,
-    run: WorkflowExecutionId,
-    names: &[&str],
+    names: &[(WorkflowExecutionId, &str)],
 ) -> Result<Vec<TaskRow>, StoreError> {
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
+    let runs: Vec<Uuid> = names.iter().map(|(run, _)| run.as_uuid()).collect();
+    let tasks: Vec<&str> = names.iter().map(|(_, name)| *name).collect();
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {TASK_COLUMNS} FROM task_executions WHERE workflow_execution_id = $1 AND task_name = ANY($2)"
+        "SELECT DISTINCT ON (t.id) {columns} FROM task_executions t \
+         JOIN UNNEST($1::uuid[], $2::text[]) AS n(run, name) \
+           ON t.workflow_execution_id = n.run AND t.task_name = n.name",
+        columns = crate::prefixed("t", TASK_COLUMNS)
     )))
-    .bind(run.as_uuid())
-    .bind(names)
+    .bind(&runs)
+    .bind(&tasks)
     .fetch_all(conn)
     .await
     .context("reading tasks by name")
 }
 
-/// Every task of a run, in creation order.
+/// Every task of several runs, by run then in creation order.
 ///
 /// # Errors
 /// A database error.
-pub async fn for_run(
+pub async fn for_runs(
     conn: &mut PgConnection,
-    run: WorkflowExecutionId,
+    runs: &[WorkflowExecutionId],
 ) -> Result<Vec<TaskRow>, StoreError> {
+    let runs: Vec<Uuid> = runs.iter().map(|r| r.as_uuid()).collect();
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {TASK_COLUMNS} FROM task_executions WHERE workflow_execution_id = $1 ORDER BY created_at, task_name"
+        "SELECT {TASK_COLUMNS} FROM task_executions WHERE workflow_execution_id = ANY($1) \
+         ORDER BY workflow_execution_id, created_at, task_name"
     )))
-    .bind(run.as_uuid())
+    .bind(&runs)
     .fetch_all(conn)
     .await
-    .context("reading a run's tasks")
+    .context("reading runs' tasks")
 }
 
 /// Guarded `waiting → running`: the task was decided to run with `items`
@@ -188,16 +202,33 @@ pub async fn start(
     Ok(done.rows_affected() == 1)
 }
 
-/// What finishing a task did.
-#[derive(Debug, Clone)]
+/// A task to make terminal, with what follows from it.
+#[derive(Debug, Clone, Copy)]
+pub struct Finish<'a> {
+    /// The task.
+    pub task: &'a TaskRow,
+    /// Its terminal status.
+    pub to: TaskStatus,
+    /// Its result.
+    pub result: Option<&'a Value>,
+    /// Why it failed or was skipped.
+    pub error: Option<&'a str>,
+    /// Its successors in the workflow.
+    pub successors: &'a [&'a str],
+}
+
+/// What finishing tasks did.
+#[derive(Debug, Clone, Default)]
 pub struct Finished {
-    /// The task, now terminal.
-    pub task: TaskRow,
-    /// Its successors whose last need this was: exactly one transaction
+    /// The tasks that became terminal (a task whose guard refused is left
+    /// out: nothing changed for it, do nothing).
+    pub tasks: Vec<TaskRow>,
+    /// Successors whose last need was among them: exactly one transaction
     /// sees each of them reach zero, and that transaction decides them.
+    /// By run, then name.
     pub ready: Vec<TaskRow>,
-    /// Tasks of the run not terminal yet; 0 means the run is done.
-    pub tasks_remaining: i32,
+    /// The runs whose last unfinished task was among them, in id order.
+    pub runs_done: Vec<WorkflowExecutionId>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -208,81 +239,113 @@ struct FinishRow {
     tasks_remaining: Option<i32>,
 }
 
-/// Guarded transition of a task into a terminal state, with the result or
-/// error, and in the same statement what follows from it: one need of each
-/// named successor counted down, and the run's count of unfinished tasks.
-/// Only waiting successors count (after `weft retry`, a successor that
-/// finished in an earlier round keeps its outcome); they are locked in name
-/// order so concurrent fan-ins cannot deadlock. `None`: the task was not in
-/// a state this transition leaves — nothing changed, do nothing.
+/// Guarded transitions of tasks into terminal states, with their results or
+/// errors, and in the same statement what follows from them: one need of
+/// each named successor counted down per finished need, and each run's
+/// count of unfinished tasks. Only waiting successors count (after `weft
+/// retry`, a successor that finished in an earlier round keeps its
+/// outcome). Successors are locked by run then name, runs in id order, so
+/// concurrent fan-ins cannot deadlock. A task listed twice finishes once.
 ///
 /// # Errors
 /// A database error.
 pub async fn finish(
     conn: &mut PgConnection,
-    task: &TaskRow,
-    to: TaskStatus,
-    result: Option<&Value>,
-    error: Option<&str>,
-    successors: &[&str],
-) -> Result<Option<Finished>, StoreError> {
+    finishes: &[Finish<'_>],
+) -> Result<Finished, StoreError> {
+    if finishes.is_empty() {
+        return Ok(Finished::default());
+    }
+    let ids: Vec<Uuid> = finishes.iter().map(|f| f.task.id.as_uuid()).collect();
+    let statuses: Vec<&str> = finishes.iter().map(|f| f.to.as_str()).collect();
+    let results: Vec<Option<String>> = finishes
+        .iter()
+        .map(|f| f.result.map(Value::to_string))
+        .collect();
+    let errors: Vec<Option<&str>> = finishes.iter().map(|f| f.error).collect();
+    // The states each task may leave, as one comma-separated string per row
+    // (arrays of arrays do not bind).
+    let sources: Vec<String> = finishes
+        .iter()
+        .map(|f| TaskStatus::source_names(f.to).join(","))
+        .collect();
+    let (edge_tasks, edge_names): (Vec<Uuid>, Vec<&str>) = finishes
+        .iter()
+        .flat_map(|f| f.successors.iter().map(|s| (f.task.id.as_uuid(), *s)))
+        .unzip();
     let rows: Vec<FinishRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "WITH f AS ( \
-             UPDATE task_executions \
-             SET status = $2, result = $3, error = $4, finished_at = clock_timestamp(), \
-                 decided_at = COALESCE(decided_at, clock_timestamp()) \
-             WHERE id = $1 AND status = ANY($5) RETURNING {TASK_COLUMNS} \
+        "WITH i AS ( \
+             SELECT DISTINCT ON (id) * \
+             FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[]) \
+                  AS i(id, status, result, error, sources) \
+         ), f AS ( \
+             UPDATE task_executions t \
+             SET status = i.status, result = i.result::jsonb, error = i.error, \
+                 finished_at = clock_timestamp(), decided_at = COALESCE(t.decided_at, clock_timestamp()) \
+             FROM i WHERE t.id = i.id AND t.status = ANY(string_to_array(i.sources, ',')) \
+             RETURNING {finished} \
+         ), edges AS ( \
+             SELECT f.workflow_execution_id AS run, e.name, count(*)::int AS n \
+             FROM UNNEST($6::uuid[], $7::text[]) AS e(task, name) JOIN f ON f.id = e.task \
+             GROUP BY 1, 2 \
          ), locked AS ( \
-             SELECT id FROM task_executions \
-             WHERE workflow_execution_id = $6 AND task_name = ANY($7) AND status = 'waiting' \
-               AND EXISTS (SELECT 1 FROM f) \
-             ORDER BY task_name FOR UPDATE \
+             SELECT t.id, edges.n FROM task_executions t \
+             JOIN edges ON t.workflow_execution_id = edges.run AND t.task_name = edges.name \
+             WHERE t.status = 'waiting' \
+             ORDER BY t.workflow_execution_id, t.task_name FOR UPDATE OF t \
          ), s AS ( \
-             UPDATE task_executions t SET needs_remaining = t.needs_remaining - 1 \
+             UPDATE task_executions t SET needs_remaining = t.needs_remaining - locked.n \
              FROM locked WHERE t.id = locked.id RETURNING {successor} \
+         ), done AS ( \
+             SELECT workflow_execution_id AS run, count(*)::int AS n FROM f GROUP BY 1 \
+         ), runs_locked AS ( \
+             SELECT w.id, done.n FROM workflow_executions w JOIN done ON done.run = w.id \
+             ORDER BY w.id FOR UPDATE OF w \
          ), r AS ( \
-             UPDATE workflow_executions SET tasks_remaining = tasks_remaining - 1 \
-             WHERE id = $6 AND EXISTS (SELECT 1 FROM f) RETURNING tasks_remaining \
+             UPDATE workflow_executions w SET tasks_remaining = w.tasks_remaining - runs_locked.n \
+             FROM runs_locked WHERE w.id = runs_locked.id RETURNING w.id, w.tasks_remaining \
          ) \
-         SELECT true AS finished, f.*, (SELECT tasks_remaining FROM r) AS tasks_remaining FROM f \
+         SELECT true AS finished, f.*, r.tasks_remaining FROM f LEFT JOIN r ON r.id = f.workflow_execution_id \
          UNION ALL \
          SELECT false, s.*, NULL FROM s WHERE s.needs_remaining = 0",
+        finished = crate::prefixed("t", TASK_COLUMNS),
         successor = crate::prefixed("t", TASK_COLUMNS)
     )))
-    .bind(task.id.as_uuid())
-    .bind(to.as_str())
-    .bind(result)
-    .bind(error)
-    .bind(TaskStatus::source_names(to))
-    .bind(task.workflow_execution_id.as_uuid())
-    .bind(successors)
+    .bind(&ids)
+    .bind(&statuses)
+    .bind(&results)
+    .bind(&errors)
+    .bind(&sources)
+    .bind(&edge_tasks)
+    .bind(&edge_names)
     .fetch_all(conn)
     .await
-    .context("finishing a task")?;
-    let mut finished = None;
-    let mut ready = Vec::new();
+    .context("finishing tasks")?;
+    let mut finished = Finished::default();
     for row in rows {
-        if row.finished {
-            finished = Some((row.task, row.tasks_remaining));
-        } else {
-            ready.push(row.task);
+        if !row.finished {
+            finished.ready.push(row.task);
+            continue;
         }
+        match row.tasks_remaining {
+            Some(0) => finished.runs_done.push(row.task.workflow_execution_id),
+            Some(_) => {}
+            None => {
+                return Err(StoreError::Corrupt {
+                    what: "workflow execution",
+                    detail: format!("the run of task `{}` vanished", row.task.task_name),
+                });
+            }
+        }
+        finished.tasks.push(row.task);
     }
-    let Some((task, remaining)) = finished else {
-        return Ok(None);
-    };
-    let Some(tasks_remaining) = remaining else {
-        return Err(StoreError::Corrupt {
-            what: "workflow execution",
-            detail: format!("the run of task `{}` vanished", task.task_name),
-        });
-    };
-    ready.sort_by(|a, b| a.task_name.cmp(&b.task_name));
-    Ok(Some(Finished {
-        task,
-        ready,
-        tasks_remaining,
-    }))
+    finished.ready.sort_by(|a, b| {
+        (a.workflow_execution_id.as_uuid(), &a.task_name)
+            .cmp(&(b.workflow_execution_id.as_uuid(), &b.task_name))
+    });
+    finished.runs_done.sort_by_key(|r| r.as_uuid());
+    finished.runs_done.dedup();
+    Ok(finished)
 }
 
 /// Finished items (after their retries) of one task, to count at once.
