@@ -2,7 +2,8 @@
 //! (as the executor's batcher hands them over) with no daemon running, so
 //! each batch's effect is checked exactly — duplicates inside a batch,
 //! several items of a bounded fan-out freeing several slots at once, a
-//! failure with tries left next to successes, and run starts in one batch.
+//! failure with tries left next to successes, run starts in one batch, and
+//! one batch advancing several runs through their cascades at once.
 
 use chrono::Utc;
 use serde_json::json;
@@ -186,4 +187,129 @@ async fn batches_apply_each_completion_once_and_free_every_slot() {
         .map(|r| r["i"].as_i64().expect("i"))
         .collect();
     assert_eq!(items, [0, 1, 2, 3, 4], "one result per item, in item order");
+}
+
+const DIAMOND: &str = r#"
+name: batched-diamond
+output: { total: "{{ tasks.d.result.n }}" }
+tasks:
+  a: { action: echo, input: { n: 1 } }
+  b: { needs: [a], action: noop }
+  c: { needs: [a], action: noop }
+  d: { needs: [b, c], action: echo, input: { n: 2 } }
+"#;
+
+const SKIPPED: &str = r#"
+name: batched-skipped
+input: { go: null }
+tasks:
+  gate: { when: "{{ input.go }}", action: noop }
+  then: { needs: [gate], action: noop }
+"#;
+
+/// A run's status.
+async fn status(pool: &PgPool, run: WorkflowExecutionId) -> String {
+    sqlx::query_scalar("SELECT status FROM workflow_executions WHERE id = $1")
+        .bind(run.as_uuid())
+        .fetch_one(pool)
+        .await
+        .expect("run status")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_batch_advances_several_runs_through_their_cascades() {
+    let stack = Stack::start(StackOptions::bare()).expect("stack");
+    let pool = stack.pool().await.expect("pool");
+    let engine = Engine::new(pool.clone(), EngineConfig::default());
+    let x = stack
+        .submit(&pool, DIAMOND, json!({}))
+        .await
+        .expect("submit");
+    let y = stack
+        .submit(&pool, DIAMOND, json!({}))
+        .await
+        .expect("submit");
+    let skipped = stack
+        .submit(&pool, SKIPPED, json!({ "go": false }))
+        .await
+        .expect("submit");
+
+    // Three runs start in one batch; the one whose only root is skipped
+    // cascades to its end within the batch, without an execution.
+    let starts: Vec<WorkflowSubmitted> = [x, y, skipped]
+        .into_iter()
+        .map(|workflow_execution_id| WorkflowSubmitted {
+            workflow_execution_id,
+        })
+        .collect();
+    let refs: Vec<&WorkflowSubmitted> = starts.iter().collect();
+    for applied in engine.apply_starts(&refs).await {
+        assert_eq!(applied.expect("start"), Applied::Changed);
+    }
+    assert_eq!(status(&pool, skipped).await, "succeeded");
+    assert!(queued(&pool, skipped).await.is_empty());
+    let (tasks, executions): (Vec<String>, i64) = sqlx::query_as(
+        "SELECT array_agg(task_name || ' ' || status ORDER BY task_name), \
+                (SELECT count(*) FROM executions WHERE workflow_execution_id = $1) \
+         FROM task_executions WHERE workflow_execution_id = $1",
+    )
+    .bind(skipped.as_uuid())
+    .fetch_one(&pool)
+    .await
+    .expect("tasks");
+    assert_eq!(tasks, ["gate skipped", "then skipped"]);
+    assert_eq!(executions, 0);
+
+    // `a` of both diamonds in one batch: `b` and `c` of each are queued.
+    let mut batch = Vec::new();
+    for run in [x, y] {
+        let first = queued(&pool, run).await;
+        assert_eq!(shape(&first), [("a", None, 1)]);
+        batch.push(completion(run, &first[0], ExecutionStatus::Succeeded));
+    }
+    assert_eq!(apply(&engine, &batch).await, [Applied::Changed; 2]);
+
+    // `b` and `c` of both in one batch: each `d` sees both of its needs
+    // finish in one statement and is queued exactly once.
+    let mut batch = Vec::new();
+    for run in [x, y] {
+        let middle = queued(&pool, run).await;
+        assert_eq!(shape(&middle), [("b", None, 1), ("c", None, 1)]);
+        batch.extend(
+            middle
+                .iter()
+                .map(|e| completion(run, e, ExecutionStatus::Succeeded)),
+        );
+    }
+    assert_eq!(apply(&engine, &batch).await, [Applied::Changed; 4]);
+
+    // Both joins in one batch finish both runs, each with its output.
+    let mut batch = Vec::new();
+    for run in [x, y] {
+        let last = queued(&pool, run).await;
+        assert_eq!(shape(&last), [("d", None, 1)]);
+        let mut done = completion(run, &last[0], ExecutionStatus::Succeeded);
+        done.result = Some(json!({ "n": 2 }));
+        batch.push(done);
+    }
+    assert_eq!(apply(&engine, &batch).await, [Applied::Changed; 2]);
+    for run in [x, y] {
+        let (status, output): (String, Option<serde_json::Value>) =
+            sqlx::query_as("SELECT status, output FROM workflow_executions WHERE id = $1")
+                .bind(run.as_uuid())
+                .fetch_one(&pool)
+                .await
+                .expect("run");
+        assert_eq!(status, "succeeded");
+        assert_eq!(output, Some(json!({ "total": 2 })));
+        let runs_of_d: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM executions e JOIN task_executions t ON t.id = e.task_execution_id \
+             WHERE e.workflow_execution_id = $1 AND t.task_name = 'd'",
+        )
+        .bind(run.as_uuid())
+        .fetch_one(&pool)
+        .await
+        .expect("executions of d");
+        assert_eq!(runs_of_d, 1, "the join ran once");
+    }
 }
