@@ -27,6 +27,11 @@ pub struct ExecutorConfig {
     pub prefetch: u16,
     /// Messages applied concurrently.
     pub concurrency: usize,
+    /// Batches of each kind (completions, run starts) applied at once. On
+    /// a database with few cores, more batches at once only makes each
+    /// smaller (a statement per batch costs about the same whatever its
+    /// size): while they are all busy, the next batch grows.
+    pub batches: usize,
     /// The engine's settings.
     pub engine: EngineConfig,
     /// The relay's settings.
@@ -42,8 +47,9 @@ impl Default for ExecutorConfig {
         Self {
             db: DbConfig::default(),
             bus: BusConfig::default(),
-            prefetch: 64,
-            concurrency: 64,
+            prefetch: 512,
+            concurrency: 512,
+            batches: 2,
             engine: EngineConfig::default(),
             relay: RelayConfig::default(),
             reaper: ReaperConfig::default(),
@@ -110,19 +116,9 @@ pub async fn run(config: ExecutorConfig, shutdown: CancellationToken) -> Result<
         consumer_tag: format!("weft-executor-{}", std::process::id()),
     };
     let handler_shutdown = shutdown.clone();
-    // Half the pool's connections apply batches of completions, a quarter
-    // batches of run starts; the rest serve everything else.
     let batchers = Batchers {
-        completions: Batcher::start(
-            engine.clone(),
-            (config.db.max_connections as usize / 2).max(1),
-            shutdown.clone(),
-        ),
-        starts: Batcher::start(
-            engine.clone(),
-            (config.db.max_connections as usize / 4).max(1),
-            shutdown.clone(),
-        ),
+        completions: Batcher::start(engine.clone(), config.batches, shutdown.clone()),
+        starts: Batcher::start(engine.clone(), config.batches, shutdown.clone()),
     };
     let handler = move |delivery: Delivery| {
         handle(

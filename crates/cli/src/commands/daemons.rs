@@ -44,11 +44,15 @@ pub(crate) struct ExecutorArgs {
 #[derive(Debug, Clone, Args)]
 pub(crate) struct ExecutorTuning {
     /// Messages applied concurrently.
-    #[arg(long, default_value_t = 64, env = "WEFT_EXECUTOR_CONCURRENCY")]
+    #[arg(long, default_value_t = 512, env = "WEFT_EXECUTOR_CONCURRENCY")]
     pub(crate) executor_concurrency: usize,
     /// Deliveries in flight from the broker.
-    #[arg(long, default_value_t = 64, env = "WEFT_EXECUTOR_PREFETCH")]
+    #[arg(long, default_value_t = 512, env = "WEFT_EXECUTOR_PREFETCH")]
     pub(crate) executor_prefetch: u16,
+    /// Batches of completions (and of run starts) applied at once; while
+    /// they are busy the next batch grows.
+    #[arg(long, default_value_t = 2, env = "WEFT_EXECUTOR_BATCHES")]
+    pub(crate) executor_batches: usize,
     /// Seconds between the reaper's looks for lost or overdue executions.
     #[arg(
         long,
@@ -140,6 +144,7 @@ fn executor_config(conn: &Conn, tuning: &ExecutorTuning) -> anyhow::Result<Execu
         bus: conn.bus.clone(),
         prefetch: tuning.executor_prefetch,
         concurrency: tuning.executor_concurrency.max(1),
+        batches: tuning.executor_batches.max(1),
         engine: EngineConfig {
             deadline_grace: seconds("--deadline-grace", tuning.deadline_grace)?,
             ..EngineConfig::default()
