@@ -158,6 +158,7 @@ impl Relay {
         if rows.is_empty() {
             return Ok(0);
         }
+        tracing::debug!(count = rows.len(), "relaying outbox messages");
         let mut ids = Vec::with_capacity(rows.len());
         let mut envelopes = Vec::with_capacity(rows.len());
         for row in &rows {

@@ -95,6 +95,10 @@ pub(crate) struct Step<'a> {
     starting: Vec<(TaskStart, Vec<Dispatch>)>,
     /// Runs whose every task is terminal.
     done: Vec<WorkflowExecutionId>,
+    /// Tasks this step made terminal, as they are now (locked by this
+    /// transaction): a successor decided in the same step reads them from
+    /// here instead of from the database.
+    ended: HashMap<WorkflowExecutionId, HashMap<String, TaskRow>>,
     /// Messages to write to the outbox, each with its due time.
     pub(crate) outbox: Vec<(Envelope, Option<DateTime<Utc>>)>,
 }
@@ -154,6 +158,7 @@ impl<'a> Step<'a> {
             ending: Vec::new(),
             starting: Vec::new(),
             done: Vec::new(),
+            ended: HashMap::new(),
             outbox: Vec::new(),
         }
     }
@@ -216,10 +221,17 @@ impl<'a> Step<'a> {
                 wanted.insert((run.id, name.as_str()));
             }
         }
-        let wanted: Vec<(WorkflowExecutionId, &str)> = wanted.into_iter().collect();
-        let rows = tasks::by_names(self.conn, &wanted).await?;
+        let ended = |(run, name): &(WorkflowExecutionId, &str)| {
+            self.ended.get(run).and_then(|tasks| tasks.get(*name))
+        };
+        let missing: Vec<(WorkflowExecutionId, &str)> = wanted
+            .iter()
+            .filter(|key| ended(key).is_none())
+            .copied()
+            .collect();
+        let rows = tasks::by_names(self.conn, &missing).await?;
         let mut by_run: HashMap<WorkflowExecutionId, Vec<&TaskRow>> = HashMap::new();
-        for row in &rows {
+        for row in wanted.iter().filter_map(ended).chain(&rows) {
             by_run
                 .entry(row.workflow_execution_id)
                 .or_default()
@@ -493,8 +505,12 @@ impl<'a> Step<'a> {
             });
         }
         let finished = tasks::finish(self.conn, &finishes).await?;
-        for task in &finished.tasks {
+        for task in finished.tasks {
             tracing::debug!(workflow_execution_id = %task.workflow_execution_id, task = %task.task_name, status = %task.status, "task finished");
+            self.ended
+                .entry(task.workflow_execution_id)
+                .or_default()
+                .insert(task.task_name.clone(), task);
         }
         self.ready.extend(finished.ready);
         self.done.extend(finished.runs_done);

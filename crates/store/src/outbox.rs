@@ -63,18 +63,10 @@ pub async fn enqueue(
     let mut due = Vec::with_capacity(messages.len());
     let mut immediate = Vec::with_capacity(messages.len());
     for (envelope, not_before) in messages {
-        let (exchange, key) = envelope.route();
+        let (exchange, key, payload) = encode(envelope)?;
         exchanges.push(exchange);
         keys.push(key);
-        // Serialized straight to text (PostgreSQL parses it into jsonb): a
-        // `serde_json::Value` tree per message costs far more memory for a
-        // wide fan-out.
-        payloads.push(
-            serde_json::to_string(envelope).map_err(|e| StoreError::Corrupt {
-                what: "outbox message",
-                detail: e.to_string(),
-            })?,
-        );
+        payloads.push(payload);
         due.push(*not_before);
         immediate.push(not_before.is_none());
     }
@@ -112,6 +104,19 @@ pub async fn enqueue(
                 })
         })
         .collect()
+}
+
+/// An outbox row's exchange, routing key and payload for a message. The
+/// payload is serialized straight to text (PostgreSQL parses it into
+/// jsonb): a `serde_json::Value` tree per message costs far more memory for
+/// a wide fan-out.
+pub(crate) fn encode(envelope: &Envelope) -> Result<(&'static str, String, String), StoreError> {
+    let (exchange, key) = envelope.route();
+    let payload = serde_json::to_string(envelope).map_err(|e| StoreError::Corrupt {
+        what: "outbox message",
+        detail: e.to_string(),
+    })?;
+    Ok((exchange, key, payload))
 }
 
 /// Wakes listening relays when the transaction commits.

@@ -108,24 +108,31 @@ pub fn definition_id(source: &str) -> Uuid {
 /// A database error.
 pub async fn submit(conn: &mut PgConnection, run: &NewRun<'_>) -> Result<Submitted, StoreError> {
     let definition = definition_id(run.source);
-    sqlx::query(
-        "INSERT INTO workflow_definitions (id, name, source, origin) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (id) DO NOTHING",
-    )
-    .bind(definition)
-    .bind(run.workflow_name)
-    .bind(run.source)
-    .bind(run.origin)
-    .execute(&mut *conn)
-    .await
-    .context("storing the workflow definition")?;
-
+    let message = Envelope::new(WorkflowSubmitted {
+        workflow_execution_id: run.id,
+    });
+    let (exchange, key, payload) = outbox::encode(&message)?;
+    // One statement: the definition (once), the run, and — only if the run
+    // was stored — its message and the relays' wake-up. The run's foreign
+    // key to its definition is checked at the end of the statement, after
+    // the definition's insert.
     let inserted: Option<Uuid> = sqlx::query_scalar(
-        "INSERT INTO workflow_executions \
-             (id, definition_id, workflow_name, input, idempotency_key, tasks_total, tasks_remaining) \
-         VALUES ($1, $2, $3, $4, $5, $6, $6) \
-         ON CONFLICT (idempotency_key) DO NOTHING \
-         RETURNING id",
+        "WITH d AS ( \
+             INSERT INTO workflow_definitions (id, name, source, origin) VALUES ($2, $3, $7, $8) \
+             ON CONFLICT (id) DO NOTHING \
+         ), r AS ( \
+             INSERT INTO workflow_executions \
+                 (id, definition_id, workflow_name, input, idempotency_key, tasks_total, tasks_remaining) \
+             VALUES ($1, $2, $3, $4, $5, $6, $6) \
+             ON CONFLICT (idempotency_key) DO NOTHING \
+             RETURNING id \
+         ), o AS ( \
+             INSERT INTO outbox (exchange, routing_key, payload, not_before) \
+             SELECT $9, $10, $11::jsonb, now() FROM r \
+         ), n AS ( \
+             SELECT pg_notify($12, '') FROM r \
+         ) \
+         SELECT id FROM r WHERE (SELECT count(*) FROM n) >= 0",
     )
     .bind(run.id.as_uuid())
     .bind(definition)
@@ -133,17 +140,17 @@ pub async fn submit(conn: &mut PgConnection, run: &NewRun<'_>) -> Result<Submitt
     .bind(run.input)
     .bind(run.idempotency_key)
     .bind(run.tasks_total)
+    .bind(run.source)
+    .bind(run.origin)
+    .bind(exchange)
+    .bind(key)
+    .bind(payload)
+    .bind(outbox::CHANNEL)
     .fetch_optional(&mut *conn)
     .await
     .context("storing the run")?;
     if let Some(id) = inserted {
-        let id = WorkflowExecutionId::from(id);
-        let message = Envelope::new(WorkflowSubmitted {
-            workflow_execution_id: id,
-        });
-        outbox::enqueue(&mut *conn, &[(message, None)], None).await?;
-        outbox::notify(&mut *conn).await?;
-        return Ok(Submitted::Created(id));
+        return Ok(Submitted::Created(WorkflowExecutionId::from(id)));
     }
     let existing: Uuid =
         sqlx::query_scalar("SELECT id FROM workflow_executions WHERE idempotency_key = $1")
