@@ -312,4 +312,11 @@ async fn one_batch_advances_several_runs_through_their_cascades() {
         .expect("executions of d");
         assert_eq!(runs_of_d, 1, "the join ran once");
     }
+    // Every counter agrees with the executions behind it (a plain task's
+    // one execution is counted by the statement that finishes the task).
+    let mut conn = pool.acquire().await.expect("connection");
+    let violations = weft_store::audit::audit(&mut conn, None, 60.0)
+        .await
+        .expect("audit");
+    assert!(violations.is_empty(), "{violations:?}");
 }

@@ -401,10 +401,12 @@ impl Engine {
 
     /// [`Engine::complete`] for several completions inside an open
     /// transaction, set-based where it can be: one statement records them
-    /// all, one counts the finished items of every task they belong to
-    /// (a wide fan-out's counter row is updated once), then each run is
-    /// advanced in run order (so concurrent batches lock runs in the same
-    /// order). Returns one [`Applied`] per completion and the messages to
+    /// all, one counts the finished items of every fan-out (or failed
+    /// task) they belong to (a wide fan-out's counter row is updated once),
+    /// then each run is planned in run order (so concurrent batches lock
+    /// runs in the same order) and one [`Step`] carries the plans out —
+    /// a plain task whose execution succeeded is counted in the statement
+    /// that finishes it. Returns one [`Applied`] per completion and the messages to
     /// write to the outbox with the commit.
     async fn complete_in(
         &self,
@@ -454,6 +456,12 @@ impl Engine {
                 continue;
             }
             let task = execution.task_execution_id;
+            if spec.with_items().is_none() && completion.status == ExecutionStatus::Succeeded {
+                // A plain task's one execution succeeded: the task ends
+                // with it, counted in the statement that finishes it.
+                plan.plain.push(completed);
+                continue;
+            }
             let entry = items.entry(task).or_insert_with(|| Items {
                 done: ItemsDone {
                     task,
@@ -488,7 +496,10 @@ impl Engine {
                 cancel::settle(step.conn(), run_id, &plan.first.workflow_name).await?;
                 self.inner.outbox_written.notify_one();
             }
-            if plan.retries.is_empty() && plan.tasks.iter().all(|t| !counted.contains_key(t)) {
+            if plan.retries.is_empty()
+                && plan.plain.is_empty()
+                && plan.tasks.iter().all(|t| !counted.contains_key(t))
+            {
                 continue;
             }
             let workflow = self
@@ -511,6 +522,15 @@ impl Engine {
                 let task = tasks::get(step.conn(), failed.task_execution_id).await?;
                 step.retry(&task, failed).await?;
             }
+            for done in plan.plain {
+                let execution = &done.execution;
+                step.finish_plain(
+                    execution.task_execution_id,
+                    run_id,
+                    &done.task_name,
+                    execution.result.clone().unwrap_or_default(),
+                );
+            }
             for task in plan.tasks {
                 let (Some(counted), Some(entry)) = (counted.remove(&task), items.get(&task)) else {
                     continue;
@@ -519,7 +539,7 @@ impl Engine {
                     let outcome = self
                         .task_outcome(&mut step, &counted, entry.last, entry.with_items)
                         .await?;
-                    step.finish_task(counted, outcome);
+                    step.finish_task(&counted, outcome);
                 } else if entry.done.succeeded > 0 {
                     step.dispatch_next_items(&counted, entry.done.succeeded)
                         .await?;
@@ -653,6 +673,8 @@ struct RunPlan<'c> {
     settle: bool,
     /// Executions that failed with tries left.
     retries: Vec<&'c executions::ExecutionRow>,
+    /// Plain tasks whose one execution succeeded.
+    plain: Vec<&'c Completed>,
     /// Tasks with finished items, in the order they were reported.
     tasks: Vec<TaskExecutionId>,
 }
@@ -663,6 +685,7 @@ impl<'c> RunPlan<'c> {
             first,
             settle: false,
             retries: Vec::new(),
+            plain: Vec::new(),
             tasks: Vec::new(),
         }
     }

@@ -19,8 +19,8 @@ use sqlx::PgConnection;
 use weft_common::Workflow;
 use weft_common::message::{Dispatch, WorkflowFinished};
 use weft_common::{
-    Context, Envelope, Evaluator, ExecutionId, ExecutionStatus, Task, TaskStatus, TaskView,
-    WorkflowExecutionId, WorkflowRef, WorkflowStatus,
+    Context, Envelope, Evaluator, ExecutionId, ExecutionStatus, Task, TaskExecutionId, TaskStatus,
+    TaskView, WorkflowExecutionId, WorkflowRef, WorkflowStatus,
 };
 use weft_store::executions::{self, ExecutionRow, NewExecution, TaskStart};
 use weft_store::runs::{self, Transition};
@@ -90,7 +90,7 @@ pub(crate) struct Step<'a> {
     /// Tasks whose needs are all terminal, to decide.
     ready: Vec<TaskRow>,
     /// Tasks that end, to make terminal together.
-    ending: Vec<(TaskRow, Outcome)>,
+    ending: Vec<Ending>,
     /// Tasks decided to run, to start together, with their dispatches.
     starting: Vec<(TaskStart, Vec<Dispatch>)>,
     /// Runs whose every task is terminal.
@@ -134,6 +134,28 @@ impl Outcome {
             status: TaskStatus::Skipped,
             result: None,
             error: Some(reason.into()),
+        }
+    }
+}
+
+/// A task to make terminal at the next round.
+struct Ending {
+    task: TaskExecutionId,
+    run: WorkflowExecutionId,
+    name: String,
+    outcome: Outcome,
+    /// Finished items to count with it: (succeeded, failed).
+    items: (i32, i32),
+}
+
+impl Ending {
+    fn of(task: &TaskRow, outcome: Outcome) -> Self {
+        Self {
+            task: task.id,
+            run: task.workflow_execution_id,
+            name: task.task_name.clone(),
+            outcome,
+            items: (0, 0),
         }
     }
 }
@@ -182,8 +204,31 @@ impl<'a> Step<'a> {
     /// Makes a task terminal (at [`Step::settle`]), counts it as a finished
     /// need of its successors, decides those that become ready, and finishes
     /// the run when this was its last task.
-    pub(crate) fn finish_task(&mut self, task: TaskRow, outcome: Outcome) {
-        self.ending.push((task, outcome));
+    pub(crate) fn finish_task(&mut self, task: &TaskRow, outcome: Outcome) {
+        self.ending.push(Ending::of(task, outcome));
+    }
+
+    /// [`Step::finish_task`] for a plain task whose one execution just
+    /// succeeded: its item is counted in the same statement that finishes
+    /// it.
+    pub(crate) fn finish_plain(
+        &mut self,
+        task: TaskExecutionId,
+        run: WorkflowExecutionId,
+        name: &str,
+        result: Value,
+    ) {
+        self.ending.push(Ending {
+            task,
+            run,
+            name: name.to_owned(),
+            outcome: Outcome {
+                status: TaskStatus::Succeeded,
+                result: Some(result),
+                error: None,
+            },
+            items: (1, 0),
+        });
     }
 
     /// Carries out what was handed to the step, round by round: decide the
@@ -246,17 +291,15 @@ impl<'a> Step<'a> {
         }
         for (task, decision) in decisions {
             match decision {
-                Decision::Ends(outcome) => self.ending.push((task, outcome)),
+                Decision::Ends(outcome) => self.ending.push(Ending::of(&task, outcome)),
                 Decision::Empty => {
                     if tasks::start(self.conn, task.id, 0, 0).await? {
-                        self.ending.push((
-                            task,
-                            Outcome {
-                                status: TaskStatus::Succeeded,
-                                result: Some(Value::Array(Vec::new())),
-                                error: None,
-                            },
-                        ));
+                        let outcome = Outcome {
+                            status: TaskStatus::Succeeded,
+                            result: Some(Value::Array(Vec::new())),
+                            error: None,
+                        };
+                        self.ending.push(Ending::of(&task, outcome));
                     }
                 }
                 Decision::Runs(start, dispatches) => self.starting.push((start, dispatches)),
@@ -487,23 +530,22 @@ impl<'a> Step<'a> {
     /// without an unfinished task to be finished.
     async fn end_tasks(&mut self) -> Result<(), EngineError> {
         let ending = std::mem::take(&mut self.ending);
-        let mut finishes = Vec::with_capacity(ending.len());
         let successors: Vec<Vec<&str>> = ending
             .iter()
-            .map(|(task, _)| {
-                run_of(&self.runs, task.workflow_execution_id)
-                    .map(|run| run.workflow.dag().successors(&task.task_name))
-            })
+            .map(|e| run_of(&self.runs, e.run).map(|run| run.workflow.dag().successors(&e.name)))
             .collect::<Result<_, _>>()?;
-        for ((task, outcome), successors) in ending.iter().zip(&successors) {
-            finishes.push(Finish {
-                task,
-                to: outcome.status,
-                result: outcome.result.as_ref(),
-                error: outcome.error.as_deref(),
+        let finishes: Vec<Finish<'_>> = ending
+            .iter()
+            .zip(&successors)
+            .map(|(e, successors)| Finish {
+                task: e.task,
+                items: e.items,
+                to: e.outcome.status,
+                result: e.outcome.result.as_ref(),
+                error: e.outcome.error.as_deref(),
                 successors,
-            });
-        }
+            })
+            .collect();
         let finished = tasks::finish(self.conn, &finishes).await?;
         for task in finished.tasks {
             tracing::debug!(workflow_execution_id = %task.workflow_execution_id, task = %task.task_name, status = %task.status, "task finished");

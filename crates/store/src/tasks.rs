@@ -206,7 +206,11 @@ pub async fn start(
 #[derive(Debug, Clone, Copy)]
 pub struct Finish<'a> {
     /// The task.
-    pub task: &'a TaskRow,
+    pub task: TaskExecutionId,
+    /// Its finished items to count with it, (succeeded, failed): a plain
+    /// task's one execution is counted here rather than by
+    /// [`items_finished`].
+    pub items: (i32, i32),
     /// Its terminal status.
     pub to: TaskStatus,
     /// Its result.
@@ -256,7 +260,9 @@ pub async fn finish(
     if finishes.is_empty() {
         return Ok(Finished::default());
     }
-    let ids: Vec<Uuid> = finishes.iter().map(|f| f.task.id.as_uuid()).collect();
+    let ids: Vec<Uuid> = finishes.iter().map(|f| f.task.as_uuid()).collect();
+    let succeeded: Vec<i32> = finishes.iter().map(|f| f.items.0).collect();
+    let failed: Vec<i32> = finishes.iter().map(|f| f.items.1).collect();
     let statuses: Vec<&str> = finishes.iter().map(|f| f.to.as_str()).collect();
     let results: Vec<Option<String>> = finishes
         .iter()
@@ -271,16 +277,17 @@ pub async fn finish(
         .collect();
     let (edge_tasks, edge_names): (Vec<Uuid>, Vec<&str>) = finishes
         .iter()
-        .flat_map(|f| f.successors.iter().map(|s| (f.task.id.as_uuid(), *s)))
+        .flat_map(|f| f.successors.iter().map(|s| (f.task.as_uuid(), *s)))
         .unzip();
     let rows: Vec<FinishRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "WITH i AS ( \
              SELECT DISTINCT ON (id) * \
-             FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[]) \
-                  AS i(id, status, result, error, sources) \
+             FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $8::int[], $9::int[]) \
+                  AS i(id, status, result, error, sources, ok, bad) \
          ), f AS ( \
              UPDATE task_executions t \
              SET status = i.status, result = i.result::jsonb, error = i.error, \
+                 items_succeeded = t.items_succeeded + i.ok, items_failed = t.items_failed + i.bad, \
                  finished_at = clock_timestamp(), decided_at = COALESCE(t.decided_at, clock_timestamp()) \
              FROM i WHERE t.id = i.id AND t.status = ANY(string_to_array(i.sources, ',')) \
              RETURNING {finished} \
@@ -318,6 +325,8 @@ pub async fn finish(
     .bind(&sources)
     .bind(&edge_tasks)
     .bind(&edge_names)
+    .bind(&succeeded)
+    .bind(&failed)
     .fetch_all(conn)
     .await
     .context("finishing tasks")?;
