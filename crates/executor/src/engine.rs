@@ -25,10 +25,7 @@ use weft_store::{cancel, outbox, runs, workers};
 use crate::catalog::Catalog;
 use crate::error::{EngineError, db};
 use crate::flush::Committed;
-use crate::step::{Outcome, RunInfo, Step};
-
-/// A message to write to the outbox, with its due time (`None`: at once).
-type Queued = (Envelope, Option<chrono::DateTime<chrono::Utc>>);
+use crate::step::{Outcome, Outgoing, RunInfo, Step};
 
 /// What applying a message did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -203,7 +200,7 @@ impl Engine {
         &self,
         tx: &mut PgConnection,
         ids: &[WorkflowExecutionId],
-    ) -> Result<(Vec<Applied>, Vec<Queued>), EngineError> {
+    ) -> Result<(Vec<Applied>, Outgoing), EngineError> {
         let mut started = Vec::new();
         for run in runs::start_many(tx, ids).await? {
             match self.inner.catalog.get(tx, run.definition_id).await {
@@ -227,8 +224,8 @@ impl Engine {
                 .cmp(&(b.workflow_execution_id.as_uuid(), &b.task_name))
         });
         let mut fresh: HashSet<WorkflowExecutionId> = HashSet::with_capacity(started.len());
-        let mut outbox = {
-            let mut step = Step::new(tx, &self.inner.evaluator);
+        let mut outgoing = {
+            let mut step = Step::new(tx, &self.inner.evaluator, self.lease());
             for run in started {
                 tracing::info!(workflow_execution_id = %run.id, workflow = %run.workflow.name(), "run started");
                 fresh.insert(run.id);
@@ -239,19 +236,19 @@ impl Engine {
                 step.decide(task);
             }
             step.settle().await?;
-            std::mem::take(&mut step.outbox)
+            std::mem::take(&mut step.out)
         };
         let mut applied = Vec::with_capacity(ids.len());
         for id in ids {
             if fresh.remove(id) {
                 applied.push(Applied::Changed);
             } else {
-                let (one, mut more) = self.resume_in(tx, *id).await?;
+                let (one, more) = self.resume_in(tx, *id).await?;
                 applied.push(one);
-                outbox.append(&mut more);
+                outgoing.append(more);
             }
         }
-        Ok((applied, outbox))
+        Ok((applied, outgoing))
     }
 
     /// A run that is already running: decides the tasks that wait with every
@@ -261,28 +258,28 @@ impl Engine {
         &self,
         tx: &mut PgConnection,
         id: WorkflowExecutionId,
-    ) -> Result<(Applied, Vec<Queued>), EngineError> {
+    ) -> Result<(Applied, Outgoing), EngineError> {
         let Some(run) = runs::get(tx, id).await? else {
             return Err(EngineError::Inconsistent(format!(
                 "run {id} was submitted but does not exist"
             )));
         };
         if run.status != WorkflowStatus::Running {
-            return Ok((Applied::Duplicate, Vec::new()));
+            return Ok((Applied::Duplicate, Outgoing::default()));
         }
         let undecided = tasks::undecided(tx, id).await?;
         if undecided.is_empty() {
-            return Ok((Applied::Duplicate, Vec::new()));
+            return Ok((Applied::Duplicate, Outgoing::default()));
         }
         let workflow = self.inner.catalog.get(tx, run.definition_id).await?;
-        let mut step = Step::new(tx, &self.inner.evaluator);
+        let mut step = Step::new(tx, &self.inner.evaluator, self.lease());
         step.add_run(RunInfo::of(&run, workflow));
         for task in undecided {
             step.decide(task);
         }
         step.settle().await?;
         tracing::info!(workflow_execution_id = %id, round = run.run_attempt, "run resumed");
-        Ok((Applied::Changed, std::mem::take(&mut step.outbox)))
+        Ok((Applied::Changed, std::mem::take(&mut step.out)))
     }
 
     #[tracing::instrument(skip_all, fields(execution_id = %m.execution_id, attempt = m.attempt), err)]
@@ -366,7 +363,7 @@ impl Engine {
 
     async fn apply_together(&self, batch: Batch<'_>) -> Result<Vec<Applied>, EngineError> {
         let mut tx = self.begin().await?;
-        let (applied, outbox) = match batch {
+        let (applied, outgoing) = match batch {
             Batch::Starts(messages) => {
                 let ids: Vec<WorkflowExecutionId> =
                     messages.iter().map(|m| m.workflow_execution_id).collect();
@@ -380,7 +377,7 @@ impl Engine {
                 self.complete_in(&mut tx, &completions).await?
             }
         };
-        self.commit(tx, outbox).await?;
+        self.commit(tx, outgoing).await?;
         Ok(applied)
     }
 
@@ -412,7 +409,7 @@ impl Engine {
         &self,
         tx: &mut PgConnection,
         completions: &[Completion<'_>],
-    ) -> Result<(Vec<Applied>, Vec<Queued>), EngineError> {
+    ) -> Result<(Vec<Applied>, Outgoing), EngineError> {
         let recorded = executions::complete_many(tx, completions).await?;
         let applied = recorded
             .iter()
@@ -489,7 +486,7 @@ impl Engine {
                 .map(|t| (t.id, t))
                 .collect();
 
-        let mut step = Step::new(tx, &self.inner.evaluator);
+        let mut step = Step::new(tx, &self.inner.evaluator, self.lease());
         for (run_id, plan) in runs {
             if plan.settle {
                 // Settling writes its own outbox rows for the relay.
@@ -547,7 +544,7 @@ impl Engine {
             }
         }
         step.settle().await?;
-        Ok((applied, std::mem::take(&mut step.outbox)))
+        Ok((applied, std::mem::take(&mut step.out)))
     }
 
     /// How a task whose items are all done ends.
@@ -588,33 +585,50 @@ impl Engine {
         })
     }
 
-    /// Writes the step's messages to the outbox, commits, and hands them to
-    /// the flusher (or wakes the relay).
+    /// How long relays leave the messages of this engine's commits alone:
+    /// `Some` when a flusher publishes them right after the commit.
+    fn lease(&self) -> Option<Duration> {
+        self.inner.flusher.get().map(|(_, lease)| *lease)
+    }
+
+    /// Writes the step's remaining messages to the outbox, commits, and
+    /// hands every message due at once to the flusher (or wakes the relay).
     async fn commit(
         &self,
         mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
-        messages: Vec<Queued>,
+        outgoing: Outgoing,
     ) -> Result<(), EngineError> {
-        let flusher = self.inner.flusher.get();
-        let ids = outbox::enqueue(&mut tx, &messages, flusher.map(|(_, lease)| *lease)).await?;
+        let Outgoing { queued, written } = outgoing;
+        let ids = outbox::enqueue(&mut tx, &queued, self.lease()).await?;
         tx.commit().await.map_err(db("committing"))?;
-        let delayed = ids.len() < messages.len();
-        match flusher {
-            Some((sender, _)) if !ids.is_empty() => {
-                let envelopes = messages
-                    .into_iter()
-                    .filter(|(_, due)| due.is_none())
-                    .map(|(envelope, _)| envelope)
-                    .collect();
-                if sender.send(Committed { ids, envelopes }).is_err() {
+        let delayed = ids.len() < queued.len();
+        let anything = !queued.is_empty() || !written.is_empty();
+        match self.inner.flusher.get() {
+            Some((sender, _)) => {
+                let (mut all_ids, mut envelopes): (Vec<i64>, Vec<Envelope>) =
+                    written.into_iter().unzip();
+                all_ids.extend(ids);
+                envelopes.extend(
+                    queued
+                        .into_iter()
+                        .filter(|(_, due)| due.is_none())
+                        .map(|(envelope, _)| envelope),
+                );
+                if !all_ids.is_empty()
+                    && sender
+                        .send(Committed {
+                            ids: all_ids,
+                            envelopes,
+                        })
+                        .is_err()
+                {
                     // The flusher stopped (shutting down): relays publish
                     // them when the lease ends.
                     tracing::debug!("flusher gone; leaving committed messages to the relay");
                 }
             }
-            Some(_) => {}
             None => {
-                if !messages.is_empty() {
+                if anything {
                     self.inner.outbox_written.notify_one();
                 }
             }

@@ -12,6 +12,7 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -99,15 +100,38 @@ pub(crate) struct Step<'a> {
     /// transaction): a successor decided in the same step reads them from
     /// here instead of from the database.
     ended: HashMap<WorkflowExecutionId, HashMap<String, TaskRow>>,
-    /// Messages to write to the outbox, each with its due time.
-    pub(crate) outbox: Vec<(Envelope, Option<DateTime<Utc>>)>,
+    /// How long relays leave this step's messages alone (see
+    /// [`outbox::enqueue`](weft_store::outbox::enqueue)).
+    lease: Option<Duration>,
+    /// The messages to send once the transaction commits.
+    pub(crate) out: Outgoing,
+}
+
+/// The messages a transaction sends once it commits.
+#[derive(Debug, Default)]
+pub(crate) struct Outgoing {
+    /// To write to the outbox with the commit, each with its due time
+    /// (`None`: at once).
+    pub(crate) queued: Vec<(Envelope, Option<DateTime<Utc>>)>,
+    /// Written to the outbox already by the statement that caused them,
+    /// due at once: (outbox row, message).
+    pub(crate) written: Vec<(i64, Envelope)>,
+}
+
+impl Outgoing {
+    /// Adds another transaction part's messages.
+    pub(crate) fn append(&mut self, mut other: Self) {
+        self.queued.append(&mut other.queued);
+        self.written.append(&mut other.written);
+    }
 }
 
 impl std::fmt::Debug for Step<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Step")
             .field("runs", &self.runs.len())
-            .field("outbox", &self.outbox.len())
+            .field("queued", &self.out.queued.len())
+            .field("written", &self.out.written.len())
             .finish_non_exhaustive()
     }
 }
@@ -171,7 +195,11 @@ enum Decision {
 }
 
 impl<'a> Step<'a> {
-    pub(crate) fn new(conn: &'a mut PgConnection, evaluator: &'a Evaluator) -> Self {
+    pub(crate) fn new(
+        conn: &'a mut PgConnection,
+        evaluator: &'a Evaluator,
+        lease: Option<Duration>,
+    ) -> Self {
         Self {
             conn,
             evaluator,
@@ -181,7 +209,8 @@ impl<'a> Step<'a> {
             starting: Vec::new(),
             done: Vec::new(),
             ended: HashMap::new(),
-            outbox: Vec::new(),
+            lease,
+            out: Outgoing::default(),
         }
     }
 
@@ -477,7 +506,7 @@ impl<'a> Step<'a> {
                 attempt,
                 execution.input,
             );
-            self.outbox.push((Envelope::new(dispatch), None));
+            self.out.queued.push((Envelope::new(dispatch), None));
         }
         Ok(())
     }
@@ -521,7 +550,7 @@ impl<'a> Step<'a> {
             next,
             failed.input.clone(),
         );
-        self.outbox.push((Envelope::new(dispatch), Some(due)));
+        self.out.queued.push((Envelope::new(dispatch), Some(due)));
         Ok(())
     }
 
@@ -570,14 +599,40 @@ impl<'a> Step<'a> {
         starting.sort_by_key(|(start, _)| start.task.as_uuid());
         let (starts, dispatches): (Vec<TaskStart>, Vec<Vec<Dispatch>>) =
             starting.into_iter().unzip();
-        let started: HashSet<_> = executions::start_tasks(self.conn, &starts)
-            .await?
-            .into_iter()
-            .collect();
+        // In start order (a fan-out's items in item order): the flusher
+        // publishes them in this order.
+        let mut envelopes: Vec<Option<(TaskExecutionId, Envelope)>> = Vec::new();
         for (start, dispatches) in starts.iter().zip(dispatches) {
-            if started.contains(&start.task) {
-                self.outbox
-                    .extend(dispatches.into_iter().map(|d| (Envelope::new(d), None)));
+            envelopes.extend(
+                dispatches
+                    .into_iter()
+                    .map(|d| Some((start.task, Envelope::new(d)))),
+            );
+        }
+        let messages: Vec<(TaskExecutionId, &Envelope)> = envelopes
+            .iter()
+            .flatten()
+            .map(|(task, envelope)| (*task, envelope))
+            .collect();
+        let started = executions::start_tasks(self.conn, &starts, &messages, self.lease).await?;
+        let position: HashMap<uuid::Uuid, usize> = messages
+            .iter()
+            .enumerate()
+            .map(|(i, (_, envelope))| (envelope.id.as_uuid(), i))
+            .collect();
+        let mut written: Vec<(usize, i64)> = Vec::with_capacity(started.written.len());
+        for (message, row) in started.written {
+            let at = position.get(&message).copied().ok_or_else(|| {
+                EngineError::Inconsistent(format!(
+                    "the outbox returned message {message}, which this step did not write"
+                ))
+            })?;
+            written.push((at, row));
+        }
+        written.sort_unstable();
+        for (at, row) in written {
+            if let Some((_, envelope)) = envelopes.get_mut(at).and_then(Option::take) {
+                self.out.written.push((row, envelope));
             }
         }
         Ok(())
@@ -638,7 +693,7 @@ impl<'a> Step<'a> {
                 workflow: run.workflow.name().to_owned(),
                 status: to,
             };
-            self.outbox.push((Envelope::new(finished), None));
+            self.out.queued.push((Envelope::new(finished), None));
         }
         Ok(())
     }

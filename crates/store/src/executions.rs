@@ -6,7 +6,7 @@ use serde_json::Value;
 use sqlx::PgConnection;
 use uuid::Uuid;
 use weft_common::{
-    ExecutionId, ExecutionStatus, TaskExecutionId, WorkflowExecutionId, WorkflowStatus,
+    Envelope, ExecutionId, ExecutionStatus, TaskExecutionId, WorkflowExecutionId, WorkflowStatus,
 };
 
 use crate::error::{Context, StoreError};
@@ -134,20 +134,46 @@ pub struct TaskStart {
     pub executions: Vec<NewExecution>,
 }
 
+/// What [`start_tasks`] did.
+#[derive(Debug, Clone, Default)]
+pub struct TasksStarted {
+    /// The tasks it started; a task left out was not waiting — nothing
+    /// changed for it.
+    pub tasks: Vec<TaskExecutionId>,
+    /// The outbox rows written for the started tasks' messages, as
+    /// (message id, row id).
+    pub written: Vec<(Uuid, i64)>,
+}
+
 /// Guarded `waiting → running` of several tasks (locked in id order), each
-/// with its items counted and its executions created, in one statement.
-/// Returns the tasks it started; a task left out was not waiting — nothing
-/// changed for it.
+/// with its items counted and its executions created, in one statement —
+/// and, in the same statement, the messages of each task that started
+/// (its dispatches) written to the outbox, due after `lease` as with
+/// [`outbox::enqueue`](crate::outbox::enqueue).
 ///
 /// # Errors
 /// [`StoreError::Duplicate`] if one of the executions exists.
 pub async fn start_tasks(
     conn: &mut PgConnection,
     starts: &[TaskStart],
-) -> Result<Vec<TaskExecutionId>, StoreError> {
+    messages: &[(TaskExecutionId, &Envelope)],
+    lease: Option<std::time::Duration>,
+) -> Result<TasksStarted, StoreError> {
     if starts.is_empty() {
-        return Ok(Vec::new());
+        return Ok(TasksStarted::default());
     }
+    let mut message_tasks = Vec::with_capacity(messages.len());
+    let mut exchanges = Vec::with_capacity(messages.len());
+    let mut keys = Vec::with_capacity(messages.len());
+    let mut payloads = Vec::with_capacity(messages.len());
+    for (task, envelope) in messages {
+        let (exchange, key, payload) = crate::outbox::encode(envelope)?;
+        message_tasks.push(task.as_uuid());
+        exchanges.push(exchange);
+        keys.push(key);
+        payloads.push(payload);
+    }
+    let lease_ms = lease.map_or(0.0, |l| l.as_secs_f64() * 1000.0);
     let task_ids: Vec<Uuid> = starts.iter().map(|s| s.task.as_uuid()).collect();
     let totals: Vec<i32> = starts.iter().map(|s| s.items).collect();
     let dispatched: Vec<i32> = starts.iter().map(|s| s.dispatched).collect();
@@ -165,7 +191,7 @@ pub async fn start_tasks(
     let statuses: Vec<&str> = executions().map(|(_, e)| e.status.as_str()).collect();
     let inputs: Vec<&Value> = executions().map(|(_, e)| &e.input).collect();
     let due: Vec<Option<DateTime<Utc>>> = executions().map(|(_, e)| e.due_at).collect();
-    let started: Vec<Uuid> = sqlx::query_scalar(
+    let rows: Vec<(Option<Uuid>, Option<Uuid>, Option<i64>)> = sqlx::query_as(
         "WITH s AS ( \
              SELECT DISTINCT ON (id) * FROM UNNEST($1::uuid[], $2::int[], $3::int[]) AS s(id, total, dispatched) \
          ), locked AS ( \
@@ -186,8 +212,17 @@ pub async fn start_tasks(
                          $10::text[], $11::jsonb[], $12::timestamptz[]) \
                   AS e(task, run, id, timeout, item, attempt, status, input, due) \
              JOIN started ON started.id = e.task \
+         ), written AS ( \
+             INSERT INTO outbox (exchange, routing_key, payload, not_before) \
+             SELECT m.exchange, m.key, m.payload::jsonb, \
+                    now() + make_interval(secs => $17::float8 / 1000) \
+             FROM UNNEST($13::uuid[], $14::text[], $15::text[], $16::text[]) \
+                  AS m(task, exchange, key, payload) \
+             JOIN started ON started.id = m.task \
+             RETURNING id, (payload->>'id')::uuid AS message \
          ) \
-         SELECT id FROM started",
+         SELECT id, NULL::uuid, NULL::int8 FROM started \
+         UNION ALL SELECT NULL, message, id FROM written",
     )
     .bind(&task_ids)
     .bind(&totals)
@@ -201,10 +236,28 @@ pub async fn start_tasks(
     .bind(&statuses)
     .bind(&inputs)
     .bind(&due)
+    .bind(&message_tasks)
+    .bind(&exchanges)
+    .bind(&keys)
+    .bind(&payloads)
+    .bind(lease_ms)
     .fetch_all(conn)
     .await
     .context("starting tasks")?;
-    Ok(started.into_iter().map(TaskExecutionId::from).collect())
+    let mut started = TasksStarted::default();
+    for row in rows {
+        match row {
+            (Some(task), _, _) => started.tasks.push(task.into()),
+            (None, Some(message), Some(id)) => started.written.push((message, id)),
+            _ => {
+                return Err(StoreError::Corrupt {
+                    what: "task start",
+                    detail: "the database returned an empty row".into(),
+                });
+            }
+        }
+    }
+    Ok(started)
 }
 
 /// Guarded `pending → queued` of items' first attempt of this round, by
