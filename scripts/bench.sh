@@ -11,5 +11,9 @@ cd "$(dirname "$0")/.."
 scripts/services.sh
 mkdir -p target/bench
 cargo build --release --locked --bin weft
+cargo bench --locked -p weft-tests --bench engine --no-run
+# Measure with the build's output on disk: its writeback would otherwise
+# share the disk with the first scenario's commits.
+sync
 cargo bench --locked -p weft-tests --bench engine -- "$@" | tee target/bench/weft.txt
 scripts/peer/celery.sh | tee target/bench/celery.txt
