@@ -320,3 +320,49 @@ async fn one_batch_advances_several_runs_through_their_cascades() {
         .expect("audit");
     assert!(violations.is_empty(), "{violations:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wide_fan_out_and_a_narrow_one_both_queue_every_dispatch_once() {
+    let stack = Stack::start(StackOptions::bare()).expect("stack");
+    let pool = stack.pool().await.expect("pool");
+    let engine = Engine::new(pool.clone(), EngineConfig::default());
+    let yaml = r#"
+name: widths
+input: { n: null }
+tasks:
+  fan: { action: noop, with_items: "{{ range(input.n) | list }}" }
+"#;
+    // Wider than what the start statement writes itself (its dispatches go
+    // with the commit), and narrow (written by the start statement).
+    let mut runs = Vec::new();
+    for n in [5_000, 7] {
+        let run = stack
+            .submit(&pool, yaml, json!({ "n": n }))
+            .await
+            .expect("submit");
+        runs.push((run, n));
+    }
+    let starts: Vec<WorkflowSubmitted> = runs
+        .iter()
+        .map(|(workflow_execution_id, _)| WorkflowSubmitted {
+            workflow_execution_id: *workflow_execution_id,
+        })
+        .collect();
+    let refs: Vec<&WorkflowSubmitted> = starts.iter().collect();
+    for applied in engine.apply_starts(&refs).await {
+        assert_eq!(applied.expect("start"), Applied::Changed);
+    }
+    for (run, n) in runs {
+        let (queued, messages, distinct): (i64, i64, i64) = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM executions WHERE workflow_execution_id = $1 AND status = 'queued'), \
+                    count(*), count(DISTINCT payload->>'execution_id') \
+             FROM outbox WHERE payload->>'workflow_execution_id' = $1::text \
+               AND payload->>'task_name' = 'fan'",
+        )
+        .bind(run.as_uuid())
+        .fetch_one(&pool)
+        .await
+        .expect("counts");
+        assert_eq!((queued, messages, distinct), (n, n, n), "run of {n} items");
+    }
+}

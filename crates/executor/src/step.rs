@@ -162,6 +162,12 @@ impl Outcome {
     }
 }
 
+/// Dispatches written to the outbox by the statement that starts their
+/// tasks, at most. A wider fan-out's go to the outbox with the commit, after
+/// its executions are stored and dropped: its executions and its encoded
+/// messages are never all held at once.
+const WRITTEN_WITH_START: usize = 4_096;
+
 /// A task to make terminal at the next round.
 struct Ending {
     task: TaskExecutionId,
@@ -599,6 +605,26 @@ impl<'a> Step<'a> {
         starting.sort_by_key(|(start, _)| start.task.as_uuid());
         let (starts, dispatches): (Vec<TaskStart>, Vec<Vec<Dispatch>>) =
             starting.into_iter().unzip();
+        if dispatches.iter().map(Vec::len).sum::<usize>() > WRITTEN_WITH_START {
+            let started: HashSet<TaskExecutionId> =
+                executions::start_tasks(self.conn, &starts, &[], self.lease)
+                    .await?
+                    .tasks
+                    .into_iter()
+                    .collect();
+            drop(starts);
+            for dispatches in dispatches {
+                if dispatches
+                    .first()
+                    .is_some_and(|d| started.contains(&d.task_execution_id))
+                {
+                    self.out
+                        .queued
+                        .extend(dispatches.into_iter().map(|d| (Envelope::new(d), None)));
+                }
+            }
+            return Ok(());
+        }
         // In start order (a fan-out's items in item order): the flusher
         // publishes them in this order.
         let mut envelopes: Vec<Option<(TaskExecutionId, Envelope)>> = Vec::new();
