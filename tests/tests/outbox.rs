@@ -1,7 +1,6 @@
 //! The outbox lease (ADR 0004): messages an executor publishes itself right
 //! after its commit are invisible to relays until their lease ends, then
 //! relays publish them — what happens when that executor crashed first.
-//! And the outbox is vacuumed once many of its rows were deleted.
 
 use std::time::Duration;
 
@@ -65,58 +64,4 @@ async fn leased_messages_reach_relays_only_when_their_lease_ends() {
     let mut conn = pool.acquire().await.expect("conn");
     outbox::delete(&mut conn, &ids).await.expect("delete");
     assert_eq!(claim(pool.clone()).await, vec![now.id]);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_relay_vacuums_the_outbox_after_relaying_a_large_backlog() {
-    let stack = Stack::start(StackOptions::bare()).expect("stack");
-    let pool = stack.pool().await.expect("pool");
-    let backlog: Vec<(Envelope, Option<chrono::DateTime<chrono::Utc>>)> =
-        (0..10_500).map(|_| (finished(), None)).collect();
-    let mut tx = pool.begin().await.expect("begin");
-    outbox::enqueue(&mut tx, &backlog, None)
-        .await
-        .expect("enqueue");
-    tx.commit().await.expect("commit");
-
-    let stop = tokio_util::sync::CancellationToken::new();
-    let bus = weft_bus::Bus::connect(
-        weft_bus::BusConfig {
-            url: stack.amqp_url.clone(),
-            connection_name: "vacuum".into(),
-            ..weft_bus::BusConfig::default()
-        },
-        stop.clone(),
-    )
-    .await
-    .expect("bus");
-    bus.declare_topology(&[]).await.expect("topology");
-    let relay = weft_executor::Relay::new(pool.clone(), bus, weft_executor::RelayConfig::default())
-        .await
-        .expect("relay");
-    let engine = weft_executor::Engine::new(pool.clone(), weft_executor::EngineConfig::default());
-    let running = tokio::spawn(relay.run(engine, stop.clone()));
-
-    // Every message leaves, and then the relay's own vacuum (not
-    // autovacuum: it counts apart) runs on the outbox.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let (left, vacuums): (i64, i64) = sqlx::query_as(
-            "SELECT (SELECT count(*) FROM outbox), \
-                    (SELECT vacuum_count FROM pg_stat_user_tables WHERE relname = 'outbox')",
-        )
-        .fetch_one(&pool)
-        .await
-        .expect("outbox state");
-        if left == 0 && vacuums > 0 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{left} messages left, {vacuums} vacuums of the outbox"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    stop.cancel();
-    running.await.expect("relay stopped");
 }

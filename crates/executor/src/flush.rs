@@ -28,15 +28,6 @@ pub(crate) struct Committed {
 /// Messages published per batch at most.
 const BATCH: usize = 2_000;
 
-/// Rows deleted from the outbox between two vacuums of it, at least.
-///
-/// Every message leaves a dead row behind, and until a vacuum removes it
-/// its entry stays in the outbox's index on `not_before`, which the relay's
-/// claims and its look for the next due message walk over. Autovacuum gets
-/// to the table only at its next round (up to a minute); after a wide
-/// fan-out that is a minute of every relay query stepping over its items.
-const VACUUM_AFTER: usize = 10_000;
-
 /// Publishes committed messages until `shutdown`, then what is queued.
 pub(crate) async fn run(
     pool: PgPool,
@@ -46,7 +37,6 @@ pub(crate) async fn run(
 ) {
     let mut ids: Vec<i64> = Vec::new();
     let mut envelopes: Vec<Envelope> = Vec::new();
-    let mut vacuum = OutboxVacuum::default();
     loop {
         let first = tokio::select! {
             biased;
@@ -69,49 +59,13 @@ pub(crate) async fn run(
                 Err(_) => break,
             }
         }
-        let deleted = flush(&pool, &mut outlet, &ids, &envelopes).await;
-        vacuum.deleted(&pool, deleted);
+        flush(&pool, &mut outlet, &ids, &envelopes).await;
         ids.clear();
         envelopes.clear();
     }
 }
 
-/// Vacuums the outbox every [`VACUUM_AFTER`] rows its owner deleted, in a
-/// task of its own (the owner goes on publishing).
-#[derive(Debug, Default)]
-pub(crate) struct OutboxVacuum {
-    deleted: usize,
-    running: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl OutboxVacuum {
-    /// Counts deleted rows; starts a vacuum when enough piled up and none
-    /// of this owner's is still running.
-    pub(crate) fn deleted(&mut self, pool: &PgPool, rows: usize) {
-        self.deleted += rows;
-        if self.deleted < VACUUM_AFTER || self.running.as_ref().is_some_and(|v| !v.is_finished()) {
-            return;
-        }
-        self.deleted = 0;
-        let pool = pool.clone();
-        self.running = Some(tokio::spawn(async move {
-            // Skipped if another process is vacuuming it.
-            match sqlx::raw_sql("VACUUM (SKIP_LOCKED) outbox")
-                .execute(&pool)
-                .await
-            {
-                Ok(_) => tracing::debug!("vacuumed the outbox"),
-                Err(e) => {
-                    tracing::warn!(error = %e, "vacuuming the outbox failed; autovacuum will");
-                }
-            }
-        }));
-    }
-}
-
-/// Publishes and deletes the messages; returns how many rows it deleted.
-async fn flush(pool: &PgPool, outlet: &mut Outlet, ids: &[i64], envelopes: &[Envelope]) -> usize {
-    let mut deleted = 0;
+async fn flush(pool: &PgPool, outlet: &mut Outlet, ids: &[i64], envelopes: &[Envelope]) {
     for (ids, envelopes) in ids.chunks(BATCH).zip(envelopes.chunks(BATCH)) {
         let (published, error) = outlet.publish(ids, envelopes).await;
         if let Some(e) = error {
@@ -124,20 +78,16 @@ async fn flush(pool: &PgPool, outlet: &mut Outlet, ids: &[i64], envelopes: &[Env
         if published.is_empty() {
             continue;
         }
-        let result = match pool.acquire().await {
+        let deleted = match pool.acquire().await {
             Ok(mut conn) => outbox::delete(&mut conn, &published)
                 .await
                 .map_err(EngineError::from),
             Err(e) => Err(db("acquiring a connection")(e)),
         };
-        match result {
-            Ok(()) => deleted += published.len(),
+        if let Err(e) = deleted {
             // They were published; a relay publishes them again after the
             // lease, which consumers absorb as duplicates.
-            Err(e) => {
-                tracing::warn!(error = %weft_common::error_chain(&e), count = published.len(), "deleting published messages failed");
-            }
+            tracing::warn!(error = %weft_common::error_chain(&e), count = published.len(), "deleting published messages failed");
         }
     }
-    deleted
 }

@@ -21,7 +21,6 @@ use weft_store::outbox;
 
 use crate::engine::Engine;
 use crate::error::{EngineError, db};
-use crate::flush::OutboxVacuum;
 
 /// Settings of the relay.
 #[derive(Debug, Clone)]
@@ -202,16 +201,11 @@ impl Relay {
             }
         };
         let mut failures = 0u32;
-        let mut vacuum = OutboxVacuum::default();
         loop {
             // Drain everything that is due.
             let mut wait = self.config.sweep_interval;
             loop {
-                let relayed = self.relay_once().await;
-                if let Ok(n) = relayed {
-                    vacuum.deleted(&self.pool, n);
-                }
-                match relayed {
+                match self.relay_once().await {
                     Ok(n) if n as i64 >= self.config.batch => {}
                     Ok(_) => {
                         failures = 0;
