@@ -23,9 +23,10 @@ use weft_store::tasks::{self, ItemsDone, NewTask};
 use weft_store::{cancel, outbox, runs, workers};
 
 use crate::catalog::Catalog;
+use crate::decide::Outcome;
 use crate::error::{EngineError, db};
 use crate::flush::Committed;
-use crate::step::{Outcome, Outgoing, RunInfo, Step};
+use crate::step::{Outgoing, RunInfo, Step};
 
 /// What applying a message did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

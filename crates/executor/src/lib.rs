@@ -18,6 +18,7 @@
 mod batch;
 mod catalog;
 mod daemon;
+mod decide;
 mod engine;
 mod error;
 mod flush;

@@ -27,6 +27,7 @@ use weft_store::executions::{self, ExecutionRow, NewExecution, TaskStart};
 use weft_store::runs::{self, Transition};
 use weft_store::tasks::{self, Finish, TaskRow};
 
+use crate::decide::{self, Decision, Outcome, dispatch};
 use crate::error::EngineError;
 
 /// What a step knows about a run.
@@ -49,7 +50,7 @@ impl RunInfo {
         }
     }
 
-    fn spec(&self, name: &str) -> Result<&Task, EngineError> {
+    pub(crate) fn spec(&self, name: &str) -> Result<&Task, EngineError> {
         self.workflow.task(name).ok_or_else(|| {
             EngineError::Inconsistent(format!(
                 "run {} has a task `{name}` its workflow does not define",
@@ -58,7 +59,7 @@ impl RunInfo {
         })
     }
 
-    fn context(&self, rows: &[&TaskRow]) -> Context {
+    pub(crate) fn context(&self, rows: &[&TaskRow]) -> Context {
         Context {
             input: self.input.clone(),
             tasks: rows
@@ -136,32 +137,6 @@ impl std::fmt::Debug for Step<'_> {
     }
 }
 
-/// How a task ends when it ends without (more) executions.
-#[derive(Debug)]
-pub(crate) struct Outcome {
-    pub(crate) status: TaskStatus,
-    pub(crate) result: Option<Value>,
-    pub(crate) error: Option<String>,
-}
-
-impl Outcome {
-    fn failed(error: impl Into<String>) -> Self {
-        Self {
-            status: TaskStatus::Failed,
-            result: None,
-            error: Some(error.into()),
-        }
-    }
-
-    fn skipped(reason: impl Into<String>) -> Self {
-        Self {
-            status: TaskStatus::Skipped,
-            result: None,
-            error: Some(reason.into()),
-        }
-    }
-}
-
 /// Dispatches written to the outbox by the statement that starts their
 /// tasks, at most. A wider fan-out's go to the outbox with the commit, after
 /// its executions are stored and dropped: its executions and its encoded
@@ -188,16 +163,6 @@ impl Ending {
             items: (0, 0),
         }
     }
-}
-
-/// What deciding a ready task comes to.
-enum Decision {
-    /// It ends here, without an execution.
-    Ends(Outcome),
-    /// It has nothing to run: it starts and succeeds at once with `[]`.
-    Empty,
-    /// It runs: these executions, these dispatches.
-    Runs(TaskStart, Vec<Dispatch>),
 }
 
 impl<'a> Step<'a> {
@@ -321,7 +286,7 @@ impl<'a> Step<'a> {
         for task in ready {
             let run = run_of(&self.runs, task.workflow_execution_id)?;
             let rows = by_run.get(&run.id).map_or(&[][..], Vec::as_slice);
-            let decision = self.decide_one(run, &task, rows)?;
+            let decision = decide::decide(self.evaluator, run, &task, rows)?;
             decisions.push((task, decision));
         }
         for (task, decision) in decisions {
@@ -341,137 +306,6 @@ impl<'a> Step<'a> {
             }
         }
         Ok(())
-    }
-
-    /// Runs or skips one ready task, given the rows of its run's tasks it
-    /// names (needs and references).
-    fn decide_one(
-        &self,
-        run: &RunInfo,
-        task: &TaskRow,
-        rows: &[&TaskRow],
-    ) -> Result<Decision, EngineError> {
-        if !run.status.dispatches() {
-            return Ok(Decision::Ends(Outcome {
-                status: TaskStatus::Canceled,
-                result: None,
-                error: Some("the run was canceled".into()),
-            }));
-        }
-        let spec = run.spec(&task.task_name)?;
-        let named: Vec<&TaskRow> = rows
-            .iter()
-            .copied()
-            .filter(|r| {
-                spec.needs().contains(&r.task_name) || spec.references().contains(&r.task_name)
-            })
-            .collect();
-        let needs: Vec<&TaskRow> = named
-            .iter()
-            .copied()
-            .filter(|r| spec.needs().contains(&r.task_name))
-            .collect();
-        let statuses: Vec<TaskStatus> = needs.iter().map(|r| r.status).collect();
-        if !spec.trigger().is_satisfied(&statuses) {
-            let states = needs
-                .iter()
-                .map(|r| format!("{} {}", r.task_name, r.status))
-                .collect::<Vec<_>>()
-                .join(", ");
-            return Ok(Decision::Ends(Outcome::skipped(format!(
-                "trigger `{}` not met ({states})",
-                spec.trigger()
-            ))));
-        }
-
-        let mut ctx = run.context(&named);
-        if let Some(when) = spec.when() {
-            match self.evaluator.condition(when, &ctx) {
-                Ok(true) => {}
-                Ok(false) => {
-                    return Ok(Decision::Ends(Outcome::skipped(format!(
-                        "`when: {when}` was false"
-                    ))));
-                }
-                Err(e) => {
-                    return Ok(Decision::Ends(Outcome::failed(format!(
-                        "evaluating `when`: {e}"
-                    ))));
-                }
-            }
-        }
-
-        let inputs = match self.render_inputs(spec, &mut ctx) {
-            Ok(inputs) => inputs,
-            Err(outcome) => return Ok(Decision::Ends(outcome)),
-        };
-        if inputs.is_empty() {
-            return Ok(Decision::Empty);
-        }
-        let total = to_i32(inputs.len());
-        let in_flight = spec
-            .concurrency()
-            .map_or(total, |c| total.min(to_i32(c as usize)));
-        let with_items = spec.with_items().is_some();
-        let new: Vec<NewExecution> = inputs
-            .into_iter()
-            .enumerate()
-            .map(|(i, input)| NewExecution {
-                id: ExecutionId::new(),
-                item_index: with_items.then(|| to_i32(i)),
-                attempt: task.attempt_base + 1,
-                status: if to_i32(i) < in_flight {
-                    ExecutionStatus::Queued
-                } else {
-                    ExecutionStatus::Pending
-                },
-                input,
-                due_at: None,
-            })
-            .collect();
-        let dispatches = new
-            .iter()
-            .filter(|e| e.status == ExecutionStatus::Queued)
-            .map(|e| dispatch(spec, task, e.id, e.item_index, e.attempt, e.input.clone()))
-            .collect();
-        let start = TaskStart {
-            task: task.id,
-            run: run.id,
-            items: total,
-            dispatched: in_flight,
-            timeout_ms: spec
-                .timeout()
-                .map(|t| i64::try_from(t.as_millis()).unwrap_or(i64::MAX)),
-            executions: new,
-        };
-        Ok(Decision::Runs(start, dispatches))
-    }
-
-    /// One rendered input per item (one for a plain task), or the outcome
-    /// that fails the task.
-    fn render_inputs(&self, spec: &Task, ctx: &mut Context) -> Result<Vec<Value>, Outcome> {
-        let Some(with_items) = spec.with_items() else {
-            return self
-                .evaluator
-                .render(spec.input(), ctx)
-                .map(|input| vec![input])
-                .map_err(|e| Outcome::failed(format!("rendering the input: {e}")));
-        };
-        let items = self
-            .evaluator
-            .items(with_items, ctx)
-            .map_err(|e| Outcome::failed(format!("evaluating `with_items`: {e}")))?;
-        let mut inputs = Vec::with_capacity(items.len());
-        for (i, item) in items.into_iter().enumerate() {
-            ctx.item = Some(item);
-            ctx.item_index = Some(u32::try_from(i).unwrap_or(u32::MAX));
-            let input = self
-                .evaluator
-                .render(spec.input(), ctx)
-                .map_err(|e| Outcome::failed(format!("rendering the input of item {i}: {e}")))?;
-            inputs.push(input);
-        }
-        Ok(inputs)
     }
 
     /// Dispatches up to `count` next items of a with_items task: one per
@@ -758,30 +592,6 @@ impl<'a> Step<'a> {
     }
 }
 
-fn dispatch(
-    spec: &Task,
-    task: &TaskRow,
-    execution_id: ExecutionId,
-    item_index: Option<i32>,
-    attempt: i32,
-    input: Value,
-) -> Dispatch {
-    Dispatch {
-        execution_id,
-        workflow_execution_id: task.workflow_execution_id,
-        task_execution_id: task.id,
-        task_name: task.task_name.clone(),
-        item_index: item_index.and_then(|i| u32::try_from(i).ok()),
-        attempt: u32::try_from(attempt).unwrap_or(u32::MAX),
-        action: spec.action().to_owned(),
-        input,
-        timeout_ms: spec
-            .timeout()
-            .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
-        queue: spec.queue().to_owned(),
-    }
-}
-
 fn run_of(
     runs: &HashMap<WorkflowExecutionId, RunInfo>,
     id: WorkflowExecutionId,
@@ -791,10 +601,6 @@ fn run_of(
             "a step was handed a task of run {id} it does not know"
         ))
     })
-}
-
-fn to_i32(n: usize) -> i32 {
-    i32::try_from(n).unwrap_or(i32::MAX)
 }
 
 /// A uniform sample in [0, 1) for retry jitter, taken from the random bits of

@@ -1,0 +1,208 @@
+//! Deciding a ready task, given the rows of the tasks it names: its
+//! trigger rule, its `when`, its rendered inputs (one per item) — and from
+//! those, whether it ends at once, has nothing to run, or runs these
+//! executions with these dispatches. No IO: the step reads the rows and
+//! writes what was decided.
+
+use serde_json::Value;
+use weft_common::message::Dispatch;
+use weft_common::{Context, Evaluator, ExecutionId, ExecutionStatus, Task, TaskStatus};
+use weft_store::executions::{NewExecution, TaskStart};
+use weft_store::tasks::TaskRow;
+
+use crate::error::EngineError;
+use crate::step::RunInfo;
+
+/// How a task ends when it ends without (more) executions.
+#[derive(Debug)]
+pub(crate) struct Outcome {
+    pub(crate) status: TaskStatus,
+    pub(crate) result: Option<Value>,
+    pub(crate) error: Option<String>,
+}
+
+impl Outcome {
+    pub(crate) fn failed(error: impl Into<String>) -> Self {
+        Self {
+            status: TaskStatus::Failed,
+            result: None,
+            error: Some(error.into()),
+        }
+    }
+
+    pub(crate) fn skipped(reason: impl Into<String>) -> Self {
+        Self {
+            status: TaskStatus::Skipped,
+            result: None,
+            error: Some(reason.into()),
+        }
+    }
+}
+
+/// What deciding a ready task comes to.
+pub(crate) enum Decision {
+    /// It ends here, without an execution.
+    Ends(Outcome),
+    /// It has nothing to run: it starts and succeeds at once with `[]`.
+    Empty,
+    /// It runs: these executions, these dispatches.
+    Runs(TaskStart, Vec<Dispatch>),
+}
+
+/// Runs or skips one ready task, given the rows of its run's tasks it
+/// names (needs and references).
+pub(crate) fn decide(
+    evaluator: &Evaluator,
+    run: &RunInfo,
+    task: &TaskRow,
+    rows: &[&TaskRow],
+) -> Result<Decision, EngineError> {
+    if !run.status.dispatches() {
+        return Ok(Decision::Ends(Outcome {
+            status: TaskStatus::Canceled,
+            result: None,
+            error: Some("the run was canceled".into()),
+        }));
+    }
+    let spec = run.spec(&task.task_name)?;
+    let named: Vec<&TaskRow> = rows
+        .iter()
+        .copied()
+        .filter(|r| spec.needs().contains(&r.task_name) || spec.references().contains(&r.task_name))
+        .collect();
+    let needs: Vec<&TaskRow> = named
+        .iter()
+        .copied()
+        .filter(|r| spec.needs().contains(&r.task_name))
+        .collect();
+    let statuses: Vec<TaskStatus> = needs.iter().map(|r| r.status).collect();
+    if !spec.trigger().is_satisfied(&statuses) {
+        let states = needs
+            .iter()
+            .map(|r| format!("{} {}", r.task_name, r.status))
+            .collect::<Vec<_>>()
+            .join(", ");
+        return Ok(Decision::Ends(Outcome::skipped(format!(
+            "trigger `{}` not met ({states})",
+            spec.trigger()
+        ))));
+    }
+
+    let mut ctx = run.context(&named);
+    if let Some(when) = spec.when() {
+        match evaluator.condition(when, &ctx) {
+            Ok(true) => {}
+            Ok(false) => {
+                return Ok(Decision::Ends(Outcome::skipped(format!(
+                    "`when: {when}` was false"
+                ))));
+            }
+            Err(e) => {
+                return Ok(Decision::Ends(Outcome::failed(format!(
+                    "evaluating `when`: {e}"
+                ))));
+            }
+        }
+    }
+
+    let inputs = match render_inputs(evaluator, spec, &mut ctx) {
+        Ok(inputs) => inputs,
+        Err(outcome) => return Ok(Decision::Ends(outcome)),
+    };
+    if inputs.is_empty() {
+        return Ok(Decision::Empty);
+    }
+    let total = to_i32(inputs.len());
+    let in_flight = spec
+        .concurrency()
+        .map_or(total, |c| total.min(to_i32(c as usize)));
+    let with_items = spec.with_items().is_some();
+    let new: Vec<NewExecution> = inputs
+        .into_iter()
+        .enumerate()
+        .map(|(i, input)| NewExecution {
+            id: ExecutionId::new(),
+            item_index: with_items.then(|| to_i32(i)),
+            attempt: task.attempt_base + 1,
+            status: if to_i32(i) < in_flight {
+                ExecutionStatus::Queued
+            } else {
+                ExecutionStatus::Pending
+            },
+            input,
+            due_at: None,
+        })
+        .collect();
+    let dispatches = new
+        .iter()
+        .filter(|e| e.status == ExecutionStatus::Queued)
+        .map(|e| dispatch(spec, task, e.id, e.item_index, e.attempt, e.input.clone()))
+        .collect();
+    let start = TaskStart {
+        task: task.id,
+        run: run.id,
+        items: total,
+        dispatched: in_flight,
+        timeout_ms: spec
+            .timeout()
+            .map(|t| i64::try_from(t.as_millis()).unwrap_or(i64::MAX)),
+        executions: new,
+    };
+    Ok(Decision::Runs(start, dispatches))
+}
+
+/// One rendered input per item (one for a plain task), or the outcome
+/// that fails the task.
+fn render_inputs(
+    evaluator: &Evaluator,
+    spec: &Task,
+    ctx: &mut Context,
+) -> Result<Vec<Value>, Outcome> {
+    let Some(with_items) = spec.with_items() else {
+        return evaluator
+            .render(spec.input(), ctx)
+            .map(|input| vec![input])
+            .map_err(|e| Outcome::failed(format!("rendering the input: {e}")));
+    };
+    let items = evaluator
+        .items(with_items, ctx)
+        .map_err(|e| Outcome::failed(format!("evaluating `with_items`: {e}")))?;
+    let mut inputs = Vec::with_capacity(items.len());
+    for (i, item) in items.into_iter().enumerate() {
+        ctx.item = Some(item);
+        ctx.item_index = Some(u32::try_from(i).unwrap_or(u32::MAX));
+        let input = evaluator
+            .render(spec.input(), ctx)
+            .map_err(|e| Outcome::failed(format!("rendering the input of item {i}: {e}")))?;
+        inputs.push(input);
+    }
+    Ok(inputs)
+}
+
+pub(crate) fn dispatch(
+    spec: &Task,
+    task: &TaskRow,
+    execution_id: ExecutionId,
+    item_index: Option<i32>,
+    attempt: i32,
+    input: Value,
+) -> Dispatch {
+    Dispatch {
+        execution_id,
+        workflow_execution_id: task.workflow_execution_id,
+        task_execution_id: task.id,
+        task_name: task.task_name.clone(),
+        item_index: item_index.and_then(|i| u32::try_from(i).ok()),
+        attempt: u32::try_from(attempt).unwrap_or(u32::MAX),
+        action: spec.action().to_owned(),
+        input,
+        timeout_ms: spec
+            .timeout()
+            .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
+        queue: spec.queue().to_owned(),
+    }
+}
+
+pub(crate) fn to_i32(n: usize) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
