@@ -115,7 +115,8 @@ pub async fn submit(conn: &mut PgConnection, run: &NewRun<'_>) -> Result<Submitt
     // One statement: the definition (once), the run, and — only if the run
     // was stored — its message and the relays' wake-up. The run's foreign
     // key to its definition is checked at the end of the statement, after
-    // the definition's insert.
+    // the definition's insert. A plain `SELECT` in a `WITH` runs only if
+    // read: the final condition reads the wake-up's.
     let inserted: Option<Uuid> = sqlx::query_scalar(
         "WITH d AS ( \
              INSERT INTO workflow_definitions (id, name, source, origin) VALUES ($2, $3, $7, $8) \
@@ -307,7 +308,8 @@ pub async fn transition_many(
     let errors: Vec<Option<&str>> = moves.iter().map(|m| m.error).collect();
     let terminal: Vec<bool> = moves.iter().map(|m| m.to.is_terminal()).collect();
     // The states each move may leave, as one comma-separated string per row
-    // (arrays of arrays do not bind).
+    // (arrays of arrays do not bind). The wake-ups' `SELECT` runs only if
+    // read: the final condition reads it.
     let sources: Vec<String> = moves
         .iter()
         .map(|m| WorkflowStatus::source_names(m.to).join(","))
