@@ -461,37 +461,22 @@ impl<'a> Step<'a> {
         }
         // In start order (a fan-out's items in item order): the flusher
         // publishes them in this order.
-        let mut envelopes: Vec<Option<(TaskExecutionId, Envelope)>> = Vec::new();
-        for (start, dispatches) in starts.iter().zip(dispatches) {
-            envelopes.extend(
+        let envelopes: Vec<(TaskExecutionId, Envelope)> = starts
+            .iter()
+            .zip(dispatches)
+            .flat_map(|(start, dispatches)| {
                 dispatches
                     .into_iter()
-                    .map(|d| Some((start.task, Envelope::new(d)))),
-            );
-        }
+                    .map(move |d| (start.task, Envelope::new(d)))
+            })
+            .collect();
         let messages: Vec<(TaskExecutionId, &Envelope)> = envelopes
             .iter()
-            .flatten()
             .map(|(task, envelope)| (*task, envelope))
             .collect();
         let started = executions::start_tasks(self.conn, &starts, &messages, self.lease).await?;
-        let position: HashMap<uuid::Uuid, usize> = messages
-            .iter()
-            .enumerate()
-            .map(|(i, (_, envelope))| (envelope.id.as_uuid(), i))
-            .collect();
-        let mut written: Vec<(usize, i64)> = Vec::with_capacity(started.written.len());
-        for (message, row) in started.written {
-            let at = position.get(&message).copied().ok_or_else(|| {
-                EngineError::Inconsistent(format!(
-                    "the outbox returned message {message}, which this step did not write"
-                ))
-            })?;
-            written.push((at, row));
-        }
-        written.sort_unstable();
-        for (at, row) in written {
-            if let Some((_, envelope)) = envelopes.get_mut(at).and_then(Option::take) {
+        for ((_, envelope), row) in envelopes.into_iter().zip(started.written) {
+            if let Some(row) = row {
                 self.out.written.push((row, envelope));
             }
         }

@@ -140,9 +140,9 @@ pub struct TasksStarted {
     /// The tasks it started; a task left out was not waiting — nothing
     /// changed for it.
     pub tasks: Vec<TaskExecutionId>,
-    /// The outbox rows written for the started tasks' messages, as
-    /// (message id, row id).
-    pub written: Vec<(Uuid, i64)>,
+    /// The outbox row of each message given, in their order (`None`: its
+    /// task did not start, so it was not written).
+    pub written: Vec<Option<i64>>,
 }
 
 /// Guarded `waiting → running` of several tasks (locked in id order), each
@@ -162,18 +162,8 @@ pub async fn start_tasks(
     if starts.is_empty() {
         return Ok(TasksStarted::default());
     }
-    let mut message_tasks = Vec::with_capacity(messages.len());
-    let mut exchanges = Vec::with_capacity(messages.len());
-    let mut keys = Vec::with_capacity(messages.len());
-    let mut payloads = Vec::with_capacity(messages.len());
-    for (task, envelope) in messages {
-        let (exchange, key, payload) = crate::outbox::encode(envelope)?;
-        message_tasks.push(task.as_uuid());
-        exchanges.push(exchange);
-        keys.push(key);
-        payloads.push(payload);
-    }
-    let lease_ms = lease.map_or(0.0, |l| l.as_secs_f64() * 1000.0);
+    let message_tasks: Vec<Uuid> = messages.iter().map(|(task, _)| task.as_uuid()).collect();
+    let columns = crate::outbox::Columns::of(messages.iter().map(|(_, envelope)| *envelope))?;
     let task_ids: Vec<Uuid> = starts.iter().map(|s| s.task.as_uuid()).collect();
     let totals: Vec<i32> = starts.iter().map(|s| s.items).collect();
     let dispatched: Vec<i32> = starts.iter().map(|s| s.dispatched).collect();
@@ -191,7 +181,7 @@ pub async fn start_tasks(
     let statuses: Vec<&str> = executions().map(|(_, e)| e.status.as_str()).collect();
     let inputs: Vec<&Value> = executions().map(|(_, e)| &e.input).collect();
     let due: Vec<Option<DateTime<Utc>>> = executions().map(|(_, e)| e.due_at).collect();
-    let rows: Vec<(Option<Uuid>, Option<Uuid>, Option<i64>)> = sqlx::query_as(
+    let rows: Vec<(Option<Uuid>, Option<i64>, Option<Uuid>)> = sqlx::query_as(
         "WITH s AS ( \
              SELECT DISTINCT ON (id) * FROM UNNEST($1::uuid[], $2::int[], $3::int[]) AS s(id, total, dispatched) \
          ), locked AS ( \
@@ -221,8 +211,8 @@ pub async fn start_tasks(
              JOIN started ON started.id = m.task \
              RETURNING id, (payload->>'id')::uuid AS message \
          ) \
-         SELECT id, NULL::uuid, NULL::int8 FROM started \
-         UNION ALL SELECT NULL, message, id FROM written",
+         SELECT id, NULL::int8, NULL::uuid FROM started \
+         UNION ALL SELECT NULL, id, message FROM written",
     )
     .bind(&task_ids)
     .bind(&totals)
@@ -237,18 +227,19 @@ pub async fn start_tasks(
     .bind(&inputs)
     .bind(&due)
     .bind(&message_tasks)
-    .bind(&exchanges)
-    .bind(&keys)
-    .bind(&payloads)
-    .bind(lease_ms)
+    .bind(&columns.exchanges)
+    .bind(&columns.keys)
+    .bind(&columns.payloads)
+    .bind(crate::outbox::lease_millis(lease))
     .fetch_all(conn)
     .await
     .context("starting tasks")?;
-    let mut started = TasksStarted::default();
+    let mut tasks = Vec::new();
+    let mut written = Vec::new();
     for row in rows {
         match row {
-            (Some(task), _, _) => started.tasks.push(task.into()),
-            (None, Some(message), Some(id)) => started.written.push((message, id)),
+            (Some(task), _, _) => tasks.push(task.into()),
+            (None, Some(id), Some(message)) => written.push((id, message)),
             _ => {
                 return Err(StoreError::Corrupt {
                     what: "task start",
@@ -257,6 +248,10 @@ pub async fn start_tasks(
             }
         }
     }
+    let started = TasksStarted {
+        tasks,
+        written: crate::outbox::rows_of(messages.iter().map(|(_, envelope)| *envelope), written)?,
+    };
     Ok(started)
 }
 

@@ -57,20 +57,8 @@ pub async fn enqueue(
     if messages.is_empty() {
         return Ok(Vec::new());
     }
-    let mut exchanges = Vec::with_capacity(messages.len());
-    let mut keys = Vec::with_capacity(messages.len());
-    let mut payloads = Vec::with_capacity(messages.len());
-    let mut due = Vec::with_capacity(messages.len());
-    let mut immediate = Vec::with_capacity(messages.len());
-    for (envelope, not_before) in messages {
-        let (exchange, key, payload) = encode(envelope)?;
-        exchanges.push(exchange);
-        keys.push(key);
-        payloads.push(payload);
-        due.push(*not_before);
-        immediate.push(not_before.is_none());
-    }
-    let lease_ms = lease.map_or(0.0, |l| l.as_secs_f64() * 1000.0);
+    let columns = Columns::of(messages.iter().map(|(envelope, _)| envelope))?;
+    let due: Vec<Option<DateTime<Utc>>> = messages.iter().map(|(_, due)| *due).collect();
     // Rows come back with their envelope's id, so the row ids can be matched
     // to the messages whatever order the insert returns them in.
     let rows: Vec<(i64, Uuid)> = sqlx::query_as(
@@ -81,29 +69,73 @@ pub async fn enqueue(
               AS m(exchange, key, payload, due) \
          RETURNING id, (payload->>'id')::uuid",
     )
-    .bind(&exchanges)
-    .bind(&keys)
-    .bind(&payloads)
+    .bind(&columns.exchanges)
+    .bind(&columns.keys)
+    .bind(&columns.payloads)
     .bind(&due)
-    .bind(lease_ms)
+    .bind(lease_millis(lease))
     .fetch_all(conn)
     .await
     .context("writing to the outbox")?;
-    let by_message: HashMap<Uuid, i64> = rows.into_iter().map(|(id, m)| (m, id)).collect();
-    messages
+    let immediate = messages
         .iter()
-        .zip(immediate)
-        .filter(|(_, now)| *now)
-        .map(|((envelope, _), _)| {
-            by_message
-                .get(&envelope.id.as_uuid())
-                .copied()
-                .ok_or_else(|| StoreError::Corrupt {
-                    what: "outbox message",
-                    detail: format!("message {} was not written", envelope.id),
-                })
+        .filter(|(_, due)| due.is_none())
+        .map(|(envelope, _)| envelope);
+    rows_of(immediate, rows)?
+        .into_iter()
+        .zip(messages.iter().filter(|(_, due)| due.is_none()))
+        .map(|(row, (envelope, _))| {
+            row.ok_or_else(|| StoreError::Corrupt {
+                what: "outbox message",
+                detail: format!("message {} was not written", envelope.id),
+            })
         })
         .collect()
+}
+
+/// Messages as the outbox's columns, in order.
+pub(crate) struct Columns {
+    pub(crate) exchanges: Vec<&'static str>,
+    pub(crate) keys: Vec<String>,
+    pub(crate) payloads: Vec<String>,
+}
+
+impl Columns {
+    pub(crate) fn of<'e>(
+        envelopes: impl Iterator<Item = &'e Envelope>,
+    ) -> Result<Self, StoreError> {
+        let mut columns = Self {
+            exchanges: Vec::new(),
+            keys: Vec::new(),
+            payloads: Vec::new(),
+        };
+        for envelope in envelopes {
+            let (exchange, key, payload) = encode(envelope)?;
+            columns.exchanges.push(exchange);
+            columns.keys.push(key);
+            columns.payloads.push(payload);
+        }
+        Ok(columns)
+    }
+}
+
+/// A lease as the milliseconds a message's `not_before` lies ahead (0: due
+/// at once).
+pub(crate) fn lease_millis(lease: Option<std::time::Duration>) -> f64 {
+    lease.map_or(0.0, |l| l.as_secs_f64() * 1000.0)
+}
+
+/// The outbox row of each message, in the messages' order (`None`: not
+/// written), from the (row id, message id) pairs an insert returned in
+/// whatever order.
+pub(crate) fn rows_of<'e>(
+    messages: impl Iterator<Item = &'e Envelope>,
+    rows: Vec<(i64, Uuid)>,
+) -> Result<Vec<Option<i64>>, StoreError> {
+    let by_message: HashMap<Uuid, i64> = rows.into_iter().map(|(id, m)| (m, id)).collect();
+    Ok(messages
+        .map(|envelope| by_message.get(&envelope.id.as_uuid()).copied())
+        .collect())
 }
 
 /// An outbox row's exchange, routing key and payload for a message. The
