@@ -28,10 +28,11 @@ use std::time::Duration;
 use anyhow::{Context as _, ensure};
 use serde_json::{Value, json};
 use sqlx::PgPool;
+use weft_bus::Publisher;
 use weft_common::{Workflow, WorkflowExecutionId, WorkflowStatus};
 use weft_store::runs::{self, NewRun};
 use weft_tests::process::Daemon;
-use weft_tests::{Stack, StackOptions, submit, wait_terminal};
+use weft_tests::{Stack, StackOptions, submit_via, wait_terminal};
 
 const LINEAR4: &str = r#"
 name: linear4
@@ -296,11 +297,14 @@ async fn stack() -> anyhow::Result<(Stack, PgPool)> {
 async fn latency(sizes: &Sizes, report: &mut Report) -> anyhow::Result<()> {
     let (stack, pool) = stack().await?;
     let daemons = Daemons::start(&stack, 1, 1)?;
+    // As `weft submit` does: the run's start is published by the submitter.
+    let publisher = stack.publisher().await?;
+    let submitter = (&pool, &publisher);
     // Warm up: connections, caches, queue declarations.
-    sequential(&pool, LINEAR4, 5).await?;
-    let (linear, ids) = sequential(&pool, LINEAR4, sizes.latency_runs).await?;
+    sequential(submitter, LINEAR4, 5).await?;
+    let (linear, ids) = sequential(submitter, LINEAR4, sizes.latency_runs).await?;
     report.percentiles("latency-linear4", &linear);
-    let (diamond, _) = sequential(&pool, DIAMOND, sizes.latency_runs).await?;
+    let (diamond, _) = sequential(submitter, DIAMOND, sizes.latency_runs).await?;
     report.percentiles("latency-diamond", &diamond);
     // From a task's completion (the worker's stamp in `execution.completed`)
     // to its successor's start (the worker's stamp when it took the
@@ -333,14 +337,14 @@ async fn latency(sizes: &Sizes, report: &mut Report) -> anyhow::Result<()> {
 /// Submits runs one at a time, each after the previous finished; returns
 /// each run's submit → finished latency in ms, and the runs.
 async fn sequential(
-    pool: &PgPool,
+    (pool, publisher): (&PgPool, &Publisher),
     yaml: &str,
     runs: usize,
 ) -> anyhow::Result<(Vec<f64>, Vec<WorkflowExecutionId>)> {
     let mut latencies = Vec::with_capacity(runs);
     let mut ids = Vec::with_capacity(runs);
     for _ in 0..runs {
-        let id = submit(pool, yaml, "bench.yaml", json!({})).await?;
+        let id = submit_via(pool, Some(publisher), yaml, "bench.yaml", json!({})).await?;
         let run = wait_terminal(pool, id, Duration::from_secs(60)).await?;
         ensure!(
             run.status == WorkflowStatus::Succeeded,
@@ -535,13 +539,15 @@ async fn check_join(pool: &PgPool, id: WorkflowExecutionId, items: usize) -> any
 async fn fanout(sizes: &Sizes, report: &mut Report) -> anyhow::Result<()> {
     let (stack, pool) = stack().await?;
     let daemons = Daemons::start(&stack, 1, 1)?;
-    sequential(&pool, NOOP, 3).await?;
+    let publisher = stack.publisher().await?;
+    sequential((&pool, &publisher), NOOP, 3).await?;
     let mut times: BTreeMap<(Option<usize>, usize), f64> = BTreeMap::new();
     for concurrency in [None, Some(500)] {
         let label = concurrency.map_or("unbounded".to_owned(), |c| format!("concurrency {c}"));
         for &n in &sizes.fan_outs {
-            let id = submit(
+            let id = submit_via(
                 &pool,
+                Some(&publisher),
                 &fan_out(concurrency),
                 "bench.yaml",
                 json!({ "n": n }),
@@ -576,18 +582,21 @@ async fn fanout(sizes: &Sizes, report: &mut Report) -> anyhow::Result<()> {
 async fn depth(sizes: &Sizes, report: &mut Report) -> anyhow::Result<()> {
     let (stack, pool) = stack().await?;
     let daemons = Daemons::start(&stack, 1, 1)?;
-    sequential(&pool, NOOP, 3).await?;
+    let publisher = stack.publisher().await?;
+    let submitter = (&pool, &publisher);
+    sequential(submitter, NOOP, 3).await?;
     let mut p50s = Vec::new();
     let mut parked = 0;
     for depth in [sizes.depths.0, sizes.depths.1] {
-        submit(&pool, PARKED, "bench.yaml", json!({ "n": depth - parked })).await?;
+        let n = json!({ "n": depth - parked });
+        submit_via(&pool, Some(&publisher), PARKED, "bench.yaml", n).await?;
         parked = depth;
         wait_parked(&pool, depth).await?;
         // The same warm-up at each depth: the first runs after parking
         // share the machine with the parking's aftermath (autovacuum of the
         // new rows, the broker writing the parked messages to disk).
-        sequential(&pool, NOOP, sizes.depth_runs / 5).await?;
-        let (latencies, _) = sequential(&pool, NOOP, sizes.depth_runs).await?;
+        sequential(submitter, NOOP, sizes.depth_runs / 5).await?;
+        let (latencies, _) = sequential(submitter, NOOP, sizes.depth_runs).await?;
         let scenario = format!("depth {depth} parked");
         report.percentiles(&scenario, &latencies);
         let mut sorted = latencies;

@@ -167,6 +167,16 @@ impl Stack {
         }
     }
 
+    /// A publisher on the stack's vhost, for submits that publish their
+    /// run's start themselves (see [`submit_via`]).
+    ///
+    /// # Errors
+    /// If RabbitMQ cannot be reached.
+    pub async fn publisher(&self) -> anyhow::Result<weft_bus::Publisher> {
+        let bus = weft_bus::Bus::try_connect(self.bus("weft-test-submit")).await?;
+        Ok(bus.publisher().await?)
+    }
+
     /// Starts one more executor; returns the token that stops it.
     pub fn spawn_executor(&self) -> CancellationToken {
         let token = self.shutdown.child_token();
@@ -255,12 +265,28 @@ impl Drop for Stack {
     }
 }
 
-/// Validates and submits a workflow from its YAML.
+/// Validates and submits a workflow from its YAML; a relay publishes its
+/// start.
 ///
 /// # Errors
 /// If the workflow or its input is invalid, or the database fails.
 pub async fn submit(
     pool: &PgPool,
+    yaml: &str,
+    origin: &str,
+    input: Value,
+) -> anyhow::Result<WorkflowExecutionId> {
+    submit_via(pool, None, yaml, origin, input).await
+}
+
+/// [`submit`], publishing the run's start itself with a `publisher`, as
+/// `weft submit` does.
+///
+/// # Errors
+/// If the workflow or its input is invalid, or the database fails.
+pub async fn submit_via(
+    pool: &PgPool,
+    publisher: Option<&weft_bus::Publisher>,
     yaml: &str,
     origin: &str,
     input: Value,
@@ -276,7 +302,6 @@ pub async fn submit(
             .resolve_input(given)
             .map_err(|e| anyhow::anyhow!("{e}"))?,
     );
-    let mut tx = pool.begin().await?;
     let new = NewRun {
         id: WorkflowExecutionId::new(),
         workflow_name: workflow.name(),
@@ -286,9 +311,7 @@ pub async fn submit(
         tasks_total: i32::try_from(workflow.tasks().count())?,
         idempotency_key: None,
     };
-    let submitted = runs::submit(&mut tx, &new).await?;
-    tx.commit().await?;
-    Ok(submitted.id())
+    Ok(weft_executor::submit(pool, publisher, &new).await?.id())
 }
 
 /// Polls a run until it is terminal.

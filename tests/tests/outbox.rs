@@ -4,10 +4,12 @@
 
 use std::time::Duration;
 
-use weft_common::message::WorkflowFinished;
+use serde_json::json;
+use weft_common::message::{WorkflowFinished, topology};
 use weft_common::{Envelope, WorkflowExecutionId, WorkflowStatus};
 use weft_store::outbox;
-use weft_tests::{Stack, StackOptions};
+use weft_store::runs;
+use weft_tests::{Stack, StackOptions, submit_via};
 
 fn finished() -> Envelope {
     Envelope::new(WorkflowFinished {
@@ -64,4 +66,72 @@ async fn leased_messages_reach_relays_only_when_their_lease_ends() {
     let mut conn = pool.acquire().await.expect("conn");
     outbox::delete(&mut conn, &ids).await.expect("delete");
     assert_eq!(claim(pool.clone()).await, vec![now.id]);
+}
+
+const NOOP: &str = "name: handoff\ntasks:\n  a: { action: noop }\n";
+
+/// `weft submit`'s path: the submitter publishes its run's start right
+/// after the commit and deletes the row; when the broker refuses the
+/// message, the row's lease ends at once, so a relay publishes it now
+/// rather than when the lease would have ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_submitter_publishes_its_runs_start_or_hands_it_to_relays_at_once() {
+    let stack = Stack::start(StackOptions::bare()).expect("stack");
+    let pool = stack.pool().await.expect("pool");
+    let publisher = stack.publisher().await.expect("publisher");
+    let due = |pool: sqlx::PgPool| async move {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM outbox WHERE not_before <= now()")
+            .fetch_one(&pool)
+            .await
+            .expect("count due")
+    };
+    let rows = |pool: sqlx::PgPool| async move {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM outbox")
+            .fetch_one(&pool)
+            .await
+            .expect("count")
+    };
+
+    // No executor ever declared Weft's exchanges on this vhost: the broker
+    // refuses the message, and the run's start is due for relays at once.
+    let refused = submit_via(&pool, Some(&publisher), NOOP, "t.yaml", json!({}))
+        .await
+        .expect("a submit succeeds without the broker");
+    assert_eq!(rows(pool.clone()).await, 1, "the refused start stays");
+    assert_eq!(due(pool.clone()).await, 1, "and is due at once");
+    let mut conn = pool.acquire().await.expect("conn");
+    let run = runs::get(&mut conn, refused)
+        .await
+        .expect("get")
+        .expect("run");
+    assert_eq!(
+        run.status,
+        WorkflowStatus::Pending,
+        "nothing started it yet"
+    );
+    drop(conn);
+
+    // With the topology in place the submitter publishes the start itself:
+    // its row is gone and the message waits in the executors' queue.
+    let bus = weft_bus::Bus::try_connect(weft_bus::BusConfig {
+        url: stack.amqp_url.clone(),
+        ..weft_bus::BusConfig::default()
+    })
+    .await
+    .expect("bus");
+    bus.declare_topology(&[]).await.expect("topology");
+    bus.close().await;
+    submit_via(&pool, Some(&publisher), NOOP, "t.yaml", json!({}))
+        .await
+        .expect("submit");
+    assert_eq!(
+        rows(pool.clone()).await,
+        1,
+        "only the refused start is left"
+    );
+    assert_eq!(
+        weft_tests::queue_messages(&stack.amqp_url, topology::EXECUTOR_QUEUE),
+        Some(1),
+        "the published start waits for an executor"
+    );
 }

@@ -54,6 +54,13 @@ fn redact(url: &str) -> String {
     }
 }
 
+/// One attempt to connect.
+async fn open(config: &BusConfig) -> lapin::Result<Connection> {
+    let properties =
+        ConnectionProperties::default().with_connection_name(config.connection_name.clone().into());
+    Connection::connect(&config.url, properties).await
+}
+
 impl Bus {
     /// Connects, retrying with capped backoff (each failure logged) until
     /// connected or `shutdown` fires. Afterwards the connection is replaced
@@ -74,6 +81,36 @@ impl Bus {
         Ok(bus)
     }
 
+    /// Connects once, without retrying: for short-lived clients (the CLI's
+    /// submit) that have another way to reach the executors while RabbitMQ
+    /// is away. Once connected, it reconnects like any other bus.
+    ///
+    /// # Errors
+    /// If RabbitMQ cannot be reached or refuses the connection.
+    pub async fn try_connect(config: BusConfig) -> Result<Self, BusError> {
+        let conn = open(&config).await.map_err(BusError::amqp(format!(
+            "connecting to {}",
+            redact(&config.url)
+        )))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                config,
+                shutdown: CancellationToken::new(),
+                connection: Mutex::new(Some(Arc::new(conn))),
+            }),
+        })
+    }
+
+    /// Closes the connection politely (the broker logs no lost client).
+    pub async fn close(&self) {
+        let conn = self.inner.connection.lock().await.take();
+        if let Some(conn) = conn
+            && let Err(e) = conn.close(200, "bye".into()).await
+        {
+            tracing::debug!(error = %e, "closing the RabbitMQ connection");
+        }
+    }
+
     /// The current connection, reconnecting first if it was lost.
     pub(crate) async fn connection(&self) -> Result<Arc<Connection>, BusError> {
         let mut slot = self.inner.connection.lock().await;
@@ -87,9 +124,7 @@ impl Bus {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            let properties = ConnectionProperties::default()
-                .with_connection_name(config.connection_name.clone().into());
-            let connecting = Connection::connect(&config.url, properties);
+            let connecting = open(config);
             let result = tokio::select! {
                 () = self.inner.shutdown.cancelled() => return Err(BusError::ShuttingDown),
                 r = connecting => r,

@@ -413,6 +413,7 @@ impl Engine {
     ) -> Result<(Vec<Applied>, Outgoing), EngineError> {
         let recorded = executions::complete_many(tx, completions).await?;
         let applied = recorded
+            .completions
             .iter()
             .map(|r| {
                 if r.is_some() {
@@ -424,12 +425,18 @@ impl Engine {
             .collect();
         let mut runs: BTreeMap<WorkflowExecutionId, RunPlan<'_>> = BTreeMap::new();
         let mut items: BTreeMap<TaskExecutionId, Items<'_>> = BTreeMap::new();
-        for (completion, completed) in completions.iter().zip(&recorded) {
+        for (completion, completed) in completions.iter().zip(&recorded.completions) {
             let Some(completed) = completed else { continue };
             let execution = &completed.execution;
             let plan = runs
                 .entry(execution.workflow_execution_id)
                 .or_insert_with(|| RunPlan::new(completed));
+            if completed.task_finished {
+                // A plain task's one execution succeeded: the statement
+                // finished the task; the step cascades from it.
+                plan.finished = true;
+                continue;
+            }
             match completed.run_status {
                 WorkflowStatus::Running => {}
                 WorkflowStatus::Canceling => {
@@ -454,12 +461,6 @@ impl Engine {
                 continue;
             }
             let task = execution.task_execution_id;
-            if spec.with_items().is_none() && completion.status == ExecutionStatus::Succeeded {
-                // A plain task's one execution succeeded: the task ends
-                // with it, counted in the statement that finishes it.
-                plan.plain.push(completed);
-                continue;
-            }
             let entry = items.entry(task).or_insert_with(|| Items {
                 done: ItemsDone {
                     task,
@@ -488,6 +489,7 @@ impl Engine {
                 .collect();
 
         let mut step = Step::new(tx, &self.inner.evaluator, self.lease());
+        step.absorb(recorded.finished);
         for (run_id, plan) in runs {
             if plan.settle {
                 // Settling writes its own outbox rows for the relay.
@@ -495,7 +497,7 @@ impl Engine {
                 self.inner.outbox_written.notify_one();
             }
             if plan.retries.is_empty()
-                && plan.plain.is_empty()
+                && !plan.finished
                 && plan.tasks.iter().all(|t| !counted.contains_key(t))
             {
                 continue;
@@ -519,15 +521,6 @@ impl Engine {
             for failed in plan.retries {
                 let task = tasks::get(step.conn(), failed.task_execution_id).await?;
                 step.retry(&task, failed).await?;
-            }
-            for done in plan.plain {
-                let execution = &done.execution;
-                step.finish_plain(
-                    execution.task_execution_id,
-                    run_id,
-                    &done.task_name,
-                    execution.result.clone().unwrap_or_default(),
-                );
             }
             for task in plan.tasks {
                 let (Some(counted), Some(entry)) = (counted.remove(&task), items.get(&task)) else {
@@ -648,6 +641,7 @@ fn new_tasks(workflow: &weft_common::Workflow) -> Vec<NewTask<'_>> {
         .map(|t| NewTask {
             name: t.name(),
             needs: t.needs(),
+            successors: workflow.dag().successors(t.name()),
             with_items: t.with_items().is_some(),
             allow_failure: t.allow_failure(),
             concurrency: t
@@ -688,8 +682,8 @@ struct RunPlan<'c> {
     settle: bool,
     /// Executions that failed with tries left.
     retries: Vec<&'c executions::ExecutionRow>,
-    /// Plain tasks whose one execution succeeded.
-    plain: Vec<&'c Completed>,
+    /// Some of its tasks were finished with their succeeded execution.
+    finished: bool,
     /// Tasks with finished items, in the order they were reported.
     tasks: Vec<TaskExecutionId>,
 }
@@ -700,7 +694,7 @@ impl<'c> RunPlan<'c> {
             first,
             settle: false,
             retries: Vec::new(),
-            plain: Vec::new(),
+            finished: false,
             tasks: Vec::new(),
         }
     }

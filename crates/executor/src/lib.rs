@@ -25,9 +25,11 @@ mod flush;
 mod reaper;
 mod relay;
 mod step;
+mod submit;
 
 pub use daemon::{ExecutorConfig, ExecutorError, run};
 pub use engine::{Applied, Engine, EngineConfig};
 pub use error::EngineError;
 pub use reaper::{ReaperConfig, reap_once};
 pub use relay::{Relay, RelayConfig};
+pub use submit::{SUBMIT_LEASE, submit};

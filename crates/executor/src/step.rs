@@ -25,7 +25,7 @@ use weft_common::{
 };
 use weft_store::executions::{self, ExecutionRow, NewExecution, TaskStart};
 use weft_store::runs::{self, Transition};
-use weft_store::tasks::{self, Finish, TaskRow};
+use weft_store::tasks::{self, Finish, Finished, TaskRow};
 
 use crate::decide::{self, Decision, Outcome, dispatch};
 use crate::error::EngineError;
@@ -92,7 +92,7 @@ pub(crate) struct Step<'a> {
     /// Tasks whose needs are all terminal, to decide.
     ready: Vec<TaskRow>,
     /// Tasks that end, to make terminal together.
-    ending: Vec<Ending>,
+    ending: Vec<(TaskExecutionId, Outcome)>,
     /// Tasks decided to run, to start together, with their dispatches.
     starting: Vec<(TaskStart, Vec<Dispatch>)>,
     /// Runs whose every task is terminal.
@@ -143,28 +143,6 @@ impl std::fmt::Debug for Step<'_> {
 /// messages are never all held at once.
 const WRITTEN_WITH_START: usize = 4_096;
 
-/// A task to make terminal at the next round.
-struct Ending {
-    task: TaskExecutionId,
-    run: WorkflowExecutionId,
-    name: String,
-    outcome: Outcome,
-    /// Finished items to count with it: (succeeded, failed).
-    items: (i32, i32),
-}
-
-impl Ending {
-    fn of(task: &TaskRow, outcome: Outcome) -> Self {
-        Self {
-            task: task.id,
-            run: task.workflow_execution_id,
-            name: task.task_name.clone(),
-            outcome,
-            items: (0, 0),
-        }
-    }
-}
-
 impl<'a> Step<'a> {
     pub(crate) fn new(
         conn: &'a mut PgConnection,
@@ -205,30 +183,22 @@ impl<'a> Step<'a> {
     /// need of its successors, decides those that become ready, and finishes
     /// the run when this was its last task.
     pub(crate) fn finish_task(&mut self, task: &TaskRow, outcome: Outcome) {
-        self.ending.push(Ending::of(task, outcome));
+        self.ending.push((task.id, outcome));
     }
 
-    /// [`Step::finish_task`] for a plain task whose one execution just
-    /// succeeded: its item is counted in the same statement that finishes
-    /// it.
-    pub(crate) fn finish_plain(
-        &mut self,
-        task: TaskExecutionId,
-        run: WorkflowExecutionId,
-        name: &str,
-        result: Value,
-    ) {
-        self.ending.push(Ending {
-            task,
-            run,
-            name: name.to_owned(),
-            outcome: Outcome {
-                status: TaskStatus::Succeeded,
-                result: Some(result),
-                error: None,
-            },
-            items: (1, 0),
-        });
+    /// Takes in tasks a statement of the caller made terminal (see
+    /// [`tasks::finish`]): the step decides the successors that became
+    /// ready and finishes the runs that are done.
+    pub(crate) fn absorb(&mut self, finished: Finished) {
+        for task in finished.tasks {
+            tracing::debug!(workflow_execution_id = %task.workflow_execution_id, task = %task.task_name, status = %task.status, "task finished");
+            self.ended
+                .entry(task.workflow_execution_id)
+                .or_default()
+                .insert(task.task_name.clone(), task);
+        }
+        self.ready.extend(finished.ready);
+        self.done.extend(finished.runs_done);
     }
 
     /// Carries out what was handed to the step, round by round: decide the
@@ -291,7 +261,7 @@ impl<'a> Step<'a> {
         }
         for (task, decision) in decisions {
             match decision {
-                Decision::Ends(outcome) => self.ending.push(Ending::of(&task, outcome)),
+                Decision::Ends(outcome) => self.ending.push((task.id, outcome)),
                 Decision::Empty => {
                     if tasks::start(self.conn, task.id, 0, 0).await? {
                         let outcome = Outcome {
@@ -299,7 +269,7 @@ impl<'a> Step<'a> {
                             result: Some(Value::Array(Vec::new())),
                             error: None,
                         };
-                        self.ending.push(Ending::of(&task, outcome));
+                        self.ending.push((task.id, outcome));
                     }
                 }
                 Decision::Runs(start, dispatches) => self.starting.push((start, dispatches)),
@@ -399,32 +369,17 @@ impl<'a> Step<'a> {
     /// without an unfinished task to be finished.
     async fn end_tasks(&mut self) -> Result<(), EngineError> {
         let ending = std::mem::take(&mut self.ending);
-        let successors: Vec<Vec<&str>> = ending
-            .iter()
-            .map(|e| run_of(&self.runs, e.run).map(|run| run.workflow.dag().successors(&e.name)))
-            .collect::<Result<_, _>>()?;
         let finishes: Vec<Finish<'_>> = ending
             .iter()
-            .zip(&successors)
-            .map(|(e, successors)| Finish {
-                task: e.task,
-                items: e.items,
-                to: e.outcome.status,
-                result: e.outcome.result.as_ref(),
-                error: e.outcome.error.as_deref(),
-                successors,
+            .map(|(task, outcome)| Finish {
+                task: *task,
+                to: outcome.status,
+                result: outcome.result.as_ref(),
+                error: outcome.error.as_deref(),
             })
             .collect();
         let finished = tasks::finish(self.conn, &finishes).await?;
-        for task in finished.tasks {
-            tracing::debug!(workflow_execution_id = %task.workflow_execution_id, task = %task.task_name, status = %task.status, "task finished");
-            self.ended
-                .entry(task.workflow_execution_id)
-                .or_default()
-                .insert(task.task_name.clone(), task);
-        }
-        self.ready.extend(finished.ready);
-        self.done.extend(finished.runs_done);
+        self.absorb(finished);
         Ok(())
     }
 

@@ -74,10 +74,27 @@ pub async fn connect(config: &DbConfig) -> Result<PgPool, StoreError> {
     Ok(pool)
 }
 
+/// A pooled connection idle this long is pinged before it is handed out.
+const PING_WHEN_IDLE_FOR: Duration = Duration::from_secs(1);
+
 async fn pool(config: &DbConfig) -> Result<PgPool, StoreError> {
     let connected = PgPoolOptions::new()
         .max_connections(config.max_connections)
         .acquire_timeout(config.acquire_timeout)
+        // sqlx pings every connection it hands out by default: a round trip
+        // before each transaction. A connection in steady use is known to
+        // be alive; only one idle for a while is pinged (a connection that
+        // died since fails its next statement with an I/O error, which
+        // callers retry as transient).
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PING_WHEN_IDLE_FOR {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
         .connect_with(config.options()?)
         .await;
     match connected {

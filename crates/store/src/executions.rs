@@ -6,10 +6,12 @@ use serde_json::Value;
 use sqlx::PgConnection;
 use uuid::Uuid;
 use weft_common::{
-    Envelope, ExecutionId, ExecutionStatus, TaskExecutionId, WorkflowExecutionId, WorkflowStatus,
+    Envelope, ExecutionId, ExecutionStatus, TaskExecutionId, TaskStatus, WorkflowExecutionId,
+    WorkflowStatus,
 };
 
 use crate::error::{Context, StoreError};
+use crate::tasks::{self, CascadeRow, Finished};
 
 /// An execution as stored.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -360,26 +362,39 @@ pub struct Completed {
     pub workflow_name: String,
     /// Its run's input.
     pub run_input: Value,
+    /// Whether the same statement made its task terminal: a plain task
+    /// (no `with_items`) of a running run whose one execution succeeded
+    /// ends with it (see [`Recorded::finished`]).
+    pub task_finished: bool,
 }
 
-/// Guarded `queued | running → terminal`. `None`: already terminal — a
-/// duplicate or late report; do nothing.
+/// What [`complete_many`] recorded and what followed from it.
+#[derive(Debug, Clone, Default)]
+pub struct Recorded {
+    /// One per completion, in their order (`None` for each whose guard
+    /// refused it: a duplicate or late report; do nothing).
+    pub completions: Vec<Option<Completed>>,
+    /// The plain tasks finished with their succeeded execution, their
+    /// successors that became ready and the runs left without an
+    /// unfinished task, as [`tasks::finish`] reports them.
+    pub finished: Finished,
+}
+
+#[derive(sqlx::FromRow)]
+struct CompletedRow {
+    ord: i64,
+    #[sqlx(flatten)]
+    completed: Completed,
+    cascade: Option<sqlx::types::Json<Vec<CascadeRow>>>,
+}
+
+/// Guarded `queued | running → terminal` of several executions in one
+/// statement. A completion listed twice is recorded once.
 ///
-/// # Errors
-/// A database error.
-pub async fn complete(
-    conn: &mut PgConnection,
-    c: &Completion<'_>,
-) -> Result<Option<Completed>, StoreError> {
-    Ok(complete_many(conn, std::slice::from_ref(c))
-        .await?
-        .pop()
-        .flatten())
-}
-
-/// [`complete`] for several completions in one statement: one result per
-/// completion, in their order (`None` for each whose guard refused it).
-/// A completion listed twice is recorded once.
+/// The same statement finishes each plain task whose execution succeeded
+/// while its run is running — the task's outcome is its execution's — and
+/// cascades from it as [`tasks::finish`] does, so the commonest step (a
+/// task succeeded, decide its successors) needs one statement fewer.
 ///
 /// The keys are joined to the table: run it in a transaction with
 /// sequential scans disabled (as the executor's are), or a plan made while
@@ -390,9 +405,9 @@ pub async fn complete(
 pub async fn complete_many(
     conn: &mut PgConnection,
     completions: &[Completion<'_>],
-) -> Result<Vec<Option<Completed>>, StoreError> {
+) -> Result<Recorded, StoreError> {
     if completions.is_empty() {
-        return Ok(Vec::new());
+        return Ok(Recorded::default());
     }
     let column = |f: fn(&Completion<'_>) -> Option<String>| -> Vec<Option<String>> {
         completions.iter().map(f).collect()
@@ -411,7 +426,7 @@ pub async fn complete_many(
         .iter()
         .map(|c| ExecutionStatus::source_names(c.status).join(","))
         .collect();
-    let rows: Vec<(i64, Completed)> = sqlx::query(sqlx::AssertSqlSafe(format!(
+    let rows: Vec<CompletedRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "WITH i AS ( \
              SELECT * FROM UNNEST($1::uuid[], $2::int[], $3::text[], $4::text[], $5::text[], \
                                   $6::text[], $7::timestamptz[], $8::timestamptz[], $9::text[]) \
@@ -427,13 +442,31 @@ pub async fn complete_many(
              WHERE x.id = i.id AND x.attempt = i.attempt \
                AND x.status = ANY(string_to_array(i.sources, ',')) \
              RETURNING i.ord, {returned} \
-         ) \
-         SELECT e.*, t.task_name, t.attempt_base, r.status AS run_status, r.definition_id, \
-                r.workflow_name, r.input AS run_input \
+         ), plain AS ( \
+             SELECT DISTINCT ON (e.task_execution_id) e.task_execution_id AS id, e.result \
+             FROM e \
+             JOIN task_executions t ON t.id = e.task_execution_id \
+             JOIN workflow_executions w ON w.id = e.workflow_execution_id \
+             WHERE e.status = 'succeeded' AND NOT t.with_items AND w.status = 'running' \
+         ), f AS ( \
+             UPDATE task_executions t \
+             SET status = 'succeeded', result = COALESCE(plain.result, 'null'::jsonb), \
+                 items_succeeded = t.items_succeeded + 1, finished_at = clock_timestamp(), \
+                 decided_at = COALESCE(t.decided_at, clock_timestamp()) \
+             FROM plain WHERE t.id = plain.id AND t.status = ANY($10::text[]) \
+             RETURNING {finished} \
+         ), {cascade} \
+         SELECT e.*, t.task_name, t.attempt_base, w.status AS run_status, w.definition_id, \
+                w.workflow_name, w.input AS run_input, f.id IS NOT NULL AS task_finished, \
+                CASE WHEN e.ord = (SELECT min(ord) FROM e) \
+                     THEN (SELECT jsonb_agg(c) FROM cascade c) END AS cascade \
          FROM e \
          JOIN task_executions t ON t.id = e.task_execution_id \
-         JOIN workflow_executions r ON r.id = e.workflow_execution_id",
-        returned = crate::prefixed("x", EXECUTION_COLUMNS)
+         JOIN workflow_executions w ON w.id = e.workflow_execution_id \
+         LEFT JOIN f ON f.id = e.task_execution_id",
+        returned = crate::prefixed("x", EXECUTION_COLUMNS),
+        finished = tasks::finished_columns(),
+        cascade = tasks::cascade(),
     )))
     .bind(&ids)
     .bind(&attempts)
@@ -444,28 +477,32 @@ pub async fn complete_many(
     .bind(&started)
     .bind(&finished)
     .bind(&sources)
-    .try_map(|row: sqlx::postgres::PgRow| {
-        use sqlx::{FromRow, Row};
-        Ok((row.try_get("ord")?, Completed::from_row(&row)?))
-    })
+    .bind(TaskStatus::source_names(TaskStatus::Succeeded))
     .fetch_all(conn)
     .await
     .context("recording completions")?;
-    let mut out: Vec<Option<Completed>> = completions.iter().map(|_| None).collect();
-    for (ord, completed) in rows {
-        let slot = usize::try_from(ord - 1)
+    let mut recorded = Recorded {
+        completions: completions.iter().map(|_| None).collect(),
+        finished: Finished::default(),
+    };
+    for row in rows {
+        if let Some(cascade) = row.cascade {
+            recorded.finished = Finished::of(cascade.0)?;
+        }
+        let slot = usize::try_from(row.ord - 1)
             .ok()
-            .and_then(|i| out.get_mut(i))
+            .and_then(|i| recorded.completions.get_mut(i))
             .ok_or_else(|| StoreError::Corrupt {
                 what: "completion",
                 detail: format!(
-                    "the database returned completion #{ord} of {}",
+                    "the database returned completion #{} of {}",
+                    row.ord,
                     completions.len()
                 ),
             })?;
-        *slot = Some(completed);
+        *slot = Some(row.completed);
     }
-    Ok(out)
+    Ok(recorded)
 }
 
 /// The results of a task's succeeded items, in item order.

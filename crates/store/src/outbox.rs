@@ -164,6 +164,24 @@ pub async fn notify(conn: &mut PgConnection) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Ends the lease of a message its writer could not publish: it is due at
+/// once, and listening relays are woken on commit.
+///
+/// # Errors
+/// A database error.
+pub async fn release(conn: &mut PgConnection, id: i64) -> Result<(), StoreError> {
+    sqlx::query(
+        "WITH u AS (UPDATE outbox SET not_before = now() WHERE id = $1 RETURNING id) \
+         SELECT pg_notify($2, '') FROM u",
+    )
+    .bind(id)
+    .bind(CHANNEL)
+    .execute(conn)
+    .await
+    .context("releasing an outbox message")?;
+    Ok(())
+}
+
 /// Claims up to `limit` due messages, oldest first, skipping rows another
 /// relay holds. The rows stay locked until the transaction ends: publish
 /// them, [`delete`] the confirmed ones, commit.

@@ -107,17 +107,44 @@ pub fn definition_id(source: &str) -> Uuid {
 /// # Errors
 /// A database error.
 pub async fn submit(conn: &mut PgConnection, run: &NewRun<'_>) -> Result<Submitted, StoreError> {
+    Ok(submit_leased(conn, run, None).await?.0)
+}
+
+/// A stored run's `WorkflowSubmitted` message, written with a lease for its
+/// submitter to publish right after the commit (see
+/// [`outbox::enqueue`]).
+#[derive(Debug, Clone)]
+pub struct Handoff {
+    /// Its outbox row: delete it once published, or
+    /// [`outbox::release`] it.
+    pub outbox_id: i64,
+    /// The message.
+    pub message: Envelope,
+}
+
+/// [`submit`], with the run's message written due only after `lease` when
+/// one is given: then no relay is woken, and the message comes back (for a
+/// new run) for the caller to publish once committed. Relays publish it
+/// when the lease ends if the caller does not get to it.
+///
+/// # Errors
+/// A database error.
+pub async fn submit_leased(
+    conn: &mut PgConnection,
+    run: &NewRun<'_>,
+    lease: Option<std::time::Duration>,
+) -> Result<(Submitted, Option<Handoff>), StoreError> {
     let definition = definition_id(run.source);
     let message = Envelope::new(WorkflowSubmitted {
         workflow_execution_id: run.id,
     });
     let (exchange, key, payload) = outbox::encode(&message)?;
     // One statement: the definition (once), the run, and — only if the run
-    // was stored — its message and the relays' wake-up. The run's foreign
-    // key to its definition is checked at the end of the statement, after
-    // the definition's insert. A plain `SELECT` in a `WITH` runs only if
-    // read: the final condition reads the wake-up's.
-    let inserted: Option<Uuid> = sqlx::query_scalar(
+    // was stored — its message and (without a lease) the relays' wake-up.
+    // The run's foreign key to its definition is checked at the end of the
+    // statement, after the definition's insert. A plain `SELECT` in a
+    // `WITH` runs only if read: the final condition reads the wake-up's.
+    let inserted: Option<(Uuid, i64)> = sqlx::query_as(
         "WITH d AS ( \
              INSERT INTO workflow_definitions (id, name, source, origin) VALUES ($2, $3, $7, $8) \
              ON CONFLICT (id) DO NOTHING \
@@ -129,11 +156,12 @@ pub async fn submit(conn: &mut PgConnection, run: &NewRun<'_>) -> Result<Submitt
              RETURNING id \
          ), o AS ( \
              INSERT INTO outbox (exchange, routing_key, payload, not_before) \
-             SELECT $9, $10, $11::jsonb, now() FROM r \
+             SELECT $9, $10, $11::jsonb, now() + make_interval(secs => $13::float8 / 1000) FROM r \
+             RETURNING id \
          ), n AS ( \
-             SELECT pg_notify($12, '') FROM r \
+             SELECT pg_notify($12, '') FROM r WHERE $13::float8 = 0 \
          ) \
-         SELECT id FROM r WHERE (SELECT count(*) FROM n) >= 0",
+         SELECT r.id, o.id FROM r, o WHERE (SELECT count(*) FROM n) >= 0",
     )
     .bind(run.id.as_uuid())
     .bind(definition)
@@ -147,11 +175,13 @@ pub async fn submit(conn: &mut PgConnection, run: &NewRun<'_>) -> Result<Submitt
     .bind(key)
     .bind(payload)
     .bind(outbox::CHANNEL)
+    .bind(outbox::lease_millis(lease))
     .fetch_optional(&mut *conn)
     .await
     .context("storing the run")?;
-    if let Some(id) = inserted {
-        return Ok(Submitted::Created(WorkflowExecutionId::from(id)));
+    if let Some((id, outbox_id)) = inserted {
+        let handoff = lease.map(|_| Handoff { outbox_id, message });
+        return Ok((Submitted::Created(WorkflowExecutionId::from(id)), handoff));
     }
     let existing: Uuid =
         sqlx::query_scalar("SELECT id FROM workflow_executions WHERE idempotency_key = $1")
@@ -159,7 +189,7 @@ pub async fn submit(conn: &mut PgConnection, run: &NewRun<'_>) -> Result<Submitt
             .fetch_one(&mut *conn)
             .await
             .context("reading the run of an idempotency key")?;
-    Ok(Submitted::Existing(existing.into()))
+    Ok((Submitted::Existing(existing.into()), None))
 }
 
 /// Reads a definition's source and origin.

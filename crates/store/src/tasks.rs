@@ -10,7 +10,7 @@ use weft_common::{TaskExecutionId, TaskStatus, WorkflowExecutionId};
 use crate::error::{Context, StoreError};
 
 /// A task of a run, as stored.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone, sqlx::FromRow, serde::Deserialize)]
 pub struct TaskRow {
     /// Its id.
     #[sqlx(try_from = "Uuid")]
@@ -64,6 +64,8 @@ pub struct NewTask<'a> {
     pub name: &'a str,
     /// The tasks it needs.
     pub needs: &'a [String],
+    /// The tasks that need it.
+    pub successors: Vec<&'a str>,
     /// Whether it fans out.
     pub with_items: bool,
     /// Whether its failure still lets the run succeed.
@@ -89,6 +91,9 @@ pub async fn create_all(
     let ids: Vec<Uuid> = tasks().map(|_| TaskExecutionId::new().as_uuid()).collect();
     let names: Vec<&str> = tasks().map(|(_, t)| t.name).collect();
     let needs: Vec<serde_json::Value> = tasks().map(|(_, t)| serde_json::json!(t.needs)).collect();
+    let successors: Vec<serde_json::Value> = tasks()
+        .map(|(_, t)| serde_json::json!(t.successors))
+        .collect();
     let with_items: Vec<bool> = tasks().map(|(_, t)| t.with_items).collect();
     let allow_failure: Vec<bool> = tasks().map(|(_, t)| t.allow_failure).collect();
     let concurrency: Vec<Option<i32>> = tasks().map(|(_, t)| t.concurrency).collect();
@@ -97,10 +102,13 @@ pub async fn create_all(
     }
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "INSERT INTO task_executions \
-             (id, workflow_execution_id, task_name, needs, needs_remaining, with_items, allow_failure, concurrency) \
-         SELECT id, run, name, ARRAY(SELECT jsonb_array_elements_text(needs)), jsonb_array_length(needs), wi, af, conc \
-         FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::jsonb[], $5::bool[], $6::bool[], $7::int[]) \
-              AS t(id, run, name, needs, wi, af, conc) \
+             (id, workflow_execution_id, task_name, needs, needs_remaining, successors, with_items, \
+              allow_failure, concurrency) \
+         SELECT id, run, name, ARRAY(SELECT jsonb_array_elements_text(needs)), jsonb_array_length(needs), \
+                ARRAY(SELECT jsonb_array_elements_text(successors)), wi, af, conc \
+         FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::jsonb[], $5::bool[], $6::bool[], $7::int[], \
+                     $8::jsonb[]) \
+              AS t(id, run, name, needs, wi, af, conc, successors) \
          RETURNING {TASK_COLUMNS}"
     )))
     .bind(&ids)
@@ -110,6 +118,7 @@ pub async fn create_all(
     .bind(&with_items)
     .bind(&allow_failure)
     .bind(&concurrency)
+    .bind(&successors)
     .fetch_all(conn)
     .await
     .context("creating the runs' tasks")
@@ -207,18 +216,12 @@ pub async fn start(
 pub struct Finish<'a> {
     /// The task.
     pub task: TaskExecutionId,
-    /// Its finished items to count with it, (succeeded, failed): a plain
-    /// task's one execution is counted here rather than by
-    /// [`items_finished`].
-    pub items: (i32, i32),
     /// Its terminal status.
     pub to: TaskStatus,
     /// Its result.
     pub result: Option<&'a Value>,
     /// Why it failed or was skipped.
     pub error: Option<&'a str>,
-    /// Its successors in the workflow.
-    pub successors: &'a [&'a str],
 }
 
 /// What finishing tasks did.
@@ -235,21 +238,102 @@ pub struct Finished {
     pub runs_done: Vec<WorkflowExecutionId>,
 }
 
-#[derive(sqlx::FromRow)]
-struct FinishRow {
+/// A row of [`cascade`]: a task made terminal (`finished`, with its run's
+/// unfinished tasks after it) or a successor that became ready.
+#[derive(sqlx::FromRow, serde::Deserialize)]
+pub(crate) struct CascadeRow {
     finished: bool,
     #[sqlx(flatten)]
+    #[serde(flatten)]
     task: TaskRow,
     tasks_remaining: Option<i32>,
 }
 
-/// Guarded transitions of tasks into terminal states, with their results or
-/// errors, and in the same statement what follows from them: one need of
-/// each named successor counted down per finished need, and each run's
-/// count of unfinished tasks. Only waiting successors count (after `weft
-/// retry`, a successor that finished in an earlier round keeps its
+impl Finished {
+    /// Sorts the rows of [`cascade`] out.
+    ///
+    /// # Errors
+    /// [`StoreError::Corrupt`] if a finished task's run was not counted.
+    pub(crate) fn of(rows: Vec<CascadeRow>) -> Result<Self, StoreError> {
+        let mut finished = Self::default();
+        for row in rows {
+            if !row.finished {
+                finished.ready.push(row.task);
+                continue;
+            }
+            match row.tasks_remaining {
+                Some(0) => finished.runs_done.push(row.task.workflow_execution_id),
+                Some(_) => {}
+                None => {
+                    return Err(StoreError::Corrupt {
+                        what: "workflow execution",
+                        detail: format!("the run of task `{}` vanished", row.task.task_name),
+                    });
+                }
+            }
+            finished.tasks.push(row.task);
+        }
+        finished.ready.sort_by(|a, b| {
+            (a.workflow_execution_id.as_uuid(), &a.task_name)
+                .cmp(&(b.workflow_execution_id.as_uuid(), &b.task_name))
+        });
+        finished.runs_done.sort_by_key(|r| r.as_uuid());
+        finished.runs_done.dedup();
+        Ok(finished)
+    }
+}
+
+/// What the `RETURNING` of a statement that makes tasks terminal (`t`)
+/// hands to [`cascade`].
+pub(crate) fn finished_columns() -> String {
+    format!("{}, t.successors", crate::prefixed("t", TASK_COLUMNS))
+}
+
+/// The common tail of the statements that make tasks terminal: given a CTE
+/// `f` of the tasks made terminal (returning [`finished_columns`]), counts
+/// down one need of each waiting successor per finished need, and each
+/// run's count of unfinished tasks. Only waiting successors count (after
+/// `weft retry`, a successor that finished in an earlier round keeps its
 /// outcome). Successors are locked by run then name, runs in id order, so
-/// concurrent fan-ins cannot deadlock. A task listed twice finishes once.
+/// concurrent fan-ins cannot deadlock. Ends with the CTE `cascade` of
+/// [`CascadeRow`]s.
+pub(crate) fn cascade() -> String {
+    format!(
+        "edges AS ( \
+             SELECT f.workflow_execution_id AS run, e.name, count(*)::int AS n \
+             FROM f CROSS JOIN LATERAL unnest(f.successors) AS e(name) \
+             GROUP BY 1, 2 \
+         ), waiting AS ( \
+             SELECT t.id, edges.n FROM task_executions t \
+             JOIN edges ON t.workflow_execution_id = edges.run AND t.task_name = edges.name \
+             WHERE t.status = 'waiting' \
+             ORDER BY t.workflow_execution_id, t.task_name FOR UPDATE OF t \
+         ), counted AS ( \
+             UPDATE task_executions t SET needs_remaining = t.needs_remaining - waiting.n \
+             FROM waiting WHERE t.id = waiting.id RETURNING {successor} \
+         ), done AS ( \
+             SELECT workflow_execution_id AS run, count(*)::int AS n FROM f GROUP BY 1 \
+         ), runs_locked AS ( \
+             SELECT w.id, done.n FROM workflow_executions w JOIN done ON done.run = w.id \
+             ORDER BY w.id FOR UPDATE OF w \
+         ), runs_counted AS ( \
+             UPDATE workflow_executions w SET tasks_remaining = w.tasks_remaining - runs_locked.n \
+             FROM runs_locked WHERE w.id = runs_locked.id RETURNING w.id, w.tasks_remaining \
+         ), cascade AS ( \
+             SELECT true AS finished, {finished}, runs_counted.tasks_remaining \
+             FROM f LEFT JOIN runs_counted ON runs_counted.id = f.workflow_execution_id \
+             UNION ALL \
+             SELECT false, {ready}, NULL FROM counted WHERE counted.needs_remaining = 0 \
+         )",
+        successor = crate::prefixed("t", TASK_COLUMNS),
+        finished = crate::prefixed("f", TASK_COLUMNS),
+        ready = crate::prefixed("counted", TASK_COLUMNS),
+    )
+}
+
+/// Guarded transitions of tasks into terminal states, with their results or
+/// errors, and in the same statement what follows from them (see
+/// [`cascade`]). A task listed twice finishes once.
 ///
 /// # Errors
 /// A database error.
@@ -261,8 +345,6 @@ pub async fn finish(
         return Ok(Finished::default());
     }
     let ids: Vec<Uuid> = finishes.iter().map(|f| f.task.as_uuid()).collect();
-    let succeeded: Vec<i32> = finishes.iter().map(|f| f.items.0).collect();
-    let failed: Vec<i32> = finishes.iter().map(|f| f.items.1).collect();
     let statuses: Vec<&str> = finishes.iter().map(|f| f.to.as_str()).collect();
     let results: Vec<Option<String>> = finishes
         .iter()
@@ -275,86 +357,31 @@ pub async fn finish(
         .iter()
         .map(|f| TaskStatus::source_names(f.to).join(","))
         .collect();
-    let (edge_tasks, edge_names): (Vec<Uuid>, Vec<&str>) = finishes
-        .iter()
-        .flat_map(|f| f.successors.iter().map(|s| (f.task.as_uuid(), *s)))
-        .unzip();
-    let rows: Vec<FinishRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let rows: Vec<CascadeRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "WITH i AS ( \
              SELECT DISTINCT ON (id) * \
-             FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $8::int[], $9::int[]) \
-                  AS i(id, status, result, error, sources, ok, bad) \
+             FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[]) \
+                  AS i(id, status, result, error, sources) \
          ), f AS ( \
              UPDATE task_executions t \
              SET status = i.status, result = i.result::jsonb, error = i.error, \
-                 items_succeeded = t.items_succeeded + i.ok, items_failed = t.items_failed + i.bad, \
                  finished_at = clock_timestamp(), decided_at = COALESCE(t.decided_at, clock_timestamp()) \
              FROM i WHERE t.id = i.id AND t.status = ANY(string_to_array(i.sources, ',')) \
              RETURNING {finished} \
-         ), edges AS ( \
-             SELECT f.workflow_execution_id AS run, e.name, count(*)::int AS n \
-             FROM UNNEST($6::uuid[], $7::text[]) AS e(task, name) JOIN f ON f.id = e.task \
-             GROUP BY 1, 2 \
-         ), locked AS ( \
-             SELECT t.id, edges.n FROM task_executions t \
-             JOIN edges ON t.workflow_execution_id = edges.run AND t.task_name = edges.name \
-             WHERE t.status = 'waiting' \
-             ORDER BY t.workflow_execution_id, t.task_name FOR UPDATE OF t \
-         ), s AS ( \
-             UPDATE task_executions t SET needs_remaining = t.needs_remaining - locked.n \
-             FROM locked WHERE t.id = locked.id RETURNING {successor} \
-         ), done AS ( \
-             SELECT workflow_execution_id AS run, count(*)::int AS n FROM f GROUP BY 1 \
-         ), runs_locked AS ( \
-             SELECT w.id, done.n FROM workflow_executions w JOIN done ON done.run = w.id \
-             ORDER BY w.id FOR UPDATE OF w \
-         ), r AS ( \
-             UPDATE workflow_executions w SET tasks_remaining = w.tasks_remaining - runs_locked.n \
-             FROM runs_locked WHERE w.id = runs_locked.id RETURNING w.id, w.tasks_remaining \
-         ) \
-         SELECT true AS finished, f.*, r.tasks_remaining FROM f LEFT JOIN r ON r.id = f.workflow_execution_id \
-         UNION ALL \
-         SELECT false, s.*, NULL FROM s WHERE s.needs_remaining = 0",
-        finished = crate::prefixed("t", TASK_COLUMNS),
-        successor = crate::prefixed("t", TASK_COLUMNS)
+         ), {cascade} \
+         SELECT * FROM cascade",
+        finished = finished_columns(),
+        cascade = cascade(),
     )))
     .bind(&ids)
     .bind(&statuses)
     .bind(&results)
     .bind(&errors)
     .bind(&sources)
-    .bind(&edge_tasks)
-    .bind(&edge_names)
-    .bind(&succeeded)
-    .bind(&failed)
     .fetch_all(conn)
     .await
     .context("finishing tasks")?;
-    let mut finished = Finished::default();
-    for row in rows {
-        if !row.finished {
-            finished.ready.push(row.task);
-            continue;
-        }
-        match row.tasks_remaining {
-            Some(0) => finished.runs_done.push(row.task.workflow_execution_id),
-            Some(_) => {}
-            None => {
-                return Err(StoreError::Corrupt {
-                    what: "workflow execution",
-                    detail: format!("the run of task `{}` vanished", row.task.task_name),
-                });
-            }
-        }
-        finished.tasks.push(row.task);
-    }
-    finished.ready.sort_by(|a, b| {
-        (a.workflow_execution_id.as_uuid(), &a.task_name)
-            .cmp(&(b.workflow_execution_id.as_uuid(), &b.task_name))
-    });
-    finished.runs_done.sort_by_key(|r| r.as_uuid());
-    finished.runs_done.dedup();
-    Ok(finished)
+    Finished::of(rows)
 }
 
 /// Finished items (after their retries) of one task, to count at once.

@@ -4,16 +4,21 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Args;
 use serde_json::{Map, Value, json};
 use weft_common::{Workflow, WorkflowExecutionId, kind_of};
-use weft_store::runs::{self, NewRun, Submitted};
+use weft_store::runs::{NewRun, Submitted};
 
 use super::status::{self, WaitArgs};
 use crate::config::ConnArgs;
 use crate::workflow_file;
+
+/// How long a submit waits for RabbitMQ before leaving the run's start to
+/// a relay.
+const BUS_WAIT: Duration = Duration::from_secs(2);
 
 /// Arguments of `weft submit`.
 #[derive(Debug, Args)]
@@ -56,16 +61,36 @@ pub(crate) async fn run(args: &SubmitArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let conn = args.conn.resolve("weft-submit")?;
+    // RabbitMQ is reached while PostgreSQL is: with it, the run's start is
+    // published right after the commit; without it, a relay publishes it.
+    let bus = tokio::spawn(weft_bus::Bus::try_connect(conn.bus.clone()));
     let pool = weft_store::connect(&conn.db).await?;
+    let bus = match tokio::time::timeout(BUS_WAIT, bus).await {
+        Ok(Ok(Ok(bus))) => Some(bus),
+        Ok(Ok(Err(e))) => {
+            tracing::debug!(error = %e, "no RabbitMQ: a relay starts the run");
+            None
+        }
+        Ok(Err(_)) | Err(_) => None,
+    };
+    let publisher = match &bus {
+        Some(bus) => bus.publisher().await.ok(),
+        None => None,
+    };
     let submitted = store(
         &pool,
+        publisher.as_ref(),
         &workflow,
         &source,
         &args.file,
         &input,
         args.idempotency_key.as_deref(),
     )
-    .await?;
+    .await;
+    if let Some(bus) = bus {
+        bus.close().await;
+    }
+    let submitted = submitted?;
     let id = submitted.id();
     if args.wait {
         let code = status::follow(&pool, id, args.json, &args.wait_args).await?;
@@ -88,16 +113,13 @@ pub(crate) async fn run(args: &SubmitArgs) -> anyhow::Result<ExitCode> {
 
 async fn store(
     pool: &weft_store::PgPool,
+    publisher: Option<&weft_bus::Publisher>,
     workflow: &Workflow,
     source: &str,
     file: &Path,
     input: &Value,
     idempotency_key: Option<&str>,
 ) -> anyhow::Result<Submitted> {
-    let mut tx = pool
-        .begin()
-        .await
-        .context("beginning the submit transaction")?;
     let origin = file.display().to_string();
     let new = NewRun {
         id: WorkflowExecutionId::new(),
@@ -108,9 +130,7 @@ async fn store(
         tasks_total: i32::try_from(workflow.tasks().count()).context("too many tasks")?,
         idempotency_key,
     };
-    let submitted = runs::submit(&mut tx, &new).await?;
-    tx.commit().await.context("committing the submit")?;
-    Ok(submitted)
+    Ok(weft_executor::submit(pool, publisher, &new).await?)
 }
 
 /// Merges `--inputs FILE` and the `--input KEY=VALUE` flags.
