@@ -459,41 +459,53 @@ impl<'a> Step<'a> {
         for id in &done {
             let run = run_of(&self.runs, *id)?;
             let tasks = by_run.get(id).map_or(&[][..], Vec::as_slice);
-            outcomes.push((*id, self.run_outcome(run, tasks)));
+            let (to, output, error) = self.run_outcome(run, tasks);
+            let message = finished_message(run, to);
+            outcomes.push((*id, to, output, error, message));
         }
         let moves: Vec<Transition<'_>> = outcomes
             .iter()
-            .map(|(id, (to, output, error))| Transition {
+            .map(|(id, to, output, error, message)| Transition {
                 id: *id,
                 to: *to,
                 output: output.as_ref(),
                 error: error.as_deref(),
+                message: Some(message),
             })
             .collect();
-        let changed: HashSet<WorkflowExecutionId> = runs::transition_many(self.conn, &moves)
-            .await?
-            .into_iter()
-            .collect();
-        for (id, (mut to, _, _)) in outcomes {
-            let mut finished = changed.contains(&id);
-            if !finished && runs::status(self.conn, id, false).await? == WorkflowStatus::Canceling {
-                to = WorkflowStatus::Canceled;
-                finished = runs::transition(self.conn, id, to, None, None).await?;
-            }
-            if !finished {
-                continue;
-            }
-            let Some(run) = self.runs.get_mut(&id) else {
-                continue;
+        let changed: HashMap<WorkflowExecutionId, Option<i64>> =
+            runs::transition_many(self.conn, &moves, self.lease)
+                .await?
+                .into_iter()
+                .collect();
+        drop(moves);
+        for (id, to, _, _, message) in outcomes {
+            let to = match changed.get(&id) {
+                Some(Some(row)) => {
+                    self.out.written.push((*row, message));
+                    to
+                }
+                Some(None) => {
+                    self.out.queued.push((message, None));
+                    to
+                }
+                // The outcome from its tasks cannot leave `canceling`: the
+                // run ends canceled.
+                None if runs::status(self.conn, id, false).await? == WorkflowStatus::Canceling => {
+                    let to = WorkflowStatus::Canceled;
+                    if !runs::transition(self.conn, id, to, None, None).await? {
+                        continue;
+                    }
+                    let message = finished_message(run_of(&self.runs, id)?, to);
+                    self.out.queued.push((message, None));
+                    to
+                }
+                None => continue,
             };
-            run.status = to;
+            if let Some(run) = self.runs.get_mut(&id) {
+                run.status = to;
+            }
             tracing::info!(workflow_execution_id = %id, status = %to, "run finished");
-            let finished = WorkflowFinished {
-                workflow_execution_id: id,
-                workflow: run.workflow.name().to_owned(),
-                status: to,
-            };
-            self.out.queued.push((Envelope::new(finished), None));
         }
         Ok(())
     }
@@ -530,6 +542,15 @@ impl<'a> Step<'a> {
             ),
         }
     }
+}
+
+/// The message that tells the world a run ended.
+fn finished_message(run: &RunInfo, status: WorkflowStatus) -> Envelope {
+    Envelope::new(WorkflowFinished {
+        workflow_execution_id: run.id,
+        workflow: run.workflow.name().to_owned(),
+        status,
+    })
 }
 
 fn run_of(

@@ -287,6 +287,8 @@ pub struct Transition<'a> {
     pub output: Option<&'a Value>,
     /// Why it failed (kept when `None`).
     pub error: Option<&'a str>,
+    /// A message to write to the outbox if, and only if, the run moves.
+    pub message: Option<&'a Envelope>,
 }
 
 /// Guarded transition into a terminal (or canceling) state, recording output
@@ -308,24 +310,28 @@ pub async fn transition(
             to,
             output,
             error,
+            message: None,
         }],
+        None,
     )
     .await?;
-    Ok(changed.contains(&id))
+    Ok(changed.iter().any(|(run, _)| *run == id))
 }
 
 /// [`transition`] for several runs in one statement, each with its own
-/// guard, locked in id order. Returns the runs that changed; the wake-up
-/// for `weft watch` / `submit --wait` (they poll as well) goes out in the
-/// same statement for each that became terminal. A run listed twice moves
-/// once.
+/// guard, locked in id order. Returns the runs that changed, each with the
+/// outbox row of its message (written in the same statement, leased as
+/// [`outbox::enqueue`] does); the wake-up for `weft watch` / `submit
+/// --wait` (they poll as well) goes out in the same statement for each that
+/// became terminal. A run listed twice moves once.
 ///
 /// # Errors
 /// A database error.
 pub async fn transition_many(
     conn: &mut PgConnection,
     moves: &[Transition<'_>],
-) -> Result<Vec<WorkflowExecutionId>, StoreError> {
+    lease: Option<std::time::Duration>,
+) -> Result<Vec<(WorkflowExecutionId, Option<i64>)>, StoreError> {
     if moves.is_empty() {
         return Ok(Vec::new());
     }
@@ -344,11 +350,27 @@ pub async fn transition_many(
         .iter()
         .map(|m| WorkflowStatus::source_names(m.to).join(","))
         .collect();
-    let changed: Vec<Uuid> = sqlx::query_scalar(
+    let mut exchanges: Vec<Option<&str>> = Vec::with_capacity(moves.len());
+    let mut keys: Vec<Option<String>> = Vec::with_capacity(moves.len());
+    let mut payloads: Vec<Option<String>> = Vec::with_capacity(moves.len());
+    let mut messages: Vec<Option<Uuid>> = Vec::with_capacity(moves.len());
+    for m in moves {
+        let encoded = m.message.map(outbox::encode).transpose()?;
+        let (exchange, key, payload) = match encoded {
+            Some((exchange, key, payload)) => (Some(exchange), Some(key), Some(payload)),
+            None => (None, None, None),
+        };
+        exchanges.push(exchange);
+        keys.push(key);
+        payloads.push(payload);
+        messages.push(m.message.map(|e| e.id.as_uuid()));
+    }
+    let changed: Vec<(Uuid, Option<i64>)> = sqlx::query_as(
         "WITH i AS ( \
              SELECT DISTINCT ON (id) * \
-             FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bool[], $6::text[]) \
-                  AS i(id, status, output, error, terminal, sources) \
+             FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bool[], $6::text[], \
+                         $8::text[], $9::text[], $10::text[], $11::uuid[]) \
+                  AS i(id, status, output, error, terminal, sources, exchange, key, payload, message) \
          ), l AS ( \
              SELECT w.id FROM workflow_executions w JOIN i ON i.id = w.id \
              WHERE w.status = ANY(string_to_array(i.sources, ',')) \
@@ -360,11 +382,17 @@ pub async fn transition_many(
                  finished_at = CASE WHEN i.terminal THEN clock_timestamp() ELSE w.finished_at END \
              FROM i, l WHERE w.id = i.id AND l.id = i.id \
                AND w.status = ANY(string_to_array(i.sources, ',')) \
-             RETURNING w.id, i.terminal \
+             RETURNING w.id, i.terminal, i.exchange, i.key, i.payload, i.message \
          ), n AS ( \
              SELECT pg_notify($7, id::text) FROM u WHERE terminal \
+         ), o AS ( \
+             INSERT INTO outbox (exchange, routing_key, payload, not_before) \
+             SELECT exchange, key, payload::jsonb, now() + make_interval(secs => $12::float8 / 1000) \
+             FROM u WHERE payload IS NOT NULL \
+             RETURNING id, (payload->>'id')::uuid AS message \
          ) \
-         SELECT id FROM u WHERE (SELECT count(*) FROM n) >= 0",
+         SELECT u.id, o.id FROM u LEFT JOIN o ON o.message = u.message \
+         WHERE (SELECT count(*) FROM n) >= 0",
     )
     .bind(&ids)
     .bind(&statuses)
@@ -373,10 +401,18 @@ pub async fn transition_many(
     .bind(&terminal)
     .bind(&sources)
     .bind(FINISHED_CHANNEL)
+    .bind(&exchanges)
+    .bind(&keys)
+    .bind(&payloads)
+    .bind(&messages)
+    .bind(outbox::lease_millis(lease))
     .fetch_all(conn)
     .await
     .context("changing runs' status")?;
-    Ok(changed.into_iter().map(WorkflowExecutionId::from).collect())
+    Ok(changed
+        .into_iter()
+        .map(|(id, row)| (WorkflowExecutionId::from(id), row))
+        .collect())
 }
 
 /// The channel `NOTIFY`ed with a run's id when it becomes terminal.
