@@ -97,9 +97,12 @@ impl Stack {
             .build()
             .context("building the stack's runtime")?;
         let (base_db, _) = base_urls();
+        // The creating process's id in the name: leftovers of processes
+        // that are gone are dropped, a running test binary's are not.
         let name = format!(
-            "weft_test_{}",
-            &uuid::Uuid::new_v4().simple().to_string()[..12]
+            "weft_test_{}_{}",
+            std::process::id(),
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
         );
         let database_url = replace_database(&base_db, &name);
         // Set up on a thread of our own: the caller may be inside a runtime,
@@ -509,9 +512,10 @@ pub async fn wait_for_items(
     }
 }
 
-/// Drops the databases of earlier test binaries (`weft_test_*`) that nobody
-/// is connected to any more. Best effort: a database still in use (another
-/// test binary running) refuses, and is left alone.
+/// Drops the databases of test processes that are gone (`weft_test_<pid>_*`,
+/// and any of the older unnumbered ones). Best effort: a database still in
+/// use refuses, and is left alone; so is every database of a live process,
+/// even one its stack has created but not connected to yet.
 async fn drop_leftover_databases(base_url: &str) {
     use sqlx::Connection as _;
     let Ok(mut admin) = sqlx::PgConnection::connect(&replace_database(base_url, "postgres")).await
@@ -524,6 +528,15 @@ async fn drop_leftover_databases(base_url: &str) {
             .await
             .unwrap_or_default();
     for name in names {
+        let creator = name
+            .strip_prefix("weft_test_")
+            .and_then(|rest| rest.split_once('_'))
+            .and_then(|(pid, _)| pid.parse::<u32>().ok());
+        if creator.is_some_and(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists()) {
+            // Another stack of a live test process (maybe this one): it may
+            // not have connected yet.
+            continue;
+        }
         let drop = format!("DROP DATABASE IF EXISTS \"{name}\"");
         let _ = sqlx::query(sqlx::AssertSqlSafe(drop))
             .execute(&mut admin)

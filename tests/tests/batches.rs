@@ -332,8 +332,8 @@ input: { n: null }
 tasks:
   fan: { action: noop, with_items: "{{ range(input.n) | list }}" }
 "#;
-    // Wider than what the start statement writes itself (its dispatches go
-    // with the commit), and narrow (written by the start statement).
+    // Wider than what the start dispatches itself (the engine streams the
+    // rest right after the commit, a window per transaction), and narrow.
     let mut runs = Vec::new();
     for n in [5_000, 7] {
         let run = stack
@@ -352,17 +352,122 @@ tasks:
     for applied in engine.apply_starts(&refs).await {
         assert_eq!(applied.expect("start"), Applied::Changed);
     }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     for (run, n) in runs {
-        let (queued, messages, distinct): (i64, i64, i64) = sqlx::query_as(
-            "SELECT (SELECT count(*) FROM executions WHERE workflow_execution_id = $1 AND status = 'queued'), \
-                    count(*), count(DISTINCT payload->>'execution_id') \
-             FROM outbox WHERE payload->>'workflow_execution_id' = $1::text \
-               AND payload->>'task_name' = 'fan'",
+        let counts = || async {
+            let counts: (i64, i64, i64) = sqlx::query_as(
+                "SELECT (SELECT count(*) FROM executions WHERE workflow_execution_id = $1 AND status = 'queued'), \
+                        count(*), count(DISTINCT payload->>'execution_id') \
+                 FROM outbox WHERE payload->>'workflow_execution_id' = $1::text \
+                   AND payload->>'task_name' = 'fan'",
+            )
+            .bind(run.as_uuid())
+            .fetch_one(&pool)
+            .await
+            .expect("counts");
+            counts
+        };
+        let mut seen = counts().await;
+        while seen.0 < n && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            seen = counts().await;
+        }
+        let (queued, messages, distinct) = seen;
+        assert_eq!((queued, messages, distinct), (n, n, n), "run of {n} items");
+    }
+}
+
+/// A fan-out without `concurrency` dispatches its first window when it
+/// starts and the engine streams the rest; if that stream is cut (the
+/// executor stopped mid-way), the task's finished items claim the rest, so
+/// every item still runs exactly once and the task ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_stream_of_items_is_finished_by_the_items_that_finish() {
+    let stack = Stack::start(StackOptions::bare()).expect("stack");
+    let pool = stack.pool().await.expect("pool");
+    let engine = Engine::new(pool.clone(), EngineConfig::default());
+    let yaml = r#"
+name: cut
+tasks:
+  fan: { action: echo, with_items: "{{ range(3000) | list }}", input: { i: "{{ item }}" } }
+"#;
+    let run = stack.submit(&pool, yaml, json!({})).await.expect("submit");
+    let start = WorkflowSubmitted {
+        workflow_execution_id: run,
+    };
+    assert_eq!(
+        engine
+            .apply_starts(&[&start])
+            .await
+            .pop()
+            .expect("one")
+            .expect("start"),
+        Applied::Changed
+    );
+    // Wait for the stream, then cut it after item 499 by hand: the later
+    // items back to pending, their dispatches gone.
+    let all_queued = || async {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM executions WHERE workflow_execution_id = $1 AND status = 'queued'",
         )
         .bind(run.as_uuid())
         .fetch_one(&pool)
         .await
-        .expect("counts");
-        assert_eq!((queued, messages, distinct), (n, n, n), "run of {n} items");
+        .expect("count");
+        n == 3000
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !all_queued().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stream queues every item"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+    let mut tx = pool.begin().await.expect("begin");
+    for statement in [
+        "UPDATE executions SET status = 'pending', queued_at = NULL \
+         WHERE workflow_execution_id = $1 AND item_index >= 500",
+        "UPDATE task_executions SET items_dispatched = 500 WHERE workflow_execution_id = $1",
+        "DELETE FROM outbox WHERE (payload->>'item_index')::int >= 500 \
+         AND payload->>'workflow_execution_id' = $1::text",
+    ] {
+        sqlx::query(statement)
+            .bind(run.as_uuid())
+            .execute(&mut *tx)
+            .await
+            .expect("cut the stream");
+    }
+    tx.commit().await.expect("commit");
+
+    // Workers report by hand, 64 at a time: each batch claims as many new
+    // items as it finished.
+    let mut reported = 0;
+    loop {
+        let batch: Vec<ExecutionCompleted> = queued(&pool, run)
+            .await
+            .iter()
+            .take(64)
+            .map(|e| completion(run, e, ExecutionStatus::Succeeded))
+            .collect();
+        if batch.is_empty() {
+            break;
+        }
+        reported += batch.len();
+        assert!(reported <= 3000, "no item is dispatched twice");
+        apply(&engine, &batch).await;
+    }
+    assert_eq!(reported, 3000, "every item ran");
+    let (status, messages, distinct): (String, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT status FROM workflow_executions WHERE id = $1), count(*), \
+                count(DISTINCT payload->>'execution_id') \
+         FROM outbox WHERE payload->>'workflow_execution_id' = $1::text \
+           AND payload->>'type' = 'dispatch'",
+    )
+    .bind(run.as_uuid())
+    .fetch_one(&pool)
+    .await
+    .expect("counts");
+    assert_eq!(status, "succeeded");
+    assert_eq!((messages, distinct), (3000, 3000), "one dispatch per item");
 }

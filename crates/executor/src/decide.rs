@@ -115,7 +115,7 @@ pub(crate) fn decide(
     let total = to_i32(inputs.len());
     let in_flight = spec
         .concurrency()
-        .map_or(total, |c| total.min(to_i32(c as usize)));
+        .map_or(total.min(STREAM_WINDOW), |c| total.min(to_i32(c as usize)));
     let with_items = spec.with_items().is_some();
     let new: Vec<NewExecution> = inputs
         .into_iter()
@@ -150,6 +150,16 @@ pub(crate) fn decide(
     };
     Ok(Decision::Runs(start, dispatches))
 }
+
+/// Items of a fan-out without `concurrency` dispatched per transaction: the
+/// transaction that starts the task dispatches the first ones, and the
+/// engine dispatches the rest right after its commit, a window per
+/// transaction (see `Engine::stream_items`), so the first items run while
+/// the last are being dispatched, and no transaction writes or holds every
+/// item's dispatch. Each finished item also claims the next one, as with a
+/// `concurrency`: if that stream is cut (the executor stopped), the task
+/// still ends.
+pub(crate) const STREAM_WINDOW: i32 = 1_024;
 
 /// One rendered input per item (one for a plain task), or the outcome
 /// that fails the task.

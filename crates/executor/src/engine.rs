@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use sqlx::{PgConnection, PgPool};
 use tokio::sync::{Notify, mpsc};
+use tracing::Instrument as _;
 use weft_common::message::{ExecutionCompleted, ExecutionStarted, WorkflowSubmitted};
 use weft_common::{
     Envelope, Evaluator, ExecutionStatus, Message, TaskExecutionId, TaskStatus,
@@ -23,7 +24,7 @@ use weft_store::tasks::{self, ItemsDone, NewTask};
 use weft_store::{cancel, outbox, runs, workers};
 
 use crate::catalog::Catalog;
-use crate::decide::Outcome;
+use crate::decide::{self, Outcome};
 use crate::error::{EngineError, db};
 use crate::flush::Committed;
 use crate::step::{Outgoing, RunInfo, Step};
@@ -585,14 +586,32 @@ impl Engine {
         self.inner.flusher.get().map(|(_, lease)| *lease)
     }
 
-    /// Writes the step's remaining messages to the outbox, commits, and
-    /// hands every message due at once to the flusher (or wakes the relay).
+    /// Writes the step's remaining messages to the outbox, commits, hands
+    /// every message due at once to the flusher (or wakes the relay), and
+    /// streams the items of the fan-outs it started.
     async fn commit(
+        &self,
+        tx: sqlx::Transaction<'_, sqlx::Postgres>,
+        mut outgoing: Outgoing,
+    ) -> Result<(), EngineError> {
+        let streams = std::mem::take(&mut outgoing.streams);
+        self.commit_messages(tx, outgoing).await?;
+        for (run, task) in streams {
+            let span = tracing::info_span!("stream_items", workflow_execution_id = %run, task_execution_id = %task);
+            tokio::spawn(self.clone().stream_items(run, task).instrument(span));
+        }
+        Ok(())
+    }
+
+    /// [`Engine::commit`] but for streams.
+    async fn commit_messages(
         &self,
         mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
         outgoing: Outgoing,
     ) -> Result<(), EngineError> {
-        let Outgoing { queued, written } = outgoing;
+        let Outgoing {
+            queued, written, ..
+        } = outgoing;
         let ids = outbox::enqueue(&mut tx, &queued, self.lease()).await?;
         tx.commit().await.map_err(db("committing"))?;
         let delayed = ids.len() < queued.len();
@@ -631,6 +650,61 @@ impl Engine {
             self.inner.outbox_written.notify_one();
         }
         Ok(())
+    }
+
+    /// Dispatches the items a fan-out without `concurrency` did not
+    /// dispatch when it started, a window per transaction (see
+    /// [`decide::STREAM_WINDOW`]), until none is left, the task stopped
+    /// running, an item failed or the run stopped dispatching. Each claim
+    /// of items is atomic, so this races the task's own completions (which
+    /// claim the next items too) safely; if it stops early, they dispatch
+    /// the rest.
+    async fn stream_items(self, run: WorkflowExecutionId, task: TaskExecutionId) {
+        loop {
+            match self.dispatch_window(run, task).await {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(e) => {
+                    tracing::warn!(error = %weft_common::error_chain(&e), "dispatching a fan-out's next items failed; its finished items dispatch the rest");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// One window of [`Engine::stream_items`]; `false` when nothing was
+    /// left to dispatch.
+    async fn dispatch_window(
+        &self,
+        run: WorkflowExecutionId,
+        task: TaskExecutionId,
+    ) -> Result<bool, EngineError> {
+        let mut tx = self.begin().await?;
+        let row = tasks::get(&mut tx, task).await?;
+        let undispatched = row.items_total.unwrap_or_default() - row.items_dispatched;
+        if row.status != TaskStatus::Running || row.items_failed > 0 || undispatched <= 0 {
+            return Ok(false);
+        }
+        let Some(stored) = runs::get(&mut tx, run).await? else {
+            return Ok(false);
+        };
+        let workflow = self
+            .inner
+            .catalog
+            .get(&mut tx, stored.definition_id)
+            .await?;
+        let outgoing = {
+            let mut step = Step::new(&mut tx, &self.inner.evaluator, self.lease());
+            step.add_run(RunInfo::of(&stored, workflow));
+            step.dispatch_next_items(&row, decide::STREAM_WINDOW)
+                .await?;
+            std::mem::take(&mut step.out)
+        };
+        if outgoing.queued.is_empty() {
+            return Ok(false);
+        }
+        self.commit_messages(tx, outgoing).await?;
+        Ok(true)
     }
 }
 

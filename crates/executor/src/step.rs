@@ -95,6 +95,8 @@ pub(crate) struct Step<'a> {
     ending: Vec<(TaskExecutionId, Outcome)>,
     /// Tasks decided to run, to start together, with their dispatches.
     starting: Vec<(TaskStart, Vec<Dispatch>)>,
+    /// Those of them whose items are streamed once they started.
+    streamed: HashSet<TaskExecutionId>,
     /// Runs whose every task is terminal.
     done: Vec<WorkflowExecutionId>,
     /// Tasks this step made terminal, as they are now (locked by this
@@ -117,6 +119,9 @@ pub(crate) struct Outgoing {
     /// Written to the outbox already by the statement that caused them,
     /// due at once: (outbox row, message).
     pub(crate) written: Vec<(i64, Envelope)>,
+    /// Fan-outs without `concurrency` started with items left to dispatch
+    /// (see [`decide::STREAM_WINDOW`]).
+    pub(crate) streams: Vec<(WorkflowExecutionId, TaskExecutionId)>,
 }
 
 impl Outgoing {
@@ -124,6 +129,7 @@ impl Outgoing {
     pub(crate) fn append(&mut self, mut other: Self) {
         self.queued.append(&mut other.queued);
         self.written.append(&mut other.written);
+        self.streams.append(&mut other.streams);
     }
 }
 
@@ -156,6 +162,7 @@ impl<'a> Step<'a> {
             ready: Vec::new(),
             ending: Vec::new(),
             starting: Vec::new(),
+            streamed: HashSet::new(),
             done: Vec::new(),
             ended: HashMap::new(),
             lease,
@@ -272,7 +279,12 @@ impl<'a> Step<'a> {
                         self.ending.push((task.id, outcome));
                     }
                 }
-                Decision::Runs(start, dispatches) => self.starting.push((start, dispatches)),
+                Decision::Runs(start, dispatches) => {
+                    if task.concurrency.is_none() && start.dispatched < start.items {
+                        self.streamed.insert(task.id);
+                    }
+                    self.starting.push((start, dispatches));
+                }
             }
         }
         Ok(())
@@ -401,6 +413,7 @@ impl<'a> Step<'a> {
                     .tasks
                     .into_iter()
                     .collect();
+            self.stream(&starts, |task| started.contains(&task));
             drop(starts);
             for dispatches in dispatches {
                 if dispatches
@@ -430,12 +443,23 @@ impl<'a> Step<'a> {
             .map(|(task, envelope)| (*task, envelope))
             .collect();
         let started = executions::start_tasks(self.conn, &starts, &messages, self.lease).await?;
+        self.stream(&starts, |task| started.tasks.contains(&task));
         for ((_, envelope), row) in envelopes.into_iter().zip(started.written) {
             if let Some(row) = row {
                 self.out.written.push((row, envelope));
             }
         }
         Ok(())
+    }
+
+    /// Hands the streamed fan-outs among `starts` that did start to the
+    /// caller, to dispatch their other items once committed.
+    fn stream(&mut self, starts: &[TaskStart], started: impl Fn(TaskExecutionId) -> bool) {
+        for start in starts {
+            if self.streamed.remove(&start.task) && started(start.task) {
+                self.out.streams.push((start.run, start.task));
+            }
+        }
     }
 
     /// Decides the outcome of each run whose every task is terminal and
