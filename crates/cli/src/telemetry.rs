@@ -7,12 +7,14 @@ use tracing_subscriber::prelude::*;
 use crate::cli::LogFormat;
 
 /// Installs the global subscriber. Daemons log `info` by default; one-shot
-/// commands only warnings, so their output stays clean for scripts.
+/// commands only warnings, so their output stays clean for scripts (lapin
+/// none: a one-shot command's use of RabbitMQ is optional, and it reports
+/// what matters itself).
 pub(crate) fn init(format: LogFormat, daemon: bool) {
     let default = if daemon {
         "info,sqlx=warn,lapin=warn"
     } else {
-        "warn,sqlx=warn,lapin=error"
+        "warn,sqlx=warn,lapin=off"
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let registry = tracing_subscriber::registry().with(filter);

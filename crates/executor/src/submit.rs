@@ -63,7 +63,9 @@ async fn hand_off(pool: &PgPool, publisher: &Publisher, handoff: Handoff) {
         }),
     };
     if let Err(e) = published {
-        tracing::warn!(outbox_id = id, error = %e, "publishing a submitted run's start failed; a relay publishes it");
+        // Normal while no executor has declared the topology yet, or the
+        // broker is away: the relays have it.
+        tracing::debug!(outbox_id = id, error = %e, "publishing a submitted run's start failed; a relay publishes it");
     }
     if let Err(e) = tidied {
         tracing::warn!(outbox_id = id, error = %e, "the run is submitted; a relay publishes its start when the lease ends");
