@@ -603,7 +603,8 @@ impl Engine {
         Ok(())
     }
 
-    /// [`Engine::commit`] but for streams.
+    /// [`Engine::commit`] without starting streams: a stream's own windows
+    /// start none, and it must not spawn itself again.
     async fn commit_messages(
         &self,
         mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
