@@ -4,7 +4,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
 use sqlx::{ConnectOptions, Connection, PgPool};
 
 use crate::error::{Context, StoreError};
@@ -35,10 +35,20 @@ impl Default for DbConfig {
 }
 
 impl DbConfig {
+    /// The connection options. Without an `sslmode` in the URL, a server on
+    /// the loopback interface is reached without TLS (sqlx's default,
+    /// `prefer`, would encrypt every round trip to a process on the same
+    /// host, protecting nothing); any other host keeps `prefer`.
     fn options(&self) -> Result<PgConnectOptions, StoreError> {
-        PgConnectOptions::from_str(&self.url)
-            .context("parsing the database URL")
-            .map(|o| o.application_name("weft"))
+        let options = PgConnectOptions::from_str(&self.url)
+            .context("parsing the database URL")?
+            .application_name("weft");
+        let chose_ssl = self.url.contains("sslmode=");
+        Ok(if !chose_ssl && is_loopback(options.get_host()) {
+            options.ssl_mode(PgSslMode::Disable)
+        } else {
+            options
+        })
     }
 
     /// The URL with any password replaced by `***`, safe to print.
@@ -72,6 +82,16 @@ pub async fn connect(config: &DbConfig) -> Result<PgPool, StoreError> {
     let pool = pool(config).await?;
     ensure_migrated(&pool, config).await?;
     Ok(pool)
+}
+
+/// Whether `host` names this machine over TCP (a Unix socket path is not a
+/// TCP host and keeps its own rules).
+fn is_loopback(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .trim_matches(|c| c == '[' || c == ']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// A pooled connection idle this long is pinged before it is handed out.
@@ -198,7 +218,43 @@ async fn ensure_migrated(pool: &PgPool, config: &DbConfig) -> Result<(), StoreEr
 
 #[cfg(test)]
 mod tests {
-    use super::redact;
+    use super::{DbConfig, is_loopback, redact};
+    use sqlx::postgres::PgSslMode;
+
+    /// The TLS mode the options for `url` use, by name (`PgSslMode` has no
+    /// `PartialEq`).
+    fn ssl_mode(url: &str) -> String {
+        let config = DbConfig {
+            url: url.to_owned(),
+            ..DbConfig::default()
+        };
+        format!(
+            "{:?}",
+            config.options().expect("a valid URL").get_ssl_mode()
+        )
+    }
+
+    #[test]
+    fn loopback_goes_without_tls_unless_the_url_asks() {
+        assert!(is_loopback("127.0.0.1") && is_loopback("localhost") && is_loopback("[::1]"));
+        assert!(!is_loopback("db.example.com") && !is_loopback("10.0.0.5"));
+        assert_eq!(
+            ssl_mode("postgres://u@127.0.0.1:5432/db"),
+            format!("{:?}", PgSslMode::Disable)
+        );
+        assert_eq!(
+            ssl_mode("postgres://u@localhost/db"),
+            format!("{:?}", PgSslMode::Disable)
+        );
+        assert_eq!(
+            ssl_mode("postgres://u@db.example.com/db"),
+            format!("{:?}", PgSslMode::Prefer)
+        );
+        assert_eq!(
+            ssl_mode("postgres://u@127.0.0.1/db?sslmode=require"),
+            format!("{:?}", PgSslMode::Require)
+        );
+    }
 
     #[test]
     fn passwords_are_redacted() {
