@@ -512,6 +512,36 @@ pub async fn wait_for_items(
     }
 }
 
+/// Polls until `n` executions of a run are queued (dispatched, not yet
+/// taken), at most `timeout`: an unbounded fan-out's items are streamed
+/// after the commit that started it.
+///
+/// # Errors
+/// On timeout, with the count reached.
+pub async fn wait_for_queued(
+    pool: &PgPool,
+    run: WorkflowExecutionId,
+    n: i64,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let queued: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM executions WHERE workflow_execution_id = $1 AND status = 'queued'",
+        )
+        .bind(run.as_uuid())
+        .fetch_one(pool)
+        .await?;
+        if queued >= n {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!("run {run} has {queued} executions queued, not {n}, after {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Drops the databases of test processes that are gone (`weft_test_<pid>_*`,
 /// and any of the older unnumbered ones). Best effort: a database still in
 /// use refuses, and is left alone; so is every database of a live process,

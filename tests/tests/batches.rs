@@ -5,13 +5,15 @@
 //! failure with tries left next to successes, run starts in one batch, and
 //! one batch advancing several runs through their cascades at once.
 
+use std::time::Duration;
+
 use chrono::Utc;
 use serde_json::json;
 use sqlx::PgPool;
 use weft_common::message::{ExecutionCompleted, WorkflowSubmitted};
 use weft_common::{ExecutionId, ExecutionStatus, WorkflowExecutionId, WorkflowStatus};
 use weft_executor::{Applied, Engine, EngineConfig};
-use weft_tests::{Stack, StackOptions};
+use weft_tests::{Stack, StackOptions, wait_for_queued};
 
 const FAN: &str = r#"
 name: batched
@@ -63,6 +65,18 @@ fn completion(
         started_at: None,
         finished_at: Utc::now(),
     }
+}
+
+/// A run's dispatch messages in the outbox: (messages, distinct executions).
+async fn dispatches(pool: &PgPool, run: WorkflowExecutionId) -> (i64, i64) {
+    sqlx::query_as(
+        "SELECT count(*), count(DISTINCT payload->>'execution_id') FROM outbox \
+         WHERE payload->>'workflow_execution_id' = $1::text AND payload->>'type' = 'dispatch'",
+    )
+    .bind(run.as_uuid())
+    .fetch_one(pool)
+    .await
+    .expect("dispatches")
 }
 
 /// Applies completions as one batch; every one must apply.
@@ -352,28 +366,11 @@ tasks:
     for applied in engine.apply_starts(&refs).await {
         assert_eq!(applied.expect("start"), Applied::Changed);
     }
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     for (run, n) in runs {
-        let counts = || async {
-            let counts: (i64, i64, i64) = sqlx::query_as(
-                "SELECT (SELECT count(*) FROM executions WHERE workflow_execution_id = $1 AND status = 'queued'), \
-                        count(*), count(DISTINCT payload->>'execution_id') \
-                 FROM outbox WHERE payload->>'workflow_execution_id' = $1::text \
-                   AND payload->>'task_name' = 'fan'",
-            )
-            .bind(run.as_uuid())
-            .fetch_one(&pool)
+        wait_for_queued(&pool, run, n, Duration::from_secs(60))
             .await
-            .expect("counts");
-            counts
-        };
-        let mut seen = counts().await;
-        while seen.0 < n && std::time::Instant::now() < deadline {
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-            seen = counts().await;
-        }
-        let (queued, messages, distinct) = seen;
-        assert_eq!((queued, messages, distinct), (n, n, n), "run of {n} items");
+            .expect("every item is queued");
+        assert_eq!(dispatches(&pool, run).await, (n, n), "run of {n} items");
     }
 }
 
@@ -406,24 +403,9 @@ tasks:
     );
     // Wait for the stream, then cut it after item 499 by hand: the later
     // items back to pending, their dispatches gone.
-    let all_queued = || async {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM executions WHERE workflow_execution_id = $1 AND status = 'queued'",
-        )
-        .bind(run.as_uuid())
-        .fetch_one(&pool)
+    wait_for_queued(&pool, run, 3000, Duration::from_secs(60))
         .await
-        .expect("count");
-        n == 3000
-    };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while !all_queued().await {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the stream queues every item"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+        .expect("the stream queues every item");
     let mut tx = pool.begin().await.expect("begin");
     for statement in [
         "UPDATE executions SET status = 'pending', queued_at = NULL \
@@ -458,16 +440,15 @@ tasks:
         apply(&engine, &batch).await;
     }
     assert_eq!(reported, 3000, "every item ran");
-    let (status, messages, distinct): (String, i64, i64) = sqlx::query_as(
-        "SELECT (SELECT status FROM workflow_executions WHERE id = $1), count(*), \
-                count(DISTINCT payload->>'execution_id') \
-         FROM outbox WHERE payload->>'workflow_execution_id' = $1::text \
-           AND payload->>'type' = 'dispatch'",
-    )
-    .bind(run.as_uuid())
-    .fetch_one(&pool)
-    .await
-    .expect("counts");
+    let status: String = sqlx::query_scalar("SELECT status FROM workflow_executions WHERE id = $1")
+        .bind(run.as_uuid())
+        .fetch_one(&pool)
+        .await
+        .expect("run");
     assert_eq!(status, "succeeded");
-    assert_eq!((messages, distinct), (3000, 3000), "one dispatch per item");
+    assert_eq!(
+        dispatches(&pool, run).await,
+        (3000, 3000),
+        "one dispatch per item"
+    );
 }

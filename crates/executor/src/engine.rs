@@ -24,7 +24,7 @@ use weft_store::tasks::{self, ItemsDone, NewTask};
 use weft_store::{cancel, outbox, runs, workers};
 
 use crate::catalog::Catalog;
-use crate::decide::{self, Outcome};
+use crate::decide::Outcome;
 use crate::error::{EngineError, db};
 use crate::flush::Committed;
 use crate::step::{Outgoing, RunInfo, Step};
@@ -75,14 +75,14 @@ impl Default for EngineConfig {
 /// process.
 #[derive(Debug, Clone)]
 pub struct Engine {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 #[derive(Debug)]
-struct Inner {
+pub(crate) struct Inner {
     pool: PgPool,
-    catalog: Catalog,
-    evaluator: Evaluator,
+    pub(crate) catalog: Catalog,
+    pub(crate) evaluator: Evaluator,
     config: EngineConfig,
     outbox_written: Notify,
     /// Where committed messages go to be published at once, when this
@@ -582,7 +582,7 @@ impl Engine {
 
     /// How long relays leave the messages of this engine's commits alone:
     /// `Some` when a flusher publishes them right after the commit.
-    fn lease(&self) -> Option<Duration> {
+    pub(crate) fn lease(&self) -> Option<Duration> {
         self.inner.flusher.get().map(|(_, lease)| *lease)
     }
 
@@ -605,7 +605,7 @@ impl Engine {
 
     /// [`Engine::commit`] without starting streams: a stream's own windows
     /// start none, and it must not spawn itself again.
-    async fn commit_messages(
+    pub(crate) async fn commit_messages(
         &self,
         mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
         outgoing: Outgoing,
@@ -651,61 +651,6 @@ impl Engine {
             self.inner.outbox_written.notify_one();
         }
         Ok(())
-    }
-
-    /// Dispatches the items a fan-out without `concurrency` did not
-    /// dispatch when it started, a window per transaction (see
-    /// [`decide::STREAM_WINDOW`]), until none is left, the task stopped
-    /// running, an item failed or the run stopped dispatching. Each claim
-    /// of items is atomic, so this races the task's own completions (which
-    /// claim the next items too) safely; if it stops early, they dispatch
-    /// the rest.
-    async fn stream_items(self, run: WorkflowExecutionId, task: TaskExecutionId) {
-        loop {
-            match self.dispatch_window(run, task).await {
-                Ok(true) => {}
-                Ok(false) => return,
-                Err(e) => {
-                    tracing::warn!(error = %weft_common::error_chain(&e), "dispatching a fan-out's next items failed; its finished items dispatch the rest");
-                    return;
-                }
-            }
-        }
-    }
-
-    /// One window of [`Engine::stream_items`]; `false` when nothing was
-    /// left to dispatch.
-    async fn dispatch_window(
-        &self,
-        run: WorkflowExecutionId,
-        task: TaskExecutionId,
-    ) -> Result<bool, EngineError> {
-        let mut tx = self.begin().await?;
-        let row = tasks::get(&mut tx, task).await?;
-        let undispatched = row.items_total.unwrap_or_default() - row.items_dispatched;
-        if row.status != TaskStatus::Running || row.items_failed > 0 || undispatched <= 0 {
-            return Ok(false);
-        }
-        let Some(stored) = runs::get(&mut tx, run).await? else {
-            return Ok(false);
-        };
-        let workflow = self
-            .inner
-            .catalog
-            .get(&mut tx, stored.definition_id)
-            .await?;
-        let outgoing = {
-            let mut step = Step::new(&mut tx, &self.inner.evaluator, self.lease());
-            step.add_run(RunInfo::of(&stored, workflow));
-            step.dispatch_next_items(&row, decide::STREAM_WINDOW)
-                .await?;
-            std::mem::take(&mut step.out)
-        };
-        if outgoing.queued.is_empty() {
-            return Ok(false);
-        }
-        self.commit_messages(tx, outgoing).await?;
-        Ok(true)
     }
 }
 

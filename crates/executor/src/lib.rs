@@ -25,6 +25,7 @@ mod flush;
 mod reaper;
 mod relay;
 mod step;
+mod stream;
 mod submit;
 
 pub use daemon::{ExecutorConfig, ExecutorError, run};

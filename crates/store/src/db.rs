@@ -221,38 +221,27 @@ mod tests {
     use super::{DbConfig, is_loopback, redact};
     use sqlx::postgres::PgSslMode;
 
-    /// The TLS mode the options for `url` use, by name (`PgSslMode` has no
-    /// `PartialEq`).
-    fn ssl_mode(url: &str) -> String {
+    /// Checks the TLS mode the options for `url` use (by name: `PgSslMode`
+    /// has no `PartialEq`).
+    fn assert_ssl_mode(url: &str, expected: &PgSslMode) {
         let config = DbConfig {
             url: url.to_owned(),
             ..DbConfig::default()
         };
-        format!(
-            "{:?}",
-            config.options().expect("a valid URL").get_ssl_mode()
-        )
+        let mode = config.options().expect("a valid URL").get_ssl_mode();
+        assert_eq!(format!("{mode:?}"), format!("{expected:?}"), "{url}");
     }
 
     #[test]
     fn loopback_goes_without_tls_unless_the_url_asks() {
         assert!(is_loopback("127.0.0.1") && is_loopback("localhost") && is_loopback("[::1]"));
         assert!(!is_loopback("db.example.com") && !is_loopback("10.0.0.5"));
-        assert_eq!(
-            ssl_mode("postgres://u@127.0.0.1:5432/db"),
-            format!("{:?}", PgSslMode::Disable)
-        );
-        assert_eq!(
-            ssl_mode("postgres://u@localhost/db"),
-            format!("{:?}", PgSslMode::Disable)
-        );
-        assert_eq!(
-            ssl_mode("postgres://u@db.example.com/db"),
-            format!("{:?}", PgSslMode::Prefer)
-        );
-        assert_eq!(
-            ssl_mode("postgres://u@127.0.0.1/db?sslmode=require"),
-            format!("{:?}", PgSslMode::Require)
+        assert_ssl_mode("postgres://u@127.0.0.1:5432/db", &PgSslMode::Disable);
+        assert_ssl_mode("postgres://u@localhost/db", &PgSslMode::Disable);
+        assert_ssl_mode("postgres://u@db.example.com/db", &PgSslMode::Prefer);
+        assert_ssl_mode(
+            "postgres://u@127.0.0.1/db?sslmode=require",
+            &PgSslMode::Require,
         );
     }
 
