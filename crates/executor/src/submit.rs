@@ -32,13 +32,14 @@ pub async fn submit(
     publisher: Option<&Publisher>,
     run: &NewRun<'_>,
 ) -> Result<Submitted, EngineError> {
-    let mut tx = pool
-        .begin()
+    // One statement stores the run and its message: it commits on its own.
+    let mut conn = pool
+        .acquire()
         .await
-        .map_err(db("beginning the submit transaction"))?;
+        .map_err(db("reaching the database to submit"))?;
     let lease = publisher.map(|_| SUBMIT_LEASE);
-    let (submitted, handoff) = runs::submit_leased(&mut tx, run, lease).await?;
-    tx.commit().await.map_err(db("committing the submit"))?;
+    let (submitted, handoff) = runs::submit_leased(&mut conn, run, lease).await?;
+    drop(conn);
     if let (Some(publisher), Some(handoff)) = (publisher, handoff) {
         hand_off(pool, publisher, handoff).await;
     }

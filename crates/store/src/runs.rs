@@ -102,7 +102,9 @@ pub fn definition_id(source: &str) -> Uuid {
 /// stores nothing and returns the existing run — also under concurrent
 /// submits: the unique key decides.
 ///
-/// Call it inside a transaction: the run and its message commit together.
+/// The run and its message are written by one statement, so they commit
+/// together on their own (no transaction needed: one fewer round trip
+/// each way) or with the caller's transaction.
 ///
 /// # Errors
 /// A database error.
