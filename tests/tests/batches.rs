@@ -67,6 +67,15 @@ fn completion(
     }
 }
 
+/// A private database and vhost with no daemon, and an engine on it that
+/// the test drives by hand.
+async fn bare_engine() -> (Stack, PgPool, Engine) {
+    let stack = Stack::start(StackOptions::bare()).expect("stack");
+    let pool = stack.pool().await.expect("pool");
+    let engine = Engine::new(pool.clone(), EngineConfig::default());
+    (stack, pool, engine)
+}
+
 /// A run's dispatch messages in the outbox: (messages, distinct executions).
 async fn dispatches(pool: &PgPool, run: WorkflowExecutionId) -> (i64, i64) {
     sqlx::query_as(
@@ -100,9 +109,7 @@ fn shape(queued: &[(ExecutionId, String, Option<i32>, i32)]) -> Vec<(&str, Optio
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batches_apply_each_completion_once_and_free_every_slot() {
-    let stack = Stack::start(StackOptions::bare()).expect("stack");
-    let pool = stack.pool().await.expect("pool");
-    let engine = Engine::new(pool.clone(), EngineConfig::default());
+    let (stack, pool, engine) = bare_engine().await;
     let a = stack.submit(&pool, FAN, json!({})).await.expect("submit");
     let b = stack.submit(&pool, FAN, json!({})).await.expect("submit");
 
@@ -232,9 +239,7 @@ async fn status(pool: &PgPool, run: WorkflowExecutionId) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_batch_advances_several_runs_through_their_cascades() {
-    let stack = Stack::start(StackOptions::bare()).expect("stack");
-    let pool = stack.pool().await.expect("pool");
-    let engine = Engine::new(pool.clone(), EngineConfig::default());
+    let (stack, pool, engine) = bare_engine().await;
     let x = stack
         .submit(&pool, DIAMOND, json!({}))
         .await
@@ -337,9 +342,7 @@ async fn one_batch_advances_several_runs_through_their_cascades() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wide_fan_out_and_a_narrow_one_both_queue_every_dispatch_once() {
-    let stack = Stack::start(StackOptions::bare()).expect("stack");
-    let pool = stack.pool().await.expect("pool");
-    let engine = Engine::new(pool.clone(), EngineConfig::default());
+    let (stack, pool, engine) = bare_engine().await;
     let yaml = r#"
 name: widths
 input: { n: null }
@@ -380,9 +383,7 @@ tasks:
 /// every item still runs exactly once and the task ends.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cut_stream_of_items_is_finished_by_the_items_that_finish() {
-    let stack = Stack::start(StackOptions::bare()).expect("stack");
-    let pool = stack.pool().await.expect("pool");
-    let engine = Engine::new(pool.clone(), EngineConfig::default());
+    let (stack, pool, engine) = bare_engine().await;
     let yaml = r#"
 name: cut
 tasks:

@@ -70,15 +70,23 @@ impl Bus {
     /// # Errors
     /// [`BusError::ShuttingDown`] if `shutdown` fired first.
     pub async fn connect(config: BusConfig, shutdown: CancellationToken) -> Result<Self, BusError> {
-        let bus = Self {
+        let bus = Self::with(config, shutdown, None);
+        bus.connection().await?;
+        Ok(bus)
+    }
+
+    fn with(
+        config: BusConfig,
+        shutdown: CancellationToken,
+        connection: Option<Connection>,
+    ) -> Self {
+        Self {
             inner: Arc::new(Inner {
                 config,
                 shutdown,
-                connection: Mutex::new(None),
+                connection: Mutex::new(connection.map(Arc::new)),
             }),
-        };
-        bus.connection().await?;
-        Ok(bus)
+        }
     }
 
     /// Connects once, without retrying: for short-lived clients (the CLI's
@@ -92,13 +100,7 @@ impl Bus {
             "connecting to {}",
             redact(&config.url)
         )))?;
-        Ok(Self {
-            inner: Arc::new(Inner {
-                config,
-                shutdown: CancellationToken::new(),
-                connection: Mutex::new(Some(Arc::new(conn))),
-            }),
-        })
+        Ok(Self::with(config, CancellationToken::new(), Some(conn)))
     }
 
     /// Closes the connection politely (the broker logs no lost client).

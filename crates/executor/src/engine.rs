@@ -403,10 +403,11 @@ impl Engine {
     /// all, one counts the finished items of every fan-out (or failed
     /// task) they belong to (a wide fan-out's counter row is updated once),
     /// then each run is planned in run order (so concurrent batches lock
-    /// runs in the same order) and one [`Step`] carries the plans out —
-    /// a plain task whose execution succeeded is counted in the statement
-    /// that finishes it. Returns one [`Applied`] per completion and the messages to
-    /// write to the outbox with the commit.
+    /// runs in the same order) and one [`Step`] carries the plans out. A
+    /// plain task whose execution succeeded was finished by the recording
+    /// statement itself; the step only cascades from it. Returns one
+    /// [`Applied`] per completion and the messages to write to the outbox
+    /// with the commit.
     async fn complete_in(
         &self,
         tx: &mut PgConnection,
@@ -723,7 +724,7 @@ impl<'c> RunPlan<'c> {
 /// The finished items of one task in a batch of completions.
 struct Items<'c> {
     done: ItemsDone,
-    /// The last of them: a plain task's result.
+    /// The last of them.
     last: &'c executions::ExecutionRow,
     with_items: bool,
 }

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use weft_bus::Publisher;
 use weft_store::outbox;
 use weft_store::runs::{self, Handoff, NewRun, Submitted};
@@ -39,9 +39,8 @@ pub async fn submit(
         .map_err(db("reaching the database to submit"))?;
     let lease = publisher.map(|_| SUBMIT_LEASE);
     let (submitted, handoff) = runs::submit_leased(&mut conn, run, lease).await?;
-    drop(conn);
     if let (Some(publisher), Some(handoff)) = (publisher, handoff) {
-        hand_off(pool, publisher, handoff).await;
+        hand_off(&mut conn, publisher, handoff).await;
     }
     Ok(submitted)
 }
@@ -50,18 +49,12 @@ pub async fn submit(
 /// if the broker refused it, ends the row's lease so a relay publishes it
 /// now. A failure here loses nothing: the row stays, and relays publish it
 /// when its lease ends.
-async fn hand_off(pool: &PgPool, publisher: &Publisher, handoff: Handoff) {
+async fn hand_off(conn: &mut PgConnection, publisher: &Publisher, handoff: Handoff) {
     let id = handoff.outbox_id;
     let published = publisher.publish(&handoff.message).await;
-    let tidied = match pool.acquire().await {
-        Ok(mut conn) => match &published {
-            Ok(()) => outbox::delete(&mut conn, &[id]).await,
-            Err(_) => outbox::release(&mut conn, id).await,
-        },
-        Err(source) => Err(weft_store::StoreError::Database {
-            context: "reaching the database after a submit",
-            source,
-        }),
+    let tidied = match &published {
+        Ok(()) => outbox::delete(conn, &[id]).await,
+        Err(_) => outbox::release(conn, id).await,
     };
     if let Err(e) = published {
         // Normal while no executor has declared the topology yet, or the
