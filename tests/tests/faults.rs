@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use weft_common::WorkflowStatus;
 use weft_store::cancel::{self, Requested};
-use weft_store::retry::{self, Reopened};
+use weft_store::retry::{self, Reopened, Scope};
 use weft_tests::process::Daemon;
 use weft_tests::{Stack, StackOptions, wait_for_execution};
 
@@ -167,10 +167,12 @@ tasks:
 
     std::fs::write(&flag, b"fixed").expect("fix the cause");
     let mut tx = pool.begin().await.expect("tx");
-    let reopened = retry::reopen(&mut tx, id).await.expect("retry");
+    let reopened = retry::reopen(&mut tx, id, Scope::Unfinished)
+        .await
+        .expect("retry");
     tx.commit().await.expect("commit");
     assert!(
-        matches!(&reopened, Reopened::Reopened { tasks, round: 2 } if tasks.len() == 2),
+        matches!(&reopened, Reopened::Reopened { tasks, round: 2 } if tasks == &["after", "check", "cleanup"]),
         "{reopened:?}"
     );
     let run = stack
@@ -205,8 +207,10 @@ tasks:
     );
     // Only failed runs can be retried.
     assert_eq!(
-        retry::reopen(&mut conn, id).await.expect("retry"),
-        Reopened::NotFailed(WorkflowStatus::Succeeded)
+        retry::reopen(&mut conn, id, Scope::Unfinished)
+            .await
+            .expect("retry"),
+        Reopened::NotRetryable(WorkflowStatus::Succeeded)
     );
     let _ = std::fs::remove_file(flag);
 }

@@ -26,6 +26,10 @@ pub struct Violation {
 
 /// A named check and its query. `$1` is the run to audit, or NULL for all;
 /// `$2` the outbox age threshold in seconds.
+///
+/// A canceled task's counters stop when its run is canceled, while its
+/// running actions may still finish (and be recorded with their own
+/// status): its counters are not compared with its executions.
 const CHECKS: &[(&str, &str)] = &[
     (
         "one_task_execution_per_task",
@@ -44,11 +48,13 @@ const CHECKS: &[(&str, &str)] = &[
          FROM executions e WHERE ($1::uuid IS NULL OR e.workflow_execution_id = $1) \
          GROUP BY e.workflow_execution_id, e.task_execution_id, e.item_index, e.attempt HAVING count(*) > 1 \
          UNION ALL \
-         SELECT e.workflow_execution_id, format('item %s of task `%s` succeeded %s times', e.item_index, t.task_name, count(*)) \
+         SELECT e.workflow_execution_id, \
+                format('item %s of task `%s` succeeded %s times in round %s', \
+                       e.item_index, t.task_name, count(*), e.round) \
          FROM executions e JOIN task_executions t ON t.id = e.task_execution_id \
          WHERE e.status = 'succeeded' AND ($1::uuid IS NULL OR e.workflow_execution_id = $1) \
-         GROUP BY e.workflow_execution_id, t.task_name, e.task_execution_id, e.item_index, t.attempt_base \
-         HAVING count(*) FILTER (WHERE e.attempt > t.attempt_base) > 1",
+         GROUP BY e.workflow_execution_id, t.task_name, e.task_execution_id, e.item_index, e.round \
+         HAVING count(*) > 1",
     ),
     (
         "item_counters_match_executions",
@@ -57,11 +63,12 @@ const CHECKS: &[(&str, &str)] = &[
                        t.task_name, t.items_dispatched, t.items_succeeded, coalesce(e.dispatched, 0), coalesce(e.succeeded, 0)) \
          FROM task_executions t \
          LEFT JOIN LATERAL ( \
-             SELECT count(DISTINCT coalesce(item_index, 0)) FILTER (WHERE queued_at IS NOT NULL) AS dispatched, \
+             SELECT count(DISTINCT coalesce(item_index, 0)) \
+                        FILTER (WHERE queued_at IS NOT NULL OR kept_from IS NOT NULL) AS dispatched, \
                     count(*) FILTER (WHERE status = 'succeeded') AS succeeded \
              FROM executions WHERE task_execution_id = t.id AND attempt > t.attempt_base \
          ) e ON true \
-         WHERE t.status <> 'waiting' AND ($1::uuid IS NULL OR t.workflow_execution_id = $1) \
+         WHERE t.status NOT IN ('waiting', 'canceled') AND ($1::uuid IS NULL OR t.workflow_execution_id = $1) \
            AND (t.items_dispatched <> coalesce(e.dispatched, 0) OR t.items_succeeded <> coalesce(e.succeeded, 0))",
     ),
     (
@@ -71,12 +78,10 @@ const CHECKS: &[(&str, &str)] = &[
                        t.task_name, e.queued_at, n.task_name, \
                        CASE WHEN n.finished_at IS NULL THEN 'unfinished' ELSE 'finished only at ' || n.finished_at::text END) \
          FROM task_executions t \
-         JOIN workflow_executions r ON r.id = t.workflow_execution_id \
          JOIN executions e ON e.task_execution_id = t.id AND e.queued_at IS NOT NULL \
          JOIN task_executions n ON n.workflow_execution_id = t.workflow_execution_id AND n.task_name = ANY(t.needs) \
          WHERE ($1::uuid IS NULL OR t.workflow_execution_id = $1) \
            AND e.attempt = t.attempt_base + 1 \
-           AND (r.run_attempt = 1 OR t.attempt_base > 0) \
            AND (n.finished_at IS NULL OR n.finished_at > e.queued_at)",
     ),
     (
@@ -113,6 +118,41 @@ const CHECKS: &[(&str, &str)] = &[
                        id, payload->>'type', exchange, routing_key, not_before) \
          FROM outbox WHERE not_before < now() - make_interval(secs => $2) \
            AND ($1::uuid IS NULL OR (payload->>'workflow_execution_id')::uuid = $1)",
+    ),
+    (
+        "fan_out_result_per_item",
+        "SELECT t.workflow_execution_id, \
+                format('fan-out `%s` succeeded with %s result entries for %s items', t.task_name, \
+                       CASE WHEN jsonb_typeof(t.result) = 'array' THEN jsonb_array_length(t.result)::text \
+                            ELSE 'no list of' END, \
+                       t.items_total) \
+         FROM task_executions t \
+         WHERE t.with_items AND t.status = 'succeeded' AND ($1::uuid IS NULL OR t.workflow_execution_id = $1) \
+           AND (jsonb_typeof(t.result) IS DISTINCT FROM 'array' \
+                OR jsonb_array_length(t.result) IS DISTINCT FROM t.items_total)",
+    ),
+    (
+        "succeeded_items_kept",
+        "SELECT t.workflow_execution_id, \
+                format('item %s of fan-out `%s` succeeded in an earlier round and ran again in round %s', \
+                       e.item_index, t.task_name, e.round) \
+         FROM task_executions t \
+         JOIN executions e ON e.task_execution_id = t.id AND e.attempt > t.attempt_base \
+         WHERE t.keep_items AND e.kept_from IS NULL AND e.status = 'succeeded' \
+           AND ($1::uuid IS NULL OR t.workflow_execution_id = $1) \
+           AND EXISTS (SELECT 1 FROM executions o \
+                       WHERE o.task_execution_id = t.id AND o.item_index = e.item_index \
+                         AND o.attempt <= t.attempt_base AND o.status = 'succeeded' AND o.input = e.input)",
+    ),
+    (
+        "decided_after_needs_finished",
+        "SELECT t.workflow_execution_id, \
+                format('task `%s` was decided at %s, before its need `%s` finished (at %s)', \
+                       t.task_name, t.decided_at, n.task_name, n.finished_at) \
+         FROM task_executions t \
+         JOIN task_executions n ON n.workflow_execution_id = t.workflow_execution_id AND n.task_name = ANY(t.needs) \
+         WHERE ($1::uuid IS NULL OR t.workflow_execution_id = $1) \
+           AND t.decided_at IS NOT NULL AND n.finished_at IS NOT NULL AND t.decided_at < n.finished_at",
     ),
 ];
 

@@ -54,10 +54,19 @@ pub struct ExecutionRow {
     pub finished_at: Option<DateTime<Utc>>,
     /// Past this instant a running execution is reaped.
     pub deadline: Option<DateTime<Utc>>,
+    /// The run's round (`weft retry`) it was created in.
+    pub round: i32,
+    /// The earlier round's execution whose success it keeps (nothing was
+    /// dispatched for it).
+    pub kept_from: Option<Uuid>,
+    /// Its dispatch position in a round that kept items (`None`: its item
+    /// index is its position).
+    pub seq: Option<i32>,
 }
 
 const EXECUTION_COLUMNS: &str = "id, task_execution_id, workflow_execution_id, item_index, attempt, status, input, \
-     result, error, worker_id, timeout_ms, created_at, queued_at, due_at, started_at, finished_at, deadline";
+     result, error, worker_id, timeout_ms, created_at, queued_at, due_at, started_at, finished_at, deadline, \
+     round, kept_from, seq";
 
 /// An execution to create.
 #[derive(Debug, Clone)]
@@ -75,6 +84,12 @@ pub struct NewExecution {
     pub input: Value,
     /// When its dispatch becomes due (a retry's backoff); `None` = now.
     pub due_at: Option<DateTime<Utc>>,
+    /// Its dispatch position in a round that kept items (see
+    /// [`ExecutionRow::seq`]).
+    pub seq: Option<i32>,
+    /// With status `succeeded`: the earlier round's execution whose
+    /// success (and result) it keeps.
+    pub kept_from: Option<ExecutionId>,
 }
 
 /// Creates executions of one task in one statement. The unique
@@ -86,6 +101,7 @@ pub async fn create_many(
     conn: &mut PgConnection,
     run: WorkflowExecutionId,
     task: TaskExecutionId,
+    round: i32,
     timeout_ms: Option<i64>,
     executions: &[NewExecution],
 ) -> Result<(), StoreError> {
@@ -95,14 +111,16 @@ pub async fn create_many(
     let statuses: Vec<&str> = executions.iter().map(|e| e.status.as_str()).collect();
     let inputs: Vec<&Value> = executions.iter().map(|e| &e.input).collect();
     let due: Vec<Option<DateTime<Utc>>> = executions.iter().map(|e| e.due_at).collect();
+    let seqs: Vec<Option<i32>> = executions.iter().map(|e| e.seq).collect();
     sqlx::query(
         "INSERT INTO executions \
              (id, task_execution_id, workflow_execution_id, item_index, attempt, status, input, timeout_ms, \
-              queued_at, due_at) \
+              queued_at, due_at, round, seq) \
          SELECT id, $1, $2, item, attempt, status, input, $3, \
-                CASE WHEN status = 'queued' THEN clock_timestamp() END, due \
-         FROM UNNEST($4::uuid[], $5::int[], $6::int[], $7::text[], $8::jsonb[], $9::timestamptz[]) \
-              AS e(id, item, attempt, status, input, due)",
+                CASE WHEN status = 'queued' THEN clock_timestamp() END, due, $10, seq \
+         FROM UNNEST($4::uuid[], $5::int[], $6::int[], $7::text[], $8::jsonb[], $9::timestamptz[], \
+                     $11::int[]) \
+              AS e(id, item, attempt, status, input, due, seq)",
     )
     .bind(task.as_uuid())
     .bind(run.as_uuid())
@@ -113,6 +131,8 @@ pub async fn create_many(
     .bind(&statuses)
     .bind(&inputs)
     .bind(&due)
+    .bind(round)
+    .bind(&seqs)
     .execute(conn)
     .await
     .context("creating executions")?;
@@ -126,9 +146,15 @@ pub struct TaskStart {
     pub task: TaskExecutionId,
     /// Its run.
     pub run: WorkflowExecutionId,
+    /// The run's round it starts in.
+    pub round: i32,
     /// How many items it has (1 for a plain task).
     pub items: i32,
-    /// How many of them go out at once.
+    /// How many of them this round keeps from an earlier one (they count
+    /// as dispatched and succeeded from the start).
+    pub kept: i32,
+    /// How many positions are dispatched at once: the kept items and the
+    /// first items to run.
     pub dispatched: i32,
     /// The per-attempt timeout of its executions.
     pub timeout_ms: Option<i64>,
@@ -183,26 +209,40 @@ pub async fn start_tasks(
     let statuses: Vec<&str> = executions().map(|(_, e)| e.status.as_str()).collect();
     let inputs: Vec<&Value> = executions().map(|(_, e)| &e.input).collect();
     let due: Vec<Option<DateTime<Utc>>> = executions().map(|(_, e)| e.due_at).collect();
+    let kept: Vec<i32> = starts.iter().map(|s| s.kept).collect();
+    let rounds: Vec<i32> = executions().map(|(s, _)| s.round).collect();
+    let seqs: Vec<Option<i32>> = executions().map(|(_, e)| e.seq).collect();
+    let kept_from: Vec<Option<Uuid>> = executions()
+        .map(|(_, e)| e.kept_from.map(|id| id.as_uuid()))
+        .collect();
+    // A kept item is created `succeeded` with its earlier execution's
+    // result; the `CASE` looks that row up for kept items only.
     let rows: Vec<(Option<Uuid>, Option<i64>, Option<Uuid>)> = sqlx::query_as(
         "WITH s AS ( \
-             SELECT DISTINCT ON (id) * FROM UNNEST($1::uuid[], $2::int[], $3::int[]) AS s(id, total, dispatched) \
+             SELECT DISTINCT ON (id) * FROM UNNEST($1::uuid[], $2::int[], $3::int[], $18::int[]) \
+                 AS s(id, total, dispatched, kept) \
          ), locked AS ( \
-             SELECT t.id, s.total, s.dispatched FROM task_executions t JOIN s ON s.id = t.id \
+             SELECT t.id, s.total, s.dispatched, s.kept FROM task_executions t JOIN s ON s.id = t.id \
              WHERE t.status = 'waiting' ORDER BY t.id FOR UPDATE OF t \
          ), started AS ( \
              UPDATE task_executions t \
              SET status = 'running', items_total = locked.total, items_dispatched = locked.dispatched, \
-                 decided_at = clock_timestamp() \
+                 items_kept = locked.kept, items_succeeded = locked.kept, decided_at = clock_timestamp() \
              FROM locked WHERE t.id = locked.id AND t.status = 'waiting' RETURNING t.id \
          ), created AS ( \
              INSERT INTO executions \
                  (id, task_execution_id, workflow_execution_id, item_index, attempt, status, input, \
-                  timeout_ms, queued_at, due_at) \
+                  timeout_ms, queued_at, due_at, round, seq, kept_from, result, finished_at) \
              SELECT e.id, e.task, e.run, e.item, e.attempt, e.status, e.input, e.timeout, \
-                    CASE WHEN e.status = 'queued' THEN clock_timestamp() END, e.due \
+                    CASE WHEN e.status = 'queued' THEN clock_timestamp() END, e.due, e.round, e.seq, \
+                    e.kept_from, \
+                    CASE WHEN e.kept_from IS NOT NULL \
+                         THEN (SELECT o.result FROM executions o WHERE o.id = e.kept_from) END, \
+                    CASE WHEN e.kept_from IS NOT NULL THEN clock_timestamp() END \
              FROM UNNEST($4::uuid[], $5::uuid[], $6::uuid[], $7::int8[], $8::int[], $9::int[], \
-                         $10::text[], $11::jsonb[], $12::timestamptz[]) \
-                  AS e(task, run, id, timeout, item, attempt, status, input, due) \
+                         $10::text[], $11::jsonb[], $12::timestamptz[], $19::int[], $20::int[], \
+                         $21::uuid[]) \
+                  AS e(task, run, id, timeout, item, attempt, status, input, due, round, seq, kept_from) \
              JOIN started ON started.id = e.task \
          ), written AS ( \
              INSERT INTO outbox (exchange, routing_key, payload, not_before) \
@@ -233,6 +273,10 @@ pub async fn start_tasks(
     .bind(&columns.keys)
     .bind(&columns.payloads)
     .bind(crate::outbox::lease_millis(lease))
+    .bind(&kept)
+    .bind(&rounds)
+    .bind(&seqs)
+    .bind(&kept_from)
     .fetch_all(conn)
     .await
     .context("starting tasks")?;
@@ -258,28 +302,32 @@ pub async fn start_tasks(
 }
 
 /// Guarded `pending → queued` of items' first attempt of this round, by
-/// index. Items not pending (already queued) are left out.
+/// dispatch position: the item index, or the position in a round that kept
+/// items (`by_seq`, see [`ExecutionRow::seq`]). Items not pending (already
+/// queued) are left out.
 ///
 /// # Errors
 /// A database error.
 pub async fn queue_items(
     conn: &mut PgConnection,
     task: TaskExecutionId,
-    items: std::ops::Range<i32>,
+    positions: std::ops::Range<i32>,
     attempt: i32,
+    by_seq: bool,
 ) -> Result<Vec<ExecutionRow>, StoreError> {
-    if items.is_empty() {
+    if positions.is_empty() {
         return Ok(Vec::new());
     }
+    let position = if by_seq { "seq" } else { "item_index" };
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "UPDATE executions SET status = 'queued', queued_at = clock_timestamp() \
-         WHERE task_execution_id = $1 AND item_index >= $2 AND item_index < $3 AND attempt = $4 \
+         WHERE task_execution_id = $1 AND {position} >= $2 AND {position} < $3 AND attempt = $4 \
            AND status = 'pending' \
          RETURNING {EXECUTION_COLUMNS}"
     )))
     .bind(task.as_uuid())
-    .bind(items.start)
-    .bind(items.end)
+    .bind(positions.start)
+    .bind(positions.end)
     .bind(attempt)
     .fetch_all(conn)
     .await
@@ -362,6 +410,8 @@ pub struct Completed {
     pub workflow_name: String,
     /// Its run's input.
     pub run_input: Value,
+    /// Its run's current round (`run_attempt`).
+    pub run_round: i32,
     /// Whether the same statement made its task terminal: a plain task
     /// (no `with_items`) of a running run whose one execution succeeded
     /// ends with it (see [`Recorded::finished`]).
@@ -457,7 +507,8 @@ pub async fn complete_many(
              RETURNING {finished} \
          ), {cascade} \
          SELECT e.*, t.task_name, t.attempt_base, w.status AS run_status, w.definition_id, \
-                w.workflow_name, w.input AS run_input, f.id IS NOT NULL AS task_finished, \
+                w.workflow_name, w.input AS run_input, w.run_attempt AS run_round, \
+                f.id IS NOT NULL AS task_finished, \
                 CASE WHEN e.ord = (SELECT min(ord) FROM e) \
                      THEN (SELECT jsonb_agg(c) FROM cascade c) END AS cascade \
          FROM e \
@@ -505,22 +556,73 @@ pub async fn complete_many(
     Ok(recorded)
 }
 
-/// The results of a task's succeeded items, in item order.
+/// The results of a task's succeeded items in its current round (attempts
+/// after `attempt_base`), in item order: one per item, from its latest
+/// successful execution (kept items included).
 ///
 /// # Errors
 /// A database error.
 pub async fn item_results(
     conn: &mut PgConnection,
     task: TaskExecutionId,
+    attempt_base: i32,
 ) -> Result<Vec<Value>, StoreError> {
     let rows: Vec<Option<Value>> = sqlx::query_scalar(
-        "SELECT result FROM executions WHERE task_execution_id = $1 AND status = 'succeeded' ORDER BY item_index",
+        "SELECT DISTINCT ON (item_index) result FROM executions \
+         WHERE task_execution_id = $1 AND status = 'succeeded' AND attempt > $2 \
+         ORDER BY item_index, attempt DESC",
     )
     .bind(task.as_uuid())
+    .bind(attempt_base)
     .fetch_all(conn)
     .await
     .context("collecting item results")?;
     Ok(rows.into_iter().map(Option::unwrap_or_default).collect())
+}
+
+/// An item that succeeded in an earlier round: a round that keeps items
+/// keeps it if its input renders the same again.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Keepable {
+    /// Its task.
+    #[sqlx(try_from = "Uuid")]
+    pub task_execution_id: TaskExecutionId,
+    /// The item's position.
+    pub item_index: i32,
+    /// Its latest successful execution.
+    #[sqlx(try_from = "Uuid")]
+    pub id: ExecutionId,
+    /// The input that execution ran with.
+    pub input: Value,
+}
+
+/// The items of these tasks that succeeded in an earlier round (attempts up
+/// to each task's `attempt_base`), each with its latest successful
+/// execution. Read only for the tasks `weft retry` marked `keep_items`.
+///
+/// # Errors
+/// A database error.
+pub async fn keepable(
+    conn: &mut PgConnection,
+    tasks: &[(TaskExecutionId, i32)],
+) -> Result<Vec<Keepable>, StoreError> {
+    if tasks.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<Uuid> = tasks.iter().map(|(t, _)| t.as_uuid()).collect();
+    let bases: Vec<i32> = tasks.iter().map(|(_, b)| *b).collect();
+    sqlx::query_as(
+        "SELECT DISTINCT ON (e.task_execution_id, e.item_index) \
+                e.task_execution_id, e.item_index, e.id, e.input \
+         FROM executions e JOIN UNNEST($1::uuid[], $2::int[]) AS t(id, base) ON e.task_execution_id = t.id \
+         WHERE e.status = 'succeeded' AND e.attempt <= t.base AND e.item_index IS NOT NULL \
+         ORDER BY e.task_execution_id, e.item_index, e.attempt DESC",
+    )
+    .bind(&ids)
+    .bind(&bases)
+    .fetch_all(conn)
+    .await
+    .context("reading the items earlier rounds finished")
 }
 
 /// Cancels the executions of a task that never started (pending items left
@@ -561,20 +663,23 @@ pub async fn for_run(
     .context("reading a run's executions")
 }
 
-/// The lowest-indexed item of a task that failed for good, with its error.
+/// The lowest-indexed item of a task that failed for good in its current
+/// round (attempts after `attempt_base`), with its error.
 ///
 /// # Errors
 /// A database error.
 pub async fn first_failure(
     conn: &mut PgConnection,
     task: TaskExecutionId,
+    attempt_base: i32,
 ) -> Result<Option<(i32, String)>, StoreError> {
     let row: Option<(Option<i32>, Option<String>, String)> = sqlx::query_as(
         "SELECT item_index, error, status FROM executions \
-         WHERE task_execution_id = $1 AND status IN ('failed', 'timed_out') \
+         WHERE task_execution_id = $1 AND status IN ('failed', 'timed_out') AND attempt > $2 \
          ORDER BY item_index, attempt DESC LIMIT 1",
     )
     .bind(task.as_uuid())
+    .bind(attempt_base)
     .fetch_optional(conn)
     .await
     .context("finding the first failed item")?;
