@@ -597,6 +597,34 @@ async fn drop_leftover_databases(base_url: &str) {
     let _ = admin.close().await;
 }
 
+/// Waits (at most `timeout`) until a queue holds at least `n` messages, as
+/// [`queue_messages`] counts them; returns the count. Each probe spawns
+/// `rabbitmqctl` (an Erlang VM, ~0.3 s of CPU), so probes are 500 ms apart.
+///
+/// # Errors
+/// On timeout, with the count reached.
+pub async fn wait_for_queue_messages(
+    amqp_url: &str,
+    queue: &str,
+    n: usize,
+    timeout: Duration,
+) -> anyhow::Result<usize> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let (url, name) = (amqp_url.to_owned(), queue.to_owned());
+        let count = tokio::task::spawn_blocking(move || queue_messages(&url, &name))
+            .await?
+            .unwrap_or(0);
+        if count >= n {
+            return Ok(count);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!("queue {queue} holds {count} messages, not {n}, after {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 /// Messages in a queue of the vhost an AMQP URL names (ready and unacked),
 /// as `rabbitmqctl list_queues` counts them; `None` if `rabbitmqctl` fails
 /// or does not list the queue.

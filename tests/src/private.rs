@@ -75,8 +75,21 @@ fn leftovers(prefix: &str) -> Vec<PathBuf> {
 /// picks it; the short window until the server binds it is the price of
 /// not hard-coding ports two test binaries could both choose.
 fn free_port() -> anyhow::Result<u16> {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("finding a free port")?;
-    Ok(listener.local_addr()?.port())
+    Ok(free_ports::<1>()?[0])
+}
+
+/// `N` distinct free ports: each is held until all are chosen, so the
+/// kernel cannot hand out one twice.
+fn free_ports<const N: usize>() -> anyhow::Result<[u16; N]> {
+    let mut held = Vec::with_capacity(N);
+    let mut ports = [0; N];
+    for port in &mut ports {
+        let listener =
+            TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("finding a free port")?;
+        *port = listener.local_addr()?.port();
+        held.push(listener);
+    }
+    Ok(ports)
 }
 
 /// Whether something accepts connections on 127.0.0.1:`port`.
@@ -353,7 +366,7 @@ impl PrivateRabbit {
             std::process::id(),
             &uuid::Uuid::new_v4().simple().to_string()[..6]
         );
-        let (port, dist_port) = (free_port()?, free_port()?);
+        let [port, dist_port] = free_ports()?;
         let path = |name: &str| dir.path.join(name);
         std::fs::write(path("nodename"), &node)?;
         // `guest` may connect from 127.0.0.1 by default: nothing else is
