@@ -78,6 +78,16 @@ pub(crate) struct ExecutorTuning {
         value_name = "SECONDS"
     )]
     pub(crate) deadline_grace: f64,
+    /// Seconds a queued execution may wait for a worker to take it before
+    /// its dispatch is presumed lost and sent again (same execution id and
+    /// attempt), if its pool's queue is empty.
+    #[arg(
+        long,
+        default_value_t = weft_store::executions::DEFAULT_REDISPATCH_AFTER.as_secs_f64(),
+        env = "WEFT_REDISPATCH_AFTER",
+        value_name = "SECONDS"
+    )]
+    pub(crate) redispatch_after: f64,
 }
 
 /// Arguments of `weft worker`.
@@ -152,6 +162,7 @@ fn executor_config(conn: &Conn, tuning: &ExecutorTuning) -> anyhow::Result<Execu
         reaper: ReaperConfig {
             interval: seconds("--reaper-interval", tuning.reaper_interval)?,
             heartbeat_grace: seconds("--heartbeat-grace", tuning.heartbeat_grace)?,
+            redispatch_after: seconds("--redispatch-after", tuning.redispatch_after)?,
         },
         ..ExecutorConfig::default()
     })
@@ -176,7 +187,7 @@ fn worker_config(conn: &Conn, tuning: &WorkerTuning) -> anyhow::Result<WorkerCon
 }
 
 /// A positive number of seconds as a duration, or an error naming the flag.
-fn seconds(flag: &str, value: f64) -> anyhow::Result<Duration> {
+pub(crate) fn seconds(flag: &str, value: f64) -> anyhow::Result<Duration> {
     Duration::try_from_secs_f64(value)
         .ok()
         .filter(|d| !d.is_zero())
