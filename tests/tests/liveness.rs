@@ -11,7 +11,7 @@ use weft_common::WorkflowStatus;
 use weft_common::message::topology;
 use weft_store::audit::{self, Thresholds};
 use weft_tests::process::Daemon;
-use weft_tests::{Stack, StackOptions, wait_for_execution};
+use weft_tests::{Stack, StackOptions};
 
 /// The stack's services, and short intervals for the daemons.
 fn env(stack: &Stack, extra: &[(&'static str, &str)]) -> Vec<(&'static str, String)> {
@@ -273,10 +273,12 @@ async fn an_undecodable_outbox_row_is_parked_and_reported_never_deleted() {
     let stack = Stack::start(StackOptions::bare()).expect("stack");
     let pool = stack.pool().await.expect("pool");
     let run = uuid::Uuid::new_v4();
+    // An envelope of a message type this build does not know.
     let row: i64 = sqlx::query_scalar(
         "INSERT INTO outbox (exchange, routing_key, payload) \
          VALUES ('weft.events', 'workflow.submitted', \
-                 jsonb_build_object('version', 1, 'type', 'no_such_message', 'workflow_execution_id', $1::uuid)) \
+                 jsonb_build_object('version', 1, 'id', gen_random_uuid(), 'sent_at', now(), \
+                                    'type', 'no_such_message', 'workflow_execution_id', $1::uuid)) \
          RETURNING id",
     )
     .bind(run)
