@@ -320,3 +320,25 @@ async fn an_undecodable_outbox_row_is_parked_and_reported_never_deleted() {
         "{found:?}"
     );
 }
+
+#[test]
+fn a_redispatch_delay_that_is_not_a_positive_number_is_refused_by_name() {
+    let weft = weft_tests::process::weft_binary().expect("the weft binary");
+    for command in [&["executor"][..], &["dev"], &["audit"]] {
+        let out = std::process::Command::new(&weft)
+            .args(command)
+            .args(["--redispatch-after", "0"])
+            // Nothing listens there: the flag must be refused before any
+            // connection is tried.
+            .env("WEFT_DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")
+            .env("WEFT_AMQP_URL", "amqp://nobody:x@127.0.0.1:1/%2f")
+            .output()
+            .expect("weft runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{command:?}: {stderr}");
+        assert!(
+            stderr.contains("--redispatch-after must be a positive number of seconds, not 0"),
+            "{command:?}: {stderr}"
+        );
+    }
+}

@@ -38,8 +38,6 @@ pub(crate) struct AuditArgs {
 
 /// Exit 0 when clean, 1 with every violation named.
 pub(crate) async fn run(args: &AuditArgs) -> anyhow::Result<ExitCode> {
-    let pool = weft_store::connect(&args.conn.resolve("weft-audit")?.db).await?;
-    let mut conn = pool.acquire().await.context("connecting")?;
     let queued_secs =
         crate::commands::daemons::seconds("--redispatch-after", args.redispatch_after)?
             .as_secs_f64();
@@ -47,6 +45,8 @@ pub(crate) async fn run(args: &AuditArgs) -> anyhow::Result<ExitCode> {
         outbox_secs: args.outbox_threshold,
         queued_secs,
     };
+    let pool = weft_store::connect(&args.conn.resolve("weft-audit")?.db).await?;
+    let mut conn = pool.acquire().await.context("connecting")?;
     let violations = audit::audit_with(&mut conn, args.id, thresholds).await?;
     let checks = audit::checks();
     if args.json {

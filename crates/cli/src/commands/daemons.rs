@@ -197,9 +197,10 @@ pub(crate) fn seconds(flag: &str, value: f64) -> anyhow::Result<Duration> {
 /// Runs an executor until SIGINT/SIGTERM.
 pub(crate) async fn executor(args: &ExecutorArgs) -> anyhow::Result<ExitCode> {
     let conn = args.conn.resolve("weft-executor")?;
+    let config = executor_config(&conn, &args.tuning)?;
     let shutdown = shutdown_on_signal();
     args.ops.start(&shutdown).await?;
-    weft_executor::run(executor_config(&conn, &args.tuning)?, shutdown).await?;
+    weft_executor::run(config, shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -220,13 +221,16 @@ pub(crate) async fn worker(args: &WorkerArgs) -> anyhow::Result<ExitCode> {
 /// Migrates, then runs an executor and a worker in this process.
 pub(crate) async fn dev(args: &DevArgs) -> anyhow::Result<ExitCode> {
     let conn = args.conn.resolve("weft-dev")?;
+    // Bad flags are refused before anything is touched.
+    let executor_config = executor_config(&conn, &args.executor)?;
+    let worker_config = worker_config(&conn, &args.worker)?;
     weft_store::migrate(&conn.db).await?.close().await;
     tracing::info!(database = %conn.db.redacted_url(), "database migrated; starting an executor and a worker");
     let shutdown = shutdown_on_signal();
     args.ops.start(&shutdown).await?;
-    let executor = weft_executor::run(executor_config(&conn, &args.executor)?, shutdown.clone());
+    let executor = weft_executor::run(executor_config, shutdown.clone());
     let worker = weft_worker::run(
-        worker_config(&conn, &args.worker)?,
+        worker_config,
         ActionRegistry::with_builtins(),
         shutdown.clone(),
     );
