@@ -25,7 +25,8 @@ pub struct Violation {
 }
 
 /// A named check and its query. `$1` is the run to audit, or NULL for all;
-/// `$2` the outbox age threshold in seconds.
+/// `$2` the outbox age threshold in seconds; `$3` how long in seconds a
+/// queued execution may wait to be taken (see [`Thresholds`]).
 ///
 /// A canceled task's counters stop when its run is canceled, while its
 /// running actions may still finish (and be recorded with their own
@@ -120,6 +121,36 @@ const CHECKS: &[(&str, &str)] = &[
            AND ($1::uuid IS NULL OR (payload->>'workflow_execution_id')::uuid = $1)",
     ),
     (
+        // A dispatch lost on the way (a purged queue, a broker node lost
+        // without replicated queues, a dead-lettered message) leaves its
+        // execution queued: the executors send it again after
+        // `--redispatch-after`, so one waiting longer than that (counted
+        // from its last dispatch) is a run that hangs.
+        "queued_executions_taken",
+        "SELECT e.workflow_execution_id, \
+                format('execution %s (task `%s`, item %s, attempt %s) has waited since %s for a worker to take it \
+                        (re-sent %s times): its dispatch may be lost, or no worker serves its pool, or the pool''s queue is deep', \
+                       e.id, t.task_name, coalesce(e.item_index::text, '-'), e.attempt, \
+                       GREATEST(e.queued_at, e.due_at, e.redispatched_at), e.redispatches) \
+         FROM executions e JOIN task_executions t ON t.id = e.task_execution_id \
+         WHERE e.status = 'queued' \
+           AND GREATEST(e.queued_at, e.due_at, e.redispatched_at) < now() - make_interval(secs => $3) \
+           AND ($1::uuid IS NULL OR e.workflow_execution_id = $1)",
+    ),
+    (
+        // Rows the relay could not decode are parked, never dropped.
+        "outbox_nothing_parked",
+        // The payload is what could not be decoded: its run id is read only
+        // if it has the shape of one.
+        "SELECT coalesce(p.run, '00000000-0000-0000-0000-000000000000'::uuid), \
+                format('outbox message %s (to %s/%s, written %s) was parked unpublished: %s', \
+                       p.id, p.exchange, p.routing_key, p.created_at, p.reason) \
+         FROM (SELECT o.*, CASE WHEN o.payload->>'workflow_execution_id' ~* '^[0-9a-f]{8}-([0-9a-f]{4}-){3}[0-9a-f]{12}$' \
+                                THEN (o.payload->>'workflow_execution_id')::uuid END AS run \
+               FROM outbox_parked o) p \
+         WHERE ($1::uuid IS NULL OR p.run = $1)",
+    ),
+    (
         "fan_out_result_per_item",
         "SELECT t.workflow_execution_id, \
                 format('fan-out `%s` succeeded with %s result entries for %s items', t.task_name, \
@@ -162,7 +193,31 @@ pub fn checks() -> Vec<&'static str> {
     CHECKS.iter().map(|(name, _)| *name).collect()
 }
 
+/// The ages past which the audit reports a message or an execution as
+/// stuck.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Thresholds {
+    /// Seconds an outbox message may stay unpublished past its due time.
+    pub outbox_secs: f64,
+    /// Seconds a queued execution may wait for a worker to take it since
+    /// its dispatch was last written; the executors' `--redispatch-after`.
+    pub queued_secs: f64,
+}
+
+impl Thresholds {
+    /// The given outbox threshold, and the default redispatch delay.
+    #[must_use]
+    pub fn outbox(outbox_secs: f64) -> Self {
+        Self {
+            outbox_secs,
+            queued_secs: crate::executions::DEFAULT_REDISPATCH_AFTER.as_secs_f64(),
+        }
+    }
+}
+
 /// Runs every check, for one run or for all; returns every violation.
+/// Queued executions are judged against the default redispatch delay (see
+/// [`audit_with`]).
 ///
 /// # Errors
 /// A database error.
@@ -171,6 +226,19 @@ pub async fn audit(
     run: Option<WorkflowExecutionId>,
     outbox_threshold_secs: f64,
 ) -> Result<Vec<Violation>, StoreError> {
+    audit_with(conn, run, Thresholds::outbox(outbox_threshold_secs)).await
+}
+
+/// Runs every check with the given thresholds, for one run or for all;
+/// returns every violation.
+///
+/// # Errors
+/// A database error.
+pub async fn audit_with(
+    conn: &mut PgConnection,
+    run: Option<WorkflowExecutionId>,
+    thresholds: Thresholds,
+) -> Result<Vec<Violation>, StoreError> {
     let mut found = Vec::new();
     for (name, sql) in CHECKS {
         let query = format!(
@@ -178,7 +246,8 @@ pub async fn audit(
         );
         let rows: Vec<Violation> = sqlx::query_as(sqlx::AssertSqlSafe(query))
             .bind(run.map(|r| r.as_uuid()))
-            .bind(outbox_threshold_secs)
+            .bind(thresholds.outbox_secs)
+            .bind(thresholds.queued_secs)
             .fetch_all(&mut *conn)
             .await
             .context("auditing")?;

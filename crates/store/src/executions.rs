@@ -336,7 +336,11 @@ pub async fn queue_items(
 
 /// Guarded `queued → running` when a worker reports the start; sets the
 /// deadline to the timeout plus `grace` (none without a timeout: then only a
-/// lost heartbeat reaps it). A start reported by another worker while the
+/// lost heartbeat reaps it), counted from the database's clock as the
+/// report arrives: `started_at` is the worker's clock, kept for display,
+/// but a worker clock running behind — or a report that waited in
+/// `weft.executor` while the executors were down — must not bring the
+/// deadline forward and get a healthy action reaped. A start reported by another worker while the
 /// execution is running means the broker redelivered the dispatch after its
 /// first worker was lost: the execution is re-assigned to the new worker, so
 /// the reaper watches the worker that actually runs it. `false`: a duplicate
@@ -355,7 +359,7 @@ pub async fn started(
     let done = sqlx::query(
         "UPDATE executions \
          SET status = 'running', worker_id = $3, started_at = $4, \
-             deadline = $4 + make_interval(secs => (timeout_ms + $5)::float8 / 1000) \
+             deadline = clock_timestamp() + make_interval(secs => (timeout_ms + $5)::float8 / 1000) \
          WHERE id = $1 AND attempt = $2 AND (status = 'queued' OR (status = 'running' AND worker_id <> $3))",
     )
     .bind(id.as_uuid())
@@ -709,13 +713,22 @@ pub struct Overdue {
 /// Claims one running execution whose deadline passed or whose worker has
 /// not sent a heartbeat for `heartbeat_grace_ms`, locking it (`SKIP LOCKED`:
 /// concurrent reapers take different rows) until the transaction ends.
+/// Executions in `exclude` are passed over: the reaper's quarantine of rows
+/// whose reaping failed for a reason retrying cannot fix, so one such row
+/// is not picked first on every pass ahead of all the others.
+///
+/// Both clocks compared are the database's: `deadline` and
+/// `last_heartbeat` are stamped with it as the reports arrive (see
+/// [`started`] and [`crate::workers::heartbeat`]).
 ///
 /// # Errors
 /// A database error.
 pub async fn claim_overdue(
     conn: &mut PgConnection,
     heartbeat_grace_ms: i64,
+    exclude: &[ExecutionId],
 ) -> Result<Option<Overdue>, StoreError> {
+    let exclude: Vec<Uuid> = exclude.iter().map(|id| id.as_uuid()).collect();
     sqlx::query_as(
         "SELECT e.id, e.workflow_execution_id, e.attempt, \
                 CASE WHEN e.deadline < now() \
@@ -724,10 +737,109 @@ pub async fn claim_overdue(
          FROM executions e LEFT JOIN workers w ON w.id = e.worker_id \
          WHERE e.status = 'running' \
            AND (e.deadline < now() OR w.last_heartbeat < now() - make_interval(secs => $1::float8 / 1000)) \
+           AND e.id <> ALL($2) \
          ORDER BY e.deadline NULLS LAST LIMIT 1 FOR UPDATE OF e SKIP LOCKED",
     )
     .bind(heartbeat_grace_ms)
+    .bind(&exclude)
     .fetch_optional(conn)
     .await
     .context("finding overdue executions")
+}
+
+/// How long a queued execution may wait to be taken by a worker before its
+/// dispatch is presumed lost and sent again (`--redispatch-after`), and the
+/// age from which `weft audit` reports it.
+pub const DEFAULT_REDISPATCH_AFTER: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// A queued execution no worker has taken for too long: its dispatch may
+/// have been lost (a purged queue, a broker node lost without replicated
+/// queues, a dispatch dead-lettered).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Stale {
+    /// The execution.
+    #[sqlx(try_from = "Uuid")]
+    pub id: ExecutionId,
+    /// Its task.
+    #[sqlx(try_from = "Uuid")]
+    pub task_execution_id: TaskExecutionId,
+    /// Its run.
+    #[sqlx(try_from = "Uuid")]
+    pub workflow_execution_id: WorkflowExecutionId,
+    /// The item's position, for a with_items task.
+    pub item_index: Option<i32>,
+    /// Which try: a dispatch sent again keeps it.
+    pub attempt: i32,
+    /// The rendered input, as first dispatched.
+    pub input: Value,
+    /// Its run's workflow definition (for the task's action, pool and
+    /// timeout).
+    pub definition_id: Uuid,
+    /// Since when it has waited: its dispatch's last write to the outbox,
+    /// or the end of its retry backoff.
+    pub waiting_since: DateTime<Utc>,
+}
+
+/// The SQL for "since when a queued execution waits to be taken": the
+/// expression `executions_queued_since_idx` indexes, spelled once.
+const QUEUED_SINCE: &str = "GREATEST(e.queued_at, e.due_at, e.redispatched_at)";
+
+/// Claims up to `limit` queued executions of running runs that have waited
+/// longer than `older_than_ms` to be taken, oldest first, locking them
+/// (`SKIP LOCKED`: concurrent redispatchers take different rows) until the
+/// transaction ends; `exclude` is passed over (rows already looked at in
+/// this pass). `pending` executions (waiting for a concurrency slot) were
+/// never dispatched and are not claimed.
+///
+/// # Errors
+/// A database error.
+pub async fn claim_stale_queued(
+    conn: &mut PgConnection,
+    older_than_ms: i64,
+    exclude: &[ExecutionId],
+    limit: i64,
+) -> Result<Vec<Stale>, StoreError> {
+    let exclude: Vec<Uuid> = exclude.iter().map(|id| id.as_uuid()).collect();
+    // The status is spelled into the text (from the enum, not a literal):
+    // the planner uses the partial index only for a predicate it can see.
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT e.id, e.task_execution_id, e.workflow_execution_id, e.item_index, e.attempt, e.input, \
+                w.definition_id, {QUEUED_SINCE} AS waiting_since \
+         FROM executions e JOIN workflow_executions w ON w.id = e.workflow_execution_id \
+         WHERE e.status = '{queued}' AND w.status = $1 \
+           AND {QUEUED_SINCE} < now() - make_interval(secs => $2::float8 / 1000) \
+           AND e.id <> ALL($3) \
+         ORDER BY {QUEUED_SINCE} LIMIT $4 FOR UPDATE OF e SKIP LOCKED",
+        queued = ExecutionStatus::Queued.as_str(),
+    )))
+    .bind(WorkflowStatus::Running.as_str())
+    .bind(older_than_ms)
+    .bind(&exclude)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+    .context("finding queued executions not taken")
+}
+
+/// Records that the dispatches of these executions were written to the
+/// outbox again (guarded: only those still queued). Returns the ones
+/// recorded.
+///
+/// # Errors
+/// A database error.
+pub async fn redispatched(
+    conn: &mut PgConnection,
+    ids: &[ExecutionId],
+) -> Result<Vec<ExecutionId>, StoreError> {
+    let ids: Vec<Uuid> = ids.iter().map(|id| id.as_uuid()).collect();
+    let done: Vec<Uuid> = sqlx::query_scalar(
+        "UPDATE executions SET redispatched_at = clock_timestamp(), redispatches = redispatches + 1 \
+         WHERE id = ANY($1) AND status = $2 RETURNING id",
+    )
+    .bind(&ids)
+    .bind(ExecutionStatus::Queued.as_str())
+    .fetch_all(conn)
+    .await
+    .context("recording redispatches")?;
+    Ok(done.into_iter().map(ExecutionId::from).collect())
 }
