@@ -13,7 +13,9 @@
 //! 3. [`Relay`] — publishes committed outbox rows with confirms.
 //! 4. [`reap_once`] — ends executions whose deadline passed or whose worker
 //!    went silent, applying the retry policy.
-//! 5. [`run`] — the daemon wiring them to the bus.
+//! 5. [`prune_once`] — deletes runs finished longer ago than the
+//!    retention (off unless configured).
+//! 6. [`run`] — the daemon wiring them to the bus.
 
 mod batch;
 mod catalog;
@@ -24,6 +26,7 @@ mod error;
 mod flush;
 mod reaper;
 mod relay;
+mod retention;
 mod step;
 mod stream;
 mod submit;
@@ -33,4 +36,5 @@ pub use engine::{Applied, Engine, EngineConfig};
 pub use error::EngineError;
 pub use reaper::{ReaperConfig, reap_once};
 pub use relay::{Relay, RelayConfig};
+pub use retention::{RetentionConfig, prune_once};
 pub use submit::{SUBMIT_LEASE, submit};

@@ -17,6 +17,7 @@
 //! 4. [`executions`] — one row per item × attempt; start/complete guards.
 //! 5. [`outbox`] — messages written with the state, relayed after commit.
 //! 6. [`workers`] — heartbeats.
+//! 7. [`prune`] — deleting finished runs past their retention.
 
 pub mod audit;
 pub mod cancel;
@@ -24,6 +25,7 @@ pub mod db;
 mod error;
 pub mod executions;
 pub mod outbox;
+pub mod prune;
 pub mod retry;
 pub mod runs;
 pub mod tasks;
