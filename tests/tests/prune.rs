@@ -272,6 +272,67 @@ async fn the_retention_loop_prunes_in_batches_and_stops_between_them() {
     assert_eq!(rows_of(&pool, kept).await, (1, 2, 3));
 }
 
+/// The reads of one run find its executions through an index whatever
+/// statuses they ask for, and with no status at all (`weft audit ID`,
+/// `executions::for_run`, the cascade from a pruned run) — cancellation's `pending`/`queued` included, which
+/// the partial index before migration 0007 could not serve (a scan of every
+/// execution ever run) — and a prune finds finished runs by age. Sequential
+/// scans are disabled so the plan shows whether an index *can* serve the
+/// query, whatever this small table's statistics would prefer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_of_one_run_and_the_prune_scan_are_served_by_indexes() {
+    let stack = Stack::start(StackOptions::bare()).expect("stack");
+    let pool = stack.pool().await.expect("pool");
+    let id = crafted_run(&pool, WorkflowStatus::Running, None).await;
+    let mut tx = pool.begin().await.expect("tx");
+    sqlx::query("SET LOCAL enable_seqscan = off")
+        .execute(&mut *tx)
+        .await
+        .expect("set");
+    let cases = [
+        (
+            format!(
+                "UPDATE executions SET status = 'canceled' \
+                 WHERE workflow_execution_id = '{id}' AND status IN ('pending', 'queued')"
+            ),
+            "executions_run_status_idx",
+        ),
+        (
+            format!(
+                "SELECT id FROM executions WHERE workflow_execution_id = '{id}' AND status = 'running'"
+            ),
+            "executions_run_status_idx",
+        ),
+        (
+            format!("SELECT * FROM executions WHERE workflow_execution_id = '{id}'"),
+            "executions_run_status_idx",
+        ),
+        (
+            "SELECT id FROM workflow_executions \
+             WHERE status IN ('succeeded', 'failed', 'canceled') AND finished_at < now() \
+             ORDER BY finished_at LIMIT 500"
+                .to_owned(),
+            "workflow_executions_finished_idx",
+        ),
+    ];
+    for (sql, index) in cases {
+        let plan: Vec<String> =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("EXPLAIN (COSTS OFF) {sql}")))
+                .fetch_all(&mut *tx)
+                .await
+                .expect("explain");
+        let plan = plan.join("\n");
+        // Another index may win on this tiny table (the partial index of
+        // running executions, say); what must not happen is a scan of the
+        // whole table.
+        assert!(
+            !plan.contains("Seq Scan"),
+            "{sql}\nscans the table instead of using an index such as {index}:\n{plan}"
+        );
+    }
+    tx.rollback().await.expect("rollback");
+}
+
 #[test]
 fn weft_prune_from_the_command_line() {
     let stack = Stack::start(StackOptions::bare()).expect("stack");
