@@ -16,7 +16,7 @@ use weft_common::{WorkflowExecutionId, WorkflowStatus};
 use weft_executor::{RetentionConfig, prune_once};
 use weft_store::prune::{self, Pruned};
 use weft_store::retry::{self, Reopened};
-use weft_tests::process::weft_binary;
+use weft_tests::process::{Daemon, weft_binary};
 use weft_tests::{Stack, StackOptions};
 
 const DAY: Duration = Duration::from_secs(86_400);
@@ -331,6 +331,30 @@ async fn reads_of_one_run_and_the_prune_scan_are_served_by_indexes() {
         );
     }
     tx.rollback().await.expect("rollback");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_executor_started_with_a_retention_prunes_in_the_background() {
+    let stack = Stack::start(StackOptions::bare()).expect("stack");
+    let pool = stack.pool().await.expect("pool");
+    let old = crafted_run(&pool, WorkflowStatus::Failed, Some(3 * DAY)).await;
+    let kept = crafted_run(&pool, WorkflowStatus::Failed, Some(DAY / 2)).await;
+    let env = [
+        ("WEFT_DATABASE_URL", stack.database_url.as_str()),
+        ("WEFT_AMQP_URL", stack.amqp_url.as_str()),
+        ("WEFT_RETENTION", "1d"),
+    ];
+    let _executor = Daemon::start("executor", &["executor"], &env).expect("weft executor");
+    // Its first pass runs as it starts.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while rows_of(&pool, old).await != (0, 0, 0) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the executor's retention did not prune the old run"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(rows_of(&pool, kept).await, (1, 2, 3));
 }
 
 #[test]
