@@ -52,6 +52,8 @@ pub(crate) enum Command {
     Retry(crate::commands::retry::RetryArgs),
     /// Cancel a run: no new dispatches, running actions are killed.
     Cancel(crate::commands::cancel::CancelArgs),
+    /// Delete finished runs older than a duration, with their tasks and executions.
+    Prune(crate::commands::prune::PruneArgs),
     /// Create the database if needed and apply the schema.
     Migrate(crate::commands::migrate::MigrateArgs),
     /// Run an executor: advance runs, relay the outbox.

@@ -1,5 +1,5 @@
-//! Durations as written in workflows: `250ms`, `30s`, `5m`, `1h`, or a
-//! combination such as `1m30s`. A bare number is not accepted: the unit is
+//! Durations as written in workflows and flags: `250ms`, `30s`, `5m`, `1h`,
+//! `30d`, or a combination such as `1m30s`. A bare number is not accepted: the unit is
 //! always explicit.
 
 use std::time::Duration;
@@ -38,6 +38,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             "s" => number,
             "m" => number * 60.0,
             "h" => number * 3600.0,
+            // Retention is counted in days (`weft prune --older-than 30d`).
+            "d" => number * 86_400.0,
             "" => {
                 return Err(format!(
                     "`{text}` has no unit; write e.g. `{number}s` or `{number}ms`"
@@ -45,7 +47,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             }
             other => {
                 return Err(format!(
-                    "`{other}` in `{text}` is not a unit; use ms, s, m or h"
+                    "`{other}` in `{text}` is not a unit; use ms, s, m, h or d"
                 ));
             }
         };
@@ -67,6 +69,8 @@ mod tests {
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
         assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
         assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(30 * 86_400)));
+        assert_eq!(parse_duration("1d12h"), Ok(Duration::from_secs(36 * 3600)));
     }
 
     #[test]

@@ -16,6 +16,7 @@ use crate::error::EngineError;
 use crate::liveness::{Handlers, Liveness};
 use crate::reaper::{Reaper, ReaperConfig};
 use crate::relay::{Outlet, Relay, RelayConfig, backoff};
+use crate::retention::RetentionConfig;
 
 /// Everything an executor needs to run.
 #[derive(Debug, Clone)]
@@ -39,6 +40,9 @@ pub struct ExecutorConfig {
     pub relay: RelayConfig,
     /// The reaper's settings.
     pub reaper: ReaperConfig,
+    /// How long finished runs are kept; `None` (the default) keeps them
+    /// forever (`weft prune` deletes them on demand).
+    pub retention: Option<RetentionConfig>,
     /// Worker pools whose queues to declare at start.
     pub pools: Vec<String>,
 }
@@ -54,6 +58,7 @@ impl Default for ExecutorConfig {
             engine: EngineConfig::default(),
             relay: RelayConfig::default(),
             reaper: ReaperConfig::default(),
+            retention: None,
             pools: vec![topology::DEFAULT_POOL.to_owned()],
         }
     }
@@ -92,6 +97,13 @@ pub async fn run(config: ExecutorConfig, shutdown: CancellationToken) -> Result<
     let outlet = Outlet::new(bus.clone()).await?;
 
     let tracker = TaskTracker::new();
+    if let Some(retention) = config.retention.clone() {
+        tracker.spawn(crate::retention::run(
+            pool.clone(),
+            retention,
+            shutdown.clone(),
+        ));
+    }
     // The flusher stops after the consumer (so it publishes what the last
     // handlers committed): it has its own token, cancelled below.
     let flusher_stop = CancellationToken::new();

@@ -15,7 +15,9 @@
 //!    whose worker went silent, applying the retry policy — only once this
 //!    executor has been caught up with `weft.executor` for the heartbeat
 //!    grace ([`Liveness`]); `redispatch` re-sends dispatches that seem lost.
-//! 5. [`run`] — the daemon wiring them to the bus.
+//! 5. [`prune_once`] — deletes runs finished longer ago than the
+//!    retention (off unless configured).
+//! 6. [`run`] — the daemon wiring them to the bus.
 
 mod batch;
 mod catalog;
@@ -28,6 +30,7 @@ mod liveness;
 mod reaper;
 mod redispatch;
 mod relay;
+mod retention;
 mod step;
 mod stream;
 mod submit;
@@ -38,4 +41,5 @@ pub use error::EngineError;
 pub use liveness::Liveness;
 pub use reaper::{Reaper, ReaperConfig};
 pub use relay::{Relay, RelayConfig};
+pub use retention::{RetentionConfig, prune_once};
 pub use submit::{SUBMIT_LEASE, submit};

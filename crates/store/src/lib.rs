@@ -19,6 +19,7 @@
 //! 6. [`workers`] — heartbeats.
 //! 7. [`retry`], [`cancel`], [`audit`] — operators' commands;
 //!    [`transact`] runs them again when a deadlock aborts them.
+//! 8. [`prune`] — deleting finished runs past their retention.
 
 pub mod audit;
 pub mod cancel;
@@ -26,6 +27,7 @@ pub mod db;
 mod error;
 pub mod executions;
 pub mod outbox;
+pub mod prune;
 pub mod retry;
 pub mod runs;
 pub mod tasks;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Args;
 use tokio_util::sync::CancellationToken;
-use weft_executor::{EngineConfig, ExecutorConfig, ReaperConfig};
+use weft_executor::{EngineConfig, ExecutorConfig, ReaperConfig, RetentionConfig};
 use weft_worker::{ActionRegistry, WorkerConfig};
 
 use crate::config::{Conn, ConnArgs};
@@ -88,6 +88,11 @@ pub(crate) struct ExecutorTuning {
         value_name = "SECONDS"
     )]
     pub(crate) redispatch_after: f64,
+    /// Delete runs finished longer ago than this (e.g. `30d`), with their
+    /// tasks and executions, in the background; off unless given. Same as
+    /// `weft prune --older-than`, in small batches with pauses between.
+    #[arg(long, env = "WEFT_RETENTION", value_name = "DURATION", value_parser = super::prune::positive_duration, allow_hyphen_values = true)]
+    pub(crate) retention: Option<Duration>,
 }
 
 /// Arguments of `weft worker`.
@@ -164,6 +169,7 @@ fn executor_config(conn: &Conn, tuning: &ExecutorTuning) -> anyhow::Result<Execu
             heartbeat_grace: seconds("--heartbeat-grace", tuning.heartbeat_grace)?,
             redispatch_after: seconds("--redispatch-after", tuning.redispatch_after)?,
         },
+        retention: tuning.retention.map(RetentionConfig::keeping),
         ..ExecutorConfig::default()
     })
 }

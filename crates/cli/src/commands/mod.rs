@@ -5,6 +5,7 @@ pub(crate) mod cancel;
 pub(crate) mod daemons;
 pub(crate) mod graph;
 pub(crate) mod migrate;
+pub(crate) mod prune;
 pub(crate) mod retry;
 pub(crate) mod status;
 pub(crate) mod submit;
@@ -41,6 +42,7 @@ async fn run_async(command: Command) -> anyhow::Result<ExitCode> {
         Command::Audit(args) => audit::run(&args).await,
         Command::Retry(args) => retry::run(&args).await,
         Command::Cancel(args) => cancel::run(&args).await,
+        Command::Prune(args) => prune::run(&args).await,
         Command::Executor(args) => daemons::executor(&args).await,
         Command::Worker(args) => daemons::worker(&args).await,
         Command::Dev(args) => daemons::dev(&args).await,
