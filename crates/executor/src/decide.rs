@@ -6,7 +6,9 @@
 
 use serde_json::Value;
 use weft_common::message::Dispatch;
-use weft_common::{Context, Evaluator, ExecutionId, ExecutionStatus, Task, TaskStatus};
+use weft_common::{
+    Context, Evaluator, ExecutionId, ExecutionStatus, ResultLimit, Task, TaskStatus,
+};
 use weft_store::executions::{NewExecution, TaskStart};
 use weft_store::tasks::TaskRow;
 
@@ -53,6 +55,7 @@ pub(crate) enum Decision {
 /// names (needs and references).
 pub(crate) fn decide(
     evaluator: &Evaluator,
+    limit: ResultLimit,
     run: &RunInfo,
     task: &TaskRow,
     rows: &[&TaskRow],
@@ -105,7 +108,7 @@ pub(crate) fn decide(
         }
     }
 
-    let inputs = match render_inputs(evaluator, spec, &mut ctx) {
+    let inputs = match render_inputs(evaluator, limit, spec, &mut ctx) {
         Ok(inputs) => inputs,
         Err(outcome) => return Ok(Decision::Ends(outcome)),
     };
@@ -165,14 +168,16 @@ pub(crate) const STREAM_WINDOW: i32 = 1_024;
 /// that fails the task.
 fn render_inputs(
     evaluator: &Evaluator,
+    limit: ResultLimit,
     spec: &Task,
     ctx: &mut Context,
 ) -> Result<Vec<Value>, Outcome> {
     let Some(with_items) = spec.with_items() else {
         return evaluator
             .render(spec.input(), ctx)
-            .map(|input| vec![input])
-            .map_err(|e| Outcome::failed(format!("rendering the input: {e}")));
+            .map_err(|e| Outcome::failed(format!("rendering the input: {e}")))
+            .and_then(|input| within_limit(limit, None, input))
+            .map(|input| vec![input]);
     };
     let items = evaluator
         .items(with_items, ctx)
@@ -184,9 +189,24 @@ fn render_inputs(
         let input = evaluator
             .render(spec.input(), ctx)
             .map_err(|e| Outcome::failed(format!("rendering the input of item {i}: {e}")))?;
-        inputs.push(input);
+        inputs.push(within_limit(limit, Some(i), input)?);
     }
     Ok(inputs)
+}
+
+/// `input`, or the outcome that fails its task when it is over the limit
+/// (`--max-result-bytes`), naming the item: checked before anything is
+/// dispatched, so an input the broker or a worker could not take never
+/// leaves, and the task fails at once instead of its run sticking.
+fn within_limit(limit: ResultLimit, item: Option<usize>, input: Value) -> Result<Value, Outcome> {
+    let checked = match item {
+        Some(i) => limit.check(format_args!("the rendered input of item {i}"), &input),
+        None => limit.check("the rendered input", &input),
+    };
+    match checked {
+        Ok(_) => Ok(input),
+        Err(too_large) => Err(Outcome::failed(too_large.to_string())),
+    }
 }
 
 pub(crate) fn dispatch(

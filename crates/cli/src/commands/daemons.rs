@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Args;
 use tokio_util::sync::CancellationToken;
+use weft_common::ResultLimit;
 use weft_executor::{EngineConfig, ExecutorConfig, ReaperConfig};
 use weft_worker::{ActionRegistry, WorkerConfig};
 
@@ -29,11 +30,37 @@ impl OpsArgs {
     }
 }
 
+/// How big data may be, for executors and workers alike.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct LimitArgs {
+    /// The largest action result, and the largest rendered task input, in
+    /// bytes of JSON: over it the attempt (or, for an input, the task)
+    /// fails at once, naming the size and the limit.
+    #[arg(
+        long,
+        default_value = "4194304",
+        env = "WEFT_MAX_RESULT_BYTES",
+        value_name = "BYTES",
+        value_parser = result_limit
+    )]
+    pub(crate) max_result_bytes: ResultLimit,
+}
+
+/// `--max-result-bytes`: a whole number of bytes, at least 1.
+fn result_limit(text: &str) -> Result<ResultLimit, String> {
+    let bytes = text.trim().parse::<usize>().map_err(|_| {
+        format!("must be a whole number of bytes, e.g. 4194304 for 4 MiB, not `{text}`")
+    })?;
+    ResultLimit::new(bytes).map_err(|e| e.to_string())
+}
+
 /// Arguments of `weft executor`.
 #[derive(Debug, Args)]
 pub(crate) struct ExecutorArgs {
     #[command(flatten)]
     pub(crate) tuning: ExecutorTuning,
+    #[command(flatten)]
+    pub(crate) limits: LimitArgs,
     #[command(flatten)]
     pub(crate) ops: OpsArgs,
     #[command(flatten)]
@@ -86,6 +113,8 @@ pub(crate) struct WorkerArgs {
     #[command(flatten)]
     pub(crate) tuning: WorkerTuning,
     #[command(flatten)]
+    pub(crate) limits: LimitArgs,
+    #[command(flatten)]
     pub(crate) ops: OpsArgs,
     #[command(flatten)]
     pub(crate) conn: ConnArgs,
@@ -133,12 +162,18 @@ pub(crate) struct DevArgs {
     #[command(flatten)]
     pub(crate) worker: WorkerTuning,
     #[command(flatten)]
+    pub(crate) limits: LimitArgs,
+    #[command(flatten)]
     pub(crate) ops: OpsArgs,
     #[command(flatten)]
     pub(crate) conn: ConnArgs,
 }
 
-fn executor_config(conn: &Conn, tuning: &ExecutorTuning) -> anyhow::Result<ExecutorConfig> {
+fn executor_config(
+    conn: &Conn,
+    tuning: &ExecutorTuning,
+    limits: &LimitArgs,
+) -> anyhow::Result<ExecutorConfig> {
     Ok(ExecutorConfig {
         db: conn.db.clone(),
         bus: conn.bus.clone(),
@@ -147,6 +182,7 @@ fn executor_config(conn: &Conn, tuning: &ExecutorTuning) -> anyhow::Result<Execu
         batches: tuning.executor_batches.max(1),
         engine: EngineConfig {
             deadline_grace: seconds("--deadline-grace", tuning.deadline_grace)?,
+            max_result_bytes: limits.max_result_bytes,
             ..EngineConfig::default()
         },
         reaper: ReaperConfig {
@@ -157,7 +193,11 @@ fn executor_config(conn: &Conn, tuning: &ExecutorTuning) -> anyhow::Result<Execu
     })
 }
 
-fn worker_config(conn: &Conn, tuning: &WorkerTuning) -> anyhow::Result<WorkerConfig> {
+fn worker_config(
+    conn: &Conn,
+    tuning: &WorkerTuning,
+    limits: &LimitArgs,
+) -> anyhow::Result<WorkerConfig> {
     Ok(WorkerConfig {
         bus: conn.bus.clone(),
         queues: tuning.queues.clone(),
@@ -171,6 +211,7 @@ fn worker_config(conn: &Conn, tuning: &WorkerTuning) -> anyhow::Result<WorkerCon
                     tuning.start_report_delay
                 )
             })?,
+        max_result_bytes: limits.max_result_bytes,
         ..WorkerConfig::default()
     })
 }
@@ -188,7 +229,11 @@ pub(crate) async fn executor(args: &ExecutorArgs) -> anyhow::Result<ExitCode> {
     let conn = args.conn.resolve("weft-executor")?;
     let shutdown = shutdown_on_signal();
     args.ops.start(&shutdown).await?;
-    weft_executor::run(executor_config(&conn, &args.tuning)?, shutdown).await?;
+    weft_executor::run(
+        executor_config(&conn, &args.tuning, &args.limits)?,
+        shutdown,
+    )
+    .await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -198,7 +243,7 @@ pub(crate) async fn worker(args: &WorkerArgs) -> anyhow::Result<ExitCode> {
     let shutdown = shutdown_on_signal();
     args.ops.start(&shutdown).await?;
     weft_worker::run(
-        worker_config(&conn, &args.tuning)?,
+        worker_config(&conn, &args.tuning, &args.limits)?,
         ActionRegistry::with_builtins(),
         shutdown,
     )
@@ -213,9 +258,12 @@ pub(crate) async fn dev(args: &DevArgs) -> anyhow::Result<ExitCode> {
     tracing::info!(database = %conn.db.redacted_url(), "database migrated; starting an executor and a worker");
     let shutdown = shutdown_on_signal();
     args.ops.start(&shutdown).await?;
-    let executor = weft_executor::run(executor_config(&conn, &args.executor)?, shutdown.clone());
+    let executor = weft_executor::run(
+        executor_config(&conn, &args.executor, &args.limits)?,
+        shutdown.clone(),
+    );
     let worker = weft_worker::run(
-        worker_config(&conn, &args.worker)?,
+        worker_config(&conn, &args.worker, &args.limits)?,
         ActionRegistry::with_builtins(),
         shutdown.clone(),
     );
