@@ -428,7 +428,7 @@ async fn report(
         Published::Refused(e) => e,
     };
     let reason = weft_common::error_chain(&refused);
-    tracing::error!(error = %reason, size = completed.to_bytes().len(), "the broker refused the report; reporting the execution failed without its result");
+    tracing::error!(error = %reason, "the broker refused the report; reporting the execution failed without its result");
     let (status, error) = refused_report(status, reason, completed_error(&completed));
     drop(completed);
     let fallback = completion(state, dispatch, status, None, Some(error), started_at);
