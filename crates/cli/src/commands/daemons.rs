@@ -318,3 +318,44 @@ async fn wait_for_signal() {
         let _ = tokio::signal::ctrl_c().await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use crate::cli::{Cli, Command};
+
+    fn parse(args: &[&str]) -> Result<Cli, String> {
+        Cli::try_parse_from(args).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn max_result_bytes_reaches_every_daemon_and_defaults_to_4_mib() {
+        let limit = |cli: Cli| match cli.command {
+            Command::Worker(a) => a.limits.max_result_bytes.bytes(),
+            Command::Executor(a) => a.limits.max_result_bytes.bytes(),
+            Command::Dev(a) => a.limits.max_result_bytes.bytes(),
+            _ => unreachable!("a daemon was parsed"),
+        };
+        assert_eq!(limit(parse(&["weft", "worker"]).unwrap()), 4_194_304);
+        for daemon in ["worker", "executor", "dev"] {
+            let cli = parse(&["weft", daemon, "--max-result-bytes", "65536"]).unwrap();
+            assert_eq!(limit(cli), 65_536, "{daemon}");
+        }
+    }
+
+    #[test]
+    fn a_bad_max_result_bytes_is_refused_naming_the_flag_and_why() {
+        let err = parse(&["weft", "worker", "--max-result-bytes", "0"]).unwrap_err();
+        assert!(
+            err.contains("--max-result-bytes")
+                && err.contains("the result limit must be at least 1 byte, not 0"),
+            "{err}"
+        );
+        let err = parse(&["weft", "dev", "--max-result-bytes", "4MB"]).unwrap_err();
+        assert!(
+            err.contains("must be a whole number of bytes, e.g. 4194304 for 4 MiB, not `4MB`"),
+            "{err}"
+        );
+    }
+}
