@@ -60,6 +60,14 @@ rabbitmq() {
   log "RabbitMQ is up"
 }
 
+# The restart tests start private servers of their own (tests/src/private.rs)
+# from these binaries, also where the shared services run elsewhere.
+private_servers() {
+  compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || apt_install postgresql
+  [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || apt_install rabbitmq-server
+}
+
 command -v psql >/dev/null 2>&1 || apt_install postgresql-client
 postgres
 rabbitmq
+private_servers

@@ -6,8 +6,13 @@
 //! single `#[tokio::test]`). Tests submit runs and wait for them through
 //! the same store functions the CLI uses, then assert on the tables.
 //!
+//! A stack runs on the machine's PostgreSQL and RabbitMQ unless its
+//! options name others: tests that restart a server run their stack on a
+//! [`private`] one, so the restart cuts no one else's connections.
+//!
 //! Set `WEFT_TEST_LOG=debug` to see the daemons' logs.
 
+pub mod private;
 pub mod process;
 
 use std::sync::Arc;
@@ -24,18 +29,25 @@ use weft_store::DbConfig;
 use weft_store::runs::{self, NewRun, RunRow};
 use weft_worker::{ActionRegistry, WorkerConfig};
 
-/// Base URLs of the services, overridable like the CLI's.
-fn base_urls() -> (String, String) {
-    let db = std::env::var("WEFT_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/weft".into());
-    let amqp = std::env::var("WEFT_AMQP_URL")
-        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
-    (db, amqp)
+/// The machine's PostgreSQL, overridable like the CLI's.
+fn base_database_url() -> String {
+    std::env::var("WEFT_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/weft".into())
 }
 
-/// How many daemons a stack runs.
+/// Which servers a stack uses and how many daemons it runs.
 #[derive(Debug, Clone)]
 pub struct StackOptions {
+    /// A PostgreSQL server of the test's own (any database name: the stack
+    /// creates one of its own on that server); `None` is the machine's,
+    /// `WEFT_DATABASE_URL`.
+    pub database_url: Option<String>,
+    /// A RabbitMQ vhost of the test's own, used as it is; `None` creates a
+    /// fresh vhost on the machine's broker (`WEFT_AMQP_URL`'s host) and
+    /// deletes it with the stack. `rabbitmqctl`, which makes vhosts, talks
+    /// to the machine's node only: a private node's default vhost is
+    /// already private.
+    pub amqp_url: Option<String>,
     /// Executors to start.
     pub executors: usize,
     /// Workers to start.
@@ -65,6 +77,8 @@ impl StackOptions {
 impl Default for StackOptions {
     fn default() -> Self {
         Self {
+            database_url: None,
+            amqp_url: None,
             executors: 1,
             workers: 1,
             worker_concurrency: 8,
@@ -84,7 +98,8 @@ pub struct Stack {
     runtime: Option<tokio::runtime::Runtime>,
     shutdown: CancellationToken,
     max_result_bytes: ResultLimit,
-    _vhost: Arc<weft_bus::testing::VhostGuard>,
+    /// The vhost made for the stack on the machine's broker, if it made one.
+    _vhost: Option<weft_bus::testing::VhostGuard>,
 }
 
 impl Stack {
@@ -101,7 +116,10 @@ impl Stack {
             .thread_name("weft-stack")
             .build()
             .context("building the stack's runtime")?;
-        let (base_db, _) = base_urls();
+        let base_db = options
+            .database_url
+            .clone()
+            .unwrap_or_else(base_database_url);
         // The creating process's id in the name: leftovers of processes
         // that are gone are dropped, a running test binary's are not.
         let name = format!(
@@ -126,9 +144,13 @@ impl Stack {
                             .context("migrating the test database")?
                             .close()
                             .await;
-                        weft_bus::testing::fresh_vhost()
-                            .await
-                            .context("creating a RabbitMQ vhost")
+                        match &options.amqp_url {
+                            Some(url) => Ok((url.clone(), None)),
+                            None => weft_bus::testing::fresh_vhost()
+                                .await
+                                .map(|(url, guard)| (url, Some(guard)))
+                                .context("creating a RabbitMQ vhost"),
+                        }
                     })
                 })
                 .join()
@@ -141,7 +163,7 @@ impl Stack {
             runtime: Some(runtime),
             shutdown,
             max_result_bytes: options.max_result_bytes,
-            _vhost: Arc::new(vhost),
+            _vhost: vhost,
         };
         for _ in 0..options.executors {
             stack.spawn_executor();
@@ -586,6 +608,34 @@ async fn drop_leftover_databases(base_url: &str) {
     let _ = admin.close().await;
 }
 
+/// Waits (at most `timeout`) until a queue holds at least `n` messages, as
+/// [`queue_messages`] counts them; returns the count. Each probe spawns
+/// `rabbitmqctl` (an Erlang VM, ~0.3 s of CPU), so probes are 500 ms apart.
+///
+/// # Errors
+/// On timeout, with the count reached.
+pub async fn wait_for_queue_messages(
+    amqp_url: &str,
+    queue: &str,
+    n: usize,
+    timeout: Duration,
+) -> anyhow::Result<usize> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let (url, name) = (amqp_url.to_owned(), queue.to_owned());
+        let count = tokio::task::spawn_blocking(move || queue_messages(&url, &name))
+            .await?
+            .unwrap_or(0);
+        if count >= n {
+            return Ok(count);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!("queue {queue} holds {count} messages, not {n}, after {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 /// Messages in a queue of the vhost an AMQP URL names (ready and unacked),
 /// as `rabbitmqctl list_queues` counts them; `None` if `rabbitmqctl` fails
 /// or does not list the queue.
@@ -601,4 +651,93 @@ pub fn queue_messages(amqp_url: &str, queue: &str) -> Option<usize> {
         .filter_map(|l| l.split_once('\t'))
         .find(|(name, _)| *name == queue)
         .and_then(|(_, n)| n.trim().parse().ok())
+}
+
+/// The dispatches a [`spy_dispatches`] saw on the wire, in arrival order.
+pub type WireDispatches = Arc<std::sync::Mutex<Vec<weft_common::message::Dispatch>>>;
+
+/// Binds a queue of its own to the tasks exchange for `pool`, so it gets a
+/// copy of every dispatch published to that worker pool, and records them
+/// (with their payloads, not just a count): what crossed the wire, which
+/// the tables cannot tell — a message published twice, or published for a
+/// row whose transaction rolled back. Returns once the queue is bound;
+/// runs until `stop`.
+///
+/// Its readiness probes are dispatches of `noop` for a run that does not
+/// exist: a worker runs them and the executors ignore their reports. They
+/// are not recorded.
+///
+/// # Errors
+/// If RabbitMQ is unreachable.
+pub async fn spy_dispatches(
+    stack: &Stack,
+    pool: &str,
+    stop: CancellationToken,
+) -> anyhow::Result<(tokio::task::JoinHandle<()>, WireDispatches)> {
+    use weft_bus::{Bus, ConsumerConfig, Delivery, Outcome, QueueKind};
+    use weft_common::message::{Dispatch, topology};
+    use weft_common::{Envelope, ExecutionId, Message, TaskExecutionId};
+
+    let bus = Bus::connect(stack.bus("dispatch-spy"), stop.clone()).await?;
+    // The exchange must exist to bind to; executors may not have declared
+    // it yet. Declaring is idempotent.
+    bus.declare_topology(&[pool.to_owned()]).await?;
+    let publisher = bus.publisher().await?;
+    let probe_run = WorkflowExecutionId::new();
+    let seen: WireDispatches = Arc::default();
+    let probed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let consumer = ConsumerConfig {
+        queue: String::new(),
+        kind: QueueKind::Exclusive {
+            exchange: topology::TASKS_EXCHANGE.into(),
+            routing_key: pool.to_owned(),
+        },
+        prefetch: 256,
+        concurrency: 16,
+        consumer_tag: "dispatch-spy".into(),
+    };
+    let handle = tokio::spawn({
+        let seen = seen.clone();
+        let probed = probed.clone();
+        async move {
+            let handler = move |d: Delivery| {
+                let seen = seen.clone();
+                let probed = probed.clone();
+                async move {
+                    if let Message::Dispatch(dispatch) = d.envelope.message {
+                        if dispatch.workflow_execution_id == probe_run {
+                            probed.store(true, std::sync::atomic::Ordering::Relaxed);
+                        } else {
+                            seen.lock().expect("the spy's lock").push(dispatch);
+                        }
+                    }
+                    Outcome::Ack
+                }
+            };
+            if let Err(e) = weft_bus::consume(&bus, consumer, handler, stop).await {
+                tracing::error!(error = %e, "dispatch spy stopped");
+            }
+        }
+    });
+    let probe = Envelope::new(Dispatch {
+        execution_id: ExecutionId::new(),
+        workflow_execution_id: probe_run,
+        task_execution_id: TaskExecutionId::new(),
+        task_name: "probe".into(),
+        item_index: None,
+        attempt: 1,
+        action: "noop".into(),
+        input: Value::Null,
+        timeout_ms: None,
+        queue: pool.to_owned(),
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !probed.load(std::sync::atomic::Ordering::Relaxed) {
+        if tokio::time::Instant::now() > deadline {
+            bail!("the dispatch spy's queue was not bound within 10 s");
+        }
+        let _ = publisher.publish(&probe).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok((handle, seen))
 }

@@ -2,7 +2,7 @@
 //! and the consumers go on; a second submit with the same idempotency key
 //! returns the same run, also when the submits race.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -10,10 +10,6 @@ use weft_bus::{Bus, BusConfig};
 use weft_common::{Workflow, WorkflowExecutionId, WorkflowStatus};
 use weft_store::runs::{self, NewRun};
 use weft_tests::{Stack, StackOptions};
-
-fn dead_letters(vhost_url: &str) -> usize {
-    weft_tests::queue_messages(vhost_url, "weft.dead").unwrap_or(0)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn undecodable_messages_are_dead_lettered_and_work_goes_on() {
@@ -62,15 +58,9 @@ async fn undecodable_messages_are_dead_lettered_and_work_goes_on() {
         .await
         .expect("publish");
 
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while dead_letters(&stack.amqp_url) < 3 {
-        assert!(
-            Instant::now() < deadline,
-            "only {} message(s) reached weft.dead",
-            dead_letters(&stack.amqp_url)
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    weft_tests::wait_for_queue_messages(&stack.amqp_url, "weft.dead", 3, Duration::from_secs(20))
+        .await
+        .expect("every undecodable message reaches weft.dead");
     let id = stack
         .submit(
             &pool,

@@ -6,9 +6,9 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use weft_common::WorkflowStatus;
+use weft_common::{WorkflowExecutionId, WorkflowStatus};
 use weft_store::cancel::{self, Requested};
-use weft_store::retry::{self, Reopened};
+use weft_store::retry::{self, Reopened, Scope};
 use weft_tests::process::Daemon;
 use weft_tests::{Stack, StackOptions, wait_for_execution};
 
@@ -56,13 +56,48 @@ tasks:
     wait_for_execution(&pool, id, 1, "running", Duration::from_secs(30))
         .await
         .expect("the action starts");
+    let started_by = worker_of(&pool, id, 1).await;
     first.kill();
-    let _second = Daemon::start("worker-b", &["worker", "--queue", "slow"], &env).expect("worker");
+    let second = Daemon::start("worker-b", &["worker", "--queue", "slow"], &env).expect("worker");
+    let second_pid = second.pid().expect("running");
     let run = stack
         .wait(&pool, id, Duration::from_secs(60))
         .await
         .expect("finishes");
     assert_eq!(run.status, WorkflowStatus::Succeeded, "{:?}", run.error);
+    // The broker redelivered the dead worker's unacked dispatch to the new
+    // one: the same attempt finished there. (A retry would be attempt 2,
+    // made by the reaper after the 30 s heartbeat grace; a run that
+    // succeeded some other way would not show the second worker here.)
+    let attempts: Vec<(i32, String, Option<String>)> = sqlx::query_as(
+        "SELECT attempt, status, worker_id FROM executions WHERE workflow_execution_id = $1 ORDER BY attempt",
+    )
+    .bind(id.as_uuid())
+    .fetch_all(&pool)
+    .await
+    .expect("attempts");
+    let [(1, status, Some(finished_by))] = attempts.as_slice() else {
+        panic!("one attempt expected, redelivered: {attempts:?}");
+    };
+    assert_eq!(status, "succeeded");
+    assert_ne!(Some(finished_by), started_by.as_ref(), "not redelivered");
+    // Worker ids are `<host>-<pid>-<random>`.
+    assert!(
+        finished_by.contains(&format!("-{second_pid}-")),
+        "{finished_by} is not worker-b (pid {second_pid})"
+    );
+}
+
+/// The worker that reported attempt `attempt` of a single-task run.
+async fn worker_of(pool: &sqlx::PgPool, id: WorkflowExecutionId, attempt: i32) -> Option<String> {
+    sqlx::query_scalar(
+        "SELECT worker_id FROM executions WHERE workflow_execution_id = $1 AND attempt = $2",
+    )
+    .bind(id.as_uuid())
+    .bind(attempt)
+    .fetch_one(pool)
+    .await
+    .expect("worker")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -87,17 +122,7 @@ tasks:
         )
         .await
         .expect("submit");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let pid: u32 = loop {
-        if let Some(pid) = std::fs::read_to_string(&marker)
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-        {
-            break pid;
-        }
-        assert!(Instant::now() < deadline, "the action never started");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let pid = read_pid(&marker, Duration::from_secs(30)).await;
     assert!(pid_alive(pid));
     let mut tx = pool.begin().await.expect("tx");
     let requested = cancel::request(&mut tx, id).await.expect("cancel");
@@ -167,10 +192,12 @@ tasks:
 
     std::fs::write(&flag, b"fixed").expect("fix the cause");
     let mut tx = pool.begin().await.expect("tx");
-    let reopened = retry::reopen(&mut tx, id).await.expect("retry");
+    let reopened = retry::reopen(&mut tx, id, Scope::Unfinished)
+        .await
+        .expect("retry");
     tx.commit().await.expect("commit");
     assert!(
-        matches!(&reopened, Reopened::Reopened { tasks, round: 2 } if tasks.len() == 2),
+        matches!(&reopened, Reopened::Reopened { tasks, round: 2 } if tasks == &["after", "check", "cleanup"]),
         "{reopened:?}"
     );
     let run = stack
@@ -205,8 +232,10 @@ tasks:
     );
     // Only failed runs can be retried.
     assert_eq!(
-        retry::reopen(&mut conn, id).await.expect("retry"),
-        Reopened::NotFailed(WorkflowStatus::Succeeded)
+        retry::reopen(&mut conn, id, Scope::Unfinished)
+            .await
+            .expect("retry"),
+        Reopened::NotRetryable(WorkflowStatus::Succeeded)
     );
     let _ = std::fs::remove_file(flag);
 }
@@ -319,18 +348,48 @@ async fn a_hung_worker_is_reaped_after_its_heartbeats_stop_and_the_task_retried_
     let _executor = Daemon::start("executor", &["executor"], &env).expect("executor");
     let mut hung =
         Daemon::start("worker-hung", &["worker", "--queue", "hang"], &env).expect("worker");
+    // The first attempt outlasts any delay before the STOP lands (a
+    // 1-second one could finish first on a loaded machine, and the test
+    // would see no reaping); the retry finds the marker and is done at once.
+    let marker = std::env::temp_dir().join(format!("weft-hang-{}.pid", uuid::Uuid::new_v4()));
     let yaml = r#"
 name: hang
+input: { marker: null }
 tasks:
-  nap: { action: sleep, input: { seconds: 1 }, queue: hang, retry: { attempts: 2, delay: 10ms } }
+  nap:
+    action: shell
+    input: { command: ["sh", "-c", 'if [ -e "$1" ]; then exit 0; fi; echo $$ > "$1"; exec sleep 120', "nap", "{{ input.marker }}"] }
+    queue: hang
+    retry: { attempts: 2, delay: 10ms }
 "#;
-    let id = stack.submit(&pool, yaml, json!({})).await.expect("submit");
+    let id = stack
+        .submit(
+            &pool,
+            yaml,
+            json!({ "marker": marker.display().to_string() }),
+        )
+        .await
+        .expect("submit");
     wait_for_execution(&pool, id, 1, "running", Duration::from_secs(30))
         .await
         .expect("the action starts");
+    // `running` is reported before the action starts: wait for its marker,
+    // or a worker frozen before the shell ran would leave the retry to
+    // take the long path.
+    read_pid(&marker, Duration::from_secs(30)).await;
     // Freeze the worker: its connection stays open, so the broker does not
     // redeliver; only the missing heartbeats tell that it is gone.
     hung.signal("STOP");
+    let hung_pid = hung.pid().expect("running");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while process_state(hung_pid) != Some('T') {
+        assert!(
+            Instant::now() < deadline,
+            "worker {hung_pid} is not stopped: {:?}",
+            process_state(hung_pid)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     wait_for_execution(&pool, id, 1, "timed_out", Duration::from_secs(30))
         .await
         .expect("the reaper reaps the frozen worker's execution");
@@ -363,4 +422,44 @@ tasks:
         "{attempts:?}"
     );
     assert_eq!(attempts[1].1, "succeeded");
+    // The first attempt's `sleep` outlives its frozen worker (SIGSTOP and
+    // SIGKILL reach the worker, not its children): end it.
+    if let Some(pid) = std::fs::read_to_string(&marker)
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+        && std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+            .is_ok_and(|c| c.starts_with("sleep\0"))
+    {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+    }
+    let _ = std::fs::remove_file(marker);
+}
+
+/// Waits (at most `timeout`) until an action wrote its pid to `file`.
+async fn read_pid(file: &std::path::Path, timeout: Duration) -> u32 {
+    let deadline = Instant::now() + timeout;
+    loop {
+        // The shell may have created the file and not yet written it.
+        if let Some(pid) = std::fs::read_to_string(file)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+        {
+            return pid;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the action wrote no pid to {} within {timeout:?}",
+            file.display()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The state letter of a process (`R`, `S`, `T` for stopped, `Z`, …).
+fn process_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `pid (comm) S …`: the state follows the last `)`.
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
 }

@@ -2,7 +2,7 @@
 //! after its commit are invisible to relays until their lease ends, then
 //! relays publish them — what happens when that executor crashed first.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 use weft_common::message::{WorkflowFinished, topology};
@@ -26,11 +26,16 @@ async fn leased_messages_reach_relays_only_when_their_lease_ends() {
     let now = finished();
     let leased = finished();
     let later = chrono::Utc::now() + chrono::Duration::hours(1);
+    // Long enough that the first look below comes well before it ends, on
+    // any machine; the wait for its end polls, it does not guess.
+    let lease = Duration::from_secs(3);
+    // Before the transaction: the lease runs from its start (`now()`).
+    let leased_at = Instant::now();
     let mut tx = pool.begin().await.expect("begin");
     let ids = outbox::enqueue(
         &mut tx,
         &[(leased.clone(), None), (finished(), Some(later))],
-        Some(Duration::from_millis(300)),
+        Some(lease),
     )
     .await
     .expect("enqueue leased");
@@ -51,12 +56,31 @@ async fn leased_messages_reach_relays_only_when_their_lease_ends() {
     };
     // A relay sees the unleased message only.
     assert_eq!(claim(pool.clone()).await, vec![now.id]);
+    assert!(
+        leased_at.elapsed() < lease,
+        "too slow to look within the lease"
+    );
     assert_eq!(unleased.len(), 1);
 
-    // Once the lease ended, a relay takes the leased one too; the delayed
-    // one still waits.
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    let mut seen = claim(pool.clone()).await;
+    // A relay takes the leased one too, once — and only once — the lease
+    // ended; the delayed one still waits.
+    let deadline = Instant::now() + lease + Duration::from_secs(30);
+    let mut seen = loop {
+        let seen = claim(pool.clone()).await;
+        if seen.len() > 1 {
+            break seen;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the leased message never reached a relay: {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        leased_at.elapsed() >= lease,
+        "a relay took a leased message {:?} into its {lease:?} lease",
+        leased_at.elapsed()
+    );
     seen.sort();
     let mut expected = vec![now.id, leased.id];
     expected.sort();

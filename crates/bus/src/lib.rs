@@ -12,6 +12,7 @@
 mod connection;
 mod consumer;
 mod error;
+mod inspect;
 mod publisher;
 #[cfg(feature = "testing")]
 pub mod testing;

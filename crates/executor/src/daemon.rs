@@ -13,7 +13,8 @@ use weft_store::{DbConfig, StoreError};
 use crate::batch::Batcher;
 use crate::engine::{Applied, Engine, EngineConfig};
 use crate::error::EngineError;
-use crate::reaper::ReaperConfig;
+use crate::liveness::{Handlers, Liveness};
+use crate::reaper::{Reaper, ReaperConfig};
 use crate::relay::{Outlet, Relay, RelayConfig, backoff};
 
 /// Everything an executor needs to run.
@@ -103,9 +104,17 @@ pub async fn run(config: ExecutorConfig, shutdown: CancellationToken) -> Result<
         ));
     }
     tracker.spawn(relay.run(engine.clone(), shutdown.clone()));
+    // The handlers tell the reaper how much they are applying; it judges
+    // silence only once this executor has been caught up for a grace.
+    let handlers = Handlers::default();
     tracker.spawn(crate::reaper::run(
         engine.clone(),
-        config.reaper.clone(),
+        bus.clone(),
+        Reaper::new(
+            config.reaper.clone(),
+            Liveness::new(u64::from(config.prefetch)),
+        ),
+        handlers.clone(),
         shutdown.clone(),
     ));
     let consumer = ConsumerConfig {
@@ -124,6 +133,7 @@ pub async fn run(config: ExecutorConfig, shutdown: CancellationToken) -> Result<
         handle(
             engine.clone(),
             batchers.clone(),
+            handlers.clone(),
             delivery,
             handler_shutdown.clone(),
         )
@@ -150,9 +160,11 @@ struct Batchers {
 async fn handle(
     engine: Engine,
     batchers: Batchers,
+    handlers: Handlers,
     delivery: Delivery,
     shutdown: CancellationToken,
 ) -> Outcome {
+    let _applying = handlers.applying();
     let kind = delivery.envelope.message.kind();
     let mut failures = 0u32;
     loop {
@@ -187,6 +199,8 @@ async fn handle(
                 return Outcome::Ack;
             }
             Err(e) if e.is_transient() => {
+                // Messages wait behind this one: not caught up.
+                handlers.stalled();
                 failures = failures.saturating_add(1);
                 let wait = backoff(failures);
                 tracing::warn!(kind, error = %weft_common::error_chain(&e), retry_in = ?wait, "transient failure; retrying");

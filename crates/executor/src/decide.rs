@@ -47,18 +47,29 @@ pub(crate) enum Decision {
     Ends(Outcome),
     /// It has nothing to run: it starts and succeeds at once with `[]`.
     Empty,
+    /// Every item is kept from an earlier round (see [`Kept`]): it starts
+    /// with these kept executions and succeeds at once.
+    AllKept(TaskStart),
     /// It runs: these executions, these dispatches.
     Runs(TaskStart, Vec<Dispatch>),
 }
 
+/// The items of a fan-out that succeeded in an earlier round, by item
+/// index: the latest successful execution and the input it ran with. A
+/// round that keeps items (`weft retry` of a failed fan-out) keeps an item
+/// whose input renders the same again instead of running it.
+pub(crate) type Kept = std::collections::HashMap<i32, (ExecutionId, Value)>;
+
 /// Runs or skips one ready task, given the rows of its run's tasks it
-/// names (needs and references).
+/// names (needs and references) and, in a round that keeps items, the
+/// items it may keep.
 pub(crate) fn decide(
     evaluator: &Evaluator,
     limit: ResultLimit,
     run: &RunInfo,
     task: &TaskRow,
     rows: &[&TaskRow],
+    kept: Option<&Kept>,
 ) -> Result<Decision, EngineError> {
     if !run.status.dispatches() {
         return Ok(Decision::Ends(Outcome {
@@ -91,7 +102,7 @@ pub(crate) fn decide(
         ))));
     }
 
-    let mut ctx = run.context(&named);
+    let ctx = run.context(&named);
     if let Some(when) = spec.when() {
         match evaluator.condition(when, &ctx) {
             Ok(true) => {}
@@ -108,32 +119,62 @@ pub(crate) fn decide(
         }
     }
 
-    let inputs = match render_inputs(evaluator, limit, spec, &mut ctx) {
+    let inputs = match render_inputs(evaluator, limit, spec, &ctx) {
         Ok(inputs) => inputs,
         Err(outcome) => return Ok(Decision::Ends(outcome)),
     };
     if inputs.is_empty() {
         return Ok(Decision::Empty);
     }
-    let total = to_i32(inputs.len());
-    let in_flight = spec
-        .concurrency()
-        .map_or(total.min(STREAM_WINDOW), |c| total.min(to_i32(c as usize)));
     let with_items = spec.with_items().is_some();
+    // A kept item: same index, same rendered input as an item that
+    // succeeded in an earlier round.
+    let kept_from: Vec<Option<ExecutionId>> = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, input)| {
+            kept.and_then(|k| k.get(&to_i32(i)))
+                .filter(|(_, earlier)| earlier == input)
+                .map(|(id, _)| *id)
+        })
+        .collect();
+    let total = to_i32(inputs.len());
+    let kept_count = to_i32(kept_from.iter().flatten().count());
+    let to_run = total - kept_count;
+    let in_flight = spec.concurrency().map_or(to_run.min(STREAM_WINDOW), |c| {
+        to_run.min(to_i32(c as usize))
+    });
+    // Dispatch positions: in a round that kept items, the kept ones take
+    // the first positions and the items to run follow in item order, so
+    // the task's counter still claims a prefix (see `executions.seq`).
+    let (mut next_kept, mut next_run) = (0, kept_count);
     let new: Vec<NewExecution> = inputs
         .into_iter()
+        .zip(kept_from)
         .enumerate()
-        .map(|(i, input)| NewExecution {
-            id: ExecutionId::new(),
-            item_index: with_items.then(|| to_i32(i)),
-            attempt: task.attempt_base + 1,
-            status: if to_i32(i) < in_flight {
-                ExecutionStatus::Queued
+        .map(|(i, (input, kept_from))| {
+            let position = if kept_from.is_some() {
+                next_kept += 1;
+                next_kept - 1
             } else {
-                ExecutionStatus::Pending
-            },
-            input,
-            due_at: None,
+                next_run += 1;
+                next_run - 1
+            };
+            let status = match kept_from {
+                Some(_) => ExecutionStatus::Succeeded,
+                None if position < kept_count + in_flight => ExecutionStatus::Queued,
+                None => ExecutionStatus::Pending,
+            };
+            NewExecution {
+                id: ExecutionId::new(),
+                item_index: with_items.then(|| to_i32(i)),
+                attempt: task.attempt_base + 1,
+                status,
+                input,
+                due_at: None,
+                seq: (kept_count > 0).then_some(position),
+                kept_from,
+            }
         })
         .collect();
     let dispatches = new
@@ -144,13 +185,18 @@ pub(crate) fn decide(
     let start = TaskStart {
         task: task.id,
         run: run.id,
+        round: run.round,
         items: total,
-        dispatched: in_flight,
+        kept: kept_count,
+        dispatched: kept_count + in_flight,
         timeout_ms: spec
             .timeout()
             .map(|t| i64::try_from(t.as_millis()).unwrap_or(i64::MAX)),
         executions: new,
     };
+    if to_run == 0 {
+        return Ok(Decision::AllKept(start));
+    }
     Ok(Decision::Runs(start, dispatches))
 }
 
@@ -170,26 +216,24 @@ fn render_inputs(
     evaluator: &Evaluator,
     limit: ResultLimit,
     spec: &Task,
-    ctx: &mut Context,
+    ctx: &Context,
 ) -> Result<Vec<Value>, Outcome> {
     let Some(with_items) = spec.with_items() else {
         return evaluator
             .render(spec.input(), ctx)
             .map_err(|e| Outcome::failed(format!("rendering the input: {e}")))
-            .and_then(|input| within_limit(limit, None, input))
-            .map(|input| vec![input]);
+            .and_then(|input| within_limit(limit, None, &input).map(|()| vec![input]));
     };
     let items = evaluator
         .items(with_items, ctx)
         .map_err(|e| Outcome::failed(format!("evaluating `with_items`: {e}")))?;
-    let mut inputs = Vec::with_capacity(items.len());
-    for (i, item) in items.into_iter().enumerate() {
-        ctx.item = Some(item);
-        ctx.item_index = Some(u32::try_from(i).unwrap_or(u32::MAX));
-        let input = evaluator
-            .render(spec.input(), ctx)
-            .map_err(|e| Outcome::failed(format!("rendering the input of item {i}: {e}")))?;
-        inputs.push(within_limit(limit, Some(i), input)?);
+    // The context is converted for the evaluator once, not once per item:
+    // an item list read from an upstream result is as big as the context.
+    let inputs = evaluator
+        .render_items(spec.input(), ctx, items)
+        .map_err(|(i, e)| Outcome::failed(format!("rendering the input of item {i}: {e}")))?;
+    for (i, input) in inputs.iter().enumerate() {
+        within_limit(limit, Some(i), input)?;
     }
     Ok(inputs)
 }
@@ -198,15 +242,14 @@ fn render_inputs(
 /// (`--max-result-bytes`), naming the item: checked before anything is
 /// dispatched, so an input the broker or a worker could not take never
 /// leaves, and the task fails at once instead of its run sticking.
-fn within_limit(limit: ResultLimit, item: Option<usize>, input: Value) -> Result<Value, Outcome> {
+fn within_limit(limit: ResultLimit, item: Option<usize>, input: &Value) -> Result<(), Outcome> {
     let checked = match item {
-        Some(i) => limit.check(format_args!("the rendered input of item {i}"), &input),
-        None => limit.check("the rendered input", &input),
+        Some(i) => limit.check(format_args!("the rendered input of item {i}"), input),
+        None => limit.check("the rendered input", input),
     };
-    match checked {
-        Ok(_) => Ok(input),
-        Err(too_large) => Err(Outcome::failed(too_large.to_string())),
-    }
+    checked
+        .map(drop)
+        .map_err(|too_large| Outcome::failed(too_large.to_string()))
 }
 
 pub(crate) fn dispatch(

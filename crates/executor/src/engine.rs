@@ -523,6 +523,7 @@ impl Engine {
             step.add_run(RunInfo {
                 id: run_id,
                 status: plan.first.run_status,
+                round: plan.first.run_round,
                 input: plan
                     .first
                     .run_input
@@ -564,7 +565,7 @@ impl Engine {
     ) -> Result<Outcome, EngineError> {
         if task.items_failed > 0 {
             executions::cancel_pending(step.conn(), task.id).await?;
-            let first = executions::first_failure(step.conn(), task.id).await?;
+            let first = executions::first_failure(step.conn(), task.id, task.attempt_base).await?;
             let error = match (with_items, first) {
                 (true, Some((index, error))) => format!(
                     "{} of {} items failed; item {index}: {error}",
@@ -581,7 +582,9 @@ impl Engine {
             });
         }
         let result = if with_items {
-            serde_json::Value::Array(executions::item_results(step.conn(), task.id).await?)
+            serde_json::Value::Array(
+                executions::item_results(step.conn(), task.id, task.attempt_base).await?,
+            )
         } else {
             last.result.clone().unwrap_or_default()
         };

@@ -11,8 +11,10 @@
 //! 2. `step` — deciding ready tasks (trigger, `when`, `with_items`,
 //!    `concurrency`), finishing tasks, cascading, finishing the run.
 //! 3. [`Relay`] — publishes committed outbox rows with confirms.
-//! 4. [`reap_once`] — ends executions whose deadline passed or whose worker
-//!    went silent, applying the retry policy.
+//! 4. [`Reaper::reap_once`] — ends executions whose deadline passed or
+//!    whose worker went silent, applying the retry policy — only once this
+//!    executor has been caught up with `weft.executor` for the heartbeat
+//!    grace ([`Liveness`]); `redispatch` re-sends dispatches that seem lost.
 //! 5. [`run`] — the daemon wiring them to the bus.
 
 mod batch;
@@ -22,7 +24,9 @@ mod decide;
 mod engine;
 mod error;
 mod flush;
+mod liveness;
 mod reaper;
+mod redispatch;
 mod relay;
 mod step;
 mod stream;
@@ -31,6 +35,7 @@ mod submit;
 pub use daemon::{ExecutorConfig, ExecutorError, run};
 pub use engine::{Applied, Engine, EngineConfig};
 pub use error::EngineError;
-pub use reaper::{ReaperConfig, reap_once};
+pub use liveness::Liveness;
+pub use reaper::{Reaper, ReaperConfig};
 pub use relay::{Relay, RelayConfig};
 pub use submit::{SUBMIT_LEASE, submit};

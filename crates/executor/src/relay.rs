@@ -7,7 +7,8 @@
 //! tolerates (guards make duplicates no-ops). The relay wakes when its own
 //! engine commits, when another process `NOTIFY`s (the CLI's submit), when
 //! the next delayed message (a retry) becomes due, and at least every
-//! `sweep_interval` as a safety net.
+//! `sweep_interval` as a safety net. A row it cannot decode is parked
+//! (moved to `outbox_parked`, reported by `weft audit`), never dropped.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -161,6 +162,7 @@ impl Relay {
         tracing::debug!(count = rows.len(), "relaying outbox messages");
         let mut ids = Vec::with_capacity(rows.len());
         let mut envelopes = Vec::with_capacity(rows.len());
+        let mut undecodable = Vec::new();
         for row in &rows {
             match row.envelope() {
                 Ok(envelope) => {
@@ -168,11 +170,17 @@ impl Relay {
                     envelopes.push(envelope);
                 }
                 Err(e) => {
-                    // Never let one bad row block the outbox: drop it loudly.
-                    tracing::error!(outbox_id = row.id, error = %e, "dropping an undecodable outbox row");
-                    outbox::delete(&mut tx, &[row.id]).await?;
+                    // One bad row must not block the outbox, and must not
+                    // vanish either: it may be a run's only start or a
+                    // task's only dispatch. Parked, `weft audit` shows it.
+                    tracing::error!(outbox_id = row.id, error = %e, "parking an undecodable outbox row");
+                    undecodable.push((row.id, weft_common::error_chain(&e)));
                 }
             }
+        }
+        if !undecodable.is_empty() {
+            outbox::park(&mut tx, &undecodable).await?;
+            metrics::counter!("weft_outbox_parked_total").increment(undecodable.len() as u64);
         }
         let (published, first_error) = self.outlet.publish(&ids, &envelopes).await;
         outbox::delete(&mut tx, &published).await?;

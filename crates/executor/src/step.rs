@@ -35,6 +35,8 @@ use crate::error::EngineError;
 pub(crate) struct RunInfo {
     pub(crate) id: WorkflowExecutionId,
     pub(crate) status: WorkflowStatus,
+    /// Its current round (`run_attempt`; `weft retry` adds one).
+    pub(crate) round: i32,
     pub(crate) input: serde_json::Map<String, Value>,
     pub(crate) workflow: Arc<Workflow>,
 }
@@ -45,6 +47,7 @@ impl RunInfo {
         Self {
             id: run.id,
             status: run.status,
+            round: run.run_attempt,
             input: run.input.as_object().cloned().unwrap_or_default(),
             workflow,
         }
@@ -263,11 +266,30 @@ impl<'a> Step<'a> {
                 .or_default()
                 .push(row);
         }
+        // Only in a round of `weft retry` that keeps a fan-out's items.
+        let keeping: Vec<(TaskExecutionId, i32)> = ready
+            .iter()
+            .filter(|t| t.keep_items)
+            .map(|t| (t.id, t.attempt_base))
+            .collect();
+        let mut kept: HashMap<TaskExecutionId, decide::Kept> = HashMap::new();
+        for item in executions::keepable(self.conn, &keeping).await? {
+            kept.entry(item.task_execution_id)
+                .or_default()
+                .insert(item.item_index, (item.id, item.input));
+        }
         let mut decisions = Vec::with_capacity(ready.len());
         for task in ready {
             let run = run_of(&self.runs, task.workflow_execution_id)?;
             let rows = by_run.get(&run.id).map_or(&[][..], Vec::as_slice);
-            let decision = decide::decide(self.evaluator, self.limit, run, &task, rows)?;
+            let decision = decide::decide(
+                self.evaluator,
+                self.limit,
+                run,
+                &task,
+                rows,
+                kept.get(&task.id),
+            )?;
             decisions.push((task, decision));
         }
         for (task, decision) in decisions {
@@ -278,6 +300,25 @@ impl<'a> Step<'a> {
                         let outcome = Outcome {
                             status: TaskStatus::Succeeded,
                             result: Some(Value::Array(Vec::new())),
+                            error: None,
+                        };
+                        self.ending.push((task.id, outcome));
+                    }
+                }
+                Decision::AllKept(start) => {
+                    let started = executions::start_tasks(
+                        self.conn,
+                        std::slice::from_ref(&start),
+                        &[],
+                        self.lease,
+                    )
+                    .await?;
+                    if started.tasks.contains(&task.id) {
+                        let results =
+                            executions::item_results(self.conn, task.id, task.attempt_base).await?;
+                        let outcome = Outcome {
+                            status: TaskStatus::Succeeded,
+                            result: Some(Value::Array(results)),
                             error: None,
                         };
                         self.ending.push((task.id, outcome));
@@ -311,8 +352,9 @@ impl<'a> Step<'a> {
         }
         let attempt = task.attempt_base + 1;
         let wanted = claimed.len();
+        let by_seq = task.items_kept > 0;
         let mut queued =
-            executions::queue_items(self.conn, task.id, claimed.clone(), attempt).await?;
+            executions::queue_items(self.conn, task.id, claimed.clone(), attempt, by_seq).await?;
         queued.sort_by_key(|e| e.item_index);
         if queued.len() != wanted {
             return Err(EngineError::Inconsistent(format!(
@@ -359,11 +401,14 @@ impl<'a> Step<'a> {
             status: ExecutionStatus::Queued,
             input: failed.input.clone(),
             due_at: Some(due),
+            seq: failed.seq,
+            kept_from: None,
         };
         executions::create_many(
             self.conn,
             run.id,
             task.id,
+            failed.round,
             failed.timeout_ms,
             std::slice::from_ref(&new),
         )

@@ -25,7 +25,12 @@ pub struct Violation {
 }
 
 /// A named check and its query. `$1` is the run to audit, or NULL for all;
-/// `$2` the outbox age threshold in seconds.
+/// `$2` the outbox age threshold in seconds; `$3` how long in seconds a
+/// queued execution may wait to be taken (see [`Thresholds`]).
+///
+/// A canceled task's counters stop when its run is canceled, while its
+/// running actions may still finish (and be recorded with their own
+/// status): its counters are not compared with its executions.
 const CHECKS: &[(&str, &str)] = &[
     (
         "one_task_execution_per_task",
@@ -44,11 +49,13 @@ const CHECKS: &[(&str, &str)] = &[
          FROM executions e WHERE ($1::uuid IS NULL OR e.workflow_execution_id = $1) \
          GROUP BY e.workflow_execution_id, e.task_execution_id, e.item_index, e.attempt HAVING count(*) > 1 \
          UNION ALL \
-         SELECT e.workflow_execution_id, format('item %s of task `%s` succeeded %s times', e.item_index, t.task_name, count(*)) \
+         SELECT e.workflow_execution_id, \
+                format('item %s of task `%s` succeeded %s times in round %s', \
+                       e.item_index, t.task_name, count(*), e.round) \
          FROM executions e JOIN task_executions t ON t.id = e.task_execution_id \
          WHERE e.status = 'succeeded' AND ($1::uuid IS NULL OR e.workflow_execution_id = $1) \
-         GROUP BY e.workflow_execution_id, t.task_name, e.task_execution_id, e.item_index, t.attempt_base \
-         HAVING count(*) FILTER (WHERE e.attempt > t.attempt_base) > 1",
+         GROUP BY e.workflow_execution_id, t.task_name, e.task_execution_id, e.item_index, e.round \
+         HAVING count(*) > 1",
     ),
     (
         "item_counters_match_executions",
@@ -57,11 +64,12 @@ const CHECKS: &[(&str, &str)] = &[
                        t.task_name, t.items_dispatched, t.items_succeeded, coalesce(e.dispatched, 0), coalesce(e.succeeded, 0)) \
          FROM task_executions t \
          LEFT JOIN LATERAL ( \
-             SELECT count(DISTINCT coalesce(item_index, 0)) FILTER (WHERE queued_at IS NOT NULL) AS dispatched, \
+             SELECT count(DISTINCT coalesce(item_index, 0)) \
+                        FILTER (WHERE queued_at IS NOT NULL OR kept_from IS NOT NULL) AS dispatched, \
                     count(*) FILTER (WHERE status = 'succeeded') AS succeeded \
              FROM executions WHERE task_execution_id = t.id AND attempt > t.attempt_base \
          ) e ON true \
-         WHERE t.status <> 'waiting' AND ($1::uuid IS NULL OR t.workflow_execution_id = $1) \
+         WHERE t.status NOT IN ('waiting', 'canceled') AND ($1::uuid IS NULL OR t.workflow_execution_id = $1) \
            AND (t.items_dispatched <> coalesce(e.dispatched, 0) OR t.items_succeeded <> coalesce(e.succeeded, 0))",
     ),
     (
@@ -71,12 +79,10 @@ const CHECKS: &[(&str, &str)] = &[
                        t.task_name, e.queued_at, n.task_name, \
                        CASE WHEN n.finished_at IS NULL THEN 'unfinished' ELSE 'finished only at ' || n.finished_at::text END) \
          FROM task_executions t \
-         JOIN workflow_executions r ON r.id = t.workflow_execution_id \
          JOIN executions e ON e.task_execution_id = t.id AND e.queued_at IS NOT NULL \
          JOIN task_executions n ON n.workflow_execution_id = t.workflow_execution_id AND n.task_name = ANY(t.needs) \
          WHERE ($1::uuid IS NULL OR t.workflow_execution_id = $1) \
            AND e.attempt = t.attempt_base + 1 \
-           AND (r.run_attempt = 1 OR t.attempt_base > 0) \
            AND (n.finished_at IS NULL OR n.finished_at > e.queued_at)",
     ),
     (
@@ -114,6 +120,71 @@ const CHECKS: &[(&str, &str)] = &[
          FROM outbox WHERE not_before < now() - make_interval(secs => $2) \
            AND ($1::uuid IS NULL OR (payload->>'workflow_execution_id')::uuid = $1)",
     ),
+    (
+        // A dispatch lost on the way (a purged queue, a broker node lost
+        // without replicated queues, a dead-lettered message) leaves its
+        // execution queued: the executors send it again after
+        // `--redispatch-after`, so one waiting longer than that (counted
+        // from its last dispatch) is a run that hangs.
+        "queued_executions_taken",
+        "SELECT e.workflow_execution_id, \
+                format('execution %s (task `%s`, item %s, attempt %s) has waited since %s for a worker to take it \
+                        (re-sent %s times): its dispatch may be lost, or no worker serves its pool, or the pool''s queue is deep', \
+                       e.id, t.task_name, coalesce(e.item_index::text, '-'), e.attempt, \
+                       GREATEST(e.queued_at, e.due_at, e.redispatched_at), e.redispatches) \
+         FROM executions e JOIN task_executions t ON t.id = e.task_execution_id \
+         WHERE e.status = 'queued' \
+           AND GREATEST(e.queued_at, e.due_at, e.redispatched_at) < now() - make_interval(secs => $3) \
+           AND ($1::uuid IS NULL OR e.workflow_execution_id = $1)",
+    ),
+    (
+        // Rows the relay could not decode are parked, never dropped.
+        "outbox_nothing_parked",
+        // The payload is what could not be decoded: its run id is read only
+        // if it has the shape of one.
+        "SELECT coalesce(p.run, '00000000-0000-0000-0000-000000000000'::uuid), \
+                format('outbox message %s (to %s/%s, written %s) was parked unpublished: %s', \
+                       p.id, p.exchange, p.routing_key, p.created_at, p.reason) \
+         FROM (SELECT o.*, CASE WHEN o.payload->>'workflow_execution_id' ~* '^[0-9a-f]{8}-([0-9a-f]{4}-){3}[0-9a-f]{12}$' \
+                                THEN (o.payload->>'workflow_execution_id')::uuid END AS run \
+               FROM outbox_parked o) p \
+         WHERE ($1::uuid IS NULL OR p.run = $1)",
+    ),
+    (
+        "fan_out_result_per_item",
+        "SELECT t.workflow_execution_id, \
+                format('fan-out `%s` succeeded with %s result entries for %s items', t.task_name, \
+                       CASE WHEN jsonb_typeof(t.result) = 'array' THEN jsonb_array_length(t.result)::text \
+                            ELSE 'no list of' END, \
+                       t.items_total) \
+         FROM task_executions t \
+         WHERE t.with_items AND t.status = 'succeeded' AND ($1::uuid IS NULL OR t.workflow_execution_id = $1) \
+           AND (jsonb_typeof(t.result) IS DISTINCT FROM 'array' \
+                OR jsonb_array_length(t.result) IS DISTINCT FROM t.items_total)",
+    ),
+    (
+        "succeeded_items_kept",
+        "SELECT t.workflow_execution_id, \
+                format('item %s of fan-out `%s` succeeded in an earlier round and ran again in round %s', \
+                       e.item_index, t.task_name, e.round) \
+         FROM task_executions t \
+         JOIN executions e ON e.task_execution_id = t.id AND e.attempt > t.attempt_base \
+         WHERE t.keep_items AND e.kept_from IS NULL AND e.status = 'succeeded' \
+           AND ($1::uuid IS NULL OR t.workflow_execution_id = $1) \
+           AND EXISTS (SELECT 1 FROM executions o \
+                       WHERE o.task_execution_id = t.id AND o.item_index = e.item_index \
+                         AND o.attempt <= t.attempt_base AND o.status = 'succeeded' AND o.input = e.input)",
+    ),
+    (
+        "decided_after_needs_finished",
+        "SELECT t.workflow_execution_id, \
+                format('task `%s` was decided at %s, before its need `%s` finished (at %s)', \
+                       t.task_name, t.decided_at, n.task_name, n.finished_at) \
+         FROM task_executions t \
+         JOIN task_executions n ON n.workflow_execution_id = t.workflow_execution_id AND n.task_name = ANY(t.needs) \
+         WHERE ($1::uuid IS NULL OR t.workflow_execution_id = $1) \
+           AND t.decided_at IS NOT NULL AND n.finished_at IS NOT NULL AND t.decided_at < n.finished_at",
+    ),
 ];
 
 /// The names of every check, in the order they run.
@@ -122,7 +193,31 @@ pub fn checks() -> Vec<&'static str> {
     CHECKS.iter().map(|(name, _)| *name).collect()
 }
 
+/// The ages past which the audit reports a message or an execution as
+/// stuck.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Thresholds {
+    /// Seconds an outbox message may stay unpublished past its due time.
+    pub outbox_secs: f64,
+    /// Seconds a queued execution may wait for a worker to take it since
+    /// its dispatch was last written; the executors' `--redispatch-after`.
+    pub queued_secs: f64,
+}
+
+impl Thresholds {
+    /// The given outbox threshold, and the default redispatch delay.
+    #[must_use]
+    pub fn outbox(outbox_secs: f64) -> Self {
+        Self {
+            outbox_secs,
+            queued_secs: crate::executions::DEFAULT_REDISPATCH_AFTER.as_secs_f64(),
+        }
+    }
+}
+
 /// Runs every check, for one run or for all; returns every violation.
+/// Queued executions are judged against the default redispatch delay (see
+/// [`audit_with`]).
 ///
 /// # Errors
 /// A database error.
@@ -131,6 +226,19 @@ pub async fn audit(
     run: Option<WorkflowExecutionId>,
     outbox_threshold_secs: f64,
 ) -> Result<Vec<Violation>, StoreError> {
+    audit_with(conn, run, Thresholds::outbox(outbox_threshold_secs)).await
+}
+
+/// Runs every check with the given thresholds, for one run or for all;
+/// returns every violation.
+///
+/// # Errors
+/// A database error.
+pub async fn audit_with(
+    conn: &mut PgConnection,
+    run: Option<WorkflowExecutionId>,
+    thresholds: Thresholds,
+) -> Result<Vec<Violation>, StoreError> {
     let mut found = Vec::new();
     for (name, sql) in CHECKS {
         let query = format!(
@@ -138,7 +246,8 @@ pub async fn audit(
         );
         let rows: Vec<Violation> = sqlx::query_as(sqlx::AssertSqlSafe(query))
             .bind(run.map(|r| r.as_uuid()))
-            .bind(outbox_threshold_secs)
+            .bind(thresholds.outbox_secs)
+            .bind(thresholds.queued_secs)
             .fetch_all(&mut *conn)
             .await
             .context("auditing")?;

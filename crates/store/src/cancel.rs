@@ -1,16 +1,19 @@
 //! Cancelling a run: stop dispatching, stop what runs, end `canceled`.
 //!
-//! [`request`] moves the run to `canceling`, cancels every execution that
-//! has not started (its dispatch, if already on a queue, will find its guard
-//! flipped) and returns the executions to kill on the workers. [`settle`]
-//! ends the run `canceled` once none of its executions is live; it runs in
-//! the request's transaction and after every completion of a canceling run,
-//! under a lock on the run row so exactly one transaction settles it.
+//! [`request`] moves the run to `canceling` and asks the workers to kill
+//! its running actions. [`settle`] cancels every execution that has not
+//! started (its dispatch, if already on a queue, finds its guard flipped
+//! and is dropped by the worker) and ends the run `canceled` once none of
+//! its executions runs; it runs in the request's transaction and after
+//! every completion of a canceling run, under a lock on the run row so
+//! exactly one transaction settles it.
 
 use sqlx::PgConnection;
 use uuid::Uuid;
 use weft_common::message::{CancelExecutions, WorkflowFinished};
-use weft_common::{Envelope, ExecutionId, WorkflowExecutionId, WorkflowStatus};
+use weft_common::{
+    Envelope, ExecutionId, ExecutionStatus, TaskStatus, WorkflowExecutionId, WorkflowStatus,
+};
 
 use crate::error::{Context, StoreError};
 use crate::{outbox, runs};
@@ -53,47 +56,51 @@ pub async fn request(
             other => Requested::Finished(other),
         });
     }
-    let not_started: Vec<Uuid> = sqlx::query_scalar(
-        "UPDATE executions SET status = 'canceled', finished_at = clock_timestamp(), error = 'canceled before it started' \
-         WHERE workflow_execution_id = $1 AND status IN ('pending', 'queued') RETURNING id",
-    )
-    .bind(id.as_uuid())
-    .fetch_all(&mut *conn)
-    .await
-    .context("canceling executions that have not started")?;
     let running: Vec<Uuid> = sqlx::query_scalar(
-        "SELECT id FROM executions WHERE workflow_execution_id = $1 AND status = 'running'",
+        "SELECT id FROM executions WHERE workflow_execution_id = $1 AND status = $2",
     )
     .bind(id.as_uuid())
+    .bind(ExecutionStatus::Running.as_str())
     .fetch_all(&mut *conn)
     .await
     .context("finding running executions")?;
-    let killing: Vec<ExecutionId> = running
-        .iter()
-        .chain(&not_started)
-        .copied()
-        .map(ExecutionId::from)
-        .collect();
-    let count = killing.len();
-    if !killing.is_empty() {
+    if !running.is_empty() {
         let message = Envelope::new(CancelExecutions {
             workflow_execution_id: id,
-            execution_ids: killing,
+            execution_ids: running.iter().copied().map(ExecutionId::from).collect(),
         });
         outbox::enqueue(&mut *conn, &[(message, None)], None).await?;
     }
     let settled = settle(&mut *conn, id, &run.workflow_name).await?;
     outbox::notify(&mut *conn).await?;
     Ok(Requested::Accepted {
-        killing: count,
-        settled,
+        killing: running.len() + settled.stopped,
+        settled: settled.canceled,
     })
 }
 
-/// Ends a `canceling` run `canceled` if none of its executions is queued or
-/// running: its unfinished tasks become `canceled` and `WorkflowFinished` is
-/// enqueued. Returns whether it did. Locks the run row first, so two
-/// completions racing here cannot both settle it (or both miss it).
+/// What [`settle`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Settled {
+    /// Executions it canceled before they started (their dispatches, if
+    /// delivered, are dropped by the workers).
+    pub stopped: usize,
+    /// Whether the run ended `canceled`.
+    pub canceled: bool,
+}
+
+/// Cancels the executions of a `canceling` run that have not started and
+/// asks the workers to drop them; then, if none of its executions is
+/// running, ends the run `canceled`: its unfinished tasks become
+/// `canceled` and `WorkflowFinished` is enqueued. Runs in the transaction
+/// of a cancellation request and after every completion of a canceling
+/// run.
+///
+/// Locks the run row first, so two transactions racing here cannot both
+/// settle it (or both miss it); then the run's unfinished tasks, so a
+/// transaction that decided one of them to run before it saw the run
+/// canceling commits first and its new executions are seen (and
+/// canceled) here, instead of running after the run ended.
 ///
 /// # Errors
 /// A database error.
@@ -101,37 +108,67 @@ pub async fn settle(
     conn: &mut PgConnection,
     id: WorkflowExecutionId,
     workflow: &str,
-) -> Result<bool, StoreError> {
+) -> Result<Settled, StoreError> {
     if runs::status(&mut *conn, id, true).await? != WorkflowStatus::Canceling {
-        return Ok(false);
+        return Ok(Settled::default());
     }
-    let live: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM executions WHERE workflow_execution_id = $1 AND status IN ('queued', 'running'))",
+    let unfinished = TaskStatus::source_names(TaskStatus::Canceled);
+    sqlx::query(
+        "SELECT id FROM task_executions WHERE workflow_execution_id = $1 AND status = ANY($2) \
+         ORDER BY id FOR UPDATE",
     )
     .bind(id.as_uuid())
+    .bind(&unfinished)
+    .execute(&mut *conn)
+    .await
+    .context("locking the unfinished tasks")?;
+    let stopped: Vec<Uuid> = sqlx::query_scalar(
+        "UPDATE executions SET status = $2, finished_at = clock_timestamp(), \
+             error = 'canceled before it started' \
+         WHERE workflow_execution_id = $1 AND status = ANY($3) RETURNING id",
+    )
+    .bind(id.as_uuid())
+    .bind(ExecutionStatus::Canceled.as_str())
+    .bind([
+        ExecutionStatus::Pending.as_str(),
+        ExecutionStatus::Queued.as_str(),
+    ])
+    .fetch_all(&mut *conn)
+    .await
+    .context("canceling executions that have not started")?;
+    if !stopped.is_empty() {
+        let message = Envelope::new(CancelExecutions {
+            workflow_execution_id: id,
+            execution_ids: stopped.iter().copied().map(ExecutionId::from).collect(),
+        });
+        outbox::enqueue(&mut *conn, &[(message, None)], None).await?;
+    }
+    let settled = |canceled| Settled {
+        stopped: stopped.len(),
+        canceled,
+    };
+    let running: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM executions WHERE workflow_execution_id = $1 AND status = $2)",
+    )
+    .bind(id.as_uuid())
+    .bind(ExecutionStatus::Running.as_str())
     .fetch_one(&mut *conn)
     .await
-    .context("checking for live executions")?;
-    if live {
-        return Ok(false);
+    .context("checking for running executions")?;
+    if running {
+        return Ok(settled(false));
     }
     sqlx::query(
-        "UPDATE task_executions SET status = 'canceled', finished_at = clock_timestamp(), \
+        "UPDATE task_executions SET status = $2, finished_at = clock_timestamp(), \
              error = COALESCE(error, 'the run was canceled') \
-         WHERE workflow_execution_id = $1 AND status IN ('waiting', 'running')",
+         WHERE workflow_execution_id = $1 AND status = ANY($3)",
     )
     .bind(id.as_uuid())
+    .bind(TaskStatus::Canceled.as_str())
+    .bind(&unfinished)
     .execute(&mut *conn)
     .await
     .context("canceling unfinished tasks")?;
-    sqlx::query(
-        "UPDATE executions SET status = 'canceled', finished_at = clock_timestamp() \
-         WHERE workflow_execution_id = $1 AND status = 'pending'",
-    )
-    .bind(id.as_uuid())
-    .execute(&mut *conn)
-    .await
-    .context("canceling pending executions")?;
     let done = runs::transition(
         &mut *conn,
         id,
@@ -148,5 +185,5 @@ pub async fn settle(
         });
         outbox::enqueue(&mut *conn, &[(message, None)], None).await?;
     }
-    Ok(done)
+    Ok(settled(done))
 }

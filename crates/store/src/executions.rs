@@ -54,10 +54,19 @@ pub struct ExecutionRow {
     pub finished_at: Option<DateTime<Utc>>,
     /// Past this instant a running execution is reaped.
     pub deadline: Option<DateTime<Utc>>,
+    /// The run's round (`weft retry`) it was created in.
+    pub round: i32,
+    /// The earlier round's execution whose success it keeps (nothing was
+    /// dispatched for it).
+    pub kept_from: Option<Uuid>,
+    /// Its dispatch position in a round that kept items (`None`: its item
+    /// index is its position).
+    pub seq: Option<i32>,
 }
 
 const EXECUTION_COLUMNS: &str = "id, task_execution_id, workflow_execution_id, item_index, attempt, status, input, \
-     result, error, worker_id, timeout_ms, created_at, queued_at, due_at, started_at, finished_at, deadline";
+     result, error, worker_id, timeout_ms, created_at, queued_at, due_at, started_at, finished_at, deadline, \
+     round, kept_from, seq";
 
 /// An execution to create.
 #[derive(Debug, Clone)]
@@ -75,6 +84,12 @@ pub struct NewExecution {
     pub input: Value,
     /// When its dispatch becomes due (a retry's backoff); `None` = now.
     pub due_at: Option<DateTime<Utc>>,
+    /// Its dispatch position in a round that kept items (see
+    /// [`ExecutionRow::seq`]).
+    pub seq: Option<i32>,
+    /// With status `succeeded`: the earlier round's execution whose
+    /// success (and result) it keeps.
+    pub kept_from: Option<ExecutionId>,
 }
 
 /// Creates executions of one task in one statement. The unique
@@ -86,6 +101,7 @@ pub async fn create_many(
     conn: &mut PgConnection,
     run: WorkflowExecutionId,
     task: TaskExecutionId,
+    round: i32,
     timeout_ms: Option<i64>,
     executions: &[NewExecution],
 ) -> Result<(), StoreError> {
@@ -95,14 +111,16 @@ pub async fn create_many(
     let statuses: Vec<&str> = executions.iter().map(|e| e.status.as_str()).collect();
     let inputs: Vec<&Value> = executions.iter().map(|e| &e.input).collect();
     let due: Vec<Option<DateTime<Utc>>> = executions.iter().map(|e| e.due_at).collect();
+    let seqs: Vec<Option<i32>> = executions.iter().map(|e| e.seq).collect();
     sqlx::query(
         "INSERT INTO executions \
              (id, task_execution_id, workflow_execution_id, item_index, attempt, status, input, timeout_ms, \
-              queued_at, due_at) \
+              queued_at, due_at, round, seq) \
          SELECT id, $1, $2, item, attempt, status, input, $3, \
-                CASE WHEN status = 'queued' THEN clock_timestamp() END, due \
-         FROM UNNEST($4::uuid[], $5::int[], $6::int[], $7::text[], $8::jsonb[], $9::timestamptz[]) \
-              AS e(id, item, attempt, status, input, due)",
+                CASE WHEN status = 'queued' THEN clock_timestamp() END, due, $10, seq \
+         FROM UNNEST($4::uuid[], $5::int[], $6::int[], $7::text[], $8::jsonb[], $9::timestamptz[], \
+                     $11::int[]) \
+              AS e(id, item, attempt, status, input, due, seq)",
     )
     .bind(task.as_uuid())
     .bind(run.as_uuid())
@@ -113,6 +131,8 @@ pub async fn create_many(
     .bind(&statuses)
     .bind(&inputs)
     .bind(&due)
+    .bind(round)
+    .bind(&seqs)
     .execute(conn)
     .await
     .context("creating executions")?;
@@ -126,9 +146,15 @@ pub struct TaskStart {
     pub task: TaskExecutionId,
     /// Its run.
     pub run: WorkflowExecutionId,
+    /// The run's round it starts in.
+    pub round: i32,
     /// How many items it has (1 for a plain task).
     pub items: i32,
-    /// How many of them go out at once.
+    /// How many of them this round keeps from an earlier one (they count
+    /// as dispatched and succeeded from the start).
+    pub kept: i32,
+    /// How many positions are dispatched at once: the kept items and the
+    /// first items to run.
     pub dispatched: i32,
     /// The per-attempt timeout of its executions.
     pub timeout_ms: Option<i64>,
@@ -183,26 +209,40 @@ pub async fn start_tasks(
     let statuses: Vec<&str> = executions().map(|(_, e)| e.status.as_str()).collect();
     let inputs: Vec<&Value> = executions().map(|(_, e)| &e.input).collect();
     let due: Vec<Option<DateTime<Utc>>> = executions().map(|(_, e)| e.due_at).collect();
+    let kept: Vec<i32> = starts.iter().map(|s| s.kept).collect();
+    let rounds: Vec<i32> = executions().map(|(s, _)| s.round).collect();
+    let seqs: Vec<Option<i32>> = executions().map(|(_, e)| e.seq).collect();
+    let kept_from: Vec<Option<Uuid>> = executions()
+        .map(|(_, e)| e.kept_from.map(|id| id.as_uuid()))
+        .collect();
+    // A kept item is created `succeeded` with its earlier execution's
+    // result; the `CASE` looks that row up for kept items only.
     let rows: Vec<(Option<Uuid>, Option<i64>, Option<Uuid>)> = sqlx::query_as(
         "WITH s AS ( \
-             SELECT DISTINCT ON (id) * FROM UNNEST($1::uuid[], $2::int[], $3::int[]) AS s(id, total, dispatched) \
+             SELECT DISTINCT ON (id) * FROM UNNEST($1::uuid[], $2::int[], $3::int[], $18::int[]) \
+                 AS s(id, total, dispatched, kept) \
          ), locked AS ( \
-             SELECT t.id, s.total, s.dispatched FROM task_executions t JOIN s ON s.id = t.id \
+             SELECT t.id, s.total, s.dispatched, s.kept FROM task_executions t JOIN s ON s.id = t.id \
              WHERE t.status = 'waiting' ORDER BY t.id FOR UPDATE OF t \
          ), started AS ( \
              UPDATE task_executions t \
              SET status = 'running', items_total = locked.total, items_dispatched = locked.dispatched, \
-                 decided_at = clock_timestamp() \
+                 items_kept = locked.kept, items_succeeded = locked.kept, decided_at = clock_timestamp() \
              FROM locked WHERE t.id = locked.id AND t.status = 'waiting' RETURNING t.id \
          ), created AS ( \
              INSERT INTO executions \
                  (id, task_execution_id, workflow_execution_id, item_index, attempt, status, input, \
-                  timeout_ms, queued_at, due_at) \
+                  timeout_ms, queued_at, due_at, round, seq, kept_from, result, finished_at) \
              SELECT e.id, e.task, e.run, e.item, e.attempt, e.status, e.input, e.timeout, \
-                    CASE WHEN e.status = 'queued' THEN clock_timestamp() END, e.due \
+                    CASE WHEN e.status = 'queued' THEN clock_timestamp() END, e.due, e.round, e.seq, \
+                    e.kept_from, \
+                    CASE WHEN e.kept_from IS NOT NULL \
+                         THEN (SELECT o.result FROM executions o WHERE o.id = e.kept_from) END, \
+                    CASE WHEN e.kept_from IS NOT NULL THEN clock_timestamp() END \
              FROM UNNEST($4::uuid[], $5::uuid[], $6::uuid[], $7::int8[], $8::int[], $9::int[], \
-                         $10::text[], $11::jsonb[], $12::timestamptz[]) \
-                  AS e(task, run, id, timeout, item, attempt, status, input, due) \
+                         $10::text[], $11::jsonb[], $12::timestamptz[], $19::int[], $20::int[], \
+                         $21::uuid[]) \
+                  AS e(task, run, id, timeout, item, attempt, status, input, due, round, seq, kept_from) \
              JOIN started ON started.id = e.task \
          ), written AS ( \
              INSERT INTO outbox (exchange, routing_key, payload, not_before) \
@@ -233,6 +273,10 @@ pub async fn start_tasks(
     .bind(&columns.keys)
     .bind(&columns.payloads)
     .bind(crate::outbox::lease_millis(lease))
+    .bind(&kept)
+    .bind(&rounds)
+    .bind(&seqs)
+    .bind(&kept_from)
     .fetch_all(conn)
     .await
     .context("starting tasks")?;
@@ -258,28 +302,32 @@ pub async fn start_tasks(
 }
 
 /// Guarded `pending → queued` of items' first attempt of this round, by
-/// index. Items not pending (already queued) are left out.
+/// dispatch position: the item index, or the position in a round that kept
+/// items (`by_seq`, see [`ExecutionRow::seq`]). Items not pending (already
+/// queued) are left out.
 ///
 /// # Errors
 /// A database error.
 pub async fn queue_items(
     conn: &mut PgConnection,
     task: TaskExecutionId,
-    items: std::ops::Range<i32>,
+    positions: std::ops::Range<i32>,
     attempt: i32,
+    by_seq: bool,
 ) -> Result<Vec<ExecutionRow>, StoreError> {
-    if items.is_empty() {
+    if positions.is_empty() {
         return Ok(Vec::new());
     }
+    let position = if by_seq { "seq" } else { "item_index" };
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "UPDATE executions SET status = 'queued', queued_at = clock_timestamp() \
-         WHERE task_execution_id = $1 AND item_index >= $2 AND item_index < $3 AND attempt = $4 \
+         WHERE task_execution_id = $1 AND {position} >= $2 AND {position} < $3 AND attempt = $4 \
            AND status = 'pending' \
          RETURNING {EXECUTION_COLUMNS}"
     )))
     .bind(task.as_uuid())
-    .bind(items.start)
-    .bind(items.end)
+    .bind(positions.start)
+    .bind(positions.end)
     .bind(attempt)
     .fetch_all(conn)
     .await
@@ -288,7 +336,11 @@ pub async fn queue_items(
 
 /// Guarded `queued → running` when a worker reports the start; sets the
 /// deadline to the timeout plus `grace` (none without a timeout: then only a
-/// lost heartbeat reaps it). A start reported by another worker while the
+/// lost heartbeat reaps it), counted from the database's clock as the
+/// report arrives: `started_at` is the worker's clock, kept for display,
+/// but a worker clock running behind — or a report that waited in
+/// `weft.executor` while the executors were down — must not bring the
+/// deadline forward and get a healthy action reaped. A start reported by another worker while the
 /// execution is running means the broker redelivered the dispatch after its
 /// first worker was lost: the execution is re-assigned to the new worker, so
 /// the reaper watches the worker that actually runs it. `false`: a duplicate
@@ -307,7 +359,7 @@ pub async fn started(
     let done = sqlx::query(
         "UPDATE executions \
          SET status = 'running', worker_id = $3, started_at = $4, \
-             deadline = $4 + make_interval(secs => (timeout_ms + $5)::float8 / 1000) \
+             deadline = clock_timestamp() + make_interval(secs => (timeout_ms + $5)::float8 / 1000) \
          WHERE id = $1 AND attempt = $2 AND (status = 'queued' OR (status = 'running' AND worker_id <> $3))",
     )
     .bind(id.as_uuid())
@@ -362,6 +414,8 @@ pub struct Completed {
     pub workflow_name: String,
     /// Its run's input.
     pub run_input: Value,
+    /// Its run's current round (`run_attempt`).
+    pub run_round: i32,
     /// Whether the same statement made its task terminal: a plain task
     /// (no `with_items`) of a running run whose one execution succeeded
     /// ends with it (see [`Recorded::finished`]).
@@ -457,7 +511,8 @@ pub async fn complete_many(
              RETURNING {finished} \
          ), {cascade} \
          SELECT e.*, t.task_name, t.attempt_base, w.status AS run_status, w.definition_id, \
-                w.workflow_name, w.input AS run_input, f.id IS NOT NULL AS task_finished, \
+                w.workflow_name, w.input AS run_input, w.run_attempt AS run_round, \
+                f.id IS NOT NULL AS task_finished, \
                 CASE WHEN e.ord = (SELECT min(ord) FROM e) \
                      THEN (SELECT jsonb_agg(c) FROM cascade c) END AS cascade \
          FROM e \
@@ -505,22 +560,73 @@ pub async fn complete_many(
     Ok(recorded)
 }
 
-/// The results of a task's succeeded items, in item order.
+/// The results of a task's succeeded items in its current round (attempts
+/// after `attempt_base`), in item order: one per item, from its latest
+/// successful execution (kept items included).
 ///
 /// # Errors
 /// A database error.
 pub async fn item_results(
     conn: &mut PgConnection,
     task: TaskExecutionId,
+    attempt_base: i32,
 ) -> Result<Vec<Value>, StoreError> {
     let rows: Vec<Option<Value>> = sqlx::query_scalar(
-        "SELECT result FROM executions WHERE task_execution_id = $1 AND status = 'succeeded' ORDER BY item_index",
+        "SELECT DISTINCT ON (item_index) result FROM executions \
+         WHERE task_execution_id = $1 AND status = 'succeeded' AND attempt > $2 \
+         ORDER BY item_index, attempt DESC",
     )
     .bind(task.as_uuid())
+    .bind(attempt_base)
     .fetch_all(conn)
     .await
     .context("collecting item results")?;
     Ok(rows.into_iter().map(Option::unwrap_or_default).collect())
+}
+
+/// An item that succeeded in an earlier round: a round that keeps items
+/// keeps it if its input renders the same again.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Keepable {
+    /// Its task.
+    #[sqlx(try_from = "Uuid")]
+    pub task_execution_id: TaskExecutionId,
+    /// The item's position.
+    pub item_index: i32,
+    /// Its latest successful execution.
+    #[sqlx(try_from = "Uuid")]
+    pub id: ExecutionId,
+    /// The input that execution ran with.
+    pub input: Value,
+}
+
+/// The items of these tasks that succeeded in an earlier round (attempts up
+/// to each task's `attempt_base`), each with its latest successful
+/// execution. Read only for the tasks `weft retry` marked `keep_items`.
+///
+/// # Errors
+/// A database error.
+pub async fn keepable(
+    conn: &mut PgConnection,
+    tasks: &[(TaskExecutionId, i32)],
+) -> Result<Vec<Keepable>, StoreError> {
+    if tasks.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<Uuid> = tasks.iter().map(|(t, _)| t.as_uuid()).collect();
+    let bases: Vec<i32> = tasks.iter().map(|(_, b)| *b).collect();
+    sqlx::query_as(
+        "SELECT DISTINCT ON (e.task_execution_id, e.item_index) \
+                e.task_execution_id, e.item_index, e.id, e.input \
+         FROM executions e JOIN UNNEST($1::uuid[], $2::int[]) AS t(id, base) ON e.task_execution_id = t.id \
+         WHERE e.status = 'succeeded' AND e.attempt <= t.base AND e.item_index IS NOT NULL \
+         ORDER BY e.task_execution_id, e.item_index, e.attempt DESC",
+    )
+    .bind(&ids)
+    .bind(&bases)
+    .fetch_all(conn)
+    .await
+    .context("reading the items earlier rounds finished")
 }
 
 /// Cancels the executions of a task that never started (pending items left
@@ -561,20 +667,23 @@ pub async fn for_run(
     .context("reading a run's executions")
 }
 
-/// The lowest-indexed item of a task that failed for good, with its error.
+/// The lowest-indexed item of a task that failed for good in its current
+/// round (attempts after `attempt_base`), with its error.
 ///
 /// # Errors
 /// A database error.
 pub async fn first_failure(
     conn: &mut PgConnection,
     task: TaskExecutionId,
+    attempt_base: i32,
 ) -> Result<Option<(i32, String)>, StoreError> {
     let row: Option<(Option<i32>, Option<String>, String)> = sqlx::query_as(
         "SELECT item_index, error, status FROM executions \
-         WHERE task_execution_id = $1 AND status IN ('failed', 'timed_out') \
+         WHERE task_execution_id = $1 AND status IN ('failed', 'timed_out') AND attempt > $2 \
          ORDER BY item_index, attempt DESC LIMIT 1",
     )
     .bind(task.as_uuid())
+    .bind(attempt_base)
     .fetch_optional(conn)
     .await
     .context("finding the first failed item")?;
@@ -604,13 +713,22 @@ pub struct Overdue {
 /// Claims one running execution whose deadline passed or whose worker has
 /// not sent a heartbeat for `heartbeat_grace_ms`, locking it (`SKIP LOCKED`:
 /// concurrent reapers take different rows) until the transaction ends.
+/// Executions in `exclude` are passed over: the reaper's quarantine of rows
+/// whose reaping failed for a reason retrying cannot fix, so one such row
+/// is not picked first on every pass ahead of all the others.
+///
+/// Both clocks compared are the database's: `deadline` and
+/// `last_heartbeat` are stamped with it as the reports arrive (see
+/// [`started`] and [`crate::workers::heartbeat`]).
 ///
 /// # Errors
 /// A database error.
 pub async fn claim_overdue(
     conn: &mut PgConnection,
     heartbeat_grace_ms: i64,
+    exclude: &[ExecutionId],
 ) -> Result<Option<Overdue>, StoreError> {
+    let exclude: Vec<Uuid> = exclude.iter().map(|id| id.as_uuid()).collect();
     sqlx::query_as(
         "SELECT e.id, e.workflow_execution_id, e.attempt, \
                 CASE WHEN e.deadline < now() \
@@ -619,10 +737,109 @@ pub async fn claim_overdue(
          FROM executions e LEFT JOIN workers w ON w.id = e.worker_id \
          WHERE e.status = 'running' \
            AND (e.deadline < now() OR w.last_heartbeat < now() - make_interval(secs => $1::float8 / 1000)) \
+           AND e.id <> ALL($2) \
          ORDER BY e.deadline NULLS LAST LIMIT 1 FOR UPDATE OF e SKIP LOCKED",
     )
     .bind(heartbeat_grace_ms)
+    .bind(&exclude)
     .fetch_optional(conn)
     .await
     .context("finding overdue executions")
+}
+
+/// How long a queued execution may wait to be taken by a worker before its
+/// dispatch is presumed lost and sent again (`--redispatch-after`), and the
+/// age from which `weft audit` reports it.
+pub const DEFAULT_REDISPATCH_AFTER: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// A queued execution no worker has taken for too long: its dispatch may
+/// have been lost (a purged queue, a broker node lost without replicated
+/// queues, a dispatch dead-lettered).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Stale {
+    /// The execution.
+    #[sqlx(try_from = "Uuid")]
+    pub id: ExecutionId,
+    /// Its task.
+    #[sqlx(try_from = "Uuid")]
+    pub task_execution_id: TaskExecutionId,
+    /// Its run.
+    #[sqlx(try_from = "Uuid")]
+    pub workflow_execution_id: WorkflowExecutionId,
+    /// The item's position, for a with_items task.
+    pub item_index: Option<i32>,
+    /// Which try: a dispatch sent again keeps it.
+    pub attempt: i32,
+    /// The rendered input, as first dispatched.
+    pub input: Value,
+    /// Its run's workflow definition (for the task's action, pool and
+    /// timeout).
+    pub definition_id: Uuid,
+    /// Since when it has waited: its dispatch's last write to the outbox,
+    /// or the end of its retry backoff.
+    pub waiting_since: DateTime<Utc>,
+}
+
+/// The SQL for "since when a queued execution waits to be taken": the
+/// expression `executions_queued_since_idx` indexes, spelled once.
+const QUEUED_SINCE: &str = "GREATEST(e.queued_at, e.due_at, e.redispatched_at)";
+
+/// Claims up to `limit` queued executions of running runs that have waited
+/// longer than `older_than_ms` to be taken, oldest first, locking them
+/// (`SKIP LOCKED`: concurrent redispatchers take different rows) until the
+/// transaction ends; `exclude` is passed over (rows already looked at in
+/// this pass). `pending` executions (waiting for a concurrency slot) were
+/// never dispatched and are not claimed.
+///
+/// # Errors
+/// A database error.
+pub async fn claim_stale_queued(
+    conn: &mut PgConnection,
+    older_than_ms: i64,
+    exclude: &[ExecutionId],
+    limit: i64,
+) -> Result<Vec<Stale>, StoreError> {
+    let exclude: Vec<Uuid> = exclude.iter().map(|id| id.as_uuid()).collect();
+    // The status is spelled into the text (from the enum, not a literal):
+    // the planner uses the partial index only for a predicate it can see.
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT e.id, e.task_execution_id, e.workflow_execution_id, e.item_index, e.attempt, e.input, \
+                w.definition_id, {QUEUED_SINCE} AS waiting_since \
+         FROM executions e JOIN workflow_executions w ON w.id = e.workflow_execution_id \
+         WHERE e.status = '{queued}' AND w.status = $1 \
+           AND {QUEUED_SINCE} < now() - make_interval(secs => $2::float8 / 1000) \
+           AND e.id <> ALL($3) \
+         ORDER BY {QUEUED_SINCE} LIMIT $4 FOR UPDATE OF e SKIP LOCKED",
+        queued = ExecutionStatus::Queued.as_str(),
+    )))
+    .bind(WorkflowStatus::Running.as_str())
+    .bind(older_than_ms)
+    .bind(&exclude)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+    .context("finding queued executions not taken")
+}
+
+/// Records that the dispatches of these executions were written to the
+/// outbox again (guarded: only those still queued). Returns the ones
+/// recorded.
+///
+/// # Errors
+/// A database error.
+pub async fn redispatched(
+    conn: &mut PgConnection,
+    ids: &[ExecutionId],
+) -> Result<Vec<ExecutionId>, StoreError> {
+    let ids: Vec<Uuid> = ids.iter().map(|id| id.as_uuid()).collect();
+    let done: Vec<Uuid> = sqlx::query_scalar(
+        "UPDATE executions SET redispatched_at = clock_timestamp(), redispatches = redispatches + 1 \
+         WHERE id = ANY($1) AND status = $2 RETURNING id",
+    )
+    .bind(&ids)
+    .bind(ExecutionStatus::Queued.as_str())
+    .fetch_all(conn)
+    .await
+    .context("recording redispatches")?;
+    Ok(done.into_iter().map(ExecutionId::from).collect())
 }

@@ -17,6 +17,8 @@
 //! 4. [`executions`] — one row per item × attempt; start/complete guards.
 //! 5. [`outbox`] — messages written with the state, relayed after commit.
 //! 6. [`workers`] — heartbeats.
+//! 7. [`retry`], [`cancel`], [`audit`] — operators' commands;
+//!    [`transact`] runs them again when a deadlock aborts them.
 
 pub mod audit;
 pub mod cancel;
@@ -27,6 +29,7 @@ pub mod outbox;
 pub mod retry;
 pub mod runs;
 pub mod tasks;
+pub mod transact;
 pub mod workers;
 
 pub use db::{DbConfig, MIGRATOR, connect, migrate};

@@ -222,3 +222,35 @@ pub async fn next_due(conn: &mut PgConnection) -> Result<Option<DateTime<Utc>>, 
         .await
         .context("reading the next due message")
 }
+
+/// Moves rows the relay cannot decode out of the outbox into
+/// `outbox_parked`, each with the reason, in one statement. They are never
+/// deleted: a row this build cannot read may be corrupt or written by a
+/// build with another envelope format, and either way an operator must see
+/// it (`weft audit` reports parked rows against their run) and can send it
+/// again once a build that reads it runs. Parked rather than published as
+/// they are: this build's consumers would only dead-letter them, out of
+/// sight of the audit; and the outbox keeps only publishable rows, so its
+/// claim stays fast and the bad rows do not block it.
+///
+/// # Errors
+/// A database error.
+pub async fn park(conn: &mut PgConnection, rows: &[(i64, String)]) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<i64> = rows.iter().map(|(id, _)| *id).collect();
+    let reasons: Vec<&str> = rows.iter().map(|(_, reason)| reason.as_str()).collect();
+    sqlx::query(
+        "WITH moved AS (DELETE FROM outbox WHERE id = ANY($1) RETURNING *) \
+         INSERT INTO outbox_parked (id, exchange, routing_key, payload, created_at, reason) \
+         SELECT m.id, m.exchange, m.routing_key, m.payload, m.created_at, r.reason \
+         FROM moved m JOIN UNNEST($1::int8[], $2::text[]) AS r(id, reason) ON r.id = m.id",
+    )
+    .bind(&ids)
+    .bind(&reasons)
+    .execute(conn)
+    .await
+    .context("parking undecodable outbox messages")?;
+    Ok(())
+}

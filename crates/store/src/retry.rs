@@ -1,72 +1,155 @@
-//! `weft retry`: re-open a failed run as a new round.
+//! `weft retry`: re-open a finished run as a new round.
 //!
-//! Succeeded tasks keep their results; every failed, skipped or canceled
-//! task goes back to `waiting` with its counters cleared and its
-//! `attempt_base` moved past its earlier executions, so the new round's
-//! attempt numbers never collide with the old ones (the unique
-//! (task, item, attempt) index still guards them). Fan-in counters are
-//! recomputed from the tasks that are waiting again, and a
+//! A round re-runs a set of tasks and **everything downstream of them**,
+//! and keeps the rest with their outcomes and results:
+//! - [`Scope::Unfinished`] (plain `weft retry` of a failed or canceled run):
+//!   the tasks that did not succeed (failed, skipped, canceled). A fan-out
+//!   among them that failed or was canceled keeps its items that succeeded
+//!   (`keep_items`): the new round runs only the items that did not, and an
+//!   item is kept only if its input renders the same again.
+//! - [`Scope::Tasks`] (`weft retry --task NAME`, on any finished run): the
+//!   named tasks, all of their items.
+//!
+//! A task downstream of one that runs again is decided again from scratch
+//! (its trigger rule, its `when`, its inputs): a `one_failed` handler of a
+//! task that now succeeds ends `skipped`. Every reset task goes back to
+//! `waiting` with its counters cleared and its `attempt_base` moved past
+//! its earlier executions, so the new round's attempt numbers never
+//! collide with the old ones; earlier rounds' executions stay as history.
+//! Fan-in counters are recomputed from the tasks that wait again, and a
 //! `WorkflowSubmitted` message asks an executor to decide the tasks whose
 //! needs are all terminal — the same message a new run gets.
 
 use sqlx::PgConnection;
 use weft_common::message::WorkflowSubmitted;
-use weft_common::{Envelope, WorkflowExecutionId, WorkflowStatus};
+use weft_common::{Envelope, TaskStatus, WorkflowExecutionId, WorkflowStatus};
 
 use crate::error::{Context, StoreError};
 use crate::{outbox, runs};
 
+/// Which tasks a round runs again (and everything downstream of them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope<'a> {
+    /// Every task that did not succeed, of a failed or canceled run.
+    Unfinished,
+    /// These tasks, of any finished run.
+    Tasks(&'a [String]),
+}
+
 /// What a retry request did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reopened {
-    /// The run is running again; this many tasks will run again.
+    /// The run is running again as round `round`; these tasks run again.
     Reopened {
-        /// The tasks reset to `waiting`.
+        /// The tasks reset to `waiting`, by name.
         tasks: Vec<String>,
         /// The new round's number (`run_attempt`).
         round: i32,
     },
-    /// Only failed runs can be retried; the run is in this status.
-    NotFailed(WorkflowStatus),
+    /// The run is in this status, which this scope cannot re-open: not
+    /// finished yet, or (without named tasks) it succeeded.
+    NotRetryable(WorkflowStatus),
+    /// Named tasks the run does not have, and the ones it has.
+    UnknownTasks {
+        /// The names given that are not tasks of the run.
+        unknown: Vec<String>,
+        /// The run's tasks.
+        known: Vec<String>,
+    },
     /// No run has this id.
     NotFound,
 }
 
-/// Re-opens a failed run; see the module docs.
+/// The run statuses a scope re-opens.
+fn reopens(scope: Scope<'_>, status: WorkflowStatus) -> bool {
+    match scope {
+        Scope::Unfinished => matches!(status, WorkflowStatus::Failed | WorkflowStatus::Canceled),
+        Scope::Tasks(_) => status.is_terminal(),
+    }
+}
+
+/// Re-opens a finished run; see the module docs. Locks the run row first,
+/// so two retries of the same run serialise: the second finds it running.
 ///
 /// # Errors
 /// A database error.
 pub async fn reopen(
     conn: &mut PgConnection,
     id: WorkflowExecutionId,
+    scope: Scope<'_>,
 ) -> Result<Reopened, StoreError> {
-    let Some(run) = runs::get(&mut *conn, id).await? else {
+    let Some(status) = runs::lock_status(&mut *conn, id).await? else {
         return Ok(Reopened::NotFound);
     };
-    let round: Option<i32> = sqlx::query_scalar(
-        "UPDATE workflow_executions \
-         SET status = 'running', run_attempt = run_attempt + 1, output = NULL, error = NULL, finished_at = NULL \
-         WHERE id = $1 AND status = 'failed' RETURNING run_attempt",
+    if !reopens(scope, status) {
+        return Ok(Reopened::NotRetryable(status));
+    }
+    let known: Vec<String> = sqlx::query_scalar(
+        "SELECT task_name FROM task_executions WHERE workflow_execution_id = $1 ORDER BY task_name",
     )
     .bind(id.as_uuid())
-    .fetch_optional(&mut *conn)
+    .fetch_all(&mut *conn)
     .await
-    .context("re-opening the run")?;
-    let Some(round) = round else {
-        let status = runs::status(&mut *conn, id, false).await?;
-        return Ok(Reopened::NotFailed(status));
+    .context("reading the run's tasks")?;
+    let unfinished = [
+        TaskStatus::Failed,
+        TaskStatus::Skipped,
+        TaskStatus::Canceled,
+    ];
+    let roots: Vec<String> = match scope {
+        Scope::Tasks(names) => {
+            let unknown: Vec<String> = names
+                .iter()
+                .filter(|n| !known.contains(n))
+                .cloned()
+                .collect();
+            if !unknown.is_empty() {
+                return Ok(Reopened::UnknownTasks { unknown, known });
+            }
+            names.to_vec()
+        }
+        Scope::Unfinished => sqlx::query_scalar(
+            "SELECT task_name FROM task_executions \
+             WHERE workflow_execution_id = $1 AND status = ANY($2)",
+        )
+        .bind(id.as_uuid())
+        .bind(unfinished.map(TaskStatus::as_str))
+        .fetch_all(&mut *conn)
+        .await
+        .context("finding the tasks that did not succeed")?,
     };
+    if roots.is_empty() {
+        // A failed or canceled run has a task that did not succeed; this
+        // one has none (it failed to start): nothing to run again.
+        return Ok(Reopened::NotRetryable(status));
+    }
+    // The roots and every task downstream of them (through the stored
+    // successors), each reset once. A fan-out that failed or was canceled
+    // keeps its succeeded items in an unfinished-scope round.
+    let keeps = matches!(scope, Scope::Unfinished);
     let tasks: Vec<String> = sqlx::query_scalar(
-        "UPDATE task_executions t \
-         SET status = 'waiting', \
+        "WITH RECURSIVE reset(name) AS ( \
+             SELECT unnest($2::text[]) \
+             UNION \
+             SELECT s.name FROM reset \
+             JOIN task_executions t ON t.workflow_execution_id = $1 AND t.task_name = reset.name \
+             CROSS JOIN LATERAL unnest(t.successors) AS s(name) \
+         ) \
+         UPDATE task_executions t \
+         SET status = $3, \
              attempt_base = GREATEST(t.attempt_base, \
                  coalesce((SELECT max(attempt) FROM executions WHERE task_execution_id = t.id), 0)), \
+             keep_items = $4 AND t.with_items AND t.status = ANY($5), \
              items_total = NULL, items_dispatched = 0, items_succeeded = 0, items_failed = 0, \
-             result = NULL, error = NULL, decided_at = NULL, finished_at = NULL \
-         WHERE t.workflow_execution_id = $1 AND t.status IN ('failed', 'skipped', 'canceled') \
+             items_kept = 0, result = NULL, error = NULL, decided_at = NULL, finished_at = NULL \
+         FROM reset WHERE t.workflow_execution_id = $1 AND t.task_name = reset.name \
          RETURNING t.task_name",
     )
     .bind(id.as_uuid())
+    .bind(&roots)
+    .bind(TaskStatus::Waiting.as_str())
+    .bind(keeps)
+    .bind([TaskStatus::Failed.as_str(), TaskStatus::Canceled.as_str()])
     .fetch_all(&mut *conn)
     .await
     .context("resetting the tasks to run again")?;
@@ -74,24 +157,57 @@ pub async fn reopen(
         "UPDATE task_executions t \
          SET needs_remaining = (SELECT count(*) FROM task_executions n \
                                 WHERE n.workflow_execution_id = t.workflow_execution_id \
-                                  AND n.task_name = ANY(t.needs) AND n.status = 'waiting') \
-         WHERE t.workflow_execution_id = $1 AND t.status = 'waiting'",
+                                  AND n.task_name = ANY(t.needs) AND n.status = $2) \
+         WHERE t.workflow_execution_id = $1 AND t.status = $2",
     )
     .bind(id.as_uuid())
+    .bind(TaskStatus::Waiting.as_str())
     .execute(&mut *conn)
     .await
     .context("recounting fan-in")?;
-    sqlx::query("UPDATE workflow_executions SET tasks_remaining = $2 WHERE id = $1")
-        .bind(id.as_uuid())
-        .bind(i32::try_from(tasks.len()).unwrap_or(i32::MAX))
-        .execute(&mut *conn)
-        .await
-        .context("recounting the tasks remaining")?;
+    let round: i32 = sqlx::query_scalar(
+        "UPDATE workflow_executions \
+         SET status = $2, run_attempt = run_attempt + 1, tasks_remaining = $3, output = NULL, \
+             error = NULL, finished_at = NULL \
+         WHERE id = $1 RETURNING run_attempt",
+    )
+    .bind(id.as_uuid())
+    .bind(WorkflowStatus::Running.as_str())
+    .bind(i32::try_from(tasks.len()).unwrap_or(i32::MAX))
+    .fetch_one(&mut *conn)
+    .await
+    .context("re-opening the run")?;
     let message = Envelope::new(WorkflowSubmitted {
         workflow_execution_id: id,
     });
     outbox::enqueue(&mut *conn, &[(message, None)], None).await?;
     outbox::notify(&mut *conn).await?;
-    tracing::info!(workflow_execution_id = %id, workflow = %run.workflow_name, round, tasks = tasks.len(), "run re-opened");
+    let mut tasks = tasks;
+    tasks.sort();
+    tracing::info!(workflow_execution_id = %id, round, tasks = tasks.len(), "run re-opened");
     Ok(Reopened::Reopened { tasks, round })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plain_retry_reopens_failed_and_canceled_runs_only() {
+        for status in WorkflowStatus::ALL {
+            let expected = matches!(status, WorkflowStatus::Failed | WorkflowStatus::Canceled);
+            assert_eq!(reopens(Scope::Unfinished, *status), expected, "{status}");
+        }
+    }
+
+    #[test]
+    fn named_tasks_reopen_any_finished_run() {
+        for status in WorkflowStatus::ALL {
+            assert_eq!(
+                reopens(Scope::Tasks(&[]), *status),
+                status.is_terminal(),
+                "{status}"
+            );
+        }
+    }
 }

@@ -453,3 +453,30 @@ pub async fn status(
             detail: e.to_string(),
         })
 }
+
+/// Locks a run's row `FOR UPDATE` until the transaction ends and reads its
+/// status; `None` if no run has this id. The re-opening of a finished run
+/// (`weft retry`) decides under this lock.
+///
+/// # Errors
+/// A database error, or [`StoreError::Corrupt`] for an unknown status.
+pub async fn lock_status(
+    conn: &mut PgConnection,
+    id: WorkflowExecutionId,
+) -> Result<Option<WorkflowStatus>, StoreError> {
+    let status: Option<String> =
+        sqlx::query_scalar("SELECT status FROM workflow_executions WHERE id = $1 FOR UPDATE")
+            .bind(id.as_uuid())
+            .fetch_optional(conn)
+            .await
+            .context("locking a run")?;
+    status
+        .map(|s| {
+            s.parse()
+                .map_err(|e: weft_common::state::UnknownStatus| StoreError::Corrupt {
+                    what: "run",
+                    detail: e.to_string(),
+                })
+        })
+        .transpose()
+}

@@ -43,6 +43,12 @@ pub struct TaskRow {
     pub items_succeeded: i32,
     /// Items that failed after their retries.
     pub items_failed: i32,
+    /// Items this round kept from an earlier one (see `weft retry`).
+    pub items_kept: i32,
+    /// Whether this round keeps the items that succeeded in an earlier
+    /// round with the same input (set by `weft retry` on a fan-out that
+    /// failed or was canceled).
+    pub keep_items: bool,
     /// The result.
     pub result: Option<Value>,
     /// Why it failed.
@@ -54,8 +60,8 @@ pub struct TaskRow {
 }
 
 const TASK_COLUMNS: &str = "id, workflow_execution_id, task_name, status, needs, needs_remaining, with_items, \
-     allow_failure, concurrency, attempt_base, items_total, items_dispatched, items_succeeded, items_failed, result, error, \
-     decided_at, finished_at";
+     allow_failure, concurrency, attempt_base, items_total, items_dispatched, items_succeeded, items_failed, items_kept, \
+     keep_items, result, error, decided_at, finished_at";
 
 /// A task row to create when its run starts.
 #[derive(Debug, Clone)]

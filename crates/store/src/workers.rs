@@ -5,13 +5,23 @@ use weft_common::message::WorkerHeartbeat;
 
 use crate::error::{Context, StoreError};
 
-/// Records a heartbeat (creating the worker on its first).
+/// Records a heartbeat (creating the worker on its first), stamped with the
+/// database's clock as it arrives — not the worker's `at`.
+///
+/// Why arrival: the reaper judges silence against the database's `now()`,
+/// so a worker whose clock runs behind (or a heartbeat that waited in
+/// `weft.executor` while every executor was down) would otherwise look
+/// silent although it is alive. The reaper on its side reaps nothing until
+/// its executor has been caught up with `weft.executor` for the heartbeat
+/// grace (see `weft_executor`'s liveness), so a heartbeat that arrives late
+/// because it queued behind a backlog is still in time.
 ///
 /// # Errors
 /// A database error.
 pub async fn heartbeat(conn: &mut PgConnection, hb: &WorkerHeartbeat) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO workers (id, hostname, queues, running, last_heartbeat) VALUES ($1, $2, $3, $4, $5) \
+        "INSERT INTO workers (id, hostname, queues, running, last_heartbeat) \
+         VALUES ($1, $2, $3, $4, clock_timestamp()) \
          ON CONFLICT (id) DO UPDATE SET hostname = EXCLUDED.hostname, queues = EXCLUDED.queues, \
              running = EXCLUDED.running, \
              last_heartbeat = GREATEST(workers.last_heartbeat, EXCLUDED.last_heartbeat)",
@@ -20,7 +30,6 @@ pub async fn heartbeat(conn: &mut PgConnection, hb: &WorkerHeartbeat) -> Result<
     .bind(&hb.hostname)
     .bind(&hb.queues)
     .bind(i32::try_from(hb.running.len()).unwrap_or(i32::MAX))
-    .bind(hb.at)
     .execute(conn)
     .await
     .context("recording a heartbeat")?;

@@ -19,6 +19,16 @@ pub(crate) struct AuditArgs {
     /// Report outbox messages unpublished for longer than this many seconds.
     #[arg(long, default_value_t = 60.0)]
     pub(crate) outbox_threshold: f64,
+    /// Report queued executions no worker took for longer than this many
+    /// seconds since their dispatch was last sent (the executors'
+    /// `--redispatch-after`).
+    #[arg(
+        long,
+        default_value_t = weft_store::executions::DEFAULT_REDISPATCH_AFTER.as_secs_f64(),
+        env = "WEFT_REDISPATCH_AFTER",
+        value_name = "SECONDS"
+    )]
+    pub(crate) redispatch_after: f64,
     /// Print JSON: `{clean, checks, violations: [{check, workflow_execution_id, detail}]}`.
     #[arg(long)]
     pub(crate) json: bool,
@@ -28,9 +38,16 @@ pub(crate) struct AuditArgs {
 
 /// Exit 0 when clean, 1 with every violation named.
 pub(crate) async fn run(args: &AuditArgs) -> anyhow::Result<ExitCode> {
+    let queued_secs =
+        crate::commands::daemons::seconds("--redispatch-after", args.redispatch_after)?
+            .as_secs_f64();
+    let thresholds = audit::Thresholds {
+        outbox_secs: args.outbox_threshold,
+        queued_secs,
+    };
     let pool = weft_store::connect(&args.conn.resolve("weft-audit")?.db).await?;
     let mut conn = pool.acquire().await.context("connecting")?;
-    let violations = audit::audit(&mut conn, args.id, args.outbox_threshold).await?;
+    let violations = audit::audit_with(&mut conn, args.id, thresholds).await?;
     let checks = audit::checks();
     if args.json {
         let report =

@@ -2,7 +2,6 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context as _;
 use clap::Args;
 use weft_common::WorkflowExecutionId;
 use weft_store::cancel::{self, Requested};
@@ -22,12 +21,9 @@ pub(crate) struct CancelArgs {
 /// the run ends `canceled` once nothing of it runs.
 pub(crate) async fn run(args: &CancelArgs) -> anyhow::Result<ExitCode> {
     let pool = weft_store::connect(&args.conn.resolve("weft-cancel")?.db).await?;
-    let mut tx = pool
-        .begin()
-        .await
-        .context("beginning the cancel transaction")?;
-    let requested = cancel::request(&mut tx, args.id).await?;
-    tx.commit().await.context("committing the cancellation")?;
+    let requested =
+        weft_store::transact::in_transaction(&pool, async |tx| cancel::request(tx, args.id).await)
+            .await?;
     let id = args.id;
     match requested {
         Requested::Accepted { settled: true, .. } => println!("{id} canceled"),

@@ -105,6 +105,16 @@ pub(crate) struct ExecutorTuning {
         value_name = "SECONDS"
     )]
     pub(crate) deadline_grace: f64,
+    /// Seconds a queued execution may wait for a worker to take it before
+    /// its dispatch is presumed lost and sent again (same execution id and
+    /// attempt), if its pool's queue is empty.
+    #[arg(
+        long,
+        default_value_t = weft_store::executions::DEFAULT_REDISPATCH_AFTER.as_secs_f64(),
+        env = "WEFT_REDISPATCH_AFTER",
+        value_name = "SECONDS"
+    )]
+    pub(crate) redispatch_after: f64,
 }
 
 /// Arguments of `weft worker`.
@@ -188,6 +198,7 @@ fn executor_config(
         reaper: ReaperConfig {
             interval: seconds("--reaper-interval", tuning.reaper_interval)?,
             heartbeat_grace: seconds("--heartbeat-grace", tuning.heartbeat_grace)?,
+            redispatch_after: seconds("--redispatch-after", tuning.redispatch_after)?,
         },
         ..ExecutorConfig::default()
     })
@@ -217,7 +228,7 @@ fn worker_config(
 }
 
 /// A positive number of seconds as a duration, or an error naming the flag.
-fn seconds(flag: &str, value: f64) -> anyhow::Result<Duration> {
+pub(crate) fn seconds(flag: &str, value: f64) -> anyhow::Result<Duration> {
     Duration::try_from_secs_f64(value)
         .ok()
         .filter(|d| !d.is_zero())
@@ -227,13 +238,10 @@ fn seconds(flag: &str, value: f64) -> anyhow::Result<Duration> {
 /// Runs an executor until SIGINT/SIGTERM.
 pub(crate) async fn executor(args: &ExecutorArgs) -> anyhow::Result<ExitCode> {
     let conn = args.conn.resolve("weft-executor")?;
+    let config = executor_config(&conn, &args.tuning, &args.limits)?;
     let shutdown = shutdown_on_signal();
     args.ops.start(&shutdown).await?;
-    weft_executor::run(
-        executor_config(&conn, &args.tuning, &args.limits)?,
-        shutdown,
-    )
-    .await?;
+    weft_executor::run(config, shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -254,16 +262,16 @@ pub(crate) async fn worker(args: &WorkerArgs) -> anyhow::Result<ExitCode> {
 /// Migrates, then runs an executor and a worker in this process.
 pub(crate) async fn dev(args: &DevArgs) -> anyhow::Result<ExitCode> {
     let conn = args.conn.resolve("weft-dev")?;
+    // Bad flags are refused before anything is touched.
+    let executor_config = executor_config(&conn, &args.executor, &args.limits)?;
+    let worker_config = worker_config(&conn, &args.worker, &args.limits)?;
     weft_store::migrate(&conn.db).await?.close().await;
     tracing::info!(database = %conn.db.redacted_url(), "database migrated; starting an executor and a worker");
     let shutdown = shutdown_on_signal();
     args.ops.start(&shutdown).await?;
-    let executor = weft_executor::run(
-        executor_config(&conn, &args.executor, &args.limits)?,
-        shutdown.clone(),
-    );
+    let executor = weft_executor::run(executor_config, shutdown.clone());
     let worker = weft_worker::run(
-        worker_config(&conn, &args.worker, &args.limits)?,
+        worker_config,
         ActionRegistry::with_builtins(),
         shutdown.clone(),
     );

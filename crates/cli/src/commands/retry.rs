@@ -1,11 +1,10 @@
-//! `weft retry ID`: run the failed part of a failed run again.
+//! `weft retry ID [--task NAME]...`: run part of a finished run again.
 
 use std::process::ExitCode;
 
-use anyhow::Context as _;
 use clap::Args;
 use weft_common::WorkflowExecutionId;
-use weft_store::retry::{self, Reopened};
+use weft_store::retry::{self, Reopened, Scope};
 
 use super::status::{self, WaitArgs};
 use crate::config::ConnArgs;
@@ -13,8 +12,13 @@ use crate::config::ConnArgs;
 /// Arguments of `weft retry`.
 #[derive(Debug, Args)]
 pub(crate) struct RetryArgs {
-    /// The failed run's id.
+    /// The run's id.
     pub(crate) id: WorkflowExecutionId,
+    /// Re-run this task and everything downstream of it, on any finished
+    /// run (repeatable). Without it: the tasks that did not succeed, of a
+    /// failed or canceled run.
+    #[arg(long = "task", value_name = "NAME")]
+    pub(crate) tasks: Vec<String>,
     /// Follow the run to the end; exit 0 if it succeeded, 1 otherwise.
     #[arg(long)]
     pub(crate) wait: bool,
@@ -27,16 +31,20 @@ pub(crate) struct RetryArgs {
     pub(crate) conn: ConnArgs,
 }
 
-/// Re-opens the run: failed, skipped and canceled tasks run again; succeeded
-/// tasks keep their results.
+/// Re-opens the run as a new round: the tasks that did not succeed (or
+/// the named ones) and everything downstream of them run again; the rest
+/// keep their outcomes, and a failed fan-out keeps its succeeded items.
 pub(crate) async fn run(args: &RetryArgs) -> anyhow::Result<ExitCode> {
     let pool = weft_store::connect(&args.conn.resolve("weft-retry")?.db).await?;
-    let mut tx = pool
-        .begin()
-        .await
-        .context("beginning the retry transaction")?;
-    let reopened = retry::reopen(&mut tx, args.id).await?;
-    tx.commit().await.context("committing the retry")?;
+    let scope = if args.tasks.is_empty() {
+        Scope::Unfinished
+    } else {
+        Scope::Tasks(&args.tasks)
+    };
+    let reopened = weft_store::transact::in_transaction(&pool, async |tx| {
+        retry::reopen(tx, args.id, scope).await
+    })
+    .await?;
     let id = args.id;
     match reopened {
         Reopened::Reopened { tasks, round } => {
@@ -45,8 +53,28 @@ pub(crate) async fn run(args: &RetryArgs) -> anyhow::Result<ExitCode> {
                 tasks.join(", ")
             );
         }
-        Reopened::NotFailed(status) => {
-            eprintln!("error: {id} is {status}; only a failed run can be retried");
+        Reopened::NotRetryable(status) if status.is_terminal() => {
+            eprintln!(
+                "error: {id} {status}: nothing failed to run again; `weft retry {id} --task NAME` re-runs a task and everything downstream of it"
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+        Reopened::NotRetryable(status) => {
+            eprintln!(
+                "error: {id} is {status}; only a finished run can be retried (`weft cancel {id}` stops it)"
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+        Reopened::UnknownTasks { unknown, known } => {
+            eprintln!(
+                "error: run {id} has no task {}; its tasks are: {}",
+                unknown
+                    .iter()
+                    .map(|t| format!("`{t}`"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                known.join(", ")
+            );
             return Ok(ExitCode::FAILURE);
         }
         Reopened::NotFound => {
