@@ -595,8 +595,6 @@ impl Engine {
         })
     }
 
-    /// How long relays leave the messages of this engine's commits alone:
-    /// `Some` when a flusher publishes them right after the commit.
     /// A step of this engine in `tx`.
     pub(crate) fn step<'a>(&'a self, tx: &'a mut PgConnection) -> Step<'a> {
         Step::new(
@@ -607,6 +605,8 @@ impl Engine {
         )
     }
 
+    /// How long relays leave the messages of this engine's commits alone:
+    /// `Some` when a flusher publishes them right after the commit.
     pub(crate) fn lease(&self) -> Option<Duration> {
         self.inner.flusher.get().map(|(_, lease)| *lease)
     }
