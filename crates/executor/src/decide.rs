@@ -238,7 +238,7 @@ fn render_inputs(
     Ok(inputs)
 }
 
-/// `input`, or the outcome that fails its task when it is over the limit
+/// The outcome that fails a task whose rendered `input` is over the limit
 /// (`--max-result-bytes`), naming the item: checked before anything is
 /// dispatched, so an input the broker or a worker could not take never
 /// leaves, and the task fails at once instead of its run sticking.
