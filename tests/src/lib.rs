@@ -23,8 +23,8 @@ use serde_json::Value;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use weft_bus::BusConfig;
-use weft_common::{Workflow, WorkflowExecutionId};
-use weft_executor::ExecutorConfig;
+use weft_common::{ResultLimit, Workflow, WorkflowExecutionId};
+use weft_executor::{EngineConfig, ExecutorConfig};
 use weft_store::DbConfig;
 use weft_store::runs::{self, NewRun, RunRow};
 use weft_worker::{ActionRegistry, WorkerConfig};
@@ -56,6 +56,9 @@ pub struct StackOptions {
     pub worker_concurrency: usize,
     /// Builds each worker's actions (built-ins are a good start).
     pub actions: fn() -> ActionRegistry,
+    /// `--max-result-bytes` of every executor and worker (small ones keep
+    /// the limits' tests fast).
+    pub max_result_bytes: ResultLimit,
 }
 
 impl StackOptions {
@@ -80,6 +83,7 @@ impl Default for StackOptions {
             workers: 1,
             worker_concurrency: 8,
             actions: ActionRegistry::with_builtins,
+            max_result_bytes: ResultLimit::DEFAULT,
         }
     }
 }
@@ -93,6 +97,7 @@ pub struct Stack {
     pub amqp_url: String,
     runtime: Option<tokio::runtime::Runtime>,
     shutdown: CancellationToken,
+    max_result_bytes: ResultLimit,
     /// The vhost made for the stack on the machine's broker, if it made one.
     _vhost: Option<weft_bus::testing::VhostGuard>,
 }
@@ -157,6 +162,7 @@ impl Stack {
             amqp_url,
             runtime: Some(runtime),
             shutdown,
+            max_result_bytes: options.max_result_bytes,
             _vhost: vhost,
         };
         for _ in 0..options.executors {
@@ -212,6 +218,10 @@ impl Stack {
                 ..DbConfig::default()
             },
             bus: self.bus("test-executor"),
+            engine: EngineConfig {
+                max_result_bytes: self.max_result_bytes,
+                ..EngineConfig::default()
+            },
             ..ExecutorConfig::default()
         };
         let stop = token.clone();
@@ -234,6 +244,7 @@ impl Stack {
             bus: self.bus("test-worker"),
             concurrency,
             shutdown_grace: Duration::from_secs(5),
+            max_result_bytes: self.max_result_bytes,
             ..WorkerConfig::default()
         };
         let stop = token.clone();

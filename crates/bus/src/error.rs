@@ -39,11 +39,57 @@ impl BusError {
     /// restart, a refused message).
     #[must_use]
     pub fn is_transient(&self) -> bool {
-        matches!(self, Self::Amqp { .. } | Self::Nacked { .. })
+        matches!(self, Self::Amqp { .. } | Self::Nacked { .. }) && !self.is_refused_message()
+    }
+
+    /// Whether the broker refused the published message itself, for good:
+    /// larger than its `max_message_size` (RabbitMQ closes the channel with
+    /// 406 PRECONDITION_FAILED) or its content too large (311). Publishing
+    /// the same message again fails the same way, so a publisher must not
+    /// retry it; a dropped connection or a negative confirm may pass later.
+    #[must_use]
+    pub fn is_refused_message(&self) -> bool {
+        use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
+        let Self::Amqp { source, .. } = self else {
+            return false;
+        };
+        matches!(
+            source.kind(),
+            lapin::ErrorKind::ProtocolError(e) if matches!(
+                e.kind(),
+                AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED | AMQPSoftError::CONTENTTOOLARGE)
+            )
+        )
     }
 
     pub(crate) fn amqp(context: impl Into<String>) -> impl FnOnce(lapin::Error) -> Self {
         let context = context.into();
         move |source| Self::Amqp { context, source }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lapin::protocol::{AMQPError, AMQPErrorKind, AMQPHardError, AMQPSoftError};
+
+    fn closed_with(kind: AMQPErrorKind) -> BusError {
+        let source = lapin::ErrorKind::ProtocolError(AMQPError::new(kind, "closed".into())).into();
+        BusError::Amqp {
+            context: "publishing to `weft.events`".into(),
+            source,
+        }
+    }
+
+    #[test]
+    fn a_refused_message_is_not_transient_and_a_lost_connection_is() {
+        let too_big = closed_with(AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED));
+        assert!(too_big.is_refused_message() && !too_big.is_transient());
+        let lost = closed_with(AMQPErrorKind::Hard(AMQPHardError::CONNECTIONFORCED));
+        assert!(!lost.is_refused_message() && lost.is_transient());
+        let nacked = BusError::Nacked {
+            exchange: "weft.events".into(),
+        };
+        assert!(!nacked.is_refused_message() && nacked.is_transient());
     }
 }

@@ -11,12 +11,14 @@
 //!    [`Trigger`] rules that decide whether a ready task runs.
 //! 5. [`message`] — the versioned envelopes on the bus and the topology names.
 //! 6. [`id`] — typed identifiers.
+//! 7. [`limits`] — how big a result or a rendered input may be.
 
 mod dag;
 mod diagnostic;
 mod duration;
 mod expr;
 pub mod id;
+pub mod limits;
 pub mod message;
 mod report;
 mod spec;
@@ -29,6 +31,7 @@ pub use diagnostic::{Diagnostics, Problem};
 pub use duration::parse_duration;
 pub use expr::{Context, Evaluator, ExprError, TaskView, WorkflowRef, kind_of};
 pub use id::{ExecutionId, MessageId, TaskExecutionId, WorkflowExecutionId};
+pub use limits::{ResultLimit, TooLarge};
 pub use message::{Envelope, Message};
 pub use report::error_chain;
 pub use spec::WithItems;

@@ -6,7 +6,9 @@
 
 use serde_json::Value;
 use weft_common::message::Dispatch;
-use weft_common::{Context, Evaluator, ExecutionId, ExecutionStatus, Task, TaskStatus};
+use weft_common::{
+    Context, Evaluator, ExecutionId, ExecutionStatus, ResultLimit, Task, TaskStatus,
+};
 use weft_store::executions::{NewExecution, TaskStart};
 use weft_store::tasks::TaskRow;
 
@@ -63,6 +65,7 @@ pub(crate) type Kept = std::collections::HashMap<i32, (ExecutionId, Value)>;
 /// items it may keep.
 pub(crate) fn decide(
     evaluator: &Evaluator,
+    limit: ResultLimit,
     run: &RunInfo,
     task: &TaskRow,
     rows: &[&TaskRow],
@@ -116,7 +119,7 @@ pub(crate) fn decide(
         }
     }
 
-    let inputs = match render_inputs(evaluator, spec, &ctx) {
+    let inputs = match render_inputs(evaluator, limit, spec, &ctx) {
         Ok(inputs) => inputs,
         Err(outcome) => return Ok(Decision::Ends(outcome)),
     };
@@ -209,21 +212,44 @@ pub(crate) const STREAM_WINDOW: i32 = 1_024;
 
 /// One rendered input per item (one for a plain task), or the outcome
 /// that fails the task.
-fn render_inputs(evaluator: &Evaluator, spec: &Task, ctx: &Context) -> Result<Vec<Value>, Outcome> {
+fn render_inputs(
+    evaluator: &Evaluator,
+    limit: ResultLimit,
+    spec: &Task,
+    ctx: &Context,
+) -> Result<Vec<Value>, Outcome> {
     let Some(with_items) = spec.with_items() else {
         return evaluator
             .render(spec.input(), ctx)
-            .map(|input| vec![input])
-            .map_err(|e| Outcome::failed(format!("rendering the input: {e}")));
+            .map_err(|e| Outcome::failed(format!("rendering the input: {e}")))
+            .and_then(|input| within_limit(limit, None, &input).map(|()| vec![input]));
     };
     let items = evaluator
         .items(with_items, ctx)
         .map_err(|e| Outcome::failed(format!("evaluating `with_items`: {e}")))?;
     // The context is converted for the evaluator once, not once per item:
     // an item list read from an upstream result is as big as the context.
-    evaluator
+    let inputs = evaluator
         .render_items(spec.input(), ctx, items)
-        .map_err(|(i, e)| Outcome::failed(format!("rendering the input of item {i}: {e}")))
+        .map_err(|(i, e)| Outcome::failed(format!("rendering the input of item {i}: {e}")))?;
+    for (i, input) in inputs.iter().enumerate() {
+        within_limit(limit, Some(i), input)?;
+    }
+    Ok(inputs)
+}
+
+/// The outcome that fails a task whose rendered `input` is over the limit
+/// (`--max-result-bytes`), naming the item: checked before anything is
+/// dispatched, so an input the broker or a worker could not take never
+/// leaves, and the task fails at once instead of its run sticking.
+fn within_limit(limit: ResultLimit, item: Option<usize>, input: &Value) -> Result<(), Outcome> {
+    let checked = match item {
+        Some(i) => limit.check(format_args!("the rendered input of item {i}"), input),
+        None => limit.check("the rendered input", input),
+    };
+    checked
+        .map(drop)
+        .map_err(|too_large| Outcome::failed(too_large.to_string()))
 }
 
 pub(crate) fn dispatch(

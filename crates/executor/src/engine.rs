@@ -7,6 +7,7 @@
 //! acked afterwards. A redelivered or duplicated message finds its guard
 //! already flipped and returns [`Applied::Duplicate`].
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -14,9 +15,10 @@ use std::time::Duration;
 use sqlx::{PgConnection, PgPool};
 use tokio::sync::{Notify, mpsc};
 use tracing::Instrument as _;
+use weft_common::limits::refit_report;
 use weft_common::message::{ExecutionCompleted, ExecutionStarted, WorkflowSubmitted};
 use weft_common::{
-    Envelope, Evaluator, ExecutionStatus, Message, TaskExecutionId, TaskStatus,
+    Envelope, Evaluator, ExecutionStatus, Message, ResultLimit, TaskExecutionId, TaskStatus,
     WorkflowExecutionId, WorkflowStatus,
 };
 use weft_store::executions::{self, Completed, Completion};
@@ -60,6 +62,11 @@ pub struct EngineConfig {
     pub deadline_grace: Duration,
     /// How many parsed workflow definitions to keep.
     pub catalog_capacity: usize,
+    /// The largest rendered task input, and the largest action result
+    /// stored (`--max-result-bytes`): a task whose input is bigger fails
+    /// before anything is dispatched; a completion whose result is bigger
+    /// is stored as a failed attempt without it (see `bounded`).
+    pub max_result_bytes: ResultLimit,
 }
 
 impl Default for EngineConfig {
@@ -67,6 +74,7 @@ impl Default for EngineConfig {
         Self {
             deadline_grace: Duration::from_secs(30),
             catalog_capacity: 1024,
+            max_result_bytes: ResultLimit::DEFAULT,
         }
     }
 }
@@ -227,7 +235,7 @@ impl Engine {
         });
         let mut fresh: HashSet<WorkflowExecutionId> = HashSet::with_capacity(started.len());
         let mut outgoing = {
-            let mut step = Step::new(tx, &self.inner.evaluator, self.lease());
+            let mut step = self.step(tx);
             for run in started {
                 tracing::info!(workflow_execution_id = %run.id, workflow = %run.workflow.name(), "run started");
                 fresh.insert(run.id);
@@ -274,7 +282,7 @@ impl Engine {
             return Ok((Applied::Duplicate, Outgoing::default()));
         }
         let workflow = self.inner.catalog.get(tx, run.definition_id).await?;
-        let mut step = Step::new(tx, &self.inner.evaluator, self.lease());
+        let mut step = self.step(tx);
         step.add_run(RunInfo::of(&run, workflow));
         for task in undecided {
             step.decide(task);
@@ -311,7 +319,8 @@ impl Engine {
         err
     )]
     async fn execution_completed(&self, m: &ExecutionCompleted) -> Result<Applied, EngineError> {
-        let completion = completion_of(m)?;
+        let m = bounded(m, self.inner.config.max_result_bytes);
+        let completion = completion_of(&m)?;
         let tx = self.begin().await?;
         self.complete(tx, &completion).await
     }
@@ -372,6 +381,8 @@ impl Engine {
                 self.start_in(&mut tx, &ids).await?
             }
             Batch::Completions(messages) => {
+                let limit = self.inner.config.max_result_bytes;
+                let messages: Vec<_> = messages.iter().map(|m| bounded(m, limit)).collect();
                 let completions = messages
                     .iter()
                     .map(|m| completion_of(m))
@@ -490,7 +501,7 @@ impl Engine {
                 .map(|t| (t.id, t))
                 .collect();
 
-        let mut step = Step::new(tx, &self.inner.evaluator, self.lease());
+        let mut step = self.step(tx);
         step.absorb(recorded.finished);
         for (run_id, plan) in runs {
             if plan.settle {
@@ -582,6 +593,16 @@ impl Engine {
             result: Some(result),
             error: None,
         })
+    }
+
+    /// A step of this engine in `tx`.
+    pub(crate) fn step<'a>(&'a self, tx: &'a mut PgConnection) -> Step<'a> {
+        Step::new(
+            tx,
+            &self.inner.evaluator,
+            self.inner.config.max_result_bytes,
+            self.lease(),
+        )
     }
 
     /// How long relays leave the messages of this engine's commits alone:
@@ -730,6 +751,32 @@ struct Items<'c> {
     /// The last of them.
     last: &'c executions::ExecutionRow,
     with_items: bool,
+}
+
+/// `m`, or — when its result (or error) is over the limit, from a worker
+/// running with a bigger `--max-result-bytes` — the failed attempt it
+/// stands for, without the result: storing it would put a value of any
+/// size in a `jsonb` column (PostgreSQL refuses one over 255 MB, and the
+/// run would stick) and in the memory of whoever reads the task. The rule
+/// is the worker's own, [`refit_report`].
+fn bounded(m: &ExecutionCompleted, limit: ResultLimit) -> Cow<'_, ExecutionCompleted> {
+    match refit_report(limit, m.status, m.result.as_ref(), m.error.as_deref()) {
+        None => Cow::Borrowed(m),
+        Some(refit) => {
+            tracing::warn!(execution_id = %m.execution_id, worker_id = %m.worker_id, error = ?refit.error, "a completion over the result limit");
+            Cow::Owned(ExecutionCompleted {
+                status: refit.status,
+                result: if refit.drop_result {
+                    None
+                } else {
+                    m.result.clone()
+                },
+                error: refit.error,
+                worker_id: m.worker_id.clone(),
+                ..*m
+            })
+        }
+    }
 }
 
 /// The store's view of a completion report.

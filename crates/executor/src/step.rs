@@ -17,12 +17,12 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::PgConnection;
-use weft_common::Workflow;
 use weft_common::message::{Dispatch, WorkflowFinished};
 use weft_common::{
     Context, Envelope, Evaluator, ExecutionId, ExecutionStatus, Task, TaskExecutionId, TaskStatus,
     TaskView, WorkflowExecutionId, WorkflowRef, WorkflowStatus,
 };
+use weft_common::{ResultLimit, Workflow};
 use weft_store::executions::{self, ExecutionRow, NewExecution, TaskStart};
 use weft_store::runs::{self, Transition};
 use weft_store::tasks::{self, Finish, Finished, TaskRow};
@@ -91,6 +91,8 @@ impl RunInfo {
 pub(crate) struct Step<'a> {
     conn: &'a mut PgConnection,
     evaluator: &'a Evaluator,
+    /// The largest rendered input a task may dispatch.
+    limit: ResultLimit,
     runs: HashMap<WorkflowExecutionId, RunInfo>,
     /// Tasks whose needs are all terminal, to decide.
     ready: Vec<TaskRow>,
@@ -156,11 +158,13 @@ impl<'a> Step<'a> {
     pub(crate) fn new(
         conn: &'a mut PgConnection,
         evaluator: &'a Evaluator,
+        limit: ResultLimit,
         lease: Option<Duration>,
     ) -> Self {
         Self {
             conn,
             evaluator,
+            limit,
             runs: HashMap::new(),
             ready: Vec::new(),
             ending: Vec::new(),
@@ -278,7 +282,14 @@ impl<'a> Step<'a> {
         for task in ready {
             let run = run_of(&self.runs, task.workflow_execution_id)?;
             let rows = by_run.get(&run.id).map_or(&[][..], Vec::as_slice);
-            let decision = decide::decide(self.evaluator, run, &task, rows, kept.get(&task.id))?;
+            let decision = decide::decide(
+                self.evaluator,
+                self.limit,
+                run,
+                &task,
+                rows,
+                kept.get(&task.id),
+            )?;
             decisions.push((task, decision));
         }
         for (task, decision) in decisions {

@@ -9,7 +9,7 @@ use weft_store::{runs, tasks};
 use crate::decide;
 use crate::engine::Engine;
 use crate::error::EngineError;
-use crate::step::{RunInfo, Step};
+use crate::step::RunInfo;
 
 impl Engine {
     /// Dispatches the items a fan-out without `concurrency` did not
@@ -54,7 +54,7 @@ impl Engine {
             .get(&mut tx, stored.definition_id)
             .await?;
         let outgoing = {
-            let mut step = Step::new(&mut tx, &self.inner.evaluator, self.lease());
+            let mut step = self.step(&mut tx);
             step.add_run(RunInfo::of(&stored, workflow));
             step.dispatch_next_items(&row, decide::STREAM_WINDOW)
                 .await?;

@@ -4,14 +4,17 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use backon::{ExponentialBuilder, Retryable as _};
 use chrono::Utc;
+use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use weft_bus::{Bus, BusConfig, BusError, ConsumerConfig, Delivery, Outcome, Publisher, QueueKind};
+use weft_common::limits::refit_report;
 use weft_common::message::{
     Dispatch, ExecutionCompleted, ExecutionStarted, WorkerHeartbeat, topology,
 };
-use weft_common::{Envelope, ExecutionId, ExecutionStatus, Message};
+use weft_common::{Envelope, ExecutionId, ExecutionStatus, Message, ResultLimit};
 
 use crate::action::{ActionContext, ActionRegistry};
 
@@ -36,6 +39,10 @@ pub struct WorkerConfig {
     /// start time), saving a message and a transaction per short task; the
     /// reaper only needs the start of actions that run long.
     pub start_report_delay: Duration,
+    /// The largest result (or failure details, or error message) a report
+    /// may carry (`--max-result-bytes`). A bigger one fails the attempt
+    /// instead of being published: see [`refit_report`].
+    pub max_result_bytes: ResultLimit,
 }
 
 fn hostname() -> String {
@@ -58,6 +65,7 @@ impl Default for WorkerConfig {
             heartbeat_interval: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(30),
             start_report_delay: Duration::from_millis(50),
+            max_result_bytes: ResultLimit::DEFAULT,
         }
     }
 }
@@ -295,9 +303,18 @@ async fn execute(state: &State, dispatch: Dispatch) -> Outcome {
             });
             let (started, ending) =
                 tokio::join!(publish_until_confirmed(state, &started), &mut action);
-            if !started {
-                state.running().live.remove(&id);
-                return Outcome::Requeue;
+            match started {
+                Published::Confirmed => {}
+                // A start report is a few hundred bytes; should the broker
+                // refuse it all the same, the completion still ends the
+                // execution, and the start only mattered to the reaper.
+                Published::Refused(e) => {
+                    tracing::error!(error = %weft_common::error_chain(&e), "the broker refused the start report; going on without it");
+                }
+                Published::GraceOver => {
+                    state.running().live.remove(&id);
+                    return Outcome::Requeue;
+                }
             }
             ending
         }
@@ -371,15 +388,72 @@ fn human_ms(ms: u64) -> String {
     }
 }
 
+/// Reports how an execution ended, then says what to do with its dispatch.
+///
+/// The report is first bounded by [`refit_report`], so an oversized result
+/// fails the attempt here rather than becoming a message the broker
+/// refuses. Should the broker refuse the report all the same (its own
+/// `max_message_size` below ours), it is not retried — the same message
+/// would be refused forever while the run waited — but replaced by a
+/// report of the same ending without its result, carrying the reason:
+/// the execution ends, its task's retry policy applies, the run moves on.
 async fn report(
     state: &State,
     dispatch: &Dispatch,
     status: ExecutionStatus,
-    result: Option<serde_json::Value>,
+    result: Option<Value>,
     error: Option<String>,
     started_at: Option<chrono::DateTime<Utc>>,
 ) -> Outcome {
-    let completed = Envelope::new(ExecutionCompleted {
+    let (status, result, error) = match refit_report(
+        state.config.max_result_bytes,
+        status,
+        result.as_ref(),
+        error.as_deref(),
+    ) {
+        None => (status, result, error),
+        Some(refit) => {
+            tracing::warn!(error = ?refit.error, "the report is over the result limit");
+            let result = if refit.drop_result { None } else { result };
+            (refit.status, result, refit.error)
+        }
+    };
+    let completed = completion(state, dispatch, status, result, error, started_at);
+    let refused = match publish_until_confirmed(state, &completed).await {
+        Published::Confirmed => {
+            tracing::debug!(status = %status, "execution reported");
+            return Outcome::Ack;
+        }
+        Published::GraceOver => return Outcome::Requeue,
+        Published::Refused(e) => e,
+    };
+    let reason = weft_common::error_chain(&refused);
+    tracing::error!(error = %reason, "the broker refused the report; reporting the execution failed without its result");
+    let (status, error) = refused_report(status, reason, completed_error(&completed));
+    drop(completed);
+    let fallback = completion(state, dispatch, status, None, Some(error), started_at);
+    match publish_until_confirmed(state, &fallback).await {
+        Published::Confirmed => Outcome::Ack,
+        Published::GraceOver => Outcome::Requeue,
+        // Nothing smaller can be said: dead-letter the dispatch (the
+        // reaper ends the execution once its deadline passes) rather
+        // than run the action again and again.
+        Published::Refused(e) => Outcome::DeadLetter(format!(
+            "the broker refused even the short failure report of this execution: {}",
+            weft_common::error_chain(&e)
+        )),
+    }
+}
+
+fn completion(
+    state: &State,
+    dispatch: &Dispatch,
+    status: ExecutionStatus,
+    result: Option<Value>,
+    error: Option<String>,
+    started_at: Option<chrono::DateTime<Utc>>,
+) -> Envelope {
+    Envelope::new(ExecutionCompleted {
         execution_id: dispatch.execution_id,
         workflow_execution_id: dispatch.workflow_execution_id,
         attempt: dispatch.attempt,
@@ -389,34 +463,86 @@ async fn report(
         worker_id: state.config.worker_id.clone(),
         started_at,
         finished_at: Utc::now(),
-    });
-    if publish_until_confirmed(state, &completed).await {
-        tracing::debug!(status = %status, "execution reported");
-        Outcome::Ack
-    } else {
-        Outcome::Requeue
+    })
+}
+
+fn completed_error(envelope: &Envelope) -> Option<&str> {
+    match &envelope.message {
+        Message::ExecutionCompleted(c) => c.error.as_deref(),
+        _ => None,
     }
 }
 
-/// Publishes with confirms, retrying with capped backoff while the broker
-/// is unavailable. `false` only if the grace period after shutdown ended
-/// first (the dispatch then goes back to the queue).
-async fn publish_until_confirmed(state: &State, envelope: &Envelope) -> bool {
+/// The status and error of the report that replaces one the broker
+/// refused: a success becomes a failure (its result is gone); any other
+/// ending stays, so a cancellation is not retried. The original error is
+/// kept, shortened, after the reason.
+fn refused_report(
+    status: ExecutionStatus,
+    reason: String,
+    original: Option<&str>,
+) -> (ExecutionStatus, String) {
+    let status = if status == ExecutionStatus::Succeeded {
+        ExecutionStatus::Failed
+    } else {
+        status
+    };
+    let mut error =
+        format!("the broker refused this execution's report ({reason}); its result was dropped");
+    if let Some(original) = original {
+        let end = original.floor_char_boundary(1_000);
+        let more = if end < original.len() { "…" } else { "" };
+        error.push_str(&format!("; the action's error: {}{more}", &original[..end]));
+    }
+    (status, error)
+}
+
+/// How publishing a report ended.
+enum Published {
+    Confirmed,
+    /// The broker refused this very message ([`BusError::is_refused_message`]):
+    /// sending it again would fail the same way.
+    Refused(BusError),
+    /// The grace period after shutdown ended first (the dispatch then goes
+    /// back to the queue).
+    GraceOver,
+}
+
+/// Publishes with confirms, retrying any error but a refusal of the
+/// message itself — a lost connection, a broker restart, a negative
+/// confirm — with capped exponential backoff (100 ms doubling to 5 s),
+/// for as long as it takes or until the grace period after shutdown
+/// ends. A try under way is never cut short: its confirm may be on its
+/// way.
+async fn publish_until_confirmed(state: &State, envelope: &Envelope) -> Published {
+    let backoff = ExponentialBuilder::new()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_delay(Duration::from_secs(5))
+        .with_factor(2.0)
+        .without_max_times();
+    let grace_over = state.grace_over.clone();
     let mut failures = 0u32;
-    loop {
-        match state.publisher.publish(envelope).await {
-            Ok(()) => return true,
-            Err(e) => {
-                failures += 1;
-                let wait = Duration::from_millis(100 * u64::from(1u32 << failures.min(6)))
-                    .min(Duration::from_secs(5));
-                tracing::warn!(error = %weft_common::error_chain(&e), attempt = failures, retry_in = ?wait, kind = envelope.message.kind(), "publishing a report failed; retrying");
+    let published = (|| state.publisher.publish(envelope))
+        .retry(backoff)
+        .sleep(move |wait| {
+            let grace_over = grace_over.clone();
+            async move {
                 tokio::select! {
-                    () = state.grace_over.cancelled() => return false,
+                    () = grace_over.cancelled() => {}
                     () = tokio::time::sleep(wait) => {}
                 }
             }
-        }
+        })
+        .when(|e: &BusError| !e.is_refused_message() && !state.grace_over.is_cancelled())
+        .notify(|e: &BusError, wait| {
+            failures += 1;
+            tracing::warn!(error = %weft_common::error_chain(e), attempt = failures, retry_in = ?wait, kind = envelope.message.kind(), "publishing a report failed; retrying");
+        })
+        .await;
+    match published {
+        Ok(()) => Published::Confirmed,
+        Err(e) if e.is_refused_message() => Published::Refused(e),
+        Err(_) => Published::GraceOver,
     }
 }
 
@@ -439,5 +565,37 @@ async fn heartbeats(state: Arc<State>, stop: CancellationToken) {
         if let Err(e) = state.publisher.publish(&beat).await {
             tracing::debug!(error = %e, "heartbeat not published");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_report_becomes_a_failure_without_its_result_that_says_why() {
+        let (status, error) = refused_report(
+            ExecutionStatus::Succeeded,
+            "PRECONDITION-FAILED: message size 140000000 is larger than configured max size 134217728".into(),
+            None,
+        );
+        assert_eq!(status, ExecutionStatus::Failed);
+        assert!(
+            error.starts_with("the broker refused this execution's report (PRECONDITION-FAILED")
+                && error.ends_with("; its result was dropped"),
+            "{error}"
+        );
+        // A cancellation stays one (it must not be retried); the action's
+        // own error is kept, shortened.
+        let (status, error) = refused_report(
+            ExecutionStatus::Canceled,
+            "refused".into(),
+            Some(&"z".repeat(5000)),
+        );
+        assert_eq!(status, ExecutionStatus::Canceled);
+        assert!(
+            error.ends_with(&format!("the action's error: {}…", "z".repeat(1000))),
+            "{error}"
+        );
     }
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Args;
 use tokio_util::sync::CancellationToken;
+use weft_common::ResultLimit;
 use weft_executor::{EngineConfig, ExecutorConfig, ReaperConfig, RetentionConfig};
 use weft_worker::{ActionRegistry, WorkerConfig};
 
@@ -29,11 +30,37 @@ impl OpsArgs {
     }
 }
 
+/// How big data may be, for executors and workers alike.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct LimitArgs {
+    /// The largest action result, and the largest rendered task input, in
+    /// bytes of JSON: over it the attempt (or, for an input, the task)
+    /// fails at once, naming the size and the limit.
+    #[arg(
+        long,
+        default_value = "4194304",
+        env = "WEFT_MAX_RESULT_BYTES",
+        value_name = "BYTES",
+        value_parser = result_limit
+    )]
+    pub(crate) max_result_bytes: ResultLimit,
+}
+
+/// `--max-result-bytes`: a whole number of bytes, at least 1.
+fn result_limit(text: &str) -> Result<ResultLimit, String> {
+    let bytes = text.trim().parse::<usize>().map_err(|_| {
+        format!("must be a whole number of bytes, e.g. 4194304 for 4 MiB, not `{text}`")
+    })?;
+    ResultLimit::new(bytes).map_err(|e| e.to_string())
+}
+
 /// Arguments of `weft executor`.
 #[derive(Debug, Args)]
 pub(crate) struct ExecutorArgs {
     #[command(flatten)]
     pub(crate) tuning: ExecutorTuning,
+    #[command(flatten)]
+    pub(crate) limits: LimitArgs,
     #[command(flatten)]
     pub(crate) ops: OpsArgs,
     #[command(flatten)]
@@ -101,6 +128,8 @@ pub(crate) struct WorkerArgs {
     #[command(flatten)]
     pub(crate) tuning: WorkerTuning,
     #[command(flatten)]
+    pub(crate) limits: LimitArgs,
+    #[command(flatten)]
     pub(crate) ops: OpsArgs,
     #[command(flatten)]
     pub(crate) conn: ConnArgs,
@@ -148,12 +177,18 @@ pub(crate) struct DevArgs {
     #[command(flatten)]
     pub(crate) worker: WorkerTuning,
     #[command(flatten)]
+    pub(crate) limits: LimitArgs,
+    #[command(flatten)]
     pub(crate) ops: OpsArgs,
     #[command(flatten)]
     pub(crate) conn: ConnArgs,
 }
 
-fn executor_config(conn: &Conn, tuning: &ExecutorTuning) -> anyhow::Result<ExecutorConfig> {
+fn executor_config(
+    conn: &Conn,
+    tuning: &ExecutorTuning,
+    limits: &LimitArgs,
+) -> anyhow::Result<ExecutorConfig> {
     Ok(ExecutorConfig {
         db: conn.db.clone(),
         bus: conn.bus.clone(),
@@ -162,6 +197,7 @@ fn executor_config(conn: &Conn, tuning: &ExecutorTuning) -> anyhow::Result<Execu
         batches: tuning.executor_batches.max(1),
         engine: EngineConfig {
             deadline_grace: seconds("--deadline-grace", tuning.deadline_grace)?,
+            max_result_bytes: limits.max_result_bytes,
             ..EngineConfig::default()
         },
         reaper: ReaperConfig {
@@ -174,7 +210,11 @@ fn executor_config(conn: &Conn, tuning: &ExecutorTuning) -> anyhow::Result<Execu
     })
 }
 
-fn worker_config(conn: &Conn, tuning: &WorkerTuning) -> anyhow::Result<WorkerConfig> {
+fn worker_config(
+    conn: &Conn,
+    tuning: &WorkerTuning,
+    limits: &LimitArgs,
+) -> anyhow::Result<WorkerConfig> {
     Ok(WorkerConfig {
         bus: conn.bus.clone(),
         queues: tuning.queues.clone(),
@@ -188,6 +228,7 @@ fn worker_config(conn: &Conn, tuning: &WorkerTuning) -> anyhow::Result<WorkerCon
                     tuning.start_report_delay
                 )
             })?,
+        max_result_bytes: limits.max_result_bytes,
         ..WorkerConfig::default()
     })
 }
@@ -203,7 +244,7 @@ pub(crate) fn seconds(flag: &str, value: f64) -> anyhow::Result<Duration> {
 /// Runs an executor until SIGINT/SIGTERM.
 pub(crate) async fn executor(args: &ExecutorArgs) -> anyhow::Result<ExitCode> {
     let conn = args.conn.resolve("weft-executor")?;
-    let config = executor_config(&conn, &args.tuning)?;
+    let config = executor_config(&conn, &args.tuning, &args.limits)?;
     let shutdown = shutdown_on_signal();
     args.ops.start(&shutdown).await?;
     weft_executor::run(config, shutdown).await?;
@@ -216,7 +257,7 @@ pub(crate) async fn worker(args: &WorkerArgs) -> anyhow::Result<ExitCode> {
     let shutdown = shutdown_on_signal();
     args.ops.start(&shutdown).await?;
     weft_worker::run(
-        worker_config(&conn, &args.tuning)?,
+        worker_config(&conn, &args.tuning, &args.limits)?,
         ActionRegistry::with_builtins(),
         shutdown,
     )
@@ -228,8 +269,8 @@ pub(crate) async fn worker(args: &WorkerArgs) -> anyhow::Result<ExitCode> {
 pub(crate) async fn dev(args: &DevArgs) -> anyhow::Result<ExitCode> {
     let conn = args.conn.resolve("weft-dev")?;
     // Bad flags are refused before anything is touched.
-    let executor_config = executor_config(&conn, &args.executor)?;
-    let worker_config = worker_config(&conn, &args.worker)?;
+    let executor_config = executor_config(&conn, &args.executor, &args.limits)?;
+    let worker_config = worker_config(&conn, &args.worker, &args.limits)?;
     weft_store::migrate(&conn.db).await?.close().await;
     tracing::info!(database = %conn.db.redacted_url(), "database migrated; starting an executor and a worker");
     let shutdown = shutdown_on_signal();
@@ -289,5 +330,46 @@ async fn wait_for_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use crate::cli::{Cli, Command};
+
+    fn parse(args: &[&str]) -> Result<Cli, String> {
+        Cli::try_parse_from(args).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn max_result_bytes_reaches_every_daemon_and_defaults_to_4_mib() {
+        let limit = |cli: Cli| match cli.command {
+            Command::Worker(a) => a.limits.max_result_bytes.bytes(),
+            Command::Executor(a) => a.limits.max_result_bytes.bytes(),
+            Command::Dev(a) => a.limits.max_result_bytes.bytes(),
+            _ => unreachable!("a daemon was parsed"),
+        };
+        assert_eq!(limit(parse(&["weft", "worker"]).unwrap()), 4_194_304);
+        for daemon in ["worker", "executor", "dev"] {
+            let cli = parse(&["weft", daemon, "--max-result-bytes", "65536"]).unwrap();
+            assert_eq!(limit(cli), 65_536, "{daemon}");
+        }
+    }
+
+    #[test]
+    fn a_bad_max_result_bytes_is_refused_naming_the_flag_and_why() {
+        let err = parse(&["weft", "worker", "--max-result-bytes", "0"]).unwrap_err();
+        assert!(
+            err.contains("--max-result-bytes")
+                && err.contains("the result limit must be at least 1 byte, not 0"),
+            "{err}"
+        );
+        let err = parse(&["weft", "dev", "--max-result-bytes", "4MB"]).unwrap_err();
+        assert!(
+            err.contains("must be a whole number of bytes, e.g. 4194304 for 4 MiB, not `4MB`"),
+            "{err}"
+        );
     }
 }

@@ -2,9 +2,24 @@
 //!
 //! Templated values arrive as whole argv elements, never spliced into a
 //! shell string. The child runs in its own process group, which is killed
-//! (SIGKILL) when the action is cancelled or times out. Output is captured
-//! up to [`OUTPUT_CAP`] bytes per stream; the rest is read and discarded so
-//! a chatty child never blocks or exhausts memory.
+//! (SIGKILL) when the action is cancelled or times out.
+//!
+//! Output is captured up to [`OUTPUT_CAP`] bytes per stream; the rest is
+//! read and discarded so a chatty child never blocks or exhausts memory.
+//! A stream over the cap fails the attempt, naming the stream and the cap:
+//! a result that silently lacks the end of its output would be taken for
+//! the whole of it. With `truncate: true` the task accepts the cut
+//! instead: each stream keeps its whole lines within the cap, the result
+//! says `truncated: true`, and `json` is left out (half a JSON document is
+//! not one), so an expression reading it fails by name rather than see
+//! `null`.
+//!
+//! The cap is fixed rather than derived from `--max-result-bytes`: the
+//! action cannot see that setting, and a cap that moved with it would
+//! change what a workflow's `lines` hold from one worker to the next.
+//! stdout appears in the result up to three times (`stdout`, `lines`,
+//! `json`), so output near the cap can still make a result over the limit;
+//! the worker then fails the attempt with the size error.
 
 use std::process::Stdio;
 
@@ -12,10 +27,40 @@ use serde_json::{Map, Value, json};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 
+use weft_common::limits::{grouped, human_bytes};
+
 use crate::action::{ActionContext, ActionError, ActionResult};
 
-/// Bytes kept of stdout and of stderr.
+/// Bytes kept of stdout and of stderr (1 MiB).
 pub(crate) const OUTPUT_CAP: usize = 1024 * 1024;
+
+/// What was read of one stream.
+struct Captured {
+    /// Up to [`OUTPUT_CAP`] bytes.
+    kept: Vec<u8>,
+    /// The stream's whole length.
+    total: usize,
+}
+
+impl Captured {
+    fn cut(&self) -> bool {
+        self.total > self.kept.len()
+    }
+
+    /// Drops a partial last line of a cut stream, so what is kept ends at
+    /// a line boundary (and, a newline being ASCII, at a character one).
+    fn cut_at_line_end(mut self) -> Self {
+        if self.cut() {
+            let end = self
+                .kept
+                .iter()
+                .rposition(|b| *b == b'\n')
+                .map_or(0, |i| i + 1);
+            self.kept.truncate(end);
+        }
+        self
+    }
+}
 
 fn string_list(field: &str, value: &Value) -> Result<Vec<String>, ActionError> {
     let Value::Array(items) = value else {
@@ -37,18 +82,22 @@ fn string_list(field: &str, value: &Value) -> Result<Vec<String>, ActionError> {
         .collect())
 }
 
-async fn read_capped(mut stream: impl AsyncRead + Unpin) -> std::io::Result<(Vec<u8>, bool)> {
+/// Reads a stream (none: nothing) to its end, keeping up to the cap.
+async fn read_capped(stream: Option<impl AsyncRead + Unpin>) -> std::io::Result<Captured> {
     let mut kept = Vec::new();
-    let mut truncated = false;
+    let mut total = 0usize;
+    let Some(mut stream) = stream else {
+        return Ok(Captured { kept, total });
+    };
     let mut chunk = vec![0u8; 64 * 1024];
     loop {
         let n = stream.read(&mut chunk).await?;
         if n == 0 {
-            return Ok((kept, truncated));
+            return Ok(Captured { kept, total });
         }
         let room = OUTPUT_CAP.saturating_sub(kept.len());
         kept.extend_from_slice(&chunk[..n.min(room)]);
-        truncated |= n > room;
+        total = total.saturating_add(n);
     }
 }
 
@@ -122,6 +171,17 @@ pub(crate) async fn shell(ctx: ActionContext) -> ActionResult {
         }
         Some(_) => return Err(ActionError::bad_input("shell", "cwd", "must be a string")),
     }
+    let truncate = match input.get("truncate") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(other) => {
+            return Err(ActionError::bad_input(
+                "shell",
+                "truncate",
+                format!("must be true or false, not {other}"),
+            ));
+        }
+    };
     let stdin = match input.get("stdin") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s.clone()),
@@ -141,19 +201,11 @@ pub(crate) async fn shell(ctx: ActionContext) -> ActionResult {
             let _ = pipe.write_all(text.as_bytes()).await;
         });
     }
-    let stdout = child.stdout.take().map(read_capped);
-    let stderr = child.stderr.take().map(read_capped);
-    let output = async {
-        let out = match stdout {
-            Some(f) => f.await,
-            None => Ok((Vec::new(), false)),
-        };
-        let err = match stderr {
-            Some(f) => f.await,
-            None => Ok((Vec::new(), false)),
-        };
-        (out, err)
-    };
+    let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+    // Both streams at once: read one after the other, a child that fills
+    // the pipe of the second (64 KiB) while the first is still open would
+    // block on it forever, and so would the action.
+    let output = async { tokio::join!(read_capped(stdout), read_capped(stderr)) };
     let waited = async {
         let (out, err) = tokio::join!(output, child.wait());
         (out, err)
@@ -165,7 +217,7 @@ pub(crate) async fn shell(ctx: ActionContext) -> ActionResult {
         }
         r = waited => r,
     };
-    let ((stdout, out_cut), (stderr, err_cut)) = (
+    let (out, err) = (
         out.map_err(|e| ActionError::new(format!("shell: reading stdout: {e}")))?,
         err.map_err(|e| ActionError::new(format!("shell: reading stderr: {e}")))?,
     );
@@ -173,10 +225,14 @@ pub(crate) async fn shell(ctx: ActionContext) -> ActionResult {
         status.map_err(|e| ActionError::new(format!("shell: waiting for `{}`: {e}", argv[0])))?;
     // Stray grandchildren of a finished script do not outlive the action.
     kill_group(pid);
-    let stdout = String::from_utf8_lossy(&stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&stderr).into_owned();
+    let truncated = out.cut() || err.cut();
+    if truncated && !truncate {
+        return Err(over_cap(&argv[0], &[("stdout", &out), ("stderr", &err)]));
+    }
+    let (out, err) = (out.cut_at_line_end(), err.cut_at_line_end());
+    let stdout = String::from_utf8_lossy(&out.kept).into_owned();
+    let stderr = String::from_utf8_lossy(&err.kept).into_owned();
     let lines: Vec<&str> = stdout.lines().collect();
-    let parsed = serde_json::from_str::<Value>(stdout.trim()).unwrap_or(Value::Null);
     let mut result = Map::new();
     result.insert(
         "exit_code".into(),
@@ -185,9 +241,11 @@ pub(crate) async fn shell(ctx: ActionContext) -> ActionResult {
     result.insert("stdout".into(), json!(stdout));
     result.insert("stderr".into(), json!(stderr));
     result.insert("lines".into(), json!(lines));
-    result.insert("json".into(), parsed);
-    if out_cut || err_cut {
+    if truncated {
         result.insert("truncated".into(), json!(true));
+    } else {
+        let parsed = serde_json::from_str::<Value>(stdout.trim()).unwrap_or(Value::Null);
+        result.insert("json".into(), parsed);
     }
     if status.success() {
         return Ok(Value::Object(result));
@@ -206,6 +264,23 @@ pub(crate) async fn shell(ctx: ActionContext) -> ActionResult {
         format!("`{}` failed with {code}: {tail}", argv[0])
     };
     Err(ActionError::new(message).with_details(Value::Object(result)))
+}
+
+/// The failure of a command whose output went over the cap without
+/// `truncate: true`.
+fn over_cap(program: &str, streams: &[(&str, &Captured)]) -> ActionError {
+    let over = streams
+        .iter()
+        .filter(|(_, c)| c.cut())
+        .map(|(name, c)| format!("{name} was {} bytes", grouped(c.total)))
+        .collect::<Vec<_>>()
+        .join(" and ");
+    ActionError::new(format!(
+        "shell: `{program}` wrote more than the output cap of {} ({} bytes) per stream: {over}; \
+         set `truncate: true` in the task's input to keep the first whole lines within the cap",
+        human_bytes(OUTPUT_CAP),
+        grouped(OUTPUT_CAP),
+    ))
 }
 
 #[cfg(test)]
@@ -312,14 +387,62 @@ mod tests {
         let _ = std::fs::remove_file(pidfile);
     }
 
+    /// 3,000,000 bytes of 9-byte lines ("12345678\n"), then "tail" with no
+    /// newline: over the cap, and the cap falls inside a line.
+    const CHATTY: &str = "yes 12345678 | head -c 3000000; printf tail";
+
     #[tokio::test]
-    async fn output_is_capped() {
-        let out = shell(ctx(
-            json!({"script": "head -c 3000000 /dev/zero | tr '\\\\0' a"}),
-        ))
-        .await
-        .unwrap();
-        assert_eq!(out["stdout"].as_str().map(str::len), Some(OUTPUT_CAP));
+    async fn output_over_the_cap_fails_naming_the_stream_and_the_cap() {
+        let err = shell(ctx(json!({"script": CHATTY}))).await.unwrap_err();
+        assert_eq!(
+            err.message,
+            "shell: `sh` wrote more than the output cap of 1 MiB (1,048,576 bytes) per stream: \
+             stdout was 3,000,004 bytes; set `truncate: true` in the task's input to keep the \
+             first whole lines within the cap"
+        );
+        let err = shell(ctx(json!({"script": "head -c 2000000 /dev/zero >&2"})))
+            .await
+            .unwrap_err();
+        assert!(
+            err.message.contains("stderr was 2,000,000 bytes"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[tokio::test]
+    async fn truncate_keeps_whole_lines_within_the_cap_and_leaves_json_out() {
+        let out = shell(ctx(json!({"script": CHATTY, "truncate": true})))
+            .await
+            .unwrap();
+        let stdout = out["stdout"].as_str().unwrap();
+        // The last whole line within the cap: 1,048,576 = 116,508 × 9 + 4.
+        assert_eq!(stdout.len(), 116_508 * 9);
+        assert!(stdout.ends_with("12345678\n"));
+        let lines = out["lines"].as_array().unwrap();
+        assert_eq!(lines.len(), 116_508);
+        assert!(lines.iter().all(|l| l == "12345678"));
         assert_eq!(out["truncated"], true);
+        assert!(
+            out.get("json").is_none(),
+            "json of cut output: {:?}",
+            out.get("json")
+        );
+        // Output within the cap is whole: no `truncated`, `json` as ever.
+        let out = shell(ctx(json!({"command": ["echo", "[1]"], "truncate": true})))
+            .await
+            .unwrap();
+        assert_eq!((out.get("truncated"), &out["json"]), (None, &json!([1])));
+    }
+
+    #[tokio::test]
+    async fn truncate_must_be_a_boolean() {
+        let err = shell(ctx(json!({"script": "true", "truncate": "yes"})))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.message,
+            "shell: input `truncate` must be true or false, not \"yes\""
+        );
     }
 }
