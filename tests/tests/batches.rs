@@ -453,3 +453,55 @@ tasks:
         "one dispatch per item"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_cannot_start_ends_failed_and_says_so() {
+    // A definition this executor cannot parse (stored by hand: a submit
+    // validates first): the run fails at once, and like every run that
+    // ends it writes its `workflow.finished` for `weft watch` and others.
+    let (_stack, pool, engine) = bare_engine().await;
+    let id = WorkflowExecutionId::new();
+    let input = json!({});
+    let mut conn = pool.acquire().await.expect("conn");
+    weft_store::runs::submit(
+        &mut conn,
+        &weft_store::runs::NewRun {
+            id,
+            workflow_name: "broken",
+            source: "name: broken\ntasks: [not, a, map]\n",
+            origin: "by-hand.yaml",
+            input: &input,
+            tasks_total: 1,
+            idempotency_key: None,
+        },
+    )
+    .await
+    .expect("store the run");
+    let start = WorkflowSubmitted {
+        workflow_execution_id: id,
+    };
+    let applied = engine.apply_starts(&[&start]).await;
+    assert!(matches!(applied.as_slice(), [Ok(_)]), "{applied:?}");
+    let (status, error): (String, Option<String>) =
+        sqlx::query_as("SELECT status, error FROM workflow_executions WHERE id = $1")
+            .bind(id.as_uuid())
+            .fetch_one(&pool)
+            .await
+            .expect("run");
+    assert_eq!(status, "failed");
+    assert!(
+        error
+            .as_deref()
+            .is_some_and(|e| e.contains("by-hand.yaml:2:8")),
+        "the reason is kept: {error:?}"
+    );
+    let finished: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM outbox WHERE payload->>'type' = 'workflow_finished' \
+           AND (payload->>'workflow_execution_id')::uuid = $1",
+    )
+    .bind(id.as_uuid())
+    .fetch_one(&pool)
+    .await
+    .expect("outbox");
+    assert_eq!(finished, 1, "the run's end is announced");
+}

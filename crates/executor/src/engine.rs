@@ -217,8 +217,16 @@ impl Engine {
                 Ok(workflow) => started.push(RunInfo::of(&run, workflow)),
                 Err(EngineError::InvalidDefinition { detail, .. }) => {
                     // The run can never start; fail it rather than loop.
-                    runs::transition(tx, run.id, WorkflowStatus::Failed, None, Some(&detail))
-                        .await?;
+                    // Its message goes to the relays (woken below).
+                    let ending = runs::Ending {
+                        id: run.id,
+                        workflow: &run.workflow_name,
+                        to: WorkflowStatus::Failed,
+                        output: None,
+                        error: Some(&detail),
+                    };
+                    runs::end_many(tx, &[ending], None).await?;
+                    self.inner.outbox_written.notify_one();
                 }
                 Err(e) => return Err(e),
             }

@@ -17,14 +17,14 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::PgConnection;
-use weft_common::message::{Dispatch, WorkflowFinished};
+use weft_common::message::Dispatch;
 use weft_common::{
     Context, Envelope, Evaluator, ExecutionId, ExecutionStatus, Task, TaskExecutionId, TaskStatus,
     TaskView, WorkflowExecutionId, WorkflowRef, WorkflowStatus,
 };
 use weft_common::{ResultLimit, Workflow};
 use weft_store::executions::{self, ExecutionRow, NewExecution, TaskStart};
-use weft_store::runs::{self, Transition};
+use weft_store::runs::{self, Ending};
 use weft_store::tasks::{self, Finish, Finished, TaskRow};
 
 use crate::decide::{self, Decision, Outcome, dispatch};
@@ -533,52 +533,42 @@ impl<'a> Step<'a> {
             let run = run_of(&self.runs, *id)?;
             let tasks = by_run.get(id).map_or(&[][..], Vec::as_slice);
             let (to, output, error) = self.run_outcome(run, tasks);
-            let message = finished_message(run, to);
-            outcomes.push((*id, to, output, error, message));
+            outcomes.push((run, to, output, error));
         }
-        let moves: Vec<Transition<'_>> = outcomes
+        let endings: Vec<Ending<'_>> = outcomes
             .iter()
-            .map(|(id, to, output, error, message)| Transition {
-                id: *id,
+            .map(|(run, to, output, error)| Ending {
+                id: run.id,
+                workflow: run.workflow.name(),
                 to: *to,
                 output: output.as_ref(),
                 error: error.as_deref(),
-                message: Some(message),
             })
             .collect();
-        let changed: HashMap<WorkflowExecutionId, Option<i64>> =
-            runs::transition_many(self.conn, &moves, self.lease)
-                .await?
-                .into_iter()
-                .collect();
-        drop(moves);
-        for (id, to, _, _, message) in outcomes {
-            let to = match changed.get(&id) {
-                Some(Some(row)) => {
-                    self.out.written.push((*row, message));
-                    to
-                }
-                Some(None) => {
-                    self.out.queued.push((message, None));
-                    to
-                }
-                // The outcome from its tasks cannot leave `canceling`: the
-                // run ends canceled.
-                None if runs::status(self.conn, id, false).await? == WorkflowStatus::Canceling => {
-                    let to = WorkflowStatus::Canceled;
-                    if !runs::transition(self.conn, id, to, None, None).await? {
-                        continue;
-                    }
-                    let message = finished_message(run_of(&self.runs, id)?, to);
-                    self.out.queued.push((message, None));
-                    to
-                }
-                None => continue,
-            };
-            if let Some(run) = self.runs.get_mut(&id) {
-                run.status = to;
+        let mut ended = runs::end_many(self.conn, &endings, self.lease).await?;
+        // A run whose tasks are all terminal but that is `canceling` cannot
+        // take the outcome of its tasks: it ends canceled.
+        let moved: HashSet<WorkflowExecutionId> = ended.iter().map(|e| e.id).collect();
+        let mut canceling = Vec::new();
+        for ending in endings.iter().filter(|e| !moved.contains(&e.id)) {
+            if runs::status(self.conn, ending.id, false).await? == WorkflowStatus::Canceling {
+                canceling.push(Ending {
+                    to: WorkflowStatus::Canceled,
+                    output: None,
+                    error: Some("canceled by request"),
+                    ..*ending
+                });
             }
-            tracing::info!(workflow_execution_id = %id, status = %to, "run finished");
+        }
+        ended.extend(runs::end_many(self.conn, &canceling, self.lease).await?);
+        drop(endings);
+        drop(outcomes);
+        for run in ended {
+            if let Some(info) = self.runs.get_mut(&run.id) {
+                info.status = run.to;
+            }
+            tracing::info!(workflow_execution_id = %run.id, status = %run.to, "run finished");
+            self.out.written.push((run.outbox_id, run.message));
         }
         Ok(())
     }
@@ -617,15 +607,6 @@ impl<'a> Step<'a> {
     }
 }
 
-/// The message that tells the world a run ended.
-fn finished_message(run: &RunInfo, status: WorkflowStatus) -> Envelope {
-    Envelope::new(WorkflowFinished {
-        workflow_execution_id: run.id,
-        workflow: run.workflow.name().to_owned(),
-        status,
-    })
-}
-
 fn run_of(
     runs: &HashMap<WorkflowExecutionId, RunInfo>,
     id: WorkflowExecutionId,
@@ -637,9 +618,39 @@ fn run_of(
     })
 }
 
-/// A uniform sample in [0, 1) for retry jitter, taken from the random bits of
-/// a fresh UUIDv4 rather than adding a random-number crate.
+/// A uniform sample in [0, 1) for retry jitter (`delay_before` maps it
+/// onto ±`jitter`).
 fn rand_unit() -> f64 {
-    let bits = uuid::Uuid::new_v4().as_u128() as u64 >> 11;
-    bits as f64 / (1u64 << 53) as f64
+    rand::random::<f64>()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weft_common::RetryPolicy;
+
+    #[test]
+    fn jittered_delays_spread_on_both_sides_of_the_delay() {
+        let policy = RetryPolicy {
+            attempts: 3,
+            delay: std::time::Duration::from_secs(10),
+            backoff: 1.0,
+            max_delay: None,
+            jitter: 0.5,
+        };
+        let delays: Vec<f64> = (0..2_000)
+            .map(|_| policy.delay_before(2, rand_unit()).as_secs_f64())
+            .collect();
+        let (min, max) = delays
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(lo, hi), d| (lo.min(*d), hi.max(*d)));
+        // ±50 % around 10 s: [5, 15], filled on both sides.
+        assert!((5.0..6.0).contains(&min), "shortest {min}");
+        assert!((14.0..=15.0).contains(&max), "longest {max}");
+        let below = delays.iter().filter(|d| **d < 10.0).count();
+        assert!(
+            (800..1_200).contains(&below),
+            "{below} of 2000 below the delay"
+        );
+    }
 }

@@ -10,7 +10,7 @@
 
 use sqlx::PgConnection;
 use uuid::Uuid;
-use weft_common::message::{CancelExecutions, WorkflowFinished};
+use weft_common::message::CancelExecutions;
 use weft_common::{
     Envelope, ExecutionId, ExecutionStatus, TaskStatus, WorkflowExecutionId, WorkflowStatus,
 };
@@ -169,21 +169,18 @@ pub async fn settle(
     .execute(&mut *conn)
     .await
     .context("canceling unfinished tasks")?;
-    let done = runs::transition(
+    let ended = runs::end_many(
         &mut *conn,
-        id,
-        WorkflowStatus::Canceled,
+        &[runs::Ending {
+            id,
+            workflow,
+            to: WorkflowStatus::Canceled,
+            output: None,
+            error: Some("canceled by request"),
+        }],
         None,
-        Some("canceled by request"),
     )
     .await?;
-    if done {
-        let message = Envelope::new(WorkflowFinished {
-            workflow_execution_id: id,
-            workflow: workflow.to_owned(),
-            status: WorkflowStatus::Canceled,
-        });
-        outbox::enqueue(&mut *conn, &[(message, None)], None).await?;
-    }
+    let done = !ended.is_empty();
     Ok(settled(done))
 }

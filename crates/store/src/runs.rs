@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::PgConnection;
 use uuid::Uuid;
-use weft_common::message::WorkflowSubmitted;
+use weft_common::message::{WorkflowFinished, WorkflowSubmitted};
 use weft_common::{Envelope, WorkflowExecutionId, WorkflowStatus};
 
 use crate::error::{Context, StoreError};
@@ -280,7 +280,7 @@ pub async fn start_many(
 /// A run's move into a terminal (or canceling) state, with its output and
 /// error.
 #[derive(Debug, Clone, Copy)]
-pub struct Transition<'a> {
+struct Transition<'a> {
     /// The run.
     pub id: WorkflowExecutionId,
     /// Where it goes.
@@ -295,10 +295,12 @@ pub struct Transition<'a> {
 
 /// Guarded transition into a terminal (or canceling) state, recording output
 /// and error. `false`: the run was not in a state this transition leaves.
+/// A run *ends* only through [`end_many`], which writes its
+/// `workflow.finished`; this one is for `canceling`.
 ///
 /// # Errors
 /// A database error.
-pub async fn transition(
+pub(crate) async fn transition(
     conn: &mut PgConnection,
     id: WorkflowExecutionId,
     to: WorkflowStatus,
@@ -329,7 +331,7 @@ pub async fn transition(
 ///
 /// # Errors
 /// A database error.
-pub async fn transition_many(
+async fn transition_many(
     conn: &mut PgConnection,
     moves: &[Transition<'_>],
     lease: Option<std::time::Duration>,
@@ -479,4 +481,95 @@ pub async fn lock_status(
                 })
         })
         .transpose()
+}
+
+/// A run to end: into a terminal status, with its output and error.
+#[derive(Debug, Clone, Copy)]
+pub struct Ending<'a> {
+    /// The run.
+    pub id: WorkflowExecutionId,
+    /// Its workflow's name, for the message.
+    pub workflow: &'a str,
+    /// A terminal status.
+    pub to: WorkflowStatus,
+    /// The rendered output (kept when `None`).
+    pub output: Option<&'a Value>,
+    /// Why it failed or was canceled (kept when `None`).
+    pub error: Option<&'a str>,
+}
+
+/// A run [`end_many`] ended.
+#[derive(Debug, Clone)]
+pub struct Ended {
+    /// The run.
+    pub id: WorkflowExecutionId,
+    /// The status it ended in.
+    pub to: WorkflowStatus,
+    /// Its `workflow.finished` message, written to the outbox.
+    pub message: Envelope,
+    /// The message's outbox row.
+    pub outbox_id: i64,
+}
+
+/// Ends runs: the one way a run reaches a terminal status. Each moves only
+/// from a state its target may be entered from (a guard per run, locked in
+/// id order, in one statement), and the same statement writes its
+/// `workflow.finished` message to the outbox, due after `lease` (see
+/// [`outbox::enqueue`]), and wakes `weft watch` / `submit --wait`. A run
+/// left out of the result did not move (someone else ended it, or it is
+/// `canceling` and this ending was not `canceled`): do nothing for it.
+///
+/// # Errors
+/// A database error; [`StoreError::Corrupt`] if a target is not terminal.
+pub async fn end_many(
+    conn: &mut PgConnection,
+    endings: &[Ending<'_>],
+    lease: Option<std::time::Duration>,
+) -> Result<Vec<Ended>, StoreError> {
+    if let Some(e) = endings.iter().find(|e| !e.to.is_terminal()) {
+        return Err(StoreError::Corrupt {
+            what: "run ending",
+            detail: format!("run {} cannot end `{}`: not a terminal status", e.id, e.to),
+        });
+    }
+    let messages: Vec<Envelope> = endings
+        .iter()
+        .map(|e| {
+            Envelope::new(WorkflowFinished {
+                workflow_execution_id: e.id,
+                workflow: e.workflow.to_owned(),
+                status: e.to,
+            })
+        })
+        .collect();
+    let moves: Vec<Transition<'_>> = endings
+        .iter()
+        .zip(&messages)
+        .map(|(e, message)| Transition {
+            id: e.id,
+            to: e.to,
+            output: e.output,
+            error: e.error,
+            message: Some(message),
+        })
+        .collect();
+    let moved = transition_many(conn, &moves, lease).await?;
+    let mut ended = Vec::with_capacity(moved.len());
+    for (id, row) in moved {
+        let Some((ending, message)) = endings.iter().zip(&messages).find(|(e, _)| e.id == id)
+        else {
+            continue;
+        };
+        let outbox_id = row.ok_or_else(|| StoreError::Corrupt {
+            what: "run ending",
+            detail: format!("run {id} ended but its message was not written"),
+        })?;
+        ended.push(Ended {
+            id,
+            to: ending.to,
+            message: message.clone(),
+            outbox_id,
+        });
+    }
+    Ok(ended)
 }
