@@ -19,15 +19,27 @@ use crate::step::RunInfo;
 #[derive(Debug)]
 pub(crate) struct Outcome {
     pub(crate) status: TaskStatus,
-    pub(crate) result: Option<Value>,
+    pub(crate) result: TaskResult,
     pub(crate) error: Option<String>,
+}
+
+/// The result a task ends with.
+#[derive(Debug)]
+pub(crate) enum TaskResult {
+    /// None.
+    Nothing,
+    /// This value.
+    Value(Value),
+    /// Its items' results, assembled by the statement that finishes it
+    /// (see [`ResultOf::Items`](weft_store::tasks::ResultOf::Items)).
+    Items,
 }
 
 impl Outcome {
     pub(crate) fn failed(error: impl Into<String>) -> Self {
         Self {
             status: TaskStatus::Failed,
-            result: None,
+            result: TaskResult::Nothing,
             error: Some(error.into()),
         }
     }
@@ -35,7 +47,7 @@ impl Outcome {
     pub(crate) fn skipped(reason: impl Into<String>) -> Self {
         Self {
             status: TaskStatus::Skipped,
-            result: None,
+            result: TaskResult::Nothing,
             error: Some(reason.into()),
         }
     }
@@ -74,7 +86,7 @@ pub(crate) fn decide(
     if !run.status.dispatches() {
         return Ok(Decision::Ends(Outcome {
             status: TaskStatus::Canceled,
-            result: None,
+            result: TaskResult::Nothing,
             error: Some("the run was canceled".into()),
         }));
     }

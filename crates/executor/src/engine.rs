@@ -26,7 +26,7 @@ use weft_store::tasks::{self, ItemsDone, NewTask};
 use weft_store::{cancel, outbox, runs, workers};
 
 use crate::catalog::Catalog;
-use crate::decide::Outcome;
+use crate::decide::{Outcome, TaskResult};
 use crate::error::{EngineError, db};
 use crate::flush::Committed;
 use crate::step::{Outgoing, RunInfo, Step};
@@ -585,20 +585,18 @@ impl Engine {
             };
             return Ok(Outcome {
                 status: TaskStatus::Failed,
-                result: None,
+                result: TaskResult::Nothing,
                 error: Some(error),
             });
         }
         let result = if with_items {
-            serde_json::Value::Array(
-                executions::item_results(step.conn(), task.id, task.attempt_base).await?,
-            )
+            TaskResult::Items
         } else {
-            last.result.clone().unwrap_or_default()
+            TaskResult::Value(last.result.clone().unwrap_or_default())
         };
         Ok(Outcome {
             status: TaskStatus::Succeeded,
-            result: Some(result),
+            result,
             error: None,
         })
     }

@@ -25,9 +25,9 @@ use weft_common::{
 use weft_common::{ResultLimit, Workflow};
 use weft_store::executions::{self, ExecutionRow, NewExecution, TaskStart};
 use weft_store::runs::{self, Ending};
-use weft_store::tasks::{self, Finish, Finished, TaskRow};
+use weft_store::tasks::{self, Finish, Finished, ResultOf, TaskRow};
 
-use crate::decide::{self, Decision, Outcome, dispatch};
+use crate::decide::{self, Decision, Outcome, TaskResult, dispatch};
 use crate::error::EngineError;
 
 /// What a step knows about a run.
@@ -299,7 +299,7 @@ impl<'a> Step<'a> {
                     if tasks::start(self.conn, task.id, 0, 0).await? {
                         let outcome = Outcome {
                             status: TaskStatus::Succeeded,
-                            result: Some(Value::Array(Vec::new())),
+                            result: TaskResult::Value(Value::Array(Vec::new())),
                             error: None,
                         };
                         self.ending.push((task.id, outcome));
@@ -314,11 +314,9 @@ impl<'a> Step<'a> {
                     )
                     .await?;
                     if started.tasks.contains(&task.id) {
-                        let results =
-                            executions::item_results(self.conn, task.id, task.attempt_base).await?;
                         let outcome = Outcome {
                             status: TaskStatus::Succeeded,
-                            result: Some(Value::Array(results)),
+                            result: TaskResult::Items,
                             error: None,
                         };
                         self.ending.push((task.id, outcome));
@@ -435,7 +433,11 @@ impl<'a> Step<'a> {
             .map(|(task, outcome)| Finish {
                 task: *task,
                 to: outcome.status,
-                result: outcome.result.as_ref(),
+                result: match &outcome.result {
+                    TaskResult::Nothing => ResultOf::Nothing,
+                    TaskResult::Value(value) => ResultOf::Value(value),
+                    TaskResult::Items => ResultOf::Items,
+                },
                 error: outcome.error.as_deref(),
             })
             .collect();

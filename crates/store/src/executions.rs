@@ -560,30 +560,6 @@ pub async fn complete_many(
     Ok(recorded)
 }
 
-/// The results of a task's succeeded items in its current round (attempts
-/// after `attempt_base`), in item order: one per item, from its latest
-/// successful execution (kept items included).
-///
-/// # Errors
-/// A database error.
-pub async fn item_results(
-    conn: &mut PgConnection,
-    task: TaskExecutionId,
-    attempt_base: i32,
-) -> Result<Vec<Value>, StoreError> {
-    let rows: Vec<Option<Value>> = sqlx::query_scalar(
-        "SELECT DISTINCT ON (item_index) result FROM executions \
-         WHERE task_execution_id = $1 AND status = 'succeeded' AND attempt > $2 \
-         ORDER BY item_index, attempt DESC",
-    )
-    .bind(task.as_uuid())
-    .bind(attempt_base)
-    .fetch_all(conn)
-    .await
-    .context("collecting item results")?;
-    Ok(rows.into_iter().map(Option::unwrap_or_default).collect())
-}
-
 /// An item that succeeded in an earlier round: a round that keeps items
 /// keeps it if its input renders the same again.
 #[derive(Debug, Clone, sqlx::FromRow)]

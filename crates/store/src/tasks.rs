@@ -217,6 +217,19 @@ pub async fn start(
     Ok(done.rows_affected() == 1)
 }
 
+/// What a finished task's result is.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ResultOf<'a> {
+    /// None (`NULL`).
+    Nothing,
+    /// This value.
+    Value(&'a Value),
+    /// Its items' results in item order, one per item of its current round
+    /// from its latest successful execution — assembled by the statement
+    /// that finishes it, so no process holds a wide fan-out's results.
+    Items,
+}
+
 /// A task to make terminal, with what follows from it.
 #[derive(Debug, Clone, Copy)]
 pub struct Finish<'a> {
@@ -225,7 +238,7 @@ pub struct Finish<'a> {
     /// Its terminal status.
     pub to: TaskStatus,
     /// Its result.
-    pub result: Option<&'a Value>,
+    pub result: ResultOf<'a>,
     /// Why it failed or was skipped.
     pub error: Option<&'a str>,
 }
@@ -354,7 +367,14 @@ pub async fn finish(
     let statuses: Vec<&str> = finishes.iter().map(|f| f.to.as_str()).collect();
     let results: Vec<Option<String>> = finishes
         .iter()
-        .map(|f| f.result.map(Value::to_string))
+        .map(|f| match f.result {
+            ResultOf::Value(value) => Some(value.to_string()),
+            ResultOf::Nothing | ResultOf::Items => None,
+        })
+        .collect();
+    let of_items: Vec<bool> = finishes
+        .iter()
+        .map(|f| f.result == ResultOf::Items)
         .collect();
     let errors: Vec<Option<&str>> = finishes.iter().map(|f| f.error).collect();
     // The states each task may leave, as one comma-separated string per row
@@ -366,11 +386,18 @@ pub async fn finish(
     let rows: Vec<CascadeRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "WITH i AS ( \
              SELECT DISTINCT ON (id) * \
-             FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[]) \
-                  AS i(id, status, result, error, sources) \
+             FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bool[]) \
+                  AS i(id, status, result, error, sources, items) \
          ), f AS ( \
              UPDATE task_executions t \
-             SET status = i.status, result = i.result::jsonb, error = i.error, \
+             SET status = i.status, error = i.error, \
+                 result = CASE WHEN i.items THEN ( \
+                     SELECT coalesce(jsonb_agg(r.result ORDER BY r.item_index), '[]'::jsonb) \
+                     FROM (SELECT DISTINCT ON (x.item_index) x.item_index, x.result FROM executions x \
+                           WHERE x.task_execution_id = t.id AND x.status = 'succeeded' \
+                             AND x.attempt > t.attempt_base \
+                           ORDER BY x.item_index, x.attempt DESC) r \
+                 ) ELSE i.result::jsonb END, \
                  finished_at = clock_timestamp(), decided_at = COALESCE(t.decided_at, clock_timestamp()) \
              FROM i WHERE t.id = i.id AND t.status = ANY(string_to_array(i.sources, ',')) \
              RETURNING {finished} \
@@ -384,6 +411,7 @@ pub async fn finish(
     .bind(&results)
     .bind(&errors)
     .bind(&sources)
+    .bind(&of_items)
     .fetch_all(conn)
     .await
     .context("finishing tasks")?;
