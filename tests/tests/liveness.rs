@@ -342,3 +342,75 @@ fn a_redispatch_delay_that_is_not_a_positive_number_is_refused_by_name() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_execution_its_live_worker_stopped_listing_is_reaped() {
+    // Its completion was lost (a purged `weft.executor`, a dead-lettered
+    // report): the worker is alive and goes on heartbeating, but no longer
+    // lists the execution. Driven by hand on the store: no daemon.
+    use weft_common::message::{ExecutionStarted, WorkerHeartbeat};
+    let stack = Stack::start(StackOptions::bare()).expect("stack");
+    let pool = stack.pool().await.expect("pool");
+    let engine = weft_executor::Engine::new(pool.clone(), weft_executor::EngineConfig::default());
+    let yaml = "name: forgotten\ntasks:\n  t: { action: noop }\n";
+    let id = stack.submit(&pool, yaml, json!({})).await.expect("submit");
+    let start = weft_common::message::WorkflowSubmitted {
+        workflow_execution_id: id,
+    };
+    engine.apply_starts(&[&start]).await;
+    let execution: uuid::Uuid =
+        sqlx::query_scalar("SELECT id FROM executions WHERE workflow_execution_id = $1")
+            .bind(id.as_uuid())
+            .fetch_one(&pool)
+            .await
+            .expect("the execution");
+    let started = weft_common::Envelope::new(ExecutionStarted {
+        execution_id: execution.into(),
+        workflow_execution_id: id,
+        attempt: 1,
+        worker_id: "w1".into(),
+        started_at: chrono::Utc::now(),
+    });
+    engine.apply(&started).await.expect("started");
+    let heartbeat = |running: Vec<weft_common::ExecutionId>| {
+        weft_common::Envelope::new(WorkerHeartbeat {
+            worker_id: "w1".into(),
+            queues: vec!["default".into()],
+            running,
+            hostname: "here".into(),
+            at: chrono::Utc::now(),
+        })
+    };
+    let grace_ms = 1_000;
+    let overdue = || async {
+        let mut conn = pool.acquire().await.expect("conn");
+        weft_store::executions::claim_overdue(&mut conn, grace_ms, &[])
+            .await
+            .expect("claim")
+    };
+    // Listed by a live worker: not overdue, however long it runs.
+    sqlx::query("UPDATE executions SET seen_at = seen_at - interval '1 hour' WHERE id = $1")
+        .bind(execution)
+        .execute(&pool)
+        .await
+        .expect("age it");
+    engine
+        .apply(&heartbeat(vec![execution.into()]))
+        .await
+        .expect("heartbeat");
+    assert!(overdue().await.is_none(), "a listed execution is alive");
+    // No longer listed, while the worker goes on heartbeating past the grace.
+    sqlx::query("UPDATE executions SET seen_at = seen_at - interval '1 hour' WHERE id = $1")
+        .bind(execution)
+        .execute(&pool)
+        .await
+        .expect("age it");
+    engine.apply(&heartbeat(vec![])).await.expect("heartbeat");
+    let found = overdue().await.expect("the forgotten execution is overdue");
+    assert_eq!(found.id.as_uuid(), execution);
+    assert!(
+        found.reason.contains("no longer runs it"),
+        "{}",
+        found.reason
+    );
+}

@@ -358,7 +358,7 @@ pub async fn started(
 ) -> Result<bool, StoreError> {
     let done = sqlx::query(
         "UPDATE executions \
-         SET status = 'running', worker_id = $3, started_at = $4, \
+         SET status = 'running', worker_id = $3, started_at = $4, seen_at = clock_timestamp(), \
              deadline = clock_timestamp() + make_interval(secs => (timeout_ms + $5)::float8 / 1000) \
          WHERE id = $1 AND attempt = $2 AND (status = 'queued' OR (status = 'running' AND worker_id <> $3))",
     )
@@ -709,10 +709,15 @@ pub async fn claim_overdue(
         "SELECT e.id, e.workflow_execution_id, e.attempt, \
                 CASE WHEN e.deadline < now() \
                      THEN 'timed out: no result ' || (e.timeout_ms / 1000.0)::text || 's after it started (worker ' || COALESCE(e.worker_id, '?') || ')' \
-                     ELSE 'worker ' || e.worker_id || ' was lost (no heartbeat since ' || w.last_heartbeat::text || ')' END AS reason \
+                     WHEN w.last_heartbeat < now() - make_interval(secs => $1::float8 / 1000) \
+                     THEN 'worker ' || e.worker_id || ' was lost (no heartbeat since ' || w.last_heartbeat::text || ')' \
+                     ELSE 'worker ' || e.worker_id || ' no longer runs it (not in its heartbeats since ' || e.seen_at::text \
+                          || '): its report was lost' END AS reason \
          FROM executions e LEFT JOIN workers w ON w.id = e.worker_id \
          WHERE e.status = 'running' \
-           AND (e.deadline < now() OR w.last_heartbeat < now() - make_interval(secs => $1::float8 / 1000)) \
+           AND (e.deadline < now() OR w.last_heartbeat < now() - make_interval(secs => $1::float8 / 1000) \
+                OR (e.seen_at < now() - make_interval(secs => $1::float8 / 1000) \
+                    AND w.last_heartbeat > e.seen_at + make_interval(secs => $1::float8 / 1000))) \
            AND e.id <> ALL($2) \
          ORDER BY e.deadline NULLS LAST LIMIT 1 FOR UPDATE OF e SKIP LOCKED",
     )

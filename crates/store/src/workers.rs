@@ -19,8 +19,16 @@ use crate::error::{Context, StoreError};
 /// # Errors
 /// A database error.
 pub async fn heartbeat(conn: &mut PgConnection, hb: &WorkerHeartbeat) -> Result<(), StoreError> {
+    // The executions it lists are vouched for (`seen_at`): one it stops
+    // listing while it goes on sending heartbeats is reaped (see
+    // `executions::claim_overdue`).
+    let running: Vec<uuid::Uuid> = hb.running.iter().map(|id| id.as_uuid()).collect();
     sqlx::query(
-        "INSERT INTO workers (id, hostname, queues, running, last_heartbeat) \
+        "WITH seen AS ( \
+             UPDATE executions SET seen_at = clock_timestamp() \
+             WHERE id = ANY($5) AND status = 'running' AND worker_id = $1 \
+         ) \
+         INSERT INTO workers (id, hostname, queues, running, last_heartbeat) \
          VALUES ($1, $2, $3, $4, clock_timestamp()) \
          ON CONFLICT (id) DO UPDATE SET hostname = EXCLUDED.hostname, queues = EXCLUDED.queues, \
              running = EXCLUDED.running, \
@@ -30,6 +38,7 @@ pub async fn heartbeat(conn: &mut PgConnection, hb: &WorkerHeartbeat) -> Result<
     .bind(&hb.hostname)
     .bind(&hb.queues)
     .bind(i32::try_from(hb.running.len()).unwrap_or(i32::MAX))
+    .bind(&running)
     .execute(conn)
     .await
     .context("recording a heartbeat")?;
