@@ -101,7 +101,10 @@ const FILL: &[&str] = &[
          with_items, allow_failure, items_total, items_dispatched, items_succeeded, successors, result, \
          created_at, decided_at, finished_at) \
      SELECT md5('task' || g || sh.name)::uuid, md5('run' || g)::uuid, sh.name, 'succeeded', sh.needs, 0, \
-            sh.with_items, false, sh.items, sh.items, sh.items, sh.successors, '{\"ok\": true}', \
+            sh.with_items, false, sh.items, sh.items, sh.items, sh.successors, \
+            CASE WHEN sh.with_items \
+                 THEN (SELECT jsonb_agg(jsonb_build_object('v', i)) FROM generate_series(0, sh.items - 1) i) \
+                 ELSE '{\"ok\": true}' END, \
             r.created_at, r.created_at + sh.pos * interval '100 ms', r.created_at + (sh.pos + 1) * interval '100 ms' \
      FROM generate_series(1, $3::int) g JOIN workflow_executions r ON r.id = md5('run' || g)::uuid CROSS JOIN shape sh",
     "INSERT INTO executions (id, task_execution_id, workflow_execution_id, item_index, attempt, status, \

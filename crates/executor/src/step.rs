@@ -10,7 +10,7 @@
 //! store function, so whatever a step decides happens at most once even if
 //! two executors race.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -239,24 +239,34 @@ impl<'a> Step<'a> {
             return Ok(());
         }
         let ready = std::mem::take(&mut self.ready);
-        let mut wanted: BTreeSet<(WorkflowExecutionId, &str)> = BTreeSet::new();
+        // The tasks they name, each with whether its result is wanted (an
+        // expression refers to it) or only its status (a need).
+        let mut wanted: BTreeMap<(WorkflowExecutionId, &str), bool> = BTreeMap::new();
         for task in &ready {
             let run = run_of(&self.runs, task.workflow_execution_id)?;
             if !run.status.dispatches() {
                 continue;
             }
             let spec = run.spec(&task.task_name)?;
-            for name in spec.needs().iter().chain(spec.references()) {
-                wanted.insert((run.id, name.as_str()));
+            for name in spec.needs() {
+                wanted.entry((run.id, name.as_str())).or_insert(false);
+            }
+            for name in spec.references() {
+                wanted.insert((run.id, name.as_str()), true);
             }
         }
-        let ended = |(run, name): &(WorkflowExecutionId, &str)| {
-            self.ended.get(run).and_then(|tasks| tasks.get(*name))
+        // A task this step ended is read from here — but a fan-out's
+        // result, which the statement that ended it does not return.
+        let ended = |((run, name), result): (&(WorkflowExecutionId, &str), &bool)| {
+            self.ended
+                .get(run)
+                .and_then(|tasks| tasks.get(*name))
+                .filter(|row| !(*result && row.with_items))
         };
-        let missing: Vec<(WorkflowExecutionId, &str)> = wanted
+        let missing: Vec<tasks::ByName<'_>> = wanted
             .iter()
-            .filter(|key| ended(key).is_none())
-            .copied()
+            .filter(|key| ended(*key).is_none())
+            .map(|((run, name), result)| (*run, *name, *result))
             .collect();
         let rows = tasks::by_names(self.conn, &missing).await?;
         let mut by_run: HashMap<WorkflowExecutionId, Vec<&TaskRow>> = HashMap::new();

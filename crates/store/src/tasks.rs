@@ -144,29 +144,40 @@ pub async fn get(conn: &mut PgConnection, id: TaskExecutionId) -> Result<TaskRow
     .context("reading a task")
 }
 
-/// Reads the named tasks of runs, each name with its run (statuses for
-/// trigger rules, results for expressions), in one statement. Unknown names
-/// are simply absent.
+/// A task to read by name: its run, its name, and whether its result is
+/// wanted (an expression refers to it) or only its status (a trigger rule).
+pub type ByName<'a> = (WorkflowExecutionId, &'a str, bool);
+
+/// Reads the named tasks of runs (statuses for trigger rules, results for
+/// expressions), in one statement. A result is read only where it is
+/// wanted (`None` otherwise): a wide fan-out's is large. Unknown names are
+/// simply absent.
 ///
 /// # Errors
 /// A database error.
 pub async fn by_names(
     conn: &mut PgConnection,
-    names: &[(WorkflowExecutionId, &str)],
+    names: &[ByName<'_>],
 ) -> Result<Vec<TaskRow>, StoreError> {
     if names.is_empty() {
         return Ok(Vec::new());
     }
-    let runs: Vec<Uuid> = names.iter().map(|(run, _)| run.as_uuid()).collect();
-    let tasks: Vec<&str> = names.iter().map(|(_, name)| *name).collect();
+    let runs: Vec<Uuid> = names.iter().map(|(run, _, _)| run.as_uuid()).collect();
+    let tasks: Vec<&str> = names.iter().map(|(_, name, _)| *name).collect();
+    let results: Vec<bool> = names.iter().map(|(_, _, result)| *result).collect();
+    let columns = crate::prefixed("t", TASK_COLUMNS).replace(
+        "t.result, ",
+        "CASE WHEN n.result THEN t.result END AS result, ",
+    );
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT DISTINCT ON (t.id) {columns} FROM task_executions t \
-         JOIN UNNEST($1::uuid[], $2::text[]) AS n(run, name) \
-           ON t.workflow_execution_id = n.run AND t.task_name = n.name",
-        columns = crate::prefixed("t", TASK_COLUMNS)
+         JOIN UNNEST($1::uuid[], $2::text[], $3::bool[]) AS n(run, name, result) \
+           ON t.workflow_execution_id = n.run AND t.task_name = n.name \
+         ORDER BY t.id, n.result DESC"
     )))
     .bind(&runs)
     .bind(&tasks)
+    .bind(&results)
     .fetch_all(conn)
     .await
     .context("reading tasks by name")
@@ -303,9 +314,15 @@ impl Finished {
 }
 
 /// What the `RETURNING` of a statement that makes tasks terminal (`t`)
-/// hands to [`cascade`].
+/// hands to [`cascade`]: every column, but a fan-out's result, which can be
+/// as large as all its items' results together — read it when an
+/// expression needs it ([`by_names`]).
 pub(crate) fn finished_columns() -> String {
-    format!("{}, t.successors", crate::prefixed("t", TASK_COLUMNS))
+    let columns = crate::prefixed("t", TASK_COLUMNS).replace(
+        "t.result, ",
+        "CASE WHEN t.with_items THEN NULL ELSE t.result END AS result, ",
+    );
+    format!("{columns}, t.successors")
 }
 
 /// The common tail of the statements that make tasks terminal: given a CTE
