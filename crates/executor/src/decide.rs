@@ -66,11 +66,12 @@ pub(crate) enum Decision {
     Runs(TaskStart, Vec<Dispatch>),
 }
 
-/// The items of a fan-out that succeeded in an earlier round, by item
-/// index: the latest successful execution and the input it ran with. A
+/// The items of a fan-out that succeeded in earlier rounds, by item index:
+/// each successful execution with the input it ran with, latest first. A
 /// round that keeps items (`weft retry` of a failed fan-out) keeps an item
-/// whose input renders the same again instead of running it.
-pub(crate) type Kept = std::collections::HashMap<i32, (ExecutionId, Value)>;
+/// whose input renders the same as one of them (the latest such) instead
+/// of running it.
+pub(crate) type Kept = std::collections::HashMap<i32, Vec<(ExecutionId, Value)>>;
 
 /// Runs or skips one ready task, given the rows of its run's tasks it
 /// names (needs and references) and, in a round that keeps items, the
@@ -146,7 +147,7 @@ pub(crate) fn decide(
         .enumerate()
         .map(|(i, input)| {
             kept.and_then(|k| k.get(&to_i32(i)))
-                .filter(|(_, earlier)| earlier == input)
+                .and_then(|earlier| earlier.iter().find(|(_, ran_with)| ran_with == input))
                 .map(|(id, _)| *id)
         })
         .collect();

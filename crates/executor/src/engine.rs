@@ -282,7 +282,9 @@ impl Engine {
                 "run {id} was submitted but does not exist"
             )));
         };
-        if run.status != WorkflowStatus::Running {
+        // What this decides commits before a cancellation of the run can
+        // (see `runs::RunLock`).
+        if runs::status(tx, id, runs::RunLock::Dispatch).await? != WorkflowStatus::Running {
             return Ok((Applied::Duplicate, Outgoing::default()));
         }
         let undecided = tasks::undecided(tx, id).await?;
@@ -795,6 +797,7 @@ fn completion_of(m: &ExecutionCompleted) -> Result<Completion<'_>, EngineError> 
     }
     Ok(Completion {
         id: m.execution_id,
+        run: m.workflow_execution_id,
         attempt: i32::try_from(m.attempt).unwrap_or(i32::MAX),
         status: m.status,
         result: m.result.as_ref(),

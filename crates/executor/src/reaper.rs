@@ -117,6 +117,7 @@ impl Reaper {
         );
         let completion = Completion {
             id: overdue.id,
+            run: overdue.workflow_execution_id,
             attempt: overdue.attempt,
             status: ExecutionStatus::TimedOut,
             result: None,

@@ -286,7 +286,9 @@ impl<'a> Step<'a> {
         for item in executions::keepable(self.conn, &keeping).await? {
             kept.entry(item.task_execution_id)
                 .or_default()
-                .insert(item.item_index, (item.id, item.input));
+                .entry(item.item_index)
+                .or_default()
+                .push((item.id, item.input));
         }
         let mut decisions = Vec::with_capacity(ready.len());
         for task in ready {
@@ -563,7 +565,9 @@ impl<'a> Step<'a> {
         let moved: HashSet<WorkflowExecutionId> = ended.iter().map(|e| e.id).collect();
         let mut canceling = Vec::new();
         for ending in endings.iter().filter(|e| !moved.contains(&e.id)) {
-            if runs::status(self.conn, ending.id, false).await? == WorkflowStatus::Canceling {
+            if runs::status(self.conn, ending.id, runs::RunLock::None).await?
+                == WorkflowStatus::Canceling
+            {
                 canceling.push(Ending {
                     to: WorkflowStatus::Canceled,
                     output: None,

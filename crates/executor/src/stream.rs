@@ -45,6 +45,14 @@ impl Engine {
         if row.status != TaskStatus::Running || row.items_failed > 0 || undispatched <= 0 {
             return Ok(false);
         }
+        // Held until the window commits: a cancellation waits for it (see
+        // `runs::RunLock`).
+        if !runs::status(&mut tx, run, runs::RunLock::Dispatch)
+            .await?
+            .dispatches()
+        {
+            return Ok(false);
+        }
         let Some(stored) = runs::get(&mut tx, run).await? else {
             return Ok(false);
         };

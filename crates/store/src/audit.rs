@@ -28,9 +28,10 @@ pub struct Violation {
 /// `$2` the outbox age threshold in seconds; `$3` how long in seconds a
 /// queued execution may wait to be taken (see [`Thresholds`]).
 ///
-/// A canceled task's counters stop when its run is canceled, while its
-/// running actions may still finish (and be recorded with their own
-/// status): its counters are not compared with its executions.
+/// A canceled task's counters stop when its run is canceled (from
+/// `canceling` on), while its running actions may still finish (and be
+/// recorded with their own status): its counters are not compared with
+/// its executions.
 const CHECKS: &[(&str, &str)] = &[
     (
         "one_task_execution_per_task",
@@ -69,7 +70,9 @@ const CHECKS: &[(&str, &str)] = &[
                     count(*) FILTER (WHERE status = 'succeeded') AS succeeded \
              FROM executions WHERE task_execution_id = t.id AND attempt > t.attempt_base \
          ) e ON true \
-         WHERE t.status NOT IN ('waiting', 'canceled') AND ($1::uuid IS NULL OR t.workflow_execution_id = $1) \
+         JOIN workflow_executions r ON r.id = t.workflow_execution_id \
+         WHERE t.status NOT IN ('waiting', 'canceled') AND r.status <> 'canceling' \
+           AND ($1::uuid IS NULL OR t.workflow_execution_id = $1) \
            AND (t.items_dispatched <> coalesce(e.dispatched, 0) OR t.items_succeeded <> coalesce(e.succeeded, 0))",
     ),
     (

@@ -16,7 +16,8 @@ use weft_common::{
 };
 
 use crate::error::{Context, StoreError};
-use crate::{outbox, runs};
+use crate::outbox;
+use crate::runs::{self, RunLock};
 
 /// What a cancellation request found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,45 +47,53 @@ pub async fn request(
     conn: &mut PgConnection,
     id: WorkflowExecutionId,
 ) -> Result<Requested, StoreError> {
+    // `FOR UPDATE` first: every transaction that read the run as running
+    // (and may be dispatching its work) commits before this goes on, and
+    // none reads it again before this commits (see `runs::RunLock`).
+    let Some(status) = runs::lock_status(&mut *conn, id).await? else {
+        return Ok(Requested::NotFound);
+    };
+    match status {
+        WorkflowStatus::Canceling => return Ok(Requested::AlreadyCanceling),
+        status if !status.dispatches() => return Ok(Requested::Finished(status)),
+        _ => {}
+    }
     let Some(run) = runs::get(&mut *conn, id).await? else {
         return Ok(Requested::NotFound);
     };
     if !runs::transition(&mut *conn, id, WorkflowStatus::Canceling, None, None).await? {
-        let status = runs::status(&mut *conn, id, false).await?;
+        let status = runs::status(&mut *conn, id, RunLock::None).await?;
         return Ok(match status {
             WorkflowStatus::Canceling => Requested::AlreadyCanceling,
             other => Requested::Finished(other),
         });
     }
-    let running: Vec<Uuid> = sqlx::query_scalar(
-        "SELECT id FROM executions WHERE workflow_execution_id = $1 AND status = $2",
-    )
-    .bind(id.as_uuid())
-    .bind(ExecutionStatus::Running.as_str())
-    .fetch_all(&mut *conn)
-    .await
-    .context("finding running executions")?;
-    if !running.is_empty() {
+    let settled = settle(&mut *conn, id, &run.workflow_name).await?;
+    // Kill what runs: read after the unstarted executions were canceled,
+    // under the run's lock, so an execution whose start report committed
+    // meanwhile is among them.
+    if !settled.running.is_empty() {
         let message = Envelope::new(CancelExecutions {
             workflow_execution_id: id,
-            execution_ids: running.iter().copied().map(ExecutionId::from).collect(),
+            execution_ids: settled.running.clone(),
         });
         outbox::enqueue(&mut *conn, &[(message, None)], None).await?;
     }
-    let settled = settle(&mut *conn, id, &run.workflow_name).await?;
     outbox::notify(&mut *conn).await?;
     Ok(Requested::Accepted {
-        killing: running.len() + settled.stopped,
+        killing: settled.running.len() + settled.stopped,
         settled: settled.canceled,
     })
 }
 
 /// What [`settle`] did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Settled {
     /// Executions it canceled before they started (their dispatches, if
     /// delivered, are dropped by the workers).
     pub stopped: usize,
+    /// Executions still running, which keep the run `canceling`.
+    pub running: Vec<ExecutionId>,
     /// Whether the run ended `canceled`.
     pub canceled: bool,
 }
@@ -96,11 +105,9 @@ pub struct Settled {
 /// of a cancellation request and after every completion of a canceling
 /// run.
 ///
-/// Locks the run row first, so two transactions racing here cannot both
-/// settle it (or both miss it); then the run's unfinished tasks, so a
-/// transaction that decided one of them to run before it saw the run
-/// canceling commits first and its new executions are seen (and
-/// canceled) here, instead of running after the run ended.
+/// Locks the run row first (`FOR NO KEY UPDATE`: one settler at a time),
+/// so two transactions racing here cannot both settle it (or both miss
+/// it); then the run's unfinished tasks.
 ///
 /// # Errors
 /// A database error.
@@ -109,7 +116,7 @@ pub async fn settle(
     id: WorkflowExecutionId,
     workflow: &str,
 ) -> Result<Settled, StoreError> {
-    if runs::status(&mut *conn, id, true).await? != WorkflowStatus::Canceling {
+    if runs::status(&mut *conn, id, RunLock::Count).await? != WorkflowStatus::Canceling {
         return Ok(Settled::default());
     }
     let unfinished = TaskStatus::source_names(TaskStatus::Canceled);
@@ -143,20 +150,20 @@ pub async fn settle(
         });
         outbox::enqueue(&mut *conn, &[(message, None)], None).await?;
     }
-    let settled = |canceled| Settled {
-        stopped: stopped.len(),
-        canceled,
-    };
-    let running: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM executions WHERE workflow_execution_id = $1 AND status = $2)",
+    let running: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT id FROM executions WHERE workflow_execution_id = $1 AND status = $2",
     )
     .bind(id.as_uuid())
     .bind(ExecutionStatus::Running.as_str())
-    .fetch_one(&mut *conn)
+    .fetch_all(&mut *conn)
     .await
-    .context("checking for running executions")?;
-    if running {
-        return Ok(settled(false));
+    .context("finding running executions")?;
+    if !running.is_empty() {
+        return Ok(Settled {
+            stopped: stopped.len(),
+            running: running.into_iter().map(ExecutionId::from).collect(),
+            canceled: false,
+        });
     }
     sqlx::query(
         "UPDATE task_executions SET status = $2, finished_at = clock_timestamp(), \
@@ -182,5 +189,9 @@ pub async fn settle(
     )
     .await?;
     let done = !ended.is_empty();
-    Ok(settled(done))
+    Ok(Settled {
+        stopped: stopped.len(),
+        running: Vec::new(),
+        canceled: done,
+    })
 }

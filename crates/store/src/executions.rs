@@ -378,6 +378,9 @@ pub async fn started(
 pub struct Completion<'a> {
     /// The execution.
     pub id: ExecutionId,
+    /// Its run: locked `FOR KEY SHARE` before the execution (see
+    /// [`RunLock`](crate::runs::RunLock)).
+    pub run: WorkflowExecutionId,
     /// Which try the report is about.
     pub attempt: i32,
     /// A terminal status.
@@ -443,7 +446,11 @@ struct CompletedRow {
 }
 
 /// Guarded `queued | running → terminal` of several executions in one
-/// statement. A completion listed twice is recorded once.
+/// statement. A completion listed twice is recorded once. Each run is
+/// locked `FOR KEY SHARE` before its executions, until the transaction
+/// ends, and the run's status returned is read under that lock: what the
+/// caller dispatches for a running run commits before a cancellation of
+/// it can (see [`RunLock`](crate::runs::RunLock)).
 ///
 /// The same statement finishes each plain task whose execution succeeded
 /// while its run is running — the task's outcome is its execution's — and
@@ -467,6 +474,7 @@ pub async fn complete_many(
         completions.iter().map(f).collect()
     };
     let ids: Vec<Uuid> = completions.iter().map(|c| c.id.as_uuid()).collect();
+    let runs: Vec<Uuid> = completions.iter().map(|c| c.run.as_uuid()).collect();
     let attempts: Vec<i32> = completions.iter().map(|c| c.attempt).collect();
     let statuses: Vec<&str> = completions.iter().map(|c| c.status.as_str()).collect();
     let results = column(|c| c.result.map(Value::to_string));
@@ -483,25 +491,30 @@ pub async fn complete_many(
     let rows: Vec<CompletedRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "WITH i AS ( \
              SELECT * FROM UNNEST($1::uuid[], $2::int[], $3::text[], $4::text[], $5::text[], \
-                                  $6::text[], $7::timestamptz[], $8::timestamptz[], $9::text[]) \
+                                  $6::text[], $7::timestamptz[], $8::timestamptz[], $9::text[], \
+                                  $11::uuid[]) \
                  WITH ORDINALITY AS i(id, attempt, status, result, error, worker_id, started_at, \
-                                      finished_at, sources, ord) \
+                                      finished_at, sources, run, ord) \
+         ), r AS ( \
+             SELECT w.id, w.status FROM workflow_executions w \
+             WHERE w.id IN (SELECT run FROM i) ORDER BY w.id FOR KEY SHARE OF w \
          ), e AS ( \
              UPDATE executions x \
              SET status = i.status, result = i.result::jsonb, error = i.error, \
                  worker_id = COALESCE(i.worker_id, x.worker_id), \
                  started_at = COALESCE(x.started_at, i.started_at), \
                  finished_at = COALESCE(i.finished_at, clock_timestamp()) \
-             FROM i \
-             WHERE x.id = i.id AND x.attempt = i.attempt \
+             FROM i JOIN r ON r.id = i.run \
+             WHERE x.id = i.id AND x.attempt = i.attempt AND x.workflow_execution_id = r.id \
                AND x.status = ANY(string_to_array(i.sources, ',')) \
              RETURNING i.ord, {returned} \
          ), plain AS ( \
              SELECT DISTINCT ON (e.task_execution_id) e.task_execution_id AS id, e.result \
              FROM e \
              JOIN task_executions t ON t.id = e.task_execution_id \
-             JOIN workflow_executions w ON w.id = e.workflow_execution_id \
-             WHERE e.status = 'succeeded' AND NOT t.with_items AND w.status = 'running' \
+             JOIN r ON r.id = e.workflow_execution_id \
+             WHERE e.status = 'succeeded' AND NOT t.with_items AND r.status = 'running' \
+               AND e.attempt > t.attempt_base \
          ), f AS ( \
              UPDATE task_executions t \
              SET status = 'succeeded', result = COALESCE(plain.result, 'null'::jsonb), \
@@ -510,7 +523,7 @@ pub async fn complete_many(
              FROM plain WHERE t.id = plain.id AND t.status = ANY($10::text[]) \
              RETURNING {finished} \
          ), {cascade} \
-         SELECT e.*, t.task_name, t.attempt_base, w.status AS run_status, w.definition_id, \
+         SELECT e.*, t.task_name, t.attempt_base, r.status AS run_status, w.definition_id, \
                 w.workflow_name, w.input AS run_input, w.run_attempt AS run_round, \
                 f.id IS NOT NULL AS task_finished, \
                 CASE WHEN e.ord = (SELECT min(ord) FROM e) \
@@ -518,6 +531,7 @@ pub async fn complete_many(
          FROM e \
          JOIN task_executions t ON t.id = e.task_execution_id \
          JOIN workflow_executions w ON w.id = e.workflow_execution_id \
+         JOIN r ON r.id = e.workflow_execution_id \
          LEFT JOIN f ON f.id = e.task_execution_id",
         returned = crate::prefixed("x", EXECUTION_COLUMNS),
         finished = tasks::finished_columns(),
@@ -533,6 +547,7 @@ pub async fn complete_many(
     .bind(&finished)
     .bind(&sources)
     .bind(TaskStatus::source_names(TaskStatus::Succeeded))
+    .bind(&runs)
     .fetch_all(conn)
     .await
     .context("recording completions")?;
@@ -569,16 +584,16 @@ pub struct Keepable {
     pub task_execution_id: TaskExecutionId,
     /// The item's position.
     pub item_index: i32,
-    /// Its latest successful execution.
+    /// A successful execution of it.
     #[sqlx(try_from = "Uuid")]
     pub id: ExecutionId,
     /// The input that execution ran with.
     pub input: Value,
 }
 
-/// The items of these tasks that succeeded in an earlier round (attempts up
-/// to each task's `attempt_base`), each with its latest successful
-/// execution. Read only for the tasks `weft retry` marked `keep_items`.
+/// The successful executions of these tasks' items in earlier rounds
+/// (attempts up to each task's `attempt_base`), by task and item, latest
+/// first. Read only for the tasks `weft retry` marked `keep_items`.
 ///
 /// # Errors
 /// A database error.
@@ -592,8 +607,7 @@ pub async fn keepable(
     let ids: Vec<Uuid> = tasks.iter().map(|(t, _)| t.as_uuid()).collect();
     let bases: Vec<i32> = tasks.iter().map(|(_, b)| *b).collect();
     sqlx::query_as(
-        "SELECT DISTINCT ON (e.task_execution_id, e.item_index) \
-                e.task_execution_id, e.item_index, e.id, e.input \
+        "SELECT e.task_execution_id, e.item_index, e.id, e.input \
          FROM executions e JOIN UNNEST($1::uuid[], $2::int[]) AS t(id, base) ON e.task_execution_id = t.id \
          WHERE e.status = 'succeeded' AND e.attempt <= t.base AND e.item_index IS NOT NULL \
          ORDER BY e.task_execution_id, e.item_index, e.attempt DESC",

@@ -378,7 +378,7 @@ async fn transition_many(
          ), l AS ( \
              SELECT w.id FROM workflow_executions w JOIN i ON i.id = w.id \
              WHERE w.status = ANY(string_to_array(i.sources, ',')) \
-             ORDER BY w.id FOR UPDATE OF w \
+             ORDER BY w.id FOR NO KEY UPDATE OF w \
          ), u AS ( \
              UPDATE workflow_executions w \
              SET status = i.status, output = COALESCE(i.output::jsonb, w.output), \
@@ -422,24 +422,60 @@ async fn transition_many(
 /// The channel `NOTIFY`ed with a run's id when it becomes terminal.
 pub const FINISHED_CHANNEL: &str = "weft_run_finished";
 
-/// Reads a run's status. Without `lock`, a plain read: a cancellation that
-/// commits right after it is noticed by the next message of the run. With
-/// `lock`, the row is locked `FOR UPDATE` until the transaction ends: the
-/// cancellation path uses it to decide "nothing is running any more" alone.
+/// How a transaction locks a run's row, and why. The modes are chosen so
+/// that a cancellation cannot slip between a decision to dispatch and its
+/// commit, while completions of one run do not wait for each other:
+/// - [`RunLock::Dispatch`] (`FOR KEY SHARE`): a transaction that may
+///   dispatch work of the run (a completion, a stream window, a resumed
+///   run) holds it from the statement that reads the run's status until it
+///   commits. Any number hold it at once.
+/// - [`RunLock::Count`] (`FOR NO KEY UPDATE`): counting down the run's
+///   unfinished tasks, ending it, settling a cancellation — one at a time,
+///   alongside the dispatchers.
+/// - [`RunLock::Cancel`] (`FOR UPDATE`): a cancellation request (and `weft
+///   retry`) waits until every transaction that read the run as running
+///   has committed, and none reads it until the request commits: those that
+///   read it later see `canceling` and dispatch nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunLock {
+    /// A plain read: a cancellation that commits right after it is noticed
+    /// by the next message of the run.
+    None,
+    /// `FOR KEY SHARE`, see the type's docs.
+    Dispatch,
+    /// `FOR NO KEY UPDATE`, see the type's docs.
+    Count,
+    /// `FOR UPDATE`, see the type's docs.
+    Cancel,
+}
+
+impl RunLock {
+    /// The locking clause.
+    pub(crate) const fn clause(self) -> &'static str {
+        match self {
+            Self::None => "",
+            Self::Dispatch => "FOR KEY SHARE",
+            Self::Count => "FOR NO KEY UPDATE",
+            Self::Cancel => "FOR UPDATE",
+        }
+    }
+}
+
+/// Reads a run's status, locking its row as `lock` says until the
+/// transaction ends.
 ///
 /// # Errors
 /// A database error, or [`StoreError::Corrupt`] if the run does not exist.
 pub async fn status(
     conn: &mut PgConnection,
     id: WorkflowExecutionId,
-    lock: bool,
+    lock: RunLock,
 ) -> Result<WorkflowStatus, StoreError> {
-    let sql = if lock {
-        "SELECT status FROM workflow_executions WHERE id = $1 FOR UPDATE"
-    } else {
-        "SELECT status FROM workflow_executions WHERE id = $1"
-    };
-    let status: Option<String> = sqlx::query_scalar(sql)
+    let sql = format!(
+        "SELECT status FROM workflow_executions WHERE id = $1 {}",
+        lock.clause()
+    );
+    let status: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
         .bind(id.as_uuid())
         .fetch_optional(conn)
         .await
@@ -456,9 +492,10 @@ pub async fn status(
         })
 }
 
-/// Locks a run's row `FOR UPDATE` until the transaction ends and reads its
-/// status; `None` if no run has this id. The re-opening of a finished run
-/// (`weft retry`) decides under this lock.
+/// Locks a run's row `FOR UPDATE` ([`RunLock::Cancel`]) until the
+/// transaction ends and reads its status; `None` if no run has this id. A
+/// cancellation request and the re-opening of a finished run (`weft
+/// retry`) decide under this lock.
 ///
 /// # Errors
 /// A database error, or [`StoreError::Corrupt`] for an unknown status.

@@ -351,7 +351,7 @@ pub(crate) fn cascade() -> String {
              SELECT workflow_execution_id AS run, count(*)::int AS n FROM f GROUP BY 1 \
          ), runs_locked AS ( \
              SELECT w.id, done.n FROM workflow_executions w JOIN done ON done.run = w.id \
-             ORDER BY w.id FOR UPDATE OF w \
+             ORDER BY w.id FOR NO KEY UPDATE OF w \
          ), runs_counted AS ( \
              UPDATE workflow_executions w SET tasks_remaining = w.tasks_remaining - runs_locked.n \
              FROM runs_locked WHERE w.id = runs_locked.id RETURNING w.id, w.tasks_remaining \

@@ -21,12 +21,16 @@ use crate::error::{Context, StoreError};
 pub async fn heartbeat(conn: &mut PgConnection, hb: &WorkerHeartbeat) -> Result<(), StoreError> {
     // The executions it lists are vouched for (`seen_at`): one it stops
     // listing while it goes on sending heartbeats is reaped (see
-    // `executions::claim_overdue`).
+    // `executions::claim_overdue`). One locked by a completion being
+    // recorded is skipped, not waited for: it is ending anyway, and a wait
+    // could deadlock with a batch that locks executions in another order.
     let running: Vec<uuid::Uuid> = hb.running.iter().map(|id| id.as_uuid()).collect();
     sqlx::query(
         "WITH seen AS ( \
              UPDATE executions SET seen_at = clock_timestamp() \
-             WHERE id = ANY($5) AND status = 'running' AND worker_id = $1 \
+             WHERE id IN (SELECT id FROM executions \
+                          WHERE id = ANY($5) AND status = 'running' AND worker_id = $1 \
+                          FOR UPDATE SKIP LOCKED) \
          ) \
          INSERT INTO workers (id, hostname, queues, running, last_heartbeat) \
          VALUES ($1, $2, $3, $4, clock_timestamp()) \
