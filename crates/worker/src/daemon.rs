@@ -319,14 +319,18 @@ async fn execute(state: &State, dispatch: Dispatch) -> Outcome {
             ending
         }
     };
-    state.running().live.remove(&id);
     match ending {
         Ending::HandBack => {
+            state.running().live.remove(&id);
             tracing::info!("shutdown grace over: handing the execution back to the queue");
             Outcome::Requeue
         }
         Ending::Reported(status, result, error) => {
-            report(state, &dispatch, status, result, error, Some(started_at)).await
+            // Listed in the heartbeats until its report is confirmed: the
+            // reaper ends an execution its live worker stops listing.
+            let outcome = report(state, &dispatch, status, result, error, Some(started_at)).await;
+            state.running().live.remove(&id);
+            outcome
         }
     }
 }
