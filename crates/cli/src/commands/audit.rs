@@ -19,16 +19,10 @@ pub(crate) struct AuditArgs {
     /// Report outbox messages unpublished for longer than this many seconds.
     #[arg(long, default_value_t = 60.0)]
     pub(crate) outbox_threshold: f64,
-    /// Report queued executions no worker took for longer than this many
-    /// seconds since their dispatch was last sent (the executors'
-    /// `--redispatch-after`).
-    #[arg(
-        long,
-        default_value_t = weft_store::executions::DEFAULT_REDISPATCH_AFTER.as_secs_f64(),
-        env = "WEFT_REDISPATCH_AFTER",
-        value_name = "SECONDS"
-    )]
-    pub(crate) redispatch_after: f64,
+    /// Queued executions no worker took for longer than this since their
+    /// dispatch was last sent are reported.
+    #[command(flatten)]
+    pub(crate) redispatch: crate::commands::daemons::RedispatchArgs,
     /// Print JSON: `{clean, checks, violations: [{check, workflow_execution_id, detail}]}`.
     #[arg(long)]
     pub(crate) json: bool,
@@ -38,9 +32,7 @@ pub(crate) struct AuditArgs {
 
 /// Exit 0 when clean, 1 with every violation named.
 pub(crate) async fn run(args: &AuditArgs) -> anyhow::Result<ExitCode> {
-    let queued_secs =
-        crate::commands::daemons::seconds("--redispatch-after", args.redispatch_after)?
-            .as_secs_f64();
+    let queued_secs = args.redispatch.after()?.as_secs_f64();
     let thresholds = audit::Thresholds {
         outbox_secs: args.outbox_threshold,
         queued_secs,

@@ -105,21 +105,36 @@ pub(crate) struct ExecutorTuning {
         value_name = "SECONDS"
     )]
     pub(crate) deadline_grace: f64,
-    /// Seconds a queued execution may wait for a worker to take it before
-    /// its dispatch is presumed lost and sent again (same execution id and
-    /// attempt), if its pool's queue is empty.
-    #[arg(
-        long,
-        default_value_t = weft_store::executions::DEFAULT_REDISPATCH_AFTER.as_secs_f64(),
-        env = "WEFT_REDISPATCH_AFTER",
-        value_name = "SECONDS"
-    )]
-    pub(crate) redispatch_after: f64,
+    #[command(flatten)]
+    pub(crate) redispatch: RedispatchArgs,
     /// Delete runs finished longer ago than this (e.g. `30d`), with their
     /// tasks and executions, in the background; off unless given. Same as
     /// `weft prune --older-than`, in small batches with pauses between.
     #[arg(long, env = "WEFT_RETENTION", value_name = "DURATION", value_parser = super::prune::positive_duration, allow_hyphen_values = true)]
     pub(crate) retention: Option<Duration>,
+}
+
+/// How long a queued execution may wait to be taken: the executors'
+/// redispatch delay and `weft audit`'s threshold, one flag for both.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct RedispatchArgs {
+    /// Seconds a queued execution may wait for a worker to take it before
+    /// its dispatch is presumed lost and sent again (same execution id and
+    /// attempt), if its pool's queue is empty.
+    #[arg(
+        long = "redispatch-after",
+        default_value_t = weft_store::executions::DEFAULT_REDISPATCH_AFTER.as_secs_f64(),
+        env = "WEFT_REDISPATCH_AFTER",
+        value_name = "SECONDS"
+    )]
+    pub(crate) redispatch_after: f64,
+}
+
+impl RedispatchArgs {
+    /// The delay, refused unless a positive number of seconds.
+    pub(crate) fn after(&self) -> anyhow::Result<Duration> {
+        seconds("--redispatch-after", self.redispatch_after)
+    }
 }
 
 /// Arguments of `weft worker`.
@@ -203,7 +218,7 @@ fn executor_config(
         reaper: ReaperConfig {
             interval: seconds("--reaper-interval", tuning.reaper_interval)?,
             heartbeat_grace: seconds("--heartbeat-grace", tuning.heartbeat_grace)?,
-            redispatch_after: seconds("--redispatch-after", tuning.redispatch_after)?,
+            redispatch_after: tuning.redispatch.after()?,
         },
         retention: tuning.retention.map(RetentionConfig::keeping),
         ..ExecutorConfig::default()
@@ -234,7 +249,7 @@ fn worker_config(
 }
 
 /// A positive number of seconds as a duration, or an error naming the flag.
-pub(crate) fn seconds(flag: &str, value: f64) -> anyhow::Result<Duration> {
+fn seconds(flag: &str, value: f64) -> anyhow::Result<Duration> {
     Duration::try_from_secs_f64(value)
         .ok()
         .filter(|d| !d.is_zero())
