@@ -1,8 +1,12 @@
 //! Streaming a fan-out's items: a `with_items` task without `concurrency`
 //! dispatches its first window when it starts (see
 //! [`decide::STREAM_WINDOW`]); the engine dispatches the rest right after
-//! that commit, a window per transaction.
+//! that commit, a window per transaction, each committed only once the
+//! flusher is done with the window before the last: a fan-out of any size
+//! keeps at most two windows of dispatches in memory, and the broker's
+//! confirms set its pace.
 
+use tokio::sync::oneshot;
 use weft_common::{TaskExecutionId, TaskStatus, WorkflowExecutionId};
 use weft_store::{runs, tasks};
 
@@ -19,11 +23,25 @@ impl Engine {
     /// of items is atomic, so this races the task's own completions (which
     /// claim the next items too) safely; if it stops early, they dispatch
     /// the rest.
+    ///
+    /// Back-pressure: a window is committed only once the flusher is done
+    /// with the window before the previous one (published with confirms,
+    /// or left to the relays), so one window is published while the next
+    /// is committed, and no more. Without it a stream commits windows as
+    /// fast as the database takes them, and a 100,000-item fan-out queues
+    /// a hundred windows of dispatches in memory ahead of the broker.
     pub(crate) async fn stream_items(self, run: WorkflowExecutionId, task: TaskExecutionId) {
+        let mut previous: Option<oneshot::Receiver<()>> = None;
         loop {
             match self.dispatch_window(run, task).await {
-                Ok(true) => {}
-                Ok(false) => return,
+                Ok(Some(flushed)) => {
+                    if let Some(previous) = previous.replace(flushed) {
+                        // Resolves with an error when there is no flusher,
+                        // or when it stopped: nothing more to wait for.
+                        let _ = previous.await;
+                    }
+                }
+                Ok(None) => return,
                 Err(e) => {
                     tracing::warn!(error = %weft_common::error_chain(&e), "dispatching a fan-out's next items failed; its finished items dispatch the rest");
                     return;
@@ -32,21 +50,21 @@ impl Engine {
         }
     }
 
-    /// One window of [`Engine::stream_items`]; `false` when nothing was
-    /// left to dispatch.
+    /// One window of [`Engine::stream_items`]: `None` when nothing was left
+    /// to dispatch, else what resolves once the flusher is done with it.
     async fn dispatch_window(
         &self,
         run: WorkflowExecutionId,
         task: TaskExecutionId,
-    ) -> Result<bool, EngineError> {
+    ) -> Result<Option<oneshot::Receiver<()>>, EngineError> {
         let mut tx = self.begin().await?;
         let row = tasks::get(&mut tx, task).await?;
         let undispatched = row.items_total.unwrap_or_default() - row.items_dispatched;
         if row.status != TaskStatus::Running || row.items_failed > 0 || undispatched <= 0 {
-            return Ok(false);
+            return Ok(None);
         }
         let Some(stored) = runs::get(&mut tx, run).await? else {
-            return Ok(false);
+            return Ok(None);
         };
         let workflow = self
             .inner
@@ -61,9 +79,8 @@ impl Engine {
             std::mem::take(&mut step.out)
         };
         if outgoing.queued.is_empty() {
-            return Ok(false);
+            return Ok(None);
         }
-        self.commit_messages(tx, outgoing).await?;
-        Ok(true)
+        self.commit_tracked(tx, outgoing).await.map(Some)
     }
 }
