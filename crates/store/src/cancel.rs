@@ -56,6 +56,17 @@ pub async fn request(
             other => Requested::Finished(other),
         });
     }
+    // What has not started is canceled first, then what runs is looked up:
+    // a worker's start report is not blocked by any lock held here, so an
+    // execution may go `queued → running` at any moment. Looked up the
+    // other way round, one that started between the two statements would
+    // be in neither list — not queued any more when `settle` cancels what
+    // has not started, not running yet when the running ones were listed —
+    // and would run to its end with the run stuck `canceling` meanwhile.
+    // In this order, the statement canceling the queued ones either flips
+    // it (and `settle` asks to kill it) or waits for its start to commit
+    // and leaves it `running`, for the look-up after it to find.
+    let settled = settle(&mut *conn, id, &run.workflow_name).await?;
     let running: Vec<Uuid> = sqlx::query_scalar(
         "SELECT id FROM executions WHERE workflow_execution_id = $1 AND status = $2",
     )
@@ -71,7 +82,6 @@ pub async fn request(
         });
         outbox::enqueue(&mut *conn, &[(message, None)], None).await?;
     }
-    let settled = settle(&mut *conn, id, &run.workflow_name).await?;
     outbox::notify(&mut *conn).await?;
     Ok(Requested::Accepted {
         killing: running.len() + settled.stopped,
