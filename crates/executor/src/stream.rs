@@ -84,3 +84,127 @@ impl Engine {
         self.commit_tracked(tx, outgoing).await.map(Some)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::num::NonZeroUsize;
+    use std::time::Duration;
+
+    use serde_json::json;
+    use sqlx::PgPool;
+    use weft_common::message::WorkflowSubmitted;
+    use weft_common::{Envelope, Workflow, WorkflowExecutionId};
+    use weft_store::DbConfig;
+    use weft_store::runs::NewRun;
+
+    use tokio::sync::mpsc;
+
+    use crate::decide::STREAM_WINDOW;
+    use crate::flush::Committed;
+    use crate::{Engine, EngineConfig};
+
+    const ITEMS: i32 = 10 * STREAM_WINDOW;
+
+    async fn next(flusher: &mut mpsc::Receiver<Committed>) -> Committed {
+        tokio::time::timeout(Duration::from_secs(30), flusher.recv())
+            .await
+            .expect("a commit within 30 s")
+            .expect("the engine is alive")
+    }
+
+    async fn dispatched(pool: &PgPool, run: WorkflowExecutionId) -> i32 {
+        sqlx::query_scalar(
+            "SELECT items_dispatched FROM task_executions WHERE workflow_execution_id = $1",
+        )
+        .bind(run.as_uuid())
+        .fetch_one(pool)
+        .await
+        .expect("the fan-out's counter")
+    }
+
+    /// A flusher that holds what it received, unpublished, stalls the
+    /// stream two windows past the start; each window it finishes lets one
+    /// more be committed. Without back-pressure the stream committed all
+    /// ten windows at once, queueing them all in memory.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stream_commits_no_further_than_a_window_ahead_of_the_flusher() {
+        let base = std::env::var("WEFT_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/weft".into());
+        let server = base
+            .rsplit_once('/')
+            .map_or(base.as_str(), |(server, _)| server);
+        let name = format!("weft_stream_test_{}", uuid::Uuid::new_v4().simple());
+        let pool = weft_store::migrate(&DbConfig {
+            url: format!("{server}/{name}"),
+            ..DbConfig::default()
+        })
+        .await
+        .expect("a database of the test's own");
+        let engine = Engine::new(
+            pool.clone(),
+            EngineConfig {
+                flush_queue: NonZeroUsize::MIN,
+                ..EngineConfig::default()
+            },
+        );
+        let mut flusher = engine
+            .attach_flusher(Duration::from_secs(60))
+            .expect("the first flusher");
+        let yaml = format!(
+            "name: wide\ntasks:\n  each: {{ with_items: \"{{{{ range({ITEMS}) | list }}}}\", action: echo, input: {{ i: \"{{{{ item }}}}\" }} }}\n"
+        );
+        let workflow = Workflow::parse(&yaml, "wide.yaml").expect("a valid workflow");
+        let id = WorkflowExecutionId::new();
+        let input = json!({});
+        let run = NewRun {
+            id,
+            workflow_name: workflow.name(),
+            source: &yaml,
+            origin: "wide.yaml",
+            input: &input,
+            tasks_total: 1,
+            idempotency_key: None,
+        };
+        crate::submit(&pool, None, &run).await.expect("submit");
+        engine
+            .apply(&Envelope::new(WorkflowSubmitted {
+                workflow_execution_id: id,
+            }))
+            .await
+            .expect("the run starts");
+
+        // Received and held, never published: the start's window, then the
+        // stream's first two (the second waits for the first's flush).
+        let mut held = Vec::new();
+        for _ in 0..3 {
+            held.push(next(&mut flusher).await);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(dispatched(&pool, id).await, 3 * STREAM_WINDOW);
+        assert!(flusher.try_recv().is_err(), "a window past the stall");
+
+        // Each window flushed lets one more through, until all are. (The
+        // start's commit is not waited for: the stream starts after it.)
+        let mut received = 3;
+        while received < ITEMS / STREAM_WINDOW {
+            let Some(flushed) = held.remove(0).flushed else {
+                continue;
+            };
+            let _ = flushed.send(());
+            held.push(next(&mut flusher).await);
+            received += 1;
+        }
+        assert_eq!(dispatched(&pool, id).await, ITEMS);
+        drop((held, flusher, engine));
+        pool.close().await;
+        // The maintenance database: the base URL's may not exist.
+        let admin = PgPool::connect(&format!("{server}/postgres"))
+            .await
+            .expect("the server");
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+        )))
+        .execute(&admin)
+        .await;
+    }
+}
