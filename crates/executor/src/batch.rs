@@ -80,7 +80,7 @@ type Request<M> = (M, oneshot::Sender<Result<Applied, EngineError>>);
 /// Where handlers send their messages. Cheap to clone.
 #[derive(Debug)]
 pub(crate) struct Batcher<M> {
-    requests: mpsc::UnboundedSender<Request<M>>,
+    requests: mpsc::Sender<Request<M>>,
 }
 
 impl<M> Clone for Batcher<M> {
@@ -93,10 +93,13 @@ impl<M> Clone for Batcher<M> {
 
 impl<M: Batched> Batcher<M> {
     /// Starts a batcher running up to `parallel` batches at once, until
-    /// `shutdown`.
+    /// `shutdown`. Its queue holds the next batch of each slot at most:
+    /// past that, handlers wait to hand their message over (each waits
+    /// for its result anyway, so this bounds memory, not throughput).
     pub(crate) fn start(engine: Engine, parallel: usize, shutdown: CancellationToken) -> Self {
-        let (requests, queue) = mpsc::unbounded_channel();
-        tokio::spawn(run(engine, queue, parallel.max(1), shutdown));
+        let parallel = parallel.max(1);
+        let (requests, queue) = mpsc::channel(MAX_BATCH * parallel);
+        tokio::spawn(run(engine, queue, parallel, shutdown));
         Self { requests }
     }
 
@@ -106,7 +109,7 @@ impl<M: Batched> Batcher<M> {
     /// As [`Engine::apply`]; a transient error if the batcher stopped.
     pub(crate) async fn apply(&self, message: M) -> Result<Applied, EngineError> {
         let (reply, result) = oneshot::channel();
-        if self.requests.send((message, reply)).is_err() {
+        if self.requests.send((message, reply)).await.is_err() {
             return Err(EngineError::ShuttingDown);
         }
         result.await.unwrap_or(Err(EngineError::ShuttingDown))
@@ -115,7 +118,7 @@ impl<M: Batched> Batcher<M> {
 
 async fn run<M: Batched>(
     engine: Engine,
-    mut queue: mpsc::UnboundedReceiver<Request<M>>,
+    mut queue: mpsc::Receiver<Request<M>>,
     parallel: usize,
     shutdown: CancellationToken,
 ) {

@@ -9,11 +9,12 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::num::NonZeroUsize;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use sqlx::{PgConnection, PgPool};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tracing::Instrument as _;
 use weft_common::limits::refit_report;
 use weft_common::message::{ExecutionCompleted, ExecutionStarted, WorkflowSubmitted};
@@ -67,6 +68,13 @@ pub struct EngineConfig {
     /// before anything is dispatched; a completion whose result is bigger
     /// is stored as a failed attempt without it (see `bounded`).
     pub max_result_bytes: ResultLimit,
+    /// Committed transactions whose messages may wait for the flusher at
+    /// most (`--flush-queue`). A commit that finds the queue full waits
+    /// for room after its commit, so a flusher that the broker slows down
+    /// slows the engine down too (handlers, batches and item streams),
+    /// instead of piling messages up in memory; its rows are in the outbox
+    /// already, so nothing is lost if the process dies meanwhile.
+    pub flush_queue: NonZeroUsize,
 }
 
 impl Default for EngineConfig {
@@ -75,9 +83,17 @@ impl Default for EngineConfig {
             deadline_grace: Duration::from_secs(30),
             catalog_capacity: 1024,
             max_result_bytes: ResultLimit::DEFAULT,
+            flush_queue: DEFAULT_FLUSH_QUEUE,
         }
     }
 }
+
+/// The default [`EngineConfig::flush_queue`]: a flush publishes up to
+/// 2,000 messages, what a few dozen transactions of a busy executor
+/// commit, and only a handful of tasks commit at once (the batchers, the
+/// item streams, the handlers of other messages); 64 keeps the flusher fed
+/// without letting a stream run far ahead of its confirms.
+const DEFAULT_FLUSH_QUEUE: NonZeroUsize = NonZeroUsize::new(64).unwrap();
 
 /// Advances runs, one message at a time. Cheap to clone; share one per
 /// process.
@@ -95,7 +111,7 @@ pub(crate) struct Inner {
     outbox_written: Notify,
     /// Where committed messages go to be published at once, when this
     /// engine runs with a flusher (the daemon); see `flush`.
-    flusher: OnceLock<(mpsc::UnboundedSender<Committed>, Duration)>,
+    flusher: OnceLock<(mpsc::Sender<Committed>, Duration)>,
 }
 
 impl Engine {
@@ -155,12 +171,11 @@ impl Engine {
 
     /// Hands the messages of every later commit to the returned receiver,
     /// to be published at once (see `flush`); relays leave them alone for
-    /// `lease`. `None` if a flusher is attached already.
-    pub(crate) fn attach_flusher(
-        &self,
-        lease: Duration,
-    ) -> Option<mpsc::UnboundedReceiver<Committed>> {
-        let (tx, rx) = mpsc::unbounded_channel();
+    /// `lease`. At most [`EngineConfig::flush_queue`] commits wait in it;
+    /// the next one waits for room. `None` if a flusher is attached
+    /// already.
+    pub(crate) fn attach_flusher(&self, lease: Duration) -> Option<mpsc::Receiver<Committed>> {
+        let (tx, rx) = mpsc::channel(self.inner.config.flush_queue.get());
         self.inner.flusher.set((tx, lease)).ok()?;
         Some(rx)
     }
@@ -640,8 +655,38 @@ impl Engine {
     /// start none, and it must not spawn itself again.
     pub(crate) async fn commit_messages(
         &self,
+        tx: sqlx::Transaction<'_, sqlx::Postgres>,
+        outgoing: Outgoing,
+    ) -> Result<(), EngineError> {
+        self.commit_and_hand_over(tx, outgoing, None).await
+    }
+
+    /// [`Engine::commit_messages`], and a receiver that resolves (with a
+    /// value or an error, alike) once the flusher is done with these
+    /// messages: published with confirms, or left to the relays because
+    /// publishing failed or the flusher stopped. Without a flusher (the
+    /// relays publish from the outbox) it resolves at once. An item stream
+    /// waits on it so that it never commits far ahead of what the broker
+    /// confirmed.
+    pub(crate) async fn commit_tracked(
+        &self,
+        tx: sqlx::Transaction<'_, sqlx::Postgres>,
+        outgoing: Outgoing,
+    ) -> Result<oneshot::Receiver<()>, EngineError> {
+        let (flushed, done) = oneshot::channel();
+        self.commit_and_hand_over(tx, outgoing, Some(flushed))
+            .await?;
+        Ok(done)
+    }
+
+    /// Writes the messages to the outbox, commits, then hands those due at
+    /// once to the flusher, waiting for room in its queue (never dropping
+    /// them: the committed rows are theirs to publish), or wakes the relay.
+    async fn commit_and_hand_over(
+        &self,
         mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
         outgoing: Outgoing,
+        flushed: Option<oneshot::Sender<()>>,
     ) -> Result<(), EngineError> {
         let Outgoing {
             queued, written, ..
@@ -661,17 +706,21 @@ impl Engine {
                         .filter(|(_, due)| due.is_none())
                         .map(|(envelope, _)| envelope),
                 );
-                if !all_ids.is_empty()
-                    && sender
-                        .send(Committed {
-                            ids: all_ids,
-                            envelopes,
-                        })
-                        .is_err()
-                {
-                    // The flusher stopped (shutting down): relays publish
-                    // them when the lease ends.
-                    tracing::debug!("flusher gone; leaving committed messages to the relay");
+                // Nothing to publish: `flushed` is dropped, which resolves
+                // its receiver at once.
+                if !all_ids.is_empty() {
+                    let committed = Committed {
+                        ids: all_ids,
+                        envelopes,
+                        flushed,
+                    };
+                    // After the commit, holding no connection: a full
+                    // queue makes this task wait, not the database.
+                    if sender.send(committed).await.is_err() {
+                        // The flusher stopped (shutting down): relays
+                        // publish them when the lease ends.
+                        tracing::debug!("flusher gone; leaving committed messages to the relay");
+                    }
                 }
             }
             None => {

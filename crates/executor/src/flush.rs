@@ -10,7 +10,7 @@
 //! once its lease ran out, and consumers' guards absorb any duplicate.
 
 use sqlx::PgPool;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use weft_common::Envelope;
 use weft_store::outbox;
@@ -23,20 +23,33 @@ use crate::relay::Outlet;
 pub(crate) struct Committed {
     pub(crate) ids: Vec<i64>,
     pub(crate) envelopes: Vec<Envelope>,
+    /// Told (or dropped) once the flusher is done with these messages:
+    /// published, or left to the relays (see [`Engine::commit_tracked`]).
+    ///
+    /// [`Engine::commit_tracked`]: crate::engine::Engine::commit_tracked
+    pub(crate) flushed: Option<oneshot::Sender<()>>,
 }
 
 /// Messages published per batch at most.
 const BATCH: usize = 2_000;
 
 /// Publishes committed messages until `shutdown`, then what is queued.
+///
+/// The queue is bounded ([`EngineConfig::flush_queue`]): while this loop
+/// publishes, committing tasks wait for room, so the broker's pace (its
+/// confirms) sets the engine's, and memory holds at most a queue's worth
+/// of messages plus the batch being published.
+///
+/// [`EngineConfig::flush_queue`]: crate::EngineConfig::flush_queue
 pub(crate) async fn run(
     pool: PgPool,
     mut outlet: Outlet,
-    mut committed: mpsc::UnboundedReceiver<Committed>,
+    mut committed: mpsc::Receiver<Committed>,
     shutdown: CancellationToken,
 ) {
     let mut ids: Vec<i64> = Vec::new();
     let mut envelopes: Vec<Envelope> = Vec::new();
+    let mut waiting: Vec<oneshot::Sender<()>> = Vec::new();
     loop {
         let first = tokio::select! {
             biased;
@@ -47,21 +60,26 @@ pub(crate) async fn run(
                 committed.recv().await
             }
         };
-        let Some(first) = first else { return };
-        ids.extend(first.ids);
-        envelopes.extend(first.envelopes);
-        while ids.len() < BATCH {
+        let Some(mut next) = first else { return };
+        loop {
+            ids.append(&mut next.ids);
+            envelopes.append(&mut next.envelopes);
+            waiting.extend(next.flushed.take());
+            if ids.len() >= BATCH {
+                break;
+            }
             match committed.try_recv() {
-                Ok(more) => {
-                    ids.extend(more.ids);
-                    envelopes.extend(more.envelopes);
-                }
+                Ok(more) => next = more,
                 Err(_) => break,
             }
         }
         flush(&pool, &mut outlet, &ids, &envelopes).await;
         ids.clear();
         envelopes.clear();
+        for flushed in waiting.drain(..) {
+            // A stream that stopped waiting has dropped its receiver.
+            let _ = flushed.send(());
+        }
     }
 }
 

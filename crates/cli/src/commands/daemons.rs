@@ -1,5 +1,6 @@
 //! `weft executor`, `weft worker` and `weft dev`: the long-running daemons.
 
+use std::num::NonZeroUsize;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -80,6 +81,16 @@ pub(crate) struct ExecutorTuning {
     /// they are busy the next batch grows.
     #[arg(long, default_value_t = 2, env = "WEFT_EXECUTOR_BATCHES")]
     pub(crate) executor_batches: usize,
+    /// Committed transactions whose messages may wait to be published at
+    /// most; past it, the executor waits for the broker's confirms before
+    /// going on (back-pressure, instead of messages piling up in memory).
+    #[arg(
+        long,
+        default_value_t = EngineConfig::default().flush_queue,
+        env = "WEFT_EXECUTOR_FLUSH_QUEUE",
+        value_name = "TRANSACTIONS"
+    )]
+    pub(crate) executor_flush_queue: NonZeroUsize,
     /// Seconds between the reaper's looks for lost or overdue executions.
     #[arg(
         long,
@@ -213,6 +224,7 @@ fn executor_config(
         engine: EngineConfig {
             deadline_grace: seconds("--deadline-grace", tuning.deadline_grace)?,
             max_result_bytes: limits.max_result_bytes,
+            flush_queue: tuning.executor_flush_queue,
             ..EngineConfig::default()
         },
         reaper: ReaperConfig {
@@ -386,5 +398,18 @@ mod tests {
             err.contains("must be a whole number of bytes, e.g. 4194304 for 4 MiB, not `4MB`"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_flush_queue_reaches_the_engine_and_zero_is_refused() {
+        let queue = |args: &[&str]| match parse(args).unwrap().command {
+            Command::Executor(a) => a.tuning.executor_flush_queue.get(),
+            Command::Dev(a) => a.executor.executor_flush_queue.get(),
+            _ => unreachable!("a daemon was parsed"),
+        };
+        assert_eq!(queue(&["weft", "executor"]), 64);
+        assert_eq!(queue(&["weft", "dev", "--executor-flush-queue", "8"]), 8);
+        let err = parse(&["weft", "executor", "--executor-flush-queue", "0"]).unwrap_err();
+        assert!(err.contains("--executor-flush-queue"), "{err}");
     }
 }
