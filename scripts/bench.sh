@@ -4,7 +4,8 @@
 #      build; executor and worker processes on a fresh database and vhost);
 #   2. the same shapes on Celery: scripts/peer/celery.sh.
 # Results go to stdout and to target/bench/{weft,celery}.txt. Pass scenario
-# names (latency throughput fanout depth) to run only those of Weft's.
+# names (latency throughput fanout upstream results depth) to run only
+# those of Weft's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

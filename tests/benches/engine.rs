@@ -11,14 +11,20 @@
 //! `--json`, one JSON array at the end. Scenarios: `latency` (linear4,
 //! diamond, start-to-start), `throughput` (independent runs and one wide
 //! `with_items`, 1 + 1 and 2 + 2 daemons), `fanout` (1k, 10k, 100k items,
-//! unbounded and `concurrency: 500`), `depth` (dispatch latency with 100
-//! and 100,000 executions parked in a queue nobody consumes). Peak memory
-//! (RSS) of executors and workers is reported with each daemon set.
+//! unbounded and `concurrency: 500`), `upstream` (100,000 items over an
+//! upstream task's result list vs the same over `range`), `results`
+//! (100,000 items of ~1 KiB results each, read by a successor), `depth`
+//! (dispatch latency with 100 and 100,000 executions parked in a queue
+//! nobody consumes). Peak memory (RSS) of executors and workers is
+//! reported with each daemon set.
 //!
 //! Durations come from the database's and the messages' own timestamps,
-//! never from the harness's polling. `cargo test` runs this binary in a
-//! quick mode (small sizes, seconds) as a check of its results, never of
-//! its speed.
+//! never from the harness's polling — except the `client` figures of the
+//! latency scenario, which are the client's own clock on purpose: submit
+//! call → the final result in hand, the way Celery's peer benchmark
+//! (`scripts/peer/celery_bench.py`) measures itself, so the two engines
+//! are compared both ways. `cargo test` runs this binary in a quick mode
+//! (small sizes, seconds) as a check of its results, never of its speed.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -28,11 +34,12 @@ use std::time::Duration;
 use anyhow::{Context as _, ensure};
 use serde_json::{Value, json};
 use sqlx::PgPool;
+use sqlx::postgres::PgListener;
 use weft_bus::Publisher;
 use weft_common::{Workflow, WorkflowExecutionId, WorkflowStatus};
 use weft_store::runs::{self, NewRun};
 use weft_tests::process::Daemon;
-use weft_tests::{Stack, StackOptions, submit_via, wait_terminal};
+use weft_tests::{Stack, StackOptions, submit_via};
 
 const LINEAR4: &str = r#"
 name: linear4
@@ -68,6 +75,53 @@ tasks:
     )
 }
 
+/// `n` items over a list, each item's input rendered from its item, then
+/// a join that counts them; `head` runs first in both forms. `upstream`:
+/// the list is `head`'s result (`{xs: [0, …, n-1]}`), so every item is
+/// rendered in a context holding it — the shape whose cost once grew with
+/// the square of the list; otherwise the same list comes from `range` and
+/// `head`'s result is a number, so the two differ only in where the list
+/// comes from.
+fn listed(upstream: bool) -> String {
+    let (head, items) = if upstream {
+        (
+            r#"{ xs: "{{ range(input.n) | list }}" }"#,
+            "{{ tasks.head.result.xs }}",
+        )
+    } else {
+        ("{ xs: 0 }", "{{ range(input.n) | list }}")
+    };
+    format!(
+        r#"
+name: listed
+input: {{ n: null }}
+tasks:
+  head: {{ action: echo, input: {head} }}
+  fan: {{ needs: [head], action: noop, input: {{ i: "{{{{ item }}}}" }}, with_items: "{items}" }}
+  join: {{ needs: [fan], action: echo, input: {{ n: "{{{{ tasks.fan.result | length }}}}" }} }}
+"#
+    )
+}
+
+/// Bytes of padding in each item's result of [`big_results`]: with its
+/// index and the keys, each result is ~1 KiB of JSON.
+const PAD: usize = 1_000;
+
+/// `n` `echo` items returning ~1 KiB each, then a join reading how many
+/// results the fan-out has: the join's context holds all of them.
+fn big_results() -> String {
+    let pad = "x".repeat(PAD);
+    format!(
+        r#"
+name: results
+input: {{ n: null }}
+tasks:
+  fan: {{ action: echo, input: {{ i: "{{{{ item }}}}", pad: "{pad}" }}, with_items: "{{{{ range(input.n) | list }}}}" }}
+  join: {{ needs: [fan], action: echo, input: {{ n: "{{{{ tasks.fan.result | length }}}}" }} }}
+"#
+    )
+}
+
 /// `n` noop items on a pool no worker consumes.
 const PARKED: &str = r#"
 name: parked
@@ -82,6 +136,10 @@ struct Sizes {
     throughput_runs: usize,
     throughput_items: usize,
     fan_outs: Vec<usize>,
+    /// Items of each `upstream` fan-out, and rounds of the pair.
+    upstream: (usize, usize),
+    /// Items of the `results` fan-out.
+    result_items: usize,
     depths: (usize, usize),
     depth_runs: usize,
 }
@@ -93,6 +151,8 @@ impl Sizes {
             throughput_runs: 20_000,
             throughput_items: 20_000,
             fan_outs: vec![1_000, 10_000, 100_000],
+            upstream: (100_000, 2),
+            result_items: 100_000,
             depths: (100, 100_000),
             depth_runs: 200,
         }
@@ -104,6 +164,8 @@ impl Sizes {
             throughput_runs: 100,
             throughput_items: 100,
             fan_outs: vec![10, 100],
+            upstream: (100, 1),
+            result_items: 100,
             depths: (10, 100),
             depth_runs: 5,
         }
@@ -280,6 +342,12 @@ fn main() -> anyhow::Result<()> {
     if wanted("fanout") {
         runtime.block_on(fanout(&sizes, &mut report))?;
     }
+    if wanted("upstream") {
+        runtime.block_on(upstream(&sizes, &mut report))?;
+    }
+    if wanted("results") {
+        runtime.block_on(results(&sizes, &mut report))?;
+    }
     if wanted("depth") {
         runtime.block_on(depth(&sizes, &mut report))?;
     }
@@ -297,18 +365,19 @@ async fn stack() -> anyhow::Result<(Stack, PgPool)> {
 async fn latency(sizes: &Sizes, report: &mut Report) -> anyhow::Result<()> {
     let (stack, pool) = stack().await?;
     let daemons = Daemons::start(&stack, 1, 1)?;
-    // As `weft submit` does: the run's start is published by the submitter.
-    let publisher = stack.publisher().await?;
-    let submitter = (&pool, &publisher);
+    let mut client = Client::connect(&stack, &pool).await?;
     // Warm up: connections, caches, queue declarations.
-    sequential(submitter, LINEAR4, 5).await?;
-    let (linear, ids) = sequential(submitter, LINEAR4, sizes.latency_runs).await?;
-    report.percentiles("latency-linear4", &linear);
-    let (diamond, _) = sequential(submitter, DIAMOND, sizes.latency_runs).await?;
-    report.percentiles("latency-diamond", &diamond);
+    sequential(&mut client, &LINEAR, 5).await?;
+    let linear = sequential(&mut client, &LINEAR, sizes.latency_runs).await?;
+    report.percentiles("latency-linear4", &linear.engine);
+    report.percentiles("latency-linear4 client", &linear.client);
+    let diamond = sequential(&mut client, &DIAMOND_SHAPE, sizes.latency_runs).await?;
+    report.percentiles("latency-diamond", &diamond.engine);
+    report.percentiles("latency-diamond client", &diamond.client);
     // From a task's completion (the worker's stamp in `execution.completed`)
     // to its successor's start (the worker's stamp when it took the
     // dispatch), over every edge of the linear runs.
+    let ids = &linear.ids;
     let uuids: Vec<uuid::Uuid> = ids.iter().map(|i| i.as_uuid()).collect();
     let gaps: Vec<f64> = sqlx::query_scalar(
         "SELECT (extract(epoch FROM e.started_at - p.finished_at) * 1000)::float8 \
@@ -334,29 +403,160 @@ async fn latency(sizes: &Sizes, report: &mut Report) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Submits runs one at a time, each after the previous finished; returns
-/// each run's submit → finished latency in ms, and the runs.
-async fn sequential(
-    (pool, publisher): (&PgPool, &Publisher),
-    yaml: &str,
-    runs: usize,
-) -> anyhow::Result<(Vec<f64>, Vec<WorkflowExecutionId>)> {
-    let mut latencies = Vec::with_capacity(runs);
-    let mut ids = Vec::with_capacity(runs);
-    for _ in 0..runs {
-        let id = submit_via(pool, Some(publisher), yaml, "bench.yaml", json!({})).await?;
-        let run = wait_terminal(pool, id, Duration::from_secs(60)).await?;
-        ensure!(
-            run.status == WorkflowStatus::Succeeded,
-            "run {id} ended {}: {:?}",
-            run.status,
-            run.error
-        );
-        let finished = run.finished_at.context("a finished run has finished_at")?;
-        latencies.push((finished - run.created_at).as_seconds_f64() * 1000.0);
-        ids.push(id);
+/// A workflow timed one run at a time, and the answer a client waits for.
+struct Shape {
+    yaml: &'static str,
+    /// The task whose result is the run's answer: the client holds the
+    /// run's result once it has read this.
+    answer: &'static str,
+    /// What the answer must be; `None` for a `noop` (no result to check).
+    expect: Option<fn() -> Value>,
+}
+
+const LINEAR: Shape = Shape {
+    yaml: LINEAR4,
+    answer: "d",
+    expect: Some(|| json!({ "v": 4 })),
+};
+
+const DIAMOND_SHAPE: Shape = Shape {
+    yaml: DIAMOND,
+    answer: "d",
+    expect: Some(|| json!({ "v": 5 })),
+};
+
+const SINGLE: Shape = Shape {
+    yaml: NOOP,
+    answer: "only",
+    expect: None,
+};
+
+/// A warm client, as a program using Weft would hold one: a pool and a
+/// publisher to submit the way `weft submit` does (store the run, publish
+/// its start), and a connection `LISTEN`ing on `weft_run_finished`, the
+/// channel the statement that finishes a run notifies (what `weft submit
+/// --wait` wakes on). Waking on the notification rather than polling is
+/// the cheapest honest way to learn the end: no poll interval is added to
+/// the client's figure, and nothing else loads the database meanwhile.
+struct Client {
+    pool: PgPool,
+    publisher: Publisher,
+    listener: PgListener,
+}
+
+impl Client {
+    async fn connect(stack: &Stack, pool: &PgPool) -> anyhow::Result<Self> {
+        let mut listener = PgListener::connect_with(pool).await?;
+        listener.listen(runs::FINISHED_CHANNEL).await?;
+        Ok(Self {
+            pool: pool.clone(),
+            publisher: stack.publisher().await?,
+            listener,
+        })
     }
-    Ok((latencies, ids))
+
+    /// Waits for `id` to finish and reads its answer; returns the answer and
+    /// the engine's own record of the run's duration in ms (`created_at` →
+    /// `finished_at`, both stamped by the database).
+    async fn answer(
+        &mut self,
+        id: WorkflowExecutionId,
+        task: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<(Option<Value>, f64)> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let ours = id.as_uuid().to_string();
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let Ok(notified) = tokio::time::timeout(left, self.listener.try_recv()).await else {
+                anyhow::bail!("run {id} not finished after {timeout:?}");
+            };
+            // `None`: the listening connection was lost (and is re-made by
+            // the next call), so a notification may be gone — read anyway.
+            if notified?.is_some_and(|n| n.payload() != ours) {
+                continue;
+            }
+            let (status, error, answer, engine_ms): (
+                String,
+                Option<String>,
+                Option<Value>,
+                Option<f64>,
+            ) = sqlx::query_as(
+                "SELECT r.status, r.error, t.result, \
+                            (extract(epoch FROM r.finished_at - r.created_at) * 1000)::float8 \
+                     FROM workflow_executions r \
+                     JOIN task_executions t ON t.workflow_execution_id = r.id AND t.task_name = $2 \
+                     WHERE r.id = $1",
+            )
+            .bind(id.as_uuid())
+            .bind(task)
+            .fetch_one(&self.pool)
+            .await?;
+            let status = WorkflowStatus::try_from(status).map_err(|e| anyhow::anyhow!("{e}"))?;
+            if !status.is_terminal() {
+                continue;
+            }
+            ensure!(
+                status == WorkflowStatus::Succeeded,
+                "run {id} ended {status}: {error:?}"
+            );
+            let engine_ms = engine_ms.context("a finished run has finished_at")?;
+            return Ok((answer, engine_ms));
+        }
+    }
+}
+
+/// Each run's latency, measured both ways, and the runs.
+struct Latencies {
+    /// The engine's own record: the run's `created_at` (the submit's
+    /// statement) → its `finished_at` (the statement that finished it).
+    engine: Vec<f64>,
+    /// The client's clock: the submit call starts → the client holds the
+    /// answer (notified, then read).
+    client: Vec<f64>,
+    ids: Vec<WorkflowExecutionId>,
+}
+
+/// Submits runs one at a time, each after the previous finished; returns
+/// each run's latency in ms both ways, and the runs.
+async fn sequential(client: &mut Client, shape: &Shape, runs: usize) -> anyhow::Result<Latencies> {
+    let mut latencies = Latencies {
+        engine: Vec::with_capacity(runs),
+        client: Vec::with_capacity(runs),
+        ids: Vec::with_capacity(runs),
+    };
+    for _ in 0..runs {
+        let start = std::time::Instant::now();
+        let id = submit_via(
+            &client.pool,
+            Some(&client.publisher),
+            shape.yaml,
+            "bench.yaml",
+            json!({}),
+        )
+        .await?;
+        let (answer, engine_ms) = client
+            .answer(id, shape.answer, Duration::from_secs(60))
+            .await?;
+        let client_ms = start.elapsed().as_secs_f64() * 1000.0;
+        if let Some(expect) = shape.expect {
+            ensure!(
+                answer == Some(expect()),
+                "run {id}'s `{}` returned {answer:?}",
+                shape.answer
+            );
+        }
+        // Both clocks are this machine's: the engine's span lies inside the
+        // client's, or one of them is measuring something else.
+        ensure!(
+            0.0 < engine_ms && engine_ms <= client_ms,
+            "run {id}: the engine's record ({engine_ms:.2} ms) is not inside the client's ({client_ms:.2} ms)"
+        );
+        latencies.engine.push(engine_ms);
+        latencies.client.push(client_ms);
+        latencies.ids.push(id);
+    }
+    Ok(latencies)
 }
 
 /// Submits `n` runs of `yaml` in a few large transactions (no daemon needs
@@ -539,15 +739,15 @@ async fn check_join(pool: &PgPool, id: WorkflowExecutionId, items: usize) -> any
 async fn fanout(sizes: &Sizes, report: &mut Report) -> anyhow::Result<()> {
     let (stack, pool) = stack().await?;
     let daemons = Daemons::start(&stack, 1, 1)?;
-    let publisher = stack.publisher().await?;
-    sequential((&pool, &publisher), NOOP, 3).await?;
+    let mut client = Client::connect(&stack, &pool).await?;
+    sequential(&mut client, &SINGLE, 3).await?;
     let mut times: BTreeMap<(Option<usize>, usize), f64> = BTreeMap::new();
     for concurrency in [None, Some(500)] {
         let label = concurrency.map_or("unbounded".to_owned(), |c| format!("concurrency {c}"));
         for &n in &sizes.fan_outs {
             let id = submit_via(
                 &pool,
-                Some(&publisher),
+                Some(&client.publisher),
                 &fan_out(concurrency),
                 "bench.yaml",
                 json!({ "n": n }),
@@ -577,26 +777,114 @@ async fn fanout(sizes: &Sizes, report: &mut Report) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A fan-out over an upstream task's list against the same fan-out over
+/// `range`, alternated `rounds` times on the same daemons: the per-item
+/// cost must not depend on where the list came from (the target: within
+/// 1.3×). Each is timed from `head`'s end (the moment the fan-out can be
+/// decided, so rendering its items is inside) to the join's end.
+async fn upstream(sizes: &Sizes, report: &mut Report) -> anyhow::Result<()> {
+    let (stack, pool) = stack().await?;
+    let daemons = Daemons::start(&stack, 1, 1)?;
+    let mut client = Client::connect(&stack, &pool).await?;
+    sequential(&mut client, &SINGLE, 3).await?;
+    let (n, rounds) = sizes.upstream;
+    let mut totals = [0.0_f64; 2];
+    for round in 1..=rounds {
+        for (form, upstream) in [("range", false), ("upstream", true)] {
+            let id = submit_via(
+                &pool,
+                Some(&client.publisher),
+                &listed(upstream),
+                "bench.yaml",
+                json!({ "n": n }),
+            )
+            .await?;
+            wait_all(&pool, &[id], Duration::from_secs(900)).await?;
+            check_join(&pool, id, n).await?;
+            let seconds: f64 = sqlx::query_scalar(
+                "SELECT extract(epoch FROM j.finished_at - h.finished_at)::float8 \
+                 FROM task_executions j JOIN task_executions h \
+                   ON h.workflow_execution_id = j.workflow_execution_id AND h.task_name = 'head' \
+                 WHERE j.workflow_execution_id = $1 AND j.task_name = 'join'",
+            )
+            .bind(id.as_uuid())
+            .fetch_one(&pool)
+            .await?;
+            let scenario = format!("items {n} over {form} #{round}");
+            report.add(&scenario, "elapsed", seconds, "s");
+            report.add(&scenario, "items/s", n as f64 / seconds, "items/s");
+            totals[usize::from(upstream)] += seconds;
+        }
+    }
+    report.add(
+        &format!("items {n} upstream/range"),
+        "ratio",
+        totals[1] / totals[0],
+        "x",
+    );
+    let peaks = daemons.stop();
+    report.memory("upstream (1 executor + 1 worker)", &peaks);
+    Ok(())
+}
+
+/// A fan-out whose items return ~1 KiB each, read whole by its successor
+/// (`tasks.fan.result | length`): the run must succeed with the join
+/// counting every item, and the daemons' peak memory is the figure (the
+/// target: executor ≤ 300 MB at 100,000 items).
+async fn results(sizes: &Sizes, report: &mut Report) -> anyhow::Result<()> {
+    let (stack, pool) = stack().await?;
+    let daemons = Daemons::start(&stack, 1, 1)?;
+    let mut client = Client::connect(&stack, &pool).await?;
+    sequential(&mut client, &SINGLE, 3).await?;
+    let n = sizes.result_items;
+    let id = submit_via(
+        &pool,
+        Some(&client.publisher),
+        &big_results(),
+        "bench.yaml",
+        json!({ "n": n }),
+    )
+    .await?;
+    wait_all(&pool, &[id], Duration::from_secs(900)).await?;
+    let peaks = daemons.stop();
+    let seconds = check_join(&pool, id, n).await?;
+    // What the join's context held: the fan-out's result as stored.
+    let bytes: i64 = sqlx::query_scalar(
+        "SELECT octet_length(result::text)::int8 FROM task_executions \
+         WHERE workflow_execution_id = $1 AND task_name = 'fan'",
+    )
+    .bind(id.as_uuid())
+    .fetch_one(&pool)
+    .await?;
+    let scenario = format!("results {n} x 1 KiB");
+    report.add(&scenario, "join_done", seconds, "s");
+    report.add(&scenario, "items/s", n as f64 / seconds, "items/s");
+    report.add(&scenario, "fan_result", bytes as f64 / 1e6, "MB");
+    report.memory(&scenario, &peaks);
+    Ok(())
+}
+
 /// Dispatch latency of single-task runs with executions parked in a queue
 /// nobody consumes: the cost of a dispatch must not grow with the backlog.
 async fn depth(sizes: &Sizes, report: &mut Report) -> anyhow::Result<()> {
     let (stack, pool) = stack().await?;
     let daemons = Daemons::start(&stack, 1, 1)?;
-    let publisher = stack.publisher().await?;
-    let submitter = (&pool, &publisher);
-    sequential(submitter, NOOP, 3).await?;
+    let mut client = Client::connect(&stack, &pool).await?;
+    sequential(&mut client, &SINGLE, 3).await?;
     let mut p50s = Vec::new();
     let mut parked = 0;
     for depth in [sizes.depths.0, sizes.depths.1] {
         let n = json!({ "n": depth - parked });
-        submit_via(&pool, Some(&publisher), PARKED, "bench.yaml", n).await?;
+        submit_via(&pool, Some(&client.publisher), PARKED, "bench.yaml", n).await?;
         parked = depth;
         wait_parked(&pool, depth).await?;
         // The same warm-up at each depth: the first runs after parking
         // share the machine with the parking's aftermath (autovacuum of the
         // new rows, the broker writing the parked messages to disk).
-        sequential(submitter, NOOP, sizes.depth_runs / 5).await?;
-        let (latencies, _) = sequential(submitter, NOOP, sizes.depth_runs).await?;
+        sequential(&mut client, &SINGLE, sizes.depth_runs / 5).await?;
+        let latencies = sequential(&mut client, &SINGLE, sizes.depth_runs)
+            .await?
+            .engine;
         let scenario = format!("depth {depth} parked");
         report.percentiles(&scenario, &latencies);
         let mut sorted = latencies;
