@@ -8,12 +8,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::sync::Arc;
 
 use minijinja::value::Serde;
 use minijinja::{Environment, UndefinedBehavior};
-use serde::Serialize;
 use serde_json::Value;
 
+use crate::json_view;
 use crate::spec::WithItems;
 use crate::state::TaskStatus;
 
@@ -21,33 +22,32 @@ use crate::state::TaskStatus;
 const FUEL: u64 = 1_000_000;
 
 /// What an expression can see.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default)]
 pub struct Context {
     /// The run's resolved input.
     pub input: serde_json::Map<String, Value>,
     /// The tasks this expression may reference (ancestors), by name.
     pub tasks: BTreeMap<String, TaskView>,
-    /// The current item of a `with_items` task.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// The current item of a `with_items` task (absent otherwise).
     pub item: Option<Value>,
     /// The current item's position.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub item_index: Option<u32>,
     /// The run itself.
     pub workflow: WorkflowRef,
 }
 
 /// A task as expressions see it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct TaskView {
     /// Its status.
     pub status: TaskStatus,
-    /// Its result (`null` if it has none).
-    pub result: Value,
+    /// Its result (`null` if it has none), shared: expressions read it in
+    /// place (see `json_view`), however large a fan-out's result is.
+    pub result: Arc<Value>,
 }
 
 /// The run as expressions see it.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default)]
 pub struct WorkflowRef {
     /// The run's id.
     pub id: String,
@@ -131,8 +131,37 @@ impl Evaluator {
         Self { env }
     }
 
+    /// The context as minijinja sees it: JSON documents (the input, tasks'
+    /// results) are shared, not converted (see `json_view`).
     fn ctx_value(ctx: &Context) -> minijinja::Value {
-        minijinja::Value::from(Serde(ctx))
+        let tasks: BTreeMap<String, minijinja::Value> = ctx
+            .tasks
+            .iter()
+            .map(|(name, task)| {
+                let view = minijinja::context! {
+                    status => task.status.as_str(),
+                    result => json_view::view(Arc::clone(&task.result)),
+                };
+                (name.clone(), view)
+            })
+            .collect();
+        let mut values: BTreeMap<String, minijinja::Value> = BTreeMap::new();
+        values.insert(
+            "input".into(),
+            json_view::view(Arc::new(Value::Object(ctx.input.clone()))),
+        );
+        values.insert("tasks".into(), minijinja::Value::from_object(tasks));
+        values.insert(
+            "workflow".into(),
+            minijinja::context! { id => ctx.workflow.id.as_str(), name => ctx.workflow.name.as_str() },
+        );
+        if let Some(item) = &ctx.item {
+            values.insert("item".into(), minijinja::Value::from(Serde(item)));
+        }
+        if let Some(index) = ctx.item_index {
+            values.insert("item_index".into(), minijinja::Value::from(index));
+        }
+        minijinja::Value::from_object(values)
     }
 
     fn eval_str(&self, s: &str, ctx: &minijinja::Value) -> Result<Value, ExprError> {
@@ -314,7 +343,7 @@ mod tests {
             "fetch".to_owned(),
             TaskView {
                 status: TaskStatus::Succeeded,
-                result: json!({"lines": ["a", "b"], "n": 2}),
+                result: Arc::new(json!({"lines": ["a", "b"], "n": 2})),
             },
         );
         Context {

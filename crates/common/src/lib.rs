@@ -18,6 +18,7 @@ mod diagnostic;
 mod duration;
 mod expr;
 pub mod id;
+mod json_view;
 pub mod limits;
 pub mod message;
 mod report;

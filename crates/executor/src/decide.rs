@@ -13,7 +13,7 @@ use weft_store::executions::{NewExecution, TaskStart};
 use weft_store::tasks::TaskRow;
 
 use crate::error::EngineError;
-use crate::step::RunInfo;
+use crate::step::{Results, RunInfo};
 
 /// How a task ends when it ends without (more) executions.
 #[derive(Debug)]
@@ -80,6 +80,7 @@ pub(crate) fn decide(
     evaluator: &Evaluator,
     limit: ResultLimit,
     run: &RunInfo,
+    results: &Results,
     task: &TaskRow,
     rows: &[&TaskRow],
     kept: Option<&Kept>,
@@ -115,7 +116,7 @@ pub(crate) fn decide(
         ))));
     }
 
-    let ctx = run.context(&named);
+    let ctx = run.context(&named, results);
     if let Some(when) = spec.when() {
         match evaluator.condition(when, &ctx) {
             Ok(true) => {}

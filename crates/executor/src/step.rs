@@ -62,17 +62,23 @@ impl RunInfo {
         })
     }
 
-    pub(crate) fn context(&self, rows: &[&TaskRow]) -> Context {
+    /// What expressions of this run see of `rows`: each result from
+    /// `results` (shared, not copied) when it is there, else the row's.
+    pub(crate) fn context(&self, rows: &[&TaskRow], results: &Results) -> Context {
         Context {
             input: self.input.clone(),
             tasks: rows
                 .iter()
                 .map(|r| {
+                    let result = results
+                        .get(&(r.workflow_execution_id, r.task_name.clone()))
+                        .cloned()
+                        .unwrap_or_else(|| Arc::new(r.result.clone().unwrap_or_default()));
                     (
                         r.task_name.clone(),
                         TaskView {
                             status: r.status,
-                            result: r.result.clone().unwrap_or_default(),
+                            result,
                         },
                     )
                 })
@@ -86,6 +92,10 @@ impl RunInfo {
         }
     }
 }
+
+/// Tasks' results, by run and task name, shared by the contexts that read
+/// them: a fan-out's result can be large, and is read once.
+pub(crate) type Results = HashMap<(WorkflowExecutionId, String), Arc<Value>>;
 
 /// The state changes of one transaction and the messages they cause.
 pub(crate) struct Step<'a> {
@@ -268,7 +278,17 @@ impl<'a> Step<'a> {
             .filter(|key| ended(*key).is_none())
             .map(|((run, name), result)| (*run, *name, *result))
             .collect();
-        let rows = tasks::by_names(self.conn, &missing).await?;
+        let mut rows = tasks::by_names(self.conn, &missing).await?;
+        // The results read are moved out of their rows, to be shared.
+        let mut results: Results = HashMap::new();
+        for row in &mut rows {
+            if let Some(result) = row.result.take() {
+                results.insert(
+                    (row.workflow_execution_id, row.task_name.clone()),
+                    Arc::new(result),
+                );
+            }
+        }
         let mut by_run: HashMap<WorkflowExecutionId, Vec<&TaskRow>> = HashMap::new();
         for row in wanted.iter().filter_map(ended).chain(&rows) {
             by_run
@@ -298,6 +318,7 @@ impl<'a> Step<'a> {
                 self.evaluator,
                 self.limit,
                 run,
+                &results,
                 &task,
                 rows,
                 kept.get(&task.id),
@@ -612,7 +633,10 @@ impl<'a> Step<'a> {
         let Some(template) = run.workflow.output() else {
             return (WorkflowStatus::Succeeded, None, None);
         };
-        match self.evaluator.render(template, &run.context(tasks)) {
+        match self
+            .evaluator
+            .render(template, &run.context(tasks, &Results::new()))
+        {
             Ok(output) => (WorkflowStatus::Succeeded, Some(output), None),
             Err(e) => (
                 WorkflowStatus::Failed,
