@@ -555,7 +555,12 @@ impl<'a> Step<'a> {
             return Ok(());
         }
         let done = std::mem::take(&mut self.done);
-        let rows = tasks::for_runs(self.conn, &done).await?;
+        // Results only for runs that render an output.
+        let wanted = done
+            .iter()
+            .map(|id| Ok((*id, run_of(&self.runs, *id)?.workflow.output().is_some())))
+            .collect::<Result<Vec<_>, EngineError>>()?;
+        let rows = tasks::for_runs(self.conn, &wanted).await?;
         let mut by_run: HashMap<WorkflowExecutionId, Vec<&TaskRow>> = HashMap::new();
         for row in &rows {
             by_run

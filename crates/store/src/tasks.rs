@@ -183,20 +183,31 @@ pub async fn by_names(
     .context("reading tasks by name")
 }
 
-/// Every task of several runs, by run then in creation order.
+/// Every task of several runs, by run then in creation order; each run
+/// with whether its tasks' results are wanted (`None` otherwise: a wide
+/// fan-out's is large, and a run's end needs them only to render its
+/// output).
 ///
 /// # Errors
 /// A database error.
 pub async fn for_runs(
     conn: &mut PgConnection,
-    runs: &[WorkflowExecutionId],
+    runs: &[(WorkflowExecutionId, bool)],
 ) -> Result<Vec<TaskRow>, StoreError> {
-    let runs: Vec<Uuid> = runs.iter().map(|r| r.as_uuid()).collect();
+    let ids: Vec<Uuid> = runs.iter().map(|(r, _)| r.as_uuid()).collect();
+    let results: Vec<bool> = runs.iter().map(|(_, result)| *result).collect();
+    let columns = crate::prefixed("t", TASK_COLUMNS).replace(
+        "t.result, ",
+        "CASE WHEN r.result THEN t.result END AS result, ",
+    );
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {TASK_COLUMNS} FROM task_executions WHERE workflow_execution_id = ANY($1) \
-         ORDER BY workflow_execution_id, created_at, task_name"
+        "SELECT {columns} FROM task_executions t \
+         JOIN (SELECT DISTINCT ON (id) * FROM UNNEST($1::uuid[], $2::bool[]) AS r(id, result) \
+               ORDER BY id, result DESC) r ON r.id = t.workflow_execution_id \
+         ORDER BY t.workflow_execution_id, t.created_at, t.task_name"
     )))
-    .bind(&runs)
+    .bind(&ids)
+    .bind(&results)
     .fetch_all(conn)
     .await
     .context("reading runs' tasks")
