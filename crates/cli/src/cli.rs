@@ -48,7 +48,7 @@ pub(crate) enum Command {
     List(crate::commands::status::ListArgs),
     /// Check the exactly-once invariants on the live database.
     Audit(crate::commands::audit::AuditArgs),
-    /// Run the failed part of a failed run again, keeping what succeeded.
+    /// Run again what did not succeed (or `--task NAME`) and everything downstream of it, keeping the rest.
     Retry(crate::commands::retry::RetryArgs),
     /// Cancel a run: no new dispatches, running actions are killed.
     Cancel(crate::commands::cancel::CancelArgs),
