@@ -384,7 +384,7 @@ async fn a_running_execution_its_live_worker_stopped_listing_is_reaped() {
     let grace_ms = 1_000;
     let overdue = || async {
         let mut conn = pool.acquire().await.expect("conn");
-        weft_store::executions::claim_overdue(&mut conn, grace_ms, &[])
+        weft_store::overdue::claim_overdue(&mut conn, grace_ms, &[])
             .await
             .expect("claim")
     };

@@ -21,6 +21,7 @@
 
 mod batch;
 mod catalog;
+mod complete;
 mod daemon;
 mod decide;
 mod engine;

@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use weft_bus::Bus;
 use weft_common::message::topology;
 use weft_common::{ExecutionId, ExecutionStatus};
-use weft_store::executions::{self, Completion};
+use weft_store::executions::Completion;
 
 use crate::engine::{Applied, Engine};
 use crate::error::EngineError;
@@ -51,7 +51,7 @@ impl Default for ReaperConfig {
         Self {
             interval: Duration::from_secs(5),
             heartbeat_grace: Duration::from_secs(30),
-            redispatch_after: executions::DEFAULT_REDISPATCH_AFTER,
+            redispatch_after: weft_store::overdue::DEFAULT_REDISPATCH_AFTER,
         }
     }
 }
@@ -106,7 +106,7 @@ impl Reaper {
         let mut tx = engine.begin().await?;
         let grace = i64::try_from(self.config.heartbeat_grace.as_millis()).unwrap_or(i64::MAX);
         let skip = self.quarantine.ids(now);
-        let Some(overdue) = executions::claim_overdue(&mut tx, grace, &skip).await? else {
+        let Some(overdue) = weft_store::overdue::claim_overdue(&mut tx, grace, &skip).await? else {
             return Ok(false);
         };
         tracing::warn!(

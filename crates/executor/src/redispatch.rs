@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use weft_bus::Bus;
 use weft_common::Envelope;
 use weft_common::message::topology;
-use weft_store::executions::{self, Stale};
+use weft_store::overdue::{self, Stale};
 use weft_store::tasks;
 
 use crate::decide::dispatch;
@@ -73,7 +73,7 @@ impl Redispatcher {
         let mut sent = 0;
         loop {
             let mut tx = engine.begin().await?;
-            let stale = executions::claim_stale_queued(&mut tx, after_ms, &looked, BATCH).await?;
+            let stale = overdue::claim_stale_queued(&mut tx, after_ms, &looked, BATCH).await?;
             if stale.is_empty() {
                 break;
             }
@@ -122,7 +122,7 @@ impl Redispatcher {
                 ids.push(row.id);
                 out.queued.push((envelope, None));
             }
-            let recorded = executions::redispatched(&mut tx, &ids).await?;
+            let recorded = overdue::redispatched(&mut tx, &ids).await?;
             // Each row is locked by this transaction: all are still queued.
             out.queued
                 .retain(|(e, _)| matches!(&e.message, weft_common::Message::Dispatch(d) if recorded.contains(&d.execution_id)));

@@ -213,7 +213,7 @@ impl Thresholds {
     pub fn outbox(outbox_secs: f64) -> Self {
         Self {
             outbox_secs,
-            queued_secs: crate::executions::DEFAULT_REDISPATCH_AFTER.as_secs_f64(),
+            queued_secs: crate::overdue::DEFAULT_REDISPATCH_AFTER.as_secs_f64(),
         }
     }
 }

@@ -16,7 +16,8 @@
 //! 3. [`tasks`] — the per-task row: fan-in and item counters.
 //! 4. [`executions`] — one row per item × attempt; start/complete guards.
 //! 5. [`outbox`] — messages written with the state, relayed after commit.
-//! 6. [`workers`] — heartbeats.
+//! 6. [`workers`] — heartbeats; [`overdue`] — executions the reaper and
+//!    the redispatcher take over.
 //! 7. [`retry`], [`cancel`], [`audit`] — operators' commands;
 //!    [`transact`] runs them again when a deadlock aborts them.
 //! 8. [`prune`] — deleting finished runs past their retention.
@@ -27,6 +28,7 @@ pub mod db;
 mod error;
 pub mod executions;
 pub mod outbox;
+pub mod overdue;
 pub mod prune;
 pub mod retry;
 pub mod runs;

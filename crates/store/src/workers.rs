@@ -21,7 +21,7 @@ use crate::error::{Context, StoreError};
 pub async fn heartbeat(conn: &mut PgConnection, hb: &WorkerHeartbeat) -> Result<(), StoreError> {
     // The executions it lists are vouched for (`seen_at`): one it stops
     // listing while it goes on sending heartbeats is reaped (see
-    // `executions::claim_overdue`). One locked by a completion being
+    // `overdue::claim_overdue`). One locked by a completion being
     // recorded is skipped, not waited for: it is ending anyway, and a wait
     // could deadlock with a batch that locks executions in another order.
     let running: Vec<uuid::Uuid> = hb.running.iter().map(|id| id.as_uuid()).collect();

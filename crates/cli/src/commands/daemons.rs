@@ -134,7 +134,7 @@ pub(crate) struct RedispatchArgs {
     /// attempt), if its pool's queue is empty.
     #[arg(
         long = "redispatch-after",
-        default_value_t = weft_store::executions::DEFAULT_REDISPATCH_AFTER.as_secs_f64(),
+        default_value_t = weft_store::overdue::DEFAULT_REDISPATCH_AFTER.as_secs_f64(),
         env = "WEFT_REDISPATCH_AFTER",
         value_name = "SECONDS"
     )]

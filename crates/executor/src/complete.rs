@@ -1,0 +1,303 @@
+//! Recording completions and advancing their runs: a retry, the next
+//! items, or the end of a task and what cascades from it — for one report
+//! or a batch of them, set-based where it can be.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+
+use sqlx::PgConnection;
+use weft_common::limits::refit_report;
+use weft_common::message::ExecutionCompleted;
+use weft_common::{
+    ExecutionStatus, ResultLimit, TaskExecutionId, TaskStatus, WorkflowExecutionId, WorkflowStatus,
+};
+use weft_store::cancel;
+use weft_store::executions::{self, Completed, Completion};
+use weft_store::tasks::{self, ItemsDone};
+
+use crate::decide::{Outcome, TaskResult};
+use crate::engine::{Applied, Engine};
+use crate::error::EngineError;
+use crate::step::{Outgoing, RunInfo, Step};
+
+impl Engine {
+    /// Records a completion (guarded) and advances the run: a retry, the
+    /// next item, or the end of the task and what cascades from it. Commits
+    /// `tx`.
+    pub(crate) async fn complete(
+        &self,
+        mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+        completion: &Completion<'_>,
+    ) -> Result<Applied, EngineError> {
+        let (applied, messages) = self
+            .complete_in(&mut tx, std::slice::from_ref(completion))
+            .await?;
+        self.commit(tx, messages).await?;
+        Ok(applied.first().copied().unwrap_or(Applied::Duplicate))
+    }
+
+    /// [`Engine::complete`] for several completions inside an open
+    /// transaction, set-based where it can be: one statement records them
+    /// all, one counts the finished items of every fan-out (or failed
+    /// task) they belong to (a wide fan-out's counter row is updated once),
+    /// then each run is planned in run order (so concurrent batches lock
+    /// runs in the same order) and one [`Step`] carries the plans out. A
+    /// plain task whose execution succeeded was finished by the recording
+    /// statement itself; the step only cascades from it. Returns one
+    /// [`Applied`] per completion and the messages to write to the outbox
+    /// with the commit.
+    pub(crate) async fn complete_in(
+        &self,
+        tx: &mut PgConnection,
+        completions: &[Completion<'_>],
+    ) -> Result<(Vec<Applied>, Outgoing), EngineError> {
+        let recorded = executions::complete_many(tx, completions).await?;
+        let applied = recorded
+            .completions
+            .iter()
+            .map(|r| {
+                if r.is_some() {
+                    Applied::Changed
+                } else {
+                    Applied::Duplicate
+                }
+            })
+            .collect();
+        let mut runs: BTreeMap<WorkflowExecutionId, RunPlan<'_>> = BTreeMap::new();
+        let mut items: BTreeMap<TaskExecutionId, Items<'_>> = BTreeMap::new();
+        for (completion, completed) in completions.iter().zip(&recorded.completions) {
+            let Some(completed) = completed else { continue };
+            let execution = &completed.execution;
+            let plan = runs
+                .entry(execution.workflow_execution_id)
+                .or_insert_with(|| RunPlan::new(completed));
+            if completed.task_finished {
+                // A plain task's one execution succeeded: the statement
+                // finished the task; the step cascades from it.
+                plan.finished = true;
+                continue;
+            }
+            match completed.run_status {
+                WorkflowStatus::Running => {}
+                WorkflowStatus::Canceling => {
+                    plan.settle = true;
+                    continue;
+                }
+                // A late report for a finished (or not yet started) run:
+                // the execution's guard flipped, nothing else follows.
+                _ => continue,
+            }
+            let workflow = self.inner.catalog.get(tx, completed.definition_id).await?;
+            let spec = workflow.task(&completed.task_name).ok_or_else(|| {
+                EngineError::Inconsistent(format!(
+                    "task `{}` is not in the workflow of run {}",
+                    completed.task_name, execution.workflow_execution_id
+                ))
+            })?;
+            let tries = execution.attempt - completed.attempt_base;
+            let attempts_left = tries < i32::try_from(spec.retry().attempts).unwrap_or(i32::MAX);
+            if completion.status.is_retryable() && attempts_left {
+                plan.retries.push(execution);
+                continue;
+            }
+            let task = execution.task_execution_id;
+            let entry = items.entry(task).or_insert_with(|| Items {
+                done: ItemsDone {
+                    task,
+                    succeeded: 0,
+                    failed: 0,
+                },
+                last: execution,
+                with_items: spec.with_items().is_some(),
+            });
+            if completion.status == ExecutionStatus::Succeeded {
+                entry.done.succeeded += 1;
+            } else {
+                entry.done.failed += 1;
+            }
+            entry.last = execution;
+            if !plan.tasks.contains(&task) {
+                plan.tasks.push(task);
+            }
+        }
+        let done: Vec<ItemsDone> = items.values().map(|i| i.done).collect();
+        let mut counted: HashMap<TaskExecutionId, tasks::TaskRow> =
+            tasks::items_finished(tx, &done)
+                .await?
+                .into_iter()
+                .map(|t| (t.id, t))
+                .collect();
+
+        let mut step = self.step(tx);
+        step.absorb(recorded.finished);
+        for (run_id, plan) in runs {
+            if plan.settle {
+                // Settling writes its own outbox rows for the relay.
+                cancel::settle(step.conn(), run_id, &plan.first.workflow_name).await?;
+                self.inner.outbox_written.notify_one();
+            }
+            if plan.retries.is_empty()
+                && !plan.finished
+                && plan.tasks.iter().all(|t| !counted.contains_key(t))
+            {
+                continue;
+            }
+            let workflow = self
+                .inner
+                .catalog
+                .get(step.conn(), plan.first.definition_id)
+                .await?;
+            step.add_run(RunInfo {
+                id: run_id,
+                status: plan.first.run_status,
+                round: plan.first.run_round,
+                input: plan
+                    .first
+                    .run_input
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default(),
+                workflow,
+            });
+            for failed in plan.retries {
+                let task = tasks::get(step.conn(), failed.task_execution_id).await?;
+                step.retry(&task, failed).await?;
+            }
+            for task in plan.tasks {
+                let (Some(counted), Some(entry)) = (counted.remove(&task), items.get(&task)) else {
+                    continue;
+                };
+                if counted.all_items_done() {
+                    let outcome = self
+                        .task_outcome(&mut step, &counted, entry.last, entry.with_items)
+                        .await?;
+                    step.finish_task(&counted, outcome);
+                } else if entry.done.succeeded > 0 {
+                    step.dispatch_next_items(&counted, entry.done.succeeded)
+                        .await?;
+                }
+            }
+        }
+        step.settle().await?;
+        Ok((applied, std::mem::take(&mut step.out)))
+    }
+
+    /// How a task whose items are all done ends.
+    async fn task_outcome(
+        &self,
+        step: &mut Step<'_>,
+        task: &tasks::TaskRow,
+        last: &executions::ExecutionRow,
+        with_items: bool,
+    ) -> Result<Outcome, EngineError> {
+        if task.items_failed > 0 {
+            executions::cancel_pending(step.conn(), task.id).await?;
+            let first = executions::first_failure(step.conn(), task.id, task.attempt_base).await?;
+            let error = match (with_items, first) {
+                (true, Some((index, error))) => format!(
+                    "{} of {} items failed; item {index}: {error}",
+                    task.items_failed,
+                    task.items_total.unwrap_or_default()
+                ),
+                (_, Some((_, error))) => error,
+                (_, None) => "failed".to_owned(),
+            };
+            return Ok(Outcome {
+                status: TaskStatus::Failed,
+                result: TaskResult::Nothing,
+                error: Some(error),
+            });
+        }
+        let result = if with_items {
+            TaskResult::Items
+        } else {
+            TaskResult::Value(last.result.clone().unwrap_or_default())
+        };
+        Ok(Outcome {
+            status: TaskStatus::Succeeded,
+            result,
+            error: None,
+        })
+    }
+}
+
+/// What a batch of completions does to one run.
+struct RunPlan<'c> {
+    /// One of its recorded completions: the run's status, input, workflow.
+    first: &'c Completed,
+    /// It is canceling: settle it once its completions are recorded.
+    settle: bool,
+    /// Executions that failed with tries left.
+    retries: Vec<&'c executions::ExecutionRow>,
+    /// Some of its tasks were finished with their succeeded execution.
+    finished: bool,
+    /// Tasks with finished items, in the order they were reported.
+    tasks: Vec<TaskExecutionId>,
+}
+
+impl<'c> RunPlan<'c> {
+    fn new(first: &'c Completed) -> Self {
+        Self {
+            first,
+            settle: false,
+            retries: Vec::new(),
+            finished: false,
+            tasks: Vec::new(),
+        }
+    }
+}
+
+/// The finished items of one task in a batch of completions.
+struct Items<'c> {
+    done: ItemsDone,
+    /// The last of them.
+    last: &'c executions::ExecutionRow,
+    with_items: bool,
+}
+
+/// `m`, or — when its result (or error) is over the limit, from a worker
+/// running with a bigger `--max-result-bytes` — the failed attempt it
+/// stands for, without the result: storing it would put a value of any
+/// size in a `jsonb` column (PostgreSQL refuses one over 255 MB, and the
+/// run would stick) and in the memory of whoever reads the task. The rule
+/// is the worker's own, [`refit_report`].
+pub(crate) fn bounded(m: &ExecutionCompleted, limit: ResultLimit) -> Cow<'_, ExecutionCompleted> {
+    match refit_report(limit, m.status, m.result.as_ref(), m.error.as_deref()) {
+        None => Cow::Borrowed(m),
+        Some(refit) => {
+            tracing::warn!(execution_id = %m.execution_id, worker_id = %m.worker_id, error = ?refit.error, "a completion over the result limit");
+            Cow::Owned(ExecutionCompleted {
+                status: refit.status,
+                result: if refit.drop_result {
+                    None
+                } else {
+                    m.result.clone()
+                },
+                error: refit.error,
+                worker_id: m.worker_id.clone(),
+                ..*m
+            })
+        }
+    }
+}
+
+/// The store's view of a completion report.
+pub(crate) fn completion_of(m: &ExecutionCompleted) -> Result<Completion<'_>, EngineError> {
+    if !m.status.is_terminal() {
+        return Err(EngineError::Inconsistent(format!(
+            "a completion of execution {} carries the non-terminal status `{}`",
+            m.execution_id, m.status
+        )));
+    }
+    Ok(Completion {
+        id: m.execution_id,
+        run: m.workflow_execution_id,
+        attempt: i32::try_from(m.attempt).unwrap_or(i32::MAX),
+        status: m.status,
+        result: m.result.as_ref(),
+        error: m.error.as_deref(),
+        worker_id: Some(&m.worker_id),
+        started_at: m.started_at,
+        finished_at: Some(m.finished_at),
+    })
+}
