@@ -39,6 +39,7 @@ use weft_bus::Publisher;
 use weft_common::{Workflow, WorkflowExecutionId, WorkflowStatus};
 use weft_store::runs::{self, NewRun};
 use weft_tests::process::Daemon;
+use weft_tests::report::Report;
 use weft_tests::{Stack, StackOptions, submit_via};
 
 const LINEAR4: &str = r#"
@@ -172,59 +173,13 @@ impl Sizes {
     }
 }
 
-/// One measured figure.
-struct Figure {
-    scenario: String,
-    figure: &'static str,
-    value: f64,
-    unit: &'static str,
-}
+/// The percentiles reported of latencies.
+const PERCENTILES: &[(&str, f64)] = &[("p50", 0.50), ("p90", 0.90), ("p99", 0.99)];
 
-/// Collects figures; prints each as it comes unless the output is JSON.
-struct Report {
-    json: bool,
-    figures: Vec<Figure>,
-}
-
-impl Report {
-    fn add(&mut self, scenario: &str, figure: &'static str, value: f64, unit: &'static str) {
-        if !self.json {
-            println!("{scenario:<34} {figure:<14} {value:>10.2} {unit}");
-        }
-        self.figures.push(Figure {
-            scenario: scenario.to_owned(),
-            figure,
-            value,
-            unit,
-        });
-    }
-
-    fn percentiles(&mut self, scenario: &str, samples: &[f64]) {
-        let mut ms = samples.to_vec();
-        ms.sort_by(f64::total_cmp);
-        let pct = |p: f64| ms[((ms.len() as f64 - 1.0) * p).round() as usize];
-        self.add(scenario, "p50", pct(0.50), "ms");
-        self.add(scenario, "p90", pct(0.90), "ms");
-        self.add(scenario, "p99", pct(0.99), "ms");
-    }
-
-    fn memory(&mut self, scenario: &str, peaks: &Peaks) {
-        self.add(scenario, "executor_rss", peaks.executor_mb, "MB");
-        self.add(scenario, "worker_rss", peaks.worker_mb, "MB");
-    }
-
-    fn finish(&self) {
-        if self.json {
-            let figures: Vec<Value> = self
-                .figures
-                .iter()
-                .map(|f| {
-                    json!({"scenario": f.scenario, "figure": f.figure, "value": f.value, "unit": f.unit})
-                })
-                .collect();
-            println!("{}", Value::Array(figures));
-        }
-    }
+/// Records the daemons' peak memory.
+fn memory(report: &mut Report, scenario: &str, peaks: &Peaks) {
+    report.add(scenario, "executor_rss", peaks.executor_mb, "MB");
+    report.add(scenario, "worker_rss", peaks.worker_mb, "MB");
 }
 
 /// Peak resident memory of each kind of daemon, in MB.
@@ -326,10 +281,7 @@ fn main() -> anyhow::Result<()> {
         .collect();
     let wanted = |name: &str| only.is_empty() || only.contains(&name);
     let sizes = if quick { Sizes::quick() } else { Sizes::full() };
-    let mut report = Report {
-        json,
-        figures: Vec::new(),
-    };
+    let mut report = Report::new(json);
     let runtime = tokio::runtime::Runtime::new()?;
     if wanted("latency") {
         runtime.block_on(latency(&sizes, &mut report))?;
@@ -369,11 +321,11 @@ async fn latency(sizes: &Sizes, report: &mut Report) -> anyhow::Result<()> {
     // Warm up: connections, caches, queue declarations.
     sequential(&mut client, &LINEAR, 5).await?;
     let linear = sequential(&mut client, &LINEAR, sizes.latency_runs).await?;
-    report.percentiles("latency-linear4", &linear.engine);
-    report.percentiles("latency-linear4 client", &linear.client);
+    report.percentiles("latency-linear4", &linear.engine, PERCENTILES);
+    report.percentiles("latency-linear4 client", &linear.client, PERCENTILES);
     let diamond = sequential(&mut client, &DIAMOND_SHAPE, sizes.latency_runs).await?;
-    report.percentiles("latency-diamond", &diamond.engine);
-    report.percentiles("latency-diamond client", &diamond.client);
+    report.percentiles("latency-diamond", &diamond.engine, PERCENTILES);
+    report.percentiles("latency-diamond client", &diamond.client, PERCENTILES);
     // From a task's completion (the worker's stamp in `execution.completed`)
     // to its successor's start (the worker's stamp when it took the
     // dispatch), over every edge of the linear runs.
@@ -397,9 +349,9 @@ async fn latency(sizes: &Sizes, report: &mut Report) -> anyhow::Result<()> {
         gaps.len(),
         ids.len()
     );
-    report.percentiles("start-to-start", &gaps);
+    report.percentiles("start-to-start", &gaps, PERCENTILES);
     let peaks = daemons.stop();
-    report.memory("latency (1 executor + 1 worker)", &peaks);
+    memory(report, "latency (1 executor + 1 worker)", &peaks);
     Ok(())
 }
 
@@ -702,7 +654,7 @@ async fn drain(
     let seconds = span(&pool, &ids).await?;
     report.add(scenario, "tasks/s", tasks as f64 / seconds, "tasks/s");
     report.add(scenario, "elapsed", seconds, "s");
-    report.memory(scenario, &peaks);
+    memory(report, scenario, &peaks);
     Ok(())
 }
 
@@ -773,7 +725,7 @@ async fn fanout(sizes: &Sizes, report: &mut Report) -> anyhow::Result<()> {
         }
     }
     let peaks = daemons.stop();
-    report.memory("fanout (1 executor + 1 worker)", &peaks);
+    memory(report, "fanout (1 executor + 1 worker)", &peaks);
     Ok(())
 }
 
@@ -823,7 +775,7 @@ async fn upstream(sizes: &Sizes, report: &mut Report) -> anyhow::Result<()> {
         "x",
     );
     let peaks = daemons.stop();
-    report.memory("upstream (1 executor + 1 worker)", &peaks);
+    memory(report, "upstream (1 executor + 1 worker)", &peaks);
     Ok(())
 }
 
@@ -860,7 +812,7 @@ async fn results(sizes: &Sizes, report: &mut Report) -> anyhow::Result<()> {
     report.add(&scenario, "join_done", seconds, "s");
     report.add(&scenario, "items/s", n as f64 / seconds, "items/s");
     report.add(&scenario, "fan_result", bytes as f64 / 1e6, "MB");
-    report.memory(&scenario, &peaks);
+    memory(report, &scenario, &peaks);
     Ok(())
 }
 
@@ -886,7 +838,7 @@ async fn depth(sizes: &Sizes, report: &mut Report) -> anyhow::Result<()> {
             .await?
             .engine;
         let scenario = format!("depth {depth} parked");
-        report.percentiles(&scenario, &latencies);
+        report.percentiles(&scenario, &latencies, PERCENTILES);
         let mut sorted = latencies;
         sorted.sort_by(f64::total_cmp);
         p50s.push(sorted[sorted.len() / 2]);

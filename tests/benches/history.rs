@@ -33,11 +33,11 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, ensure};
-use serde_json::{Value, json};
 use sqlx::PgPool;
 use weft_common::{WorkflowExecutionId, WorkflowStatus};
 use weft_store::cancel::{self, Requested};
 use weft_store::{audit, executions, prune, runs, tasks};
+use weft_tests::report::Report;
 use weft_tests::{Stack, StackOptions};
 
 /// Sizes of one run of the bench.
@@ -162,61 +162,8 @@ const AFTER: &[&str] = &[
      WHERE finished_at IS NOT NULL",
 ];
 
-/// One measured figure.
-struct Figure {
-    scenario: String,
-    figure: &'static str,
-    value: f64,
-    unit: &'static str,
-}
-
-/// Collects figures; prints each as it comes unless the output is JSON.
-struct Report {
-    json: bool,
-    figures: Vec<Figure>,
-}
-
-impl Report {
-    fn add(&mut self, scenario: &str, figure: &'static str, value: f64, unit: &'static str) {
-        if !self.json {
-            println!("{scenario:<34} {figure:<14} {value:>10.2} {unit}");
-        }
-        self.figures.push(Figure {
-            scenario: scenario.to_owned(),
-            figure,
-            value,
-            unit,
-        });
-    }
-
-    fn percentiles(&mut self, scenario: &str, samples: &[f64]) {
-        let mut ms = samples.to_vec();
-        ms.sort_by(f64::total_cmp);
-        let pct = |p: f64| ms[((ms.len() as f64 - 1.0) * p).round() as usize];
-        self.add(scenario, "p50", pct(0.50), "ms");
-        self.add(scenario, "p95", pct(0.95), "ms");
-        self.add(scenario, "p99", pct(0.99), "ms");
-    }
-
-    fn note(&self, text: &str) {
-        if !self.json {
-            println!("{text}");
-        }
-    }
-
-    fn finish(&self) {
-        if self.json {
-            let figures: Vec<Value> = self
-                .figures
-                .iter()
-                .map(|f| {
-                    json!({"scenario": f.scenario, "figure": f.figure, "value": f.value, "unit": f.unit})
-                })
-                .collect();
-            println!("{}", Value::Array(figures));
-        }
-    }
-}
+/// The percentiles reported of query times.
+const PERCENTILES: &[(&str, f64)] = &[("p50", 0.50), ("p95", 0.95), ("p99", 0.99)];
 
 /// Ids of generated runs `from..=to`, read back from the database.
 async fn ids(pool: &PgPool, from: i64, to: i64) -> anyhow::Result<Vec<WorkflowExecutionId>> {
@@ -267,13 +214,21 @@ async fn measure(
         runs::definition(&mut conn, run.definition_id).await?;
         ensure!(summaries.len() == 5, "5 tasks, not {}", summaries.len());
     });
-    report.percentiles(&format!("{label} status (get+summaries+def)"), &samples);
+    report.percentiles(
+        &format!("{label} status (get+summaries+def)"),
+        &samples,
+        PERCENTILES,
+    );
 
     let samples = timed!(history, calls, |id| {
         let rows = executions::for_run(&mut conn, id).await?;
         ensure!(rows.len() == 100, "100 executions, not {}", rows.len());
     });
-    report.percentiles(&format!("{label} executions::for_run"), &samples);
+    report.percentiles(
+        &format!("{label} executions::for_run"),
+        &samples,
+        PERCENTILES,
+    );
 
     // Each cancel in a transaction rolled back (not timed), so every call
     // finds its run live.
@@ -290,25 +245,29 @@ async fn measure(
         };
         ensure!(requested == expected, "cancel of a live run: {requested:?}");
     }
-    report.percentiles(&format!("{label} cancel (live run)"), &samples);
+    report.percentiles(&format!("{label} cancel (live run)"), &samples, PERCENTILES);
 
     let samples = timed!(history, calls, |id| {
         let violations = audit::audit(&mut conn, Some(id), 60.0).await?;
         ensure!(violations.is_empty(), "audit: {violations:?}");
     });
-    report.percentiles(&format!("{label} audit ID"), &samples);
+    report.percentiles(&format!("{label} audit ID"), &samples, PERCENTILES);
 
     let samples = timed!(history, calls, |_id| {
         let rows = runs::list(&mut conn, None, 20).await?;
         ensure!(rows.len() == 20, "20 runs listed, not {}", rows.len());
     });
-    report.percentiles(&format!("{label} list"), &samples);
+    report.percentiles(&format!("{label} list"), &samples, PERCENTILES);
 
     let samples = timed!(history, calls, |_id| {
         let rows = runs::list(&mut conn, Some(WorkflowStatus::Running), 20).await?;
         ensure!(!rows.is_empty(), "the live runs are listed");
     });
-    report.percentiles(&format!("{label} list --status running"), &samples);
+    report.percentiles(
+        &format!("{label} list --status running"),
+        &samples,
+        PERCENTILES,
+    );
 
     plans(pool, live[0], report).await
 }
@@ -366,10 +325,7 @@ fn main() -> anyhow::Result<()> {
         .collect();
     let wanted = |name: &str| only.is_empty() || only.contains(&name);
     let sizes = if quick { QUICK } else { FULL };
-    let mut report = Report {
-        json,
-        figures: Vec::new(),
-    };
+    let mut report = Report::new(json);
     let stack = Stack::start(StackOptions::bare())?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {

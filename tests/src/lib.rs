@@ -14,6 +14,7 @@
 
 pub mod private;
 pub mod process;
+pub mod report;
 
 use std::sync::Arc;
 use std::time::Duration;
