@@ -27,8 +27,6 @@
 //! (small sizes, seconds) as a check of its results, never of its speed.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context as _, ensure};
@@ -38,7 +36,7 @@ use sqlx::postgres::PgListener;
 use weft_bus::Publisher;
 use weft_common::{Workflow, WorkflowExecutionId, WorkflowStatus};
 use weft_store::runs::{self, NewRun};
-use weft_tests::process::Daemon;
+use weft_tests::fleet::{Daemons, Peaks};
 use weft_tests::report::Report;
 use weft_tests::{Stack, StackOptions, submit_via};
 
@@ -180,92 +178,6 @@ const PERCENTILES: &[(&str, f64)] = &[("p50", 0.50), ("p90", 0.90), ("p99", 0.99
 fn memory(report: &mut Report, scenario: &str, peaks: &Peaks) {
     report.add(scenario, "executor_rss", peaks.executor_mb, "MB");
     report.add(scenario, "worker_rss", peaks.worker_mb, "MB");
-}
-
-/// Peak resident memory of each kind of daemon, in MB.
-#[derive(Debug, Default, Clone, Copy)]
-struct Peaks {
-    executor_mb: f64,
-    worker_mb: f64,
-}
-
-/// Executor and worker processes, with a thread sampling their memory.
-struct Daemons {
-    executors: Vec<Daemon>,
-    workers: Vec<Daemon>,
-    stop: Arc<AtomicBool>,
-    sampler: Option<std::thread::JoinHandle<Peaks>>,
-}
-
-impl Daemons {
-    fn start(stack: &Stack, executors: usize, workers: usize) -> anyhow::Result<Self> {
-        let env = [
-            ("WEFT_DATABASE_URL", stack.database_url.as_str()),
-            ("WEFT_AMQP_URL", stack.amqp_url.as_str()),
-        ];
-        let executors = (0..executors)
-            .map(|i| Daemon::start(&format!("executor-{i}"), &["executor"], &env))
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        let workers = (0..workers)
-            .map(|i| {
-                Daemon::start(
-                    &format!("worker-{i}"),
-                    &["worker", "--concurrency", "64"],
-                    &env,
-                )
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        let pids = |ds: &[Daemon]| ds.iter().filter_map(Daemon::pid).collect::<Vec<u32>>();
-        let (executor_pids, worker_pids) = (pids(&executors), pids(&workers));
-        let stop = Arc::new(AtomicBool::new(false));
-        let sampling = Arc::clone(&stop);
-        let sampler = std::thread::spawn(move || {
-            let mut peaks = Peaks::default();
-            while !sampling.load(Ordering::Relaxed) {
-                for pid in &executor_pids {
-                    peaks.executor_mb = peaks.executor_mb.max(rss_mb(*pid));
-                }
-                for pid in &worker_pids {
-                    peaks.worker_mb = peaks.worker_mb.max(rss_mb(*pid));
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            peaks
-        });
-        Ok(Self {
-            executors,
-            workers,
-            stop,
-            sampler: Some(sampler),
-        })
-    }
-
-    /// Stops the daemons; returns their peak memory.
-    fn stop(mut self) -> Peaks {
-        self.stop.store(true, Ordering::Relaxed);
-        let peaks = self
-            .sampler
-            .take()
-            .and_then(|s| s.join().ok())
-            .unwrap_or_default();
-        for d in self.executors.iter_mut().chain(&mut self.workers) {
-            d.terminate();
-        }
-        peaks
-    }
-}
-
-/// Resident memory of a process in MB (0 if it is gone).
-fn rss_mb(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 fn main() -> anyhow::Result<()> {
