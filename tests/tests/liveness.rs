@@ -414,3 +414,50 @@ async fn a_running_execution_its_live_worker_stopped_listing_is_reaped() {
         found.reason
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_whose_start_message_was_lost_is_started_after_all() {
+    // The run is stored, its `workflow.submitted` lost before any executor
+    // saw it (its outbox row deleted: as if published into a purged queue).
+    let stack = Stack::start(StackOptions::bare()).expect("stack");
+    let pool = stack.pool().await.expect("pool");
+    let yaml = "name: lost-start\ntasks:\n  only: { action: echo, input: { v: 1 } }\n";
+    let id = stack.submit(&pool, yaml, json!({})).await.expect("submit");
+    let deleted =
+        sqlx::query("DELETE FROM outbox WHERE (payload->>'workflow_execution_id')::uuid = $1")
+            .bind(id.as_uuid())
+            .execute(&pool)
+            .await
+            .expect("lose the start")
+            .rows_affected();
+    assert_eq!(deleted, 1, "the start message was in the outbox");
+    let env = env(
+        &stack,
+        &[
+            ("WEFT_HEARTBEAT_GRACE", "1"),
+            ("WEFT_REDISPATCH_AFTER", "2"),
+        ],
+    );
+    let _executor = start("executor", &["executor"], &env);
+    let _worker = start("worker", &["worker"], &env);
+    let run = stack
+        .wait(&pool, id, Duration::from_secs(60))
+        .await
+        .expect("the run finishes");
+    assert_eq!(run.status, WorkflowStatus::Succeeded, "{:?}", run.error);
+    let resubmitted: bool = sqlx::query_scalar(
+        "SELECT resubmitted_at IS NOT NULL FROM workflow_executions WHERE id = $1",
+    )
+    .bind(id.as_uuid())
+    .fetch_one(&pool)
+    .await
+    .expect("run");
+    assert!(resubmitted, "its start was sent again");
+    let mut conn = pool.acquire().await.expect("conn");
+    assert!(
+        audit::audit(&mut conn, Some(id), 60.0)
+            .await
+            .expect("audit")
+            .is_empty()
+    );
+}

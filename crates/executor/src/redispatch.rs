@@ -11,6 +11,11 @@
 //! first message turn up after all, both run; the guarded start and
 //! completion keep the execution's outcome single.
 //!
+//! A run's start message (`workflow.submitted`) lost the same way leaves
+//! the run `pending`: a run still pending `--redispatch-after` after it was
+//! stored (or its start last re-sent) has its start sent again; starting
+//! a run is guarded, so it starts once.
+//!
 //! A deep queue is not re-sent: a dispatch is re-sent only while its
 //! pool's queue has no message ready (a passive declaration tells). A
 //! message still waiting in the queue is not lost — or if it is, it is
@@ -67,6 +72,15 @@ impl Redispatcher {
         bus: &Bus,
     ) -> Result<usize, EngineError> {
         let after_ms = i64::try_from(self.after.as_millis()).unwrap_or(i64::MAX);
+        // Runs whose start message was lost: sent again, through the outbox.
+        let mut tx = engine.begin().await?;
+        let restarted = overdue::resubmit_stale_runs(&mut tx, after_ms, BATCH).await?;
+        tx.commit()
+            .await
+            .map_err(crate::error::db("committing re-sent starts"))?;
+        for run in &restarted {
+            tracing::warn!(workflow_execution_id = %run, "no executor started this run in time: re-sending its start");
+        }
         let mut looked = self.quarantine.ids(Instant::now());
         // Whether each pool's queue was empty, asked once per pass.
         let mut empty: HashMap<String, bool> = HashMap::new();
@@ -137,7 +151,7 @@ impl Redispatcher {
         if sent > 0 {
             metrics::counter!("weft_executor_redispatched_total").increment(sent as u64);
         }
-        Ok(sent)
+        Ok(sent + restarted.len())
     }
 
     /// The execution's dispatch as first sent: action, pool and timeout

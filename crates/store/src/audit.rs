@@ -141,6 +141,17 @@ const CHECKS: &[(&str, &str)] = &[
            AND ($1::uuid IS NULL OR e.workflow_execution_id = $1)",
     ),
     (
+        // A start message lost on the way leaves its run pending: the
+        // executors send it again after `--redispatch-after`.
+        "pending_runs_started",
+        "SELECT r.id, format('run has been pending since %s: no executor started it (its start message may be lost, or no executor runs)', \
+                            GREATEST(r.created_at, r.resubmitted_at)) \
+         FROM workflow_executions r \
+         WHERE r.status = 'pending' \
+           AND GREATEST(r.created_at, r.resubmitted_at) < now() - make_interval(secs => $3) \
+           AND ($1::uuid IS NULL OR r.id = $1)",
+    ),
+    (
         // Rows the relay could not decode are parked, never dropped.
         "outbox_nothing_parked",
         // The payload is what could not be decoded: its run id is read only

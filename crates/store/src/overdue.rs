@@ -167,3 +167,53 @@ pub async fn redispatched(
     .context("recording redispatches")?;
     Ok(done.into_iter().map(ExecutionId::from).collect())
 }
+
+/// Sends again, through the outbox (due at once, relays woken), the start
+/// message of up to `limit` runs still `pending` longer than
+/// `older_than_ms` after they were stored or last re-sent, and records the
+/// re-send (`resubmitted_at`), in one statement. Returns the runs. Their
+/// first message may turn up after all: a run starts once (its start is
+/// a guarded `pending → running`).
+///
+/// # Errors
+/// A database error.
+pub async fn resubmit_stale_runs(
+    conn: &mut PgConnection,
+    older_than_ms: i64,
+    limit: i64,
+) -> Result<Vec<WorkflowExecutionId>, StoreError> {
+    let stale: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT id FROM workflow_executions \
+         WHERE status = $1 AND GREATEST(created_at, resubmitted_at) < now() - make_interval(secs => $2::float8 / 1000) \
+         ORDER BY created_at LIMIT $3 FOR UPDATE SKIP LOCKED",
+    )
+    .bind(WorkflowStatus::Pending.as_str())
+    .bind(older_than_ms)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await
+    .context("finding runs whose start was not taken")?;
+    if stale.is_empty() {
+        return Ok(Vec::new());
+    }
+    sqlx::query(
+        "UPDATE workflow_executions SET resubmitted_at = clock_timestamp() WHERE id = ANY($1)",
+    )
+    .bind(&stale)
+    .execute(&mut *conn)
+    .await
+    .context("recording re-sent starts")?;
+    let runs: Vec<WorkflowExecutionId> = stale.into_iter().map(WorkflowExecutionId::from).collect();
+    let messages: Vec<(weft_common::Envelope, Option<DateTime<Utc>>)> = runs
+        .iter()
+        .map(|id| {
+            let start = weft_common::message::WorkflowSubmitted {
+                workflow_execution_id: *id,
+            };
+            (weft_common::Envelope::new(start), None)
+        })
+        .collect();
+    crate::outbox::enqueue(&mut *conn, &messages, None).await?;
+    crate::outbox::notify(&mut *conn).await?;
+    Ok(runs)
+}
