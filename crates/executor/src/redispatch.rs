@@ -94,19 +94,19 @@ impl Redispatcher {
             let mut out = Outgoing::default();
             let mut ids = Vec::new();
             for row in &stale {
-                looked.push(row.id);
+                looked.push(row.execution.id);
                 let envelope = match self.dispatch_of(engine, &mut tx, row).await {
                     Ok(envelope) => envelope,
                     Err(e) if e.is_transient() => return Err(e),
                     Err(e) => {
                         tracing::error!(
-                            execution_id = %row.id,
-                            workflow_execution_id = %row.workflow_execution_id,
+                            execution_id = %row.execution.id,
+                            workflow_execution_id = %row.execution.workflow_execution_id,
                             error = %weft_common::error_chain(&e),
                             quarantine = ?QUARANTINE,
                             "cannot rebuild a lost dispatch; passing over it for a while"
                         );
-                        self.quarantine.add(row.id, Instant::now());
+                        self.quarantine.add(row.execution.id, Instant::now());
                         continue;
                     }
                 };
@@ -126,14 +126,14 @@ impl Redispatcher {
                     continue;
                 }
                 tracing::warn!(
-                    execution_id = %row.id,
-                    workflow_execution_id = %row.workflow_execution_id,
-                    attempt = row.attempt,
+                    execution_id = %row.execution.id,
+                    workflow_execution_id = %row.execution.workflow_execution_id,
+                    attempt = row.execution.attempt,
                     pool = %d.queue,
                     waiting_since = %row.waiting_since,
                     "no worker took this execution and its pool's queue is empty: re-sending its dispatch"
                 );
-                ids.push(row.id);
+                ids.push(row.execution.id);
                 out.queued.push((envelope, None));
             }
             let recorded = overdue::redispatched(&mut tx, &ids).await?;
@@ -163,20 +163,20 @@ impl Redispatcher {
         row: &Stale,
     ) -> Result<Envelope, EngineError> {
         let workflow = engine.inner.catalog.get(conn, row.definition_id).await?;
-        let task = tasks::get(conn, row.task_execution_id).await?;
+        let task = tasks::get(conn, row.execution.task_execution_id).await?;
         let spec = workflow.task(&task.task_name).ok_or_else(|| {
             EngineError::Inconsistent(format!(
                 "task `{}` is not in the workflow of run {}",
-                task.task_name, row.workflow_execution_id
+                task.task_name, row.execution.workflow_execution_id
             ))
         })?;
         Ok(Envelope::new(dispatch(
             spec,
             &task,
-            row.id,
-            row.item_index,
-            row.attempt,
-            row.input.clone(),
+            row.execution.id,
+            row.execution.item_index,
+            row.execution.attempt,
+            row.execution.input.clone(),
         )))
     }
 }

@@ -64,7 +64,7 @@ pub struct ExecutionRow {
     pub seq: Option<i32>,
 }
 
-const EXECUTION_COLUMNS: &str = "id, task_execution_id, workflow_execution_id, item_index, attempt, status, input, \
+pub(crate) const EXECUTION_COLUMNS: &str = "id, task_execution_id, workflow_execution_id, item_index, attempt, status, input, \
      result, error, worker_id, timeout_ms, created_at, queued_at, due_at, started_at, finished_at, deadline, \
      round, kept_from, seq";
 

@@ -5,14 +5,12 @@
 //! any number of executors share the work.
 
 use chrono::{DateTime, Utc};
-use serde_json::Value;
 use sqlx::PgConnection;
 use uuid::Uuid;
-use weft_common::{
-    ExecutionId, ExecutionStatus, TaskExecutionId, WorkflowExecutionId, WorkflowStatus,
-};
+use weft_common::{ExecutionId, ExecutionStatus, WorkflowExecutionId, WorkflowStatus};
 
 use crate::error::{Context, StoreError};
+use crate::executions::{EXECUTION_COLUMNS, ExecutionRow};
 
 /// A running execution the reaper should end, and why.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -81,21 +79,10 @@ pub const DEFAULT_REDISPATCH_AFTER: std::time::Duration = std::time::Duration::f
 /// queues, a dispatch dead-lettered).
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Stale {
-    /// The execution.
-    #[sqlx(try_from = "Uuid")]
-    pub id: ExecutionId,
-    /// Its task.
-    #[sqlx(try_from = "Uuid")]
-    pub task_execution_id: TaskExecutionId,
-    /// Its run.
-    #[sqlx(try_from = "Uuid")]
-    pub workflow_execution_id: WorkflowExecutionId,
-    /// The item's position, for a with_items task.
-    pub item_index: Option<i32>,
-    /// Which try: a dispatch sent again keeps it.
-    pub attempt: i32,
-    /// The rendered input, as first dispatched.
-    pub input: Value,
+    /// The execution: its dispatch is rebuilt from it (same id, attempt
+    /// and input).
+    #[sqlx(flatten)]
+    pub execution: ExecutionRow,
     /// Its run's workflow definition (for the task's action, pool and
     /// timeout).
     pub definition_id: Uuid,
@@ -127,13 +114,13 @@ pub async fn claim_stale_queued(
     // The status is spelled into the text (from the enum, not a literal):
     // the planner uses the partial index only for a predicate it can see.
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT e.id, e.task_execution_id, e.workflow_execution_id, e.item_index, e.attempt, e.input, \
-                w.definition_id, {QUEUED_SINCE} AS waiting_since \
+        "SELECT {columns}, w.definition_id, {QUEUED_SINCE} AS waiting_since \
          FROM executions e JOIN workflow_executions w ON w.id = e.workflow_execution_id \
          WHERE e.status = '{queued}' AND w.status = $1 \
            AND {QUEUED_SINCE} < now() - make_interval(secs => $2::float8 / 1000) \
            AND e.id <> ALL($3) \
          ORDER BY {QUEUED_SINCE} LIMIT $4 FOR UPDATE OF e SKIP LOCKED",
+        columns = crate::prefixed("e", EXECUTION_COLUMNS),
         queued = ExecutionStatus::Queued.as_str(),
     )))
     .bind(WorkflowStatus::Running.as_str())
@@ -171,7 +158,7 @@ pub async fn redispatched(
 /// Sends again, through the outbox (due at once, relays woken), the start
 /// message of up to `limit` runs still `pending` longer than
 /// `older_than_ms` after they were stored or last re-sent, and records the
-/// re-send (`resubmitted_at`), in one statement. Returns the runs. Their
+/// re-send (`resubmitted_at`). Returns the runs. Their
 /// first message may turn up after all: a run starts once (its start is
 /// a guarded `pending → running`).
 ///
