@@ -299,3 +299,49 @@ tasks:
         "{error}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wide_fan_outs_inputs_and_result_arrive_whole_and_in_item_order() {
+    // Wider than the executions one statement writes at a task's start
+    // (the rest follow in the same transaction) and than the results read
+    // with their row (a long list is streamed element by element): every
+    // item runs once with its own input, and the successor and the run's
+    // output see every result in item order.
+    let n = 9_000;
+    let yaml = r#"
+name: wide
+input: { n: null }
+tasks:
+  fan: { action: echo, with_items: "{{ range(input.n) | list }}", input: { i: "{{ item }}", sq: "{{ item * item }}" } }
+  join:
+    needs: [fan]
+    action: echo
+    input:
+      n: "{{ tasks.fan.result | length }}"
+      ordered: "{{ tasks.fan.result | map(attribute='i') | list == range(input.n) | list }}"
+      last: "{{ tasks.fan.result[-1].sq }}"
+output:
+  join: "{{ tasks.join.result }}"
+  sum: "{{ tasks.fan.result | map(attribute='i') | sum }}"
+"#;
+    let (pool, id, run) = run(yaml, json!({ "n": n })).await;
+    assert_eq!(run.status, WorkflowStatus::Succeeded, "{:?}", run.error);
+    let last = (n - 1) * (n - 1);
+    assert_eq!(
+        run.output,
+        Some(json!({
+            "join": { "n": n, "ordered": true, "last": last },
+            "sum": n * (n - 1) / 2,
+        }))
+    );
+    let (runs, distinct): (i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(DISTINCT (input->>'i')::int) FROM executions \
+         WHERE workflow_execution_id = $1 AND item_index IS NOT NULL \
+           AND (input->>'i')::int = item_index AND (input->>'sq')::int8 = item_index::int8 * item_index",
+    )
+    .bind(id.as_uuid())
+    .fetch_one(&pool)
+    .await
+    .expect("executions");
+    assert_eq!((runs, distinct), (n, n), "one execution per item, with its own input");
+}

@@ -216,33 +216,32 @@ impl Evaluator {
     }
 
     /// Renders a template tree once per item, with `item` and `item_index`
-    /// set. The context is converted once, not once per item.
+    /// set, lazily: each item's input is rendered as the iterator reaches
+    /// it, so a caller that stores them compactly never holds every
+    /// rendered tree of a wide fan-out at once. The context is converted
+    /// once, not once per item.
     ///
     /// # Errors
-    /// The failing item's index and the error.
-    pub fn render_items(
-        &self,
-        template: &Value,
+    /// Each failing item yields its index and the error.
+    pub fn render_items<'a>(
+        &'a self,
+        template: &'a Value,
         ctx: &Context,
         items: Vec<Value>,
-    ) -> Result<Vec<Value>, (usize, ExprError)> {
+    ) -> impl ExactSizeIterator<Item = Result<Value, (usize, ExprError)>> + 'a {
         let base = Self::ctx_value(ctx);
-        let mut rendered = Vec::with_capacity(items.len());
         let constant = !contains_template(template);
-        for (i, item) in items.into_iter().enumerate() {
+        items.into_iter().enumerate().map(move |(i, item)| {
             if constant {
-                rendered.push(template.clone());
-                continue;
+                return Ok(template.clone());
             }
             let per_item = minijinja::context! {
                 item => Serde(item),
                 item_index => i,
                 ..base.clone()
             };
-            let value = self.walk(template, &per_item).map_err(|e| (i, e))?;
-            rendered.push(value);
-        }
-        Ok(rendered)
+            self.walk(template, &per_item).map_err(|e| (i, e))
+        })
     }
 
     /// Evaluates a `when` condition with Jinja truthiness.
@@ -417,11 +416,10 @@ mod tests {
     #[test]
     fn per_item_rendering_sees_item_and_index() {
         let e = Evaluator::new();
-        let out = e.render_items(
-            &json!({"v": "{{ item }}-{{ item_index }}", "n": "{{ input.size }}"}),
-            &ctx(),
-            vec![json!("a"), json!("b")],
-        );
+        let template = json!({"v": "{{ item }}-{{ item_index }}", "n": "{{ input.size }}"});
+        let out: Result<Vec<Value>, _> = e
+            .render_items(&template, &ctx(), vec![json!("a"), json!("b")])
+            .collect();
         assert_eq!(
             out,
             Ok(vec![

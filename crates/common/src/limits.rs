@@ -59,7 +59,14 @@ impl ResultLimit {
     /// `what` is only formatted when the value does not fit: checking
     /// every item of a wide fan-out costs no allocation.
     pub fn check(self, what: impl fmt::Display, value: &Value) -> Result<usize, TooLarge> {
-        let size = json_size(value);
+        self.check_size(what, json_size(value))
+    }
+
+    /// Checks a size already known (the length of a value's compact JSON).
+    ///
+    /// # Errors
+    /// [`TooLarge`] if `size` is over the limit.
+    pub fn check_size(self, what: impl fmt::Display, size: usize) -> Result<usize, TooLarge> {
         if size > self.0 {
             Err(TooLarge {
                 what: what.to_string(),

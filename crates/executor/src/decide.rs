@@ -5,6 +5,7 @@
 //! writes what was decided.
 
 use serde_json::Value;
+use serde_json::value::RawValue;
 use weft_common::message::Dispatch;
 use weft_common::{
     Context, Evaluator, ExecutionId, ExecutionStatus, ResultLimit, Task, TaskStatus,
@@ -133,7 +134,7 @@ pub(crate) fn decide(
         }
     }
 
-    let inputs = match render_inputs(evaluator, limit, spec, &ctx) {
+    let inputs = match render_inputs(evaluator, limit, spec, &ctx, kept) {
         Ok(inputs) => inputs,
         Err(outcome) => return Ok(Decision::Ends(outcome)),
     };
@@ -141,19 +142,8 @@ pub(crate) fn decide(
         return Ok(Decision::Empty);
     }
     let with_items = spec.with_items().is_some();
-    // A kept item: same index, same rendered input as an item that
-    // succeeded in an earlier round.
-    let kept_from: Vec<Option<ExecutionId>> = inputs
-        .iter()
-        .enumerate()
-        .map(|(i, input)| {
-            kept.and_then(|k| k.get(&to_i32(i)))
-                .and_then(|earlier| earlier.iter().find(|(_, ran_with)| ran_with == input))
-                .map(|(id, _)| *id)
-        })
-        .collect();
     let total = to_i32(inputs.len());
-    let kept_count = to_i32(kept_from.iter().flatten().count());
+    let kept_count = to_i32(inputs.iter().filter(|i| i.kept_from.is_some()).count());
     let to_run = total - kept_count;
     let in_flight = spec.concurrency().map_or(to_run.min(STREAM_WINDOW), |c| {
         to_run.min(to_i32(c as usize))
@@ -162,40 +152,43 @@ pub(crate) fn decide(
     // the first positions and the items to run follow in item order, so
     // the task's counter still claims a prefix (see `executions.seq`).
     let (mut next_kept, mut next_run) = (0, kept_count);
-    let new: Vec<NewExecution> = inputs
-        .into_iter()
-        .zip(kept_from)
-        .enumerate()
-        .map(|(i, (input, kept_from))| {
-            let position = if kept_from.is_some() {
-                next_kept += 1;
-                next_kept - 1
-            } else {
-                next_run += 1;
-                next_run - 1
-            };
-            let status = match kept_from {
-                Some(_) => ExecutionStatus::Succeeded,
-                None if position < kept_count + in_flight => ExecutionStatus::Queued,
-                None => ExecutionStatus::Pending,
-            };
-            NewExecution {
-                id: ExecutionId::new(),
-                item_index: with_items.then(|| to_i32(i)),
-                attempt: task.attempt_base + 1,
-                status,
-                input,
-                due_at: None,
-                seq: (kept_count > 0).then_some(position),
-                kept_from,
-            }
-        })
-        .collect();
-    let dispatches = new
-        .iter()
-        .filter(|e| e.status == ExecutionStatus::Queued)
-        .map(|e| dispatch(spec, task, e.id, e.item_index, e.attempt, e.input.clone()))
-        .collect();
+    let mut dispatches = Vec::new();
+    let mut new = Vec::with_capacity(inputs.len());
+    for (i, Rendered { input, kept_from }) in inputs.into_iter().enumerate() {
+        let position = if kept_from.is_some() {
+            next_kept += 1;
+            next_kept - 1
+        } else {
+            next_run += 1;
+            next_run - 1
+        };
+        let status = match kept_from {
+            Some(_) => ExecutionStatus::Succeeded,
+            None if position < kept_count + in_flight => ExecutionStatus::Queued,
+            None => ExecutionStatus::Pending,
+        };
+        let execution = NewExecution {
+            id: ExecutionId::new(),
+            item_index: with_items.then(|| to_i32(i)),
+            attempt: task.attempt_base + 1,
+            status,
+            input,
+            due_at: None,
+            seq: (kept_count > 0).then_some(position),
+            kept_from,
+        };
+        if status == ExecutionStatus::Queued {
+            dispatches.push(dispatch(
+                spec,
+                task,
+                execution.id,
+                execution.item_index,
+                execution.attempt,
+                value_of(&execution.input)?,
+            ));
+        }
+        new.push(execution);
+    }
     let start = TaskStart {
         task: task.id,
         run: run.id,
@@ -224,46 +217,82 @@ pub(crate) fn decide(
 /// still ends.
 pub(crate) const STREAM_WINDOW: i32 = 1_024;
 
+/// An item's rendered input, and the earlier execution it keeps.
+struct Rendered {
+    /// Compact: a wide fan-out holds every item's until they are written.
+    input: Box<RawValue>,
+    /// In a round that keeps items (see [`Kept`]): the earlier success
+    /// with the same index and input.
+    kept_from: Option<ExecutionId>,
+}
+
 /// One rendered input per item (one for a plain task), or the outcome
-/// that fails the task.
+/// that fails the task. Each item's input is checked against the limit,
+/// matched against the items `kept` and made compact as it is rendered,
+/// so no more than one item's tree is held at a time.
 fn render_inputs(
     evaluator: &Evaluator,
     limit: ResultLimit,
     spec: &Task,
     ctx: &Context,
-) -> Result<Vec<Value>, Outcome> {
+    kept: Option<&Kept>,
+) -> Result<Vec<Rendered>, Outcome> {
     let Some(with_items) = spec.with_items() else {
-        return evaluator
+        let input = evaluator
             .render(spec.input(), ctx)
-            .map_err(|e| Outcome::failed(format!("rendering the input: {e}")))
-            .and_then(|input| within_limit(limit, None, &input).map(|()| vec![input]));
+            .map_err(|e| Outcome::failed(format!("rendering the input: {e}")))?;
+        return Ok(vec![compact(limit, None, &input, None)?]);
     };
     let items = evaluator
         .items(with_items, ctx)
         .map_err(|e| Outcome::failed(format!("evaluating `with_items`: {e}")))?;
     // The context is converted for the evaluator once, not once per item:
     // an item list read from an upstream result is as big as the context.
-    let inputs = evaluator
+    evaluator
         .render_items(spec.input(), ctx, items)
-        .map_err(|(i, e)| Outcome::failed(format!("rendering the input of item {i}: {e}")))?;
-    for (i, input) in inputs.iter().enumerate() {
-        within_limit(limit, Some(i), input)?;
-    }
-    Ok(inputs)
+        .enumerate()
+        .map(|(i, input)| {
+            let input = input.map_err(|(i, e)| {
+                Outcome::failed(format!("rendering the input of item {i}: {e}"))
+            })?;
+            // A kept item: same index, same rendered input as an item that
+            // succeeded in an earlier round.
+            let kept_from = kept
+                .and_then(|k| k.get(&to_i32(i)))
+                .and_then(|earlier| earlier.iter().find(|(_, ran_with)| *ran_with == input))
+                .map(|(id, _)| *id);
+            compact(limit, Some(i), &input, kept_from)
+        })
+        .collect()
 }
 
-/// The outcome that fails a task whose rendered `input` is over the limit
-/// (`--max-result-bytes`), naming the item: checked before anything is
-/// dispatched, so an input the broker or a worker could not take never
-/// leaves, and the task fails at once instead of its run sticking.
-fn within_limit(limit: ResultLimit, item: Option<usize>, input: &Value) -> Result<(), Outcome> {
+/// An input as compact JSON, or the outcome that fails a task whose
+/// rendered `input` is over the limit (`--max-result-bytes`), naming the
+/// item: checked before anything is dispatched, so an input the broker or
+/// a worker could not take never leaves, and the task fails at once
+/// instead of its run sticking.
+fn compact(
+    limit: ResultLimit,
+    item: Option<usize>,
+    input: &Value,
+    kept_from: Option<ExecutionId>,
+) -> Result<Rendered, Outcome> {
+    let input = serde_json::value::to_raw_value(input)
+        .map_err(|e| Outcome::failed(format!("encoding the rendered input: {e}")))?;
+    let size = input.get().len();
     let checked = match item {
-        Some(i) => limit.check(format_args!("the rendered input of item {i}"), input),
-        None => limit.check("the rendered input", input),
+        Some(i) => limit.check_size(format_args!("the rendered input of item {i}"), size),
+        None => limit.check_size("the rendered input", size),
     };
-    checked
-        .map(drop)
-        .map_err(|too_large| Outcome::failed(too_large.to_string()))
+    checked.map_err(|too_large| Outcome::failed(too_large.to_string()))?;
+    Ok(Rendered { input, kept_from })
+}
+
+/// The value of an input made compact by [`compact`], for its dispatch.
+fn value_of(input: &RawValue) -> Result<Value, EngineError> {
+    serde_json::from_str(input.get()).map_err(|e| {
+        EngineError::Inconsistent(format!("a rendered input does not decode again: {e}"))
+    })
 }
 
 pub(crate) fn dispatch(

@@ -430,7 +430,9 @@ impl<'a> Step<'a> {
             item_index: failed.item_index,
             attempt: next,
             status: ExecutionStatus::Queued,
-            input: failed.input.clone(),
+            input: serde_json::value::to_raw_value(&failed.input).map_err(|e| {
+                EngineError::Inconsistent(format!("a stored input does not encode again: {e}"))
+            })?,
             due_at: Some(due),
             seq: failed.seq,
             kept_from: None,

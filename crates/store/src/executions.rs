@@ -3,7 +3,11 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::PgConnection;
+use serde_json::value::RawValue;
+use sqlx::error::BoxDynError;
+use sqlx::postgres::PgArguments;
+use sqlx::types::Json;
+use sqlx::{Arguments as _, PgConnection};
 use uuid::Uuid;
 use weft_common::{
     Envelope, ExecutionId, ExecutionStatus, TaskExecutionId, TaskStatus, WorkflowExecutionId,
@@ -80,8 +84,9 @@ pub struct NewExecution {
     /// `queued` (its dispatch goes to the outbox now) or `pending` (waits for
     /// a concurrency slot).
     pub status: ExecutionStatus,
-    /// The rendered input.
-    pub input: Value,
+    /// The rendered input, as compact JSON: a wide fan-out's are held
+    /// until written, and text is the smallest form of them.
+    pub input: Box<RawValue>,
     /// When its dispatch becomes due (a retry's backoff); `None` = now.
     pub due_at: Option<DateTime<Utc>>,
     /// Its dispatch position in a round that kept items (see
@@ -109,7 +114,7 @@ pub async fn create_many(
     let items: Vec<Option<i32>> = executions.iter().map(|e| e.item_index).collect();
     let attempts: Vec<i32> = executions.iter().map(|e| e.attempt).collect();
     let statuses: Vec<&str> = executions.iter().map(|e| e.status.as_str()).collect();
-    let inputs: Vec<&Value> = executions.iter().map(|e| &e.input).collect();
+    let inputs: Vec<Json<&RawValue>> = executions.iter().map(|e| Json(&*e.input)).collect();
     let due: Vec<Option<DateTime<Utc>>> = executions.iter().map(|e| e.due_at).collect();
     let seqs: Vec<Option<i32>> = executions.iter().map(|e| e.seq).collect();
     sqlx::query(
@@ -177,7 +182,10 @@ pub struct TasksStarted {
 /// with its items counted and its executions created, in one statement —
 /// and, in the same statement, the messages of each task that started
 /// (its dispatches) written to the outbox, due after `lease` as with
-/// [`outbox::enqueue`](crate::outbox::enqueue).
+/// [`outbox::enqueue`](crate::outbox::enqueue). Executions past the first
+/// [`WRITTEN_PER_STATEMENT`] (a wide fan-out's) are written by further
+/// statements of the same transaction, for the tasks that started: their
+/// inputs are encoded a chunk at a time, never all at once.
 ///
 /// # Errors
 /// [`StoreError::Duplicate`] if one of the executions exists.
@@ -195,96 +203,63 @@ pub async fn start_tasks(
     let task_ids: Vec<Uuid> = starts.iter().map(|s| s.task.as_uuid()).collect();
     let totals: Vec<i32> = starts.iter().map(|s| s.items).collect();
     let dispatched: Vec<i32> = starts.iter().map(|s| s.dispatched).collect();
-    let executions = || {
-        starts
-            .iter()
-            .flat_map(|s| s.executions.iter().map(move |e| (s, e)))
-    };
-    let tasks: Vec<Uuid> = executions().map(|(s, _)| s.task.as_uuid()).collect();
-    let runs: Vec<Uuid> = executions().map(|(s, _)| s.run.as_uuid()).collect();
-    let timeouts: Vec<Option<i64>> = executions().map(|(s, _)| s.timeout_ms).collect();
-    let ids: Vec<Uuid> = executions().map(|(_, e)| e.id.as_uuid()).collect();
-    let items: Vec<Option<i32>> = executions().map(|(_, e)| e.item_index).collect();
-    let attempts: Vec<i32> = executions().map(|(_, e)| e.attempt).collect();
-    let statuses: Vec<&str> = executions().map(|(_, e)| e.status.as_str()).collect();
-    let inputs: Vec<&Value> = executions().map(|(_, e)| &e.input).collect();
-    let due: Vec<Option<DateTime<Utc>>> = executions().map(|(_, e)| e.due_at).collect();
     let kept: Vec<i32> = starts.iter().map(|s| s.kept).collect();
-    let rounds: Vec<i32> = executions().map(|(s, _)| s.round).collect();
-    let seqs: Vec<Option<i32>> = executions().map(|(_, e)| e.seq).collect();
-    let kept_from: Vec<Option<Uuid>> = executions()
-        .map(|(_, e)| e.kept_from.map(|id| id.as_uuid()))
+    let executions: Vec<(&TaskStart, &NewExecution)> = starts
+        .iter()
+        .flat_map(|s| s.executions.iter().map(move |e| (s, e)))
         .collect();
-    // A kept item is created `succeeded` with its earlier execution's
-    // result; the `CASE` looks that row up for kept items only.
-    let rows: Vec<(Option<Uuid>, Option<i64>, Option<Uuid>)> = sqlx::query_as(
-        "WITH s AS ( \
-             SELECT DISTINCT ON (id) * FROM UNNEST($1::uuid[], $2::int[], $3::int[], $18::int[]) \
-                 AS s(id, total, dispatched, kept) \
-         ), locked AS ( \
-             SELECT t.id, s.total, s.dispatched, s.kept FROM task_executions t JOIN s ON s.id = t.id \
-             WHERE t.status = 'waiting' ORDER BY t.id FOR UPDATE OF t \
-         ), started AS ( \
-             UPDATE task_executions t \
-             SET status = 'running', items_total = locked.total, items_dispatched = locked.dispatched, \
-                 items_kept = locked.kept, items_succeeded = locked.kept, decided_at = clock_timestamp() \
-             FROM locked WHERE t.id = locked.id AND t.status = 'waiting' RETURNING t.id \
-         ), created AS ( \
-             INSERT INTO executions \
-                 (id, task_execution_id, workflow_execution_id, item_index, attempt, status, input, \
-                  timeout_ms, queued_at, due_at, round, seq, kept_from, result, finished_at) \
-             SELECT e.id, e.task, e.run, e.item, e.attempt, e.status, e.input, e.timeout, \
-                    CASE WHEN e.status = 'queued' THEN clock_timestamp() END, e.due, e.round, e.seq, \
-                    e.kept_from, \
-                    CASE WHEN e.kept_from IS NOT NULL \
-                         THEN (SELECT o.result FROM executions o WHERE o.id = e.kept_from) END, \
-                    CASE WHEN e.kept_from IS NOT NULL THEN clock_timestamp() END \
-             FROM UNNEST($4::uuid[], $5::uuid[], $6::uuid[], $7::int8[], $8::int[], $9::int[], \
-                         $10::text[], $11::jsonb[], $12::timestamptz[], $19::int[], $20::int[], \
-                         $21::uuid[]) \
-                  AS e(task, run, id, timeout, item, attempt, status, input, due, round, seq, kept_from) \
-             JOIN started ON started.id = e.task \
-         ), written AS ( \
-             INSERT INTO outbox (exchange, routing_key, payload, not_before) \
-             SELECT m.exchange, m.key, m.payload::jsonb, \
-                    now() + make_interval(secs => $17::float8 / 1000) \
-             FROM UNNEST($13::uuid[], $14::text[], $15::text[], $16::text[]) \
-                  AS m(task, exchange, key, payload) \
-             JOIN started ON started.id = m.task \
-             RETURNING id, (payload->>'id')::uuid AS message \
-         ) \
-         SELECT id, NULL::int8, NULL::uuid FROM started \
-         UNION ALL SELECT NULL, id, message FROM written",
-    )
-    .bind(&task_ids)
-    .bind(&totals)
-    .bind(&dispatched)
-    .bind(&tasks)
-    .bind(&runs)
-    .bind(&ids)
-    .bind(&timeouts)
-    .bind(&items)
-    .bind(&attempts)
-    .bind(&statuses)
-    .bind(&inputs)
-    .bind(&due)
-    .bind(&message_tasks)
-    .bind(&columns.exchanges)
-    .bind(&columns.keys)
-    .bind(&columns.payloads)
-    .bind(crate::outbox::lease_millis(lease))
-    .bind(&kept)
-    .bind(&rounds)
-    .bind(&seqs)
-    .bind(&kept_from)
-    .fetch_all(conn)
-    .await
-    .context("starting tasks")?;
+    let mut chunks = executions.chunks(WRITTEN_PER_STATEMENT);
+    let first = chunks.next().unwrap_or_default();
+    let args = execution_arguments(first)
+        .and_then(|mut args| {
+            args.add(&task_ids)?;
+            args.add(&totals)?;
+            args.add(&dispatched)?;
+            args.add(&kept)?;
+            args.add(&message_tasks)?;
+            args.add(&columns.exchanges)?;
+            args.add(&columns.keys)?;
+            args.add(&columns.payloads)?;
+            args.add(crate::outbox::lease_millis(lease))?;
+            Ok(args)
+        })
+        .map_err(sqlx::Error::Encode)
+        .context("encoding the tasks to start")?;
+    let rows: Vec<(Option<Uuid>, Option<i64>, Option<Uuid>)> =
+        sqlx::query_as_with(sqlx::AssertSqlSafe(format!(
+            "WITH s AS ( \
+                 SELECT DISTINCT ON (id) * FROM UNNEST($13::uuid[], $14::int[], $15::int[], $16::int[]) \
+                     AS s(id, total, dispatched, kept) \
+             ), locked AS ( \
+                 SELECT t.id, s.total, s.dispatched, s.kept FROM task_executions t JOIN s ON s.id = t.id \
+                 WHERE t.status = 'waiting' ORDER BY t.id FOR UPDATE OF t \
+             ), started AS ( \
+                 UPDATE task_executions t \
+                 SET status = 'running', items_total = locked.total, items_dispatched = locked.dispatched, \
+                     items_kept = locked.kept, items_succeeded = locked.kept, decided_at = clock_timestamp() \
+                 FROM locked WHERE t.id = locked.id AND t.status = 'waiting' RETURNING t.id \
+             ), created AS ( \
+                 {INSERT_EXECUTIONS} JOIN started ON started.id = e.task \
+             ), written AS ( \
+                 INSERT INTO outbox (exchange, routing_key, payload, not_before) \
+                 SELECT m.exchange, m.key, m.payload::jsonb, \
+                        now() + make_interval(secs => $21::float8 / 1000) \
+                 FROM UNNEST($17::uuid[], $18::text[], $19::text[], $20::text[]) \
+                      AS m(task, exchange, key, payload) \
+                 JOIN started ON started.id = m.task \
+                 RETURNING id, (payload->>'id')::uuid AS message \
+             ) \
+             SELECT id, NULL::int8, NULL::uuid FROM started \
+             UNION ALL SELECT NULL, id, message FROM written"
+        )), args)
+        .fetch_all(&mut *conn)
+        .await
+        .context("starting tasks")?;
     let mut tasks = Vec::new();
     let mut written = Vec::new();
     for row in rows {
         match row {
-            (Some(task), _, _) => tasks.push(task.into()),
+            (Some(task), _, _) => tasks.push(TaskExecutionId::from(task)),
             (None, Some(id), Some(message)) => written.push((id, message)),
             _ => {
                 return Err(StoreError::Corrupt {
@@ -294,11 +269,83 @@ pub async fn start_tasks(
             }
         }
     }
+    for chunk in chunks {
+        let of_started: Vec<(&TaskStart, &NewExecution)> = chunk
+            .iter()
+            .filter(|(start, _)| tasks.contains(&start.task))
+            .copied()
+            .collect();
+        if of_started.is_empty() {
+            continue;
+        }
+        let args = execution_arguments(&of_started)
+            .map_err(sqlx::Error::Encode)
+            .context("encoding the executions of started tasks")?;
+        sqlx::query_with(INSERT_EXECUTIONS, args)
+            .execute(&mut *conn)
+            .await
+            .context("creating the executions of started tasks")?;
+    }
     let started = TasksStarted {
         tasks,
         written: crate::outbox::rows_of(messages.iter().map(|(_, envelope)| *envelope), written)?,
     };
     Ok(started)
+}
+
+/// Executions written by one statement of [`start_tasks`]: 4,096 inputs
+/// of 1 KiB are 4 MiB of parameters.
+const WRITTEN_PER_STATEMENT: usize = 4_096;
+
+/// Creates the executions given as the columns `$1`–`$12` of
+/// [`execution_arguments`]. A kept item is created `succeeded` with its
+/// earlier execution's result; the `CASE` looks that row up for kept items
+/// only.
+const INSERT_EXECUTIONS: &str = "INSERT INTO executions \
+         (id, task_execution_id, workflow_execution_id, item_index, attempt, status, input, \
+          timeout_ms, queued_at, due_at, round, seq, kept_from, result, finished_at) \
+     SELECT e.id, e.task, e.run, e.item, e.attempt, e.status, e.input, e.timeout, \
+            CASE WHEN e.status = 'queued' THEN clock_timestamp() END, e.due, e.round, e.seq, \
+            e.kept_from, \
+            CASE WHEN e.kept_from IS NOT NULL \
+                 THEN (SELECT o.result FROM executions o WHERE o.id = e.kept_from) END, \
+            CASE WHEN e.kept_from IS NOT NULL THEN clock_timestamp() END \
+     FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::int8[], $5::int[], $6::int[], \
+                 $7::text[], $8::jsonb[], $9::timestamptz[], $10::int[], $11::int[], $12::uuid[]) \
+          AS e(task, run, id, timeout, item, attempt, status, input, due, round, seq, kept_from)";
+
+/// New executions (each with the task start it belongs to) as the
+/// parameters `$1`–`$12` of [`INSERT_EXECUTIONS`].
+fn execution_arguments(
+    executions: &[(&TaskStart, &NewExecution)],
+) -> Result<PgArguments, BoxDynError> {
+    fn column<T>(
+        executions: &[(&TaskStart, &NewExecution)],
+        f: impl Fn(&TaskStart, &NewExecution) -> T,
+    ) -> Vec<T> {
+        executions.iter().map(|(s, e)| f(s, e)).collect()
+    }
+    let mut args = PgArguments::default();
+    args.add(column(executions, |s, _| s.task.as_uuid()))?;
+    args.add(column(executions, |s, _| s.run.as_uuid()))?;
+    args.add(column(executions, |_, e| e.id.as_uuid()))?;
+    args.add(column(executions, |s, _| s.timeout_ms))?;
+    args.add(column(executions, |_, e| e.item_index))?;
+    args.add(column(executions, |_, e| e.attempt))?;
+    args.add(column(executions, |_, e| e.status.as_str()))?;
+    args.add(
+        executions
+            .iter()
+            .map(|(_, e)| Json(&*e.input))
+            .collect::<Vec<Json<&RawValue>>>(),
+    )?;
+    args.add(column(executions, |_, e| e.due_at))?;
+    args.add(column(executions, |s, _| s.round))?;
+    args.add(column(executions, |_, e| e.seq))?;
+    args.add(column(executions, |_, e| {
+        e.kept_from.map(|id| id.as_uuid())
+    }))?;
+    Ok(args)
 }
 
 /// Guarded `pending → queued` of items' first attempt of this round, by

@@ -165,11 +165,8 @@ pub async fn by_names(
     let runs: Vec<Uuid> = names.iter().map(|(run, _, _)| run.as_uuid()).collect();
     let tasks: Vec<&str> = names.iter().map(|(_, name, _)| *name).collect();
     let results: Vec<bool> = names.iter().map(|(_, _, result)| *result).collect();
-    let columns = crate::prefixed("t", TASK_COLUMNS).replace(
-        "t.result, ",
-        "CASE WHEN n.result THEN t.result END AS result, ",
-    );
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let columns = with_result_if("t", "n.result");
+    let rows: Vec<Read> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT DISTINCT ON (t.id) {columns} FROM task_executions t \
          JOIN UNNEST($1::uuid[], $2::text[], $3::bool[]) AS n(run, name, result) \
            ON t.workflow_execution_id = n.run AND t.task_name = n.name \
@@ -178,9 +175,10 @@ pub async fn by_names(
     .bind(&runs)
     .bind(&tasks)
     .bind(&results)
-    .fetch_all(conn)
+    .fetch_all(&mut *conn)
     .await
-    .context("reading tasks by name")
+    .context("reading tasks by name")?;
+    with_long_results(conn, rows).await
 }
 
 /// Every task of several runs, by run then in creation order; each run
@@ -196,11 +194,8 @@ pub async fn for_runs(
 ) -> Result<Vec<TaskRow>, StoreError> {
     let ids: Vec<Uuid> = runs.iter().map(|(r, _)| r.as_uuid()).collect();
     let results: Vec<bool> = runs.iter().map(|(_, result)| *result).collect();
-    let columns = crate::prefixed("t", TASK_COLUMNS).replace(
-        "t.result, ",
-        "CASE WHEN r.result THEN t.result END AS result, ",
-    );
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let columns = with_result_if("t", "r.result");
+    let rows: Vec<Read> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {columns} FROM task_executions t \
          JOIN (SELECT DISTINCT ON (id) * FROM UNNEST($1::uuid[], $2::bool[]) AS r(id, result) \
                ORDER BY id, result DESC) r ON r.id = t.workflow_execution_id \
@@ -208,9 +203,111 @@ pub async fn for_runs(
     )))
     .bind(&ids)
     .bind(&results)
-    .fetch_all(conn)
+    .fetch_all(&mut *conn)
     .await
-    .context("reading runs' tasks")
+    .context("reading runs' tasks")?;
+    with_long_results(conn, rows).await
+}
+
+/// A result that is a list longer than this is not read with its row but
+/// element by element (see [`with_long_results`]).
+const LONG_RESULT: i32 = 1_024;
+
+/// A task row as read with a result that may be left to read element by
+/// element.
+#[derive(sqlx::FromRow)]
+struct Read {
+    #[sqlx(flatten)]
+    row: TaskRow,
+    /// Its result is wanted, and is a list longer than [`LONG_RESULT`]:
+    /// `row.result` is `None` until [`with_long_results`] reads it.
+    long_result: bool,
+}
+
+/// The columns of a task row (alias `alias`) whose result is read when
+/// `wanted` (an SQL boolean) holds and it is not a long list, and whether
+/// it is one.
+fn with_result_if(alias: &str, wanted: &str) -> String {
+    let long = format!(
+        "jsonb_typeof({alias}.result) = 'array' AND jsonb_array_length({alias}.result) > {LONG_RESULT}"
+    );
+    crate::prefixed(alias, TASK_COLUMNS).replace(
+        &format!("{alias}.result, "),
+        &format!(
+            "CASE WHEN {wanted} AND NOT ({long}) THEN {alias}.result END AS result, \
+             COALESCE({wanted} AND {long}, false) AS long_result, "
+        ),
+    )
+}
+
+/// Fills in the long list results of `rows`, reading them element by
+/// element: a wide fan-out's result (100,000 items of 1 KiB is 100 MB)
+/// read whole would be held twice at once, as the bytes of its row and as
+/// the value decoded from them; streamed, only the value is built, one
+/// element at a time.
+async fn with_long_results(
+    conn: &mut PgConnection,
+    rows: Vec<Read>,
+) -> Result<Vec<TaskRow>, StoreError> {
+    let mut out = Vec::with_capacity(rows.len());
+    for Read {
+        mut row,
+        long_result,
+    } in rows
+    {
+        if long_result {
+            row.result = Some(Value::Array(list_result(conn, row.id).await?));
+        }
+        out.push(row);
+    }
+    Ok(out)
+}
+
+/// The elements of a task's list result, streamed from the database.
+async fn list_result(
+    conn: &mut PgConnection,
+    id: TaskExecutionId,
+) -> Result<Vec<Value>, StoreError> {
+    use futures_util::TryStreamExt as _;
+
+    let len: Option<i32> = sqlx::query_scalar(
+        "SELECT jsonb_array_length(result) FROM task_executions \
+         WHERE id = $1 AND jsonb_typeof(result) = 'array'",
+    )
+    .bind(id.as_uuid())
+    .fetch_optional(&mut *conn)
+    .await
+    .context("reading a result's length")?;
+    // Read as a long list a moment ago, in this transaction: a result is
+    // only reset by `weft retry`, which waits for the run's lock.
+    let len = len
+        .and_then(|len| usize::try_from(len).ok())
+        .ok_or_else(|| StoreError::Corrupt {
+            what: "task result",
+            detail: format!("task {id}'s list result changed while it was read"),
+        })?;
+    let mut elements = vec![Value::Null; len];
+    let mut rows = sqlx::query_as::<_, (i64, sqlx::types::Json<Value>)>(
+        "SELECT e.n, e.value FROM task_executions t \
+         CROSS JOIN LATERAL jsonb_array_elements(t.result) WITH ORDINALITY AS e(value, n) \
+         WHERE t.id = $1 AND jsonb_typeof(t.result) = 'array'",
+    )
+    .bind(id.as_uuid())
+    .fetch(&mut *conn);
+    // Placed by their ordinal, so the order rows arrive in does not matter.
+    while let Some((n, sqlx::types::Json(value))) =
+        rows.try_next().await.context("reading a result")?
+    {
+        let slot = usize::try_from(n - 1)
+            .ok()
+            .and_then(|i| elements.get_mut(i))
+            .ok_or_else(|| StoreError::Corrupt {
+                what: "task result",
+                detail: format!("element {n} of task {id}'s result of {len}"),
+            })?;
+        *slot = value;
+    }
+    Ok(elements)
 }
 
 /// Guarded `waiting → running`: the task was decided to run with `items`
