@@ -343,5 +343,9 @@ output:
     .fetch_one(&pool)
     .await
     .expect("executions");
-    assert_eq!((runs, distinct), (n, n), "one execution per item, with its own input");
+    assert_eq!(
+        (runs, distinct),
+        (n, n),
+        "one execution per item, with its own input"
+    );
 }

@@ -269,10 +269,11 @@ pub async fn start_tasks(
             }
         }
     }
+    let started: std::collections::HashSet<TaskExecutionId> = tasks.iter().copied().collect();
     for chunk in chunks {
         let of_started: Vec<(&TaskStart, &NewExecution)> = chunk
             .iter()
-            .filter(|(start, _)| tasks.contains(&start.task))
+            .filter(|(start, _)| started.contains(&start.task))
             .copied()
             .collect();
         if of_started.is_empty() {
