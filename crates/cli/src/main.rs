@@ -16,7 +16,7 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    telemetry::init(cli.global.log_format, cli.command.is_daemon());
+    telemetry::init(cli.command.log_format());
     match commands::run(cli) {
         Ok(code) => code,
         Err(err) => {

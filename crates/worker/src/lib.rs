@@ -30,7 +30,12 @@
 
 mod action;
 mod actions;
+mod args;
 mod daemon;
 
 pub use action::{ActionContext, ActionError, ActionRegistry, ActionResult};
+pub use args::{
+    BadFlag, DAEMON_LOG_FILTER, DEFAULT_AMQP_URL, LogArgs, LogFormat, WorkerArgs, init_tracing,
+    run_from_env, shutdown_on_signal,
+};
 pub use daemon::{WorkerConfig, WorkerError, run};

@@ -9,7 +9,7 @@ use serde_json::json;
 use weft_common::WorkflowExecutionId;
 use weft_store::audit;
 
-use crate::config::ConnArgs;
+use crate::config::{ConfigArgs, DbArgs};
 
 /// Arguments of `weft audit`.
 #[derive(Debug, Args)]
@@ -27,7 +27,9 @@ pub(crate) struct AuditArgs {
     #[arg(long)]
     pub(crate) json: bool,
     #[command(flatten)]
-    pub(crate) conn: ConnArgs,
+    pub(crate) db: DbArgs,
+    #[command(flatten)]
+    pub(crate) config: ConfigArgs,
 }
 
 /// Exit 0 when clean, 1 with every violation named.
@@ -37,7 +39,7 @@ pub(crate) async fn run(args: &AuditArgs) -> anyhow::Result<ExitCode> {
         outbox_secs: args.outbox_threshold,
         queued_secs,
     };
-    let pool = weft_store::connect(&args.conn.resolve("weft-audit")?.db).await?;
+    let pool = args.db.connect().await?;
     let mut conn = pool.acquire().await.context("connecting")?;
     let violations = audit::audit_with(&mut conn, args.id, thresholds).await?;
     let checks = audit::checks();

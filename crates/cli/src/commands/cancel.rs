@@ -6,7 +6,7 @@ use clap::Args;
 use weft_common::WorkflowExecutionId;
 use weft_store::cancel::{self, Requested};
 
-use crate::config::ConnArgs;
+use crate::config::{ConfigArgs, DbArgs};
 
 /// Arguments of `weft cancel`.
 #[derive(Debug, Args)]
@@ -14,13 +14,15 @@ pub(crate) struct CancelArgs {
     /// The run's id.
     pub(crate) id: WorkflowExecutionId,
     #[command(flatten)]
-    pub(crate) conn: ConnArgs,
+    pub(crate) db: DbArgs,
+    #[command(flatten)]
+    pub(crate) config: ConfigArgs,
 }
 
 /// Requests cancellation: no new dispatches, running actions are killed,
 /// the run ends `canceled` once nothing of it runs.
 pub(crate) async fn run(args: &CancelArgs) -> anyhow::Result<ExitCode> {
-    let pool = weft_store::connect(&args.conn.resolve("weft-cancel")?.db).await?;
+    let pool = args.db.connect().await?;
     let requested =
         weft_store::transact::in_transaction(&pool, async |tx| cancel::request(tx, args.id).await)
             .await?;

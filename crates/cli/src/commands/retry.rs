@@ -7,7 +7,7 @@ use weft_common::WorkflowExecutionId;
 use weft_store::retry::{self, Reopened, Scope};
 
 use super::status::{self, WaitArgs};
-use crate::config::ConnArgs;
+use crate::config::{ConfigArgs, DbArgs};
 
 /// Arguments of `weft retry`.
 #[derive(Debug, Args)]
@@ -28,14 +28,16 @@ pub(crate) struct RetryArgs {
     #[command(flatten)]
     pub(crate) wait_args: WaitArgs,
     #[command(flatten)]
-    pub(crate) conn: ConnArgs,
+    pub(crate) db: DbArgs,
+    #[command(flatten)]
+    pub(crate) config: ConfigArgs,
 }
 
 /// Re-opens the run as a new round: the tasks that did not succeed (or
 /// the named ones) and everything downstream of them run again; the rest
 /// keep their outcomes, and a failed fan-out keeps its succeeded items.
 pub(crate) async fn run(args: &RetryArgs) -> anyhow::Result<ExitCode> {
-    let pool = weft_store::connect(&args.conn.resolve("weft-retry")?.db).await?;
+    let pool = args.db.connect().await?;
     let scope = if args.tasks.is_empty() {
         Scope::Unfinished
     } else {

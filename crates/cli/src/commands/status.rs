@@ -14,7 +14,7 @@ use weft_store::PgPool;
 use weft_store::runs::{self, RunRow};
 use weft_store::tasks::{self, TaskSummary};
 
-use crate::config::ConnArgs;
+use crate::config::{ConfigArgs, DbArgs};
 
 /// Arguments of `weft status`.
 #[derive(Debug, Args)]
@@ -25,7 +25,9 @@ pub(crate) struct StatusArgs {
     #[arg(long)]
     pub(crate) json: bool,
     #[command(flatten)]
-    pub(crate) conn: ConnArgs,
+    pub(crate) db: DbArgs,
+    #[command(flatten)]
+    pub(crate) config: ConfigArgs,
 }
 
 /// Arguments of `weft watch`.
@@ -39,7 +41,9 @@ pub(crate) struct WatchArgs {
     #[command(flatten)]
     pub(crate) wait: WaitArgs,
     #[command(flatten)]
-    pub(crate) conn: ConnArgs,
+    pub(crate) db: DbArgs,
+    #[command(flatten)]
+    pub(crate) config: ConfigArgs,
 }
 
 /// How to follow a run.
@@ -63,7 +67,9 @@ pub(crate) struct ListArgs {
     #[arg(long)]
     pub(crate) json: bool,
     #[command(flatten)]
-    pub(crate) conn: ConnArgs,
+    pub(crate) db: DbArgs,
+    #[command(flatten)]
+    pub(crate) config: ConfigArgs,
 }
 
 fn parse_status(s: &str) -> Result<WorkflowStatus, String> {
@@ -75,7 +81,7 @@ fn parse_status(s: &str) -> Result<WorkflowStatus, String> {
 
 /// Prints one run.
 pub(crate) async fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
-    let pool = weft_store::connect(&args.conn.resolve("weft-status")?.db).await?;
+    let pool = args.db.connect().await?;
     let Some(snapshot) = Snapshot::load(&pool, args.id).await? else {
         eprintln!("error: no run with id {}", args.id);
         return Ok(ExitCode::FAILURE);
@@ -90,13 +96,13 @@ pub(crate) async fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
 
 /// Follows one run to its end.
 pub(crate) async fn watch(args: &WatchArgs) -> anyhow::Result<ExitCode> {
-    let pool = weft_store::connect(&args.conn.resolve("weft-watch")?.db).await?;
+    let pool = args.db.connect().await?;
     follow(&pool, args.id, args.json, &args.wait).await
 }
 
 /// Lists runs.
 pub(crate) async fn list(args: &ListArgs) -> anyhow::Result<ExitCode> {
-    let pool = weft_store::connect(&args.conn.resolve("weft-list")?.db).await?;
+    let pool = args.db.connect().await?;
     let mut conn = pool.acquire().await.context("connecting")?;
     let rows = runs::list(&mut conn, args.status, args.limit).await?;
     if args.json {
@@ -148,6 +154,7 @@ pub(crate) async fn follow(
                 .progress_chars("=> "),
         );
         bar.enable_steady_tick(Duration::from_millis(120));
+        crate::telemetry::show_progress(&bar);
         Some(bar)
     } else {
         None
@@ -179,6 +186,7 @@ pub(crate) async fn follow(
         }
         if snapshot.run.status.is_terminal() {
             if let Some(bar) = bar {
+                crate::telemetry::hide_progress();
                 bar.finish_and_clear();
             }
             if json {
@@ -197,6 +205,7 @@ pub(crate) async fn follow(
         }
         if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
             if let Some(bar) = bar {
+                crate::telemetry::hide_progress();
                 bar.abandon();
             }
             eprintln!(

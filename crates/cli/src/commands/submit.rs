@@ -13,7 +13,7 @@ use weft_common::{Workflow, WorkflowExecutionId, kind_of};
 use weft_store::runs::{NewRun, Submitted};
 
 use super::status::{self, WaitArgs};
-use crate::config::ConnArgs;
+use crate::config::{AmqpArgs, ConfigArgs, DbArgs};
 use crate::workflow_file;
 
 /// How long a submit waits for RabbitMQ before leaving the run's start to
@@ -44,7 +44,11 @@ pub(crate) struct SubmitArgs {
     #[command(flatten)]
     pub(crate) wait_args: WaitArgs,
     #[command(flatten)]
-    pub(crate) conn: ConnArgs,
+    pub(crate) db: DbArgs,
+    #[command(flatten)]
+    pub(crate) amqp: AmqpArgs,
+    #[command(flatten)]
+    pub(crate) config: ConfigArgs,
 }
 
 /// Submits the run.
@@ -60,11 +64,10 @@ pub(crate) async fn run(args: &SubmitArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
-    let conn = args.conn.resolve("weft-submit")?;
     // RabbitMQ is reached while PostgreSQL is: with it, the run's start is
     // published right after the commit; without it, a relay publishes it.
-    let bus = tokio::spawn(weft_bus::Bus::try_connect(conn.bus.clone()));
-    let pool = weft_store::connect(&conn.db).await?;
+    let bus = tokio::spawn(weft_bus::Bus::try_connect(args.amqp.config("weft-submit")));
+    let pool = args.db.connect().await?;
     let bus = match tokio::time::timeout(BUS_WAIT, bus).await {
         Ok(Ok(Ok(bus))) => Some(bus),
         Ok(Ok(Err(e))) => {
