@@ -295,7 +295,7 @@ mod tests {
             err,
             "--heartbeat-interval must be a positive number of seconds, not 0"
         );
-        let cli = parse(&["w", "--start-report-delay", "-1"]).unwrap();
+        let cli = parse(&["w", "--start-report-delay=-1"]).unwrap();
         assert!(cli.worker.config("w").is_err());
         let err = parse(&["w", "--max-result-bytes", "4MB"]).unwrap_err();
         assert!(

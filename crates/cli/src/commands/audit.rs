@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use clap::Args;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use serde_json::json;
-use weft_common::WorkflowExecutionId;
+use weft_common::RunRef;
 use weft_store::audit;
 
 use crate::config::{ConfigArgs, DbArgs};
@@ -14,8 +14,9 @@ use crate::config::{ConfigArgs, DbArgs};
 /// Arguments of `weft audit`.
 #[derive(Debug, Args)]
 pub(crate) struct AuditArgs {
-    /// Audit only this run (default: every run).
-    pub(crate) id: Option<WorkflowExecutionId>,
+    /// Audit only this run (default: every run): its id, a unique prefix
+    /// of it (8+ hex digits), or `last`.
+    pub(crate) id: Option<RunRef>,
     /// Report outbox messages unpublished for longer than this many seconds.
     #[arg(long, default_value_t = 60.0)]
     pub(crate) outbox_threshold: f64,
@@ -40,8 +41,12 @@ pub(crate) async fn run(args: &AuditArgs) -> anyhow::Result<ExitCode> {
         queued_secs,
     };
     let pool = args.db.connect().await?;
+    let id = match &args.id {
+        Some(run) => Some(crate::run_ref::resolve(&pool, run).await?),
+        None => None,
+    };
     let mut conn = pool.acquire().await.context("connecting")?;
-    let violations = audit::audit_with(&mut conn, args.id, thresholds).await?;
+    let violations = audit::audit_with(&mut conn, id, thresholds).await?;
     let checks = audit::checks();
     if args.json {
         let report =

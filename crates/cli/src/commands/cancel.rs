@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Args;
-use weft_common::WorkflowExecutionId;
+use weft_common::RunRef;
 use weft_store::cancel::{self, Requested};
 
 use crate::config::{ConfigArgs, DbArgs};
@@ -11,8 +11,8 @@ use crate::config::{ConfigArgs, DbArgs};
 /// Arguments of `weft cancel`.
 #[derive(Debug, Args)]
 pub(crate) struct CancelArgs {
-    /// The run's id.
-    pub(crate) id: WorkflowExecutionId,
+    /// The run: its id, a unique prefix of it (8+ hex digits), or `last`.
+    pub(crate) id: RunRef,
     #[command(flatten)]
     pub(crate) db: DbArgs,
     #[command(flatten)]
@@ -23,10 +23,10 @@ pub(crate) struct CancelArgs {
 /// the run ends `canceled` once nothing of it runs.
 pub(crate) async fn run(args: &CancelArgs) -> anyhow::Result<ExitCode> {
     let pool = args.db.connect().await?;
+    let id = crate::run_ref::resolve(&pool, &args.id).await?;
     let requested =
-        weft_store::transact::in_transaction(&pool, async |tx| cancel::request(tx, args.id).await)
+        weft_store::transact::in_transaction(&pool, async |tx| cancel::request(tx, id).await)
             .await?;
-    let id = args.id;
     match requested {
         Requested::Accepted { settled: true, .. } => println!("{id} canceled"),
         Requested::Accepted {

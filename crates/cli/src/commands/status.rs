@@ -9,7 +9,7 @@ use clap::Args;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
-use weft_common::{TaskStatus, Workflow, WorkflowExecutionId, WorkflowStatus};
+use weft_common::{RunRef, TaskStatus, Workflow, WorkflowExecutionId, WorkflowStatus};
 use weft_store::PgPool;
 use weft_store::runs::{self, RunRow};
 use weft_store::tasks::{self, TaskSummary};
@@ -19,8 +19,8 @@ use crate::config::{ConfigArgs, DbArgs};
 /// Arguments of `weft status`.
 #[derive(Debug, Args)]
 pub(crate) struct StatusArgs {
-    /// The run's id.
-    pub(crate) id: WorkflowExecutionId,
+    /// The run: its id, a unique prefix of it (8+ hex digits), or `last`.
+    pub(crate) id: RunRef,
     /// Print JSON.
     #[arg(long)]
     pub(crate) json: bool,
@@ -33,8 +33,8 @@ pub(crate) struct StatusArgs {
 /// Arguments of `weft watch`.
 #[derive(Debug, Args)]
 pub(crate) struct WatchArgs {
-    /// The run's id.
-    pub(crate) id: WorkflowExecutionId,
+    /// The run: its id, a unique prefix of it (8+ hex digits), or `last`.
+    pub(crate) id: RunRef,
     /// Print the final status as JSON.
     #[arg(long)]
     pub(crate) json: bool,
@@ -60,6 +60,9 @@ pub(crate) struct ListArgs {
     /// Only runs in this status.
     #[arg(long, value_parser = parse_status)]
     pub(crate) status: Option<WorkflowStatus>,
+    /// Only runs of this workflow (by name).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) workflow: Option<String>,
     /// At most this many runs, newest first.
     #[arg(long, default_value_t = 20)]
     pub(crate) limit: i64,
@@ -82,10 +85,10 @@ fn parse_status(s: &str) -> Result<WorkflowStatus, String> {
 /// Prints one run.
 pub(crate) async fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
     let pool = args.db.connect().await?;
-    let Some(snapshot) = Snapshot::load(&pool, args.id).await? else {
-        eprintln!("error: no run with id {}", args.id);
-        return Ok(ExitCode::FAILURE);
-    };
+    let id = crate::run_ref::resolve(&pool, &args.id).await?;
+    let snapshot = Snapshot::load(&pool, id)
+        .await?
+        .with_context(|| format!("no run with id {id}"))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&snapshot.to_json())?);
     } else {
@@ -97,14 +100,15 @@ pub(crate) async fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
 /// Follows one run to its end.
 pub(crate) async fn watch(args: &WatchArgs) -> anyhow::Result<ExitCode> {
     let pool = args.db.connect().await?;
-    follow(&pool, args.id, args.json, &args.wait).await
+    let id = crate::run_ref::resolve(&pool, &args.id).await?;
+    follow(&pool, id, args.json, &args.wait).await
 }
 
 /// Lists runs.
 pub(crate) async fn list(args: &ListArgs) -> anyhow::Result<ExitCode> {
     let pool = args.db.connect().await?;
     let mut conn = pool.acquire().await.context("connecting")?;
-    let rows = runs::list(&mut conn, args.status, args.limit).await?;
+    let rows = runs::list(&mut conn, args.status, args.workflow.as_deref(), args.limit).await?;
     if args.json {
         let items: Vec<Value> = rows
             .iter()
