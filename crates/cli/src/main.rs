@@ -3,6 +3,16 @@
 //! This file only parses flags, installs tracing and hands over to the
 //! subcommand in [`commands`].
 
+/// `println!` that returns the write's error instead of panicking on it:
+/// with `?`, a closed pipe (`weft status ID | head`) ends the command
+/// quietly (see [`main`]).
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+
 mod cli;
 mod commands;
 mod config;
@@ -26,9 +36,24 @@ fn main() -> ExitCode {
     telemetry::init(cli.command.log_format());
     match commands::run(cli) {
         Ok(code) => code,
+        // The reader went away (`| head`): nothing more to say, to anyone.
+        Err(err) if is_broken_pipe(&err) => ExitCode::from(BROKEN_PIPE),
         Err(err) => {
             eprintln!("error: {err:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// The exit status of a command whose output pipe closed early: 141, what
+/// a shell reports for a program killed by SIGPIPE, so `set -o pipefail`
+/// sees `weft` like any other Unix tool.
+const BROKEN_PIPE: u8 = 141;
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }

@@ -51,13 +51,13 @@ pub(crate) async fn run(args: &AuditArgs) -> anyhow::Result<ExitCode> {
     if args.json {
         let report =
             json!({ "clean": violations.is_empty(), "checks": checks, "violations": violations });
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?)?;
     } else if violations.is_empty() {
-        println!(
+        outln!(
             "clean: {} checks passed ({})",
             checks.len(),
             checks.join(", ")
-        );
+        )?;
     } else {
         let mut table = Table::new();
         table
@@ -70,7 +70,7 @@ pub(crate) async fn run(args: &AuditArgs) -> anyhow::Result<ExitCode> {
                 v.detail.clone(),
             ]);
         }
-        println!("{table}");
+        outln!("{table}")?;
         eprintln!("{} violation(s) found", violations.len());
     }
     Ok(if violations.is_empty() {

@@ -28,18 +28,18 @@ pub(crate) async fn run(args: &CancelArgs) -> anyhow::Result<ExitCode> {
         weft_store::transact::in_transaction(&pool, async |tx| cancel::request(tx, id).await)
             .await?;
     match requested {
-        Requested::Accepted { settled: true, .. } => println!("{id} canceled"),
+        Requested::Accepted { settled: true, .. } => outln!("{id} canceled")?,
         Requested::Accepted {
             killing,
             settled: false,
         } => {
-            println!(
+            outln!(
                 "{id} canceling: stopping {killing} execution(s); `weft watch {id}` follows it to the end"
-            );
+            )?;
         }
-        Requested::AlreadyCanceling => println!("{id} is already canceling"),
+        Requested::AlreadyCanceling => outln!("{id} is already canceling")?,
         Requested::Finished(status) => {
-            println!("{id} already finished ({status}); nothing to cancel")
+            outln!("{id} already finished ({status}); nothing to cancel")?
         }
         Requested::NotFound => {
             eprintln!("error: no run with id {id}");

@@ -21,9 +21,9 @@ pub(crate) async fn run(args: &MigrateArgs) -> anyhow::Result<ExitCode> {
     let pool = weft_store::migrate(&db).await?;
     let applied = weft_store::MIGRATOR.iter().count();
     pool.close().await;
-    println!(
+    outln!(
         "database {} is at schema version {applied}",
         db.redacted_url()
-    );
+    )?;
     Ok(ExitCode::SUCCESS)
 }

@@ -67,9 +67,9 @@ pub(crate) async fn run(args: &PruneArgs) -> anyhow::Result<ExitCode> {
             "dry_run": args.dry_run, "cutoff": cutoff,
             "runs": runs, "tasks": tasks, "executions": executions,
         });
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?)?;
     } else {
-        println!("{}", summary(&pruned, args.dry_run));
+        outln!("{}", summary(&pruned, args.dry_run))?;
     }
     Ok(ExitCode::SUCCESS)
 }

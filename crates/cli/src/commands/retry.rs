@@ -86,6 +86,6 @@ pub(crate) async fn run(args: &RetryArgs) -> anyhow::Result<ExitCode> {
     if args.wait {
         return status::follow(&pool, id, args.json, &args.wait_args).await;
     }
-    println!("{id}");
+    outln!("{id}")?;
     Ok(ExitCode::SUCCESS)
 }

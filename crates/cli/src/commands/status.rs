@@ -90,9 +90,9 @@ pub(crate) async fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
         .await?
         .with_context(|| format!("no run with id {id}"))?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&snapshot.to_json())?);
+        outln!("{}", serde_json::to_string_pretty(&snapshot.to_json())?)?;
     } else {
-        snapshot.print_table();
+        snapshot.print_table()?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -119,7 +119,7 @@ pub(crate) async fn list(args: &ListArgs) -> anyhow::Result<ExitCode> {
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&items)?);
+        outln!("{}", serde_json::to_string_pretty(&items)?)?;
         return Ok(ExitCode::SUCCESS);
     }
     let mut table = Table::new();
@@ -137,7 +137,7 @@ pub(crate) async fn list(args: &ListArgs) -> anyhow::Result<ExitCode> {
                 .unwrap_or_default(),
         ]);
     }
-    println!("{table}");
+    outln!("{table}")?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -194,9 +194,9 @@ pub(crate) async fn follow(
                 bar.finish_and_clear();
             }
             if json {
-                println!("{}", serde_json::to_string_pretty(&snapshot.to_json())?);
+                outln!("{}", serde_json::to_string_pretty(&snapshot.to_json())?)?;
             } else {
-                println!("{id} {}", snapshot.run.status);
+                outln!("{id} {}", snapshot.run.status)?;
                 if let Some(error) = &snapshot.run.error {
                     eprintln!("error: {error}");
                 }
@@ -309,24 +309,24 @@ impl Snapshot {
         })
     }
 
-    fn print_table(&self) {
+    fn print_table(&self) -> std::io::Result<()> {
         let r = &self.run;
-        println!("run       {}", r.id);
-        println!("workflow  {}", r.workflow_name);
-        println!("status    {}", r.status);
-        println!("created   {}", r.created_at.format("%Y-%m-%d %H:%M:%S%.3f"));
+        outln!("run       {}", r.id)?;
+        outln!("workflow  {}", r.workflow_name)?;
+        outln!("status    {}", r.status)?;
+        outln!("created   {}", r.created_at.format("%Y-%m-%d %H:%M:%S%.3f"))?;
         if let Some(f) = r.finished_at {
-            println!(
+            outln!(
                 "finished  {}  ({} ms)",
                 f.format("%Y-%m-%d %H:%M:%S%.3f"),
                 (f - r.created_at).num_milliseconds()
-            );
+            )?;
         }
         if let Some(e) = &r.error {
-            println!("error     {e}");
+            outln!("error     {e}")?;
         }
         if let Some(o) = &r.output {
-            println!("output    {o}");
+            outln!("output    {o}")?;
         }
         let mut table = Table::new();
         table.load_preset(UTF8_FULL_CONDENSED).set_header([
@@ -359,7 +359,8 @@ impl Snapshot {
                 detail,
             ]);
         }
-        println!("{table}");
+        outln!("{table}")?;
+        Ok(())
     }
 }
 

@@ -101,15 +101,15 @@ pub(crate) async fn run(args: &SubmitArgs) -> anyhow::Result<ExitCode> {
     }
     if args.json {
         let created = matches!(submitted, Submitted::Created(_));
-        println!(
+        outln!(
             "{}",
             json!({ "id": id, "workflow": workflow.name(), "created": created })
-        );
+        )?;
     } else {
         if let Submitted::Existing(_) = submitted {
             eprintln!("idempotency key already used: returning the existing run");
         }
-        println!("{id}");
+        outln!("{id}")?;
     }
     Ok(ExitCode::SUCCESS)
 }
