@@ -98,16 +98,18 @@ pub fn definition_id(source: &str) -> Uuid {
 
 /// Stores a new run in `pending` (and its definition, once) together with
 /// the `WorkflowSubmitted` message that asks an executor to start it, and
-/// wakes listening relays on commit. With an idempotency key already used,
-/// stores nothing and returns the existing run — also under concurrent
-/// submits: the unique key decides.
+/// wakes listening relays on commit. With an idempotency key already used
+/// by the same workflow (by name) with the same input, stores nothing and
+/// returns the existing run — also under concurrent submits: the unique
+/// key decides.
 ///
 /// The run and its message are written by one statement, so they commit
 /// together on their own (no transaction needed: one fewer round trip
 /// each way) or with the caller's transaction.
 ///
 /// # Errors
-/// A database error.
+/// A database error; [`StoreError::IdempotencyConflict`] if the key names
+/// a run of another workflow or with other inputs.
 pub async fn submit(conn: &mut PgConnection, run: &NewRun<'_>) -> Result<Submitted, StoreError> {
     Ok(submit_leased(conn, run, None).await?.0)
 }
@@ -130,7 +132,7 @@ pub struct Handoff {
 /// when the lease ends if the caller does not get to it.
 ///
 /// # Errors
-/// A database error.
+/// As [`submit`].
 pub async fn submit_leased(
     conn: &mut PgConnection,
     run: &NewRun<'_>,
@@ -185,12 +187,31 @@ pub async fn submit_leased(
         let handoff = lease.map(|_| Handoff { outbox_id, message });
         return Ok((Submitted::Created(WorkflowExecutionId::from(id)), handoff));
     }
-    let existing: Uuid =
-        sqlx::query_scalar("SELECT id FROM workflow_executions WHERE idempotency_key = $1")
-            .bind(run.idempotency_key)
-            .fetch_one(&mut *conn)
-            .await
-            .context("reading the run of an idempotency key")?;
+    // The key is taken: the same request again gets its run back; another
+    // request under the same key is refused rather than answered with a
+    // run that is not what it asked for.
+    let (existing, workflow_name, same_input): (Uuid, String, bool) = sqlx::query_as(
+        "SELECT id, workflow_name, input = $2 FROM workflow_executions WHERE idempotency_key = $1",
+    )
+    .bind(run.idempotency_key)
+    .bind(run.input)
+    .fetch_one(&mut *conn)
+    .await
+    .context("reading the run of an idempotency key")?;
+    let differs = if workflow_name != run.workflow_name {
+        Some(format!("workflow `{workflow_name}`"))
+    } else if !same_input {
+        Some("other inputs".to_owned())
+    } else {
+        None
+    };
+    if let Some(differs) = differs {
+        return Err(StoreError::IdempotencyConflict {
+            key: run.idempotency_key.unwrap_or_default().to_owned(),
+            existing: existing.into(),
+            differs,
+        });
+    }
     Ok((Submitted::Existing(existing.into()), None))
 }
 

@@ -141,9 +141,29 @@ pub(crate) async fn list(args: &ListArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Polls a run until it is terminal, showing progress on a terminal; exit 0
-/// if it succeeded, 1 otherwise.
+/// The exit status after Ctrl-C (128 + SIGINT), as shells report it.
+const INTERRUPTED: u8 = 130;
+
+/// Follows a run until it is terminal, showing progress on a terminal;
+/// exit 0 if it succeeded, 1 otherwise. Ctrl-C stops following, not the
+/// run: it says how to pick it up again and exits 130.
 pub(crate) async fn follow(
+    pool: &PgPool,
+    id: WorkflowExecutionId,
+    json: bool,
+    wait: &WaitArgs,
+) -> anyhow::Result<ExitCode> {
+    tokio::select! {
+        followed = follow_to_end(pool, id, json, wait) => followed,
+        _ = tokio::signal::ctrl_c() => {
+            crate::telemetry::hide_progress();
+            eprintln!("\nthe run goes on: follow it with `weft watch {id}`");
+            Ok(ExitCode::from(INTERRUPTED))
+        }
+    }
+}
+
+async fn follow_to_end(
     pool: &PgPool,
     id: WorkflowExecutionId,
     json: bool,
@@ -197,6 +217,9 @@ pub(crate) async fn follow(
                 outln!("{}", serde_json::to_string_pretty(&snapshot.to_json())?)?;
             } else {
                 outln!("{id} {}", snapshot.run.status)?;
+                if let Some(output) = &snapshot.run.output {
+                    outln!("{}", serde_json::to_string_pretty(output)?)?;
+                }
                 if let Some(error) = &snapshot.run.error {
                     eprintln!("error: {error}");
                 }

@@ -68,17 +68,25 @@ pub(crate) async fn run(args: &SubmitArgs) -> anyhow::Result<ExitCode> {
     // published right after the commit; without it, a relay publishes it.
     let bus = tokio::spawn(weft_bus::Bus::try_connect(args.amqp.config("weft-submit")));
     let pool = args.db.connect().await?;
-    let bus = match tokio::time::timeout(BUS_WAIT, bus).await {
-        Ok(Ok(Ok(bus))) => Some(bus),
-        Ok(Ok(Err(e))) => {
-            tracing::debug!(error = %e, "no RabbitMQ: a relay starts the run");
-            None
-        }
-        Ok(Err(_)) | Err(_) => None,
+    // Why the run's start cannot be published from here, if it cannot.
+    let (bus, no_bus) = match tokio::time::timeout(BUS_WAIT, bus).await {
+        Ok(Ok(Ok(bus))) => (Some(bus), None),
+        Ok(Ok(Err(e))) => (None, Some(e.to_string())),
+        Ok(Err(e)) => (None, Some(format!("connecting to RabbitMQ failed: {e}"))),
+        Err(_) => (
+            None,
+            Some(format!(
+                "RabbitMQ did not answer within {} s",
+                BUS_WAIT.as_secs()
+            )),
+        ),
     };
-    let publisher = match &bus {
-        Some(bus) => bus.publisher().await.ok(),
-        None => None,
+    let (publisher, no_bus) = match &bus {
+        Some(bus) => match bus.publisher().await {
+            Ok(publisher) => (Some(publisher), no_bus),
+            Err(e) => (None, Some(e.to_string())),
+        },
+        None => (None, no_bus),
     };
     let submitted = store(
         &pool,
@@ -95,9 +103,23 @@ pub(crate) async fn run(args: &SubmitArgs) -> anyhow::Result<ExitCode> {
     }
     let submitted = submitted?;
     let id = submitted.id();
+    if let (Some(reason), Submitted::Created(_)) = (&no_bus, submitted) {
+        eprintln!(
+            "warning: {reason}; run {id} is stored all the same, and an executor publishes its start"
+        );
+    }
+    if let Submitted::Existing(_) = submitted {
+        eprintln!("idempotency key already used with the same inputs: returning the existing run");
+    }
     if args.wait {
-        let code = status::follow(&pool, id, args.json, &args.wait_args).await?;
-        return Ok(code);
+        // The id first, so the run can be found again however the wait ends
+        // (on stderr with --json, which keeps stdout one JSON document).
+        if args.json {
+            eprintln!("{id}");
+        } else {
+            outln!("{id}")?;
+        }
+        return status::follow(&pool, id, args.json, &args.wait_args).await;
     }
     if args.json {
         let created = matches!(submitted, Submitted::Created(_));
@@ -106,9 +128,6 @@ pub(crate) async fn run(args: &SubmitArgs) -> anyhow::Result<ExitCode> {
             json!({ "id": id, "workflow": workflow.name(), "created": created })
         )?;
     } else {
-        if let Submitted::Existing(_) = submitted {
-            eprintln!("idempotency key already used: returning the existing run");
-        }
         outln!("{id}")?;
     }
     Ok(ExitCode::SUCCESS)
