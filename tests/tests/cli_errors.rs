@@ -23,6 +23,16 @@ fn stack() -> &'static Stack {
     STACK.get_or_init(|| Stack::start(StackOptions::bare()).expect("stack"))
 }
 
+/// Held by the tests that store runs, so that `last` is what the test
+/// that asks for it stored last.
+static STORING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn storing() -> std::sync::MutexGuard<'static, ()> {
+    STORING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn weft(args: &[&str]) -> Command {
     let stack = stack();
     let mut command = Command::new(weft_binary().expect("weft binary"));
@@ -78,6 +88,7 @@ fn free_port() -> u16 {
 
 #[test]
 fn a_closed_pipe_ends_the_command_quietly() {
+    let _storing = storing();
     for _ in 0..400 {
         store_run(WorkflowExecutionId::new());
     }
@@ -106,6 +117,7 @@ fn a_closed_pipe_ends_the_command_quietly() {
 
 #[test]
 fn runs_are_named_by_unique_prefix_or_last_and_an_ambiguous_prefix_lists_them() {
+    let _storing = storing();
     let twins = [
         "abcdef01-2345-7000-8000-000000000001",
         "abcdef01-2345-7000-8000-000000000002",
@@ -194,6 +206,7 @@ fn each_postgres_connection_error_says_its_cause_in_one_line() {
 
 #[test]
 fn rabbitmq_errors_are_one_line_per_attempt_and_bad_urls_are_refused() {
+    let _storing = storing();
     let stack = stack();
     let wrong = stack
         .amqp_url
@@ -256,6 +269,7 @@ fn rabbitmq_errors_are_one_line_per_attempt_and_bad_urls_are_refused() {
 
 #[test]
 fn reusing_an_idempotency_key_with_other_inputs_is_refused_naming_the_run() {
+    let _storing = storing();
     let submit = |base: &str| {
         run(&[
             "submit",
@@ -288,6 +302,7 @@ fn reusing_an_idempotency_key_with_other_inputs_is_refused_naming_the_run() {
 
 #[test]
 fn ctrl_c_during_wait_leaves_the_run_going_and_says_how_to_follow_it() {
+    let _storing = storing();
     // No executor: the run stays pending, the wait goes on until Ctrl-C.
     let mut child = weft(&["submit", "workflows/diamond.yaml", "--wait"])
         .stdout(Stdio::piped())
