@@ -254,13 +254,13 @@ async fn measure(
     report.percentiles(&format!("{label} audit ID"), &samples, PERCENTILES);
 
     let samples = timed!(history, calls, |_id| {
-        let rows = runs::list(&mut conn, None, 20).await?;
+        let rows = runs::list(&mut conn, None, None, 20).await?;
         ensure!(rows.len() == 20, "20 runs listed, not {}", rows.len());
     });
     report.percentiles(&format!("{label} list"), &samples, PERCENTILES);
 
     let samples = timed!(history, calls, |_id| {
-        let rows = runs::list(&mut conn, Some(WorkflowStatus::Running), 20).await?;
+        let rows = runs::list(&mut conn, Some(WorkflowStatus::Running), None, 20).await?;
         ensure!(!rows.is_empty(), "the live runs are listed");
     });
     report.percentiles(

@@ -4,11 +4,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use backon::{ExponentialBuilder, Retryable as _};
+use lapin::uri::AMQPUri;
 use lapin::{Channel, Connection, ConnectionProperties};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
+use weft_common::redact_url;
 
-use crate::error::BusError;
+use crate::error::{BusError, connect_cause};
 
 /// How to reach RabbitMQ.
 #[derive(Debug, Clone)]
@@ -47,18 +50,26 @@ pub(crate) struct Inner {
     connection: Mutex<Option<Arc<Connection>>>,
 }
 
-fn redact(url: &str) -> String {
-    match (url.split_once("://"), url.rsplit_once('@')) {
-        (Some((scheme, _)), Some((_, host))) => format!("{scheme}://***@{host}"),
-        _ => url.to_owned(),
-    }
-}
-
-/// One attempt to connect.
-async fn open(config: &BusConfig) -> lapin::Result<Connection> {
+/// One attempt to connect. A URL that does not parse is refused before
+/// any attempt (retrying cannot fix it); a failed attempt is named with
+/// the URL (password hidden) and its cause in one line.
+async fn open(config: &BusConfig) -> Result<Connection, BusError> {
+    let url = redact_url(&config.url);
+    let uri = config
+        .url
+        .parse::<AMQPUri>()
+        .map_err(|detail| BusError::BadUrl {
+            url: url.clone(),
+            detail,
+        })?;
     let properties =
         ConnectionProperties::default().with_connection_name(config.connection_name.clone().into());
-    Connection::connect(&config.url, properties).await
+    Connection::connect_uri(uri, properties)
+        .await
+        .map_err(|e| BusError::Connect {
+            url,
+            cause: connect_cause(&e),
+        })
 }
 
 impl Bus {
@@ -96,10 +107,7 @@ impl Bus {
     /// # Errors
     /// If RabbitMQ cannot be reached or refuses the connection.
     pub async fn try_connect(config: BusConfig) -> Result<Self, BusError> {
-        let conn = open(&config).await.map_err(BusError::amqp(format!(
-            "connecting to {}",
-            redact(&config.url)
-        )))?;
+        let conn = open(&config).await?;
         Ok(Self::with(config, CancellationToken::new(), Some(conn)))
     }
 
@@ -122,34 +130,33 @@ impl Bus {
             return Ok(Arc::clone(conn));
         }
         let config = &self.inner.config;
-        let mut delay = config.reconnect_min;
+        let url = redact_url(&config.url);
         let mut attempt = 0u32;
-        loop {
+        let connecting = (|| {
             attempt += 1;
-            let connecting = open(config);
-            let result = tokio::select! {
-                () = self.inner.shutdown.cancelled() => return Err(BusError::ShuttingDown),
-                r = connecting => r,
-            };
-            match result {
-                Ok(conn) => {
-                    if attempt > 1 {
-                        tracing::info!(url = %redact(&config.url), attempt, "connected to RabbitMQ again");
-                    }
-                    let conn = Arc::new(conn);
-                    *slot = Some(Arc::clone(&conn));
-                    return Ok(conn);
-                }
-                Err(e) => {
-                    tracing::warn!(url = %redact(&config.url), attempt, retry_in = ?delay, error = %e, "RabbitMQ unavailable");
-                    tokio::select! {
-                        () = self.inner.shutdown.cancelled() => return Err(BusError::ShuttingDown),
-                        () = tokio::time::sleep(delay) => {}
-                    }
-                    delay = (delay * 2).min(config.reconnect_max);
-                }
-            }
+            open(config)
+        })
+        .retry(
+            ExponentialBuilder::default()
+                .with_min_delay(config.reconnect_min)
+                .with_max_delay(config.reconnect_max)
+                .without_max_times(),
+        )
+        // A bad URL stays bad: only a failed attempt is retried.
+        .when(|e| !matches!(e, BusError::BadUrl { .. }))
+        .notify(|e, retry_in| {
+            tracing::warn!(retry_in = %format_args!("{:.1}s", retry_in.as_secs_f64()), "{e}; retrying");
+        });
+        let conn = tokio::select! {
+            () = self.inner.shutdown.cancelled() => return Err(BusError::ShuttingDown),
+            conn = connecting => conn?,
+        };
+        if attempt > 1 {
+            tracing::info!(%url, attempt, "connected to RabbitMQ again");
         }
+        let conn = Arc::new(conn);
+        *slot = Some(Arc::clone(&conn));
+        Ok(conn)
     }
 
     /// A new channel on the current connection.

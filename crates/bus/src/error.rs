@@ -3,6 +3,23 @@
 /// What can go wrong talking to RabbitMQ.
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
+    /// RabbitMQ could not be reached, or refused the connection: one line
+    /// with the URL (password hidden) and the cause.
+    #[error("cannot connect to RabbitMQ at {url}: {cause}")]
+    Connect {
+        /// The URL, without password.
+        url: String,
+        /// Why, as a user can act on it.
+        cause: String,
+    },
+    /// The RabbitMQ URL does not parse.
+    #[error("the RabbitMQ URL `{url}` is not valid: {detail}")]
+    BadUrl {
+        /// The URL as given, without password.
+        url: String,
+        /// What is wrong with it.
+        detail: String,
+    },
     /// Connecting, opening a channel or an AMQP operation failed.
     #[error("RabbitMQ error while {context}")]
     Amqp {
@@ -39,7 +56,10 @@ impl BusError {
     /// restart, a refused message).
     #[must_use]
     pub fn is_transient(&self) -> bool {
-        matches!(self, Self::Amqp { .. } | Self::Nacked { .. }) && !self.is_refused_message()
+        matches!(
+            self,
+            Self::Amqp { .. } | Self::Nacked { .. } | Self::Connect { .. }
+        ) && !self.is_refused_message()
     }
 
     /// Whether the broker refused the published message itself, for good:
@@ -65,6 +85,38 @@ impl BusError {
     pub(crate) fn amqp(context: impl Into<String>) -> impl FnOnce(lapin::Error) -> Self {
         let context = context.into();
         move |source| Self::Amqp { context, source }
+    }
+}
+
+/// Why a connection attempt failed, in words a user can act on: the
+/// broker's own reason for a refused login or an unknown vhost, without
+/// lapin's wrapping ("protocol error: AMQP soft error: …").
+pub(crate) fn connect_cause(error: &lapin::Error) -> String {
+    use lapin::protocol::{AMQPErrorKind, AMQPHardError, AMQPSoftError};
+    match error.kind() {
+        lapin::ErrorKind::IOError(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            "connection refused".to_owned()
+        }
+        lapin::ErrorKind::IOError(e) => e.to_string(),
+        lapin::ErrorKind::ProtocolError(e) => {
+            let message = e.get_message().as_str();
+            // "ACCESS_REFUSED - Login was refused …": the part after the code.
+            let reason = message.split_once(" - ").map_or(message, |(_, r)| r);
+            match e.kind() {
+                AMQPErrorKind::Soft(AMQPSoftError::ACCESSREFUSED)
+                | AMQPErrorKind::Hard(AMQPHardError::NOTALLOWED)
+                    if reason.contains("vhost") =>
+                {
+                    reason.to_owned()
+                }
+                AMQPErrorKind::Soft(AMQPSoftError::ACCESSREFUSED) => {
+                    "authentication failed: the broker refused the login (wrong user name or password?)"
+                        .to_owned()
+                }
+                _ => reason.to_owned(),
+            }
+        }
+        _ => error.to_string(),
     }
 }
 

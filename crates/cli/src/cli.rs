@@ -1,34 +1,20 @@
-//! The command line, as clap types.
+//! The command line, as clap types. Each command flattens the flag groups
+//! it needs (`config::DbArgs`, `config::AmqpArgs`, `weft_worker::LogArgs`,
+//! …) and nothing else, so its `--help` lists only flags it uses.
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
+use weft_worker::LogFormat;
+
+use crate::config::ConfigArgs;
 
 /// Weft — workflow DAGs, dispatched exactly once.
 #[derive(Debug, Parser)]
 #[command(name = "weft", version, about, long_about = None, propagate_version = true)]
 pub(crate) struct Cli {
-    #[command(flatten)]
-    pub(crate) global: GlobalArgs,
     #[command(subcommand)]
     pub(crate) command: Command,
-}
-
-/// Options every subcommand accepts.
-#[derive(Debug, Args)]
-pub(crate) struct GlobalArgs {
-    /// Log format for daemons (`text` or `json`); `RUST_LOG` sets the level.
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "WEFT_LOG_FORMAT")]
-    pub(crate) log_format: LogFormat,
-}
-
-/// How logs are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub(crate) enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
 }
 
 /// The subcommands.
@@ -59,17 +45,93 @@ pub(crate) enum Command {
     /// Run an executor: advance runs, relay the outbox.
     Executor(crate::commands::daemons::ExecutorArgs),
     /// Run a worker: execute actions from worker pool queues.
-    Worker(crate::commands::daemons::WorkerArgs),
+    Worker(crate::commands::daemons::WorkerDaemonArgs),
     /// Migrate, then run an executor and a worker in one process.
     Dev(crate::commands::daemons::DevArgs),
 }
 
 impl Command {
-    /// Whether this command is a long-running daemon (logs on by default).
-    pub(crate) fn is_daemon(&self) -> bool {
-        matches!(self, Self::Executor(_) | Self::Worker(_) | Self::Dev(_))
+    /// How a daemon logs; `None` for one-shot commands (warnings only, so
+    /// their output stays clean for scripts).
+    pub(crate) fn log_format(&self) -> Option<LogFormat> {
+        match self {
+            Self::Executor(a) => Some(a.log.log_format),
+            Self::Worker(a) => Some(a.log.log_format),
+            Self::Dev(a) => Some(a.log.log_format),
+            _ => None,
+        }
+    }
+
+    /// The `--config` flag, on the commands that have settings.
+    pub(crate) fn config_args(&self) -> Option<&ConfigArgs> {
+        match self {
+            Self::Validate(_) | Self::Graph(_) => None,
+            Self::Submit(a) => Some(&a.config),
+            Self::Status(a) => Some(&a.config),
+            Self::Watch(a) => Some(&a.config),
+            Self::List(a) => Some(&a.config),
+            Self::Audit(a) => Some(&a.config),
+            Self::Retry(a) => Some(&a.config),
+            Self::Cancel(a) => Some(&a.config),
+            Self::Prune(a) => Some(&a.config),
+            Self::Migrate(a) => Some(&a.config),
+            Self::Executor(a) => Some(&a.config),
+            Self::Worker(a) => Some(&a.config),
+            Self::Dev(a) => Some(&a.config),
+        }
     }
 }
 
 /// A path given on the command line.
 pub(crate) type FilePath = PathBuf;
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::Cli;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    /// Each command shows only the flags it uses.
+    #[test]
+    fn commands_show_only_the_flags_they_use() {
+        let cli = Cli::command();
+        let flags = |name: &str| -> Vec<String> {
+            cli.find_subcommand(name)
+                .unwrap_or_else(|| panic!("no command {name}"))
+                .get_arguments()
+                .filter_map(|a| a.get_long().map(str::to_owned))
+                .collect()
+        };
+        for read_only in [
+            "status", "watch", "list", "cancel", "retry", "audit", "prune",
+        ] {
+            let flags = flags(read_only);
+            assert!(flags.iter().any(|f| f == "database-url"), "{read_only}");
+            for absent in ["amqp-url", "log-format", "metrics-addr"] {
+                assert!(
+                    !flags.iter().any(|f| f == absent),
+                    "{read_only} has --{absent}"
+                );
+            }
+        }
+        let worker = flags("worker");
+        assert!(worker.iter().any(|f| f == "amqp-url") && worker.iter().any(|f| f == "log-format"));
+        assert!(!worker.iter().any(|f| f == "database-url"), "{worker:?}");
+        assert!(!flags("submit").iter().any(|f| f == "log-format"));
+        for daemon in ["executor", "dev"] {
+            let flags = flags(daemon);
+            for present in ["database-url", "amqp-url", "log-format", "config"] {
+                assert!(
+                    flags.iter().any(|f| f == present),
+                    "{daemon} lacks --{present}"
+                );
+            }
+        }
+        assert!(!flags("validate").iter().any(|f| f == "database-url"));
+    }
+}

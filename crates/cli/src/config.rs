@@ -1,79 +1,107 @@
-//! Connection settings: flags, then environment, then an optional config
-//! file, then defaults. Secrets are never printed (URLs are redacted).
+//! Where the services are: one flag group per need, so each command shows
+//! only the flags it uses (`status` has no `--amqp-url`, `worker` no
+//! `--database-url`). Flags win over the environment, which wins over the
+//! `--config` file, which wins over the defaults. Secrets are never
+//! printed (URLs are redacted).
 
 use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::Args;
-use serde::Deserialize;
 use weft_bus::BusConfig;
-use weft_store::DbConfig;
+use weft_store::{DbConfig, PgPool};
 
 /// Default PostgreSQL URL.
 pub(crate) const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/weft";
 /// Default RabbitMQ URL.
-pub(crate) const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+pub(crate) use weft_worker::DEFAULT_AMQP_URL;
 
-/// Where the services are.
+/// PostgreSQL, for every command that reads or writes runs.
 #[derive(Debug, Clone, Args)]
-pub(crate) struct ConnArgs {
-    /// PostgreSQL URL [default: postgres://postgres@127.0.0.1:5432/weft]
-    #[arg(long, env = "WEFT_DATABASE_URL", hide_env_values = true)]
-    pub(crate) database_url: Option<String>,
-    /// RabbitMQ URL [default: amqp://guest:guest@127.0.0.1:5672/%2f]
-    #[arg(long, env = "WEFT_AMQP_URL", hide_env_values = true)]
-    pub(crate) amqp_url: Option<String>,
-    /// A YAML file with `database_url` and/or `amqp_url`, used for what flags
-    /// and environment leave unset.
-    #[arg(long, env = "WEFT_CONFIG")]
+pub(crate) struct DbArgs {
+    /// PostgreSQL URL; its password is never printed.
+    #[arg(
+        long,
+        env = "WEFT_DATABASE_URL",
+        hide_env_values = true,
+        default_value = DEFAULT_DATABASE_URL,
+        value_name = "URL"
+    )]
+    pub(crate) database_url: String,
+    /// Connections in the pool (4–8 is plenty for a daemon).
+    #[arg(
+        long,
+        env = "WEFT_DATABASE_MAX_CONNECTIONS",
+        default_value_t = DbConfig::default().max_connections,
+        value_name = "N"
+    )]
+    pub(crate) database_max_connections: u32,
+}
+
+impl DbArgs {
+    /// The store's settings.
+    pub(crate) fn config(&self) -> DbConfig {
+        DbConfig {
+            url: self.database_url.clone(),
+            max_connections: self.database_max_connections.max(1),
+            ..DbConfig::default()
+        }
+    }
+
+    /// Connects to the migrated database.
+    pub(crate) async fn connect(&self) -> anyhow::Result<PgPool> {
+        Ok(weft_store::connect(&self.config()).await?)
+    }
+}
+
+/// RabbitMQ, for the commands that publish (`submit`, the executor).
+#[derive(Debug, Clone, Args)]
+pub(crate) struct AmqpArgs {
+    /// RabbitMQ URL; its password is never printed.
+    #[arg(
+        long,
+        env = "WEFT_AMQP_URL",
+        hide_env_values = true,
+        default_value = DEFAULT_AMQP_URL,
+        value_name = "URL"
+    )]
+    pub(crate) amqp_url: String,
+}
+
+impl AmqpArgs {
+    /// The bus's settings, the connection shown as `connection_name` in
+    /// RabbitMQ's management UI.
+    pub(crate) fn config(&self, connection_name: &str) -> BusConfig {
+        bus_config(&self.amqp_url, connection_name)
+    }
+}
+
+/// The bus's settings for `url`.
+pub(crate) fn bus_config(url: &str, connection_name: &str) -> BusConfig {
+    BusConfig {
+        url: url.to_owned(),
+        connection_name: connection_name.to_owned(),
+        ..BusConfig::default()
+    }
+}
+
+/// `--config FILE`, on every command that has settings.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct ConfigArgs {
+    /// A YAML file of settings (the keys are the long flags' names with
+    /// `_` for `-`), used for what flags and environment leave unset.
+    #[arg(long, env = "WEFT_CONFIG", value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    database_url: Option<String>,
-    amqp_url: Option<String>,
-    database_max_connections: Option<u32>,
-}
-
-/// The resolved settings.
-#[derive(Debug, Clone)]
-pub(crate) struct Conn {
-    pub(crate) db: DbConfig,
-    pub(crate) bus: BusConfig,
-}
-
-impl ConnArgs {
-    /// Resolves flags, environment, file and defaults.
-    pub(crate) fn resolve(&self, connection_name: &str) -> anyhow::Result<Conn> {
-        let file = match &self.config {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("reading the config file {}", path.display()))?;
-                serde_saphyr::from_str::<FileConfig>(&text)
-                    .with_context(|| format!("parsing the config file {}", path.display()))?
-            }
-            None => FileConfig::default(),
+impl ConfigArgs {
+    /// The file's text, if one was given.
+    pub(crate) fn read(&self) -> anyhow::Result<Option<(PathBuf, String)>> {
+        let Some(path) = &self.config else {
+            return Ok(None);
         };
-        let db = DbConfig {
-            url: self
-                .database_url
-                .clone()
-                .or(file.database_url)
-                .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned()),
-            max_connections: file.database_max_connections.unwrap_or(8),
-            ..DbConfig::default()
-        };
-        let bus = BusConfig {
-            url: self
-                .amqp_url
-                .clone()
-                .or(file.amqp_url)
-                .unwrap_or_else(|| DEFAULT_AMQP_URL.to_owned()),
-            connection_name: connection_name.to_owned(),
-            ..BusConfig::default()
-        };
-        Ok(Conn { db, bus })
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the config file {}", path.display()))?;
+        Ok(Some((path.clone(), text)))
     }
 }

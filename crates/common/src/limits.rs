@@ -79,6 +79,25 @@ impl ResultLimit {
     }
 }
 
+/// `--max-result-bytes`: a whole number of bytes, at least 1.
+impl std::str::FromStr for ResultLimit {
+    type Err = BadLimit;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let bytes = text.trim().parse::<usize>().map_err(|_| {
+            BadLimit(format!(
+                "must be a whole number of bytes, e.g. 4194304 for 4 MiB, not `{text}`"
+            ))
+        })?;
+        Self::new(bytes).map_err(|e| BadLimit(e.to_string()))
+    }
+}
+
+/// A result limit that is not a positive whole number of bytes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadLimit(String);
+
 impl Default for ResultLimit {
     fn default() -> Self {
         Self::DEFAULT

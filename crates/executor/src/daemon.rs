@@ -2,13 +2,15 @@
 
 use std::time::Duration;
 
+use backon::{ExponentialBuilder, Retryable as _};
+
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use weft_bus::{Bus, BusConfig, ConsumerConfig, Delivery, Outcome, QueueKind};
 use weft_common::Message;
 use weft_common::message::topology;
 use weft_common::message::{ExecutionCompleted, WorkflowSubmitted};
-use weft_store::{DbConfig, StoreError};
+use weft_store::{ConnectCause, DbConfig, StoreError};
 
 use crate::batch::Batcher;
 use crate::engine::{Applied, Engine, EngineConfig};
@@ -229,26 +231,40 @@ async fn handle(
     }
 }
 
-/// Connects to PostgreSQL, retrying while it is unreachable. `None` if
-/// shutdown fired first.
+/// Connects to PostgreSQL, retrying (one log line per attempt, capped
+/// backoff) while it is unreachable or refuses the login — an operator may
+/// be fixing either. `None` if shutdown fired first.
+///
+/// # Errors
+/// What retrying cannot fix: a bad URL, a missing database, a schema
+/// older than this build.
 async fn connect_db(
     config: &DbConfig,
     shutdown: &CancellationToken,
 ) -> Result<Option<sqlx::PgPool>, StoreError> {
-    let mut failures = 0u32;
-    loop {
-        match weft_store::connect(config).await {
-            Ok(pool) => return Ok(Some(pool)),
-            Err(e) if e.is_transient() || matches!(e, StoreError::Database { .. }) => {
-                failures = failures.saturating_add(1);
-                let wait = backoff(failures).max(Duration::from_millis(500));
-                tracing::warn!(url = %config.redacted_url(), error = %weft_common::error_chain(&e), retry_in = ?wait, "PostgreSQL unavailable");
-                tokio::select! {
-                    () = shutdown.cancelled() => return Ok(None),
-                    () = tokio::time::sleep(wait) => {}
-                }
-            }
-            Err(e) => return Err(e),
-        }
+    let retryable = |e: &StoreError| {
+        e.is_transient()
+            || matches!(
+                e,
+                StoreError::Connect {
+                    cause: ConnectCause::AuthFailed(_),
+                    ..
+                } | StoreError::Database { .. }
+            )
+    };
+    let connecting = (|| weft_store::connect(config))
+        .retry(
+            ExponentialBuilder::default()
+                .with_min_delay(Duration::from_millis(500))
+                .with_max_delay(Duration::from_secs(5))
+                .without_max_times(),
+        )
+        .when(retryable)
+        .notify(|e, retry_in| {
+            tracing::warn!(retry_in = %format_args!("{:.1}s", retry_in.as_secs_f64()), "{}; retrying", weft_common::error_chain(e));
+        });
+    tokio::select! {
+        () = shutdown.cancelled() => Ok(None),
+        pool = connecting => pool.map(Some),
     }
 }

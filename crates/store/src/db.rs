@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
-use sqlx::{ConnectOptions, Connection, PgPool};
+use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
 
-use crate::error::{Context, StoreError};
+use crate::error::{ConnectCause, Context, StoreError};
 
 /// The schema, embedded at build time from `migrations/`.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations");
@@ -41,7 +41,13 @@ impl DbConfig {
     /// host, protecting nothing); any other host keeps `prefer`.
     fn options(&self) -> Result<PgConnectOptions, StoreError> {
         let options = PgConnectOptions::from_str(&self.url)
-            .context("parsing the database URL")?
+            .map_err(|e| StoreError::BadUrl {
+                url: self.redacted_url(),
+                detail: match e {
+                    sqlx::Error::Configuration(inner) => inner.to_string(),
+                    other => other.to_string(),
+                },
+            })?
             .application_name("weft");
         let chose_ssl = self.url.contains("sslmode=");
         Ok(if !chose_ssl && is_loopback(options.get_host()) {
@@ -61,15 +67,21 @@ impl DbConfig {
 /// Replaces the password of a URL with `***`.
 #[must_use]
 pub fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let Some((userinfo, host)) = rest.split_once('@') else {
-        return url.to_owned();
-    };
-    match userinfo.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-        None => url.to_owned(),
+    weft_common::redact_url(url)
+}
+
+/// Opens one connection, naming the URL and the cause when it fails.
+async fn open(config: &DbConfig, options: &PgConnectOptions) -> Result<PgConnection, StoreError> {
+    options
+        .connect()
+        .await
+        .map_err(|e| connect_error(config, options, &e))
+}
+
+fn connect_error(config: &DbConfig, options: &PgConnectOptions, error: &sqlx::Error) -> StoreError {
+    StoreError::Connect {
+        url: config.redacted_url(),
+        cause: ConnectCause::of(error, options.get_database().unwrap_or("postgres")),
     }
 }
 
@@ -79,9 +91,16 @@ pub fn redact(url: &str) -> String {
 /// [`StoreError::NotMigrated`] if the schema is missing or older than this
 /// build; a database error if PostgreSQL cannot be reached.
 pub async fn connect(config: &DbConfig) -> Result<PgPool, StoreError> {
-    let pool = pool(config).await?;
-    ensure_migrated(&pool, config).await?;
-    Ok(pool)
+    // One connection first: it fails at once with the real cause (a pool
+    // retries a refused connection until its timeout, then says only
+    // that it timed out), and checks the schema; the pool then opens its
+    // connections as they are needed.
+    let options = config.options()?;
+    let mut probe = open(config, &options).await?;
+    let checked = ensure_migrated(&mut probe, config).await;
+    let _ = probe.close().await;
+    checked?;
+    Ok(pool(config, options))
 }
 
 /// Whether `host` names this machine over TCP (a Unix socket path is not a
@@ -97,8 +116,8 @@ fn is_loopback(host: &str) -> bool {
 /// A pooled connection idle this long is pinged before it is handed out.
 const PING_WHEN_IDLE_FOR: Duration = Duration::from_secs(1);
 
-async fn pool(config: &DbConfig) -> Result<PgPool, StoreError> {
-    let connected = PgPoolOptions::new()
+fn pool(config: &DbConfig, options: PgConnectOptions) -> PgPool {
+    PgPoolOptions::new()
         .max_connections(config.max_connections)
         .acquire_timeout(config.acquire_timeout)
         // sqlx pings every connection it hands out by default: a round trip
@@ -115,18 +134,7 @@ async fn pool(config: &DbConfig) -> Result<PgPool, StoreError> {
                 Ok(true)
             })
         })
-        .connect_with(config.options()?)
-        .await;
-    match connected {
-        // invalid_catalog_name: the database itself does not exist.
-        Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("3D000") => {
-            Err(StoreError::NotMigrated {
-                url: config.redacted_url(),
-                detail: "the database does not exist".to_owned(),
-            })
-        }
-        other => other.context("connecting to PostgreSQL"),
-    }
+        .connect_lazy_with(options)
 }
 
 /// Creates the database if it does not exist, then applies every pending
@@ -137,9 +145,12 @@ async fn pool(config: &DbConfig) -> Result<PgPool, StoreError> {
 /// A database or migration error.
 pub async fn migrate(config: &DbConfig) -> Result<PgPool, StoreError> {
     create_database_if_missing(config).await?;
-    let pool = pool(config).await?;
-    MIGRATOR.run(&pool).await.map_err(StoreError::Migrate)?;
-    Ok(pool)
+    let options = config.options()?;
+    let mut conn = open(config, &options).await?;
+    let migrated = MIGRATOR.run(&mut conn).await.map_err(StoreError::Migrate);
+    let _ = conn.close().await;
+    migrated?;
+    Ok(pool(config, options))
 }
 
 async fn create_database_if_missing(config: &DbConfig) -> Result<(), StoreError> {
@@ -147,12 +158,8 @@ async fn create_database_if_missing(config: &DbConfig) -> Result<(), StoreError>
     let Some(name) = options.get_database().map(str::to_owned) else {
         return Ok(());
     };
-    let mut admin = options
-        .clone()
-        .database("postgres")
-        .connect()
-        .await
-        .context("connecting to the `postgres` database to create the Weft database")?;
+    let admin_options = options.clone().database("postgres");
+    let mut admin = open(config, &admin_options).await?;
     let exists: bool =
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
             .bind(&name)
@@ -185,9 +192,9 @@ async fn create_database_if_missing(config: &DbConfig) -> Result<(), StoreError>
 }
 
 /// Fails unless every migration this build embeds has been applied.
-async fn ensure_migrated(pool: &PgPool, config: &DbConfig) -> Result<(), StoreError> {
+async fn ensure_migrated(conn: &mut PgConnection, config: &DbConfig) -> Result<(), StoreError> {
     let table: Option<String> = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations')::text")
-        .fetch_one(pool)
+        .fetch_one(&mut *conn)
         .await
         .context("checking the schema version")?;
     if table.is_none() {
@@ -198,7 +205,7 @@ async fn ensure_migrated(pool: &PgPool, config: &DbConfig) -> Result<(), StoreEr
     }
     let applied: Vec<i64> =
         sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
-            .fetch_all(pool)
+            .fetch_all(&mut *conn)
             .await
             .context("reading the applied migrations")?;
     let missing: Vec<String> = MIGRATOR

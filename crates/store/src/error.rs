@@ -3,6 +3,23 @@
 /// What can go wrong talking to PostgreSQL.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// PostgreSQL could not be reached, or refused the connection: one
+    /// line with the URL (password hidden) and the cause.
+    #[error("cannot connect to PostgreSQL at {url}: {cause}")]
+    Connect {
+        /// The database URL, without password.
+        url: String,
+        /// Why.
+        cause: ConnectCause,
+    },
+    /// The database URL does not parse.
+    #[error("the database URL `{url}` is not valid: {detail}")]
+    BadUrl {
+        /// The URL as given, without password.
+        url: String,
+        /// What is wrong with it.
+        detail: String,
+    },
     /// The database answered with an error, or could not be reached.
     #[error("database error while {context}")]
     Database {
@@ -32,6 +49,20 @@ pub enum StoreError {
         /// The constraint that refused it.
         constraint: String,
     },
+    /// An idempotency key already names a run of another workflow, or
+    /// one submitted with other inputs.
+    #[error(
+        "idempotency key `{key}` already names run {existing}, submitted with {differs}; \
+         the same key returns that run only for the same workflow and inputs: use a new key"
+    )]
+    IdempotencyConflict {
+        /// The key.
+        key: String,
+        /// The run it names.
+        existing: weft_common::WorkflowExecutionId,
+        /// What differs: "other inputs" or "workflow `name`".
+        differs: String,
+    },
     /// A row held a value this build cannot read.
     #[error("corrupt {what}: {detail}")]
     Corrupt {
@@ -42,12 +73,58 @@ pub enum StoreError {
     },
 }
 
+/// Why a connection to PostgreSQL failed, as a user can act on it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectCause {
+    /// Nothing listens at that host and port.
+    #[error("connection refused")]
+    Refused,
+    /// The server refused the user (wrong password, unknown role, no
+    /// `pg_hba.conf` entry); the server's own words.
+    #[error("authentication failed: {0}")]
+    AuthFailed(String),
+    /// The server is there, the database is not.
+    #[error("database `{0}` does not exist; run `weft migrate` to create it, or check the URL")]
+    NoDatabase(String),
+    /// Anything else (a timeout, TLS, an unreachable host), as the driver
+    /// said it.
+    #[error("{0}")]
+    Other(String),
+}
+
+impl ConnectCause {
+    /// Classifies a failed connection attempt to the database `database`.
+    #[must_use]
+    pub fn of(error: &sqlx::Error, database: &str) -> Self {
+        match error {
+            sqlx::Error::Io(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                Self::Refused
+            }
+            sqlx::Error::Io(e) => Self::Other(e.to_string()),
+            sqlx::Error::Tls(e) => Self::Other(format!("TLS: {e}")),
+            sqlx::Error::PoolTimedOut => Self::Other("timed out".to_owned()),
+            sqlx::Error::Database(db) => match db.code().as_deref() {
+                // invalid_password, invalid_authorization_specification
+                Some("28P01" | "28000") => Self::AuthFailed(db.message().to_owned()),
+                // invalid_catalog_name
+                Some("3D000") => Self::NoDatabase(database.to_owned()),
+                _ => Self::Other(db.message().to_owned()),
+            },
+            other => Self::Other(other.to_string()),
+        }
+    }
+}
+
 impl StoreError {
     /// Whether retrying the same work later may succeed: the connection
-    /// dropped, the pool timed out (PostgreSQL restarting), or the
-    /// transaction lost a deadlock or serialization race.
+    /// dropped or was refused, the pool timed out (PostgreSQL
+    /// restarting), or the transaction lost a deadlock or serialization
+    /// race.
     #[must_use]
     pub fn is_transient(&self) -> bool {
+        if let Self::Connect { cause, .. } = self {
+            return matches!(cause, ConnectCause::Refused | ConnectCause::Other(_));
+        }
         let Self::Database { source, .. } = self else {
             return false;
         };

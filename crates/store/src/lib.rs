@@ -37,7 +37,7 @@ pub mod transact;
 pub mod workers;
 
 pub use db::{DbConfig, MIGRATOR, connect, migrate};
-pub use error::StoreError;
+pub use error::{ConnectCause, StoreError};
 pub use sqlx::postgres::PgListener;
 pub use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 

@@ -6,7 +6,7 @@ use serde_json::Value;
 use sqlx::PgConnection;
 use uuid::Uuid;
 use weft_common::message::{WorkflowFinished, WorkflowSubmitted};
-use weft_common::{Envelope, WorkflowExecutionId, WorkflowStatus};
+use weft_common::{Envelope, RunRef, WorkflowExecutionId, WorkflowStatus};
 
 use crate::error::{Context, StoreError};
 use crate::outbox;
@@ -98,16 +98,18 @@ pub fn definition_id(source: &str) -> Uuid {
 
 /// Stores a new run in `pending` (and its definition, once) together with
 /// the `WorkflowSubmitted` message that asks an executor to start it, and
-/// wakes listening relays on commit. With an idempotency key already used,
-/// stores nothing and returns the existing run — also under concurrent
-/// submits: the unique key decides.
+/// wakes listening relays on commit. With an idempotency key already used
+/// by the same workflow (by name) with the same input, stores nothing and
+/// returns the existing run — also under concurrent submits: the unique
+/// key decides.
 ///
 /// The run and its message are written by one statement, so they commit
 /// together on their own (no transaction needed: one fewer round trip
 /// each way) or with the caller's transaction.
 ///
 /// # Errors
-/// A database error.
+/// A database error; [`StoreError::IdempotencyConflict`] if the key names
+/// a run of another workflow or with other inputs.
 pub async fn submit(conn: &mut PgConnection, run: &NewRun<'_>) -> Result<Submitted, StoreError> {
     Ok(submit_leased(conn, run, None).await?.0)
 }
@@ -130,7 +132,7 @@ pub struct Handoff {
 /// when the lease ends if the caller does not get to it.
 ///
 /// # Errors
-/// A database error.
+/// As [`submit`].
 pub async fn submit_leased(
     conn: &mut PgConnection,
     run: &NewRun<'_>,
@@ -185,12 +187,31 @@ pub async fn submit_leased(
         let handoff = lease.map(|_| Handoff { outbox_id, message });
         return Ok((Submitted::Created(WorkflowExecutionId::from(id)), handoff));
     }
-    let existing: Uuid =
-        sqlx::query_scalar("SELECT id FROM workflow_executions WHERE idempotency_key = $1")
-            .bind(run.idempotency_key)
-            .fetch_one(&mut *conn)
-            .await
-            .context("reading the run of an idempotency key")?;
+    // The key is taken: the same request again gets its run back; another
+    // request under the same key is refused rather than answered with a
+    // run that is not what it asked for.
+    let (existing, workflow_name, same_input): (Uuid, String, bool) = sqlx::query_as(
+        "SELECT id, workflow_name, input = $2 FROM workflow_executions WHERE idempotency_key = $1",
+    )
+    .bind(run.idempotency_key)
+    .bind(run.input)
+    .fetch_one(&mut *conn)
+    .await
+    .context("reading the run of an idempotency key")?;
+    let differs = if workflow_name != run.workflow_name {
+        Some(format!("workflow `{workflow_name}`"))
+    } else if !same_input {
+        Some("other inputs".to_owned())
+    } else {
+        None
+    };
+    if let Some(differs) = differs {
+        return Err(StoreError::IdempotencyConflict {
+            key: run.idempotency_key.unwrap_or_default().to_owned(),
+            existing: existing.into(),
+            differs,
+        });
+    }
     Ok((Submitted::Existing(existing.into()), None))
 }
 
@@ -227,24 +248,93 @@ pub async fn get(
     .context("reading a run")
 }
 
-/// The newest runs, optionally of one status.
+/// The newest runs, optionally only those of one status and of one
+/// workflow (by name).
 ///
 /// # Errors
 /// A database error.
 pub async fn list(
     conn: &mut PgConnection,
     status: Option<WorkflowStatus>,
+    workflow: Option<&str>,
     limit: i64,
 ) -> Result<Vec<RunRow>, StoreError> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {RUN_COLUMNS} FROM workflow_executions \
-         WHERE ($1::text IS NULL OR status = $1) ORDER BY created_at DESC, id DESC LIMIT $2"
+         WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR workflow_name = $2) \
+         ORDER BY created_at DESC, id DESC LIMIT $3"
     )))
     .bind(status.map(WorkflowStatus::as_str))
+    .bind(workflow)
     .bind(limit)
     .fetch_all(conn)
     .await
     .context("listing runs")
+}
+
+/// How many runs an ambiguous prefix lists at most.
+pub const CANDIDATES_SHOWN: usize = 10;
+
+/// Which run a [`RunRef`] names.
+#[derive(Debug, Clone)]
+pub enum Resolved {
+    /// Exactly one run.
+    Found(WorkflowExecutionId),
+    /// None: no run has that id or prefix (or, for `last`, no run exists).
+    NotFound,
+    /// A prefix several runs start with: the newest of them (at most
+    /// [`CANDIDATES_SHOWN`]), and whether there are more.
+    Ambiguous {
+        /// The runs, newest first.
+        candidates: Vec<RunRow>,
+        /// More runs than these share the prefix.
+        more: bool,
+    },
+}
+
+/// Resolves a run given by id, unique prefix or `last`. A prefix is looked
+/// up as a range of the primary key (see [`RunRef::prefix_range`]), so it
+/// costs the same as an id on any number of runs; `last` reads the
+/// `created_at` index.
+///
+/// # Errors
+/// A database error.
+pub async fn resolve(conn: &mut PgConnection, run: &RunRef) -> Result<Resolved, StoreError> {
+    let (low, high) = match run {
+        RunRef::Id(id) => (id.as_uuid(), id.as_uuid()),
+        RunRef::Prefix(prefix) => RunRef::prefix_range(prefix),
+        RunRef::Last => {
+            let newest: Option<Uuid> = sqlx::query_scalar(
+                "SELECT id FROM workflow_executions ORDER BY created_at DESC, id DESC LIMIT 1",
+            )
+            .fetch_optional(conn)
+            .await
+            .context("reading the newest run")?;
+            return Ok(newest.map_or(Resolved::NotFound, |id| Resolved::Found(id.into())));
+        }
+    };
+    let mut rows: Vec<RunRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {RUN_COLUMNS} FROM workflow_executions WHERE id BETWEEN $1 AND $2 \
+         ORDER BY created_at DESC, id DESC LIMIT $3"
+    )))
+    .bind(low)
+    .bind(high)
+    .bind(i64::try_from(CANDIDATES_SHOWN + 1).unwrap_or(i64::MAX))
+    .fetch_all(conn)
+    .await
+    .context("resolving a run id prefix")?;
+    Ok(match rows.len() {
+        0 => Resolved::NotFound,
+        1 => Resolved::Found(rows[0].id),
+        _ => {
+            let more = rows.len() > CANDIDATES_SHOWN;
+            rows.truncate(CANDIDATES_SHOWN);
+            Resolved::Ambiguous {
+                candidates: rows,
+                more,
+            }
+        }
+    })
 }
 
 /// Guarded `pending → running` of several runs in one statement, locking

@@ -1,13 +1,19 @@
 //! A worker binary with a custom action next to the built-ins.
 //!
+//! It takes the same flags and environment as `weft worker`
+//! (`--queue`/`WEFT_WORKER_QUEUES`, `--concurrency`, `--amqp-url`/
+//! `WEFT_AMQP_URL`, `RUST_LOG`, …). Run it on a pool of its own, so that
+//! its tasks never land on a stock worker that does not know the action:
+//!
 //! ```sh
-//! cargo run -p weft-worker --example custom_worker
+//! cargo run -p weft-worker --example custom_worker -- --queue text
 //! ```
-//! then submit a workflow with `action: word_count`.
+//!
+//! then submit a workflow whose task says `action: word_count` and
+//! `queue: text`.
 
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
-use weft_worker::{ActionContext, ActionError, ActionRegistry, WorkerConfig};
+use weft_worker::{ActionContext, ActionError, ActionRegistry};
 
 async fn word_count(ctx: ActionContext) -> Result<Value, ActionError> {
     let text = ctx
@@ -19,20 +25,8 @@ async fn word_count(ctx: ActionContext) -> Result<Value, ActionError> {
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt().with_env_filter("info").init();
+async fn main() -> Result<(), weft_worker::WorkerError> {
     let mut actions = ActionRegistry::with_builtins();
     actions.register("word_count", word_count);
-    let mut config = WorkerConfig::default();
-    if let Ok(url) = std::env::var("WEFT_AMQP_URL") {
-        config.bus.url = url;
-    }
-    let shutdown = CancellationToken::new();
-    let trigger = shutdown.clone();
-    tokio::spawn(async move {
-        let _ = tokio::signal::ctrl_c().await;
-        trigger.cancel();
-    });
-    weft_worker::run(config, actions, shutdown).await?;
-    Ok(())
+    weft_worker::run_from_env(actions).await
 }

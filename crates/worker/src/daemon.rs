@@ -76,6 +76,9 @@ pub enum WorkerError {
     /// RabbitMQ is unusable.
     #[error(transparent)]
     Bus(#[from] BusError),
+    /// A flag's value cannot be used.
+    #[error(transparent)]
+    BadFlag(#[from] crate::args::BadFlag),
 }
 
 /// Executions running here, with the token that cancels each.

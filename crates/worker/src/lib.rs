@@ -9,28 +9,42 @@
 //!
 //! ## Your own worker binary
 //!
+//! Register your actions next to the built-ins and hand them to
+//! [`run_from_env`]: it reads the same flags and environment as
+//! `weft worker` ([`WorkerArgs`]: `--queue`, `--concurrency`,
+//! `--amqp-url`, … and `RUST_LOG`) and stops on SIGINT or SIGTERM.
+//!
 //! ```no_run
 //! use serde_json::json;
-//! use tokio_util::sync::CancellationToken;
-//! use weft_worker::{ActionContext, ActionError, ActionRegistry, WorkerConfig};
+//! use weft_worker::{ActionContext, ActionError, ActionRegistry};
 //!
-//! # async fn example() -> Result<(), weft_worker::WorkerError> {
-//! let mut actions = ActionRegistry::with_builtins();
-//! actions.register("uppercase", |ctx: ActionContext| async move {
-//!     let text = ctx.input["text"].as_str().ok_or_else(|| ActionError::bad_input("uppercase", "text", "must be a string"))?;
-//!     Ok(json!({ "text": text.to_uppercase() }))
-//! });
-//! let shutdown = CancellationToken::new(); // cancel it on SIGTERM
-//! weft_worker::run(WorkerConfig::default(), actions, shutdown).await
-//! # }
+//! #[tokio::main]
+//! async fn main() -> Result<(), weft_worker::WorkerError> {
+//!     let mut actions = ActionRegistry::with_builtins();
+//!     actions.register("uppercase", |ctx: ActionContext| async move {
+//!         let text = ctx.input["text"].as_str().ok_or_else(|| {
+//!             ActionError::bad_input("uppercase", "text", "must be a string")
+//!         })?;
+//!         Ok(json!({ "text": text.to_uppercase() }))
+//!     });
+//!     weft_worker::run_from_env(actions).await
+//! }
 //! ```
 //!
-//! A workflow then uses `action: uppercase`. `crates/worker/examples/custom_worker.rs`
+//! Start it on a pool of its own (`--queue text`) and give the tasks that
+//! use the action `queue: text`: a stock `weft worker` on `default` does
+//! not know it. [`run`] takes a [`WorkerConfig`] instead, for a program
+//! that reads its settings its own way. `crates/worker/examples/custom_worker.rs`
 //! is a complete binary.
 
 mod action;
 mod actions;
+mod args;
 mod daemon;
 
 pub use action::{ActionContext, ActionError, ActionRegistry, ActionResult};
+pub use args::{
+    BadFlag, DAEMON_LOG_FILTER, DEFAULT_AMQP_URL, LogArgs, LogFormat, WorkerArgs, init_tracing,
+    run_from_env, shutdown_on_signal,
+};
 pub use daemon::{WorkerConfig, WorkerError, run};

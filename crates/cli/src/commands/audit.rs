@@ -6,16 +6,17 @@ use anyhow::Context as _;
 use clap::Args;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use serde_json::json;
-use weft_common::WorkflowExecutionId;
+use weft_common::RunRef;
 use weft_store::audit;
 
-use crate::config::ConnArgs;
+use crate::config::{ConfigArgs, DbArgs};
 
 /// Arguments of `weft audit`.
 #[derive(Debug, Args)]
 pub(crate) struct AuditArgs {
-    /// Audit only this run (default: every run).
-    pub(crate) id: Option<WorkflowExecutionId>,
+    /// Audit only this run (default: every run): its id, a unique prefix
+    /// of it (8+ hex digits), or `last`.
+    pub(crate) id: Option<RunRef>,
     /// Report outbox messages unpublished for longer than this many seconds.
     #[arg(long, default_value_t = 60.0)]
     pub(crate) outbox_threshold: f64,
@@ -27,7 +28,9 @@ pub(crate) struct AuditArgs {
     #[arg(long)]
     pub(crate) json: bool,
     #[command(flatten)]
-    pub(crate) conn: ConnArgs,
+    pub(crate) db: DbArgs,
+    #[command(flatten)]
+    pub(crate) config: ConfigArgs,
 }
 
 /// Exit 0 when clean, 1 with every violation named.
@@ -37,20 +40,24 @@ pub(crate) async fn run(args: &AuditArgs) -> anyhow::Result<ExitCode> {
         outbox_secs: args.outbox_threshold,
         queued_secs,
     };
-    let pool = weft_store::connect(&args.conn.resolve("weft-audit")?.db).await?;
+    let pool = args.db.connect().await?;
+    let id = match &args.id {
+        Some(run) => Some(crate::run_ref::resolve(&pool, run).await?),
+        None => None,
+    };
     let mut conn = pool.acquire().await.context("connecting")?;
-    let violations = audit::audit_with(&mut conn, args.id, thresholds).await?;
+    let violations = audit::audit_with(&mut conn, id, thresholds).await?;
     let checks = audit::checks();
     if args.json {
         let report =
             json!({ "clean": violations.is_empty(), "checks": checks, "violations": violations });
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?)?;
     } else if violations.is_empty() {
-        println!(
+        outln!(
             "clean: {} checks passed ({})",
             checks.len(),
             checks.join(", ")
-        );
+        )?;
     } else {
         let mut table = Table::new();
         table
@@ -63,7 +70,7 @@ pub(crate) async fn run(args: &AuditArgs) -> anyhow::Result<ExitCode> {
                 v.detail.clone(),
             ]);
         }
-        println!("{table}");
+        outln!("{table}")?;
         eprintln!("{} violation(s) found", violations.len());
     }
     Ok(if violations.is_empty() {

@@ -3,41 +3,43 @@
 use std::process::ExitCode;
 
 use clap::Args;
-use weft_common::WorkflowExecutionId;
+use weft_common::RunRef;
 use weft_store::cancel::{self, Requested};
 
-use crate::config::ConnArgs;
+use crate::config::{ConfigArgs, DbArgs};
 
 /// Arguments of `weft cancel`.
 #[derive(Debug, Args)]
 pub(crate) struct CancelArgs {
-    /// The run's id.
-    pub(crate) id: WorkflowExecutionId,
+    /// The run: its id, a unique prefix of it (8+ hex digits), or `last`.
+    pub(crate) id: RunRef,
     #[command(flatten)]
-    pub(crate) conn: ConnArgs,
+    pub(crate) db: DbArgs,
+    #[command(flatten)]
+    pub(crate) config: ConfigArgs,
 }
 
 /// Requests cancellation: no new dispatches, running actions are killed,
 /// the run ends `canceled` once nothing of it runs.
 pub(crate) async fn run(args: &CancelArgs) -> anyhow::Result<ExitCode> {
-    let pool = weft_store::connect(&args.conn.resolve("weft-cancel")?.db).await?;
+    let pool = args.db.connect().await?;
+    let id = crate::run_ref::resolve(&pool, &args.id).await?;
     let requested =
-        weft_store::transact::in_transaction(&pool, async |tx| cancel::request(tx, args.id).await)
+        weft_store::transact::in_transaction(&pool, async |tx| cancel::request(tx, id).await)
             .await?;
-    let id = args.id;
     match requested {
-        Requested::Accepted { settled: true, .. } => println!("{id} canceled"),
+        Requested::Accepted { settled: true, .. } => outln!("{id} canceled")?,
         Requested::Accepted {
             killing,
             settled: false,
         } => {
-            println!(
+            outln!(
                 "{id} canceling: stopping {killing} execution(s); `weft watch {id}` follows it to the end"
-            );
+            )?;
         }
-        Requested::AlreadyCanceling => println!("{id} is already canceling"),
+        Requested::AlreadyCanceling => outln!("{id} is already canceling")?,
         Requested::Finished(status) => {
-            println!("{id} already finished ({status}); nothing to cancel")
+            outln!("{id} already finished ({status}); nothing to cancel")?
         }
         Requested::NotFound => {
             eprintln!("error: no run with id {id}");

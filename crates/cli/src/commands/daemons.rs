@@ -9,9 +9,9 @@ use clap::Args;
 use tokio_util::sync::CancellationToken;
 use weft_common::ResultLimit;
 use weft_executor::{EngineConfig, ExecutorConfig, ReaperConfig, RetentionConfig};
-use weft_worker::{ActionRegistry, WorkerConfig};
+use weft_worker::{ActionRegistry, LogArgs, WorkerConfig, shutdown_on_signal};
 
-use crate::config::{Conn, ConnArgs};
+use crate::config::{AmqpArgs, ConfigArgs, DbArgs};
 
 /// Operator endpoints.
 #[derive(Debug, Clone, Args)]
@@ -31,7 +31,8 @@ impl OpsArgs {
     }
 }
 
-/// How big data may be, for executors and workers alike.
+/// How big data may be, for the executor (a worker's own flag is in
+/// [`weft_worker::WorkerArgs`]; `weft dev` uses that one for both).
 #[derive(Debug, Clone, Args)]
 pub(crate) struct LimitArgs {
     /// The largest action result, and the largest rendered task input, in
@@ -41,18 +42,9 @@ pub(crate) struct LimitArgs {
         long,
         default_value = "4194304",
         env = "WEFT_MAX_RESULT_BYTES",
-        value_name = "BYTES",
-        value_parser = result_limit
+        value_name = "BYTES"
     )]
     pub(crate) max_result_bytes: ResultLimit,
-}
-
-/// `--max-result-bytes`: a whole number of bytes, at least 1.
-fn result_limit(text: &str) -> Result<ResultLimit, String> {
-    let bytes = text.trim().parse::<usize>().map_err(|_| {
-        format!("must be a whole number of bytes, e.g. 4194304 for 4 MiB, not `{text}`")
-    })?;
-    ResultLimit::new(bytes).map_err(|e| e.to_string())
 }
 
 /// Arguments of `weft executor`.
@@ -65,7 +57,13 @@ pub(crate) struct ExecutorArgs {
     #[command(flatten)]
     pub(crate) ops: OpsArgs,
     #[command(flatten)]
-    pub(crate) conn: ConnArgs,
+    pub(crate) db: DbArgs,
+    #[command(flatten)]
+    pub(crate) amqp: AmqpArgs,
+    #[command(flatten)]
+    pub(crate) log: LogArgs,
+    #[command(flatten)]
+    pub(crate) config: ConfigArgs,
 }
 
 /// Executor settings.
@@ -148,82 +146,53 @@ impl RedispatchArgs {
     }
 }
 
-/// Arguments of `weft worker`.
+/// Arguments of `weft worker`: [`weft_worker::WorkerArgs`], which a
+/// custom worker binary takes as well (`weft_worker::run_from_env`).
 #[derive(Debug, Args)]
-pub(crate) struct WorkerArgs {
+pub(crate) struct WorkerDaemonArgs {
     #[command(flatten)]
-    pub(crate) tuning: WorkerTuning,
-    #[command(flatten)]
-    pub(crate) limits: LimitArgs,
+    pub(crate) worker: weft_worker::WorkerArgs,
     #[command(flatten)]
     pub(crate) ops: OpsArgs,
     #[command(flatten)]
-    pub(crate) conn: ConnArgs,
+    pub(crate) log: LogArgs,
+    #[command(flatten)]
+    pub(crate) config: ConfigArgs,
 }
 
-/// Worker settings.
-#[derive(Debug, Clone, Args)]
-pub(crate) struct WorkerTuning {
-    /// Worker pools to consume (repeatable).
-    #[arg(
-        long = "queue",
-        short = 'q',
-        default_value = "default",
-        env = "WEFT_WORKER_QUEUES",
-        value_delimiter = ','
-    )]
-    pub(crate) queues: Vec<String>,
-    /// Actions run at once (also the prefetch).
-    #[arg(long, default_value_t = 8, env = "WEFT_WORKER_CONCURRENCY")]
-    pub(crate) concurrency: usize,
-    /// Seconds between heartbeats.
-    #[arg(
-        long,
-        default_value_t = 5.0,
-        env = "WEFT_HEARTBEAT_INTERVAL",
-        value_name = "SECONDS"
-    )]
-    pub(crate) heartbeat_interval: f64,
-    /// Seconds an action may run before its start is reported; a shorter
-    /// action reports only its completion. 0 reports every start.
-    #[arg(
-        long,
-        default_value_t = 0.05,
-        env = "WEFT_START_REPORT_DELAY",
-        value_name = "SECONDS"
-    )]
-    pub(crate) start_report_delay: f64,
-}
-
-/// Arguments of `weft dev`.
+/// Arguments of `weft dev`: the executor's and the worker's, with one
+/// RabbitMQ URL and one result limit for both (the worker's flags).
 #[derive(Debug, Args)]
 pub(crate) struct DevArgs {
     #[command(flatten)]
     pub(crate) executor: ExecutorTuning,
     #[command(flatten)]
-    pub(crate) worker: WorkerTuning,
-    #[command(flatten)]
-    pub(crate) limits: LimitArgs,
+    pub(crate) worker: weft_worker::WorkerArgs,
     #[command(flatten)]
     pub(crate) ops: OpsArgs,
     #[command(flatten)]
-    pub(crate) conn: ConnArgs,
+    pub(crate) db: DbArgs,
+    #[command(flatten)]
+    pub(crate) log: LogArgs,
+    #[command(flatten)]
+    pub(crate) config: ConfigArgs,
 }
 
 fn executor_config(
-    conn: &Conn,
+    db: &DbArgs,
+    bus: weft_bus::BusConfig,
     tuning: &ExecutorTuning,
-    limits: &LimitArgs,
+    max_result_bytes: ResultLimit,
 ) -> anyhow::Result<ExecutorConfig> {
     Ok(ExecutorConfig {
-        db: conn.db.clone(),
-        bus: conn.bus.clone(),
+        db: db.config(),
+        bus,
         prefetch: tuning.executor_prefetch,
         concurrency: tuning.executor_concurrency.max(1),
         batches: tuning.executor_batches.max(1),
         engine: EngineConfig {
             deadline_grace: seconds("--deadline-grace", tuning.deadline_grace)?,
-            max_result_bytes: limits.max_result_bytes,
+            max_result_bytes,
             flush_queue: tuning.executor_flush_queue,
             ..EngineConfig::default()
         },
@@ -237,29 +206,6 @@ fn executor_config(
     })
 }
 
-fn worker_config(
-    conn: &Conn,
-    tuning: &WorkerTuning,
-    limits: &LimitArgs,
-) -> anyhow::Result<WorkerConfig> {
-    Ok(WorkerConfig {
-        bus: conn.bus.clone(),
-        queues: tuning.queues.clone(),
-        concurrency: tuning.concurrency.max(1),
-        heartbeat_interval: seconds("--heartbeat-interval", tuning.heartbeat_interval)?,
-        start_report_delay: Duration::try_from_secs_f64(tuning.start_report_delay)
-            .ok()
-            .with_context(|| {
-                format!(
-                    "--start-report-delay must be 0 or a positive number of seconds, not {}",
-                    tuning.start_report_delay
-                )
-            })?,
-        max_result_bytes: limits.max_result_bytes,
-        ..WorkerConfig::default()
-    })
-}
-
 /// A positive number of seconds as a duration, or an error naming the flag.
 fn seconds(flag: &str, value: f64) -> anyhow::Result<Duration> {
     Duration::try_from_secs_f64(value)
@@ -270,8 +216,12 @@ fn seconds(flag: &str, value: f64) -> anyhow::Result<Duration> {
 
 /// Runs an executor until SIGINT/SIGTERM.
 pub(crate) async fn executor(args: &ExecutorArgs) -> anyhow::Result<ExitCode> {
-    let conn = args.conn.resolve("weft-executor")?;
-    let config = executor_config(&conn, &args.tuning, &args.limits)?;
+    let config = executor_config(
+        &args.db,
+        args.amqp.config("weft-executor"),
+        &args.tuning,
+        args.limits.max_result_bytes,
+    )?;
     let shutdown = shutdown_on_signal();
     args.ops.start(&shutdown).await?;
     weft_executor::run(config, shutdown).await?;
@@ -279,27 +229,29 @@ pub(crate) async fn executor(args: &ExecutorArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Runs a worker until SIGINT/SIGTERM.
-pub(crate) async fn worker(args: &WorkerArgs) -> anyhow::Result<ExitCode> {
-    let conn = args.conn.resolve("weft-worker")?;
+pub(crate) async fn worker(args: &WorkerDaemonArgs) -> anyhow::Result<ExitCode> {
+    let config = args.worker.config("weft-worker")?;
     let shutdown = shutdown_on_signal();
     args.ops.start(&shutdown).await?;
-    weft_worker::run(
-        worker_config(&conn, &args.tuning, &args.limits)?,
-        ActionRegistry::with_builtins(),
-        shutdown,
-    )
-    .await?;
+    weft_worker::run(config, ActionRegistry::with_builtins(), shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// Migrates, then runs an executor and a worker in this process.
 pub(crate) async fn dev(args: &DevArgs) -> anyhow::Result<ExitCode> {
-    let conn = args.conn.resolve("weft-dev")?;
     // Bad flags are refused before anything is touched.
-    let executor_config = executor_config(&conn, &args.executor, &args.limits)?;
-    let worker_config = worker_config(&conn, &args.worker, &args.limits)?;
-    weft_store::migrate(&conn.db).await?.close().await;
-    tracing::info!(database = %conn.db.redacted_url(), "database migrated; starting an executor and a worker");
+    let worker_config: WorkerConfig = args.worker.config("weft-dev")?;
+    let executor_config = executor_config(
+        &args.db,
+        worker_config.bus.clone(),
+        &args.executor,
+        args.worker.max_result_bytes,
+    )?;
+    weft_store::migrate(&executor_config.db)
+        .await?
+        .close()
+        .await;
+    tracing::info!(database = %executor_config.db.redacted_url(), "database migrated; starting an executor and a worker");
     let shutdown = shutdown_on_signal();
     args.ops.start(&shutdown).await?;
     let executor = weft_executor::run(executor_config, shutdown.clone());
@@ -325,41 +277,6 @@ pub(crate) async fn dev(args: &DevArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// A token cancelled on the first SIGINT or SIGTERM.
-fn shutdown_on_signal() -> CancellationToken {
-    let token = CancellationToken::new();
-    let trigger = token.clone();
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        tracing::info!("shutdown requested; finishing in-flight work");
-        trigger.cancel();
-    });
-    token
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops this process");
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use clap::Parser as _;
@@ -373,9 +290,9 @@ mod tests {
     #[test]
     fn max_result_bytes_reaches_every_daemon_and_defaults_to_4_mib() {
         let limit = |cli: Cli| match cli.command {
-            Command::Worker(a) => a.limits.max_result_bytes.bytes(),
+            Command::Worker(a) => a.worker.max_result_bytes.bytes(),
             Command::Executor(a) => a.limits.max_result_bytes.bytes(),
-            Command::Dev(a) => a.limits.max_result_bytes.bytes(),
+            Command::Dev(a) => a.worker.max_result_bytes.bytes(),
             _ => unreachable!("a daemon was parsed"),
         };
         assert_eq!(limit(parse(&["weft", "worker"]).unwrap()), 4_194_304);

@@ -4,24 +4,26 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use crate::config::ConnArgs;
+use crate::config::{ConfigArgs, DbArgs};
 
 /// Arguments of `weft migrate`.
 #[derive(Debug, Args)]
 pub(crate) struct MigrateArgs {
     #[command(flatten)]
-    pub(crate) conn: ConnArgs,
+    pub(crate) db: DbArgs,
+    #[command(flatten)]
+    pub(crate) config: ConfigArgs,
 }
 
 /// Applies every pending migration.
 pub(crate) async fn run(args: &MigrateArgs) -> anyhow::Result<ExitCode> {
-    let conn = args.conn.resolve("weft-migrate")?;
-    let pool = weft_store::migrate(&conn.db).await?;
+    let db = args.db.config();
+    let pool = weft_store::migrate(&db).await?;
     let applied = weft_store::MIGRATOR.iter().count();
     pool.close().await;
-    println!(
+    outln!(
         "database {} is at schema version {applied}",
-        conn.db.redacted_url()
-    );
+        db.redacted_url()
+    )?;
     Ok(ExitCode::SUCCESS)
 }

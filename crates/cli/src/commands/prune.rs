@@ -9,7 +9,7 @@ use clap::Args;
 use serde_json::json;
 use weft_store::prune::{self, Pruned};
 
-use crate::config::ConnArgs;
+use crate::config::{ConfigArgs, DbArgs};
 
 /// Arguments of `weft prune`.
 #[derive(Debug, Args)]
@@ -27,7 +27,9 @@ pub(crate) struct PruneArgs {
     #[arg(long)]
     pub(crate) json: bool,
     #[command(flatten)]
-    pub(crate) conn: ConnArgs,
+    pub(crate) db: DbArgs,
+    #[command(flatten)]
+    pub(crate) config: ConfigArgs,
 }
 
 /// A duration flag that must be positive: `0s` would prune every finished
@@ -45,7 +47,7 @@ pub(crate) fn positive_duration(text: &str) -> Result<Duration, String> {
 /// Deletes (or with `--dry-run` counts) the runs finished before the
 /// cutoff, in batches that each commit on their own.
 pub(crate) async fn run(args: &PruneArgs) -> anyhow::Result<ExitCode> {
-    let pool = weft_store::connect(&args.conn.resolve("weft-prune")?.db).await?;
+    let pool = args.db.connect().await?;
     let mut conn = pool.acquire().await.context("connecting")?;
     let pruned = prune::prune(
         &mut conn,
@@ -65,9 +67,9 @@ pub(crate) async fn run(args: &PruneArgs) -> anyhow::Result<ExitCode> {
             "dry_run": args.dry_run, "cutoff": cutoff,
             "runs": runs, "tasks": tasks, "executions": executions,
         });
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?)?;
     } else {
-        println!("{}", summary(&pruned, args.dry_run));
+        outln!("{}", summary(&pruned, args.dry_run))?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -3,17 +3,17 @@
 use std::process::ExitCode;
 
 use clap::Args;
-use weft_common::WorkflowExecutionId;
+use weft_common::RunRef;
 use weft_store::retry::{self, Reopened, Scope};
 
 use super::status::{self, WaitArgs};
-use crate::config::ConnArgs;
+use crate::config::{ConfigArgs, DbArgs};
 
 /// Arguments of `weft retry`.
 #[derive(Debug, Args)]
 pub(crate) struct RetryArgs {
-    /// The run's id.
-    pub(crate) id: WorkflowExecutionId,
+    /// The run: its id, a unique prefix of it (8+ hex digits), or `last`.
+    pub(crate) id: RunRef,
     /// Re-run this task and everything downstream of it, on any finished
     /// run (repeatable). Without it: the tasks that did not succeed, of a
     /// failed or canceled run.
@@ -28,24 +28,25 @@ pub(crate) struct RetryArgs {
     #[command(flatten)]
     pub(crate) wait_args: WaitArgs,
     #[command(flatten)]
-    pub(crate) conn: ConnArgs,
+    pub(crate) db: DbArgs,
+    #[command(flatten)]
+    pub(crate) config: ConfigArgs,
 }
 
 /// Re-opens the run as a new round: the tasks that did not succeed (or
 /// the named ones) and everything downstream of them run again; the rest
 /// keep their outcomes, and a failed fan-out keeps its succeeded items.
 pub(crate) async fn run(args: &RetryArgs) -> anyhow::Result<ExitCode> {
-    let pool = weft_store::connect(&args.conn.resolve("weft-retry")?.db).await?;
+    let pool = args.db.connect().await?;
+    let id = crate::run_ref::resolve(&pool, &args.id).await?;
     let scope = if args.tasks.is_empty() {
         Scope::Unfinished
     } else {
         Scope::Tasks(&args.tasks)
     };
-    let reopened = weft_store::transact::in_transaction(&pool, async |tx| {
-        retry::reopen(tx, args.id, scope).await
-    })
-    .await?;
-    let id = args.id;
+    let reopened =
+        weft_store::transact::in_transaction(&pool, async |tx| retry::reopen(tx, id, scope).await)
+            .await?;
     match reopened {
         Reopened::Reopened { tasks, round } => {
             eprintln!(
@@ -85,6 +86,6 @@ pub(crate) async fn run(args: &RetryArgs) -> anyhow::Result<ExitCode> {
     if args.wait {
         return status::follow(&pool, id, args.json, &args.wait_args).await;
     }
-    println!("{id}");
+    outln!("{id}")?;
     Ok(ExitCode::SUCCESS)
 }

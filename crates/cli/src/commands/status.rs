@@ -9,37 +9,41 @@ use clap::Args;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
-use weft_common::{TaskStatus, Workflow, WorkflowExecutionId, WorkflowStatus};
+use weft_common::{RunRef, TaskStatus, Workflow, WorkflowExecutionId, WorkflowStatus};
 use weft_store::PgPool;
 use weft_store::runs::{self, RunRow};
 use weft_store::tasks::{self, TaskSummary};
 
-use crate::config::ConnArgs;
+use crate::config::{ConfigArgs, DbArgs};
 
 /// Arguments of `weft status`.
 #[derive(Debug, Args)]
 pub(crate) struct StatusArgs {
-    /// The run's id.
-    pub(crate) id: WorkflowExecutionId,
+    /// The run: its id, a unique prefix of it (8+ hex digits), or `last`.
+    pub(crate) id: RunRef,
     /// Print JSON.
     #[arg(long)]
     pub(crate) json: bool,
     #[command(flatten)]
-    pub(crate) conn: ConnArgs,
+    pub(crate) db: DbArgs,
+    #[command(flatten)]
+    pub(crate) config: ConfigArgs,
 }
 
 /// Arguments of `weft watch`.
 #[derive(Debug, Args)]
 pub(crate) struct WatchArgs {
-    /// The run's id.
-    pub(crate) id: WorkflowExecutionId,
+    /// The run: its id, a unique prefix of it (8+ hex digits), or `last`.
+    pub(crate) id: RunRef,
     /// Print the final status as JSON.
     #[arg(long)]
     pub(crate) json: bool,
     #[command(flatten)]
     pub(crate) wait: WaitArgs,
     #[command(flatten)]
-    pub(crate) conn: ConnArgs,
+    pub(crate) db: DbArgs,
+    #[command(flatten)]
+    pub(crate) config: ConfigArgs,
 }
 
 /// How to follow a run.
@@ -56,6 +60,9 @@ pub(crate) struct ListArgs {
     /// Only runs in this status.
     #[arg(long, value_parser = parse_status)]
     pub(crate) status: Option<WorkflowStatus>,
+    /// Only runs of this workflow (by name).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) workflow: Option<String>,
     /// At most this many runs, newest first.
     #[arg(long, default_value_t = 20)]
     pub(crate) limit: i64,
@@ -63,7 +70,9 @@ pub(crate) struct ListArgs {
     #[arg(long)]
     pub(crate) json: bool,
     #[command(flatten)]
-    pub(crate) conn: ConnArgs,
+    pub(crate) db: DbArgs,
+    #[command(flatten)]
+    pub(crate) config: ConfigArgs,
 }
 
 fn parse_status(s: &str) -> Result<WorkflowStatus, String> {
@@ -75,30 +84,31 @@ fn parse_status(s: &str) -> Result<WorkflowStatus, String> {
 
 /// Prints one run.
 pub(crate) async fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
-    let pool = weft_store::connect(&args.conn.resolve("weft-status")?.db).await?;
-    let Some(snapshot) = Snapshot::load(&pool, args.id).await? else {
-        eprintln!("error: no run with id {}", args.id);
-        return Ok(ExitCode::FAILURE);
-    };
+    let pool = args.db.connect().await?;
+    let id = crate::run_ref::resolve(&pool, &args.id).await?;
+    let snapshot = Snapshot::load(&pool, id)
+        .await?
+        .with_context(|| format!("no run with id {id}"))?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&snapshot.to_json())?);
+        outln!("{}", serde_json::to_string_pretty(&snapshot.to_json())?)?;
     } else {
-        snapshot.print_table();
+        snapshot.print_table()?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
 /// Follows one run to its end.
 pub(crate) async fn watch(args: &WatchArgs) -> anyhow::Result<ExitCode> {
-    let pool = weft_store::connect(&args.conn.resolve("weft-watch")?.db).await?;
-    follow(&pool, args.id, args.json, &args.wait).await
+    let pool = args.db.connect().await?;
+    let id = crate::run_ref::resolve(&pool, &args.id).await?;
+    follow(&pool, id, args.json, &args.wait).await
 }
 
 /// Lists runs.
 pub(crate) async fn list(args: &ListArgs) -> anyhow::Result<ExitCode> {
-    let pool = weft_store::connect(&args.conn.resolve("weft-list")?.db).await?;
+    let pool = args.db.connect().await?;
     let mut conn = pool.acquire().await.context("connecting")?;
-    let rows = runs::list(&mut conn, args.status, args.limit).await?;
+    let rows = runs::list(&mut conn, args.status, args.workflow.as_deref(), args.limit).await?;
     if args.json {
         let items: Vec<Value> = rows
             .iter()
@@ -109,7 +119,7 @@ pub(crate) async fn list(args: &ListArgs) -> anyhow::Result<ExitCode> {
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&items)?);
+        outln!("{}", serde_json::to_string_pretty(&items)?)?;
         return Ok(ExitCode::SUCCESS);
     }
     let mut table = Table::new();
@@ -127,13 +137,33 @@ pub(crate) async fn list(args: &ListArgs) -> anyhow::Result<ExitCode> {
                 .unwrap_or_default(),
         ]);
     }
-    println!("{table}");
+    outln!("{table}")?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// Polls a run until it is terminal, showing progress on a terminal; exit 0
-/// if it succeeded, 1 otherwise.
+/// The exit status after Ctrl-C (128 + SIGINT), as shells report it.
+const INTERRUPTED: u8 = 130;
+
+/// Follows a run until it is terminal, showing progress on a terminal;
+/// exit 0 if it succeeded, 1 otherwise. Ctrl-C stops following, not the
+/// run: it says how to pick it up again and exits 130.
 pub(crate) async fn follow(
+    pool: &PgPool,
+    id: WorkflowExecutionId,
+    json: bool,
+    wait: &WaitArgs,
+) -> anyhow::Result<ExitCode> {
+    tokio::select! {
+        followed = follow_to_end(pool, id, json, wait) => followed,
+        _ = tokio::signal::ctrl_c() => {
+            crate::telemetry::hide_progress();
+            eprintln!("\nthe run goes on: follow it with `weft watch {id}`");
+            Ok(ExitCode::from(INTERRUPTED))
+        }
+    }
+}
+
+async fn follow_to_end(
     pool: &PgPool,
     id: WorkflowExecutionId,
     json: bool,
@@ -148,6 +178,7 @@ pub(crate) async fn follow(
                 .progress_chars("=> "),
         );
         bar.enable_steady_tick(Duration::from_millis(120));
+        crate::telemetry::show_progress(&bar);
         Some(bar)
     } else {
         None
@@ -179,12 +210,16 @@ pub(crate) async fn follow(
         }
         if snapshot.run.status.is_terminal() {
             if let Some(bar) = bar {
+                crate::telemetry::hide_progress();
                 bar.finish_and_clear();
             }
             if json {
-                println!("{}", serde_json::to_string_pretty(&snapshot.to_json())?);
+                outln!("{}", serde_json::to_string_pretty(&snapshot.to_json())?)?;
             } else {
-                println!("{id} {}", snapshot.run.status);
+                outln!("{id} {}", snapshot.run.status)?;
+                if let Some(output) = &snapshot.run.output {
+                    outln!("{}", serde_json::to_string_pretty(output)?)?;
+                }
                 if let Some(error) = &snapshot.run.error {
                     eprintln!("error: {error}");
                 }
@@ -197,6 +232,7 @@ pub(crate) async fn follow(
         }
         if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
             if let Some(bar) = bar {
+                crate::telemetry::hide_progress();
                 bar.abandon();
             }
             eprintln!(
@@ -296,24 +332,24 @@ impl Snapshot {
         })
     }
 
-    fn print_table(&self) {
+    fn print_table(&self) -> std::io::Result<()> {
         let r = &self.run;
-        println!("run       {}", r.id);
-        println!("workflow  {}", r.workflow_name);
-        println!("status    {}", r.status);
-        println!("created   {}", r.created_at.format("%Y-%m-%d %H:%M:%S%.3f"));
+        outln!("run       {}", r.id)?;
+        outln!("workflow  {}", r.workflow_name)?;
+        outln!("status    {}", r.status)?;
+        outln!("created   {}", r.created_at.format("%Y-%m-%d %H:%M:%S%.3f"))?;
         if let Some(f) = r.finished_at {
-            println!(
+            outln!(
                 "finished  {}  ({} ms)",
                 f.format("%Y-%m-%d %H:%M:%S%.3f"),
                 (f - r.created_at).num_milliseconds()
-            );
+            )?;
         }
         if let Some(e) = &r.error {
-            println!("error     {e}");
+            outln!("error     {e}")?;
         }
         if let Some(o) = &r.output {
-            println!("output    {o}");
+            outln!("output    {o}")?;
         }
         let mut table = Table::new();
         table.load_preset(UTF8_FULL_CONDENSED).set_header([
@@ -346,7 +382,8 @@ impl Snapshot {
                 detail,
             ]);
         }
-        println!("{table}");
+        outln!("{table}")?;
+        Ok(())
     }
 }
 

@@ -13,7 +13,7 @@ use weft_common::{Workflow, WorkflowExecutionId, kind_of};
 use weft_store::runs::{NewRun, Submitted};
 
 use super::status::{self, WaitArgs};
-use crate::config::ConnArgs;
+use crate::config::{AmqpArgs, ConfigArgs, DbArgs};
 use crate::workflow_file;
 
 /// How long a submit waits for RabbitMQ before leaving the run's start to
@@ -44,7 +44,11 @@ pub(crate) struct SubmitArgs {
     #[command(flatten)]
     pub(crate) wait_args: WaitArgs,
     #[command(flatten)]
-    pub(crate) conn: ConnArgs,
+    pub(crate) db: DbArgs,
+    #[command(flatten)]
+    pub(crate) amqp: AmqpArgs,
+    #[command(flatten)]
+    pub(crate) config: ConfigArgs,
 }
 
 /// Submits the run.
@@ -60,22 +64,29 @@ pub(crate) async fn run(args: &SubmitArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
-    let conn = args.conn.resolve("weft-submit")?;
     // RabbitMQ is reached while PostgreSQL is: with it, the run's start is
     // published right after the commit; without it, a relay publishes it.
-    let bus = tokio::spawn(weft_bus::Bus::try_connect(conn.bus.clone()));
-    let pool = weft_store::connect(&conn.db).await?;
-    let bus = match tokio::time::timeout(BUS_WAIT, bus).await {
-        Ok(Ok(Ok(bus))) => Some(bus),
-        Ok(Ok(Err(e))) => {
-            tracing::debug!(error = %e, "no RabbitMQ: a relay starts the run");
-            None
-        }
-        Ok(Err(_)) | Err(_) => None,
+    let bus = tokio::spawn(weft_bus::Bus::try_connect(args.amqp.config("weft-submit")));
+    let pool = args.db.connect().await?;
+    // Why the run's start cannot be published from here, if it cannot.
+    let (bus, no_bus) = match tokio::time::timeout(BUS_WAIT, bus).await {
+        Ok(Ok(Ok(bus))) => (Some(bus), None),
+        Ok(Ok(Err(e))) => (None, Some(e.to_string())),
+        Ok(Err(e)) => (None, Some(format!("connecting to RabbitMQ failed: {e}"))),
+        Err(_) => (
+            None,
+            Some(format!(
+                "RabbitMQ did not answer within {} s",
+                BUS_WAIT.as_secs()
+            )),
+        ),
     };
-    let publisher = match &bus {
-        Some(bus) => bus.publisher().await.ok(),
-        None => None,
+    let (publisher, no_bus) = match &bus {
+        Some(bus) => match bus.publisher().await {
+            Ok(publisher) => (Some(publisher), no_bus),
+            Err(e) => (None, Some(e.to_string())),
+        },
+        None => (None, no_bus),
     };
     let submitted = store(
         &pool,
@@ -92,21 +103,32 @@ pub(crate) async fn run(args: &SubmitArgs) -> anyhow::Result<ExitCode> {
     }
     let submitted = submitted?;
     let id = submitted.id();
+    if let (Some(reason), Submitted::Created(_)) = (&no_bus, submitted) {
+        eprintln!(
+            "warning: {reason}; run {id} is stored all the same, and an executor publishes its start"
+        );
+    }
+    if let Submitted::Existing(_) = submitted {
+        eprintln!("idempotency key already used with the same inputs: returning the existing run");
+    }
     if args.wait {
-        let code = status::follow(&pool, id, args.json, &args.wait_args).await?;
-        return Ok(code);
+        // The id first, so the run can be found again however the wait ends
+        // (on stderr with --json, which keeps stdout one JSON document).
+        if args.json {
+            eprintln!("{id}");
+        } else {
+            outln!("{id}")?;
+        }
+        return status::follow(&pool, id, args.json, &args.wait_args).await;
     }
     if args.json {
         let created = matches!(submitted, Submitted::Created(_));
-        println!(
+        outln!(
             "{}",
             json!({ "id": id, "workflow": workflow.name(), "created": created })
-        );
+        )?;
     } else {
-        if let Submitted::Existing(_) = submitted {
-            eprintln!("idempotency key already used: returning the existing run");
-        }
-        println!("{id}");
+        outln!("{id}")?;
     }
     Ok(ExitCode::SUCCESS)
 }

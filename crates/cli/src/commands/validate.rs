@@ -32,7 +32,7 @@ pub(crate) fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
                     .tasks()
                     .filter(|t| matches!(t.with_items(), Some(WithItems::Expression(_))))
                     .count();
-                println!(
+                outln!(
                     "ok  {} — {}: {tasks} task{}, {fan_outs} with_items ({dynamic} from expressions), {} input{}",
                     path.display(),
                     workflow.name(),
@@ -43,7 +43,7 @@ pub(crate) fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
                     } else {
                         "s"
                     },
-                );
+                )?;
             }
             Ok(None) => failed += 1,
             Err(e) => {
