@@ -25,21 +25,32 @@ async fn a_broker_restart_pauses_work_and_loses_nothing() {
     // Each action appends its item to a file: what ran, counted outside
     // the broker and the database.
     let ran = std::env::temp_dir().join(format!("weft-broker-restart-{}", uuid::Uuid::new_v4()));
+    // Items from the fourth on wait for a gate opened after the restart:
+    // however long the broker takes to stop, the run cannot end before it,
+    // and the items after those in flight are dispatched through the
+    // restarted broker.
+    let gate = ran.with_extension("gate");
     let yaml = r#"
 name: across-restart
-input: { ran: null }
+input: { ran: null, gate: null }
 tasks:
   each:
     with_items: "{{ range(20) | list }}"
     concurrency: 2
     action: shell
-    input: { command: ["sh", "-c", 'sleep 0.1; echo "$1" >> "$2"', "each", "{{ item }}", "{{ input.ran }}"] }
+    input:
+      command:
+        - sh
+        - -c
+        - 'sleep 0.1; [ "$1" -lt 3 ] || while [ ! -e "$3" ]; do sleep 0.05; done; echo "$1" >> "$2"'
+        - each
+        - "{{ item }}"
+        - "{{ input.ran }}"
+        - "{{ input.gate }}"
   join: { needs: [each], action: echo, input: { n: "{{ tasks.each.result | length }}" } }
 "#;
-    let id = stack
-        .submit(&pool, yaml, json!({ "ran": ran.display().to_string() }))
-        .await
-        .expect("submit");
+    let input = json!({ "ran": ran.display().to_string(), "gate": gate.display().to_string() });
+    let id = stack.submit(&pool, yaml, input).await.expect("submit");
     // Let a few items finish, then restart the broker under the run.
     wait_for_items(&pool, id, "each", 3, Duration::from_secs(30))
         .await
@@ -50,6 +61,7 @@ tasks:
     })
     .expect("the private RabbitMQ restarts");
     let restarted = chrono::Utc::now();
+    std::fs::write(&gate, "").expect("the gate opens");
     let run = stack
         .wait(&pool, id, Duration::from_secs(120))
         .await
@@ -116,4 +128,5 @@ tasks:
         .expect("audit");
     assert!(violations.is_empty(), "{violations:#?}");
     let _ = std::fs::remove_file(ran);
+    let _ = std::fs::remove_file(gate);
 }
