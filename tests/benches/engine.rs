@@ -235,6 +235,24 @@ async fn latency(sizes: &Sizes, report: &mut Report) -> anyhow::Result<()> {
     let linear = sequential(&mut client, &LINEAR, sizes.latency_runs).await?;
     report.percentiles("latency-linear4", &linear.engine, PERCENTILES);
     report.percentiles("latency-linear4 client", &linear.client, PERCENTILES);
+    // The same runs submitted as `weft submit` does (no publisher: the
+    // run's start is published by a relay woken by the submit's NOTIFY),
+    // in process and by the `weft` binary itself.
+    let relayed = sequential_by(&mut client, &LINEAR, sizes.latency_runs, Submit::Relay).await?;
+    report.percentiles("latency-linear4 via relay", &relayed.engine, PERCENTILES);
+    report.percentiles(
+        "latency-linear4 via relay client",
+        &relayed.client,
+        PERCENTILES,
+    );
+    let cli = Submit::Cli(CliSubmit::new(&stack, LINEAR.yaml)?);
+    let by_cli = sequential_by(&mut client, &LINEAR, sizes.latency_runs, cli).await?;
+    report.percentiles("latency-linear4 weft submit", &by_cli.engine, PERCENTILES);
+    report.percentiles(
+        "latency-linear4 weft submit client",
+        &by_cli.client,
+        PERCENTILES,
+    );
     let diamond = sequential(&mut client, &DIAMOND_SHAPE, sizes.latency_runs).await?;
     report.percentiles("latency-diamond", &diamond.engine, PERCENTILES);
     report.percentiles("latency-diamond client", &diamond.client, PERCENTILES);
@@ -384,6 +402,72 @@ struct Latencies {
 /// Submits runs one at a time, each after the previous finished; returns
 /// each run's latency in ms both ways, and the runs.
 async fn sequential(client: &mut Client, shape: &Shape, runs: usize) -> anyhow::Result<Latencies> {
+    sequential_by(client, shape, runs, Submit::Publish).await
+}
+
+/// How a timed run is submitted.
+enum Submit {
+    /// In process, publishing its start with the client's warm publisher.
+    Publish,
+    /// In process, without a publisher: a relay publishes its start, woken
+    /// by the `NOTIFY` in the submitting statement.
+    Relay,
+    /// By the `weft submit` binary, a process per run.
+    Cli(CliSubmit),
+}
+
+/// `weft submit FILE` on a stack: the workflow written to a file once.
+struct CliSubmit {
+    file: std::path::PathBuf,
+    database_url: String,
+    amqp_url: String,
+}
+
+impl CliSubmit {
+    fn new(stack: &Stack, yaml: &str) -> anyhow::Result<Self> {
+        let file = std::env::temp_dir().join(format!("weft-bench-{}.yaml", std::process::id()));
+        std::fs::write(&file, yaml)?;
+        Ok(Self {
+            file,
+            database_url: stack.database_url.clone(),
+            amqp_url: stack.amqp_url.clone(),
+        })
+    }
+
+    async fn submit(&self) -> anyhow::Result<WorkflowExecutionId> {
+        let out = tokio::process::Command::new(weft_tests::process::weft_binary()?)
+            .arg("submit")
+            .arg(&self.file)
+            .env("WEFT_DATABASE_URL", &self.database_url)
+            .env("WEFT_AMQP_URL", &self.amqp_url)
+            .output()
+            .await?;
+        ensure!(
+            out.status.success(),
+            "weft submit failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let id = String::from_utf8(out.stdout)?;
+        id.trim()
+            .parse::<uuid::Uuid>()
+            .map(WorkflowExecutionId::from)
+            .with_context(|| format!("weft submit printed {id:?}, not a run id"))
+    }
+}
+
+impl Drop for CliSubmit {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.file);
+    }
+}
+
+/// [`sequential`], with runs submitted the way `submit` says.
+async fn sequential_by(
+    client: &mut Client,
+    shape: &Shape,
+    runs: usize,
+    submit: Submit,
+) -> anyhow::Result<Latencies> {
     let mut latencies = Latencies {
         engine: Vec::with_capacity(runs),
         client: Vec::with_capacity(runs),
@@ -391,14 +475,13 @@ async fn sequential(client: &mut Client, shape: &Shape, runs: usize) -> anyhow::
     };
     for _ in 0..runs {
         let start = std::time::Instant::now();
-        let id = submit_via(
-            &client.pool,
-            Some(&client.publisher),
-            shape.yaml,
-            "bench.yaml",
-            json!({}),
-        )
-        .await?;
+        let id = match &submit {
+            Submit::Publish | Submit::Relay => {
+                let publisher = matches!(submit, Submit::Publish).then_some(&client.publisher);
+                submit_via(&client.pool, publisher, shape.yaml, "bench.yaml", json!({})).await?
+            }
+            Submit::Cli(cli) => cli.submit().await?,
+        };
         let (answer, engine_ms) = client
             .answer(id, shape.answer, Duration::from_secs(60))
             .await?;

@@ -157,10 +157,7 @@ pub(crate) fn layer(command: &mut Command, matches: &ArgMatches) -> anyhow::Resu
     let layer = Layer { given, settings };
     match command {
         Command::Validate(_) | Command::Graph(_) => {}
-        Command::Submit(a) => {
-            layer.db(&mut a.db);
-            layer.amqp(&mut a.amqp.amqp_url);
-        }
+        Command::Submit(a) => layer.db(&mut a.db),
         Command::Status(a) => layer.db(&mut a.db),
         Command::Watch(a) => layer.db(&mut a.db),
         Command::List(a) => layer.db(&mut a.db),

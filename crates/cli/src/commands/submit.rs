@@ -1,10 +1,12 @@
 //! `weft submit FILE`: validate, resolve inputs, store the run durably and
-//! ask an executor to start it (through the outbox, so a submit succeeds
-//! while RabbitMQ is down).
+//! ask an executor to start it. It talks to PostgreSQL only: the run and
+//! its start message are one statement, whose `NOTIFY` wakes the
+//! executors' relays, already connected to RabbitMQ, to publish the start
+//! at once — a submit waits on no AMQP handshake, and succeeds while
+//! RabbitMQ is down.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Args;
@@ -13,12 +15,8 @@ use weft_common::{Workflow, WorkflowExecutionId, kind_of};
 use weft_store::runs::{NewRun, Submitted};
 
 use super::status::{self, WaitArgs};
-use crate::config::{AmqpArgs, ConfigArgs, DbArgs};
+use crate::config::{ConfigArgs, DbArgs};
 use crate::workflow_file;
-
-/// How long a submit waits for RabbitMQ before leaving the run's start to
-/// a relay.
-const BUS_WAIT: Duration = Duration::from_secs(2);
 
 /// Arguments of `weft submit`.
 #[derive(Debug, Args)]
@@ -46,8 +44,6 @@ pub(crate) struct SubmitArgs {
     #[command(flatten)]
     pub(crate) db: DbArgs,
     #[command(flatten)]
-    pub(crate) amqp: AmqpArgs,
-    #[command(flatten)]
     pub(crate) config: ConfigArgs,
 }
 
@@ -64,50 +60,17 @@ pub(crate) async fn run(args: &SubmitArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
-    // RabbitMQ is reached while PostgreSQL is: with it, the run's start is
-    // published right after the commit; without it, a relay publishes it.
-    let bus = tokio::spawn(weft_bus::Bus::try_connect(args.amqp.config("weft-submit")));
     let pool = args.db.connect().await?;
-    // Why the run's start cannot be published from here, if it cannot.
-    let (bus, no_bus) = match tokio::time::timeout(BUS_WAIT, bus).await {
-        Ok(Ok(Ok(bus))) => (Some(bus), None),
-        Ok(Ok(Err(e))) => (None, Some(e.to_string())),
-        Ok(Err(e)) => (None, Some(format!("connecting to RabbitMQ failed: {e}"))),
-        Err(_) => (
-            None,
-            Some(format!(
-                "RabbitMQ did not answer within {} s",
-                BUS_WAIT.as_secs()
-            )),
-        ),
-    };
-    let (publisher, no_bus) = match &bus {
-        Some(bus) => match bus.publisher().await {
-            Ok(publisher) => (Some(publisher), no_bus),
-            Err(e) => (None, Some(e.to_string())),
-        },
-        None => (None, no_bus),
-    };
     let submitted = store(
         &pool,
-        publisher.as_ref(),
         &workflow,
         &source,
         &args.file,
         &input,
         args.idempotency_key.as_deref(),
     )
-    .await;
-    if let Some(bus) = bus {
-        bus.close().await;
-    }
-    let submitted = submitted?;
+    .await?;
     let id = submitted.id();
-    if let (Some(reason), Submitted::Created(_)) = (&no_bus, submitted) {
-        eprintln!(
-            "warning: {reason}; run {id} is stored all the same, and an executor publishes its start"
-        );
-    }
     if let Submitted::Existing(_) = submitted {
         eprintln!("idempotency key already used with the same inputs: returning the existing run");
     }
@@ -135,7 +98,6 @@ pub(crate) async fn run(args: &SubmitArgs) -> anyhow::Result<ExitCode> {
 
 async fn store(
     pool: &weft_store::PgPool,
-    publisher: Option<&weft_bus::Publisher>,
     workflow: &Workflow,
     source: &str,
     file: &Path,
@@ -152,7 +114,7 @@ async fn store(
         tasks_total: i32::try_from(workflow.tasks().count()).context("too many tasks")?,
         idempotency_key,
     };
-    Ok(weft_executor::submit(pool, publisher, &new).await?)
+    Ok(weft_executor::submit(pool, None, &new).await?)
 }
 
 /// Merges `--inputs FILE` and the `--input KEY=VALUE` flags.
