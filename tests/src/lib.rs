@@ -732,6 +732,7 @@ pub async fn spy_dispatches(
         input: Value::Null,
         timeout_ms: None,
         queue: pool.to_owned(),
+        worker: None,
     });
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !probed.load(std::sync::atomic::Ordering::Relaxed) {
