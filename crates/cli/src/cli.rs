@@ -46,6 +46,10 @@ pub(crate) enum Command {
     Watch(crate::commands::status::WatchArgs),
     /// List runs, newest first.
     List(crate::commands::status::ListArgs),
+    /// Say why a run and each of its tasks are where they are.
+    Explain(crate::commands::explain::ExplainArgs),
+    /// List live and recently lost workers: pools, actions, load.
+    Workers(crate::commands::workers::WorkersArgs),
     /// Check the exactly-once invariants on the live database.
     Audit(crate::commands::audit::AuditArgs),
     /// Run again what did not succeed (or `--task NAME`) and everything downstream of it, keeping the rest.

@@ -428,7 +428,7 @@ fn failed_line(t: &TaskFacts) -> String {
 
 fn item_of(f: &FailureFacts) -> String {
     f.item_index
-        .map_or_else(String::new, |i| format!(" on item {i} {}", f.input))
+        .map_or_else(String::new, |i| format!(" on item {i} (input {})", f.input))
 }
 
 fn is_terminal_name(status: &str) -> bool {
@@ -588,7 +588,7 @@ mod tests {
         let facts = run(WorkflowStatus::Failed, vec![t], Vec::new());
         assert_eq!(
             facts.explain().tasks[0].why,
-            "failed on item 4 {\"record\":\"xxxxxxx…: attempt 3 of 3, retries exhausted: boom (2 items failed)"
+            "failed on item 4 (input {\"record\":\"xxxxxxxx…): attempt 3 of 3, retries exhausted: boom (2 items failed)"
         );
     }
 
@@ -616,7 +616,7 @@ mod tests {
             facts.explain().tasks[0].why,
             "0/10 items done (0 failed); 1 running on w1; \
              concurrency window full (2 in flight / limit 2), 7 items wait for a slot; \
-             retry scheduled at 2026-01-01 00:02:00.000 UTC (attempt 2 of 3 next; last error on item 1 2: flaky)"
+             retry scheduled at 2026-01-01 00:02:00.000 UTC (attempt 2 of 3 next; last error on item 1 (input 2): flaky)"
         );
     }
 

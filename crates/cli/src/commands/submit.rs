@@ -44,6 +44,8 @@ pub(crate) struct SubmitArgs {
     #[command(flatten)]
     pub(crate) wait_args: WaitArgs,
     #[command(flatten)]
+    pub(crate) grace: super::workers::GraceArgs,
+    #[command(flatten)]
     pub(crate) conn: ConnArgs,
 }
 
@@ -65,6 +67,15 @@ pub(crate) async fn run(args: &SubmitArgs) -> anyhow::Result<ExitCode> {
     // published right after the commit; without it, a relay publishes it.
     let bus = tokio::spawn(weft_bus::Bus::try_connect(conn.bus.clone()));
     let pool = weft_store::connect(&conn.db).await?;
+    // Advice, never a failure: the run is stored all the same (a worker
+    // that knows the action may start later).
+    let grace = args.grace.grace()?;
+    for warning in super::workers::unknown_actions_in(&pool, &workflow, grace)
+        .await
+        .unwrap_or_default()
+    {
+        eprintln!("warning: {}: {warning}", args.file.display());
+    }
     let bus = match tokio::time::timeout(BUS_WAIT, bus).await {
         Ok(Ok(Ok(bus))) => Some(bus),
         Ok(Ok(Err(e))) => {
