@@ -317,9 +317,10 @@ pub struct WorkerHeartbeat {
     /// Actions it runs at once at most (0 from older workers: unknown).
     #[serde(default)]
     pub concurrency: u32,
-    /// Its build's version (empty from older workers).
+    /// Its build's version (empty from older workers). Not `version`: the
+    /// envelope's own `version` shares the object.
     #[serde(default)]
-    pub version: String,
+    pub build_version: String,
 }
 
 /// A run was stored and should be started.
@@ -466,6 +467,15 @@ mod tests {
         else {
             panic!("an old heartbeat no longer decodes");
         };
-        assert!(hb.actions.is_empty() && hb.pid == 0 && hb.version.is_empty());
+        assert!(hb.actions.is_empty() && hb.pid == 0 && hb.build_version.is_empty());
+        let new = Envelope::new(WorkerHeartbeat {
+            worker_id: "w".into(),
+            actions: vec!["echo".into()],
+            pid: 7,
+            concurrency: 8,
+            build_version: "0.1.0".into(),
+            ..WorkerHeartbeat::default()
+        });
+        assert_eq!(Envelope::from_bytes(&new.to_bytes()).ok(), Some(new));
     }
 }

@@ -56,7 +56,7 @@ pub async fn heartbeat(conn: &mut PgConnection, hb: &WorkerHeartbeat) -> Result<
     .bind(i32::try_from(hb.pid).unwrap_or(i32::MAX))
     .bind(&hb.actions)
     .bind(i32::try_from(hb.concurrency).unwrap_or(i32::MAX))
-    .bind(&hb.version)
+    .bind(&hb.build_version)
     .execute(conn)
     .await
     .context("recording a heartbeat")?;

@@ -125,6 +125,14 @@ pub async fn run(
         bus = Bus::connect(config.bus.clone(), bus_stop.clone()) => bus?,
     };
     bus.declare_topology(&config.queues).await?;
+    // Bound before the first heartbeat advertises this worker's actions:
+    // an executor may address a dispatch to it from then on.
+    bus.declare_exclusive(
+        &topology::worker_queue(&config.worker_id),
+        topology::TASKS_EXCHANGE,
+        &topology::worker_routing_key(&config.worker_id),
+    )
+    .await?;
     let publisher = bus.publisher().await?;
     let grace_over = CancellationToken::new();
     let state = Arc::new(State {
@@ -620,7 +628,7 @@ async fn heartbeats(state: Arc<State>, stop: CancellationToken) {
             pid: std::process::id(),
             actions: actions.clone(),
             concurrency: u32::try_from(state.config.concurrency).unwrap_or(u32::MAX),
-            version: env!("CARGO_PKG_VERSION").to_owned(),
+            build_version: env!("CARGO_PKG_VERSION").to_owned(),
         });
         if let Err(e) = state.publisher.publish(&beat).await {
             tracing::debug!(error = %e, "heartbeat not published");
