@@ -312,7 +312,7 @@ async fn plans(pool: &PgPool, id: WorkflowExecutionId, report: &Report) -> anyho
 const WIDE: &str = r#"
 name: wide
 tasks:
-  fan: { action: echo, with_items: "{{ range(10000) | list }}", concurrency: 16, input: { v: "{{ item }}" } }
+  fan: { action: echo, with_items: "{{ range(10000) | list }}", concurrency: 16, input: { v: "{{ item }}" }, retry: { attempts: 3 } }
   after: { needs: [fan], action: noop }
 "#;
 

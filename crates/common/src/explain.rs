@@ -243,12 +243,12 @@ impl RunFacts {
                 } else {
                     format!("running: waiting on {}", active.join(", "))
                 };
-                if waiting > 0 {
-                    let _ = write!(
-                        line,
-                        "; {waiting} task{} wait for their needs",
-                        plural(waiting)
-                    );
+                match waiting {
+                    0 => {}
+                    1 => line.push_str("; 1 task waits for its needs"),
+                    n => {
+                        let _ = write!(line, "; {n} tasks wait for their needs");
+                    }
                 }
                 line
             }
