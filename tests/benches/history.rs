@@ -3,7 +3,7 @@
 //! `weft prune` deletes per second there.
 //!
 //! ```text
-//! cargo bench -p weft-tests --bench history [-- [--json] [before] [after] [prune]]
+//! cargo bench -p weft-tests --bench history [-- [--json] [before] [after] [prune] [explain]]
 //! ```
 //!
 //! The history is generated in SQL (`INSERT … SELECT generate_series`) on a
@@ -25,7 +25,11 @@
 //! of migration 0006 (the full `(workflow_execution_id, status)` and the
 //! `finished_at` index dropped, the partial live index back) and fewer
 //! calls, since several of those reads scan the whole table. `prune`
-//! deletes the oldest 10 % of the history the way `weft prune` does. Each
+//! deletes the oldest 10 % of the history the way `weft prune` does.
+//! `explain` adds two runs of a 10,000-item fan-out (one live: 6,000 items
+//! done, 16 in flight, a retry scheduled, the rest pending; one finished)
+//! and measures what `weft explain` reads (`inspect::explain::run_facts`,
+//! then the sentences), and the `weft explain ID` process end to end. Each
 //! part prints the plans of cancellation's statements. `cargo test
 //! --benches` runs this binary in a quick mode (100 runs) as a check that
 //! it works, never of its speed.
@@ -304,6 +308,142 @@ async fn plans(pool: &PgPool, id: WorkflowExecutionId, report: &Report) -> anyho
     Ok(())
 }
 
+/// The workflow of the wide runs `explain` reads.
+const WIDE: &str = r#"
+name: wide
+tasks:
+  fan: { action: echo, with_items: "{{ range(10000) | list }}", concurrency: 16, input: { v: "{{ item }}" }, retry: { attempts: 3 } }
+  after: { needs: [fan], action: noop }
+"#;
+
+/// The two wide runs: `md5('wide-live')` half-way through its fan-out,
+/// `md5('wide-done')` finished. `$1` stands for the definition's id.
+const WIDE_FILL: &[&str] = &[
+    "INSERT INTO workflow_executions (id, definition_id, workflow_name, status, input, tasks_total, \
+         tasks_remaining, created_at, started_at, finished_at) \
+     VALUES (md5('wide-live')::uuid, $1, 'wide', 'running', '{}', 2, 2, now(), now(), NULL), \
+            (md5('wide-done')::uuid, $1, 'wide', 'succeeded', '{}', 2, 0, now(), now(), now())",
+    "INSERT INTO task_executions (id, workflow_execution_id, task_name, status, needs, needs_remaining, \
+         with_items, allow_failure, concurrency, items_total, items_dispatched, items_succeeded, successors, \
+         decided_at, finished_at) \
+     VALUES (md5('wide-live-fan')::uuid, md5('wide-live')::uuid, 'fan', 'running', '{}', 0, true, false, 16, \
+             10000, 6016, 6000, '{after}', now(), NULL), \
+            (md5('wide-live-after')::uuid, md5('wide-live')::uuid, 'after', 'waiting', '{fan}', 1, false, false, \
+             NULL, NULL, 0, 0, '{}', NULL, NULL), \
+            (md5('wide-done-fan')::uuid, md5('wide-done')::uuid, 'fan', 'succeeded', '{}', 0, true, false, 16, \
+             10000, 10000, 10000, '{after}', now(), now()), \
+            (md5('wide-done-after')::uuid, md5('wide-done')::uuid, 'after', 'succeeded', '{fan}', 0, false, false, \
+             NULL, 1, 1, 1, '{}', now(), now())",
+    // The live fan-out: 6,000 succeeded, 8 running, 7 queued, item 6015
+    // failed once with its retry due in an hour, the rest pending.
+    "INSERT INTO executions (id, task_execution_id, workflow_execution_id, item_index, attempt, status, \
+         input, result, error, worker_id, timeout_ms, queued_at, due_at, started_at, finished_at, deadline) \
+     SELECT gen_random_uuid(), md5('wide-live-fan')::uuid, md5('wide-live')::uuid, i, a.attempt, s.status, \
+            jsonb_build_object('v', i), CASE WHEN s.status = 'succeeded' THEN jsonb_build_object('v', i) END, \
+            CASE WHEN s.status = 'failed' THEN 'connection reset' END, \
+            CASE WHEN s.status IN ('running', 'succeeded', 'failed') THEN 'worker-' || (i % 4) END, 30000, \
+            CASE WHEN s.status <> 'pending' THEN now() END, \
+            CASE WHEN s.status = 'queued' AND a.attempt = 2 THEN now() + interval '1 hour' END, \
+            CASE WHEN s.status IN ('running', 'succeeded', 'failed') THEN now() END, \
+            CASE WHEN s.status IN ('succeeded', 'failed') THEN now() END, \
+            CASE WHEN s.status = 'running' THEN now() + interval '1 hour' END \
+     FROM generate_series(0, 9999) i \
+     CROSS JOIN LATERAL (VALUES (1), (2)) a(attempt) \
+     CROSS JOIN LATERAL (SELECT CASE WHEN i < 6000 THEN 'succeeded' WHEN i < 6008 THEN 'running' \
+                                     WHEN i < 6015 THEN 'queued' WHEN i = 6015 AND a.attempt = 1 THEN 'failed' \
+                                     WHEN i = 6015 THEN 'queued' ELSE 'pending' END AS status) s \
+     WHERE a.attempt = 1 OR i = 6015",
+    "INSERT INTO executions (id, task_execution_id, workflow_execution_id, item_index, attempt, status, \
+         input, result, worker_id, timeout_ms, queued_at, started_at, finished_at) \
+     SELECT gen_random_uuid(), md5('wide-done-fan')::uuid, md5('wide-done')::uuid, i, 1, 'succeeded', \
+            jsonb_build_object('v', i), jsonb_build_object('v', i), 'worker-' || (i % 4), 30000, now(), now(), now() \
+     FROM generate_series(0, 9999) i \
+     UNION ALL \
+     SELECT gen_random_uuid(), md5('wide-done-after')::uuid, md5('wide-done')::uuid, NULL, 1, 'succeeded', \
+            '{}', 'null', 'worker-1', NULL, now(), now(), now()",
+];
+
+/// `weft explain` on a 10,000-item fan-out: the query layer, the
+/// sentences, and the `weft explain ID` process.
+async fn explain(
+    stack: &Stack,
+    pool: &PgPool,
+    sizes: &Sizes,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    use weft_store::inspect::explain::run_facts;
+    let definition = weft_store::runs::definition_id(WIDE);
+    sqlx::query(
+        "INSERT INTO workflow_definitions (id, name, source, origin) VALUES ($1, 'wide', $2, 'wide.yaml')",
+    )
+    .bind(definition)
+    .bind(WIDE)
+    .execute(pool)
+    .await?;
+    for sql in WIDE_FILL {
+        let sql = sql.replace("$1", &format!("'{definition}'::uuid"));
+        sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+            .execute(pool)
+            .await
+            .with_context(|| format!("filling: {sql}"))?;
+    }
+    sqlx::query("ANALYZE").execute(pool).await?;
+    let wide: Vec<uuid::Uuid> =
+        sqlx::query_scalar("SELECT md5(n)::uuid FROM unnest(ARRAY['wide-live', 'wide-done']) n")
+            .fetch_all(pool)
+            .await?;
+    let grace = weft_store::workers::DEFAULT_HEARTBEAT_GRACE;
+    let mut conn = pool.acquire().await?;
+    for (label, id) in ["live", "finished"].into_iter().zip(wide) {
+        let id = WorkflowExecutionId::from(id);
+        let samples = timed!([id], sizes.calls, |id| {
+            let facts = run_facts(&mut conn, id, grace)
+                .await?
+                .context("the run exists")?;
+            let explanation = facts.explain();
+            ensure!(explanation.tasks.len() == 2, "2 tasks explained");
+        });
+        report.percentiles(
+            &format!("explain 10,000 items, {label} (facts + sentences)"),
+            &samples,
+            PERCENTILES,
+        );
+        let facts = run_facts(&mut conn, id, grace)
+            .await?
+            .context("the run exists")?;
+        let explanation = facts.explain();
+        report.note(&format!("  {label}: run: {}", explanation.run));
+        for line in &explanation.tasks {
+            report.note(&format!(
+                "  {label}: {} {}: {}",
+                line.task, line.status, line.why
+            ));
+        }
+        let binary = weft_tests::process::weft_binary()?;
+        let mut process = Vec::new();
+        for _ in 0..sizes.calls.min(20) {
+            let began = Instant::now();
+            let out = std::process::Command::new(&binary)
+                .args(["explain", &id.to_string()])
+                .env("WEFT_DATABASE_URL", &stack.database_url)
+                .env("WEFT_AMQP_URL", &stack.amqp_url)
+                .output()?;
+            process.push(began.elapsed().as_secs_f64() * 1000.0);
+            ensure!(
+                out.status.success(),
+                "weft explain: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        report.percentiles(
+            &format!("explain 10,000 items, {label} (`weft explain ID` process)"),
+            &process,
+            PERCENTILES,
+        );
+    }
+    Ok(())
+}
+
 /// Runs a list of statements (index swaps), then `ANALYZE`.
 async fn apply(pool: &PgPool, statements: &[&str]) -> anyhow::Result<()> {
     for sql in statements {
@@ -367,6 +507,9 @@ fn main() -> anyhow::Result<()> {
         }
         if wanted("after") {
             measure(&pool, &sizes, "0007", sizes.calls, &mut report).await?;
+        }
+        if wanted("explain") {
+            explain(&stack, &pool, &sizes, &mut report).await?;
         }
         if wanted("prune") {
             // The oldest 10 %: runs are 5 minutes apart, newest now.

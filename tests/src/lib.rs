@@ -258,6 +258,31 @@ impl Stack {
         token
     }
 
+    /// Starts one more worker consuming `pools`; returns its id and the
+    /// token that stops it.
+    pub fn spawn_worker_on(
+        &self,
+        pools: &[&str],
+        actions: fn() -> ActionRegistry,
+    ) -> (String, CancellationToken) {
+        let token = self.shutdown.child_token();
+        let config = WorkerConfig {
+            bus: self.bus("test-worker"),
+            queues: pools.iter().map(|p| (*p).to_owned()).collect(),
+            shutdown_grace: Duration::from_secs(5),
+            max_result_bytes: self.max_result_bytes,
+            ..WorkerConfig::default()
+        };
+        let id = config.worker_id.clone();
+        let stop = token.clone();
+        self.handle().spawn(async move {
+            if let Err(e) = weft_worker::run(config, actions(), stop).await {
+                tracing::error!(error = %format!("{e:#}"), "test worker stopped");
+            }
+        });
+        (id, token)
+    }
+
     /// A connection pool for the calling test's runtime.
     ///
     /// # Errors
@@ -732,6 +757,7 @@ pub async fn spy_dispatches(
         input: Value::Null,
         timeout_ms: None,
         queue: pool.to_owned(),
+        worker: None,
     });
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !probed.load(std::sync::atomic::Ordering::Relaxed) {

@@ -44,6 +44,7 @@ async fn every_delivery_is_settled_once_its_handler_is_done() {
             running: Vec::new(),
             hostname: String::new(),
             at: chrono::Utc::now(),
+            ..WorkerHeartbeat::default()
         });
         publisher
             .publish_raw("", &queue, &beat.to_bytes())

@@ -379,6 +379,7 @@ async fn a_running_execution_its_live_worker_stopped_listing_is_reaped() {
             running,
             hostname: "here".into(),
             at: chrono::Utc::now(),
+            ..WorkerHeartbeat::default()
         })
     };
     let grace_ms = 1_000;

@@ -46,9 +46,11 @@ pub struct Delivery {
 pub enum QueueKind {
     /// A durable queue that [`Bus::declare_topology`] declared.
     Durable,
-    /// A server-named, exclusive, auto-delete queue bound to `exchange`
-    /// with `routing_key`, re-created on every reconnect (a worker's
-    /// `weft.control` queue; `weft watch` on `workflow.finished`).
+    /// An exclusive, auto-delete queue (named by the broker unless
+    /// [`ConsumerConfig::queue`] names it) bound to `exchange` with
+    /// `routing_key`, re-created on every reconnect (a worker's
+    /// `weft.control` queue and its private queue; `weft watch` on
+    /// `workflow.finished`).
     Exclusive {
         /// The exchange to bind to.
         exchange: String,
@@ -60,7 +62,8 @@ pub enum QueueKind {
 /// How to consume.
 #[derive(Debug, Clone)]
 pub struct ConsumerConfig {
-    /// The queue's name (ignored for [`QueueKind::Exclusive`]).
+    /// The queue's name; for [`QueueKind::Exclusive`], empty lets the
+    /// broker name it.
     pub queue: String,
     /// What kind of queue it is.
     pub kind: QueueKind,
@@ -146,7 +149,7 @@ where
                 ..QueueDeclareOptions::default()
             };
             let declared = channel
-                .queue_declare("".into(), options, FieldTable::default())
+                .queue_declare(config.queue.as_str().into(), options, FieldTable::default())
                 .await
                 .map_err(BusError::amqp("declaring an exclusive queue"))?;
             let name = declared.name().to_string();

@@ -6,6 +6,15 @@ use lapin::types::FieldTable;
 use crate::connection::Bus;
 use crate::error::BusError;
 
+/// What a passive declaration tells about a queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueStats {
+    /// Messages ready to be delivered (not counting unacked ones).
+    pub ready: u32,
+    /// Consumers subscribed to it.
+    pub consumers: u32,
+}
+
 impl Bus {
     /// How many messages wait in a queue, ready to be delivered (not
     /// counting those delivered and not yet acked), from a passive
@@ -16,6 +25,14 @@ impl Bus {
     /// # Errors
     /// If RabbitMQ cannot be reached.
     pub async fn queue_ready(&self, queue: &str) -> Result<Option<u32>, BusError> {
+        Ok(self.queue_stats(queue).await?.map(|s| s.ready))
+    }
+
+    /// [`Bus::queue_ready`] with the queue's consumer count.
+    ///
+    /// # Errors
+    /// If RabbitMQ cannot be reached.
+    pub async fn queue_stats(&self, queue: &str) -> Result<Option<QueueStats>, BusError> {
         let channel = self.channel().await?;
         let options = QueueDeclareOptions {
             passive: true,
@@ -26,9 +43,12 @@ impl Bus {
             .await;
         match declared {
             Ok(q) => {
-                let ready = q.message_count();
+                let stats = QueueStats {
+                    ready: q.message_count(),
+                    consumers: q.consumer_count(),
+                };
                 let _ = channel.close(200, "queue inspected".into()).await;
-                Ok(Some(ready))
+                Ok(Some(stats))
             }
             Err(e) if is_not_found(&e) => Ok(None),
             Err(e) => Err(BusError::Amqp {

@@ -21,4 +21,5 @@ mod topology;
 pub use connection::{Bus, BusConfig};
 pub use consumer::{ConsumerConfig, Delivery, Outcome, QueueKind, consume};
 pub use error::BusError;
+pub use inspect::QueueStats;
 pub use publisher::Publisher;

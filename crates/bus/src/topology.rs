@@ -92,3 +92,35 @@ impl Bus {
         Ok(())
     }
 }
+
+impl Bus {
+    /// Declares an exclusive, auto-delete queue named `queue` on this
+    /// connection and binds it to `exchange` with `routing_key` — before
+    /// anyone is told it exists (a worker's private queue is declared before
+    /// its first heartbeat advertises it). [`consume`](crate::consume) with
+    /// [`QueueKind::Exclusive`](crate::QueueKind::Exclusive) and the same
+    /// name declares it again, idempotently, and after every reconnect.
+    ///
+    /// # Errors
+    /// If the broker refuses the declaration or the binding.
+    pub async fn declare_exclusive(
+        &self,
+        queue: &str,
+        exchange: &str,
+        routing_key: &str,
+    ) -> Result<(), BusError> {
+        let channel = self.channel().await?;
+        let options = QueueDeclareOptions {
+            exclusive: true,
+            auto_delete: true,
+            ..QueueDeclareOptions::default()
+        };
+        channel
+            .queue_declare(queue.into(), options, FieldTable::default())
+            .await
+            .map_err(BusError::amqp(format!("declaring queue `{queue}`")))?;
+        bind(&channel, queue, exchange, routing_key).await?;
+        let _ = channel.close(200, "queue declared".into()).await;
+        Ok(())
+    }
+}

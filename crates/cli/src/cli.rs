@@ -32,6 +32,10 @@ pub(crate) enum Command {
     Watch(crate::commands::status::WatchArgs),
     /// List runs, newest first.
     List(crate::commands::status::ListArgs),
+    /// Say why a run and each of its tasks are where they are.
+    Explain(crate::commands::explain::ExplainArgs),
+    /// List live and recently lost workers: pools, actions, load.
+    Workers(crate::commands::workers::WorkersArgs),
     /// Check the exactly-once invariants on the live database.
     Audit(crate::commands::audit::AuditArgs),
     /// Run again what did not succeed (or `--task NAME`) and everything downstream of it, keeping the rest.
@@ -65,8 +69,11 @@ impl Command {
     /// The `--config` flag, on the commands that have settings.
     pub(crate) fn config_args(&self) -> Option<&ConfigArgs> {
         match self {
-            Self::Validate(_) | Self::Graph(_) => None,
+            Self::Graph(_) => None,
+            Self::Validate(a) => Some(&a.config),
             Self::Submit(a) => Some(&a.config),
+            Self::Explain(a) => Some(&a.config),
+            Self::Workers(a) => Some(&a.config),
             Self::Status(a) => Some(&a.config),
             Self::Watch(a) => Some(&a.config),
             Self::List(a) => Some(&a.config),

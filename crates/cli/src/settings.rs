@@ -156,8 +156,14 @@ pub(crate) fn layer(command: &mut Command, matches: &ArgMatches) -> anyhow::Resu
     let settings = Settings::parse(&path, &text)?;
     let layer = Layer { given, settings };
     match command {
-        Command::Validate(_) | Command::Graph(_) => {}
+        Command::Graph(_) => {}
+        Command::Validate(a) => layer.db(&mut a.db),
         Command::Submit(a) => layer.db(&mut a.db),
+        Command::Explain(a) => {
+            layer.db(&mut a.db);
+            layer.amqp(&mut a.amqp.amqp_url);
+        }
+        Command::Workers(a) => layer.db(&mut a.db),
         Command::Status(a) => layer.db(&mut a.db),
         Command::Watch(a) => layer.db(&mut a.db),
         Command::List(a) => layer.db(&mut a.db),

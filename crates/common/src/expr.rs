@@ -260,6 +260,34 @@ impl Evaluator {
         Ok(value.is_true())
     }
 
+    /// What the variables of a `when` were worth, as `path = value`
+    /// (values abbreviated), for the reason a task was skipped: the values
+    /// that decided it, kept with the decision. A path that does not
+    /// evaluate (it cannot, once the condition did) is left out.
+    #[must_use]
+    pub fn condition_values(&self, when: &str, ctx: &Context) -> Vec<String> {
+        let Ok(paths) = self.condition_references(when) else {
+            return Vec::new();
+        };
+        let ctx = Self::ctx_value(ctx);
+        paths
+            .into_iter()
+            .filter_map(|path| {
+                let value = self
+                    .env
+                    .compile_expression(&path)
+                    .ok()?
+                    .eval(ctx.clone())
+                    .ok()?;
+                let json = serde_json::to_value(&value).ok()?;
+                Some(format!(
+                    "{path} = {}",
+                    crate::explain::abbreviate(&json, 60)
+                ))
+            })
+            .collect()
+    }
+
     /// The items of a `with_items`: the literal list, or the expression's
     /// value, which must be a list.
     ///
@@ -446,6 +474,17 @@ mod tests {
             "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}"
         );
         assert!(e.render(&t, &ctx()).is_err());
+    }
+
+    #[test]
+    fn a_conditions_values_are_named_with_their_paths() {
+        let e = Evaluator::new();
+        let values = e.condition_values("{{ input.size > 3 and input.name == 'x' }}", &ctx());
+        assert_eq!(
+            values,
+            vec!["input.name = \"x\"", "input.size = 10"],
+            "{values:?}"
+        );
     }
 
     #[test]

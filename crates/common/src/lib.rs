@@ -12,10 +12,12 @@
 //! 5. [`message`] — the versioned envelopes on the bus and the topology names.
 //! 6. [`id`] — typed identifiers.
 //! 7. [`limits`] — how big a result or a rendered input may be.
+//! 8. [`explain`] — why a run and its tasks are where they are, as sentences.
 
 mod dag;
 mod diagnostic;
 mod duration;
+pub mod explain;
 mod expr;
 pub mod id;
 mod json_view;

@@ -7,9 +7,10 @@
 //!
 //! | message | exchange | routing key | consumer |
 //! |---|---|---|---|
-//! | [`Dispatch`] | `weft.tasks` | the pool name (`default`) | workers of that pool |
+//! | [`Dispatch`] | `weft.tasks` | the pool name (`default`), or `worker:<id>` | workers of that pool, or that one worker |
 //! | [`ExecutionStarted`] | `weft.events` | `execution.started` | executors |
 //! | [`ExecutionCompleted`] | `weft.events` | `execution.completed` | executors |
+//! | [`ActionUnknown`] | `weft.events` | `execution.action_unknown` | executors |
 //! | [`WorkerHeartbeat`] | `weft.events` | `worker.heartbeat` | executors |
 //! | [`WorkflowSubmitted`] | `weft.events` | `workflow.submitted` | executors |
 //! | [`WorkflowFinished`] | `weft.events` | `workflow.finished` | whoever subscribes (`weft watch`) |
@@ -46,6 +47,21 @@ pub mod topology {
     #[must_use]
     pub fn task_queue(pool: &str) -> String {
         format!("{TASKS_EXCHANGE}.{pool}")
+    }
+
+    /// The private queue of one worker (exclusive, deleted with its
+    /// connection): dispatches addressed to that worker alone.
+    #[must_use]
+    pub fn worker_queue(worker_id: &str) -> String {
+        format!("weft.worker.{worker_id}")
+    }
+
+    /// The routing key (on [`TASKS_EXCHANGE`]) of one worker's private
+    /// queue. The `:` cannot appear in a pool name, so no pool's queue is
+    /// ever bound with it.
+    #[must_use]
+    pub fn worker_routing_key(worker_id: &str) -> String {
+        format!("worker:{worker_id}")
     }
 }
 
@@ -131,6 +147,9 @@ pub enum Message {
     ExecutionStarted(ExecutionStarted),
     /// Worker → executors: an action ended.
     ExecutionCompleted(ExecutionCompleted),
+    /// Worker → executors: a dispatch named an action this worker does not
+    /// know; it was not run.
+    ActionUnknown(ActionUnknown),
     /// Worker → executors: still alive, running these.
     WorkerHeartbeat(WorkerHeartbeat),
     /// CLI (through the outbox) → executors: start this run.
@@ -147,9 +166,13 @@ impl Message {
     pub fn route(&self) -> (&'static str, String) {
         use topology::{CONTROL_EXCHANGE, EVENTS_EXCHANGE, TASKS_EXCHANGE};
         match self {
-            Self::Dispatch(d) => (TASKS_EXCHANGE, d.queue.clone()),
+            Self::Dispatch(d) => match &d.worker {
+                Some(worker) => (TASKS_EXCHANGE, topology::worker_routing_key(worker)),
+                None => (TASKS_EXCHANGE, d.queue.clone()),
+            },
             Self::ExecutionStarted(_) => (EVENTS_EXCHANGE, "execution.started".into()),
             Self::ExecutionCompleted(_) => (EVENTS_EXCHANGE, "execution.completed".into()),
+            Self::ActionUnknown(_) => (EVENTS_EXCHANGE, "execution.action_unknown".into()),
             Self::WorkerHeartbeat(_) => (EVENTS_EXCHANGE, "worker.heartbeat".into()),
             Self::WorkflowSubmitted(_) => (EVENTS_EXCHANGE, "workflow.submitted".into()),
             Self::WorkflowFinished(_) => (EVENTS_EXCHANGE, "workflow.finished".into()),
@@ -157,14 +180,22 @@ impl Message {
         }
     }
 
-    /// Whether a queue must receive this message. Dispatches and the
-    /// executors' events must (an unroutable one is retried until its queue
-    /// exists); `workflow.finished` is for whoever listens and cancellations
-    /// for whichever workers run, so an unroutable one has simply reached
-    /// nobody who needed it.
+    /// Whether a queue must receive this message. Dispatches to a pool and
+    /// the executors' events must (an unroutable one is retried until its
+    /// queue exists); `workflow.finished` is for whoever listens and
+    /// cancellations for whichever workers run, so an unroutable one has
+    /// simply reached nobody who needed it. A dispatch addressed to one
+    /// worker whose private queue is gone (the worker stopped) would wait
+    /// forever for a queue that never comes back: it is dropped, its
+    /// execution stays `queued`, and the redispatcher sends it to its pool
+    /// again after `--redispatch-after`.
     #[must_use]
     pub const fn must_be_routed(&self) -> bool {
-        !matches!(self, Self::WorkflowFinished(_) | Self::CancelExecutions(_))
+        match self {
+            Self::WorkflowFinished(_) | Self::CancelExecutions(_) => false,
+            Self::Dispatch(d) => d.worker.is_none(),
+            _ => true,
+        }
     }
 
     /// A short name for logs and metrics.
@@ -174,6 +205,7 @@ impl Message {
             Self::Dispatch(_) => "dispatch",
             Self::ExecutionStarted(_) => "execution_started",
             Self::ExecutionCompleted(_) => "execution_completed",
+            Self::ActionUnknown(_) => "action_unknown",
             Self::WorkerHeartbeat(_) => "worker_heartbeat",
             Self::WorkflowSubmitted(_) => "workflow_submitted",
             Self::WorkflowFinished(_) => "workflow_finished",
@@ -203,8 +235,26 @@ pub struct Dispatch {
     pub input: Value,
     /// The per-attempt limit in milliseconds; the worker kills the action past it.
     pub timeout_ms: Option<u64>,
-    /// The worker pool (routing key).
+    /// The worker pool.
     pub queue: String,
+    /// Set when the dispatch is addressed to one worker of the pool (one
+    /// that advertises the action, after another declined it): it is
+    /// routed to that worker's private queue instead of the pool's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
+}
+
+/// A worker received a dispatch for an action it does not know, and did not
+/// run it. The executor hands the dispatch to a live worker of the pool that
+/// knows the action, or fails the attempt when none does.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActionUnknown {
+    /// The dispatch, exactly as received.
+    pub dispatch: Dispatch,
+    /// The worker that declined it.
+    pub worker_id: String,
+    /// The actions that worker knows, for the error should nobody know it.
+    pub known: Vec<String>,
 }
 
 /// A worker began running an execution.
@@ -246,7 +296,7 @@ pub struct ExecutionCompleted {
 }
 
 /// A worker is alive.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct WorkerHeartbeat {
     /// Stable for the life of the worker process.
     pub worker_id: String,
@@ -258,6 +308,19 @@ pub struct WorkerHeartbeat {
     pub hostname: String,
     /// When the heartbeat was sent.
     pub at: DateTime<Utc>,
+    /// Its process id (0 from workers older than this field).
+    #[serde(default)]
+    pub pid: u32,
+    /// The actions it can run, sorted (empty from older workers: unknown).
+    #[serde(default)]
+    pub actions: Vec<String>,
+    /// Actions it runs at once at most (0 from older workers: unknown).
+    #[serde(default)]
+    pub concurrency: u32,
+    /// Its build's version (empty from older workers). Not `version`: the
+    /// envelope's own `version` shares the object.
+    #[serde(default)]
+    pub build_version: String,
 }
 
 /// A run was stored and should be started.
@@ -300,6 +363,7 @@ into_message!(
     Dispatch,
     ExecutionStarted,
     ExecutionCompleted,
+    ActionUnknown,
     WorkerHeartbeat,
     WorkflowSubmitted,
     WorkflowFinished,
@@ -362,5 +426,56 @@ mod tests {
             ("weft.events", "execution.completed".to_owned())
         );
         assert_eq!(topology::task_queue("gpu"), "weft.tasks.gpu");
+    }
+
+    #[test]
+    fn a_dispatch_to_one_worker_goes_to_its_private_queue_and_may_be_dropped() {
+        let mut d = Dispatch {
+            execution_id: ExecutionId::new(),
+            workflow_execution_id: WorkflowExecutionId::new(),
+            task_execution_id: crate::TaskExecutionId::new(),
+            task_name: "t".into(),
+            item_index: None,
+            attempt: 1,
+            action: "resize".into(),
+            input: Value::Null,
+            timeout_ms: None,
+            queue: "gpu".into(),
+            worker: None,
+        };
+        let to_pool = Message::Dispatch(d.clone());
+        assert_eq!(to_pool.route(), ("weft.tasks", "gpu".to_owned()));
+        assert!(to_pool.must_be_routed());
+        d.worker = Some("h-1-ab".into());
+        let to_worker = Message::Dispatch(d);
+        assert_eq!(
+            to_worker.route(),
+            ("weft.tasks", "worker:h-1-ab".to_owned())
+        );
+        assert!(!to_worker.must_be_routed());
+    }
+
+    #[test]
+    fn heartbeats_of_older_workers_still_decode() {
+        let old = br#"{"version": 1, "id": "0190a0a0-0000-7000-8000-000000000000", "sent_at": "2026-01-01T00:00:00Z",
+            "type": "worker_heartbeat", "worker_id": "w", "queues": ["default"], "running": [],
+            "hostname": "h", "at": "2026-01-01T00:00:00Z"}"#;
+        let Ok(Envelope {
+            message: Message::WorkerHeartbeat(hb),
+            ..
+        }) = Envelope::from_bytes(old)
+        else {
+            panic!("an old heartbeat no longer decodes");
+        };
+        assert!(hb.actions.is_empty() && hb.pid == 0 && hb.build_version.is_empty());
+        let new = Envelope::new(WorkerHeartbeat {
+            worker_id: "w".into(),
+            actions: vec!["echo".into()],
+            pid: 7,
+            concurrency: 8,
+            build_version: "0.1.0".into(),
+            ..WorkerHeartbeat::default()
+        });
+        assert_eq!(Envelope::from_bytes(&new.to_bytes()).ok(), Some(new));
     }
 }

@@ -122,8 +122,16 @@ pub(crate) fn decide(
         match evaluator.condition(when, &ctx) {
             Ok(true) => {}
             Ok(false) => {
+                // The values that decided it are kept with the reason,
+                // in the statement that skips the task (`weft explain`).
+                let values = evaluator.condition_values(when, &ctx);
+                let with = if values.is_empty() {
+                    String::new()
+                } else {
+                    format!(" with {}", values.join(", "))
+                };
                 return Ok(Decision::Ends(Outcome::skipped(format!(
-                    "`when: {when}` was false"
+                    "`when: {when}` was false{with}"
                 ))));
             }
             Err(e) => {
@@ -316,6 +324,7 @@ pub(crate) fn dispatch(
             .timeout()
             .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
         queue: spec.queue().to_owned(),
+        worker: None,
     }
 }
 

@@ -70,6 +70,10 @@ pub struct EngineConfig {
     /// instead of piling messages up in memory; its rows are in the outbox
     /// already, so nothing is lost if the process dies meanwhile.
     pub flush_queue: NonZeroUsize,
+    /// How recently a worker must have sent a heartbeat to count as live
+    /// (the reaper's `--heartbeat-grace`): a declined dispatch is handed
+    /// only to a live worker.
+    pub heartbeat_grace: Duration,
 }
 
 impl Default for EngineConfig {
@@ -79,6 +83,7 @@ impl Default for EngineConfig {
             catalog_capacity: 1024,
             max_result_bytes: ResultLimit::DEFAULT,
             flush_queue: DEFAULT_FLUSH_QUEUE,
+            heartbeat_grace: weft_store::workers::DEFAULT_HEARTBEAT_GRACE,
         }
     }
 }
@@ -102,7 +107,7 @@ pub(crate) struct Inner {
     pool: PgPool,
     pub(crate) catalog: Catalog,
     pub(crate) evaluator: Evaluator,
-    config: EngineConfig,
+    pub(crate) config: EngineConfig,
     pub(crate) outbox_written: Notify,
     /// Where committed messages go to be published at once, when this
     /// engine runs with a flusher (the daemon); see `flush`.
@@ -190,6 +195,7 @@ impl Engine {
             Message::WorkflowSubmitted(m) => self.start_run(m.workflow_execution_id).await,
             Message::ExecutionStarted(m) => self.execution_started(m).await,
             Message::ExecutionCompleted(m) => self.execution_completed(m).await,
+            Message::ActionUnknown(m) => self.action_unknown(m).await,
             Message::WorkerHeartbeat(hb) => {
                 let mut conn = self.acquire().await?;
                 workers::heartbeat(&mut conn, hb).await?;

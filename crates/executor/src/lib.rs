@@ -24,6 +24,7 @@ mod catalog;
 mod complete;
 mod daemon;
 mod decide;
+mod declined;
 mod engine;
 mod error;
 mod flush;

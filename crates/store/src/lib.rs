@@ -16,17 +16,22 @@
 //! 3. [`tasks`] — the per-task row: fan-in and item counters.
 //! 4. [`executions`] — one row per item × attempt; start/complete guards.
 //! 5. [`outbox`] — messages written with the state, relayed after commit.
-//! 6. [`workers`] — heartbeats; [`overdue`] — executions the reaper and
-//!    the redispatcher take over.
+//! 6. [`workers`] — heartbeats, live workers; [`overdue`] — executions the
+//!    reaper and the redispatcher take over; [`declines`] — dispatches a
+//!    worker did not know the action of.
 //! 7. [`retry`], [`cancel`], [`audit`] — operators' commands;
 //!    [`transact`] runs them again when a deadlock aborts them.
 //! 8. [`prune`] — deleting finished runs past their retention.
+//! 9. [`inspect`] — what the CLI (and later the API) shows about a run,
+//!    as serialisable facts.
 
 pub mod audit;
 pub mod cancel;
 pub mod db;
+pub mod declines;
 mod error;
 pub mod executions;
+pub mod inspect;
 pub mod outbox;
 pub mod overdue;
 pub mod prune;

@@ -59,7 +59,7 @@ pub struct TaskRow {
     pub finished_at: Option<DateTime<Utc>>,
 }
 
-const TASK_COLUMNS: &str = "id, workflow_execution_id, task_name, status, needs, needs_remaining, with_items, \
+pub(crate) const TASK_COLUMNS: &str = "id, workflow_execution_id, task_name, status, needs, needs_remaining, with_items, \
      allow_failure, concurrency, attempt_base, items_total, items_dispatched, items_succeeded, items_failed, items_kept, \
      keep_items, result, error, decided_at, finished_at";
 
@@ -660,6 +660,20 @@ pub struct TaskSummary {
     pub attempts: i32,
     /// When its first execution began.
     pub started_at: Option<DateTime<Utc>>,
+    /// Its executions a worker runs now.
+    pub running: i64,
+    /// Its executions dispatched and due, not yet taken by a worker.
+    pub queued: i64,
+}
+
+impl TaskSummary {
+    /// The status to show: the stored one, except `queued` for a running
+    /// task whose live executions all wait for a worker (see
+    /// [`weft_common::explain::shown_status`]).
+    #[must_use]
+    pub fn shown_status(&self) -> &'static str {
+        weft_common::explain::shown_status(self.task.status, self.running, self.queued)
+    }
 }
 
 /// Every task of a run with its attempts and start time.
@@ -671,14 +685,19 @@ pub async fn summaries(
     run: WorkflowExecutionId,
 ) -> Result<Vec<TaskSummary>, StoreError> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {}, COALESCE(e.attempts, 0) AS attempts, e.started_at \
+        "SELECT {}, COALESCE(e.attempts, 0) AS attempts, e.started_at, \
+                COALESCE(e.running, 0) AS running, COALESCE(e.queued, 0) AS queued \
          FROM task_executions t \
          LEFT JOIN LATERAL ( \
-             SELECT max(attempt) AS attempts, min(started_at) AS started_at \
+             SELECT max(attempt) AS attempts, min(started_at) AS started_at, \
+                    count(*) FILTER (WHERE status = '{running}') AS running, \
+                    count(*) FILTER (WHERE status = '{queued}' AND (due_at IS NULL OR due_at <= now())) AS queued \
              FROM executions WHERE task_execution_id = t.id \
          ) e ON true \
          WHERE t.workflow_execution_id = $1 ORDER BY t.task_name",
-        crate::prefixed("t", TASK_COLUMNS)
+        crate::prefixed("t", TASK_COLUMNS),
+        running = weft_common::ExecutionStatus::Running.as_str(),
+        queued = weft_common::ExecutionStatus::Queued.as_str(),
     )))
     .bind(run.as_uuid())
     .fetch_all(conn)

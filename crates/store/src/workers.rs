@@ -1,5 +1,14 @@
-//! `workers`: the workers seen on the bus, from their heartbeats.
+//! `workers`: the workers seen on the bus, from their heartbeats — what
+//! each consumes and advertises, and whether it is live.
+//!
+//! **Live** means: its last heartbeat arrived within the heartbeat grace
+//! (the executor's `--heartbeat-grace`, 30 s by default) — the same rule
+//! by which the reaper gives up on a silent worker's executions.
 
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
 use sqlx::PgConnection;
 use weft_common::message::WorkerHeartbeat;
 
@@ -32,10 +41,11 @@ pub async fn heartbeat(conn: &mut PgConnection, hb: &WorkerHeartbeat) -> Result<
                           WHERE id = ANY($5) AND status = 'running' AND worker_id = $1 \
                           FOR UPDATE SKIP LOCKED) \
          ) \
-         INSERT INTO workers (id, hostname, queues, running, last_heartbeat) \
-         VALUES ($1, $2, $3, $4, clock_timestamp()) \
+         INSERT INTO workers (id, hostname, queues, running, last_heartbeat, pid, actions, concurrency, version) \
+         VALUES ($1, $2, $3, $4, clock_timestamp(), $6, $7, $8, $9) \
          ON CONFLICT (id) DO UPDATE SET hostname = EXCLUDED.hostname, queues = EXCLUDED.queues, \
-             running = EXCLUDED.running, \
+             running = EXCLUDED.running, pid = EXCLUDED.pid, actions = EXCLUDED.actions, \
+             concurrency = EXCLUDED.concurrency, version = EXCLUDED.version, \
              last_heartbeat = GREATEST(workers.last_heartbeat, EXCLUDED.last_heartbeat)",
     )
     .bind(&hb.worker_id)
@@ -43,8 +53,96 @@ pub async fn heartbeat(conn: &mut PgConnection, hb: &WorkerHeartbeat) -> Result<
     .bind(&hb.queues)
     .bind(i32::try_from(hb.running.len()).unwrap_or(i32::MAX))
     .bind(&running)
+    .bind(i32::try_from(hb.pid).unwrap_or(i32::MAX))
+    .bind(&hb.actions)
+    .bind(i32::try_from(hb.concurrency).unwrap_or(i32::MAX))
+    .bind(&hb.build_version)
     .execute(conn)
     .await
     .context("recording a heartbeat")?;
     Ok(())
+}
+
+/// The reaper's default heartbeat grace (`--heartbeat-grace`): a worker
+/// heard from within it is live.
+pub const DEFAULT_HEARTBEAT_GRACE: Duration = Duration::from_secs(30);
+
+/// A worker as last seen.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct WorkerRow {
+    /// Its id (`host-pid-random` unless configured).
+    pub id: String,
+    /// Its host.
+    pub hostname: String,
+    /// Its process id (0: not advertised).
+    pub pid: i32,
+    /// The pools it consumes.
+    pub queues: Vec<String>,
+    /// The actions it can run (empty: not advertised).
+    pub actions: Vec<String>,
+    /// Actions it runs at once at most (0: not advertised).
+    pub concurrency: i32,
+    /// Executions it ran at its last heartbeat.
+    pub running: i32,
+    /// Its build's version (empty: not advertised).
+    pub version: String,
+    /// When it was first heard from.
+    pub first_seen: DateTime<Utc>,
+    /// When its last heartbeat arrived (the database's clock).
+    pub last_heartbeat: DateTime<Utc>,
+    /// Seconds since its last heartbeat.
+    pub silent_for_s: f64,
+    /// Whether it is live: last heartbeat within the grace.
+    pub live: bool,
+}
+
+const WORKER_COLUMNS: &str = "id, hostname, pid, queues, actions, concurrency, running, version, first_seen, \
+     last_heartbeat, extract(epoch FROM clock_timestamp() - last_heartbeat)::float8 AS silent_for_s, \
+     last_heartbeat > clock_timestamp() - make_interval(secs => $1) AS live";
+
+fn seconds(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+/// Live workers, and those lost (silent past `grace`) within `lost_within`
+/// — live first, then by id.
+///
+/// # Errors
+/// A database error.
+pub async fn list(
+    conn: &mut PgConnection,
+    grace: Duration,
+    lost_within: Duration,
+) -> Result<Vec<WorkerRow>, StoreError> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {WORKER_COLUMNS} FROM workers \
+         WHERE last_heartbeat > clock_timestamp() - make_interval(secs => $1 + $2) \
+         ORDER BY live DESC, id"
+    )))
+    .bind(seconds(grace))
+    .bind(seconds(lost_within))
+    .fetch_all(conn)
+    .await
+    .context("listing workers")
+}
+
+/// The live workers consuming any of `pools`, by id.
+///
+/// # Errors
+/// A database error.
+pub async fn live_in_pools(
+    conn: &mut PgConnection,
+    pools: &[String],
+    grace: Duration,
+) -> Result<Vec<WorkerRow>, StoreError> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {WORKER_COLUMNS} FROM workers \
+         WHERE last_heartbeat > clock_timestamp() - make_interval(secs => $1) AND queues && $2 \
+         ORDER BY id"
+    )))
+    .bind(seconds(grace))
+    .bind(pools)
+    .fetch_all(conn)
+    .await
+    .context("finding the live workers of pools")
 }

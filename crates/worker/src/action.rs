@@ -124,6 +124,12 @@ impl ActionRegistry {
         self.actions.keys().map(String::as_str).collect()
     }
 
+    /// Whether an action of this name is registered.
+    #[must_use]
+    pub fn knows(&self, name: &str) -> bool {
+        self.actions.contains_key(name)
+    }
+
     /// Runs the named action; an unknown name is a failure naming the known ones.
     pub async fn run(&self, name: &str, ctx: ActionContext) -> ActionResult {
         match self.actions.get(name) {

@@ -12,7 +12,7 @@ use tokio_util::task::TaskTracker;
 use weft_bus::{Bus, BusConfig, BusError, ConsumerConfig, Delivery, Outcome, Publisher, QueueKind};
 use weft_common::limits::refit_report;
 use weft_common::message::{
-    Dispatch, ExecutionCompleted, ExecutionStarted, WorkerHeartbeat, topology,
+    ActionUnknown, Dispatch, ExecutionCompleted, ExecutionStarted, WorkerHeartbeat, topology,
 };
 use weft_common::{Envelope, ExecutionId, ExecutionStatus, Message, ResultLimit};
 
@@ -128,6 +128,14 @@ pub async fn run(
         bus = Bus::connect(config.bus.clone(), bus_stop.clone()) => bus?,
     };
     bus.declare_topology(&config.queues).await?;
+    // Bound before the first heartbeat advertises this worker's actions:
+    // an executor may address a dispatch to it from then on.
+    bus.declare_exclusive(
+        &topology::worker_queue(&config.worker_id),
+        topology::TASKS_EXCHANGE,
+        &topology::worker_routing_key(&config.worker_id),
+    )
+    .await?;
     let publisher = bus.publisher().await?;
     let grace_over = CancellationToken::new();
     let state = Arc::new(State {
@@ -181,14 +189,27 @@ pub async fn run(
         });
     }
     let mut consumers = Vec::new();
-    for queue in &config.queues {
-        let consumer = ConsumerConfig {
-            queue: topology::task_queue(queue),
-            kind: QueueKind::Durable,
-            prefetch: u16::try_from(config.concurrency).unwrap_or(u16::MAX),
-            concurrency: config.concurrency,
-            consumer_tag: config.worker_id.clone(),
-        };
+    // Each pool's queue, and this worker's private queue: dispatches the
+    // executors address to this worker alone, because it advertises an
+    // action another worker of the pool declined (see `decline`).
+    let private = ConsumerConfig {
+        queue: topology::worker_queue(&config.worker_id),
+        kind: QueueKind::Exclusive {
+            exchange: topology::TASKS_EXCHANGE.to_owned(),
+            routing_key: topology::worker_routing_key(&config.worker_id),
+        },
+        prefetch: u16::try_from(config.concurrency).unwrap_or(u16::MAX),
+        concurrency: config.concurrency,
+        consumer_tag: format!("{}-private", config.worker_id),
+    };
+    let pools = config.queues.iter().map(|queue| ConsumerConfig {
+        queue: topology::task_queue(queue),
+        kind: QueueKind::Durable,
+        prefetch: u16::try_from(config.concurrency).unwrap_or(u16::MAX),
+        concurrency: config.concurrency,
+        consumer_tag: config.worker_id.clone(),
+    });
+    for consumer in pools.chain(std::iter::once(private)) {
         let state = Arc::clone(&state);
         let handler = move |d: Delivery| {
             let state = Arc::clone(&state);
@@ -263,6 +284,9 @@ async fn dispatch_message(state: &State, delivery: Delivery) -> Outcome {
 }
 
 async fn execute(state: &State, dispatch: Dispatch) -> Outcome {
+    if !state.registry.knows(&dispatch.action) {
+        return decline(state, dispatch).await;
+    }
     let id = dispatch.execution_id;
     let control = CancellationToken::new();
     let already_cancelled = {
@@ -385,6 +409,36 @@ async fn run_action(state: &State, dispatch: &Dispatch, control: &CancellationTo
     // Give the action a moment to clean up (kill its child) after its token fired.
     let _ = tokio::time::timeout(Duration::from_secs(5), &mut action).await;
     ending
+}
+
+/// Hands back a dispatch whose action this worker does not know, instead
+/// of failing it: another worker of the pool may know it. The executors
+/// send it to one that advertises the action, or fail the attempt when no
+/// live worker of the pool knows it. The dispatch is acked once the
+/// report is confirmed — never requeued, so it cannot come back here.
+async fn decline(state: &State, dispatch: Dispatch) -> Outcome {
+    tracing::info!(action = %dispatch.action, "unknown action: handing the dispatch back to the executors");
+    let report = Envelope::new(ActionUnknown {
+        dispatch,
+        worker_id: state.config.worker_id.clone(),
+        known: state
+            .registry
+            .names()
+            .into_iter()
+            .map(str::to_owned)
+            .collect(),
+    });
+    match publish_until_confirmed(state, &report).await {
+        Published::Confirmed => Outcome::Ack,
+        Published::GraceOver => Outcome::Requeue,
+        // A dispatch small enough to arrive makes a report small enough
+        // to leave; should the broker refuse it all the same, the
+        // dispatch goes to the dead letters, where an operator sees it.
+        Published::Refused(e) => Outcome::DeadLetter(format!(
+            "unknown action, and the broker refused the report: {}",
+            weft_common::error_chain(&e)
+        )),
+    }
 }
 
 fn human_ms(ms: u64) -> String {
@@ -555,6 +609,12 @@ async fn publish_until_confirmed(state: &State, envelope: &Envelope) -> Publishe
 
 async fn heartbeats(state: Arc<State>, stop: CancellationToken) {
     let hostname = hostname();
+    let actions: Vec<String> = state
+        .registry
+        .names()
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
     let mut tick = tokio::time::interval(state.config.heartbeat_interval);
     loop {
         tokio::select! {
@@ -568,6 +628,10 @@ async fn heartbeats(state: Arc<State>, stop: CancellationToken) {
             running,
             hostname: hostname.clone(),
             at: Utc::now(),
+            pid: std::process::id(),
+            actions: actions.clone(),
+            concurrency: u32::try_from(state.config.concurrency).unwrap_or(u32::MAX),
+            build_version: env!("CARGO_PKG_VERSION").to_owned(),
         });
         if let Err(e) = state.publisher.publish(&beat).await {
             tracing::debug!(error = %e, "heartbeat not published");

@@ -194,6 +194,7 @@ fn executor_config(
             deadline_grace: seconds("--deadline-grace", tuning.deadline_grace)?,
             max_result_bytes,
             flush_queue: tuning.executor_flush_queue,
+            heartbeat_grace: seconds("--heartbeat-grace", tuning.heartbeat_grace)?,
             ..EngineConfig::default()
         },
         reaper: ReaperConfig {

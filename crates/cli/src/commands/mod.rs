@@ -3,6 +3,7 @@
 pub(crate) mod audit;
 pub(crate) mod cancel;
 pub(crate) mod daemons;
+pub(crate) mod explain;
 pub(crate) mod graph;
 pub(crate) mod migrate;
 pub(crate) mod prune;
@@ -10,6 +11,7 @@ pub(crate) mod retry;
 pub(crate) mod status;
 pub(crate) mod submit;
 pub(crate) mod validate;
+pub(crate) mod workers;
 
 use std::process::ExitCode;
 
@@ -39,6 +41,8 @@ async fn run_async(command: Command) -> anyhow::Result<ExitCode> {
         Command::Status(args) => status::status(&args).await,
         Command::Watch(args) => status::watch(&args).await,
         Command::List(args) => status::list(&args).await,
+        Command::Explain(args) => explain::run(&args).await,
+        Command::Workers(args) => workers::run(&args).await,
         Command::Audit(args) => audit::run(&args).await,
         Command::Retry(args) => retry::run(&args).await,
         Command::Cancel(args) => cancel::run(&args).await,

@@ -9,10 +9,12 @@ use clap::Args;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
+use weft_common::explain::no_worker_hint;
 use weft_common::{RunRef, TaskStatus, Workflow, WorkflowExecutionId, WorkflowStatus};
 use weft_store::PgPool;
 use weft_store::runs::{self, RunRow};
 use weft_store::tasks::{self, TaskSummary};
+use weft_store::workers;
 
 use crate::config::{ConfigArgs, DbArgs};
 
@@ -259,6 +261,8 @@ async fn follow_to_end(
 struct Snapshot {
     run: RunRow,
     tasks: Vec<TaskSummary>,
+    /// Advice about queued tasks: pools no live worker consumes.
+    hints: Vec<String>,
 }
 
 impl Snapshot {
@@ -270,6 +274,7 @@ impl Snapshot {
         let mut tasks = tasks::summaries(&mut conn, id).await?;
         // Show tasks in the workflow's topological order when it parses.
         let (source, origin) = runs::definition(&mut conn, run.definition_id).await?;
+        let mut hints = Vec::new();
         if let Ok(workflow) = Workflow::parse(&source, &origin) {
             let order: Vec<&str> = workflow.tasks().map(|t| t.name()).collect();
             tasks.sort_by_key(|t| {
@@ -278,8 +283,9 @@ impl Snapshot {
                     .position(|n| *n == t.task.task_name)
                     .unwrap_or(usize::MAX)
             });
+            hints = unserved_pools(&mut conn, &workflow, &tasks).await?;
         }
-        Ok(Some(Self { run, tasks }))
+        Ok(Some(Self { run, tasks, hints }))
     }
 
     fn progress_message(&self) -> String {
@@ -306,7 +312,7 @@ impl Snapshot {
                 let task = &t.task;
                 json!({
                     "name": task.task_name,
-                    "status": task.status,
+                    "status": t.shown_status(),
                     "items_total": if task.with_items { task.items_total.map(Value::from) } else { None },
                     "items_succeeded": task.items_succeeded,
                     "items_failed": task.items_failed,
@@ -329,6 +335,7 @@ impl Snapshot {
             "started_at": r.started_at,
             "finished_at": r.finished_at,
             "tasks": tasks,
+            "hints": self.hints,
         })
     }
 
@@ -376,15 +383,44 @@ impl Snapshot {
                 .unwrap_or_default();
             table.add_row([
                 task.task_name.clone(),
-                task.status.to_string(),
+                t.shown_status().to_owned(),
                 items,
                 t.attempts.to_string(),
                 detail,
             ]);
         }
         outln!("{table}")?;
+        for hint in &self.hints {
+            outln!("note: {hint}")?;
+        }
         Ok(())
     }
+}
+
+/// "no worker consumes pool `gpu`: …" for each pool of a queued task that
+/// no live worker consumes (live: within the reaper's default grace).
+async fn unserved_pools(
+    conn: &mut weft_store::PgConnection,
+    workflow: &Workflow,
+    tasks: &[TaskSummary],
+) -> anyhow::Result<Vec<String>> {
+    let mut pools: Vec<String> = tasks
+        .iter()
+        .filter(|t| t.shown_status() == "queued")
+        .filter_map(|t| workflow.task(&t.task.task_name))
+        .map(|spec| spec.queue().to_owned())
+        .collect();
+    pools.sort();
+    pools.dedup();
+    if pools.is_empty() {
+        return Ok(Vec::new());
+    }
+    let live = workers::live_in_pools(conn, &pools, workers::DEFAULT_HEARTBEAT_GRACE).await?;
+    Ok(pools
+        .iter()
+        .filter(|p| !live.iter().any(|w| w.queues.contains(p)))
+        .map(|p| no_worker_hint(p))
+        .collect())
 }
 
 fn truncate(s: &str, max: usize) -> String {

@@ -42,6 +42,8 @@ pub(crate) struct SubmitArgs {
     #[command(flatten)]
     pub(crate) wait_args: WaitArgs,
     #[command(flatten)]
+    pub(crate) grace: super::workers::GraceArgs,
+    #[command(flatten)]
     pub(crate) db: DbArgs,
     #[command(flatten)]
     pub(crate) config: ConfigArgs,
@@ -61,6 +63,15 @@ pub(crate) async fn run(args: &SubmitArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let pool = args.db.connect().await?;
+    // Advice, never a failure: the run is stored all the same (a worker
+    // that knows the action may start later).
+    let grace = args.grace.grace()?;
+    for warning in super::workers::unknown_actions_in(&pool, &workflow, grace)
+        .await
+        .unwrap_or_default()
+    {
+        eprintln!("warning: {}: {warning}", args.file.display());
+    }
     let submitted = store(
         &pool,
         &workflow,

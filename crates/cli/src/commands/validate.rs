@@ -1,11 +1,15 @@
-//! `weft validate FILE...`: check workflow files like a compiler would.
+//! `weft validate FILE...`: check workflow files like a compiler would —
+//! and, when the database answers, warn about tasks whose action no live
+//! worker of their pool knows (never an error: validation works offline).
 
 use std::process::ExitCode;
 
 use clap::Args;
 use weft_common::WithItems;
 
+use super::workers::{GraceArgs, unknown_actions};
 use crate::cli::FilePath;
+use crate::config::{ConfigArgs, DbArgs};
 use crate::workflow_file;
 
 /// Arguments of `weft validate`.
@@ -14,12 +18,19 @@ pub(crate) struct ValidateArgs {
     /// Workflow files to check.
     #[arg(required = true)]
     pub(crate) files: Vec<FilePath>,
+    #[command(flatten)]
+    pub(crate) grace: GraceArgs,
+    #[command(flatten)]
+    pub(crate) db: DbArgs,
+    #[command(flatten)]
+    pub(crate) config: ConfigArgs,
 }
 
 /// Validates every file: a one-line summary per valid file, every problem
 /// of the others; exit 1 if any file has a problem.
 pub(crate) fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
     let mut failed = 0;
+    let mut check = LiveWorkerCheck::new(args);
     for path in &args.files {
         match workflow_file::load(path) {
             Ok(Some((workflow, _))) => {
@@ -44,6 +55,9 @@ pub(crate) fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
                         "s"
                     },
                 )?;
+                for warning in check.warnings(&workflow) {
+                    eprintln!("warning: {}: {warning}", path.display());
+                }
             }
             Ok(None) => failed += 1,
             Err(e) => {
@@ -57,4 +71,42 @@ pub(crate) fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The live-worker check, run on a small runtime of its own (validation
+/// itself needs none), skipped for good once the database did not answer.
+struct LiveWorkerCheck {
+    db: Option<weft_store::DbConfig>,
+    grace: std::time::Duration,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl LiveWorkerCheck {
+    fn new(args: &ValidateArgs) -> Self {
+        let db = Some(args.db.config());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .ok();
+        Self {
+            db,
+            grace: args
+                .grace
+                .grace()
+                .unwrap_or(weft_store::workers::DEFAULT_HEARTBEAT_GRACE),
+            runtime,
+        }
+    }
+
+    fn warnings(&mut self, workflow: &weft_common::Workflow) -> Vec<String> {
+        let (Some(db), Some(runtime)) = (&self.db, &self.runtime) else {
+            return Vec::new();
+        };
+        let warnings = runtime.block_on(unknown_actions(db, workflow, self.grace));
+        if warnings.is_none() {
+            // Unreachable: the next file would wait for the same silence.
+            self.db = None;
+        }
+        warnings.unwrap_or_default()
+    }
 }

@@ -1,0 +1,646 @@
+//! Why a run and each of its tasks are where they are, as sentences.
+//!
+//! The facts ([`RunFacts`], [`TaskFacts`], [`PoolFacts`]) are read from the
+//! state by one query layer (`weft_store::inspect::explain`) and, for the
+//! pools' queues, from RabbitMQ; this module only turns them into one line
+//! per task and one for the run. No guessing: every sentence restates
+//! facts that were read, so `weft explain` is exact — and the same facts
+//! serialise as they are for `--json` (and later the HTTP API).
+
+use std::fmt::Write as _;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::id::WorkflowExecutionId;
+use crate::state::{ExecutionStatus, TaskStatus, Trigger, WorkflowStatus};
+
+/// A run, its tasks and the pools they run on, as read at `now`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunFacts {
+    /// The run.
+    pub id: WorkflowExecutionId,
+    /// Its workflow's name.
+    pub workflow: String,
+    /// Its status.
+    pub status: WorkflowStatus,
+    /// Why it failed, when it did.
+    pub error: Option<String>,
+    /// When it was submitted.
+    pub created_at: DateTime<Utc>,
+    /// When an executor started it.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it became terminal.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// The database's clock when the facts were read.
+    pub now: DateTime<Utc>,
+    /// Its tasks, in the workflow's order.
+    pub tasks: Vec<TaskFacts>,
+    /// The pools its tasks run on.
+    pub pools: Vec<PoolFacts>,
+}
+
+/// One task of a run: its row, its spec and what its executions of the
+/// current round add up to.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskFacts {
+    /// The task's name.
+    pub name: String,
+    /// Its stored status.
+    pub status: TaskStatus,
+    /// What `weft status` shows: the stored status, except `queued` for a
+    /// running task whose live executions all wait for a worker.
+    pub shown_status: &'static str,
+    /// Its action.
+    pub action: String,
+    /// Its worker pool.
+    pub pool: String,
+    /// Its trigger rule.
+    pub trigger: Trigger,
+    /// Its `when`, if any.
+    pub when: Option<String>,
+    /// The tasks it needs, with their statuses.
+    pub needs: Vec<NeedFacts>,
+    /// Whether it fans out.
+    pub with_items: bool,
+    /// Items in flight at most.
+    pub concurrency: Option<i32>,
+    /// Items in all, once known.
+    pub items_total: Option<i32>,
+    /// Items that succeeded.
+    pub items_succeeded: i32,
+    /// Items that failed for good.
+    pub items_failed: i32,
+    /// Executions (this round) a worker runs.
+    pub running: i64,
+    /// Executions (this round) dispatched and due, not yet taken by a worker.
+    pub queued: i64,
+    /// Executions (this round) waiting for a `concurrency` slot.
+    pub pending: i64,
+    /// Executions (this round) whose retry's backoff has not ended.
+    pub retrying: i64,
+    /// When the next retry is due.
+    pub next_retry_at: Option<DateTime<Utc>>,
+    /// The workers running it (at most a few).
+    pub workers: Vec<String>,
+    /// Tries per item allowed by its retry policy.
+    pub max_attempts: u32,
+    /// Its latest failed try of this round, if any.
+    pub last_failure: Option<FailureFacts>,
+    /// Why it failed, or why it was skipped (the stored reason).
+    pub error: Option<String>,
+    /// When it was decided (ran or skipped).
+    pub decided_at: Option<DateTime<Utc>>,
+    /// When it became terminal.
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// A task needed by another, and its status.
+#[derive(Debug, Clone, Serialize)]
+pub struct NeedFacts {
+    /// The needed task.
+    pub name: String,
+    /// Its status (as shown: `queued` included).
+    pub status: String,
+}
+
+/// A failed try.
+#[derive(Debug, Clone, Serialize)]
+pub struct FailureFacts {
+    /// The item's position, for a fan-out.
+    pub item_index: Option<i32>,
+    /// The item's rendered input, abbreviated (see [`abbreviate`]).
+    pub input: String,
+    /// The try within the current round (1 = the first).
+    pub attempt: i32,
+    /// How it ended (`failed`, `timed_out`).
+    pub status: ExecutionStatus,
+    /// Its error.
+    pub error: Option<String>,
+}
+
+/// A worker pool and who serves it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PoolFacts {
+    /// The pool's name.
+    pub name: String,
+    /// Live workers consuming it (heartbeat within the grace).
+    pub live_workers: Vec<String>,
+    /// The actions those workers advertise (empty: none advertised, e.g.
+    /// workers older than the advertisement).
+    pub actions: Vec<String>,
+    /// Messages ready in its queue, when RabbitMQ was asked.
+    pub ready: Option<u32>,
+    /// Consumers of its queue, when RabbitMQ was asked.
+    pub consumers: Option<u32>,
+}
+
+/// One line per task and one for the run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Explanation {
+    /// Why the run is where it is.
+    pub run: String,
+    /// (task name, why), in the workflow's order.
+    pub tasks: Vec<TaskLine>,
+}
+
+/// Why one task is where it is.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskLine {
+    /// The task's name.
+    pub task: String,
+    /// Its status as shown.
+    pub status: &'static str,
+    /// The sentence.
+    pub why: String,
+}
+
+/// The status `weft status` shows for a task: `queued` when it is running
+/// but nothing of it runs on a worker yet and something waits in a queue.
+#[must_use]
+pub fn shown_status(status: TaskStatus, running: i64, queued: i64) -> &'static str {
+    if status == TaskStatus::Running && running == 0 && queued > 0 {
+        "queued"
+    } else {
+        status.as_str()
+    }
+}
+
+/// The advice for a pool no live worker consumes.
+#[must_use]
+pub fn no_worker_hint(pool: &str) -> String {
+    format!("no worker consumes pool `{pool}`: start `weft worker --queue {pool}`")
+}
+
+/// A JSON value as compact text of at most `max` characters (an ellipsis
+/// marks a cut).
+#[must_use]
+pub fn abbreviate(value: &Value, max: usize) -> String {
+    let text = match value {
+        Value::String(s) => format!("{s:?}"),
+        other => other.to_string(),
+    };
+    if text.chars().count() <= max {
+        return text;
+    }
+    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
+impl RunFacts {
+    /// The sentences.
+    #[must_use]
+    pub fn explain(&self) -> Explanation {
+        Explanation {
+            run: self.run_line(),
+            tasks: self
+                .tasks
+                .iter()
+                .map(|t| TaskLine {
+                    task: t.name.clone(),
+                    status: t.shown_status,
+                    why: self.task_line(t),
+                })
+                .collect(),
+        }
+    }
+
+    fn pool(&self, name: &str) -> Option<&PoolFacts> {
+        self.pools.iter().find(|p| p.name == name)
+    }
+
+    fn run_line(&self) -> String {
+        let at =
+            |t: Option<DateTime<Utc>>| t.map_or_else(String::new, |t| format!(" at {}", time(t)));
+        match self.status {
+            WorkflowStatus::Pending => format!(
+                "pending since {}: no executor has started it yet (is `weft executor` running?)",
+                time(self.created_at)
+            ),
+            WorkflowStatus::Running => {
+                let active: Vec<String> = self
+                    .tasks
+                    .iter()
+                    .filter(|t| t.status == TaskStatus::Running)
+                    .map(|t| {
+                        let mut s = format!("`{}` ({}", t.name, t.shown_status);
+                        if t.shown_status == "queued" {
+                            let _ = write!(s, " in pool `{}`", t.pool);
+                        }
+                        s.push(')');
+                        s
+                    })
+                    .collect();
+                let waiting = self
+                    .tasks
+                    .iter()
+                    .filter(|t| t.status == TaskStatus::Waiting)
+                    .count();
+                let mut line = if active.is_empty() {
+                    "running: no task is dispatched".to_owned()
+                } else {
+                    format!("running: waiting on {}", active.join(", "))
+                };
+                match waiting {
+                    0 => {}
+                    1 => line.push_str("; 1 task waits for its needs"),
+                    n => {
+                        let _ = write!(line, "; {n} tasks wait for their needs");
+                    }
+                }
+                line
+            }
+            WorkflowStatus::Canceling => {
+                let running: i64 = self.tasks.iter().map(|t| t.running).sum();
+                format!(
+                    "canceling: waiting for {running} running action{} to stop",
+                    plural(usize::try_from(running).unwrap_or(0))
+                )
+            }
+            WorkflowStatus::Succeeded => format!("succeeded{}", at(self.finished_at)),
+            WorkflowStatus::Failed => format!(
+                "failed{}: {}",
+                at(self.finished_at),
+                self.error.as_deref().unwrap_or("a task failed")
+            ),
+            WorkflowStatus::Canceled => format!("canceled{} (`weft cancel`)", at(self.finished_at)),
+        }
+    }
+
+    fn task_line(&self, t: &TaskFacts) -> String {
+        match t.status {
+            TaskStatus::Waiting => waiting_line(t),
+            TaskStatus::Skipped => format!(
+                "skipped: {}",
+                t.error
+                    .as_deref()
+                    .unwrap_or("its trigger rule or `when` said so")
+            ),
+            TaskStatus::Succeeded => match (t.with_items, t.items_total) {
+                (true, Some(n)) => format!("succeeded: {n} item{} done", plural(n)),
+                _ => "succeeded".to_owned(),
+            },
+            TaskStatus::Failed => failed_line(t),
+            TaskStatus::Canceled => format!(
+                "canceled by the cancellation of the run{}",
+                t.finished_at
+                    .map_or_else(String::new, |f| format!(" at {}", time(f)))
+            ),
+            TaskStatus::Running => self.running_line(t),
+        }
+    }
+
+    fn running_line(&self, t: &TaskFacts) -> String {
+        let mut parts = Vec::new();
+        if t.with_items
+            && let Some(total) = t.items_total
+        {
+            parts.push(format!(
+                "{}/{total} items done ({} failed)",
+                t.items_succeeded + t.items_failed,
+                t.items_failed
+            ));
+        }
+        if t.running > 0 {
+            let mut s = format!("{} running", t.running);
+            if !t.workers.is_empty() {
+                let _ = write!(s, " on {}", t.workers.join(", "));
+            }
+            parts.push(s);
+        }
+        if t.queued > 0 {
+            parts.push(self.queued_part(t));
+        }
+        if let Some(limit) = t.concurrency
+            && t.pending > 0
+            && t.running + t.queued + t.retrying >= i64::from(limit)
+        {
+            parts.push(format!(
+                "concurrency window full ({} in flight / limit {limit}), {} item{} wait for a slot",
+                t.running + t.queued + t.retrying,
+                t.pending,
+                plural(usize::try_from(t.pending).unwrap_or(0))
+            ));
+        }
+        if t.retrying > 0 {
+            let mut s = format!(
+                "retry scheduled at {}",
+                t.next_retry_at.map_or_else(|| "?".to_owned(), time)
+            );
+            if let Some(f) = &t.last_failure {
+                let _ = write!(
+                    s,
+                    " (attempt {} of {} next; last error{}: {})",
+                    f.attempt + 1,
+                    t.max_attempts,
+                    item_of(f),
+                    f.error.as_deref().unwrap_or(f.status.as_str())
+                );
+            }
+            parts.push(s);
+        }
+        if parts.is_empty() {
+            parts.push("its executions are being recorded".to_owned());
+        }
+        parts.join("; ")
+    }
+
+    fn queued_part(&self, t: &TaskFacts) -> String {
+        let pool = self.pool(&t.pool);
+        let mut s = format!("{} dispatched, waiting in pool `{}`", t.queued, t.pool);
+        let mut figures = Vec::new();
+        if let Some(ready) = pool.and_then(|p| p.ready) {
+            figures.push(format!("queue depth {ready}"));
+        }
+        if let Some(consumers) = pool.and_then(|p| p.consumers) {
+            figures.push(format!("{consumers} consumer{}", plural(consumers)));
+        }
+        let live = pool.map_or(&[][..], |p| &p.live_workers[..]);
+        figures.push(if live.is_empty() {
+            "no live worker".to_owned()
+        } else {
+            format!("live workers: {}", live.join(", "))
+        });
+        let _ = write!(s, " ({})", figures.join(", "));
+        if live.is_empty() {
+            let _ = write!(s, ": {}", no_worker_hint(&t.pool));
+        } else if let Some(p) = pool
+            && !p.actions.is_empty()
+            && !p.actions.contains(&t.action)
+        {
+            let _ = write!(
+                s,
+                ": no live worker of pool `{}` knows action `{}` (they know: {})",
+                t.pool,
+                t.action,
+                p.actions.join(", ")
+            );
+        }
+        s
+    }
+}
+
+fn waiting_line(t: &TaskFacts) -> String {
+    let open: Vec<String> = t
+        .needs
+        .iter()
+        .filter(|n| !is_terminal_name(&n.status))
+        .map(|n| format!("`{}` ({})", n.name, n.status))
+        .collect();
+    if open.is_empty() {
+        "ready: every need is done; an executor decides it next".to_owned()
+    } else {
+        format!("waiting on needs: {}", open.join(", "))
+    }
+}
+
+fn failed_line(t: &TaskFacts) -> String {
+    let Some(f) = &t.last_failure else {
+        return format!(
+            "failed before anything was dispatched: {}",
+            t.error.as_deref().unwrap_or("no reason recorded")
+        );
+    };
+    let exhausted = if f.status.is_retryable()
+        && f.attempt >= i32::try_from(t.max_attempts).unwrap_or(i32::MAX)
+    {
+        format!(
+            "attempt {} of {}, retries exhausted",
+            f.attempt, t.max_attempts
+        )
+    } else if f.status.is_retryable() {
+        format!("attempt {} of {}", f.attempt, t.max_attempts)
+    } else {
+        format!("attempt {} ended `{}`, not retried", f.attempt, f.status)
+    };
+    let mut line = format!(
+        "failed{}: {exhausted}: {}",
+        item_of(f),
+        f.error.as_deref().unwrap_or(f.status.as_str())
+    );
+    if t.with_items && t.items_failed > 1 {
+        let _ = write!(line, " ({} items failed)", t.items_failed);
+    }
+    line
+}
+
+fn item_of(f: &FailureFacts) -> String {
+    f.item_index
+        .map_or_else(String::new, |i| format!(" on item {i} (input {})", f.input))
+}
+
+fn is_terminal_name(status: &str) -> bool {
+    status
+        .parse::<TaskStatus>()
+        .is_ok_and(TaskStatus::is_terminal)
+}
+
+fn plural<N: TryInto<i64>>(n: N) -> &'static str {
+    if n.try_into().ok() == Some(1) {
+        ""
+    } else {
+        "s"
+    }
+}
+
+fn time(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S%.3f UTC").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap_or_default()
+    }
+
+    fn task(name: &str, status: TaskStatus) -> TaskFacts {
+        TaskFacts {
+            name: name.into(),
+            status,
+            shown_status: status.as_str(),
+            action: "echo".into(),
+            pool: "default".into(),
+            trigger: Trigger::AllSuccess,
+            when: None,
+            needs: Vec::new(),
+            with_items: false,
+            concurrency: None,
+            items_total: Some(1),
+            items_succeeded: 0,
+            items_failed: 0,
+            running: 0,
+            queued: 0,
+            pending: 0,
+            retrying: 0,
+            next_retry_at: None,
+            workers: Vec::new(),
+            max_attempts: 1,
+            last_failure: None,
+            error: None,
+            decided_at: None,
+            finished_at: None,
+        }
+    }
+
+    fn run(status: WorkflowStatus, tasks: Vec<TaskFacts>, pools: Vec<PoolFacts>) -> RunFacts {
+        RunFacts {
+            id: WorkflowExecutionId::new(),
+            workflow: "w".into(),
+            status,
+            error: None,
+            created_at: at("2026-01-01T00:00:00Z"),
+            started_at: None,
+            finished_at: None,
+            now: at("2026-01-01T00:01:00Z"),
+            tasks,
+            pools,
+        }
+    }
+
+    fn pool(name: &str, workers: &[&str], actions: &[&str]) -> PoolFacts {
+        PoolFacts {
+            name: name.into(),
+            live_workers: workers.iter().map(|w| (*w).to_owned()).collect(),
+            actions: actions.iter().map(|a| (*a).to_owned()).collect(),
+            ready: Some(1),
+            consumers: Some(u32::try_from(workers.len()).unwrap_or(0)),
+        }
+    }
+
+    #[test]
+    fn a_task_queued_in_a_pool_nobody_consumes_says_how_to_start_one() {
+        let mut gpu = task("train", TaskStatus::Running);
+        gpu.pool = "gpu".into();
+        gpu.queued = 1;
+        gpu.shown_status = shown_status(gpu.status, gpu.running, gpu.queued);
+        assert_eq!(gpu.shown_status, "queued");
+        let facts = run(
+            WorkflowStatus::Running,
+            vec![gpu],
+            vec![pool("gpu", &[], &[])],
+        );
+        let e = facts.explain();
+        assert_eq!(
+            e.tasks[0].why,
+            "1 dispatched, waiting in pool `gpu` (queue depth 1, 0 consumers, no live worker): \
+             no worker consumes pool `gpu`: start `weft worker --queue gpu`"
+        );
+        assert_eq!(e.run, "running: waiting on `train` (queued in pool `gpu`)");
+    }
+
+    #[test]
+    fn a_queued_action_no_live_worker_knows_is_named_with_what_they_know() {
+        let mut t = task("t", TaskStatus::Running);
+        t.action = "resize".into();
+        t.queued = 2;
+        let facts = run(
+            WorkflowStatus::Running,
+            vec![t],
+            vec![pool("default", &["w1"], &["echo", "shell"])],
+        );
+        let why = &facts.explain().tasks[0].why;
+        assert!(
+            why.ends_with(
+                "no live worker of pool `default` knows action `resize` (they know: echo, shell)"
+            ),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn a_waiting_task_names_its_open_needs_and_their_states() {
+        let mut t = task("c", TaskStatus::Waiting);
+        t.needs = vec![
+            NeedFacts {
+                name: "a".into(),
+                status: "succeeded".into(),
+            },
+            NeedFacts {
+                name: "b".into(),
+                status: "queued".into(),
+            },
+        ];
+        let facts = run(WorkflowStatus::Running, vec![t], Vec::new());
+        assert_eq!(
+            facts.explain().tasks[0].why,
+            "waiting on needs: `b` (queued)"
+        );
+    }
+
+    #[test]
+    fn failures_say_which_attempt_on_which_item_and_whether_retries_are_exhausted() {
+        let mut t = task("p", TaskStatus::Failed);
+        t.with_items = true;
+        t.max_attempts = 3;
+        t.items_failed = 2;
+        t.last_failure = Some(FailureFacts {
+            item_index: Some(4),
+            input: abbreviate(&json!({"record": "x".repeat(100)}), 20),
+            attempt: 3,
+            status: ExecutionStatus::Failed,
+            error: Some("boom".into()),
+        });
+        let facts = run(WorkflowStatus::Failed, vec![t], Vec::new());
+        assert_eq!(
+            facts.explain().tasks[0].why,
+            "failed on item 4 (input {\"record\":\"xxxxxxxx…): attempt 3 of 3, retries exhausted: boom (2 items failed)"
+        );
+    }
+
+    #[test]
+    fn a_full_concurrency_window_and_a_scheduled_retry_are_told() {
+        let mut t = task("p", TaskStatus::Running);
+        t.with_items = true;
+        t.items_total = Some(10);
+        t.concurrency = Some(2);
+        t.running = 1;
+        t.retrying = 1;
+        t.pending = 7;
+        t.workers = vec!["w1".into()];
+        t.max_attempts = 3;
+        t.next_retry_at = Some(at("2026-01-01T00:02:00Z"));
+        t.last_failure = Some(FailureFacts {
+            item_index: Some(1),
+            input: "2".into(),
+            attempt: 1,
+            status: ExecutionStatus::Failed,
+            error: Some("flaky".into()),
+        });
+        let facts = run(WorkflowStatus::Running, vec![t], Vec::new());
+        assert_eq!(
+            facts.explain().tasks[0].why,
+            "0/10 items done (0 failed); 1 running on w1; \
+             concurrency window full (2 in flight / limit 2), 7 items wait for a slot; \
+             retry scheduled at 2026-01-01 00:02:00.000 UTC (attempt 2 of 3 next; last error on item 1 (input 2): flaky)"
+        );
+    }
+
+    #[test]
+    fn skips_and_cancellations_restate_the_stored_reason() {
+        let mut s = task("s", TaskStatus::Skipped);
+        s.error = Some("trigger `all_success` not met (a failed)".into());
+        let mut c = task("c", TaskStatus::Canceled);
+        c.finished_at = Some(at("2026-01-01T00:00:30Z"));
+        let facts = run(WorkflowStatus::Canceled, vec![s, c], Vec::new());
+        let e = facts.explain();
+        assert_eq!(
+            e.tasks[0].why,
+            "skipped: trigger `all_success` not met (a failed)"
+        );
+        assert_eq!(
+            e.tasks[1].why,
+            "canceled by the cancellation of the run at 2026-01-01 00:00:30.000 UTC"
+        );
+    }
+
+    #[test]
+    fn abbreviation_cuts_on_characters_and_marks_the_cut() {
+        assert_eq!(abbreviate(&json!("héllo wörld"), 6), "\"héll…");
+        assert_eq!(abbreviate(&json!([1, 2]), 10), "[1,2]");
+    }
+}
