@@ -11,8 +11,11 @@
 //!    [`Trigger`] rules that decide whether a ready task runs.
 //! 5. [`message`] — the versioned envelopes on the bus and the topology names.
 //! 6. [`id`] — typed identifiers.
-//! 7. [`limits`] — how big a result or a rendered input may be.
+//! 7. [`limits`] — how big a result or a rendered input may be; [`logs`] —
+//!    the tail of an attempt's output kept for `weft logs`.
+//! 8. [`abbrev`] — one-line labels of values (an item next to its index).
 
+pub mod abbrev;
 mod dag;
 mod diagnostic;
 mod duration;
@@ -20,6 +23,7 @@ mod expr;
 pub mod id;
 mod json_view;
 pub mod limits;
+pub mod logs;
 pub mod message;
 mod report;
 mod spec;
@@ -32,7 +36,9 @@ pub use diagnostic::{Diagnostics, Problem};
 pub use duration::parse_duration;
 pub use expr::{Context, Evaluator, ExprError, TaskView, WorkflowRef, kind_of};
 pub use id::{ExecutionId, MessageId, TaskExecutionId, WorkflowExecutionId};
+pub use abbrev::item_label;
 pub use limits::{ResultLimit, TooLarge};
+pub use logs::AttemptLogs;
 pub use message::{Envelope, Message};
 pub use report::error_chain;
 pub use spec::WithItems;

@@ -7,6 +7,7 @@
 use serde_json::Value;
 use weft_common::message::Dispatch;
 use weft_common::{
+    item_label,
     Context, Evaluator, ExecutionId, ExecutionStatus, ResultLimit, Task, TaskStatus,
 };
 use weft_store::executions::{NewExecution, TaskStart};
@@ -133,8 +134,8 @@ pub(crate) fn decide(
         }
     }
 
-    let inputs = match render_inputs(evaluator, limit, spec, &ctx) {
-        Ok(inputs) => inputs,
+    let (inputs, labels) = match render_inputs(evaluator, limit, spec, &ctx) {
+        Ok(rendered) => rendered,
         Err(outcome) => return Ok(Decision::Ends(outcome)),
     };
     if inputs.is_empty() {
@@ -165,8 +166,9 @@ pub(crate) fn decide(
     let new: Vec<NewExecution> = inputs
         .into_iter()
         .zip(kept_from)
+        .zip(labels)
         .enumerate()
-        .map(|(i, (input, kept_from))| {
+        .map(|(i, ((input, kept_from), item_label))| {
             let position = if kept_from.is_some() {
                 next_kept += 1;
                 next_kept - 1
@@ -188,6 +190,7 @@ pub(crate) fn decide(
                 due_at: None,
                 seq: (kept_count > 0).then_some(position),
                 kept_from,
+                item_label,
             }
         })
         .collect();
@@ -224,41 +227,63 @@ pub(crate) fn decide(
 /// still ends.
 pub(crate) const STREAM_WINDOW: i32 = 1_024;
 
-/// One rendered input per item (one for a plain task), or the outcome
-/// that fails the task.
+/// One rendered input per item (one for a plain task) with the item's
+/// label ([`item_label`]; `None` for a plain task), or the outcome that
+/// fails the task.
 fn render_inputs(
     evaluator: &Evaluator,
     limit: ResultLimit,
     spec: &Task,
     ctx: &Context,
-) -> Result<Vec<Value>, Outcome> {
+) -> Result<(Vec<Value>, Vec<Option<String>>), Outcome> {
     let Some(with_items) = spec.with_items() else {
         return evaluator
             .render(spec.input(), ctx)
             .map_err(|e| Outcome::failed(format!("rendering the input: {e}")))
-            .and_then(|input| within_limit(limit, None, &input).map(|()| vec![input]));
+            .and_then(|input| within_limit(limit, None, &input).map(|()| (vec![input], vec![None])));
     };
     let items = evaluator
         .items(with_items, ctx)
         .map_err(|e| Outcome::failed(format!("evaluating `with_items`: {e}")))?;
+    let labels: Vec<Option<String>> = items.iter().map(|item| Some(item_label(item))).collect();
     // The context is converted for the evaluator once, not once per item:
     // an item list read from an upstream result is as big as the context.
     let inputs = evaluator
         .render_items(spec.input(), ctx, items)
-        .map_err(|(i, e)| Outcome::failed(format!("rendering the input of item {i}: {e}")))?;
+        .map_err(|(i, e)| {
+            Outcome::failed(format!(
+                "rendering the input of item {i}{}: {e}",
+                labelled(labels.get(i))
+            ))
+        })?;
     for (i, input) in inputs.iter().enumerate() {
-        within_limit(limit, Some(i), input)?;
+        within_limit(limit, Some((i, labels.get(i))), input)?;
     }
-    Ok(inputs)
+    Ok((inputs, labels))
+}
+
+/// ` ("b.csv")`: an item's label to follow its index in a message, or
+/// nothing.
+fn labelled(label: Option<&Option<String>>) -> String {
+    label
+        .and_then(Option::as_deref)
+        .map_or_else(String::new, |label| format!(" ({label})"))
 }
 
 /// The outcome that fails a task whose rendered `input` is over the limit
 /// (`--max-result-bytes`), naming the item: checked before anything is
 /// dispatched, so an input the broker or a worker could not take never
 /// leaves, and the task fails at once instead of its run sticking.
-fn within_limit(limit: ResultLimit, item: Option<usize>, input: &Value) -> Result<(), Outcome> {
+fn within_limit(
+    limit: ResultLimit,
+    item: Option<(usize, Option<&Option<String>>)>,
+    input: &Value,
+) -> Result<(), Outcome> {
     let checked = match item {
-        Some(i) => limit.check(format_args!("the rendered input of item {i}"), input),
+        Some((i, label)) => limit.check(
+            format_args!("the rendered input of item {i}{}", labelled(label)),
+            input,
+        ),
         None => limit.check("the rendered input", input),
     };
     checked

@@ -21,12 +21,15 @@
 //! 7. [`retry`], [`cancel`], [`audit`] — operators' commands;
 //!    [`transact`] runs them again when a deadlock aborts them.
 //! 8. [`prune`] — deleting finished runs past their retention.
+//! 9. [`inspect`] — what the CLI (and later the HTTP API and UI) shows
+//!    about a run: attempt history, logs.
 
 pub mod audit;
 pub mod cancel;
 pub mod db;
 mod error;
 pub mod executions;
+pub mod inspect;
 pub mod outbox;
 pub mod overdue;
 pub mod prune;

@@ -31,6 +31,8 @@
 mod action;
 mod actions;
 mod daemon;
+mod logs;
 
 pub use action::{ActionContext, ActionError, ActionRegistry, ActionResult};
 pub use daemon::{WorkerConfig, WorkerError, run};
+pub use logs::ActionLogs;
