@@ -46,6 +46,8 @@ pub(crate) enum Command {
     Watch(crate::commands::status::WatchArgs),
     /// List runs, newest first.
     List(crate::commands::status::ListArgs),
+    /// Show what each attempt printed (stdout, stderr), failed ones included.
+    Logs(crate::commands::logs::LogsArgs),
     /// Check the exactly-once invariants on the live database.
     Audit(crate::commands::audit::AuditArgs),
     /// Run again what did not succeed (or `--task NAME`) and everything downstream of it, keeping the rest.

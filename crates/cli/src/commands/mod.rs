@@ -1,9 +1,11 @@
 //! One module per subcommand; [`run`] dispatches to them.
 
+pub(crate) mod attempts;
 pub(crate) mod audit;
 pub(crate) mod cancel;
 pub(crate) mod daemons;
 pub(crate) mod graph;
+pub(crate) mod logs;
 pub(crate) mod migrate;
 pub(crate) mod prune;
 pub(crate) mod retry;
@@ -39,6 +41,7 @@ async fn run_async(command: Command) -> anyhow::Result<ExitCode> {
         Command::Status(args) => status::status(&args).await,
         Command::Watch(args) => status::watch(&args).await,
         Command::List(args) => status::list(&args).await,
+        Command::Logs(args) => logs::run(&args).await,
         Command::Audit(args) => audit::run(&args).await,
         Command::Retry(args) => retry::run(&args).await,
         Command::Cancel(args) => cancel::run(&args).await,

@@ -21,6 +21,10 @@ use crate::config::ConnArgs;
 pub(crate) struct StatusArgs {
     /// The run's id.
     pub(crate) id: WorkflowExecutionId,
+    /// Show every execution of this task instead: item, round, attempt,
+    /// status, worker, times, error.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) task: Option<String>,
     /// Print JSON.
     #[arg(long)]
     pub(crate) json: bool,
@@ -80,6 +84,10 @@ pub(crate) async fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
         eprintln!("error: no run with id {}", args.id);
         return Ok(ExitCode::FAILURE);
     };
+    if let Some(task) = &args.task {
+        let names: Vec<&str> = snapshot.tasks.iter().map(|t| t.task.task_name.as_str()).collect();
+        return super::attempts::show(&pool, args.id, task, &names, args.json).await;
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&snapshot.to_json())?);
     } else {
@@ -275,6 +283,8 @@ impl Snapshot {
                     "items_succeeded": task.items_succeeded,
                     "items_failed": task.items_failed,
                     "attempts": t.attempts,
+                    "round": t.round,
+                    "earlier_rounds": t.earlier_rounds,
                     "result": task.result,
                     "error": task.error,
                     "started_at": t.started_at.or(if task.status == TaskStatus::Skipped { None } else { task.decided_at }),
@@ -342,11 +352,22 @@ impl Snapshot {
                 task.task_name.clone(),
                 task.status.to_string(),
                 items,
-                t.attempts.to_string(),
+                attempts_cell(t),
                 detail,
             ]);
         }
         println!("{table}");
+    }
+}
+
+/// The attempts of a task's current round, and which round that is when
+/// it ran in earlier ones too: `2 · round 2 (1 earlier)`.
+fn attempts_cell(t: &TaskSummary) -> String {
+    match (t.round, t.earlier_rounds) {
+        (Some(round), earlier) if earlier > 0 => {
+            format!("{} · round {round} ({earlier} earlier)", t.attempts)
+        }
+        _ => t.attempts.to_string(),
     }
 }
 
