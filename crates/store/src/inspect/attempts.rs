@@ -81,7 +81,7 @@ pub struct AttemptFilter<'a> {
 
 /// The columns of an [`Attempt`] read from `a`, the rows of [`SOURCE`].
 pub(super) const ATTEMPT_COLUMNS: &str = "a.id AS execution_id, a.task_name AS task, a.item_index, \
-     a.item_label AS item, a.round, a.attempt - a.round_base + 1 AS attempt, a.attempt AS attempt_number, \
+     a.item_label AS item, a.round, a.attempt - a.round_base AS attempt, a.attempt AS attempt_number, \
      a.status, a.kept_from, a.worker_id AS worker, a.queued_at, a.due_at, a.started_at, a.finished_at, \
      (extract(epoch FROM COALESCE(a.finished_at, CASE WHEN a.started_at IS NOT NULL THEN clock_timestamp() END) \
               - a.started_at) * 1000)::int8 AS duration_ms, \
