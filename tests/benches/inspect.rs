@@ -219,7 +219,10 @@ fn main() -> anyhow::Result<()> {
         let binary = weft_binary()?;
         let id = run.to_string();
         for (name, args) in [
-            ("weft status ID --task fan", vec!["status", &id, "--task", "fan"]),
+            (
+                "weft status ID --task fan",
+                vec!["status", &id, "--task", "fan"],
+            ),
             ("weft logs ID fan", vec!["logs", &id, "fan"]),
         ] {
             let samples = timed!(sizes.calls.min(20), {
@@ -236,7 +239,11 @@ fn main() -> anyhow::Result<()> {
                     "{name} printed too little"
                 );
             });
-            report.percentiles(&format!("{scenario}: {name} (process)"), &samples, PERCENTILES);
+            report.percentiles(
+                &format!("{scenario}: {name} (process)"),
+                &samples,
+                PERCENTILES,
+            );
         }
         anyhow::Ok(())
     })?;

@@ -62,7 +62,11 @@ fn json_of(args: &[&str]) -> Value {
 }
 
 /// Submits `yaml` and waits for the run to end in `expected`.
-async fn submit_and_wait(yaml: &str, input: Value, expected: WorkflowStatus) -> WorkflowExecutionId {
+async fn submit_and_wait(
+    yaml: &str,
+    input: Value,
+    expected: WorkflowStatus,
+) -> WorkflowExecutionId {
     let pool = stack().pool().await.expect("pool");
     let id = stack().submit(&pool, yaml, input).await.expect("submit");
     let run = stack()
@@ -141,7 +145,7 @@ async fn a_flaky_items_three_attempts_appear_in_status_and_logs() {
     let table = text(&["status", &id, "--task", "fan"]);
     assert_eq!(table.lines().count(), 1 + 5, "{table}");
     assert_eq!(
-        table.lines().filter(|l| l.starts_with("1 \"b\"")).count(),
+        table.lines().filter(|l| l.starts_with("1 (\"b\")")).count(),
         3,
         "{table}"
     );
@@ -153,7 +157,11 @@ async fn a_flaky_items_three_attempts_appear_in_status_and_logs() {
     for (n, log) in logs.iter().enumerate() {
         let n = n + 1;
         assert_eq!(log["attempt"], n, "{log}");
-        assert_eq!(log["logs"]["stdout"]["text"], format!("out b\ntry {n}\n"), "{log}");
+        assert_eq!(
+            log["logs"]["stdout"]["text"],
+            format!("out b\ntry {n}\n"),
+            "{log}"
+        );
         assert_eq!(log["logs"]["stderr"]["text"], "err b\n", "{log}");
         let code = if n < 3 { 7 } else { 0 };
         assert_eq!(log["logs"]["exit_code"], code, "{log}");
@@ -162,14 +170,34 @@ async fn a_flaky_items_three_attempts_appear_in_status_and_logs() {
     // The text form: a headed block per attempt, failed ones included.
     let blocks = text(&["logs", &id, "fan", "--item", "1"]);
     for n in 1..=3 {
-        let exit = if n < 3 { "failed (exit code 7)" } else { "succeeded (exit code 0)" };
-        let header = format!("==> fan · item 1 \"b\" · round 1 attempt {n} · {exit} · worker ");
+        let exit = if n < 3 {
+            "failed (exit code 7)"
+        } else {
+            "succeeded (exit code 0)"
+        };
+        let header = format!("==> fan · item 1 (\"b\") · round 1 attempt {n} · {exit} · worker ");
         assert!(blocks.contains(&header), "no `{header}` in:\n{blocks}");
-        assert!(blocks.contains(&format!("--- stdout ---\nout b\ntry {n}\n")), "{blocks}");
+        assert!(
+            blocks.contains(&format!("--- stdout ---\nout b\ntry {n}\n")),
+            "{blocks}"
+        );
     }
-    assert_eq!(blocks.matches("--- stderr ---\nerr b\n").count(), 3, "{blocks}");
+    assert_eq!(
+        blocks.matches("--- stderr ---\nerr b\n").count(),
+        3,
+        "{blocks}"
+    );
     // --attempt picks one attempt of the round.
-    let second = json_of(&["logs", &id, "fan", "--item", "1", "--attempt", "2", "--json"]);
+    let second = json_of(&[
+        "logs",
+        &id,
+        "fan",
+        "--item",
+        "1",
+        "--attempt",
+        "2",
+        "--json",
+    ]);
     assert_eq!(second.as_array().map(Vec::len), Some(1), "{second:#}");
     assert_eq!(second[0]["logs"]["stdout"]["text"], "out b\ntry 2\n");
 }
@@ -197,7 +225,10 @@ async fn a_retry_round_appears_as_round_two() {
     let mut status = WorkflowStatus::Failed;
     for _ in 0..600 {
         let mut conn = pool.acquire().await.expect("conn");
-        let run = weft_store::runs::get(&mut conn, id).await.expect("read").expect("run");
+        let run = weft_store::runs::get(&mut conn, id)
+            .await
+            .expect("read")
+            .expect("run");
         status = run.status;
         if run.run_attempt == 2 && status.is_terminal() {
             break;
@@ -211,7 +242,14 @@ async fn a_retry_round_appears_as_round_two() {
         .as_array()
         .expect("an array")
         .iter()
-        .map(|r| (&r["round"], &r["attempt"], &r["attempt_number"], &r["status"]))
+        .map(|r| {
+            (
+                &r["round"],
+                &r["attempt"],
+                &r["attempt_number"],
+                &r["status"],
+            )
+        })
         .collect();
     assert_eq!(
         seen,
@@ -232,9 +270,15 @@ async fn a_retry_round_appears_as_round_two() {
     let table = text(&["status", &id_text]);
     assert!(table.contains("1 · round 2 (1 earlier)"), "{table}");
     let blocks = text(&["logs", &id_text]);
-    assert!(blocks.contains("==> gate · round 1 attempt 1 · failed (exit code 1)"), "{blocks}");
+    assert!(
+        blocks.contains("==> gate · round 1 attempt 1 · failed (exit code 1)"),
+        "{blocks}"
+    );
     assert!(blocks.contains("--- stderr ---\nclosed\n"), "{blocks}");
-    assert!(blocks.contains("==> gate · round 2 attempt 1 · succeeded (exit code 0)"), "{blocks}");
+    assert!(
+        blocks.contains("==> gate · round 2 attempt 1 · succeeded (exit code 0)"),
+        "{blocks}"
+    );
 }
 
 /// Three items one after the other, each a fraction of a second.
@@ -253,7 +297,10 @@ tasks:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_follow_prints_attempts_as_they_end_and_returns_with_the_run() {
     let pool = stack().pool().await.expect("pool");
-    let id = stack().submit(&pool, SLOW, json!({})).await.expect("submit");
+    let id = stack()
+        .submit(&pool, SLOW, json!({}))
+        .await
+        .expect("submit");
     let id_text = id.to_string();
     let followed_at: DateTime<Utc> = Utc::now();
     let follower = weft(&["logs", &id_text, "--follow", "--json"])
@@ -265,10 +312,17 @@ async fn logs_follow_prints_attempts_as_they_end_and_returns_with_the_run() {
         .await
         .expect("join")
         .expect("the follower ends");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // It returned because the run ended, not because it gave up.
     let mut conn = pool.acquire().await.expect("conn");
-    let run = weft_store::runs::get(&mut conn, id).await.expect("read").expect("run");
+    let run = weft_store::runs::get(&mut conn, id)
+        .await
+        .expect("read")
+        .expect("run");
     assert_eq!(run.status, WorkflowStatus::Succeeded);
 
     let lines: Vec<Value> = String::from_utf8(out.stdout)
@@ -280,11 +334,15 @@ async fn logs_follow_prints_attempts_as_they_end_and_returns_with_the_run() {
     assert_eq!(items, [&json!(0), &json!(1), &json!(2)], "{lines:#?}");
     for (i, line) in lines.iter().enumerate() {
         assert_eq!(line["status"], "succeeded");
-        assert_eq!(line["logs"]["stdout"]["text"], format!("item {} done\n", i + 1));
+        assert_eq!(
+            line["logs"]["stdout"]["text"],
+            format!("item {} done\n", i + 1)
+        );
     }
     // The last attempts ended after the follower started: it printed
     // what happened while it waited, not only what was there.
-    let last: DateTime<Utc> = serde_json::from_value(lines[2]["finished_at"].clone()).expect("a time");
+    let last: DateTime<Utc> =
+        serde_json::from_value(lines[2]["finished_at"].clone()).expect("a time");
     assert!(last > followed_at, "{last} <= {followed_at}");
 }
 
@@ -304,13 +362,18 @@ tasks:
     let stdout = &logs[0]["logs"]["stdout"];
     let text = stdout["text"].as_str().expect("text");
     assert_eq!(text.len(), 64 * 1024);
-    assert!(text.ends_with("012345678\nEND\n"), "{}", &text[text.len() - 30..]);
+    assert!(
+        text.ends_with("012345678\nEND\n"),
+        "{}",
+        &text[text.len() - 30..]
+    );
     assert_eq!(stdout["dropped"], 200_004 - 64 * 1024);
     assert_eq!(logs[0]["logs"]["stderr"]["text"], "short\n");
     // The text form says how much was dropped.
     let blocks = text_of_logs(&id.to_string());
     assert!(
-        blocks.contains("--- stdout (the last 65,536 bytes; 134,468 bytes before them dropped) ---"),
+        blocks
+            .contains("--- stdout (the last 65,536 bytes; 134,468 bytes before them dropped) ---"),
         "{}",
         &blocks[..300.min(blocks.len())]
     );

@@ -50,7 +50,10 @@ pub fn abbreviate(text: &str, max_chars: usize) -> String {
 /// [`ITEM_LABEL_CHARS`] characters (see the module docs).
 #[must_use]
 pub fn item_label(item: &Value) -> String {
-    abbreviate(&json_prefix(item, ITEM_LABEL_CHARS * 4 + 4), ITEM_LABEL_CHARS)
+    abbreviate(
+        &json_prefix(item, ITEM_LABEL_CHARS * 4 + 4),
+        ITEM_LABEL_CHARS,
+    )
 }
 
 /// The start of `value`'s compact JSON, at least `max_bytes` of it when it
@@ -124,7 +127,10 @@ mod tests {
         assert_eq!(item_label(&json!("a.csv")), "\"a.csv\"");
         assert_eq!(item_label(&json!(3)), "3");
         assert_eq!(item_label(&json!(null)), "null");
-        assert_eq!(item_label(&json!({"id": 7, "tags": ["x"]})), r#"{"id":7,"tags":["x"]}"#);
+        assert_eq!(
+            item_label(&json!({"id": 7, "tags": ["x"]})),
+            r#"{"id":7,"tags":["x"]}"#
+        );
         // A string with a newline stays on one line: JSON escapes it.
         assert_eq!(item_label(&json!("a\nb")), r#""a\nb""#);
     }

@@ -31,12 +31,12 @@ pub mod state;
 mod validate;
 mod workflow;
 
+pub use abbrev::item_label;
 pub use dag::Dag;
 pub use diagnostic::{Diagnostics, Problem};
 pub use duration::parse_duration;
 pub use expr::{Context, Evaluator, ExprError, TaskView, WorkflowRef, kind_of};
 pub use id::{ExecutionId, MessageId, TaskExecutionId, WorkflowExecutionId};
-pub use abbrev::item_label;
 pub use limits::{ResultLimit, TooLarge};
 pub use logs::AttemptLogs;
 pub use message::{Envelope, Message};

@@ -19,8 +19,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::logs::AttemptLogs;
 use crate::id::{ExecutionId, MessageId, TaskExecutionId, WorkflowExecutionId};
+use crate::logs::AttemptLogs;
 use crate::state::{ExecutionStatus, WorkflowStatus};
 
 /// The envelope format this build writes and reads.

@@ -7,8 +7,7 @@
 use serde_json::Value;
 use weft_common::message::Dispatch;
 use weft_common::{
-    item_label,
-    Context, Evaluator, ExecutionId, ExecutionStatus, ResultLimit, Task, TaskStatus,
+    Context, Evaluator, ExecutionId, ExecutionStatus, ResultLimit, Task, TaskStatus, item_label,
 };
 use weft_store::executions::{NewExecution, TaskStart};
 use weft_store::tasks::TaskRow;
@@ -240,7 +239,9 @@ fn render_inputs(
         return evaluator
             .render(spec.input(), ctx)
             .map_err(|e| Outcome::failed(format!("rendering the input: {e}")))
-            .and_then(|input| within_limit(limit, None, &input).map(|()| (vec![input], vec![None])));
+            .and_then(|input| {
+                within_limit(limit, None, &input).map(|()| (vec![input], vec![None]))
+            });
     };
     let items = evaluator
         .items(with_items, ctx)

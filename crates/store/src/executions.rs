@@ -6,8 +6,8 @@ use serde_json::Value;
 use sqlx::PgConnection;
 use uuid::Uuid;
 use weft_common::{
-    AttemptLogs, Envelope, ExecutionId, ExecutionStatus, TaskExecutionId, TaskStatus, WorkflowExecutionId,
-    WorkflowStatus,
+    AttemptLogs, Envelope, ExecutionId, ExecutionStatus, TaskExecutionId, TaskStatus,
+    WorkflowExecutionId, WorkflowStatus,
 };
 
 use crate::error::{Context, StoreError};
@@ -702,7 +702,14 @@ pub async fn first_failure(
     task: TaskExecutionId,
     attempt_base: i32,
 ) -> Result<Option<FirstFailure>, StoreError> {
-    let row: Option<(Option<i32>, Option<String>, Option<String>, String)> = sqlx::query_as(
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        item_index: Option<i32>,
+        item_label: Option<String>,
+        error: Option<String>,
+        status: String,
+    }
+    let row: Option<Row> = sqlx::query_as(
         "SELECT item_index, item_label, error, status FROM executions \
          WHERE task_execution_id = $1 AND status IN ('failed', 'timed_out') AND attempt > $2 \
          ORDER BY item_index, attempt DESC LIMIT 1",
@@ -712,10 +719,12 @@ pub async fn first_failure(
     .fetch_optional(conn)
     .await
     .context("finding the first failed item")?;
-    Ok(row.map(|(index, label, error, status)| FirstFailure {
-        item_index: index.unwrap_or(0),
-        item_label: label,
-        error: error.unwrap_or_else(|| format!("execution ended `{status}`")),
+    Ok(row.map(|row| FirstFailure {
+        item_index: row.item_index.unwrap_or(0),
+        item_label: row.item_label,
+        error: row
+            .error
+            .unwrap_or_else(|| format!("execution ended `{}`", row.status)),
     }))
 }
 

@@ -297,7 +297,10 @@ async fn execute(state: &State, dispatch: Dispatch) -> Outcome {
     };
     if already_cancelled {
         tracing::info!("dispatch of a cancelled execution; not running it");
-        let ending = Report::ended(ExecutionStatus::Canceled, "canceled before it started".into());
+        let ending = Report::ended(
+            ExecutionStatus::Canceled,
+            "canceled before it started".into(),
+        );
         return report(state, &dispatch, ending, None).await;
     }
     let started_at = Utc::now();
@@ -442,7 +445,9 @@ async fn report(
     if let Some(logs) = logs.as_mut()
         && logs.fit(state.config.max_result_bytes)
     {
-        tracing::warn!("the attempt's logs are over the result limit: their oldest bytes are dropped");
+        tracing::warn!(
+            "the attempt's logs are over the result limit: their oldest bytes are dropped"
+        );
     }
     let (status, result, error) = match refit_report(
         state.config.max_result_bytes,

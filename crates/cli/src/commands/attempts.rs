@@ -51,8 +51,8 @@ const ERROR_CHARS: usize = 60;
 /// a drawn table: a fan-out of 10,000 items prints 10,000 lines at once.
 fn table(rows: &[Attempt]) -> String {
     let header = [
-        "item", "round", "attempt", "status", "worker", "queued", "started", "finished", "duration",
-        "error",
+        "item", "round", "attempt", "status", "worker", "queued", "started", "finished",
+        "duration", "error",
     ]
     .map(str::to_owned);
     let lines: Vec<[String; 10]> = rows.iter().map(row).collect();
@@ -101,10 +101,11 @@ fn row(a: &Attempt) -> [String; 10] {
     ]
 }
 
-/// `3 "c.csv"`: an item's index and value; empty for a plain task.
+/// `3 ("c.csv")`: an item's index and value (as item errors name it);
+/// empty for a plain task.
 pub(crate) fn item_cell(index: Option<i32>, label: Option<&str>) -> String {
     match (index, label) {
-        (Some(i), Some(label)) => format!("{i} {label}"),
+        (Some(i), Some(label)) => format!("{i} ({label})"),
         (Some(i), None) => i.to_string(),
         (None, _) => String::new(),
     }
@@ -138,7 +139,8 @@ mod tests {
 
     #[test]
     fn an_item_shows_its_index_and_value() {
-        assert_eq!(item_cell(Some(3), Some("\"c.csv\"")), "3 \"c.csv\"");
+        assert_eq!(item_cell(Some(3), Some("\"c.csv\"")), "3 (\"c.csv\")");
+        assert_eq!(item_cell(Some(0), Some("1")), "0 (1)");
         assert_eq!(item_cell(Some(3), None), "3");
         assert_eq!(item_cell(None, None), "");
     }

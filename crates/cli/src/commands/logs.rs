@@ -10,11 +10,11 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Args;
 use weft_common::limits::grouped;
+use weft_common::logs::StreamLog;
 use weft_common::{ExecutionId, ExecutionStatus, WorkflowExecutionId};
 use weft_store::inspect::attempts::AttemptFilter;
 use weft_store::inspect::logs::{self, AttemptLog};
 use weft_store::inspect::{RUNS_CHANNEL, runs_in_payload};
-use weft_common::logs::StreamLog;
 use weft_store::runs::{self, RunLock};
 use weft_store::{PgListener, PgPool, tasks};
 
@@ -195,7 +195,11 @@ fn block(log: &AttemptLog) -> String {
     if !item.is_empty() {
         let _ = write!(header, " · item {item}");
     }
-    let _ = write!(header, " · round {} attempt {} · {}", a.round, a.attempt, a.status);
+    let _ = write!(
+        header,
+        " · round {} attempt {} · {}",
+        a.round, a.attempt, a.status
+    );
     if let Some(code) = log.logs.as_ref().and_then(|l| l.exit_code) {
         let _ = write!(header, " (exit code {code})");
     }

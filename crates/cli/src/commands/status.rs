@@ -85,7 +85,11 @@ pub(crate) async fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     };
     if let Some(task) = &args.task {
-        let names: Vec<&str> = snapshot.tasks.iter().map(|t| t.task.task_name.as_str()).collect();
+        let names: Vec<&str> = snapshot
+            .tasks
+            .iter()
+            .map(|t| t.task.task_name.as_str())
+            .collect();
         return super::attempts::show(&pool, args.id, task, &names, args.json).await;
     }
     if args.json {

@@ -46,8 +46,13 @@ pub async fn logs(
          FROM {SOURCE} {ORDER}",
         succeeded = ExecutionStatus::Succeeded.as_str(),
     );
-    bind_source(sqlx::query_as(sqlx::AssertSqlSafe(sql)), run, filter, &except)
-        .fetch_all(conn)
-        .await
-        .context("reading a run's logs")
+    bind_source(
+        sqlx::query_as(sqlx::AssertSqlSafe(sql)),
+        run,
+        filter,
+        &except,
+    )
+    .fetch_all(conn)
+    .await
+    .context("reading a run's logs")
 }

@@ -369,7 +369,11 @@ mod tests {
         shell(c).await.unwrap();
         let stdout = logs.snapshot().unwrap().stdout;
         assert_eq!(stdout.text.len(), weft_common::logs::LOG_TAIL_BYTES);
-        assert!(stdout.text.ends_with("12345678\ntail"), "{}", &stdout.text[stdout.text.len() - 20..]);
+        assert!(
+            stdout.text.ends_with("12345678\ntail"),
+            "{}",
+            &stdout.text[stdout.text.len() - 20..]
+        );
         assert_eq!(stdout.dropped, 3_000_004 - 64 * 1024);
     }
 
