@@ -173,14 +173,11 @@ impl AttemptLogs {
                 // Nothing left to cut: the rest is fixed-size framing.
                 return cut;
             }
+            // A byte of text is 1 to 6 bytes of JSON (`\u0001`): dropping
+            // a sixth of the excess never drops more than needed, and the
+            // excess shrinks by at least a sixth each round.
             let over = size - limit.bytes();
-            // At least the excess (escapes make the JSON longer than the
-            // text, so this may take a few rounds), at least half when the
-            // excess is small, so the loop ends in a few steps.
-            let keep = longer
-                .text
-                .len()
-                .saturating_sub(over.max(longer.text.len() / 2));
+            let keep = longer.text.len().saturating_sub(over.div_ceil(6));
             longer.keep_last(keep);
             cut = true;
         }
@@ -287,6 +284,21 @@ mod tests {
         let before = logs.clone();
         assert!(!logs.fit(limit));
         assert_eq!(logs, before);
+    }
+
+    #[test]
+    fn fitting_escaped_text_keeps_as_much_as_fits() {
+        let mut logs = AttemptLogs {
+            stdout: StreamLog {
+                text: "\u{1}é".repeat(3_000),
+                dropped: 0,
+            },
+            ..AttemptLogs::default()
+        };
+        assert!(logs.fit(ResultLimit::new(500).unwrap()));
+        let size = json_size(&serde_json::to_value(&logs).unwrap());
+        // Each "\u{1}é" is 8 bytes of JSON: within a few of the limit.
+        assert!((490..=500).contains(&size), "{size}");
     }
 
     #[test]

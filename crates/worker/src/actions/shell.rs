@@ -370,7 +370,7 @@ mod tests {
         let stdout = logs.snapshot().unwrap().stdout;
         assert_eq!(stdout.text.len(), weft_common::logs::LOG_TAIL_BYTES);
         assert!(
-            stdout.text.ends_with("12345678\ntail"),
+            stdout.text.ends_with("12345678\n123tail"),
             "{}",
             &stdout.text[stdout.text.len() - 20..]
         );
