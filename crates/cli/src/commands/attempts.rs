@@ -8,27 +8,21 @@ use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use weft_common::WorkflowExecutionId;
 use weft_common::abbrev::abbreviate;
-use weft_store::PgPool;
 use weft_store::inspect::attempts::{self, Attempt, AttemptFilter};
+use weft_store::{PgConnection, PgPool, runs};
 
 /// Prints every execution of `task` of run `run` (a table, or JSON).
-/// `tasks` are the run's task names, to name the right ones when `task`
-/// is not one of them.
 pub(crate) async fn show(
     pool: &PgPool,
     run: WorkflowExecutionId,
     task: &str,
-    tasks: &[&str],
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    if !tasks.contains(&task) {
-        eprintln!(
-            "error: run {run} has no task `{task}` (its tasks: {})",
-            tasks.join(", ")
-        );
+    let mut conn = pool.acquire().await.context("connecting")?;
+    if let Err(problem) = check_task(&mut conn, run, task).await? {
+        eprintln!("error: {problem}");
         return Ok(ExitCode::FAILURE);
     }
-    let mut conn = pool.acquire().await.context("connecting")?;
     let filter = AttemptFilter {
         task: Some(task),
         ..AttemptFilter::default()
@@ -42,6 +36,29 @@ pub(crate) async fn show(
         print!("{}", table(&rows));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `Err` with what to tell the user when run `run` has no task `task`: no
+/// such run, a run not started yet, or the names of its tasks.
+pub(crate) async fn check_task(
+    conn: &mut PgConnection,
+    run: WorkflowExecutionId,
+    task: &str,
+) -> anyhow::Result<Result<(), String>> {
+    let names = attempts::task_names(conn, run).await?;
+    if names.iter().any(|n| n == task) {
+        return Ok(Ok(()));
+    }
+    if !names.is_empty() {
+        return Ok(Err(format!(
+            "run {run} has no task `{task}` (its tasks: {})",
+            names.join(", ")
+        )));
+    }
+    Ok(Err(match runs::get(conn, run).await? {
+        None => format!("no run with id {run}"),
+        Some(r) => format!("run {run} is {}: it has no task executions yet", r.status),
+    }))
 }
 
 /// The longest error shown in the table (the JSON has it whole).

@@ -16,9 +16,9 @@ use weft_store::inspect::attempts::AttemptFilter;
 use weft_store::inspect::logs::{self, AttemptLog};
 use weft_store::inspect::{RUNS_CHANNEL, runs_in_payload};
 use weft_store::runs::{self, RunLock};
-use weft_store::{PgListener, PgPool, tasks};
+use weft_store::{PgListener, PgPool};
 
-use super::attempts::{duration, item_cell};
+use super::attempts::{check_task, duration, item_cell};
 use crate::config::ConnArgs;
 
 /// Arguments of `weft logs`.
@@ -51,24 +51,16 @@ pub(crate) struct LogsArgs {
 pub(crate) async fn run(args: &LogsArgs) -> anyhow::Result<ExitCode> {
     let pool = weft_store::connect(&args.conn.resolve("weft-logs")?.db).await?;
     let mut conn = pool.acquire().await.context("connecting")?;
-    if runs::get(&mut conn, args.id).await?.is_none() {
-        eprintln!("error: no run with id {}", args.id);
-        return Ok(ExitCode::FAILURE);
-    }
-    if let Some(task) = &args.task {
-        let names: Vec<String> = tasks::summaries(&mut conn, args.id)
+    let problem = match &args.task {
+        Some(task) => check_task(&mut conn, args.id, task).await?.err(),
+        None => runs::get(&mut conn, args.id)
             .await?
-            .into_iter()
-            .map(|t| t.task.task_name)
-            .collect();
-        if !names.contains(task) {
-            eprintln!(
-                "error: run {} has no task `{task}` (its tasks: {})",
-                args.id,
-                names.join(", ")
-            );
-            return Ok(ExitCode::FAILURE);
-        }
+            .is_none()
+            .then(|| format!("no run with id {}", args.id)),
+    };
+    if let Some(problem) = problem {
+        eprintln!("error: {problem}");
+        return Ok(ExitCode::FAILURE);
     }
     drop(conn);
     let filter = AttemptFilter {

@@ -80,18 +80,13 @@ fn parse_status(s: &str) -> Result<WorkflowStatus, String> {
 /// Prints one run.
 pub(crate) async fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
     let pool = weft_store::connect(&args.conn.resolve("weft-status")?.db).await?;
+    if let Some(task) = &args.task {
+        return super::attempts::show(&pool, args.id, task, args.json).await;
+    }
     let Some(snapshot) = Snapshot::load(&pool, args.id).await? else {
         eprintln!("error: no run with id {}", args.id);
         return Ok(ExitCode::FAILURE);
     };
-    if let Some(task) = &args.task {
-        let names: Vec<&str> = snapshot
-            .tasks
-            .iter()
-            .map(|t| t.task.task_name.as_str())
-            .collect();
-        return super::attempts::show(&pool, args.id, task, &names, args.json).await;
-    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&snapshot.to_json())?);
     } else {

@@ -92,12 +92,21 @@ pub(super) const ATTEMPT_COLUMNS: &str = "a.id AS execution_id, a.task_name AS t
 /// by `$3` item, `$4` attempt within the round, `$5` round, `$6` ended only
 /// (`$7`: the ended statuses), less the executions listed in `$8` (a
 /// hashed lookup: a follower's list of those it has shown grows with the
-/// run). The round's base is computed over the whole round before
-/// filtering.
+/// run).
+///
+/// The rounds' bases are a hash aggregate over the run's executions
+/// joined back by hash, and the rows come unordered (the caller sorts
+/// them, [`sort`]): no sort in the database, whose rows carry logs and
+/// would spill to disk once a fan-out has thousands of items.
 pub(super) const SOURCE: &str = "( \
-         SELECT e.*, t.task_name, \
-                min(e.attempt) OVER (PARTITION BY e.task_execution_id, e.round) - 1 AS round_base \
-         FROM executions e JOIN task_executions t ON t.id = e.task_execution_id \
+         SELECT e.*, t.task_name, b.round_base \
+         FROM executions e \
+         JOIN task_executions t ON t.id = e.task_execution_id \
+         JOIN ( \
+             SELECT x.task_execution_id, x.round, min(x.attempt) - 1 AS round_base \
+             FROM executions x WHERE x.workflow_execution_id = $1 \
+             GROUP BY x.task_execution_id, x.round \
+         ) b ON b.task_execution_id = e.task_execution_id AND b.round = e.round \
          WHERE e.workflow_execution_id = $1 AND t.workflow_execution_id = $1 \
            AND ($2::text IS NULL OR t.task_name = $2) \
      ) a \
@@ -107,9 +116,14 @@ pub(super) const SOURCE: &str = "( \
        AND (NOT $6 OR a.status = ANY($7::text[])) \
        AND a.id NOT IN (SELECT unnest($8::uuid[]))";
 
-/// The order attempts are listed in: by task, item, then in the order they
-/// were made.
-pub(super) const ORDER: &str = "ORDER BY a.task_name, a.item_index NULLS FIRST, a.attempt";
+/// Puts attempts in the order they are listed in: by task, item (a plain
+/// task's one first), then in the order they were made.
+pub(super) fn sort<T>(rows: &mut [T], attempt: impl Fn(&T) -> &Attempt) {
+    rows.sort_by(|a, b| {
+        let (a, b) = (attempt(a), attempt(b));
+        (&a.task, a.item_index, a.attempt_number).cmp(&(&b.task, b.item_index, b.attempt_number))
+    });
+}
 
 /// Binds the parameters of [`SOURCE`] to `query`.
 pub(super) fn bind_source<'q, O>(
@@ -135,7 +149,7 @@ pub(super) fn bind_source<'q, O>(
 }
 
 /// The attempts of run `run` that `filter` selects, by task, item and
-/// attempt. Empty if the run or the task does not exist, or has not run
+/// attempt ([`sort`]). Empty if the run or the task does not exist, or has not run
 /// yet: the caller tells those apart from the run's tasks.
 ///
 /// # Errors
@@ -145,9 +159,28 @@ pub async fn attempts(
     run: WorkflowExecutionId,
     filter: &AttemptFilter<'_>,
 ) -> Result<Vec<Attempt>, StoreError> {
-    let sql = format!("SELECT {ATTEMPT_COLUMNS} FROM {SOURCE} {ORDER}");
-    bind_source(sqlx::query_as(sqlx::AssertSqlSafe(sql)), run, filter, &[])
+    let sql = format!("SELECT {ATTEMPT_COLUMNS} FROM {SOURCE}");
+    let mut rows = bind_source(sqlx::query_as(sqlx::AssertSqlSafe(sql)), run, filter, &[])
         .fetch_all(conn)
         .await
-        .context("reading a run's attempts")
+        .context("reading a run's attempts")?;
+    sort(&mut rows, |a| a);
+    Ok(rows)
+}
+
+/// The names of a run's tasks, sorted (empty: no such run).
+///
+/// # Errors
+/// A database error.
+pub async fn task_names(
+    conn: &mut PgConnection,
+    run: WorkflowExecutionId,
+) -> Result<Vec<String>, StoreError> {
+    sqlx::query_scalar(
+        "SELECT task_name FROM task_executions WHERE workflow_execution_id = $1 ORDER BY task_name",
+    )
+    .bind(run.as_uuid())
+    .fetch_all(conn)
+    .await
+    .context("reading a run's task names")
 }

@@ -7,7 +7,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 use weft_common::{AttemptLogs, ExecutionId, ExecutionStatus, WorkflowExecutionId};
 
-use super::attempts::{ATTEMPT_COLUMNS, Attempt, AttemptFilter, ORDER, SOURCE, bind_source};
+use super::attempts::{ATTEMPT_COLUMNS, Attempt, AttemptFilter, SOURCE, bind_source, sort};
 use crate::error::{Context, StoreError};
 
 /// An attempt and what it printed.
@@ -43,10 +43,10 @@ pub async fn logs(
     let sql = format!(
         "SELECT {ATTEMPT_COLUMNS}, a.logs, \
                 CASE WHEN a.logs IS NULL AND a.status <> '{succeeded}' THEN a.result END AS details \
-         FROM {SOURCE} {ORDER}",
+         FROM {SOURCE}",
         succeeded = ExecutionStatus::Succeeded.as_str(),
     );
-    bind_source(
+    let mut rows: Vec<AttemptLog> = bind_source(
         sqlx::query_as(sqlx::AssertSqlSafe(sql)),
         run,
         filter,
@@ -54,5 +54,7 @@ pub async fn logs(
     )
     .fetch_all(conn)
     .await
-    .context("reading a run's logs")
+    .context("reading a run's logs")?;
+    sort(&mut rows, |log| &log.attempt);
+    Ok(rows)
 }
