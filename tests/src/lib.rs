@@ -499,6 +499,7 @@ pub async fn duplicate_completions(
         worker_id: "probe".into(),
         started_at: None,
         finished_at: chrono::Utc::now(),
+        logs: None,
     });
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while seen.load(Ordering::Relaxed) == 0 {

@@ -64,6 +64,7 @@ fn completion(
         worker_id: "by-hand".to_owned(),
         started_at: None,
         finished_at: Utc::now(),
+        logs: None,
     }
 }
 

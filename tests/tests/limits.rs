@@ -155,7 +155,7 @@ tasks:
     assert!(
         error
             .as_deref()
-            .is_some_and(|e| e.starts_with("the rendered input of item 2 is 7.6 MiB")),
+            .is_some_and(|e| e.starts_with("the rendered input of item 2 (2) is 7.6 MiB")),
         "{error:?}"
     );
 }

@@ -36,6 +36,8 @@ pub(crate) enum Command {
     Explain(crate::commands::explain::ExplainArgs),
     /// List live and recently lost workers: pools, actions, load.
     Workers(crate::commands::workers::WorkersArgs),
+    /// Show what each attempt printed (stdout, stderr), failed ones included.
+    Logs(crate::commands::logs::LogsArgs),
     /// Check the exactly-once invariants on the live database.
     Audit(crate::commands::audit::AuditArgs),
     /// Run again what did not succeed (or `--task NAME`) and everything downstream of it, keeping the rest.
@@ -74,6 +76,7 @@ impl Command {
             Self::Submit(a) => Some(&a.config),
             Self::Explain(a) => Some(&a.config),
             Self::Workers(a) => Some(&a.config),
+            Self::Logs(a) => Some(&a.config),
             Self::Status(a) => Some(&a.config),
             Self::Watch(a) => Some(&a.config),
             Self::List(a) => Some(&a.config),

@@ -164,6 +164,7 @@ pub(crate) fn layer(command: &mut Command, matches: &ArgMatches) -> anyhow::Resu
             layer.amqp(&mut a.amqp.amqp_url);
         }
         Command::Workers(a) => layer.db(&mut a.db),
+        Command::Logs(a) => layer.db(&mut a.db),
         Command::Status(a) => layer.db(&mut a.db),
         Command::Watch(a) => layer.db(&mut a.db),
         Command::List(a) => layer.db(&mut a.db),

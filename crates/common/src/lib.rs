@@ -11,9 +11,13 @@
 //!    [`Trigger`] rules that decide whether a ready task runs.
 //! 5. [`message`] — the versioned envelopes on the bus and the topology names.
 //! 6. [`id`] — typed identifiers.
-//! 7. [`limits`] — how big a result or a rendered input may be.
-//! 8. [`explain`] — why a run and its tasks are where they are, as sentences.
+//! 7. [`limits`] — how big a result or a rendered input may be; [`logs`] —
+//!    the tail of an attempt's output kept for `weft logs`.
+//! 8. [`explain`] — why a run and its tasks are where they are, as
+//!    sentences; [`abbrev`] — one-line labels of values (an item next to
+//!    its index).
 
+pub mod abbrev;
 mod dag;
 mod diagnostic;
 mod duration;
@@ -22,6 +26,7 @@ mod expr;
 pub mod id;
 mod json_view;
 pub mod limits;
+pub mod logs;
 pub mod message;
 mod redact;
 mod report;
@@ -31,12 +36,14 @@ pub mod state;
 mod validate;
 mod workflow;
 
+pub use abbrev::item_label;
 pub use dag::Dag;
 pub use diagnostic::{Diagnostics, Problem};
 pub use duration::parse_duration;
 pub use expr::{Context, Evaluator, ExprError, TaskView, WorkflowRef, kind_of};
 pub use id::{ExecutionId, MessageId, TaskExecutionId, WorkflowExecutionId};
 pub use limits::{ResultLimit, TooLarge};
+pub use logs::AttemptLogs;
 pub use message::{Envelope, Message};
 pub use redact::redact_url;
 pub use report::error_chain;

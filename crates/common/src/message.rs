@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::id::{ExecutionId, MessageId, TaskExecutionId, WorkflowExecutionId};
+use crate::logs::AttemptLogs;
 use crate::state::{ExecutionStatus, WorkflowStatus};
 
 /// The envelope format this build writes and reads.
@@ -293,6 +294,10 @@ pub struct ExecutionCompleted {
     pub started_at: Option<DateTime<Utc>>,
     /// When the action ended.
     pub finished_at: DateTime<Utc>,
+    /// What the attempt printed (the tails of its streams), whatever its
+    /// ending; absent when it printed nothing, and from older workers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logs: Option<AttemptLogs>,
 }
 
 /// A worker is alive.
@@ -385,12 +390,29 @@ mod tests {
             worker_id: "w1".into(),
             started_at: None,
             finished_at: Utc::now(),
+            logs: None,
         })
     }
 
     #[test]
     fn envelopes_round_trip() {
         let env = completed();
+        let back = Envelope::from_bytes(&env.to_bytes()).ok();
+        assert_eq!(back, Some(env));
+    }
+
+    #[test]
+    fn logs_travel_with_a_completion_and_may_be_absent() {
+        let mut env = completed();
+        let value: Value = serde_json::from_slice(&env.to_bytes()).unwrap_or_default();
+        assert!(value.get("logs").is_none(), "{value}");
+        let Message::ExecutionCompleted(c) = &mut env.message else {
+            unreachable!("completed() builds a completion")
+        };
+        c.logs = Some(AttemptLogs {
+            exit_code: Some(3),
+            ..AttemptLogs::default()
+        });
         let back = Envelope::from_bytes(&env.to_bytes()).ok();
         assert_eq!(back, Some(env));
     }

@@ -194,12 +194,14 @@ impl Engine {
             executions::cancel_pending(step.conn(), task.id).await?;
             let first = executions::first_failure(step.conn(), task.id, task.attempt_base).await?;
             let error = match (with_items, first) {
-                (true, Some((index, error))) => format!(
-                    "{} of {} items failed; item {index}: {error}",
+                (true, Some(first)) => format!(
+                    "{} of {} items failed; item {}: {}",
                     task.items_failed,
-                    task.items_total.unwrap_or_default()
+                    task.items_total.unwrap_or_default(),
+                    item_name(first.item_index, first.item_label.as_deref()),
+                    first.error
                 ),
-                (_, Some((_, error))) => error,
+                (_, Some(first)) => first.error,
                 (_, None) => "failed".to_owned(),
             };
             return Ok(Outcome {
@@ -260,24 +262,36 @@ struct Items<'c> {
 /// stands for, without the result: storing it would put a value of any
 /// size in a `jsonb` column (PostgreSQL refuses one over 255 MB, and the
 /// run would stick) and in the memory of whoever reads the task. The rule
-/// is the worker's own, [`refit_report`].
+/// is the worker's own, [`refit_report`]; its logs are cut to the limit
+/// the worker's way too ([`AttemptLogs::fit`](weft_common::AttemptLogs::fit)).
 pub(crate) fn bounded(m: &ExecutionCompleted, limit: ResultLimit) -> Cow<'_, ExecutionCompleted> {
-    match refit_report(limit, m.status, m.result.as_ref(), m.error.as_deref()) {
-        None => Cow::Borrowed(m),
-        Some(refit) => {
-            tracing::warn!(execution_id = %m.execution_id, worker_id = %m.worker_id, error = ?refit.error, "a completion over the result limit");
-            Cow::Owned(ExecutionCompleted {
-                status: refit.status,
-                result: if refit.drop_result {
-                    None
-                } else {
-                    m.result.clone()
-                },
-                error: refit.error,
-                worker_id: m.worker_id.clone(),
-                ..*m
-            })
+    let refit = refit_report(limit, m.status, m.result.as_ref(), m.error.as_deref());
+    let logs_fit = m.logs.as_ref().is_none_or(|logs| logs.fits(limit));
+    if refit.is_none() && logs_fit {
+        return Cow::Borrowed(m);
+    }
+    let mut bounded = m.clone();
+    if let Some(refit) = refit {
+        tracing::warn!(execution_id = %m.execution_id, worker_id = %m.worker_id, error = ?refit.error, "a completion over the result limit");
+        bounded.status = refit.status;
+        if refit.drop_result {
+            bounded.result = None;
         }
+        bounded.error = refit.error;
+    }
+    if let (false, Some(logs)) = (logs_fit, bounded.logs.as_mut()) {
+        tracing::warn!(execution_id = %m.execution_id, worker_id = %m.worker_id, "a completion's logs over the result limit: their oldest bytes are dropped");
+        logs.fit(limit);
+    }
+    Cow::Owned(bounded)
+}
+
+/// An item as errors name it: its index, and its value when known —
+/// `3 ("b.csv")`.
+fn item_name(index: i32, label: Option<&str>) -> String {
+    match label {
+        Some(label) => format!("{index} ({label})"),
+        None => index.to_string(),
     }
 }
 
@@ -299,5 +313,6 @@ pub(crate) fn completion_of(m: &ExecutionCompleted) -> Result<Completion<'_>, En
         worker_id: Some(&m.worker_id),
         started_at: m.started_at,
         finished_at: Some(m.finished_at),
+        logs: m.logs.as_ref(),
     })
 }

@@ -8,7 +8,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 use weft_common::message::Dispatch;
 use weft_common::{
-    Context, Evaluator, ExecutionId, ExecutionStatus, ResultLimit, Task, TaskStatus,
+    Context, Evaluator, ExecutionId, ExecutionStatus, ResultLimit, Task, TaskStatus, item_label,
 };
 use weft_store::executions::{NewExecution, TaskStart};
 use weft_store::tasks::TaskRow;
@@ -162,7 +162,15 @@ pub(crate) fn decide(
     let (mut next_kept, mut next_run) = (0, kept_count);
     let mut dispatches = Vec::new();
     let mut new = Vec::with_capacity(inputs.len());
-    for (i, Rendered { input, kept_from }) in inputs.into_iter().enumerate() {
+    for (
+        i,
+        Rendered {
+            input,
+            kept_from,
+            item_label,
+        },
+    ) in inputs.into_iter().enumerate()
+    {
         let position = if kept_from.is_some() {
             next_kept += 1;
             next_kept - 1
@@ -184,6 +192,7 @@ pub(crate) fn decide(
             due_at: None,
             seq: (kept_count > 0).then_some(position),
             kept_from,
+            item_label,
         };
         if status == ExecutionStatus::Queued {
             dispatches.push(dispatch(
@@ -232,11 +241,14 @@ struct Rendered {
     /// In a round that keeps items (see [`Kept`]): the earlier success
     /// with the same index and input.
     kept_from: Option<ExecutionId>,
+    /// The item's one-line label ([`item_label`]); `None` for a plain task.
+    item_label: Option<String>,
 }
 
 /// One rendered input per item (one for a plain task), or the outcome
 /// that fails the task. Each item's input is checked against the limit,
-/// matched against the items `kept` and made compact as it is rendered,
+/// matched against the items `kept`, labelled, and made compact as it is
+/// rendered,
 /// so no more than one item's tree is held at a time.
 fn render_inputs(
     evaluator: &Evaluator,
@@ -249,19 +261,24 @@ fn render_inputs(
         let input = evaluator
             .render(spec.input(), ctx)
             .map_err(|e| Outcome::failed(format!("rendering the input: {e}")))?;
-        return Ok(vec![compact(limit, None, &input, None)?]);
+        return Ok(vec![compact(limit, None, &input, None, None)?]);
     };
     let items = evaluator
         .items(with_items, ctx)
         .map_err(|e| Outcome::failed(format!("evaluating `with_items`: {e}")))?;
+    let labels: Vec<Option<String>> = items.iter().map(|item| Some(item_label(item))).collect();
     // The context is converted for the evaluator once, not once per item:
     // an item list read from an upstream result is as big as the context.
     evaluator
         .render_items(spec.input(), ctx, items)
+        .zip(labels)
         .enumerate()
-        .map(|(i, input)| {
+        .map(|(i, (input, label))| {
             let input = input.map_err(|(i, e)| {
-                Outcome::failed(format!("rendering the input of item {i}: {e}"))
+                Outcome::failed(format!(
+                    "rendering the input of item {i}{}: {e}",
+                    labelled(label.as_deref())
+                ))
             })?;
             // A kept item: same index, same rendered input as an item that
             // succeeded in an earlier round.
@@ -269,9 +286,15 @@ fn render_inputs(
                 .and_then(|k| k.get(&to_i32(i)))
                 .and_then(|earlier| earlier.iter().find(|(_, ran_with)| *ran_with == input))
                 .map(|(id, _)| *id);
-            compact(limit, Some(i), &input, kept_from)
+            compact(limit, Some(i), &input, kept_from, label)
         })
         .collect()
+}
+
+/// ` ("b.csv")`: an item's label to follow its index in a message, or
+/// nothing.
+fn labelled(label: Option<&str>) -> String {
+    label.map_or_else(String::new, |label| format!(" ({label})"))
 }
 
 /// An input as compact JSON, or the outcome that fails a task whose
@@ -284,16 +307,27 @@ fn compact(
     item: Option<usize>,
     input: &Value,
     kept_from: Option<ExecutionId>,
+    item_label: Option<String>,
 ) -> Result<Rendered, Outcome> {
     let input = serde_json::value::to_raw_value(input)
         .map_err(|e| Outcome::failed(format!("encoding the rendered input: {e}")))?;
     let size = input.get().len();
     let checked = match item {
-        Some(i) => limit.check_size(format_args!("the rendered input of item {i}"), size),
+        Some(i) => limit.check_size(
+            format_args!(
+                "the rendered input of item {i}{}",
+                labelled(item_label.as_deref())
+            ),
+            size,
+        ),
         None => limit.check_size("the rendered input", size),
     };
     checked.map_err(|too_large| Outcome::failed(too_large.to_string()))?;
-    Ok(Rendered { input, kept_from })
+    Ok(Rendered {
+        input,
+        kept_from,
+        item_label,
+    })
 }
 
 /// The value of an input made compact by [`compact`], for its dispatch.

@@ -52,6 +52,7 @@ impl Engine {
                     worker_id: Some(&m.worker_id),
                     started_at: None,
                     finished_at: None,
+                    logs: None,
                 };
                 self.complete(tx, &completion).await
             }

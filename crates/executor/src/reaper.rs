@@ -125,6 +125,7 @@ impl Reaper {
             worker_id: None,
             started_at: None,
             finished_at: None,
+            logs: None,
         };
         match engine.complete(tx, &completion).await {
             Ok(applied) => {

@@ -436,6 +436,7 @@ impl<'a> Step<'a> {
             due_at: Some(due),
             seq: failed.seq,
             kept_from: None,
+            item_label: failed.item_label.clone(),
         };
         executions::create_many(
             self.conn,

@@ -10,8 +10,8 @@ use sqlx::types::Json;
 use sqlx::{Arguments as _, PgConnection};
 use uuid::Uuid;
 use weft_common::{
-    Envelope, ExecutionId, ExecutionStatus, TaskExecutionId, TaskStatus, WorkflowExecutionId,
-    WorkflowStatus,
+    AttemptLogs, Envelope, ExecutionId, ExecutionStatus, TaskExecutionId, TaskStatus,
+    WorkflowExecutionId, WorkflowStatus,
 };
 
 use crate::error::{Context, StoreError};
@@ -66,11 +66,14 @@ pub struct ExecutionRow {
     /// Its dispatch position in a round that kept items (`None`: its item
     /// index is its position).
     pub seq: Option<i32>,
+    /// The item's value, abbreviated to one line
+    /// ([`weft_common::item_label`]), for a with_items task.
+    pub item_label: Option<String>,
 }
 
 pub(crate) const EXECUTION_COLUMNS: &str = "id, task_execution_id, workflow_execution_id, item_index, attempt, status, input, \
      result, error, worker_id, timeout_ms, created_at, queued_at, due_at, started_at, finished_at, deadline, \
-     round, kept_from, seq";
+     round, kept_from, seq, item_label";
 
 /// An execution to create.
 #[derive(Debug, Clone)]
@@ -95,6 +98,8 @@ pub struct NewExecution {
     /// With status `succeeded`: the earlier round's execution whose
     /// success (and result) it keeps.
     pub kept_from: Option<ExecutionId>,
+    /// The item's value, abbreviated ([`ExecutionRow::item_label`]).
+    pub item_label: Option<String>,
 }
 
 /// Creates executions of one task in one statement. The unique
@@ -117,15 +122,16 @@ pub async fn create_many(
     let inputs: Vec<Json<&RawValue>> = executions.iter().map(|e| Json(&*e.input)).collect();
     let due: Vec<Option<DateTime<Utc>>> = executions.iter().map(|e| e.due_at).collect();
     let seqs: Vec<Option<i32>> = executions.iter().map(|e| e.seq).collect();
+    let labels: Vec<Option<&str>> = executions.iter().map(|e| e.item_label.as_deref()).collect();
     sqlx::query(
         "INSERT INTO executions \
              (id, task_execution_id, workflow_execution_id, item_index, attempt, status, input, timeout_ms, \
-              queued_at, due_at, round, seq) \
+              queued_at, due_at, round, seq, item_label) \
          SELECT id, $1, $2, item, attempt, status, input, $3, \
-                CASE WHEN status = 'queued' THEN clock_timestamp() END, due, $10, seq \
+                CASE WHEN status = 'queued' THEN clock_timestamp() END, due, $10, seq, label \
          FROM UNNEST($4::uuid[], $5::int[], $6::int[], $7::text[], $8::jsonb[], $9::timestamptz[], \
-                     $11::int[]) \
-              AS e(id, item, attempt, status, input, due, seq)",
+                     $11::int[], $12::text[]) \
+              AS e(id, item, attempt, status, input, due, seq, label)",
     )
     .bind(task.as_uuid())
     .bind(run.as_uuid())
@@ -138,6 +144,7 @@ pub async fn create_many(
     .bind(&due)
     .bind(round)
     .bind(&seqs)
+    .bind(&labels)
     .execute(conn)
     .await
     .context("creating executions")?;
@@ -228,7 +235,7 @@ pub async fn start_tasks(
     let rows: Vec<(Option<Uuid>, Option<i64>, Option<Uuid>)> =
         sqlx::query_as_with(sqlx::AssertSqlSafe(format!(
             "WITH s AS ( \
-                 SELECT DISTINCT ON (id) * FROM UNNEST($13::uuid[], $14::int[], $15::int[], $16::int[]) \
+                 SELECT DISTINCT ON (id) * FROM UNNEST($14::uuid[], $15::int[], $16::int[], $17::int[]) \
                      AS s(id, total, dispatched, kept) \
              ), locked AS ( \
                  SELECT t.id, s.total, s.dispatched, s.kept FROM task_executions t JOIN s ON s.id = t.id \
@@ -243,8 +250,8 @@ pub async fn start_tasks(
              ), written AS ( \
                  INSERT INTO outbox (exchange, routing_key, payload, not_before) \
                  SELECT m.exchange, m.key, m.payload::jsonb, \
-                        now() + make_interval(secs => $21::float8 / 1000) \
-                 FROM UNNEST($17::uuid[], $18::text[], $19::text[], $20::text[]) \
+                        now() + make_interval(secs => $22::float8 / 1000) \
+                 FROM UNNEST($18::uuid[], $19::text[], $20::text[], $21::text[]) \
                       AS m(task, exchange, key, payload) \
                  JOIN started ON started.id = m.task \
                  RETURNING id, (payload->>'id')::uuid AS message \
@@ -298,25 +305,26 @@ pub async fn start_tasks(
 /// of 1 KiB are 4 MiB of parameters.
 const WRITTEN_PER_STATEMENT: usize = 4_096;
 
-/// Creates the executions given as the columns `$1`–`$12` of
+/// Creates the executions given as the columns `$1`–`$13` of
 /// [`execution_arguments`]. A kept item is created `succeeded` with its
 /// earlier execution's result; the `CASE` looks that row up for kept items
 /// only.
 const INSERT_EXECUTIONS: &str = "INSERT INTO executions \
          (id, task_execution_id, workflow_execution_id, item_index, attempt, status, input, \
-          timeout_ms, queued_at, due_at, round, seq, kept_from, result, finished_at) \
+          timeout_ms, queued_at, due_at, round, seq, kept_from, result, finished_at, item_label) \
      SELECT e.id, e.task, e.run, e.item, e.attempt, e.status, e.input, e.timeout, \
             CASE WHEN e.status = 'queued' THEN clock_timestamp() END, e.due, e.round, e.seq, \
             e.kept_from, \
             CASE WHEN e.kept_from IS NOT NULL \
                  THEN (SELECT o.result FROM executions o WHERE o.id = e.kept_from) END, \
-            CASE WHEN e.kept_from IS NOT NULL THEN clock_timestamp() END \
+            CASE WHEN e.kept_from IS NOT NULL THEN clock_timestamp() END, e.label \
      FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::int8[], $5::int[], $6::int[], \
-                 $7::text[], $8::jsonb[], $9::timestamptz[], $10::int[], $11::int[], $12::uuid[]) \
-          AS e(task, run, id, timeout, item, attempt, status, input, due, round, seq, kept_from)";
+                 $7::text[], $8::jsonb[], $9::timestamptz[], $10::int[], $11::int[], $12::uuid[], \
+                 $13::text[]) \
+          AS e(task, run, id, timeout, item, attempt, status, input, due, round, seq, kept_from, label)";
 
 /// New executions (each with the task start it belongs to) as the
-/// parameters `$1`–`$12` of [`INSERT_EXECUTIONS`].
+/// parameters `$1`–`$13` of [`INSERT_EXECUTIONS`].
 fn execution_arguments(
     executions: &[(&TaskStart, &NewExecution)],
 ) -> Result<PgArguments, BoxDynError> {
@@ -346,6 +354,7 @@ fn execution_arguments(
     args.add(column(executions, |_, e| {
         e.kept_from.map(|id| id.as_uuid())
     }))?;
+    args.add(column(executions, |_, e| e.item_label.clone()))?;
     Ok(args)
 }
 
@@ -443,6 +452,8 @@ pub struct Completion<'a> {
     pub started_at: Option<DateTime<Utc>>,
     /// When the action ended, as its worker reported it (`None`: now).
     pub finished_at: Option<DateTime<Utc>>,
+    /// What the attempt printed, as its worker reported it.
+    pub logs: Option<&'a AttemptLogs>,
 }
 
 /// A recorded completion, with what the engine needs next of its task and
@@ -505,6 +516,11 @@ struct CompletedRow {
 /// cascades from it as [`tasks::finish`] does, so the commonest step (a
 /// task succeeded, decide its successors) needs one statement fewer.
 ///
+/// The same statement `NOTIFY`s [`RUNS_CHANNEL`](crate::inspect::RUNS_CHANNEL)
+/// once, with the runs whose executions it ended (not once per row: a
+/// notification is queued under a lock held until commit, so one per row
+/// would serialise the commits of a busy executor).
+///
 /// The keys are joined to the table: run it in a transaction with
 /// sequential scans disabled (as the executor's are), or a plan made while
 /// the table was small scans it whole once it has grown.
@@ -528,6 +544,14 @@ pub async fn complete_many(
     let results = column(|c| c.result.map(Value::to_string));
     let errors = column(|c| c.error.map(str::to_owned));
     let workers = column(|c| c.worker_id.map(str::to_owned));
+    let logs: Vec<Option<String>> = completions
+        .iter()
+        .map(|c| c.logs.map(serde_json::to_string).transpose())
+        .collect::<Result<_, _>>()
+        .map_err(|e| StoreError::Corrupt {
+            what: "attempt logs",
+            detail: e.to_string(),
+        })?;
     let started: Vec<Option<DateTime<Utc>>> = completions.iter().map(|c| c.started_at).collect();
     let finished: Vec<Option<DateTime<Utc>>> = completions.iter().map(|c| c.finished_at).collect();
     // The states each completion may leave, as one comma-separated string
@@ -540,9 +564,9 @@ pub async fn complete_many(
         "WITH i AS ( \
              SELECT * FROM UNNEST($1::uuid[], $2::int[], $3::text[], $4::text[], $5::text[], \
                                   $6::text[], $7::timestamptz[], $8::timestamptz[], $9::text[], \
-                                  $11::uuid[]) \
+                                  $11::uuid[], $12::text[]) \
                  WITH ORDINALITY AS i(id, attempt, status, result, error, worker_id, started_at, \
-                                      finished_at, sources, run, ord) \
+                                      finished_at, sources, run, logs, ord) \
          ), r AS ( \
              SELECT w.id, w.status FROM workflow_executions w \
              WHERE w.id IN (SELECT run FROM i) ORDER BY w.id FOR KEY SHARE OF w \
@@ -551,7 +575,8 @@ pub async fn complete_many(
              SET status = i.status, result = i.result::jsonb, error = i.error, \
                  worker_id = COALESCE(i.worker_id, x.worker_id), \
                  started_at = COALESCE(x.started_at, i.started_at), \
-                 finished_at = COALESCE(i.finished_at, clock_timestamp()) \
+                 finished_at = COALESCE(i.finished_at, clock_timestamp()), \
+                 logs = i.logs::jsonb \
              FROM i JOIN r ON r.id = i.run \
              WHERE x.id = i.id AND x.attempt = i.attempt AND x.workflow_execution_id = r.id \
                AND x.status = ANY(string_to_array(i.sources, ',')) \
@@ -570,6 +595,10 @@ pub async fn complete_many(
                  decided_at = COALESCE(t.decided_at, clock_timestamp()) \
              FROM plain WHERE t.id = plain.id AND t.status = ANY($10::text[]) \
              RETURNING {finished} \
+         ), n AS ( \
+             SELECT pg_notify($13, CASE WHEN length(runs) <= {max_payload} THEN runs ELSE '*' END) \
+             FROM (SELECT string_agg(DISTINCT workflow_execution_id::text, ',') AS runs FROM e) s \
+             WHERE runs IS NOT NULL \
          ), {cascade} \
          SELECT e.*, t.task_name, t.attempt_base, r.status AS run_status, w.definition_id, \
                 w.workflow_name, w.input AS run_input, w.run_attempt AS run_round, \
@@ -580,8 +609,10 @@ pub async fn complete_many(
          JOIN task_executions t ON t.id = e.task_execution_id \
          JOIN workflow_executions w ON w.id = e.workflow_execution_id \
          JOIN r ON r.id = e.workflow_execution_id \
-         LEFT JOIN f ON f.id = e.task_execution_id",
+         LEFT JOIN f ON f.id = e.task_execution_id \
+         WHERE (SELECT count(*) FROM n) >= 0",
         returned = crate::prefixed("x", EXECUTION_COLUMNS),
+        max_payload = crate::inspect::MAX_NOTIFY_PAYLOAD,
         finished = tasks::finished_columns(),
         cascade = tasks::cascade(),
     )))
@@ -596,6 +627,8 @@ pub async fn complete_many(
     .bind(&sources)
     .bind(TaskStatus::source_names(TaskStatus::Succeeded))
     .bind(&runs)
+    .bind(&logs)
+    .bind(crate::inspect::RUNS_CHANNEL)
     .fetch_all(conn)
     .await
     .context("recording completions")?;
@@ -706,7 +739,7 @@ pub async fn for_run(
 }
 
 /// The lowest-indexed item of a task that failed for good in its current
-/// round (attempts after `attempt_base`), with its error.
+/// round (attempts after `attempt_base`).
 ///
 /// # Errors
 /// A database error.
@@ -714,9 +747,16 @@ pub async fn first_failure(
     conn: &mut PgConnection,
     task: TaskExecutionId,
     attempt_base: i32,
-) -> Result<Option<(i32, String)>, StoreError> {
-    let row: Option<(Option<i32>, Option<String>, String)> = sqlx::query_as(
-        "SELECT item_index, error, status FROM executions \
+) -> Result<Option<FirstFailure>, StoreError> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        item_index: Option<i32>,
+        item_label: Option<String>,
+        error: Option<String>,
+        status: String,
+    }
+    let row: Option<Row> = sqlx::query_as(
+        "SELECT item_index, item_label, error, status FROM executions \
          WHERE task_execution_id = $1 AND status IN ('failed', 'timed_out') AND attempt > $2 \
          ORDER BY item_index, attempt DESC LIMIT 1",
     )
@@ -725,10 +765,23 @@ pub async fn first_failure(
     .fetch_optional(conn)
     .await
     .context("finding the first failed item")?;
-    Ok(row.map(|(index, error, status)| {
-        (
-            index.unwrap_or(0),
-            error.unwrap_or_else(|| format!("execution ended `{status}`")),
-        )
+    Ok(row.map(|row| FirstFailure {
+        item_index: row.item_index.unwrap_or(0),
+        item_label: row.item_label,
+        error: row
+            .error
+            .unwrap_or_else(|| format!("execution ended `{}`", row.status)),
     }))
+}
+
+/// The first item of a task that failed for good: see [`first_failure`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FirstFailure {
+    /// The item's position.
+    pub item_index: i32,
+    /// The item's value, abbreviated (`None` for a plain task, and for
+    /// rows written before labels were kept).
+    pub item_label: Option<String>,
+    /// Its error, or the status it ended with.
+    pub error: String,
 }

@@ -22,8 +22,9 @@
 //! 7. [`retry`], [`cancel`], [`audit`] — operators' commands;
 //!    [`transact`] runs them again when a deadlock aborts them.
 //! 8. [`prune`] — deleting finished runs past their retention.
-//! 9. [`inspect`] — what the CLI (and later the API) shows about a run,
-//!    as serialisable facts.
+//! 9. [`inspect`] — what the CLI (and later the HTTP API and UI) shows
+//!    about a run, as serialisable facts: attempt history, logs, and why
+//!    each task is where it is.
 
 pub mod audit;
 pub mod cancel;

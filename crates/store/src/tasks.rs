@@ -650,20 +650,26 @@ impl TaskRow {
     }
 }
 
-/// A task of a run with what its executions add, for `weft status`.
+/// A task of a run with what its executions add, for `weft status`: the
+/// figures of its current round (the latest it ran in; see `weft retry`).
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct TaskSummary {
     /// The task row.
     #[sqlx(flatten)]
     pub task: TaskRow,
-    /// The highest attempt of any of its executions (0: none).
+    /// The highest attempt of its current round's executions, counted
+    /// within the round (0: none yet).
     pub attempts: i32,
-    /// When its first execution began.
+    /// When its current round's first execution began.
     pub started_at: Option<DateTime<Utc>>,
     /// Its executions a worker runs now.
     pub running: i64,
     /// Its executions dispatched and due, not yet taken by a worker.
     pub queued: i64,
+    /// The latest round of the run it has executions in (`None`: none).
+    pub round: Option<i32>,
+    /// How many earlier rounds it has executions in.
+    pub earlier_rounds: i32,
 }
 
 impl TaskSummary {
@@ -676,7 +682,7 @@ impl TaskSummary {
     }
 }
 
-/// Every task of a run with its attempts and start time.
+/// Every task of a run with its current round's attempts and start time.
 ///
 /// # Errors
 /// A database error.
@@ -684,14 +690,19 @@ pub async fn summaries(
     conn: &mut PgConnection,
     run: WorkflowExecutionId,
 ) -> Result<Vec<TaskSummary>, StoreError> {
+    // Attempts after `attempt_base` are the current round's, for a task
+    // `weft retry` reset (ADR 0008) as for one it did not.
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {}, COALESCE(e.attempts, 0) AS attempts, e.started_at, \
-                COALESCE(e.running, 0) AS running, COALESCE(e.queued, 0) AS queued \
+        "SELECT {}, GREATEST(COALESCE(e.max_attempt, 0) - t.attempt_base, 0) AS attempts, \
+                e.started_at, COALESCE(e.running, 0) AS running, COALESCE(e.queued, 0) AS queued, \
+                e.round, GREATEST(COALESCE(e.rounds, 0)::int4 - 1, 0) AS earlier_rounds \
          FROM task_executions t \
          LEFT JOIN LATERAL ( \
-             SELECT max(attempt) AS attempts, min(started_at) AS started_at, \
+             SELECT max(attempt) AS max_attempt, \
+                    min(started_at) FILTER (WHERE attempt > t.attempt_base) AS started_at, \
                     count(*) FILTER (WHERE status = '{running}') AS running, \
-                    count(*) FILTER (WHERE status = '{queued}' AND (due_at IS NULL OR due_at <= now())) AS queued \
+                    count(*) FILTER (WHERE status = '{queued}' AND (due_at IS NULL OR due_at <= now())) AS queued, \
+                    max(round) AS round, count(DISTINCT round) AS rounds \
              FROM executions WHERE task_execution_id = t.id \
          ) e ON true \
          WHERE t.workflow_execution_id = $1 ORDER BY t.task_name",

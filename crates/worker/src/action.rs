@@ -11,6 +11,8 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use weft_common::{ExecutionId, WorkflowExecutionId};
 
+use crate::logs::ActionLogs;
+
 /// Everything an action gets for one execution.
 #[derive(Debug, Clone)]
 pub struct ActionContext {
@@ -29,6 +31,10 @@ pub struct ActionContext {
     /// Fires on timeout, cancellation of the run, or worker shutdown; a
     /// long action should stop promptly when it does.
     pub cancel: CancellationToken,
+    /// Where the action writes what it prints (log lines, a child's
+    /// output): reported with the attempt however it ends, shown by
+    /// `weft logs`.
+    pub logs: ActionLogs,
 }
 
 /// Why an action failed.

@@ -11,12 +11,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use weft_bus::{Bus, BusConfig, BusError, ConsumerConfig, Delivery, Outcome, Publisher, QueueKind};
 use weft_common::limits::refit_report;
+use weft_common::logs::AttemptLogs;
 use weft_common::message::{
     ActionUnknown, Dispatch, ExecutionCompleted, ExecutionStarted, WorkerHeartbeat, topology,
 };
 use weft_common::{Envelope, ExecutionId, ExecutionStatus, Message, ResultLimit};
 
 use crate::action::{ActionContext, ActionRegistry};
+use crate::logs::ActionLogs;
 
 /// Everything a worker needs to run.
 #[derive(Debug, Clone)]
@@ -261,8 +263,31 @@ fn control_message(state: &State, delivery: &Delivery) -> Outcome {
 
 /// How an action ended.
 enum Ending {
-    Reported(ExecutionStatus, Option<serde_json::Value>, Option<String>),
+    Reported(Report),
     HandBack,
+}
+
+/// How an attempt ended, to report.
+struct Report {
+    status: ExecutionStatus,
+    /// The action's result, or a failure's details.
+    result: Option<serde_json::Value>,
+    error: Option<String>,
+    /// What the action printed.
+    logs: Option<AttemptLogs>,
+}
+
+impl Report {
+    /// An ending decided by the worker (a timeout, a cancellation), not by
+    /// the action.
+    const fn ended(status: ExecutionStatus, error: String) -> Self {
+        Self {
+            status,
+            result: None,
+            error: Some(error),
+            logs: None,
+        }
+    }
 }
 
 async fn dispatch_message(state: &State, delivery: Delivery) -> Outcome {
@@ -299,16 +324,11 @@ async fn execute(state: &State, dispatch: Dispatch) -> Outcome {
     };
     if already_cancelled {
         tracing::info!("dispatch of a cancelled execution; not running it");
-        let error = Some("canceled before it started".to_owned());
-        return report(
-            state,
-            &dispatch,
+        let ending = Report::ended(
             ExecutionStatus::Canceled,
-            None,
-            error,
-            None,
-        )
-        .await;
+            "canceled before it started".into(),
+        );
+        return report(state, &dispatch, ending, None).await;
     }
     let started_at = Utc::now();
     let action = run_action(state, &dispatch, &control);
@@ -352,10 +372,10 @@ async fn execute(state: &State, dispatch: Dispatch) -> Outcome {
             tracing::info!("shutdown grace over: handing the execution back to the queue");
             Outcome::Requeue
         }
-        Ending::Reported(status, result, error) => {
+        Ending::Reported(ending) => {
             // Listed in the heartbeats until its report is confirmed: the
             // reaper ends an execution its live worker stops listing.
-            let outcome = report(state, &dispatch, status, result, error, Some(started_at)).await;
+            let outcome = report(state, &dispatch, ending, Some(started_at)).await;
             state.running().live.remove(&id);
             outcome
         }
@@ -364,6 +384,7 @@ async fn execute(state: &State, dispatch: Dispatch) -> Outcome {
 
 async fn run_action(state: &State, dispatch: &Dispatch, control: &CancellationToken) -> Ending {
     let action_cancel = CancellationToken::new();
+    let logs = ActionLogs::new();
     let ctx = ActionContext {
         input: dispatch.input.clone(),
         execution_id: dispatch.execution_id,
@@ -372,6 +393,7 @@ async fn run_action(state: &State, dispatch: &Dispatch, control: &CancellationTo
         item_index: dispatch.item_index,
         attempt: dispatch.attempt,
         cancel: action_cancel.clone(),
+        logs: logs.clone(),
     };
     let action = state.registry.run(&dispatch.action, ctx);
     tokio::pin!(action);
@@ -387,28 +409,33 @@ async fn run_action(state: &State, dispatch: &Dispatch, control: &CancellationTo
     };
     let ending = tokio::select! {
         result = &mut action => {
-            return match result {
-                Ok(value) => Ending::Reported(ExecutionStatus::Succeeded, Some(value), None),
-                Err(e) => Ending::Reported(ExecutionStatus::Failed, e.details, Some(e.message)),
+            let (status, result, error) = match result {
+                Ok(value) => (ExecutionStatus::Succeeded, Some(value), None),
+                Err(e) => (ExecutionStatus::Failed, e.details, Some(e.message)),
             };
+            return Ending::Reported(Report { status, result, error, logs: logs.snapshot() });
         }
         () = timeout => {
             stop("timeout");
             let ms = dispatch.timeout_ms.unwrap_or_default();
-            Ending::Reported(ExecutionStatus::TimedOut, None, Some(format!("timed out after {}", human_ms(ms))))
+            Report::ended(ExecutionStatus::TimedOut, format!("timed out after {}", human_ms(ms)))
         }
         () = control.cancelled() => {
             stop("cancelled");
-            Ending::Reported(ExecutionStatus::Canceled, None, Some("canceled".into()))
+            Report::ended(ExecutionStatus::Canceled, "canceled".into())
         }
         () = state.grace_over.cancelled() => {
             stop("shutdown");
-            Ending::HandBack
+            return Ending::HandBack;
         }
     };
-    // Give the action a moment to clean up (kill its child) after its token fired.
+    // Give the action a moment to clean up (kill its child) after its token
+    // fired; what it printed up to then is reported with the ending.
     let _ = tokio::time::timeout(Duration::from_secs(5), &mut action).await;
-    ending
+    Ending::Reported(Report {
+        logs: logs.snapshot(),
+        ..ending
+    })
 }
 
 /// Hands back a dispatch whose action this worker does not know, instead
@@ -458,14 +485,27 @@ fn human_ms(ms: u64) -> String {
 /// would be refused forever while the run waited — but replaced by a
 /// report of the same ending without its result, carrying the reason:
 /// the execution ends, its task's retry policy applies, the run moves on.
+/// Its logs are cut to the same limit ([`AttemptLogs::fit`]) and left out
+/// of that fallback.
 async fn report(
     state: &State,
     dispatch: &Dispatch,
-    status: ExecutionStatus,
-    result: Option<Value>,
-    error: Option<String>,
+    ending: Report,
     started_at: Option<chrono::DateTime<Utc>>,
 ) -> Outcome {
+    let Report {
+        status,
+        result,
+        error,
+        mut logs,
+    } = ending;
+    if let Some(logs) = logs.as_mut()
+        && logs.fit(state.config.max_result_bytes)
+    {
+        tracing::warn!(
+            "the attempt's logs are over the result limit: their oldest bytes are dropped"
+        );
+    }
     let (status, result, error) = match refit_report(
         state.config.max_result_bytes,
         status,
@@ -479,7 +519,7 @@ async fn report(
             (refit.status, result, refit.error)
         }
     };
-    let completed = completion(state, dispatch, status, result, error, started_at);
+    let completed = completion(state, dispatch, status, result, error, started_at, logs);
     let refused = match publish_until_confirmed(state, &completed).await {
         Published::Confirmed => {
             tracing::debug!(status = %status, "execution reported");
@@ -492,7 +532,7 @@ async fn report(
     tracing::error!(error = %reason, "the broker refused the report; reporting the execution failed without its result");
     let (status, error) = refused_report(status, reason, completed_error(&completed));
     drop(completed);
-    let fallback = completion(state, dispatch, status, None, Some(error), started_at);
+    let fallback = completion(state, dispatch, status, None, Some(error), started_at, None);
     match publish_until_confirmed(state, &fallback).await {
         Published::Confirmed => Outcome::Ack,
         Published::GraceOver => Outcome::Requeue,
@@ -513,6 +553,7 @@ fn completion(
     result: Option<Value>,
     error: Option<String>,
     started_at: Option<chrono::DateTime<Utc>>,
+    logs: Option<AttemptLogs>,
 ) -> Envelope {
     Envelope::new(ExecutionCompleted {
         execution_id: dispatch.execution_id,
@@ -524,6 +565,7 @@ fn completion(
         worker_id: state.config.worker_id.clone(),
         started_at,
         finished_at: Utc::now(),
+        logs,
     })
 }
 

@@ -41,6 +41,7 @@ mod action;
 mod actions;
 mod args;
 mod daemon;
+mod logs;
 
 pub use action::{ActionContext, ActionError, ActionRegistry, ActionResult};
 pub use args::{
@@ -48,3 +49,4 @@ pub use args::{
     run_from_env, shutdown_on_signal,
 };
 pub use daemon::{WorkerConfig, WorkerError, run};
+pub use logs::ActionLogs;

@@ -1,10 +1,12 @@
 //! One module per subcommand; [`run`] dispatches to them.
 
+pub(crate) mod attempts;
 pub(crate) mod audit;
 pub(crate) mod cancel;
 pub(crate) mod daemons;
 pub(crate) mod explain;
 pub(crate) mod graph;
+pub(crate) mod logs;
 pub(crate) mod migrate;
 pub(crate) mod prune;
 pub(crate) mod retry;
@@ -43,6 +45,7 @@ async fn run_async(command: Command) -> anyhow::Result<ExitCode> {
         Command::List(args) => status::list(&args).await,
         Command::Explain(args) => explain::run(&args).await,
         Command::Workers(args) => workers::run(&args).await,
+        Command::Logs(args) => logs::run(&args).await,
         Command::Audit(args) => audit::run(&args).await,
         Command::Retry(args) => retry::run(&args).await,
         Command::Cancel(args) => cancel::run(&args).await,

@@ -23,6 +23,10 @@ use crate::config::{ConfigArgs, DbArgs};
 pub(crate) struct StatusArgs {
     /// The run: its id, a unique prefix of it (8+ hex digits), or `last`.
     pub(crate) id: RunRef,
+    /// Show every execution of this task instead: item, round, attempt,
+    /// status, worker, times, error.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) task: Option<String>,
     /// Print JSON.
     #[arg(long)]
     pub(crate) json: bool,
@@ -88,6 +92,9 @@ fn parse_status(s: &str) -> Result<WorkflowStatus, String> {
 pub(crate) async fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
     let pool = args.db.connect().await?;
     let id = crate::run_ref::resolve(&pool, &args.id).await?;
+    if let Some(task) = &args.task {
+        return super::attempts::show(&pool, id, task, args.json).await;
+    }
     let snapshot = Snapshot::load(&pool, id)
         .await?
         .with_context(|| format!("no run with id {id}"))?;
@@ -317,6 +324,8 @@ impl Snapshot {
                     "items_succeeded": task.items_succeeded,
                     "items_failed": task.items_failed,
                     "attempts": t.attempts,
+                    "round": t.round,
+                    "earlier_rounds": t.earlier_rounds,
                     "result": task.result,
                     "error": task.error,
                     "started_at": t.started_at.or(if task.status == TaskStatus::Skipped { None } else { task.decided_at }),
@@ -385,7 +394,7 @@ impl Snapshot {
                 task.task_name.clone(),
                 t.shown_status().to_owned(),
                 items,
-                t.attempts.to_string(),
+                attempts_cell(t),
                 detail,
             ]);
         }
@@ -421,6 +430,17 @@ async fn unserved_pools(
         .filter(|p| !live.iter().any(|w| w.queues.contains(p)))
         .map(|p| no_worker_hint(p))
         .collect())
+}
+
+/// The attempts of a task's current round, and which round that is when
+/// it ran in earlier ones too: `2 · round 2 (1 earlier)`.
+fn attempts_cell(t: &TaskSummary) -> String {
+    match (t.round, t.earlier_rounds) {
+        (Some(round), earlier) if earlier > 0 => {
+            format!("{} · round {round} ({earlier} earlier)", t.attempts)
+        }
+        _ => t.attempts.to_string(),
+    }
 }
 
 fn truncate(s: &str, max: usize) -> String {

@@ -68,6 +68,7 @@ pub(crate) mod tests {
             item_index: None,
             attempt: 1,
             cancel: CancellationToken::new(),
+            logs: crate::ActionLogs::new(),
         }
     }
 

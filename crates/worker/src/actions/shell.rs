@@ -14,6 +14,11 @@
 //! not one), so an expression reading it fails by name rather than see
 //! `null`.
 //!
+//! Apart from the result, every chunk of both streams goes to the
+//! attempt's logs as it is read ([`ActionLogs`](crate::ActionLogs), the
+//! last 64 KiB of each), with the exit code: `weft logs` shows them for
+//! every attempt, including one killed by its timeout.
+//!
 //! The cap is fixed rather than derived from `--max-result-bytes`: the
 //! action cannot see that setting, and a cap that moved with it would
 //! change what a workflow's `lines` hold from one worker to the next.
@@ -82,8 +87,13 @@ fn string_list(field: &str, value: &Value) -> Result<Vec<String>, ActionError> {
         .collect())
 }
 
-/// Reads a stream (none: nothing) to its end, keeping up to the cap.
-async fn read_capped(stream: Option<impl AsyncRead + Unpin>) -> std::io::Result<Captured> {
+/// Reads a stream (none: nothing) to its end, keeping up to the cap, and
+/// hands every chunk to `log` as it arrives (so what was printed before a
+/// timeout or a cancellation is still reported).
+async fn read_capped(
+    stream: Option<impl AsyncRead + Unpin>,
+    log: impl Fn(&[u8]),
+) -> std::io::Result<Captured> {
     let mut kept = Vec::new();
     let mut total = 0usize;
     let Some(mut stream) = stream else {
@@ -95,6 +105,7 @@ async fn read_capped(stream: Option<impl AsyncRead + Unpin>) -> std::io::Result<
         if n == 0 {
             return Ok(Captured { kept, total });
         }
+        log(&chunk[..n]);
         let room = OUTPUT_CAP.saturating_sub(kept.len());
         kept.extend_from_slice(&chunk[..n.min(room)]);
         total = total.saturating_add(n);
@@ -205,7 +216,13 @@ pub(crate) async fn shell(ctx: ActionContext) -> ActionResult {
     // Both streams at once: read one after the other, a child that fills
     // the pipe of the second (64 KiB) while the first is still open would
     // block on it forever, and so would the action.
-    let output = async { tokio::join!(read_capped(stdout), read_capped(stderr)) };
+    let logs = &ctx.logs;
+    let output = async {
+        tokio::join!(
+            read_capped(stdout, |bytes| logs.stdout(bytes)),
+            read_capped(stderr, |bytes| logs.stderr(bytes))
+        )
+    };
     let waited = async {
         let (out, err) = tokio::join!(output, child.wait());
         (out, err)
@@ -225,6 +242,9 @@ pub(crate) async fn shell(ctx: ActionContext) -> ActionResult {
         status.map_err(|e| ActionError::new(format!("shell: waiting for `{}`: {e}", argv[0])))?;
     // Stray grandchildren of a finished script do not outlive the action.
     kill_group(pid);
+    if let Some(code) = status.code() {
+        ctx.logs.exit_code(code);
+    }
     let truncated = out.cut() || err.cut();
     if truncated && !truncate {
         return Err(over_cap(&argv[0], &[("stdout", &out), ("stderr", &err)]));
@@ -324,6 +344,37 @@ mod tests {
             "{}",
             err.message
         );
+    }
+
+    #[tokio::test]
+    async fn both_streams_and_the_exit_code_go_to_the_logs_on_failure_too() {
+        let c = ctx(json!({"script": "echo out; echo err >&2; exit 4"}));
+        let logs = c.logs.clone();
+        assert!(shell(c).await.is_err());
+        let logs = logs.snapshot().unwrap();
+        assert_eq!(
+            (
+                logs.stdout.text.as_str(),
+                logs.stderr.text.as_str(),
+                logs.exit_code
+            ),
+            ("out\n", "err\n", Some(4))
+        );
+    }
+
+    #[tokio::test]
+    async fn the_logs_keep_the_end_of_a_long_stream() {
+        let c = ctx(json!({"script": CHATTY, "truncate": true}));
+        let logs = c.logs.clone();
+        shell(c).await.unwrap();
+        let stdout = logs.snapshot().unwrap().stdout;
+        assert_eq!(stdout.text.len(), weft_common::logs::LOG_TAIL_BYTES);
+        assert!(
+            stdout.text.ends_with("12345678\n123tail"),
+            "{}",
+            &stdout.text[stdout.text.len() - 20..]
+        );
+        assert_eq!(stdout.dropped, 3_000_004 - 64 * 1024);
     }
 
     #[tokio::test]

@@ -1,0 +1,60 @@
+//! What each attempt printed: an [`Attempt`] with its [`AttemptLogs`] —
+//! failed attempts included, successful ones too.
+
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::PgConnection;
+use uuid::Uuid;
+use weft_common::{AttemptLogs, ExecutionId, ExecutionStatus, WorkflowExecutionId};
+
+use super::attempts::{ATTEMPT_COLUMNS, Attempt, AttemptFilter, SOURCE, bind_source, sort};
+use crate::error::{Context, StoreError};
+
+/// An attempt and what it printed.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct AttemptLog {
+    /// The attempt (task, item, round, attempt, status, worker, times).
+    #[serde(flatten)]
+    #[sqlx(flatten)]
+    pub attempt: Attempt,
+    /// The tails of its stdout and stderr and its exit code, as its worker
+    /// reported them; `None` if it printed nothing or never ran.
+    #[sqlx(json(nullable))]
+    pub logs: Option<AttemptLogs>,
+    /// A failure's structured details (a custom action's
+    /// `ActionError::with_details`), when the attempt reported no logs:
+    /// what there is to show of it beyond its error.
+    pub details: Option<Value>,
+}
+
+/// The attempts of run `run` that `filter` selects with their logs, by
+/// task, item and attempt, leaving out the executions in `except` (those a
+/// follower has shown already).
+///
+/// # Errors
+/// A database error.
+pub async fn logs(
+    conn: &mut PgConnection,
+    run: WorkflowExecutionId,
+    filter: &AttemptFilter<'_>,
+    except: &[ExecutionId],
+) -> Result<Vec<AttemptLog>, StoreError> {
+    let except: Vec<Uuid> = except.iter().map(|id| id.as_uuid()).collect();
+    let sql = format!(
+        "SELECT {ATTEMPT_COLUMNS}, a.logs, \
+                CASE WHEN a.logs IS NULL AND a.status <> '{succeeded}' THEN a.result END AS details \
+         FROM {SOURCE}",
+        succeeded = ExecutionStatus::Succeeded.as_str(),
+    );
+    let mut rows: Vec<AttemptLog> = bind_source(
+        sqlx::query_as(sqlx::AssertSqlSafe(sql)),
+        run,
+        filter,
+        &except,
+    )
+    .fetch_all(conn)
+    .await
+    .context("reading a run's logs")?;
+    sort(&mut rows, |log| &log.attempt);
+    Ok(rows)
+}
