@@ -118,7 +118,8 @@ mod tests {
                 .collect()
         };
         for read_only in [
-            "status", "watch", "list", "cancel", "retry", "audit", "prune",
+            "status", "watch", "list", "cancel", "retry", "audit", "prune", "submit", "logs",
+            "workers", "validate",
         ] {
             let flags = flags(read_only);
             assert!(flags.iter().any(|f| f == "database-url"), "{read_only}");
@@ -142,6 +143,9 @@ mod tests {
                 );
             }
         }
-        assert!(!flags("validate").iter().any(|f| f == "database-url"));
+        // `validate` reads the live workers (a warning, skipped offline);
+        // `graph` needs nothing; `explain` also asks RabbitMQ for queue depths.
+        assert!(!flags("graph").iter().any(|f| f == "database-url"));
+        assert!(flags("explain").iter().any(|f| f == "amqp-url"));
     }
 }
