@@ -29,13 +29,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use anyhow::{Context as _, ensure};
+use anyhow::ensure;
 use serde_json::{Value, json};
 use sqlx::PgPool;
-use sqlx::postgres::PgListener;
-use weft_bus::Publisher;
-use weft_common::{Workflow, WorkflowExecutionId, WorkflowStatus};
+use weft_common::{Workflow, WorkflowExecutionId};
 use weft_store::runs::{self, NewRun};
+use weft_tests::client::{CliSubmit, Client};
 use weft_tests::fleet::{Daemons, Peaks};
 use weft_tests::report::Report;
 use weft_tests::{Stack, StackOptions, submit_via};
@@ -313,81 +312,6 @@ const SINGLE: Shape = Shape {
     expect: None,
 };
 
-/// A warm client, as a program using Weft would hold one: a pool and a
-/// publisher to submit the way `weft submit` does (store the run, publish
-/// its start), and a connection `LISTEN`ing on `weft_run_finished`, the
-/// channel the statement that finishes a run notifies (what `weft submit
-/// --wait` wakes on). Waking on the notification rather than polling is
-/// the cheapest honest way to learn the end: no poll interval is added to
-/// the client's figure, and nothing else loads the database meanwhile.
-struct Client {
-    pool: PgPool,
-    publisher: Publisher,
-    listener: PgListener,
-}
-
-impl Client {
-    async fn connect(stack: &Stack, pool: &PgPool) -> anyhow::Result<Self> {
-        let mut listener = PgListener::connect_with(pool).await?;
-        listener.listen(runs::FINISHED_CHANNEL).await?;
-        Ok(Self {
-            pool: pool.clone(),
-            publisher: stack.publisher().await?,
-            listener,
-        })
-    }
-
-    /// Waits for `id` to finish and reads its answer; returns the answer and
-    /// the engine's own record of the run's duration in ms (`created_at` →
-    /// `finished_at`, both stamped by the database).
-    async fn answer(
-        &mut self,
-        id: WorkflowExecutionId,
-        task: &str,
-        timeout: Duration,
-    ) -> anyhow::Result<(Option<Value>, f64)> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        let ours = id.as_uuid().to_string();
-        loop {
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let Ok(notified) = tokio::time::timeout(left, self.listener.try_recv()).await else {
-                anyhow::bail!("run {id} not finished after {timeout:?}");
-            };
-            // `None`: the listening connection was lost (and is re-made by
-            // the next call), so a notification may be gone — read anyway.
-            if notified?.is_some_and(|n| n.payload() != ours) {
-                continue;
-            }
-            let (status, error, answer, engine_ms): (
-                String,
-                Option<String>,
-                Option<Value>,
-                Option<f64>,
-            ) = sqlx::query_as(
-                "SELECT r.status, r.error, t.result, \
-                            (extract(epoch FROM r.finished_at - r.created_at) * 1000)::float8 \
-                     FROM workflow_executions r \
-                     JOIN task_executions t ON t.workflow_execution_id = r.id AND t.task_name = $2 \
-                     WHERE r.id = $1",
-            )
-            .bind(id.as_uuid())
-            .bind(task)
-            .fetch_one(&self.pool)
-            .await?;
-            let status = WorkflowStatus::try_from(status).map_err(|e| anyhow::anyhow!("{e}"))?;
-            if !status.is_terminal() {
-                continue;
-            }
-            ensure!(
-                status == WorkflowStatus::Succeeded,
-                "run {id} ended {status}: {error:?}"
-            );
-            let engine_ms = engine_ms.context("a finished run has finished_at")?;
-            return Ok((answer, engine_ms));
-        }
-    }
-}
-
 /// Each run's latency, measured both ways, and the runs.
 struct Latencies {
     /// The engine's own record: the run's `created_at` (the submit's
@@ -414,51 +338,6 @@ enum Submit {
     Relay,
     /// By the `weft submit` binary, a process per run.
     Cli(CliSubmit),
-}
-
-/// `weft submit FILE` on a stack: the workflow written to a file once.
-struct CliSubmit {
-    file: std::path::PathBuf,
-    database_url: String,
-    amqp_url: String,
-}
-
-impl CliSubmit {
-    fn new(stack: &Stack, yaml: &str) -> anyhow::Result<Self> {
-        let file = std::env::temp_dir().join(format!("weft-bench-{}.yaml", std::process::id()));
-        std::fs::write(&file, yaml)?;
-        Ok(Self {
-            file,
-            database_url: stack.database_url.clone(),
-            amqp_url: stack.amqp_url.clone(),
-        })
-    }
-
-    async fn submit(&self) -> anyhow::Result<WorkflowExecutionId> {
-        let out = tokio::process::Command::new(weft_tests::process::weft_binary()?)
-            .arg("submit")
-            .arg(&self.file)
-            .env("WEFT_DATABASE_URL", &self.database_url)
-            .env("WEFT_AMQP_URL", &self.amqp_url)
-            .output()
-            .await?;
-        ensure!(
-            out.status.success(),
-            "weft submit failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let id = String::from_utf8(out.stdout)?;
-        id.trim()
-            .parse::<uuid::Uuid>()
-            .map(WorkflowExecutionId::from)
-            .with_context(|| format!("weft submit printed {id:?}, not a run id"))
-    }
-}
-
-impl Drop for CliSubmit {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.file);
-    }
 }
 
 /// [`sequential`], with runs submitted the way `submit` says.

@@ -12,6 +12,7 @@
 //!
 //! Set `WEFT_TEST_LOG=debug` to see the daemons' logs.
 
+pub mod client;
 pub mod fleet;
 pub mod private;
 pub mod process;
