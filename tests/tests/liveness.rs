@@ -169,8 +169,9 @@ tasks:
         .args(["-q", "purge_queue", "-p", vhost, &queue])
         .status()
         .expect("rabbitmqctl");
+    // Not read back as empty: the redispatcher may send it again as soon
+    // as the queue is empty, before a read here.
     assert!(purged.success(), "purging {queue}");
-    assert_eq!(bus.queue_ready(&queue).await.expect("count"), Some(0));
 
     // It is sent again; a worker of the pool takes it.
     let _worker = start("worker", &["worker", "--queue", "lost"], &env);
