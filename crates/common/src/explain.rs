@@ -181,12 +181,7 @@ pub fn abbreviate(value: &Value, max: usize) -> String {
         Value::String(s) => format!("{s:?}"),
         other => other.to_string(),
     };
-    if text.chars().count() <= max {
-        return text;
-    }
-    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
-    cut.push('…');
-    cut
+    crate::abbrev::abbreviate(&text, max)
 }
 
 impl RunFacts {
