@@ -37,6 +37,7 @@ use weft_store::runs::{self, NewRun};
 use weft_tests::client::{CliSubmit, Client};
 use weft_tests::fleet::{Daemons, Peaks};
 use weft_tests::report::Report;
+use weft_tests::scrape::Histograms;
 use weft_tests::{Stack, StackOptions, submit_via};
 
 const LINEAR4: &str = r#"
@@ -231,7 +232,9 @@ async fn latency(sizes: &Sizes, report: &mut Report) -> anyhow::Result<()> {
     let mut client = Client::connect(&stack, &pool).await?;
     // Warm up: connections, caches, queue declarations.
     sequential(&mut client, &LINEAR, 5).await?;
+    let before = daemons.histograms().await?;
     let linear = sequential(&mut client, &LINEAR, sizes.latency_runs).await?;
+    let hops = daemons.histograms().await?.since(&before);
     report.percentiles("latency-linear4", &linear.engine, PERCENTILES);
     report.percentiles("latency-linear4 client", &linear.client, PERCENTILES);
     // The same runs submitted as `weft submit` does (no publisher: the
@@ -279,9 +282,49 @@ async fn latency(sizes: &Sizes, report: &mut Report) -> anyhow::Result<()> {
         ids.len()
     );
     report.percentiles("start-to-start", &gaps, PERCENTILES);
+    step_hops(report, &hops);
     let peaks = daemons.stop();
     memory(report, "latency (1 executor + 1 worker)", &peaks);
     Ok(())
+}
+
+/// Where a chain step's time goes, hop by hop, over the linear runs: each
+/// hop's median and mean from the daemons' latency histograms (fixed
+/// buckets: the median is interpolated within one), in the order a step
+/// crosses them. Their medians' sum is set beside the measured
+/// start-to-start median.
+fn step_hops(report: &mut Report, hops: &Histograms) {
+    const HOPS: [(&str, &str); 6] = [
+        ("hop worker→executor", "weft_executor_report_delay_seconds"),
+        (
+            "hop  of which broker",
+            r#"weft_bus_transit_seconds{kind="execution_completed"}"#,
+        ),
+        (
+            "hop executor apply",
+            r#"weft_executor_apply_seconds{kind="execution_completed"}"#,
+        ),
+        ("hop commit→publish", "weft_executor_flush_delay_seconds"),
+        (
+            "hop broker→worker",
+            r#"weft_bus_transit_seconds{kind="dispatch"}"#,
+        ),
+        ("hop worker start", "weft_worker_start_delay_seconds"),
+    ];
+    let mut sum = 0.0;
+    for (label, series) in HOPS {
+        let h = hops.get(series);
+        let (Some(median), Some(mean)) = (h.quantile(0.5), h.mean()) else {
+            report.note(&format!("{label}: no observations of {series}"));
+            continue;
+        };
+        report.add(label, "p50", median * 1000.0, "ms");
+        report.add(label, "mean", mean * 1000.0, "ms");
+        if !label.starts_with("hop  ") {
+            sum += median;
+        }
+    }
+    report.add("hop sum of p50s", "p50", sum * 1000.0, "ms");
 }
 
 /// A workflow timed one run at a time, and the answer a client waits for.

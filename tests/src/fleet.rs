@@ -5,8 +5,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use std::net::SocketAddr;
+
 use crate::Stack;
 use crate::process::Daemon;
+use crate::scrape::Histograms;
 
 /// Peak resident memory of each kind of daemon, in MB.
 #[derive(Debug, Default, Clone, Copy)]
@@ -24,11 +27,14 @@ pub struct Daemons {
     workers: Vec<Daemon>,
     stop: Arc<AtomicBool>,
     sampler: Option<std::thread::JoinHandle<Peaks>>,
+    /// Each daemon's `/metrics` endpoint.
+    metrics: Vec<SocketAddr>,
 }
 
 impl Daemons {
     /// Starts `executors` and `workers` (64 actions at once each) on the
-    /// stack's database and vhost, and samples their memory every 20 ms.
+    /// stack's database and vhost, each serving `/metrics` on a free port,
+    /// and samples their memory every 20 ms.
     ///
     /// # Errors
     /// If a daemon does not start.
@@ -37,17 +43,20 @@ impl Daemons {
             ("WEFT_DATABASE_URL", stack.database_url.as_str()),
             ("WEFT_AMQP_URL", stack.amqp_url.as_str()),
         ];
+        let mut metrics = Vec::new();
+        let mut start = |name: String, args: &[&str]| -> anyhow::Result<Daemon> {
+            let addr = free_local_addr()?;
+            metrics.push(addr);
+            let addr = addr.to_string();
+            let mut args = args.to_vec();
+            args.extend(["--metrics-addr", &addr]);
+            Daemon::start(&name, &args, &env)
+        };
         let executors = (0..executors)
-            .map(|i| Daemon::start(&format!("executor-{i}"), &["executor"], &env))
+            .map(|i| start(format!("executor-{i}"), &["executor"]))
             .collect::<anyhow::Result<Vec<_>>>()?;
         let workers = (0..workers)
-            .map(|i| {
-                Daemon::start(
-                    &format!("worker-{i}"),
-                    &["worker", "--concurrency", "64"],
-                    &env,
-                )
-            })
+            .map(|i| start(format!("worker-{i}"), &["worker", "--concurrency", "64"]))
             .collect::<anyhow::Result<Vec<_>>>()?;
         let pids = |ds: &[Daemon]| ds.iter().filter_map(Daemon::pid).collect::<Vec<u32>>();
         let (executor_pids, worker_pids) = (pids(&executors), pids(&workers));
@@ -71,7 +80,16 @@ impl Daemons {
             workers,
             stop,
             sampler: Some(sampler),
+            metrics,
         })
+    }
+
+    /// The latency histograms of every daemon, summed.
+    ///
+    /// # Errors
+    /// If a daemon's `/metrics` cannot be read.
+    pub async fn histograms(&self) -> anyhow::Result<Histograms> {
+        Histograms::scrape(&self.metrics).await
     }
 
     /// Stops the daemons; returns their peak memory.
@@ -87,6 +105,12 @@ impl Daemons {
         }
         peaks
     }
+}
+
+/// A loopback address with a port free right now (the daemon binds it a
+/// moment later).
+fn free_local_addr() -> anyhow::Result<SocketAddr> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
 }
 
 /// Resident memory of a process in MB (0 if it is gone).

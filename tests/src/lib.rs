@@ -17,6 +17,7 @@ pub mod fleet;
 pub mod private;
 pub mod process;
 pub mod report;
+pub mod scrape;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -4,12 +4,13 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
     QueueBindOptions, QueueDeclareOptions,
 };
-use lapin::types::FieldTable;
+use lapin::types::{AMQPValue, FieldTable};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -18,7 +19,7 @@ use weft_common::Envelope;
 
 use crate::connection::Bus;
 use crate::error::BusError;
-use crate::publisher::Publisher;
+use crate::publisher::{PUBLISHED_AT_HEADER, Publisher};
 
 /// What to do with a delivery once its handler is done.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +40,21 @@ pub struct Delivery {
     pub envelope: Envelope,
     /// Whether the broker delivered it before (to this or another consumer).
     pub redelivered: bool,
+    /// When this process took it off the connection (before waiting for a
+    /// handler slot is not counted: a slot is taken first).
+    pub received_at: DateTime<Utc>,
+    /// When its publisher handed it to the broker, if it said
+    /// (`x-weft-published-at`; every Weft publisher does).
+    pub published_at: Option<DateTime<Utc>>,
+}
+
+/// When the publisher of `delivery` handed it to the broker.
+fn published_at(delivery: &lapin::message::Delivery) -> Option<DateTime<Utc>> {
+    let headers = delivery.properties.headers().as_ref()?;
+    match headers.inner().get(PUBLISHED_AT_HEADER)? {
+        AMQPValue::LongLongInt(micros) => DateTime::from_timestamp_micros(*micros),
+        _ => None,
+    }
 }
 
 /// Which queue to consume.
@@ -220,12 +236,13 @@ where
                 )));
             }
         };
+        let received_at = Utc::now();
         let handler = Arc::clone(handler);
         let dead_letters = dead_letters.clone();
         acks.delivered(delivery.delivery_tag);
         running.spawn(async move {
             let _permit = permit;
-            settle(delivery, handler.as_ref(), &dead_letters).await
+            settle(delivery, received_at, handler.as_ref(), &dead_letters).await
         });
     };
     if lost.is_none() {
@@ -325,10 +342,18 @@ fn report(settled: Result<bool, lapin::Error>, what: &str) {
     }
 }
 
+/// `to - from` in seconds, for a latency histogram (negative when the
+/// clocks disagree, which the histogram shows rather than hides).
+#[must_use]
+pub fn seconds_between(from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
+    (to - from).as_seconds_f64()
+}
+
 /// Decodes, runs the handler, and requeues / dead-letters, or hands the
 /// acker back to be acked with the others that finished together.
 async fn settle<H, F>(
     delivery: lapin::message::Delivery,
+    received_at: DateTime<Utc>,
     handler: &H,
     dead_letters: &Publisher,
 ) -> Settled
@@ -346,9 +371,18 @@ where
                 message_id = %envelope.id,
                 redelivered = delivery.redelivered,
             );
+            let published_at = published_at(&delivery);
+            if let Some(published) = published_at
+                && !delivery.redelivered
+            {
+                metrics::histogram!("weft_bus_transit_seconds", "kind" => envelope.message.kind())
+                    .record(seconds_between(published, received_at));
+            }
             handler(Delivery {
                 envelope,
                 redelivered: delivery.redelivered,
+                received_at,
+                published_at,
             })
             .instrument(span)
             .await

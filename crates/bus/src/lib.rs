@@ -19,7 +19,7 @@ pub mod testing;
 mod topology;
 
 pub use connection::{Bus, BusConfig};
-pub use consumer::{ConsumerConfig, Delivery, Outcome, QueueKind, consume};
+pub use consumer::{ConsumerConfig, Delivery, Outcome, QueueKind, consume, seconds_between};
 pub use error::BusError;
 pub use inspect::QueueStats;
 pub use publisher::Publisher;

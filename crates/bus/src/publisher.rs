@@ -29,6 +29,22 @@ struct Outgoing<'a> {
     mandatory: bool,
 }
 
+/// The header that carries when a message was handed to the broker, in
+/// microseconds since the Unix epoch: consumers measure its transit with
+/// it (`weft_bus_transit_seconds`). A message published again (a relay
+/// after a lost confirm) carries its new time.
+pub(crate) const PUBLISHED_AT_HEADER: &str = "x-weft-published-at";
+
+/// Headers with [`PUBLISHED_AT_HEADER`] set to now.
+fn published_now() -> FieldTable {
+    let mut headers = FieldTable::default();
+    headers.insert(
+        PUBLISHED_AT_HEADER.into(),
+        AMQPValue::LongLongInt(chrono::Utc::now().timestamp_micros()),
+    );
+    headers
+}
+
 fn properties(message_id: Option<String>, headers: Option<FieldTable>) -> BasicProperties {
     let mut p = BasicProperties::default()
         .with_delivery_mode(2)
@@ -178,7 +194,7 @@ impl Publisher {
                 exchange,
                 routing_key: key,
                 body,
-                properties: properties(Some(e.id.to_string()), None),
+                properties: properties(Some(e.id.to_string()), Some(published_now())),
                 mandatory: e.message.must_be_routed(),
             })
             .collect();

@@ -162,8 +162,30 @@ pub async fn run(config: ExecutorConfig, shutdown: CancellationToken) -> Result<
     consumed.map_err(Into::into)
 }
 
-/// Applies one delivery, retrying transient failures until they pass or
-/// the executor shuts down (then the delivery goes back to the queue).
+/// Records the executor's hops of a step for a message that changed
+/// state (a duplicate moved nothing along): from the worker's end of the
+/// attempt to this delivery (`weft_executor_report_delay_seconds`, a
+/// completion only) and from the delivery to its transaction's commit
+/// (`weft_executor_apply_seconds`, every kind). With the flusher's
+/// commit-to-publish, the bus's transit and the worker's start delay they
+/// make up a chain step; see BENCHMARKS.md, "Where a step's time goes".
+fn record_hops(delivery: &Delivery, applied: Applied) {
+    if applied != Applied::Changed {
+        return;
+    }
+    let kind = delivery.envelope.message.kind();
+    let now = chrono::Utc::now();
+    if let Message::ExecutionCompleted(m) = &delivery.envelope.message
+        && !delivery.redelivered
+    {
+        metrics::histogram!("weft_executor_report_delay_seconds").record(
+            weft_bus::seconds_between(m.finished_at, delivery.received_at),
+        );
+    }
+    metrics::histogram!("weft_executor_apply_seconds", "kind" => kind)
+        .record(weft_bus::seconds_between(delivery.received_at, now));
+}
+
 /// Where handlers hand the messages applied in batches.
 #[derive(Debug, Clone)]
 struct Batchers {
@@ -171,6 +193,8 @@ struct Batchers {
     starts: Batcher<WorkflowSubmitted>,
 }
 
+/// Applies one delivery, retrying transient failures until they pass or
+/// the executor shuts down (then the delivery goes back to the queue).
 async fn handle(
     engine: Engine,
     batchers: Batchers,
@@ -198,6 +222,7 @@ async fn handle(
                 }
                 metrics::counter!("weft_executor_messages_total", "kind" => kind, "applied" => applied.as_str())
                     .increment(1);
+                record_hops(&delivery, applied);
                 return Outcome::Ack;
             }
             Err(EngineError::Store(StoreError::Duplicate { what, constraint })) => {

@@ -216,6 +216,19 @@ impl Engine {
         Ok(applied.first().copied().unwrap_or(Applied::Duplicate))
     }
 
+    /// Starts the runs of claimed `workflow.submitted` outbox rows in the
+    /// relay's claiming transaction and deletes the rows in it, so that
+    /// they go with the start's commit ([`crate::Relay::starting_runs`]).
+    pub(crate) async fn start_claimed(
+        &self,
+        tx: &mut PgConnection,
+        starts: &crate::relay::Starts,
+    ) -> Result<Outgoing, EngineError> {
+        let (_, outgoing) = self.start_in(tx, &starts.runs).await?;
+        outbox::delete(tx, &starts.ids).await?;
+        Ok(outgoing)
+    }
+
     /// Starts runs inside an open transaction, set-based: one statement
     /// moves them all to `running`, one creates all their tasks, and one
     /// [`Step`] decides every root. A run that was not pending is resumed
@@ -495,6 +508,7 @@ impl Engine {
         } = outgoing;
         let ids = outbox::enqueue(&mut tx, &queued, self.lease()).await?;
         tx.commit().await.map_err(db("committing"))?;
+        let committed_at = std::time::Instant::now();
         let delayed = ids.len() < queued.len();
         let anything = !queued.is_empty() || !written.is_empty();
         match self.inner.flusher.get() {
@@ -515,6 +529,7 @@ impl Engine {
                         ids: all_ids,
                         envelopes,
                         flushed,
+                        committed_at,
                     };
                     // After the commit, holding no connection: a full
                     // queue makes this task wait, not the database.

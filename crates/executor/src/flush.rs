@@ -9,6 +9,8 @@
 //! dies, or the broker refuses, before the delete, a relay publishes the row
 //! once its lease ran out, and consumers' guards absorb any duplicate.
 
+use std::time::Instant;
+
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -28,6 +30,9 @@ pub(crate) struct Committed {
     ///
     /// [`Engine::commit_tracked`]: crate::engine::Engine::commit_tracked
     pub(crate) flushed: Option<oneshot::Sender<()>>,
+    /// When the transaction committed: the flusher records how long these
+    /// messages waited for it (`weft_executor_flush_delay_seconds`).
+    pub(crate) committed_at: Instant,
 }
 
 /// Messages published per batch at most.
@@ -50,6 +55,7 @@ pub(crate) async fn run(
     let mut ids: Vec<i64> = Vec::new();
     let mut envelopes: Vec<Envelope> = Vec::new();
     let mut waiting: Vec<oneshot::Sender<()>> = Vec::new();
+    let mut commits: Vec<Instant> = Vec::new();
     loop {
         let first = tokio::select! {
             biased;
@@ -65,6 +71,7 @@ pub(crate) async fn run(
             ids.append(&mut next.ids);
             envelopes.append(&mut next.envelopes);
             waiting.extend(next.flushed.take());
+            commits.push(next.committed_at);
             if ids.len() >= BATCH {
                 break;
             }
@@ -72,6 +79,11 @@ pub(crate) async fn run(
                 Ok(more) => next = more,
                 Err(_) => break,
             }
+        }
+        let publishing = Instant::now();
+        for committed_at in commits.drain(..) {
+            metrics::histogram!("weft_executor_flush_delay_seconds")
+                .record(publishing.duration_since(committed_at).as_secs_f64());
         }
         flush(&pool, &mut outlet, &ids, &envelopes).await;
         ids.clear();

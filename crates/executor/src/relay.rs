@@ -17,7 +17,7 @@ use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 use tokio_util::sync::CancellationToken;
 use weft_bus::{Bus, Publisher};
-use weft_common::{Envelope, Message};
+use weft_common::{Envelope, Message, WorkflowExecutionId};
 use weft_store::outbox;
 
 use crate::engine::Engine;
@@ -119,12 +119,49 @@ impl Outlet {
     }
 }
 
+/// Claimed `workflow.submitted` messages, to apply in process.
+#[derive(Debug, Default)]
+pub(crate) struct Starts {
+    /// Their outbox rows.
+    pub(crate) ids: Vec<i64>,
+    /// The runs they start.
+    pub(crate) runs: Vec<WorkflowExecutionId>,
+}
+
+/// Moves the run starts out of claimed messages; the rest is published.
+fn take_starts(ids: &mut Vec<i64>, envelopes: &mut Vec<Envelope>) -> Starts {
+    let mut starts = Starts::default();
+    let mut kept = 0;
+    for i in 0..ids.len() {
+        if let Message::WorkflowSubmitted(m) = &envelopes[i].message {
+            starts.ids.push(ids[i]);
+            starts.runs.push(m.workflow_execution_id);
+        } else {
+            ids.swap(kept, i);
+            envelopes.swap(kept, i);
+            kept += 1;
+        }
+    }
+    ids.truncate(kept);
+    envelopes.truncate(kept);
+    starts
+}
+
 /// Publishes outbox messages until `shutdown`.
 #[derive(Debug)]
 pub struct Relay {
     pool: PgPool,
     outlet: Outlet,
     config: RelayConfig,
+    /// The engine that starts the runs this relay claims, in the claiming
+    /// transaction, instead of publishing their start to some executor
+    /// (see [`Relay::starting_runs`]).
+    engine: Option<Engine>,
+    /// Set after starting runs in process failed: the next claim publishes
+    /// their starts instead, so a start that cannot be applied reaches the
+    /// consumers' handling (retries, dead letters) rather than blocking
+    /// this relay.
+    publish_starts: bool,
 }
 
 impl Relay {
@@ -141,7 +178,22 @@ impl Relay {
             pool,
             outlet: Outlet::new(bus).await?,
             config,
+            engine: None,
+            publish_starts: false,
         })
+    }
+
+    /// Makes this relay start the runs whose `workflow.submitted` it claims
+    /// (a `weft submit`'s, a `weft retry`'s) with `engine`, in the claiming
+    /// transaction, which deletes their rows with the same commit: a run
+    /// submitted without a broker connection starts without a broker round
+    /// trip (publish, confirm, delivery) between its commit and its start.
+    /// Exactly once all the same: the start is the guarded transition any
+    /// executor applies, and the row goes only with the start's commit.
+    #[must_use]
+    pub fn starting_runs(mut self, engine: Engine) -> Self {
+        self.engine = Some(engine);
+        self
     }
 
     /// Claims one batch of due messages, publishes it with confirms and
@@ -182,19 +234,41 @@ impl Relay {
             outbox::park(&mut tx, &undecodable).await?;
             metrics::counter!("weft_outbox_parked_total").increment(undecodable.len() as u64);
         }
+        let starts = match &self.engine {
+            Some(_) if !std::mem::take(&mut self.publish_starts) => {
+                take_starts(&mut ids, &mut envelopes)
+            }
+            _ => Starts::default(),
+        };
         let (published, first_error) = self.outlet.publish(&ids, &envelopes).await;
         outbox::delete(&mut tx, &published).await?;
-        tx.commit()
-            .await
-            .map_err(db("committing a relay transaction"))?;
+        let relayed = published.len() + starts.ids.len();
+        match (&self.engine, starts.runs.is_empty()) {
+            (Some(engine), false) => match engine.start_claimed(&mut tx, &starts).await {
+                Ok(outgoing) => engine.commit(tx, outgoing).await?,
+                Err(e) => {
+                    // Nothing of this claim is committed (published
+                    // messages go out again, which consumers absorb as
+                    // duplicates); the next claim publishes the starts.
+                    drop(tx);
+                    self.publish_starts = true;
+                    return Err(e);
+                }
+            },
+            _ => tx
+                .commit()
+                .await
+                .map_err(db("committing a relay transaction"))?,
+        }
         match first_error {
             Some(e) => Err(EngineError::Bus(e)),
-            None => Ok(published.len()),
+            None => Ok(relayed),
         }
     }
 
     /// Runs until `shutdown`.
     pub async fn run(mut self, engine: Engine, shutdown: CancellationToken) {
+        self.engine.get_or_insert_with(|| engine.clone());
         let mut listener = match PgListener::connect_with(&self.pool).await {
             Ok(mut l) => match l.listen(outbox::CHANNEL).await {
                 Ok(()) => Some(l),

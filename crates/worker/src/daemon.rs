@@ -305,10 +305,18 @@ async fn dispatch_message(state: &State, delivery: Delivery) -> Outcome {
         attempt = dispatch.attempt,
         item_index = ?dispatch.item_index,
     );
-    tracing::Instrument::instrument(execute(state, dispatch), span).await
+    let received_at = (!delivery.redelivered).then_some(delivery.received_at);
+    tracing::Instrument::instrument(execute(state, dispatch, received_at), span).await
 }
 
-async fn execute(state: &State, dispatch: Dispatch) -> Outcome {
+/// Runs a dispatch and reports its end; `received_at` is when it arrived,
+/// for the start delay (`None` for a redelivery, whose wait says nothing
+/// about the step).
+async fn execute(
+    state: &State,
+    dispatch: Dispatch,
+    received_at: Option<chrono::DateTime<Utc>>,
+) -> Outcome {
     if !state.registry.knows(&dispatch.action) {
         return decline(state, dispatch).await;
     }
@@ -331,6 +339,10 @@ async fn execute(state: &State, dispatch: Dispatch) -> Outcome {
         return report(state, &dispatch, ending, None).await;
     }
     let started_at = Utc::now();
+    if let Some(received_at) = received_at {
+        metrics::histogram!("weft_worker_start_delay_seconds")
+            .record(weft_bus::seconds_between(received_at, started_at));
+    }
     let action = run_action(state, &dispatch, &control);
     tokio::pin!(action);
     // A short action reports only its completion. One still running after
