@@ -15,7 +15,7 @@ pub(crate) struct RawWorkflow {
     pub(crate) name: Option<Spanned<String>>,
     pub(crate) description: Option<String>,
     #[serde(default)]
-    pub(crate) input: Option<Spanned<IndexMap<String, Value>>>,
+    pub(crate) input: Option<Spanned<IndexMap<String, Spanned<RawInput>>>>,
     pub(crate) output: Option<Spanned<Value>>,
     pub(crate) tasks: Option<Spanned<IndexMap<String, Spanned<RawTask>>>>,
 }
@@ -47,6 +47,109 @@ pub(crate) struct RawRetry {
     pub(crate) backoff: Option<Spanned<f64>>,
     pub(crate) max_delay: Option<Spanned<String>>,
     pub(crate) jitter: Option<Spanned<f64>>,
+}
+
+/// One declared input as written: `name: default` (short form) or
+/// `name: {type, default, enum, description}` (long form). A mapping is
+/// the long form when it is not empty and every key is one of
+/// [`INPUT_FIELDS`]; any other mapping is an object default.
+#[derive(Debug)]
+pub(crate) enum RawInput {
+    Short(Value),
+    Long(Box<RawInputSpec>),
+}
+
+/// The long form of a declared input; each field keeps its place.
+#[derive(Debug, Default)]
+pub(crate) struct RawInputSpec {
+    pub(crate) kind: Option<Spanned<Value>>,
+    pub(crate) default: Option<Spanned<Value>>,
+    pub(crate) allowed: Option<Spanned<Value>>,
+    pub(crate) description: Option<Spanned<Value>>,
+}
+
+/// The fields of an input's long form.
+pub(crate) const INPUT_FIELDS: &[&str] = &["type", "default", "enum", "description"];
+
+impl<'de> Deserialize<'de> for RawInput {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(RawInputVisitor)
+    }
+}
+
+/// Reads an input's value once, deciding short or long form from a
+/// mapping's keys, so the long form's fields keep their own places.
+struct RawInputVisitor;
+
+impl<'de> serde::de::Visitor<'de> for RawInputVisitor {
+    type Value = RawInput;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a default value or `{type, default, enum, description}`")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<RawInput, E> {
+        Ok(RawInput::Short(Value::Bool(v)))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<RawInput, E> {
+        Ok(RawInput::Short(Value::from(v)))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<RawInput, E> {
+        Ok(RawInput::Short(Value::from(v)))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<RawInput, E> {
+        Ok(RawInput::Short(
+            serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number),
+        ))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<RawInput, E> {
+        Ok(RawInput::Short(Value::String(v.to_owned())))
+    }
+    fn visit_string<E>(self, v: String) -> Result<RawInput, E> {
+        Ok(RawInput::Short(Value::String(v)))
+    }
+    fn visit_unit<E>(self) -> Result<RawInput, E> {
+        Ok(RawInput::Short(Value::Null))
+    }
+    fn visit_none<E>(self) -> Result<RawInput, E> {
+        Ok(RawInput::Short(Value::Null))
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<RawInput, D::Error> {
+        Value::deserialize(d).map(RawInput::Short)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<RawInput, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element::<Value>()? {
+            items.push(item);
+        }
+        Ok(RawInput::Short(Value::Array(items)))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<RawInput, A::Error> {
+        let mut entries: Vec<(String, Spanned<Value>)> = Vec::new();
+        while let Some(key) = map.next_key::<String>()? {
+            entries.push((key, map.next_value::<Spanned<Value>>()?));
+        }
+        let long = !entries.is_empty()
+            && entries
+                .iter()
+                .all(|(k, _)| INPUT_FIELDS.contains(&k.as_str()));
+        if !long {
+            return Ok(RawInput::Short(Value::Object(
+                entries.into_iter().map(|(k, v)| (k, v.value)).collect(),
+            )));
+        }
+        let mut spec = RawInputSpec::default();
+        for (key, value) in entries {
+            let slot = match key.as_str() {
+                "type" => &mut spec.kind,
+                "default" => &mut spec.default,
+                "enum" => &mut spec.allowed,
+                _ => &mut spec.description,
+            };
+            *slot = Some(value);
+        }
+        Ok(RawInput::Long(Box::new(spec)))
+    }
 }
 
 /// The fields a workflow may have, for "did you mean" hints.

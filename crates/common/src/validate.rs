@@ -12,8 +12,9 @@ use crate::dag::Dag;
 use crate::diagnostic::Problem;
 use crate::duration::parse_duration;
 use crate::expr::{Evaluator, is_template, lone_expression};
+use crate::inputs::{Given, InputSpec, InputType};
 use crate::spec::{
-    RETRY_FIELDS, RawRetry, RawTask, RawWorkflow, TASK_FIELDS, WORKFLOW_FIELDS, WithItems,
+    RETRY_FIELDS, RawInput, RawRetry, RawTask, RawWorkflow, TASK_FIELDS, WORKFLOW_FIELDS, WithItems,
 };
 use crate::state::Trigger;
 use crate::workflow::{RetryPolicy, Task, Workflow};
@@ -132,16 +133,20 @@ impl<'s> Validator<'s> {
             }
             Some(n) => n.value.clone(),
         };
-        let inputs: IndexMap<String, Option<Value>> = raw
+        let input_specs: IndexMap<String, InputSpec> = raw
             .input
             .as_ref()
             .map(|i| {
                 i.value
                     .iter()
-                    .map(|(k, v)| (k.clone(), (!v.is_null()).then(|| v.clone())))
+                    .map(|(name, declared)| (name.clone(), self.input(name, declared)))
                     .collect()
             })
             .unwrap_or_default();
+        let inputs: IndexMap<String, Option<Value>> = input_specs
+            .iter()
+            .map(|(name, spec)| (name.clone(), spec.default().cloned()))
+            .collect();
         let raw_tasks = match &raw.tasks {
             Some(tasks) if !tasks.value.is_empty() => &tasks.value,
             Some(tasks) => {
@@ -221,6 +226,7 @@ impl<'s> Validator<'s> {
             name,
             description: raw.description,
             inputs,
+            input_specs,
             output,
             output_references,
             tasks,
@@ -248,6 +254,152 @@ impl<'s> Validator<'s> {
             };
         }
         problem
+    }
+
+    /// One declared input: its type (declared, else implied by the
+    /// default, else by the allowed values), default and allowed values,
+    /// each checked against the type where it is written.
+    fn input(&mut self, name: &str, declared: &Spanned<RawInput>) -> InputSpec {
+        let raw = match &declared.value {
+            RawInput::Short(default) => {
+                return InputSpec {
+                    kind: InputType::of(default),
+                    default: (!default.is_null()).then(|| default.clone()),
+                    allowed: None,
+                    description: None,
+                };
+            }
+            RawInput::Long(raw) => raw,
+        };
+        let mut spec = InputSpec::untyped(None);
+        if let Some(kind) = &raw.kind {
+            let names: Vec<&str> = InputType::ALL.iter().map(|t| t.as_str()).collect();
+            match kind.value.as_str().and_then(InputType::from_name) {
+                Some(t) => spec.kind = Some(t),
+                None => {
+                    let written = match &kind.value {
+                        Value::String(s) => format!("`{s}`"),
+                        other => crate::expr::kind_of(other).to_owned(),
+                    };
+                    let alias = match kind.value.as_str() {
+                        Some("int" | "long") => Some("integer"),
+                        Some("float" | "double" | "decimal") => Some("number"),
+                        Some("bool") => Some("boolean"),
+                        Some("str" | "text") => Some("string"),
+                        Some("list") => Some("array"),
+                        Some("map" | "dict") => Some("object"),
+                        _ => None,
+                    };
+                    let best = alias.or_else(|| {
+                        kind.value
+                            .as_str()
+                            .and_then(|k| closest(k, names.iter().copied()))
+                    });
+                    let p = self.at(
+                        &kind.referenced,
+                        format!("input `{name}`: unknown type {written}"),
+                    );
+                    self.push(match best {
+                        Some(best) => p.hint(format!(
+                            "did you mean `{best}`? (one of: {})",
+                            names.join(", ")
+                        )),
+                        None => p.hint(format!("one of: {}", names.join(", "))),
+                    });
+                }
+            }
+        }
+        if let Some(d) = &raw.description {
+            match &d.value {
+                Value::String(text) => spec.description = Some(text.clone()),
+                other => {
+                    let p = self.at(
+                        &d.referenced,
+                        format!(
+                            "input `{name}`: `description` must be text, not {}",
+                            crate::expr::kind_of(other)
+                        ),
+                    );
+                    self.push(p);
+                }
+            }
+        }
+        if let Some(allowed) = &raw.allowed {
+            match &allowed.value {
+                Value::Array(values) if !values.is_empty() => {
+                    let kind = spec.kind.or_else(|| {
+                        let first = InputType::of(&values[0]);
+                        values
+                            .iter()
+                            .all(|v| InputType::of(v) == first)
+                            .then_some(first)
+                            .flatten()
+                    });
+                    let mut fitted = Vec::with_capacity(values.len());
+                    for value in values {
+                        match kind.map_or(Some(value.clone()), |k| k.fit(value.clone())) {
+                            Some(v) => fitted.push(v),
+                            None => {
+                                let p = self.at(
+                                    &allowed.referenced,
+                                    format!(
+                                        "input `{name}`: `enum` value {} is not {}",
+                                        crate::explain::abbreviate(value, 40),
+                                        kind.map_or("", InputType::article)
+                                    ),
+                                );
+                                self.push(
+                                    p.hint("every allowed value must be of the input's `type`"),
+                                );
+                            }
+                        }
+                    }
+                    spec.kind = kind;
+                    spec.allowed = Some(fitted);
+                }
+                other => {
+                    let p = self.at(
+                        &allowed.referenced,
+                        format!(
+                            "input `{name}`: `enum` must be a non-empty list of the allowed values, not {}",
+                            if other.is_array() { "an empty list" } else { crate::expr::kind_of(other) }
+                        ),
+                    );
+                    self.push(p.hint("e.g. `enum: [dev, staging, prod]`"));
+                }
+            }
+        }
+        if let Some(d) = raw.default.as_ref().filter(|d| !d.value.is_null()) {
+            if spec.kind.is_none() && raw.kind.is_none() {
+                spec.kind = InputType::of(&d.value);
+            }
+            let as_json = Given::Json(d.value.clone());
+            let checked = InputSpec {
+                default: None,
+                ..spec.clone()
+            }
+            .accept(as_json);
+            match checked {
+                Ok(value) => spec.default = Some(value),
+                Err(refusal) => {
+                    let p = self.at(
+                        &d.referenced,
+                        format!(
+                            "input `{name}`: the `default` must be {}, not {}",
+                            refusal.expected, refusal.given
+                        ),
+                    );
+                    let hint = match (spec.kind, &d.value) {
+                        (Some(InputType::String), v) if !v.is_string() => {
+                            format!("quote it to make it text: `default: \"{v}\"`")
+                        }
+                        _ => "change the default, or the declared `type`/`enum`".to_owned(),
+                    };
+                    self.push(p.hint(hint));
+                }
+            }
+        }
+        spec
     }
 
     fn task(&mut self, name: &str, raw: &Spanned<RawTask>, names: &[&str]) -> Task {

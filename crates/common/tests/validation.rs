@@ -3,7 +3,8 @@
 //! `workflows/` validate, and no input makes the parser panic.
 
 use proptest::prelude::*;
-use weft_common::Workflow;
+use serde_json::json;
+use weft_common::{Given, InputType, Workflow};
 
 /// Parses `yaml` expecting problems; returns them as `line: message (hint)`.
 fn problems(yaml: &str) -> Vec<String> {
@@ -338,4 +339,142 @@ proptest! {
 fn item_is_not_visible_in_when_which_is_decided_once_per_task() {
     let yaml = "name: x\ntasks:\n  a:\n    action: echo\n    with_items: [1, 2]\n    when: \"{{ item > 1 }}\"\n";
     has(&problems(yaml), 6, &["`item`", "once for the whole task"]);
+}
+
+#[test]
+fn typed_inputs_are_read_in_both_forms() {
+    let w = ok(concat!(
+        "name: x\ninput:\n",
+        "  n: 10\n",
+        "  ratio: 0.5\n",
+        "  source: null\n",
+        "  version:\n    type: string\n    default: \"1.10\"\n    description: the release\n",
+        "  env: { type: string, enum: [dev, prod], default: dev }\n",
+        "  level: { enum: [1, 2, 3] }\n",
+        "  tags: { type: array, default: [] }\n",
+        "  config: { retries: 3 }\n",
+        "tasks:\n  a: { action: noop }\n",
+    ));
+    let specs = w.input_specs();
+    let kind = |n: &str| specs[n].kind().map(InputType::as_str);
+    assert_eq!(kind("n"), Some("integer"));
+    assert_eq!(kind("ratio"), Some("number"));
+    assert_eq!(kind("source"), None);
+    assert!(specs["source"].required());
+    assert_eq!(kind("version"), Some("string"));
+    assert_eq!(specs["version"].default(), Some(&json!("1.10")));
+    assert_eq!(specs["version"].description(), Some("the release"));
+    assert_eq!(kind("env"), Some("string"));
+    assert_eq!(
+        specs["env"].allowed(),
+        Some(&[json!("dev"), json!("prod")][..])
+    );
+    // The type of an untyped enum is its values' type; no default: required.
+    assert_eq!(kind("level"), Some("integer"));
+    assert!(specs["level"].required());
+    assert_eq!(kind("tags"), Some("array"));
+    // A mapping with other keys is an object default, as before.
+    assert_eq!(kind("config"), Some("object"));
+    assert_eq!(specs["config"].default(), Some(&json!({"retries": 3})));
+    // `inputs()` still maps each name to its default.
+    assert_eq!(w.inputs()["n"], Some(json!(10)));
+    assert_eq!(w.inputs()["source"], None);
+}
+
+#[test]
+fn a_default_that_does_not_fit_its_type_is_refused_on_its_line() {
+    let p = problems(
+        "name: x\ninput:\n  n:\n    type: integer\n    default: abc\ntasks:\n  a: { action: noop }\n",
+    );
+    has(&p, 5, &["input `n`", "`default` must be an integer", "abc"]);
+    let p = problems(
+        "name: x\ninput:\n  version: { type: string, default: 1.10 }\ntasks:\n  a: { action: noop }\n",
+    );
+    has(&p, 3, &["input `version`", "a string", "quote it"]);
+    let p = problems(
+        "name: x\ninput:\n  env:\n    enum: [dev, prod]\n    default: qa\ntasks:\n  a: { action: noop }\n",
+    );
+    has(&p, 5, &["input `env`", "one of \"dev\" or \"prod\"", "qa"]);
+    let p = problems(
+        "name: x\ninput:\n  flag: { type: boolean, default: \"yes\" }\ntasks:\n  a: { action: noop }\n",
+    );
+    has(&p, 3, &["input `flag`", "a boolean"]);
+}
+
+#[test]
+fn input_declarations_are_checked() {
+    let p = problems("name: x\ninput:\n  n:\n    type: int\ntasks:\n  a: { action: noop }\n");
+    has(
+        &p,
+        4,
+        &["input `n`", "unknown type `int`", "did you mean `integer`"],
+    );
+    let p = problems(
+        "name: x\ninput:\n  n: { type: integer, enum: [1, two] }\ntasks:\n  a: { action: noop }\n",
+    );
+    has(&p, 3, &["input `n`", "\"two\"", "an integer"]);
+    let p = problems("name: x\ninput:\n  n: { enum: [] }\ntasks:\n  a: { action: noop }\n");
+    has(&p, 3, &["input `n`", "non-empty list"]);
+    let p = problems(
+        "name: x\ninput:\n  n: { type: string, description: 3 }\ntasks:\n  a: { action: noop }\n",
+    );
+    has(&p, 3, &["input `n`", "`description` must be text"]);
+}
+
+#[test]
+fn given_inputs_are_parsed_by_type_and_refused_naming_input_and_type() {
+    let w = ok(concat!(
+        "name: x\ninput:\n",
+        "  n: 10\n",
+        "  version: { type: string, default: \"1.0\" }\n",
+        "  force: false\n",
+        "  env: { enum: [dev, prod], default: dev }\n",
+        "  size: null\n",
+        "tasks:\n  a: { action: noop }\n",
+    ));
+    let text = |pairs: &[(&str, &str)]| {
+        w.resolve_given(
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), Given::Text((*v).to_owned()))),
+        )
+    };
+    let resolved = text(&[
+        ("version", "1.10"),
+        ("n", "3"),
+        ("force", "true"),
+        ("size", "big"),
+    ])
+    .unwrap();
+    assert_eq!(
+        serde_json::Value::Object(resolved),
+        json!({"n": 3, "version": "1.10", "force": true, "env": "dev", "size": "big"})
+    );
+    let err = text(&[("n", "abc"), ("force", "yes"), ("env", "qa"), ("size", "1")]).unwrap_err();
+    let message = err.to_string();
+    for part in [
+        "input `n` must be an integer, not `abc`",
+        "input `force` must be a boolean (true or false), not `yes`",
+        "input `env` must be one of \"dev\" or \"prod\", not `qa`",
+    ] {
+        assert!(message.contains(part), "{part} not in {message}");
+    }
+    // JSON values (an inputs file, an API) are checked, not converted.
+    let err = w
+        .resolve_input(
+            json!({"size": 1, "n": "3", "force": "true"})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+        )
+        .unwrap_err();
+    assert_eq!(err.refused.len(), 2, "{err}");
+    assert!(
+        err.to_string()
+            .contains("input `n` must be an integer, not a string \"3\""),
+        "{err}"
+    );
+    // An undeclared name gets the closest declared one.
+    let err = text(&[("sise", "1")]).unwrap_err();
+    assert!(err.to_string().contains("`sise` → `size`"), "{err}");
 }
