@@ -13,7 +13,12 @@ pub(crate) fn load(path: &Path) -> anyhow::Result<Option<(Workflow, String)>> {
     let source =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     match Workflow::parse(&source, &path.display().to_string()) {
-        Ok(workflow) => Ok(Some((workflow, source))),
+        Ok(workflow) => {
+            if let Some(warnings) = workflow.warnings() {
+                eprint!("{}", render(warnings, std::io::stderr().is_terminal()));
+            }
+            Ok(Some((workflow, source)))
+        }
         Err(diagnostics) => {
             eprint!("{}", render(&diagnostics, std::io::stderr().is_terminal()));
             Ok(None)
@@ -37,8 +42,13 @@ pub(crate) fn render(diagnostics: &Diagnostics, color: bool) -> String {
         out.push('\n');
     }
     let n = diagnostics.problems().len();
+    let what = if diagnostics.is_warning() {
+        "warning"
+    } else {
+        "problem"
+    };
     out.push_str(&format!(
-        "{}: {n} problem{}\n",
+        "{}: {n} {what}{}\n",
         diagnostics.origin(),
         if n == 1 { "" } else { "s" }
     ));

@@ -34,6 +34,7 @@ pub mod message;
 mod redact;
 mod report;
 pub mod run_ref;
+mod scan;
 mod spec;
 pub mod state;
 mod validate;

@@ -13,9 +13,12 @@ use crate::diagnostic::Problem;
 use crate::duration::parse_duration;
 use crate::expr::{Evaluator, is_template, lone_expression};
 use crate::inputs::{Given, InputSpec, InputType};
+use crate::scan::{self, Use};
 use crate::spec::{
-    RETRY_FIELDS, RawInput, RawRetry, RawTask, RawWorkflow, TASK_FIELDS, WORKFLOW_FIELDS, WithItems,
+    RETRY_FIELDS, RawInput, RawRetry, RawTask, RawWorkflow, TASK_FIELDS, Tree, WORKFLOW_FIELDS,
+    WithItems,
 };
+use crate::state::TaskStatus;
 use crate::state::Trigger;
 use crate::workflow::{RetryPolicy, Task, Workflow};
 
@@ -46,18 +49,12 @@ fn is_slug(s: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_.-".contains(c))
 }
 
-/// Where in the source a template string sits.
-struct Site<'a> {
-    task: Option<&'a str>,
-    field: &'static str,
-    location: Location,
-    text: String,
-}
-
 pub(crate) struct Validator<'s> {
     source: &'s str,
     evaluator: Evaluator,
     problems: Vec<Problem>,
+    /// Advice that does not stop the workflow (a splice into a script).
+    warnings: Vec<Problem>,
 }
 
 impl<'s> Validator<'s> {
@@ -66,6 +63,7 @@ impl<'s> Validator<'s> {
             source,
             evaluator: Evaluator::new(),
             problems: Vec::new(),
+            warnings: Vec::new(),
         }
     }
 
@@ -100,11 +98,27 @@ impl<'s> Validator<'s> {
         }
     }
 
+    /// A problem at a mapping key: the last `key` written before its
+    /// value's place (a block value starts on the line after its key).
+    fn at_key(&self, value: &Location, key: &str, message: impl Into<String>) -> Problem {
+        let found = value
+            .span()
+            .byte_offset()
+            .and_then(|o| usize::try_from(o).ok())
+            .and_then(|o| self.source.get(..o))
+            .and_then(|before| before.rfind(key));
+        match found {
+            Some(at) => Problem::at(self.source, at, key.len(), message),
+            None => self.at(value, message),
+        }
+    }
+
     fn push(&mut self, problem: Problem) {
         self.problems.push(problem);
     }
 
-    pub(crate) fn run(mut self) -> Result<Workflow, Vec<Problem>> {
+    /// The workflow and the warnings about it, or every problem.
+    pub(crate) fn run(mut self) -> Result<(Workflow, Vec<Problem>), Vec<Problem>> {
         let raw: RawWorkflow = match serde_saphyr::from_str(self.source) {
             Ok(raw) => raw,
             Err(e) => {
@@ -198,18 +212,25 @@ impl<'s> Validator<'s> {
             task.references =
                 self.check_task_expressions(task, &raw_task.value, &dag, &names, &inputs);
         }
-        let output = raw.output.as_ref().map(|o| o.value.clone());
+        let output = raw.output.as_ref().map(|o| o.value.value.clone());
         let output_references = match &raw.output {
             Some(o) => {
-                let mut sites = Vec::new();
-                collect_sites(&o.value, None, "output", o.referenced, &mut sites);
-                self.check_sites(&sites, &|_| true, &names, &inputs, false, false)
+                let sites = template_strings(o);
+                let scope = Scope {
+                    task: None,
+                    field: "output",
+                    items_allowed: false,
+                    fan_out: false,
+                    condition: false,
+                };
+                self.check_sites(&sites, &scope, &|_| true, &names, &inputs)
             }
             None => BTreeSet::new(),
         };
         if !self.problems.is_empty() {
             return Err(self.problems);
         }
+        let warnings = std::mem::take(&mut self.warnings);
         let order = dag.topological_order().to_vec();
         let position: std::collections::HashMap<&str, usize> = order
             .iter()
@@ -222,17 +243,19 @@ impl<'s> Validator<'s> {
             .enumerate()
             .map(|(i, t)| (t.name.clone(), i))
             .collect();
-        Ok(Workflow {
+        let workflow = Workflow {
             name,
             description: raw.description,
             inputs,
             input_specs,
+            warnings: None,
             output,
             output_references,
             tasks,
             index,
             dag,
-        })
+        };
+        Ok((workflow, warnings))
     }
 
     fn yaml_problem(&self, e: &serde_saphyr::Error) -> Problem {
@@ -405,8 +428,9 @@ impl<'s> Validator<'s> {
     fn task(&mut self, name: &str, raw: &Spanned<RawTask>, names: &[&str]) -> Task {
         let t = &raw.value;
         if !is_identifier(name) {
-            let p = self.at(
+            let p = self.at_key(
                 &raw.referenced,
+                name,
                 format!("task name `{name}` must be an identifier (letters, digits, `_`)"),
             );
             self.push(p.hint("expressions refer to it as `tasks.<name>`, so it cannot contain `-`, `.` or spaces"));
@@ -456,7 +480,7 @@ impl<'s> Validator<'s> {
         }
         let with_items = match &t.with_items {
             None => None,
-            Some(w) => match &w.value {
+            Some(w) => match &w.value.value {
                 Value::String(s) if lone_expression(s).is_some() => {
                     Some(WithItems::Expression(s.clone()))
                 }
@@ -553,7 +577,7 @@ impl<'s> Validator<'s> {
             input: t
                 .input
                 .as_ref()
-                .map_or_else(|| Value::Object(Map::new()), |i| i.value.clone()),
+                .map_or_else(|| Value::Object(Map::new()), |i| i.value.value.clone()),
             needs,
             with_items,
             concurrency,
@@ -645,85 +669,210 @@ impl<'s> Validator<'s> {
         };
         let mut used = BTreeSet::new();
         let fan_out = task.with_items.is_some();
+        let scope = |field: &'static str, items_allowed: bool, condition: bool| Scope {
+            task: Some(&task.name),
+            field,
+            items_allowed,
+            fan_out,
+            condition,
+        };
         if let Some(i) = &raw.input {
-            let mut sites = Vec::new();
-            collect_sites(
-                &i.value,
-                Some(&task.name),
-                "input",
-                i.referenced,
-                &mut sites,
-            );
-            used.extend(self.check_sites(&sites, &ancestor, names, inputs, fan_out, false));
+            let sites = template_strings(i);
+            used.extend(self.check_sites(
+                &sites,
+                &scope("input", fan_out, false),
+                &ancestor,
+                names,
+                inputs,
+            ));
+            if task.action == "shell" {
+                self.warn_script_splices(task, i);
+            }
         }
         if let Some(w) = &raw.with_items {
-            let mut sites = Vec::new();
-            collect_sites(
-                &w.value,
-                Some(&task.name),
-                "with_items",
-                w.referenced,
-                &mut sites,
-            );
-            used.extend(self.check_sites(&sites, &ancestor, names, inputs, false, false));
+            let sites = template_strings(w);
+            used.extend(self.check_sites(
+                &sites,
+                &scope("with_items", false, false),
+                &ancestor,
+                names,
+                inputs,
+            ));
         }
         if let Some(w) = &raw.when {
-            let site = Site {
-                task: Some(&task.name),
-                field: "when",
-                location: w.referenced,
-                text: w.value.clone(),
-            };
-            used.extend(self.check_sites(&[site], &ancestor, names, inputs, false, true));
+            let sites = [(w.referenced, w.value.as_str())];
+            used.extend(self.check_sites(
+                &sites,
+                &scope("when", false, true),
+                &ancestor,
+                names,
+                inputs,
+            ));
         }
         used
     }
 
+    /// A `script:` of a `shell` task that splices a template into the
+    /// shell text gets a warning: the value becomes shell code.
+    fn warn_script_splices(&mut self, task: &Task, input: &Spanned<Tree>) {
+        let Some(script) = input.value.value.get("script").and_then(Value::as_str) else {
+            return;
+        };
+        if !is_template(script) {
+            return;
+        }
+        let Some((location, _)) = Tree::strings(input).into_iter().find(|(_, s)| *s == script)
+        else {
+            return;
+        };
+        let start = script.find("{{").or_else(|| script.find("{%")).unwrap_or(0);
+        let end = script[start..]
+            .find("}}")
+            .or_else(|| script[start..].find("%}"))
+            .map_or(script.len(), |e| start + e + 2);
+        let fragment = &script[start..end];
+        let p = self.at_fragment(
+            location,
+            script,
+            start,
+            fragment,
+            format!(
+                "task `{}`: `script` splices `{fragment}` into shell text: a value with spaces, quotes or `;` changes the command",
+                task.name
+            ),
+        );
+        self.warnings.push(p.hint(
+            "pass values as arguments instead — `command: [sh, -c, 'echo \"$1\"', sh, \"{{ input.name }}\"]` — or through `env:` and read \"$NAME\" in the script",
+        ));
+    }
+
+    /// A problem at `fragment`, found in the source near a string's place
+    /// (its `occurrence`-th appearance, counting those before `offset` in
+    /// the string); at the string itself when it cannot be found (escapes,
+    /// folded text).
+    fn at_fragment(
+        &self,
+        location: Location,
+        text: &str,
+        offset: usize,
+        fragment: &str,
+        message: impl Into<String>,
+    ) -> Problem {
+        let message = message.into();
+        let base = location
+            .span()
+            .byte_offset()
+            .and_then(|o| usize::try_from(o).ok());
+        if let Some(base) = base
+            && !fragment.is_empty()
+            && base <= self.source.len()
+        {
+            let before = text
+                .get(..offset.min(text.len()))
+                .map_or(0, |t| t.matches(fragment).count());
+            let mut window_end = (base + text.len() * 2 + 64).min(self.source.len());
+            while !self.source.is_char_boundary(window_end) {
+                window_end -= 1;
+            }
+            if let Some(window) = self.source.get(base..window_end)
+                && let Some((at, _)) = window.match_indices(fragment).nth(before)
+            {
+                return Problem::at(self.source, base + at, fragment.len(), message);
+            }
+        }
+        self.at(&location, message)
+    }
+
     fn check_sites(
         &mut self,
-        sites: &[Site<'_>],
+        sites: &[(Location, &str)],
+        scope: &Scope<'_>,
         visible: &dyn Fn(&str) -> bool,
         names: &[&str],
         inputs: &IndexMap<String, Option<Value>>,
-        items_allowed: bool,
-        condition: bool,
     ) -> BTreeSet<String> {
         let mut used = BTreeSet::new();
-        for site in sites {
-            let whose = site
-                .task
-                .map_or_else(|| "the workflow".to_owned(), |t| format!("task `{t}`"));
-            let vars = if condition {
-                self.evaluator.condition_references(&site.text)
+        let whose = scope
+            .task
+            .map_or_else(|| "the workflow".to_owned(), |t| format!("task `{t}`"));
+        let field = scope.field;
+        for &(location, text) in sites {
+            let vars = if scope.condition {
+                self.evaluator.condition_references(text)
             } else {
-                self.evaluator.references(&site.text)
+                self.evaluator.references(text)
             };
             let vars = match vars {
                 Ok(vars) => vars,
                 Err(why) => {
                     let p = self.at(
-                        &site.location,
-                        format!("{whose}: `{}` has a syntax error: {why}", site.field),
+                        &location,
+                        format!("{whose}: `{field}` has a syntax error: {why}"),
                     );
                     self.push(p.hint("expressions use Jinja syntax: `{{ tasks.fetch.result }}`"));
                     continue;
                 }
             };
+            // A bare `when` is an expression without braces: scan it as one.
+            let (scanned, shift) = if scope.condition && !is_template(text) {
+                (format!("{{{{ {text} }}}}"), 3)
+            } else {
+                (text.to_owned(), 0)
+            };
+            let called = self.check_calls(location, text, &scanned, shift, &whose, field);
+            // A non-identifier input read with a dot (`input.should-print`)
+            // is `input.should` minus `print`: say that once, and not the
+            // two undefined names it makes.
+            let mut skip: BTreeSet<String> = BTreeSet::new();
+            for name in inputs.keys().filter(|n| !is_identifier(n)) {
+                let dotted = format!("input.{name}");
+                if let Some(at) = text.find(&dotted) {
+                    let p = self.at_fragment(
+                        location,
+                        text,
+                        at,
+                        &dotted,
+                        format!("{whose}: `{field}` reads `{dotted}`, but `{name}` is not an identifier, so this is not the input `{name}`"),
+                    );
+                    self.push(p.hint(format!("write `input['{name}']`")));
+                    let mut parts = name.split(|c: char| !c.is_ascii_alphanumeric() && c != '_');
+                    if let Some(first) = parts.next() {
+                        skip.insert(format!("input.{first}"));
+                    }
+                    skip.extend(parts.filter(|p| !p.is_empty()).map(str::to_owned));
+                }
+            }
             for var in vars {
                 let mut parts = var.split('.');
                 let root = parts.next().unwrap_or_default();
                 let second = parts.next();
                 let third = parts.next();
+                if skip.contains(root)
+                    || second.is_some_and(|s| skip.contains(&format!("{root}.{s}")))
+                    || called.contains(root)
+                {
+                    continue;
+                }
+                let here = |this: &Self, fragment: &str, message: String| {
+                    this.at_fragment(location, text, 0, fragment, message)
+                };
                 match root {
                     "input" => {
-                        if let Some(field) = second
-                            && !inputs.contains_key(field)
+                        if let Some(name) = second
+                            && !inputs.contains_key(name)
                         {
                             let declared: Vec<&str> = inputs.keys().map(String::as_str).collect();
-                            let mut p = self.at(&site.location, format!("{whose}: `{}` uses `input.{field}`, which is not declared under `input:`", site.field));
-                            p = match closest(field, declared.iter().copied()) {
-                                Some(best) => p.hint(format!("did you mean `input.{best}`? Otherwise declare it: `input: {{ {field}: null }}`")),
-                                None => p.hint(format!("declare it at the top: `input: {{ {field}: null }}` (null = required)")),
+                            let mut p = here(
+                                self,
+                                &format!("input.{name}"),
+                                format!(
+                                    "{whose}: `{field}` uses `input.{name}`, which is not declared under `input:`"
+                                ),
+                            );
+                            p = match closest(name, declared.iter().copied()) {
+                                Some(best) if is_identifier(best) => p.hint(format!("did you mean `input.{best}`? Otherwise declare it: `input: {{ {name}: null }}`")),
+                                Some(best) => p.hint(format!("did you mean `input['{best}']`? Otherwise declare it: `input: {{ {name}: null }}`")),
+                                None => p.hint(format!("declare it at the top: `input: {{ {name}: null }}` (null = required)")),
                             };
                             self.push(p);
                         }
@@ -731,11 +880,11 @@ impl<'s> Validator<'s> {
                     "tasks" => {
                         let Some(other) = second else { continue };
                         if !names.contains(&other) {
-                            let mut p = self.at(
-                                &site.location,
+                            let mut p = here(
+                                self,
+                                &format!("tasks.{other}"),
                                 format!(
-                                    "{whose}: `{}` uses `tasks.{other}`, which is not a task",
-                                    site.field
+                                    "{whose}: `{field}` uses `tasks.{other}`, which is not a task"
                                 ),
                             );
                             if let Some(best) = closest(other, names.iter().copied()) {
@@ -743,7 +892,13 @@ impl<'s> Validator<'s> {
                             }
                             self.push(p);
                         } else if !visible(other) {
-                            let p = self.at(&site.location, format!("{whose}: `{}` uses `tasks.{other}`, but `{other}` is not one of its ancestors, so its result would not exist yet", site.field));
+                            let p = here(
+                                self,
+                                &format!("tasks.{other}"),
+                                format!(
+                                    "{whose}: `{field}` uses `tasks.{other}`, but `{other}` is not one of its ancestors, so its result would not exist yet"
+                                ),
+                            );
                             self.push(p.hint(format!("add `{other}` to this task's `needs` (directly or through a task it needs)")));
                         } else {
                             used.insert(other.to_owned());
@@ -751,8 +906,9 @@ impl<'s> Validator<'s> {
                                 && attr != "result"
                                 && attr != "status"
                             {
-                                let p = self.at(
-                                    &site.location,
+                                let p = here(
+                                    self,
+                                    &format!("tasks.{other}.{attr}"),
                                     format!("{whose}: `tasks.{other}.{attr}` does not exist"),
                                 );
                                 self.push(p.hint(format!(
@@ -761,9 +917,27 @@ impl<'s> Validator<'s> {
                             }
                         }
                     }
-                    "item" | "item_index" if !items_allowed => {
-                        let p = self.at(&site.location, format!("{whose}: `{}` uses `{root}`, which only exists in the `input` of a `with_items` task (`when` and `with_items` are evaluated once for the whole task)", site.field));
-                        self.push(p.hint("add `with_items:` to the task, or remove the reference"));
+                    "item" | "item_index" if !scope.items_allowed => {
+                        let (message, hint) = match (scope.task, scope.fan_out) {
+                            (None, _) => (
+                                format!("the workflow's `{field}` uses `{root}`, which only exists in the `input` of a `with_items` task"),
+                                "the output is rendered once for the run: read a fan-out's results with `tasks.<name>.result`, a list in item order".to_owned(),
+                            ),
+                            (Some(_), true) => (
+                                format!("{whose}: `{field}` uses `{root}`, but `{field}` is evaluated once for the whole task, before any item"),
+                                if field == "when" {
+                                    "to run only some items, filter the list instead: `with_items: \"{{ xs | select('odd') }}\"` or `{{ xs | selectattr('enabled') }}`".to_owned()
+                                } else {
+                                    "`item` and `item_index` exist only in the task's `input`".to_owned()
+                                },
+                            ),
+                            (Some(_), false) => (
+                                format!("{whose}: `{field}` uses `{root}`, which only exists in the `input` of a `with_items` task"),
+                                "add `with_items:` to the task, or remove the reference".to_owned(),
+                            ),
+                        };
+                        let p = here(self, root, message);
+                        self.push(p.hint(hint));
                     }
                     "item" | "item_index" => {}
                     "workflow" => {
@@ -771,8 +945,9 @@ impl<'s> Validator<'s> {
                             && attr != "id"
                             && attr != "name"
                         {
-                            let p = self.at(
-                                &site.location,
+                            let p = here(
+                                self,
+                                &format!("workflow.{attr}"),
                                 format!("{whose}: `workflow.{attr}` does not exist"),
                             );
                             self.push(p.hint("the run is `workflow.id` and `workflow.name`"));
@@ -781,12 +956,10 @@ impl<'s> Validator<'s> {
                     "range" | "dict" | "namespace" | "debug" | "true" | "false" | "none"
                     | "loop" => {}
                     other => {
-                        let mut p = self.at(
-                            &site.location,
-                            format!(
-                                "{whose}: `{}` uses `{other}`, which is not defined",
-                                site.field
-                            ),
+                        let mut p = here(
+                            self,
+                            other,
+                            format!("{whose}: `{field}` uses `{other}`, which is not defined"),
                         );
                         let roots = ["input", "tasks", "item", "item_index", "workflow"];
                         p = match closest(other, roots.iter().copied()) {
@@ -802,35 +975,275 @@ impl<'s> Validator<'s> {
         }
         used
     }
+
+    /// Filters, tests, functions and methods a template names that this
+    /// build does not have, and status comparisons with a word that is
+    /// not a status — found before anything runs, each with a "did you
+    /// mean". Returns the names called as functions (their undefined-name
+    /// problem is this one).
+    fn check_calls(
+        &mut self,
+        location: Location,
+        text: &str,
+        scanned: &str,
+        shift: usize,
+        whose: &str,
+        field: &str,
+    ) -> BTreeSet<String> {
+        let macros = scan::macros(scanned);
+        let mut called = BTreeSet::new();
+        for found in scan::scan(scanned) {
+            let problem = match found {
+                Use::Filter(name, at) if !self.evaluator.knows_filter(name) => {
+                    let known = self.known(FILTERS, |e, n| e.knows_filter(n));
+                    let hint = match closest(name, known.iter().copied()) {
+                        Some(best) => format!("did you mean `{best}`?"),
+                        None => format!("filters: {}", known.join(", ")),
+                    };
+                    Some((
+                        at,
+                        name,
+                        format!(
+                            "{whose}: `{field}` uses the filter `{name}`, which does not exist"
+                        ),
+                        hint,
+                    ))
+                }
+                Use::Test(name, at) if !self.evaluator.knows_test(name) => {
+                    let known = self.known(TESTS, |e, n| e.knows_test(n));
+                    let hint = match closest(name, known.iter().copied()) {
+                        Some(best) => format!("did you mean `is {best}`?"),
+                        None => format!("tests: {}", known.join(", ")),
+                    };
+                    Some((
+                        at,
+                        name,
+                        format!(
+                            "{whose}: `{field}` uses the test `is {name}`, which does not exist"
+                        ),
+                        hint,
+                    ))
+                }
+                Use::Function(name, at)
+                    if !self.evaluator.knows_function(name)
+                        && !macros.contains(&name)
+                        && !["loop", "caller", "super", "self", "varargs", "kwargs"]
+                            .contains(&name) =>
+                {
+                    called.insert(name.to_owned());
+                    let hint = if self.evaluator.knows_filter(name) {
+                        format!("`{name}` is a filter: write `value | {name}`")
+                    } else {
+                        match closest(name, FUNCTIONS.iter().copied()) {
+                            Some(best) => format!("did you mean `{best}(…)`?"),
+                            None => format!(
+                                "the functions are {}; the rest are filters (`value | length`)",
+                                FUNCTIONS.join(", ")
+                            ),
+                        }
+                    };
+                    Some((
+                        at,
+                        name,
+                        format!("{whose}: `{field}` calls `{name}(…)`, which is not a function"),
+                        hint,
+                    ))
+                }
+                Use::Method { receiver, name, at } if receiver != "loop" => {
+                    let hint = if self.evaluator.knows_filter(name) {
+                        format!("use the filter: `… | {name}(…)`")
+                    } else {
+                        let filters = self.known(FILTERS, |e, n| e.knows_filter(n));
+                        let tests = self.known(TESTS, |e, n| e.knows_test(n));
+                        let filter = closest(name, filters.iter().copied());
+                        let test = closest(name, tests.iter().copied());
+                        let score =
+                            |c: Option<&str>| c.map_or(0.0, |c| strsim::jaro_winkler(name, c));
+                        match (filter, test) {
+                            (_, Some(best)) if score(test) > score(filter) => {
+                                format!("did you mean the test `… is {best}(…)`?")
+                            }
+                            (Some(best), _) => format!("did you mean the filter `… | {best}`?"),
+                            _ => "write it with filters: `value | upper`, `value | split(',')`"
+                                .to_owned(),
+                        }
+                    };
+                    Some((
+                        at,
+                        name,
+                        format!(
+                            "{whose}: `{field}` calls the method `.{name}(…)`, but values have no methods here"
+                        ),
+                        hint,
+                    ))
+                }
+                Use::StatusCompare { task, literal, at }
+                    if !TaskStatus::ALL.iter().any(|s| s.as_str() == literal) =>
+                {
+                    let statuses: Vec<&str> = TaskStatus::ALL
+                        .iter()
+                        .filter(|s| s.is_terminal())
+                        .map(|s| s.as_str())
+                        .collect();
+                    let hint = match closest(literal, statuses.iter().copied()) {
+                        Some(best) => format!(
+                            "did you mean '{best}'? (a needed task is one of: {})",
+                            statuses.join(", ")
+                        ),
+                        None => format!("a needed task is one of: {}", statuses.join(", ")),
+                    };
+                    Some((
+                        at,
+                        literal,
+                        format!(
+                            "{whose}: `{field}` compares `tasks.{task}.status` with '{literal}', which is not a status, so the comparison never holds"
+                        ),
+                        hint,
+                    ))
+                }
+                _ => None,
+            };
+            if let Some((at, fragment, message, hint)) = problem {
+                let offset = at.saturating_sub(shift);
+                let p = self.at_fragment(location, text, offset, fragment, message);
+                self.push(p.hint(hint));
+            }
+        }
+        called
+    }
+
+    /// The names of `candidates` this build knows, for "did you mean".
+    fn known(
+        &self,
+        candidates: &'static [&'static str],
+        knows: fn(&Evaluator, &str) -> bool,
+    ) -> Vec<&'static str> {
+        candidates
+            .iter()
+            .copied()
+            .filter(|n| knows(&self.evaluator, n))
+            .collect()
+    }
+}
+
+/// Where a list of template strings sits, for its messages.
+struct Scope<'a> {
+    task: Option<&'a str>,
+    field: &'static str,
+    /// `item` and `item_index` exist here (a with_items task's `input`).
+    items_allowed: bool,
+    /// The task has `with_items`.
+    fan_out: bool,
+    /// A `when`: one expression, braces optional.
+    condition: bool,
+}
+
+/// Filters minijinja's built-ins have, and ours (`fromjson`): the
+/// candidates of "did you mean" (each checked against the build).
+const FILTERS: &[&str] = &[
+    "abs",
+    "attr",
+    "batch",
+    "bool",
+    "capitalize",
+    "chain",
+    "count",
+    "d",
+    "default",
+    "dictsort",
+    "e",
+    "escape",
+    "first",
+    "float",
+    "format",
+    "fromjson",
+    "groupby",
+    "indent",
+    "int",
+    "items",
+    "join",
+    "last",
+    "length",
+    "lines",
+    "list",
+    "lower",
+    "map",
+    "max",
+    "min",
+    "pprint",
+    "reject",
+    "rejectattr",
+    "replace",
+    "reverse",
+    "round",
+    "safe",
+    "select",
+    "selectattr",
+    "slice",
+    "sort",
+    "split",
+    "string",
+    "sum",
+    "title",
+    "tojson",
+    "trim",
+    "unique",
+    "upper",
+    "urlencode",
+    "zip",
+];
+/// Tests (`x is odd`).
+const TESTS: &[&str] = &[
+    "boolean",
+    "defined",
+    "divisibleby",
+    "endingwith",
+    "eq",
+    "equalto",
+    "escaped",
+    "even",
+    "false",
+    "filter",
+    "float",
+    "ge",
+    "greaterthan",
+    "gt",
+    "in",
+    "int",
+    "integer",
+    "iterable",
+    "le",
+    "lessthan",
+    "lower",
+    "lt",
+    "mapping",
+    "ne",
+    "none",
+    "number",
+    "odd",
+    "safe",
+    "sameas",
+    "sequence",
+    "startingwith",
+    "string",
+    "test",
+    "true",
+    "undefined",
+    "upper",
+];
+/// Global functions.
+const FUNCTIONS: &[&str] = &["range", "dict", "namespace", "debug"];
+
+/// The template strings of a tree, each with its place.
+fn template_strings(tree: &Spanned<Tree>) -> Vec<(Location, &str)> {
+    Tree::strings(tree)
+        .into_iter()
+        .filter(|(_, s)| is_template(s))
+        .collect()
 }
 
 /// The field named by a serde "unknown field `x`" message.
 fn unknown_field(message: &str) -> Option<&str> {
     let rest = message.split("unknown field `").nth(1)?;
     rest.split('`').next()
-}
-
-/// Every template string in a value tree, with the location of the field.
-fn collect_sites<'a>(
-    value: &Value,
-    task: Option<&'a str>,
-    field: &'static str,
-    location: Location,
-    out: &mut Vec<Site<'a>>,
-) {
-    match value {
-        Value::String(s) if is_template(s) => out.push(Site {
-            task,
-            field,
-            location,
-            text: s.clone(),
-        }),
-        Value::Array(items) => items
-            .iter()
-            .for_each(|v| collect_sites(v, task, field, location, out)),
-        Value::Object(map) => map
-            .values()
-            .for_each(|v| collect_sites(v, task, field, location, out)),
-        _ => {}
-    }
 }

@@ -23,6 +23,8 @@ pub struct Workflow {
     pub(crate) inputs: IndexMap<String, Option<Value>>,
     /// The declarations of `inputs`, same keys and order.
     pub(crate) input_specs: IndexMap<String, InputSpec>,
+    /// Advice found by validation that does not make it invalid.
+    pub(crate) warnings: Option<Diagnostics>,
     pub(crate) output: Option<Value>,
     pub(crate) output_references: BTreeSet<String>,
     pub(crate) tasks: Vec<Task>,
@@ -162,9 +164,21 @@ impl Workflow {
     /// # Errors
     /// [`Diagnostics`] listing every problem found.
     pub fn parse(source: &str, origin: &str) -> Result<Self, Diagnostics> {
-        Validator::new(source)
+        let (mut workflow, warnings) = Validator::new(source)
             .run()
-            .map_err(|problems| Diagnostics::new(origin, source, problems))
+            .map_err(|problems| Diagnostics::new(origin, source, problems))?;
+        if !warnings.is_empty() {
+            workflow.warnings = Some(Diagnostics::warnings(origin, source, warnings));
+        }
+        Ok(workflow)
+    }
+
+    /// Advice about a valid workflow (a template spliced into a shell
+    /// script), with places and hints like problems; `None` when there is
+    /// none. Front ends show it; it stops nothing.
+    #[must_use]
+    pub fn warnings(&self) -> Option<&Diagnostics> {
+        self.warnings.as_ref()
     }
 
     /// The workflow's name.
