@@ -71,4 +71,24 @@ mod tests {
         assert!(text.contains("did you mean `needs`?"), "{text}");
         assert!(text.contains("x.yaml: 1 problem"), "{text}");
     }
+
+    #[test]
+    fn the_caret_is_under_the_words_inside_the_string() {
+        let source = "name: x\ninput: { xs: [1] }\ntasks:\n  a:\n    action: echo\n    input: { n: \"{{ input.xs | lenght }}\" }\n";
+        let Err(d) = Workflow::parse(source, "x.yaml") else {
+            panic!("must be invalid")
+        };
+        let text = render(&d, false);
+        assert!(text.contains("[x.yaml:6:32]"), "{text}");
+        assert!(text.contains("did you mean `length`?"), "{text}");
+    }
+
+    #[test]
+    fn warnings_render_like_problems_and_say_so() {
+        let source = "name: x\ninput: { who: w }\ntasks:\n  a:\n    action: shell\n    input: { script: \"echo {{ input.who }}\" }\n";
+        let workflow = Workflow::parse(source, "x.yaml").expect("valid");
+        let text = render(workflow.warnings().expect("a warning"), false);
+        assert!(text.contains("[x.yaml:6:28]"), "{text}");
+        assert!(text.contains("x.yaml: 1 warning"), "{text}");
+    }
 }

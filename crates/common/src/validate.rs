@@ -265,6 +265,11 @@ impl<'s> Validator<'s> {
             Some(location) => self.at(&location, message.clone()),
             None => Problem::nowhere(message.clone()),
         };
+        if let Some(location) = e.location()
+            && let Some(better) = self.number_problem(&location)
+        {
+            return better;
+        }
         if let Some(field) = unknown_field(&text) {
             let candidates = TASK_FIELDS
                 .iter()
@@ -277,6 +282,83 @@ impl<'s> Validator<'s> {
             };
         }
         problem
+    }
+
+    /// A number field (`concurrency`, `retry.attempts`, `backoff`,
+    /// `jitter`) whose value is not a number — a template, or a word —
+    /// said in words instead of the parser's. These fields are read when
+    /// the workflow is validated, before any run or input exists, so a
+    /// template cannot fill them; a template with no variables suggests
+    /// its value.
+    fn number_problem(&self, location: &Location) -> Option<Problem> {
+        let offset = usize::try_from(location.span().byte_offset()?).ok()?;
+        let line_start = self.source.get(..offset)?.rfind('\n').map_or(0, |n| n + 1);
+        let before = self.source.get(line_start..offset)?.trim_end();
+        let before = before.strip_suffix(':')?.trim_end();
+        let key_start = before
+            .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .map_or(0, |i| i + 1);
+        let key = &before[key_start..];
+        let whole = matches!(key, "concurrency" | "attempts");
+        if !whole && !matches!(key, "backoff" | "jitter") {
+            return None;
+        }
+        let rest = self.source.get(offset..)?;
+        let line = rest.lines().next().unwrap_or_default();
+        let written = line
+            .split(" #")
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .trim_end_matches([',', '}'])
+            .trim()
+            .trim_matches(|c| c == '"' || c == '\'');
+        let field = if matches!(key, "attempts" | "backoff" | "jitter") {
+            format!("retry.{key}")
+        } else {
+            key.to_owned()
+        };
+        let kind = if whole { "a whole number" } else { "a number" };
+        let example = if whole { "3" } else { "2.0" };
+        let problem = if is_template(written) {
+            let constant = lone_expression(written)
+                .filter(|_| {
+                    self.evaluator
+                        .references(written)
+                        .is_ok_and(|refs| refs.is_empty())
+                })
+                .and_then(|_| {
+                    self.evaluator
+                        .render(
+                            &Value::String(written.to_owned()),
+                            &crate::expr::Context::default(),
+                        )
+                        .ok()
+                })
+                .filter(Value::is_number);
+            let hint = match constant {
+                Some(value) => format!("write the number itself: `{key}: {value}`"),
+                None => format!(
+                    "write {kind} (e.g. `{key}: {example}`): it is read when the workflow is validated, before any input exists"
+                ),
+            };
+            Problem::at(
+                self.source,
+                offset,
+                line.len().max(1),
+                format!("`{field}` cannot be a template (`{written}`); it must be {kind}"),
+            )
+            .hint(hint)
+        } else {
+            Problem::at(
+                self.source,
+                offset,
+                line.len().max(1),
+                format!("`{field}` must be {kind}, not `{written}`"),
+            )
+            .hint(format!("e.g. `{key}: {example}`"))
+        };
+        Some(problem)
     }
 
     /// One declared input: its type (declared, else implied by the
@@ -592,6 +674,17 @@ impl<'s> Validator<'s> {
     }
 
     fn duration(&mut self, task: &str, field: &str, d: &Spanned<String>) -> Option<Duration> {
+        if is_template(&d.value) {
+            let p = self.at(
+                &d.referenced,
+                format!(
+                    "task `{task}`: `{field}` cannot be a template (`{}`); it must be a duration",
+                    d.value
+                ),
+            );
+            self.push(p.hint(format!("write the duration itself, e.g. `{}: 30s`: it is read when the workflow is validated, before any input exists", field.rsplit('.').next().unwrap_or(field))));
+            return None;
+        }
         match parse_duration(&d.value) {
             Ok(duration) => Some(duration),
             Err(why) => {

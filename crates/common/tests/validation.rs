@@ -314,16 +314,39 @@ proptest! {
     #[test]
     fn generated_workflows_never_panic(
         tasks in proptest::collection::vec(
-            ("[a-e]", proptest::collection::vec("[a-f]", 0..3), prop_oneof![Just(""), Just("{{ tasks.a.result }}"), Just("{{ item }}"), Just("{{ input.x }}"), Just("{{ 1 + }}")]),
+            ("[a-e]", proptest::collection::vec("[a-f]", 0..3), prop_oneof![
+                Just(""), Just("{{ tasks.a.result }}"), Just("{{ item }}"), Just("{{ input.x }}"), Just("{{ 1 + }}"),
+                Just("{{ input.x | lenght }}"), Just("{{ input.x is od }}"), Just("{{ input.x.split(',') }}"),
+                Just("{{ rnage(3) }}"), Just("{{ tasks.a.status == 'succeded' }}"), Just("{{ tasks.b.status in ['failed', 'x'] }}"),
+                Just("{{ input.y-z }}"), Just("{% filter uper %}a{% endfilter %}"), Just("{{ 'a|b(' ~ input.x }}"), Just("{{ ((( }}"),
+            ]),
             1..6,
         ),
         trigger in prop_oneof![Just("all_success"), Just("one_failed"), Just("bogus")],
+        declared in prop_oneof![
+            Just("x: 1"), Just("x: { type: integer, default: 1 }"), Just("x: { type: int, default: a }"),
+            Just("x: { enum: [1, b], default: 2 }"), Just("x: { type: array }"), Just("x: { default: null, description: [] }"),
+        ],
+        extra in prop_oneof![
+            Just(""), Just("    retry: { attempts: \"{{ 3 }}\" }\n"), Just("    timeout: \"{{ input.x }}\"\n"),
+            Just("    with_items: [1]\n    concurrency: \"{{ x }}\"\n"),
+        ],
+        action in prop_oneof![Just("echo"), Just("shell")],
     ) {
-        let mut yaml = String::from("name: gen\ninput: { x: 1 }\ntasks:\n");
+        let mut yaml = format!("name: gen\ninput: {{ {declared}, y-z: 2 }}\ntasks:\n");
         for (name, needs, expr) in &tasks {
-            yaml.push_str(&format!("  {name}:\n    action: echo\n    needs: [{}]\n    trigger: {trigger}\n    input: {{ v: \"{expr}\" }}\n", needs.join(", ")));
+            yaml.push_str(&format!("  {name}:\n    action: {action}\n    needs: [{}]\n    trigger: {trigger}\n    input: {{ v: \"{expr}\", script: \"{expr}\" }}\n{extra}", needs.join(", ")));
         }
-        if let Ok(w) = Workflow::parse(&yaml, "gen.yaml") {
+        let parsed = Workflow::parse(&yaml, "gen.yaml");
+        // Every problem points into the file.
+        if let Err(d) = &parsed {
+            for p in d.problems() {
+                prop_assert!(p.line >= 1 && p.line <= yaml.lines().count() + 1, "{p:?}");
+                let (offset, len) = p.span.unwrap_or_default();
+                prop_assert!(offset + len <= yaml.len(), "{p:?}");
+            }
+        }
+        if let Ok(w) = parsed {
             let order: Vec<&str> = w.tasks().map(|t| t.name()).collect();
             for t in w.tasks() {
                 for need in t.needs() {
@@ -670,4 +693,52 @@ fn a_shell_script_that_splices_a_template_gets_a_warning() {
         "name: x\ninput: { name: world }\ntasks:\n  a:\n    action: shell\n    input: { command: [echo, \"{{ input.name }}\"], script: null }\n",
     );
     assert!(w.warnings().is_none());
+}
+
+#[test]
+fn numbers_and_durations_written_as_templates_are_refused_with_a_hint() {
+    for (field, yaml) in [
+        (
+            "attempts",
+            "name: x\ntasks:\n  a:\n    action: noop\n    retry: { attempts: \"{{ 3 }}\" }\n",
+        ),
+        (
+            "attempts",
+            "name: x\ntasks:\n  a:\n    action: noop\n    retry:\n      attempts: \"{{ input.n }}\"\n",
+        ),
+        (
+            "concurrency",
+            "name: x\ntasks:\n  a:\n    action: noop\n    with_items: [1]\n    concurrency: \"{{ 2 }}\"\n",
+        ),
+        (
+            "backoff",
+            "name: x\ntasks:\n  a:\n    action: noop\n    retry: { backoff: \"{{ 2.0 }}\" }\n",
+        ),
+        (
+            "timeout",
+            "name: x\ntasks:\n  a:\n    action: noop\n    timeout: \"{{ input.t }}\"\n",
+        ),
+        (
+            "delay",
+            "name: x\ntasks:\n  a:\n    action: noop\n    retry: { delay: \"{{ '1s' }}\" }\n",
+        ),
+    ] {
+        let p = placed(yaml);
+        assert!(
+            p.iter()
+                .any(|m| m.contains(field) && m.contains("template") && m.contains("write")),
+            "{field}: {p:#?}"
+        );
+    }
+    // A constant template suggests its value; a word is named.
+    let p = placed(
+        "name: x\ntasks:\n  a:\n    action: noop\n    retry: { attempts: \"{{ 1 + 2 }}\" }\n",
+    );
+    assert!(p[0].contains("`attempts: 3`"), "{p:#?}");
+    let p = placed("name: x\ntasks:\n  a:\n    action: noop\n    retry: { attempts: three }\n");
+    assert!(
+        p[0].starts_with("5:")
+            && p[0].contains("`retry.attempts` must be a whole number, not `three`"),
+        "{p:#?}"
+    );
 }
