@@ -273,6 +273,34 @@ impl Workflow {
         self.output.as_ref()
     }
 
+    /// Why the output could not be rendered, in one sentence: the
+    /// evaluator's reason, and — when the output reads tasks that were
+    /// skipped (their result is `null`, so `tasks.X.result.field` is
+    /// undefined) — which ones, since that is the usual cause.
+    #[must_use]
+    pub fn output_failure(
+        &self,
+        error: &crate::ExprError,
+        status_of: impl Fn(&str) -> Option<crate::TaskStatus>,
+    ) -> String {
+        let skipped: Vec<String> = self
+            .output_references
+            .iter()
+            .filter(|t| status_of(t) == Some(crate::TaskStatus::Skipped))
+            .map(|t| format!("`{t}`"))
+            .collect();
+        match skipped.as_slice() {
+            [] => format!("rendering the output: {error}"),
+            [one] => format!(
+                "rendering the output: {error} — the output reads task {one}, which was skipped, so it has no result"
+            ),
+            many => format!(
+                "rendering the output: {error} — the output reads tasks {}, which were skipped, so they have no result",
+                many.join(", ")
+            ),
+        }
+    }
+
     /// Names of the tasks the output template uses.
     #[must_use]
     pub fn output_references(&self) -> &BTreeSet<String> {

@@ -742,3 +742,25 @@ fn numbers_and_durations_written_as_templates_are_refused_with_a_hint() {
         "{p:#?}"
     );
 }
+
+#[test]
+fn an_output_that_fails_names_the_skipped_tasks_it_reads() {
+    let w = ok(
+        "name: x\noutput: { v: \"{{ tasks.b.result.n }}\" }\ntasks:\n  a: { action: noop }\n  b: { action: echo, needs: [a], when: 'false' }\n",
+    );
+    let error = weft_common::ExprError {
+        expression: "{{ tasks.b.result.n }}".into(),
+        reason: "undefined value".into(),
+    };
+    let status = |name: &str| match name {
+        "b" => Some(weft_common::TaskStatus::Skipped),
+        _ => Some(weft_common::TaskStatus::Succeeded),
+    };
+    let why = w.output_failure(&error, status);
+    assert!(
+        why.contains("undefined value") && why.contains("task `b`, which was skipped"),
+        "{why}"
+    );
+    let why = w.output_failure(&error, |_| Some(weft_common::TaskStatus::Succeeded));
+    assert!(!why.contains("skipped"), "{why}");
+}
