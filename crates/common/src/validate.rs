@@ -55,6 +55,10 @@ pub(crate) struct Validator<'s> {
     problems: Vec<Problem>,
     /// Advice that does not stop the workflow (a splice into a script).
     warnings: Vec<Problem>,
+    /// Whether to look for the mistakes that would otherwise only show
+    /// at run time (unknown filters, tests, functions, methods; status
+    /// words). Off for definitions already stored (`Workflow::parse_stored`).
+    lints: bool,
 }
 
 impl<'s> Validator<'s> {
@@ -64,7 +68,14 @@ impl<'s> Validator<'s> {
             evaluator: Evaluator::new(),
             problems: Vec::new(),
             warnings: Vec::new(),
+            lints: true,
         }
+    }
+
+    /// Without the run-time lints (see `lints`).
+    pub(crate) fn without_lints(mut self) -> Self {
+        self.lints = false;
+        self
     }
 
     fn at(&self, location: &Location, message: impl Into<String>) -> Problem {
@@ -912,7 +923,11 @@ impl<'s> Validator<'s> {
             } else {
                 (text.to_owned(), 0)
             };
-            let called = self.check_calls(location, text, &scanned, shift, &whose, field);
+            let called = if self.lints {
+                self.check_calls(location, text, &scanned, shift, &whose, field)
+            } else {
+                BTreeSet::new()
+            };
             // A non-identifier input read with a dot (`input.should-print`)
             // is `input.should` minus `print`: say that once, and not the
             // two undefined names it makes.

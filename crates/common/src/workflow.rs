@@ -164,7 +164,30 @@ impl Workflow {
     /// # Errors
     /// [`Diagnostics`] listing every problem found.
     pub fn parse(source: &str, origin: &str) -> Result<Self, Diagnostics> {
-        let (mut workflow, warnings) = Validator::new(source)
+        Self::parse_with(Validator::new(source), source, origin)
+    }
+
+    /// Parses a definition that was validated when it was stored (a run's
+    /// workflow, read back by an executor or for `status`/`explain`),
+    /// leaving out the checks that only move a run-time failure to
+    /// validation time (unknown filters, tests, functions and methods,
+    /// comparisons with a word that is not a status): a run stored by an
+    /// earlier version, without those checks, still loads and runs as it
+    /// would have. Everything the engine relies on is checked as in
+    /// [`Workflow::parse`].
+    ///
+    /// # Errors
+    /// [`Diagnostics`] listing every problem found.
+    pub fn parse_stored(source: &str, origin: &str) -> Result<Self, Diagnostics> {
+        Self::parse_with(Validator::new(source).without_lints(), source, origin)
+    }
+
+    fn parse_with(
+        validator: Validator<'_>,
+        source: &str,
+        origin: &str,
+    ) -> Result<Self, Diagnostics> {
+        let (mut workflow, warnings) = validator
             .run()
             .map_err(|problems| Diagnostics::new(origin, source, problems))?;
         if !warnings.is_empty() {

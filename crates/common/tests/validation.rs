@@ -764,3 +764,20 @@ fn an_output_that_fails_names_the_skipped_tasks_it_reads() {
     let why = w.output_failure(&error, |_| Some(weft_common::TaskStatus::Succeeded));
     assert!(!why.contains("skipped"), "{why}");
 }
+
+#[test]
+fn a_stored_definition_loads_without_the_run_time_lints() {
+    // Stored by an earlier version: its typo fails the run when rendered,
+    // as it always did, instead of making the run unloadable.
+    let yaml = "name: x\ntasks:\n  a:\n    action: echo\n    input: { v: \"{{ [1] | lenght }}\", s: \"{{ 'a'.upper() }}\" }\n";
+    assert!(Workflow::parse(yaml, "t.yaml").is_err());
+    assert!(Workflow::parse_stored(yaml, "t.yaml").is_ok());
+    // What the engine relies on is still checked.
+    assert!(
+        Workflow::parse_stored(
+            "name: x\ntasks:\n  a: { action: echo, needs: [b] }\n",
+            "t.yaml"
+        )
+        .is_err()
+    );
+}
