@@ -23,6 +23,8 @@ pub(crate) enum Use<'a> {
         name: &'a str,
         at: usize,
     },
+    /// `input['name']`: an input read by subscript (offset of the name).
+    InputSubscript(&'a str, usize),
     /// `tasks.<task>.status` compared (`==`, `!=`, `in`) with a literal.
     StatusCompare {
         task: &'a str,
@@ -165,6 +167,14 @@ fn analyse<'a>(tokens: &[(Tok<'a>, usize)], uses: &mut Vec<Use<'a>>) {
             _ if after == Some(Tok::Punct("(")) => uses.push(Use::Function(name, at)),
             _ => {}
         }
+        if name == "input"
+            && before != Some(Tok::Punct("."))
+            && tok(k + 1) == Some(Tok::Punct("["))
+            && let Some(Tok::Str(input)) = tok(k + 2)
+            && tok(k + 3) == Some(Tok::Punct("]"))
+        {
+            uses.push(Use::InputSubscript(input, tokens[k + 2].1 + 1));
+        }
         // tasks . X . status (== | != | in) literal(s), and literal == tasks.X.status
         if name == "tasks"
             && before != Some(Tok::Punct("."))
@@ -274,6 +284,14 @@ mod tests {
             })
             .collect();
         assert_eq!(literals, ["failed", "skiped"]);
+    }
+
+    #[test]
+    fn inputs_read_by_subscript_are_found() {
+        assert_eq!(
+            scan("{{ input['should-print'] and input.x[0] }}"),
+            vec![Use::InputSubscript("should-print", 10)]
+        );
     }
 
     #[test]

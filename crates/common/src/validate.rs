@@ -924,7 +924,7 @@ impl<'s> Validator<'s> {
                 (text.to_owned(), 0)
             };
             let called = if self.lints {
-                self.check_calls(location, text, &scanned, shift, &whose, field)
+                self.check_calls((location, text), (&scanned, shift), &whose, field, inputs)
             } else {
                 BTreeSet::new()
             };
@@ -1091,12 +1091,11 @@ impl<'s> Validator<'s> {
     /// problem is this one).
     fn check_calls(
         &mut self,
-        location: Location,
-        text: &str,
-        scanned: &str,
-        shift: usize,
+        (location, text): (Location, &str),
+        (scanned, shift): (&str, usize),
         whose: &str,
         field: &str,
+        inputs: &IndexMap<String, Option<Value>>,
     ) -> BTreeSet<String> {
         let macros = scan::macros(scanned);
         let mut called = BTreeSet::new();
@@ -1181,6 +1180,25 @@ impl<'s> Validator<'s> {
                         name,
                         format!(
                             "{whose}: `{field}` calls the method `.{name}(…)`, but values have no methods here"
+                        ),
+                        hint,
+                    ))
+                }
+                Use::InputSubscript(name, at) if !inputs.contains_key(name) => {
+                    let declared: Vec<&str> = inputs.keys().map(String::as_str).collect();
+                    let hint = match closest(name, declared.iter().copied()) {
+                        Some(best) => format!(
+                            "did you mean `input['{best}']`? Otherwise declare it: `input: {{ '{name}': null }}`"
+                        ),
+                        None => format!(
+                            "declare it at the top: `input: {{ '{name}': null }}` (null = required)"
+                        ),
+                    };
+                    Some((
+                        at,
+                        name,
+                        format!(
+                            "{whose}: `{field}` uses `input['{name}']`, which is not declared under `input:`"
                         ),
                         hint,
                     ))

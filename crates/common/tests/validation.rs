@@ -781,3 +781,18 @@ fn a_stored_definition_loads_without_the_run_time_lints() {
         .is_err()
     );
 }
+
+#[test]
+fn an_input_read_by_subscript_must_be_declared_too() {
+    let yaml = "name: x\ninput: { should-print: true }\ntasks:\n  a:\n    action: echo\n    input: { v: \"{{ input['should-prnt'] }}\" }\n";
+    let p = placed(yaml);
+    has_at(
+        &p,
+        position(yaml, "should-prnt"),
+        &[
+            "`input['should-prnt']`",
+            "not declared",
+            "did you mean `input['should-print']`",
+        ],
+    );
+}
