@@ -81,8 +81,20 @@ fn regions(text: &str) -> Vec<Vec<(Tok<'_>, usize)>> {
             b'{' | b'%' => {
                 let close = if bytes[i + 1] == b'{' { b'}' } else { b'%' };
                 let (tokens, end) = tokenize(text, i + 2, close);
+                let raw = tokens
+                    .iter()
+                    .filter(|(t, _)| *t != Tok::Punct("-"))
+                    .map(|(t, _)| *t)
+                    .eq([Tok::Ident("raw")]);
                 out.push(tokens);
                 i = end;
+                // `{% raw %}…{% endraw %}` is text, whatever it holds.
+                if raw {
+                    i = text[i..]
+                        .find("endraw")
+                        .and_then(|e| text[i + e..].find("%}").map(|c| i + e + c + 2))
+                        .unwrap_or(bytes.len());
+                }
             }
             _ => i += 1,
         }
@@ -253,6 +265,10 @@ mod tests {
     fn strings_and_comments_are_not_code() {
         assert_eq!(scan("{{ 'a | b(' }} {# x | y #} plain | text()"), vec![]);
         assert_eq!(scan("{{ \"it\\\"s | z\" }}"), vec![]);
+        assert_eq!(
+            scan("{% raw %}{{ x | nope }}{% endraw %}{{ y | lenght }}"),
+            vec![Use::Filter("lenght", 42)]
+        );
         assert_eq!(
             scan("{% if x is not defined %}{% filter upper %}a{% endfilter %}{% endif %}"),
             vec![Use::Test("defined", 15), Use::Filter("upper", 35)]
