@@ -13,7 +13,12 @@ pub(crate) fn load(path: &Path) -> anyhow::Result<Option<(Workflow, String)>> {
     let source =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     match Workflow::parse(&source, &path.display().to_string()) {
-        Ok(workflow) => Ok(Some((workflow, source))),
+        Ok(workflow) => {
+            if let Some(warnings) = workflow.warnings() {
+                eprint!("{}", render(warnings, std::io::stderr().is_terminal()));
+            }
+            Ok(Some((workflow, source)))
+        }
         Err(diagnostics) => {
             eprint!("{}", render(&diagnostics, std::io::stderr().is_terminal()));
             Ok(None)
@@ -37,8 +42,13 @@ pub(crate) fn render(diagnostics: &Diagnostics, color: bool) -> String {
         out.push('\n');
     }
     let n = diagnostics.problems().len();
+    let what = if diagnostics.is_warning() {
+        "warning"
+    } else {
+        "problem"
+    };
     out.push_str(&format!(
-        "{}: {n} problem{}\n",
+        "{}: {n} {what}{}\n",
         diagnostics.origin(),
         if n == 1 { "" } else { "s" }
     ));
@@ -60,5 +70,25 @@ mod tests {
         assert!(text.contains("neeeds: [b]"), "{text}");
         assert!(text.contains("did you mean `needs`?"), "{text}");
         assert!(text.contains("x.yaml: 1 problem"), "{text}");
+    }
+
+    #[test]
+    fn the_caret_is_under_the_words_inside_the_string() {
+        let source = "name: x\ninput: { xs: [1] }\ntasks:\n  a:\n    action: echo\n    input: { n: \"{{ input.xs | lenght }}\" }\n";
+        let Err(d) = Workflow::parse(source, "x.yaml") else {
+            panic!("must be invalid")
+        };
+        let text = render(&d, false);
+        assert!(text.contains("[x.yaml:6:32]"), "{text}");
+        assert!(text.contains("did you mean `length`?"), "{text}");
+    }
+
+    #[test]
+    fn warnings_render_like_problems_and_say_so() {
+        let source = "name: x\ninput: { who: w }\ntasks:\n  a:\n    action: shell\n    input: { script: \"echo {{ input.who }}\" }\n";
+        let workflow = Workflow::parse(source, "x.yaml").expect("valid");
+        let text = render(workflow.warnings().expect("a warning"), false);
+        assert!(text.contains("[x.yaml:6:28]"), "{text}");
+        assert!(text.contains("x.yaml: 1 warning"), "{text}");
     }
 }

@@ -70,24 +70,40 @@ impl Problem {
 #[derive(Debug, Clone)]
 pub struct Diagnostics {
     origin: String,
+    /// Warnings (the workflow is valid) rather than problems.
+    warning: bool,
     problems: Vec<Problem>,
     rendered: Vec<Rendered>,
 }
 
 impl Diagnostics {
-    pub(crate) fn new(origin: &str, source: &str, mut problems: Vec<Problem>) -> Self {
+    pub(crate) fn new(origin: &str, source: &str, problems: Vec<Problem>) -> Self {
+        Self::build(origin, source, problems, false)
+    }
+
+    /// Advice about a valid workflow, shown like problems.
+    pub(crate) fn warnings(origin: &str, source: &str, problems: Vec<Problem>) -> Self {
+        Self::build(origin, source, problems, true)
+    }
+
+    fn build(origin: &str, source: &str, mut problems: Vec<Problem>, warning: bool) -> Self {
         problems.sort_by_key(|p| (p.line, p.column));
-        problems.dedup();
+        // Each problem once, even when two expressions (or two paths of
+        // one) found it, wherever it was found among the others.
+        let mut seen = std::collections::HashSet::new();
+        problems.retain(|p| seen.insert((p.line, p.column, p.message.clone())));
         let source = std::sync::Arc::new(source.to_owned());
         let rendered = problems
             .iter()
             .map(|problem| Rendered {
                 problem: problem.clone(),
+                warning,
                 source: NamedSource::new(origin, SharedSource(source.clone())),
             })
             .collect();
         Self {
             origin: origin.to_owned(),
+            warning,
             problems,
             rendered,
         }
@@ -97,6 +113,12 @@ impl Diagnostics {
     #[must_use]
     pub fn problems(&self) -> &[Problem] {
         &self.problems
+    }
+
+    /// Whether these are warnings about a valid workflow.
+    #[must_use]
+    pub fn is_warning(&self) -> bool {
+        self.warning
     }
 
     /// The file name the problems are reported against.
@@ -118,7 +140,12 @@ impl fmt::Display for Diagnostics {
             if i > 0 {
                 writeln!(f)?;
             }
-            write!(f, "{}:{}:{}: {}", self.origin, p.line, p.column, p.message)?;
+            let kind = if self.warning { "warning: " } else { "" };
+            write!(
+                f,
+                "{}:{}:{}: {kind}{}",
+                self.origin, p.line, p.column, p.message
+            )?;
             if let Some(hint) = &p.hint {
                 write!(f, " (hint: {hint})")?;
             }
@@ -131,10 +158,11 @@ impl std::error::Error for Diagnostics {}
 
 impl miette::Diagnostic for Diagnostics {
     fn code<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
-        Some(Box::new(format!(
-            "weft::invalid ({} problem(s))",
-            self.problems.len()
-        )))
+        Some(Box::new(if self.warning {
+            format!("weft::warning ({} warning(s))", self.problems.len())
+        } else {
+            format!("weft::invalid ({} problem(s))", self.problems.len())
+        }))
     }
 
     fn related<'a>(&'a self) -> Option<Box<dyn Iterator<Item = &'a dyn miette::Diagnostic> + 'a>> {
@@ -165,6 +193,7 @@ impl miette::SourceCode for SharedSource {
 #[derive(Debug, Clone)]
 struct Rendered {
     problem: Problem,
+    warning: bool,
     source: NamedSource<SharedSource>,
 }
 
@@ -180,6 +209,10 @@ impl fmt::Display for Rendered {
 impl std::error::Error for Rendered {}
 
 impl miette::Diagnostic for Rendered {
+    fn severity(&self) -> Option<miette::Severity> {
+        self.warning.then_some(miette::Severity::Warning)
+    }
+
     fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
         self.problem
             .hint

@@ -326,6 +326,44 @@ impl Evaluator {
             .map_err(|e| describe(&e))
     }
 
+    /// Whether `name` is a filter this build has.
+    pub(crate) fn knows_filter(&self, name: &str) -> bool {
+        self.lacks(
+            &format!("none | {name}"),
+            minijinja::ErrorKind::UnknownFilter,
+        )
+    }
+
+    /// Whether `name` is a test this build has.
+    pub(crate) fn knows_test(&self, name: &str) -> bool {
+        self.lacks(
+            &format!("none is {name}"),
+            minijinja::ErrorKind::UnknownTest,
+        )
+    }
+
+    /// Whether `name` is a global function (`range`, `dict`, …).
+    pub(crate) fn knows_function(&self, name: &str) -> bool {
+        self.env.globals().any(|(global, _)| global == name)
+    }
+
+    /// Whether evaluating `probe` fails with anything but `kind` (a
+    /// known name may still refuse `none`).
+    fn lacks(&self, probe: &str, kind: minijinja::ErrorKind) -> bool {
+        let valid = |c: char| c.is_ascii_alphanumeric() || c == '_';
+        if !probe
+            .rsplit(' ')
+            .next()
+            .is_some_and(|n| !n.is_empty() && n.chars().all(valid))
+        {
+            return false;
+        }
+        match self.env.compile_expression(probe) {
+            Ok(expr) => expr.eval(()).err().is_none_or(|e| e.kind() != kind),
+            Err(_) => false,
+        }
+    }
+
     /// Checks the syntax of a `when` expression (which may be written with
     /// or without braces) and returns its variables.
     pub(crate) fn condition_references(&self, text: &str) -> Result<BTreeSet<String>, String> {

@@ -5,6 +5,8 @@
 //!
 //! 1. [`Workflow::parse`] — YAML in, a validated [`Workflow`] (or every
 //!    problem as [`Diagnostics`] with file, line, column and a hint) out.
+//!    Its declared inputs are [`InputSpec`]s; [`Workflow::resolve_given`]
+//!    is the one place given values are parsed, checked and defaulted.
 //! 2. [`Dag`] — roots, successors, needs, topological order, ancestors.
 //! 3. [`Evaluator`] — `{{ … }}` expressions against a [`Context`].
 //! 4. [`state`] — the workflow, task and execution state machines, and the
@@ -24,6 +26,7 @@ mod duration;
 pub mod explain;
 mod expr;
 pub mod id;
+pub mod inputs;
 mod json_view;
 pub mod limits;
 pub mod logs;
@@ -31,6 +34,7 @@ pub mod message;
 mod redact;
 mod report;
 pub mod run_ref;
+mod scan;
 mod spec;
 pub mod state;
 mod validate;
@@ -42,6 +46,7 @@ pub use diagnostic::{Diagnostics, Problem};
 pub use duration::parse_duration;
 pub use expr::{Context, Evaluator, ExprError, TaskView, WorkflowRef, kind_of};
 pub use id::{ExecutionId, MessageId, TaskExecutionId, WorkflowExecutionId};
+pub use inputs::{Given, InputSpec, InputType};
 pub use limits::{ResultLimit, TooLarge};
 pub use logs::AttemptLogs;
 pub use message::{Envelope, Message};

@@ -8,10 +8,14 @@ use indexmap::IndexMap;
 use serde_json::{Map, Value};
 use serde_saphyr::{Location, Spanned};
 
+mod declarations;
+mod expressions;
+
 use crate::dag::Dag;
 use crate::diagnostic::Problem;
 use crate::duration::parse_duration;
 use crate::expr::{Evaluator, is_template, lone_expression};
+use crate::inputs::InputSpec;
 use crate::spec::{
     RETRY_FIELDS, RawRetry, RawTask, RawWorkflow, TASK_FIELDS, WORKFLOW_FIELDS, WithItems,
 };
@@ -45,18 +49,16 @@ fn is_slug(s: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_.-".contains(c))
 }
 
-/// Where in the source a template string sits.
-struct Site<'a> {
-    task: Option<&'a str>,
-    field: &'static str,
-    location: Location,
-    text: String,
-}
-
 pub(crate) struct Validator<'s> {
     source: &'s str,
     evaluator: Evaluator,
     problems: Vec<Problem>,
+    /// Advice that does not stop the workflow (a splice into a script).
+    warnings: Vec<Problem>,
+    /// Whether to look for the mistakes that would otherwise only show
+    /// at run time (unknown filters, tests, functions, methods; status
+    /// words). Off for definitions already stored (`Workflow::parse_stored`).
+    lints: bool,
 }
 
 impl<'s> Validator<'s> {
@@ -65,7 +67,15 @@ impl<'s> Validator<'s> {
             source,
             evaluator: Evaluator::new(),
             problems: Vec::new(),
+            warnings: Vec::new(),
+            lints: true,
         }
+    }
+
+    /// Without the run-time lints (see `lints`).
+    pub(crate) fn without_lints(mut self) -> Self {
+        self.lints = false;
+        self
     }
 
     fn at(&self, location: &Location, message: impl Into<String>) -> Problem {
@@ -99,11 +109,27 @@ impl<'s> Validator<'s> {
         }
     }
 
+    /// A problem at a mapping key: the last `key` written before its
+    /// value's place (a block value starts on the line after its key).
+    fn at_key(&self, value: &Location, key: &str, message: impl Into<String>) -> Problem {
+        let found = value
+            .span()
+            .byte_offset()
+            .and_then(|o| usize::try_from(o).ok())
+            .and_then(|o| self.source.get(..o))
+            .and_then(|before| before.rfind(key));
+        match found {
+            Some(at) => Problem::at(self.source, at, key.len(), message),
+            None => self.at(value, message),
+        }
+    }
+
     fn push(&mut self, problem: Problem) {
         self.problems.push(problem);
     }
 
-    pub(crate) fn run(mut self) -> Result<Workflow, Vec<Problem>> {
+    /// The workflow and the warnings about it, or every problem.
+    pub(crate) fn run(mut self) -> Result<(Workflow, Vec<Problem>), Vec<Problem>> {
         let raw: RawWorkflow = match serde_saphyr::from_str(self.source) {
             Ok(raw) => raw,
             Err(e) => {
@@ -132,16 +158,20 @@ impl<'s> Validator<'s> {
             }
             Some(n) => n.value.clone(),
         };
-        let inputs: IndexMap<String, Option<Value>> = raw
+        let input_specs: IndexMap<String, InputSpec> = raw
             .input
             .as_ref()
             .map(|i| {
                 i.value
                     .iter()
-                    .map(|(k, v)| (k.clone(), (!v.is_null()).then(|| v.clone())))
+                    .map(|(name, declared)| (name.clone(), self.input(name, declared)))
                     .collect()
             })
             .unwrap_or_default();
+        let inputs: IndexMap<String, Option<Value>> = input_specs
+            .iter()
+            .map(|(name, spec)| (name.clone(), spec.default().cloned()))
+            .collect();
         let raw_tasks = match &raw.tasks {
             Some(tasks) if !tasks.value.is_empty() => &tasks.value,
             Some(tasks) => {
@@ -193,18 +223,15 @@ impl<'s> Validator<'s> {
             task.references =
                 self.check_task_expressions(task, &raw_task.value, &dag, &names, &inputs);
         }
-        let output = raw.output.as_ref().map(|o| o.value.clone());
+        let output = raw.output.as_ref().map(|o| o.value.value.clone());
         let output_references = match &raw.output {
-            Some(o) => {
-                let mut sites = Vec::new();
-                collect_sites(&o.value, None, "output", o.referenced, &mut sites);
-                self.check_sites(&sites, &|_| true, &names, &inputs, false, false)
-            }
+            Some(o) => self.check_output(o, &names, &inputs),
             None => BTreeSet::new(),
         };
         if !self.problems.is_empty() {
             return Err(self.problems);
         }
+        let warnings = std::mem::take(&mut self.warnings);
         let order = dag.topological_order().to_vec();
         let position: std::collections::HashMap<&str, usize> = order
             .iter()
@@ -217,16 +244,19 @@ impl<'s> Validator<'s> {
             .enumerate()
             .map(|(i, t)| (t.name.clone(), i))
             .collect();
-        Ok(Workflow {
+        let workflow = Workflow {
             name,
             description: raw.description,
             inputs,
+            input_specs,
+            warnings: None,
             output,
             output_references,
             tasks,
             index,
             dag,
-        })
+        };
+        Ok((workflow, warnings))
     }
 
     fn yaml_problem(&self, e: &serde_saphyr::Error) -> Problem {
@@ -236,6 +266,11 @@ impl<'s> Validator<'s> {
             Some(location) => self.at(&location, message.clone()),
             None => Problem::nowhere(message.clone()),
         };
+        if let Some(location) = e.location()
+            && let Some(better) = self.number_problem(&location)
+        {
+            return better;
+        }
         if let Some(field) = unknown_field(&text) {
             let candidates = TASK_FIELDS
                 .iter()
@@ -253,8 +288,9 @@ impl<'s> Validator<'s> {
     fn task(&mut self, name: &str, raw: &Spanned<RawTask>, names: &[&str]) -> Task {
         let t = &raw.value;
         if !is_identifier(name) {
-            let p = self.at(
+            let p = self.at_key(
                 &raw.referenced,
+                name,
                 format!("task name `{name}` must be an identifier (letters, digits, `_`)"),
             );
             self.push(p.hint("expressions refer to it as `tasks.<name>`, so it cannot contain `-`, `.` or spaces"));
@@ -304,7 +340,7 @@ impl<'s> Validator<'s> {
         }
         let with_items = match &t.with_items {
             None => None,
-            Some(w) => match &w.value {
+            Some(w) => match &w.value.value {
                 Value::String(s) if lone_expression(s).is_some() => {
                     Some(WithItems::Expression(s.clone()))
                 }
@@ -401,7 +437,7 @@ impl<'s> Validator<'s> {
             input: t
                 .input
                 .as_ref()
-                .map_or_else(|| Value::Object(Map::new()), |i| i.value.clone()),
+                .map_or_else(|| Value::Object(Map::new()), |i| i.value.value.clone()),
             needs,
             with_items,
             concurrency,
@@ -416,6 +452,17 @@ impl<'s> Validator<'s> {
     }
 
     fn duration(&mut self, task: &str, field: &str, d: &Spanned<String>) -> Option<Duration> {
+        if is_template(&d.value) {
+            let p = self.at(
+                &d.referenced,
+                format!(
+                    "task `{task}`: `{field}` cannot be a template (`{}`); it must be a duration",
+                    d.value
+                ),
+            );
+            self.push(p.hint(format!("write the duration itself, e.g. `{}: 30s`: it is read when the workflow is validated, before any input exists", field.rsplit('.').next().unwrap_or(field))));
+            return None;
+        }
         match parse_duration(&d.value) {
             Ok(duration) => Some(duration),
             Err(why) => {
@@ -478,207 +525,10 @@ impl<'s> Validator<'s> {
         }
         policy
     }
-
-    /// Checks every expression of a task; returns the tasks they use.
-    fn check_task_expressions(
-        &mut self,
-        task: &Task,
-        raw: &RawTask,
-        dag: &Dag,
-        names: &[&str],
-        inputs: &IndexMap<String, Option<Value>>,
-    ) -> BTreeSet<String> {
-        let ancestor = |other: &str| {
-            task.needs.iter().any(|n| n == other) || dag.is_ancestor(other, &task.name)
-        };
-        let mut used = BTreeSet::new();
-        let fan_out = task.with_items.is_some();
-        if let Some(i) = &raw.input {
-            let mut sites = Vec::new();
-            collect_sites(
-                &i.value,
-                Some(&task.name),
-                "input",
-                i.referenced,
-                &mut sites,
-            );
-            used.extend(self.check_sites(&sites, &ancestor, names, inputs, fan_out, false));
-        }
-        if let Some(w) = &raw.with_items {
-            let mut sites = Vec::new();
-            collect_sites(
-                &w.value,
-                Some(&task.name),
-                "with_items",
-                w.referenced,
-                &mut sites,
-            );
-            used.extend(self.check_sites(&sites, &ancestor, names, inputs, false, false));
-        }
-        if let Some(w) = &raw.when {
-            let site = Site {
-                task: Some(&task.name),
-                field: "when",
-                location: w.referenced,
-                text: w.value.clone(),
-            };
-            used.extend(self.check_sites(&[site], &ancestor, names, inputs, false, true));
-        }
-        used
-    }
-
-    fn check_sites(
-        &mut self,
-        sites: &[Site<'_>],
-        visible: &dyn Fn(&str) -> bool,
-        names: &[&str],
-        inputs: &IndexMap<String, Option<Value>>,
-        items_allowed: bool,
-        condition: bool,
-    ) -> BTreeSet<String> {
-        let mut used = BTreeSet::new();
-        for site in sites {
-            let whose = site
-                .task
-                .map_or_else(|| "the workflow".to_owned(), |t| format!("task `{t}`"));
-            let vars = if condition {
-                self.evaluator.condition_references(&site.text)
-            } else {
-                self.evaluator.references(&site.text)
-            };
-            let vars = match vars {
-                Ok(vars) => vars,
-                Err(why) => {
-                    let p = self.at(
-                        &site.location,
-                        format!("{whose}: `{}` has a syntax error: {why}", site.field),
-                    );
-                    self.push(p.hint("expressions use Jinja syntax: `{{ tasks.fetch.result }}`"));
-                    continue;
-                }
-            };
-            for var in vars {
-                let mut parts = var.split('.');
-                let root = parts.next().unwrap_or_default();
-                let second = parts.next();
-                let third = parts.next();
-                match root {
-                    "input" => {
-                        if let Some(field) = second
-                            && !inputs.contains_key(field)
-                        {
-                            let declared: Vec<&str> = inputs.keys().map(String::as_str).collect();
-                            let mut p = self.at(&site.location, format!("{whose}: `{}` uses `input.{field}`, which is not declared under `input:`", site.field));
-                            p = match closest(field, declared.iter().copied()) {
-                                Some(best) => p.hint(format!("did you mean `input.{best}`? Otherwise declare it: `input: {{ {field}: null }}`")),
-                                None => p.hint(format!("declare it at the top: `input: {{ {field}: null }}` (null = required)")),
-                            };
-                            self.push(p);
-                        }
-                    }
-                    "tasks" => {
-                        let Some(other) = second else { continue };
-                        if !names.contains(&other) {
-                            let mut p = self.at(
-                                &site.location,
-                                format!(
-                                    "{whose}: `{}` uses `tasks.{other}`, which is not a task",
-                                    site.field
-                                ),
-                            );
-                            if let Some(best) = closest(other, names.iter().copied()) {
-                                p = p.hint(format!("did you mean `tasks.{best}`?"));
-                            }
-                            self.push(p);
-                        } else if !visible(other) {
-                            let p = self.at(&site.location, format!("{whose}: `{}` uses `tasks.{other}`, but `{other}` is not one of its ancestors, so its result would not exist yet", site.field));
-                            self.push(p.hint(format!("add `{other}` to this task's `needs` (directly or through a task it needs)")));
-                        } else {
-                            used.insert(other.to_owned());
-                            if let Some(attr) = third
-                                && attr != "result"
-                                && attr != "status"
-                            {
-                                let p = self.at(
-                                    &site.location,
-                                    format!("{whose}: `tasks.{other}.{attr}` does not exist"),
-                                );
-                                self.push(p.hint(format!(
-                                    "a task has `tasks.{other}.result` and `tasks.{other}.status`"
-                                )));
-                            }
-                        }
-                    }
-                    "item" | "item_index" if !items_allowed => {
-                        let p = self.at(&site.location, format!("{whose}: `{}` uses `{root}`, which only exists in the `input` of a `with_items` task (`when` and `with_items` are evaluated once for the whole task)", site.field));
-                        self.push(p.hint("add `with_items:` to the task, or remove the reference"));
-                    }
-                    "item" | "item_index" => {}
-                    "workflow" => {
-                        if let Some(attr) = second
-                            && attr != "id"
-                            && attr != "name"
-                        {
-                            let p = self.at(
-                                &site.location,
-                                format!("{whose}: `workflow.{attr}` does not exist"),
-                            );
-                            self.push(p.hint("the run is `workflow.id` and `workflow.name`"));
-                        }
-                    }
-                    "range" | "dict" | "namespace" | "debug" | "true" | "false" | "none"
-                    | "loop" => {}
-                    other => {
-                        let mut p = self.at(
-                            &site.location,
-                            format!(
-                                "{whose}: `{}` uses `{other}`, which is not defined",
-                                site.field
-                            ),
-                        );
-                        let roots = ["input", "tasks", "item", "item_index", "workflow"];
-                        p = match closest(other, roots.iter().copied()) {
-                            Some(best) => p.hint(format!("did you mean `{best}`?")),
-                            None => p.hint(
-                                "expressions can use input, tasks, item, item_index and workflow",
-                            ),
-                        };
-                        self.push(p);
-                    }
-                }
-            }
-        }
-        used
-    }
 }
 
 /// The field named by a serde "unknown field `x`" message.
 fn unknown_field(message: &str) -> Option<&str> {
     let rest = message.split("unknown field `").nth(1)?;
     rest.split('`').next()
-}
-
-/// Every template string in a value tree, with the location of the field.
-fn collect_sites<'a>(
-    value: &Value,
-    task: Option<&'a str>,
-    field: &'static str,
-    location: Location,
-    out: &mut Vec<Site<'a>>,
-) {
-    match value {
-        Value::String(s) if is_template(s) => out.push(Site {
-            task,
-            field,
-            location,
-            text: s.clone(),
-        }),
-        Value::Array(items) => items
-            .iter()
-            .for_each(|v| collect_sites(v, task, field, location, out)),
-        Value::Object(map) => map
-            .values()
-            .for_each(|v| collect_sites(v, task, field, location, out)),
-        _ => {}
-    }
 }

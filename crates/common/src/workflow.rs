@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 
 use crate::dag::Dag;
 use crate::diagnostic::Diagnostics;
+use crate::inputs::{Given, InputSpec, Refusal};
 use crate::spec::WithItems;
 use crate::state::Trigger;
 use crate::validate::Validator;
@@ -20,6 +21,10 @@ pub struct Workflow {
     pub(crate) name: String,
     pub(crate) description: Option<String>,
     pub(crate) inputs: IndexMap<String, Option<Value>>,
+    /// The declarations of `inputs`, same keys and order.
+    pub(crate) input_specs: IndexMap<String, InputSpec>,
+    /// Advice found by validation that does not make it invalid.
+    pub(crate) warnings: Option<Diagnostics>,
     pub(crate) output: Option<Value>,
     pub(crate) output_references: BTreeSet<String>,
     pub(crate) tasks: Vec<Task>,
@@ -98,11 +103,19 @@ pub struct InputError {
     pub undeclared: Vec<String>,
     /// The declared inputs, for the message.
     pub declared: Vec<String>,
+    /// Given inputs whose value does not fit the declaration, by name.
+    pub refused: Vec<(String, Refusal)>,
 }
 
 impl fmt::Display for InputError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut parts = Vec::new();
+        for (name, refusal) in &self.refused {
+            parts.push(format!(
+                "input `{name}` must be {}, not {}",
+                refusal.expected, refusal.given
+            ));
+        }
         if !self.missing.is_empty() {
             let flags: Vec<String> = self
                 .missing
@@ -116,13 +129,26 @@ impl fmt::Display for InputError {
             ));
         }
         if !self.undeclared.is_empty() {
+            let near: Vec<String> = self
+                .undeclared
+                .iter()
+                .filter_map(|u| {
+                    crate::validate::closest(u, self.declared.iter().map(String::as_str))
+                        .map(|best| format!("`{u}` → `{best}`"))
+                })
+                .collect();
             parts.push(format!(
-                "undeclared input(s): {} (this workflow declares: {})",
+                "undeclared input(s): {} (this workflow declares: {}){}",
                 self.undeclared.join(", "),
                 if self.declared.is_empty() {
                     "none".to_owned()
                 } else {
                     self.declared.join(", ")
+                },
+                if near.is_empty() {
+                    String::new()
+                } else {
+                    format!("; did you mean {}?", near.join(", "))
                 }
             ));
         }
@@ -138,9 +164,44 @@ impl Workflow {
     /// # Errors
     /// [`Diagnostics`] listing every problem found.
     pub fn parse(source: &str, origin: &str) -> Result<Self, Diagnostics> {
-        Validator::new(source)
+        Self::parse_with(Validator::new(source), source, origin)
+    }
+
+    /// Parses a definition that was validated when it was stored (a run's
+    /// workflow, read back by an executor or for `status`/`explain`),
+    /// leaving out the checks that only move a run-time failure to
+    /// validation time (unknown filters, tests, functions and methods,
+    /// comparisons with a word that is not a status): a run stored by an
+    /// earlier version, without those checks, still loads and runs as it
+    /// would have. Everything the engine relies on is checked as in
+    /// [`Workflow::parse`].
+    ///
+    /// # Errors
+    /// [`Diagnostics`] listing every problem found.
+    pub fn parse_stored(source: &str, origin: &str) -> Result<Self, Diagnostics> {
+        Self::parse_with(Validator::new(source).without_lints(), source, origin)
+    }
+
+    fn parse_with(
+        validator: Validator<'_>,
+        source: &str,
+        origin: &str,
+    ) -> Result<Self, Diagnostics> {
+        let (mut workflow, warnings) = validator
             .run()
-            .map_err(|problems| Diagnostics::new(origin, source, problems))
+            .map_err(|problems| Diagnostics::new(origin, source, problems))?;
+        if !warnings.is_empty() {
+            workflow.warnings = Some(Diagnostics::warnings(origin, source, warnings));
+        }
+        Ok(workflow)
+    }
+
+    /// Advice about a valid workflow (a template spliced into a shell
+    /// script), with places and hints like problems; `None` when there is
+    /// none. Front ends show it; it stops nothing.
+    #[must_use]
+    pub fn warnings(&self) -> Option<&Diagnostics> {
+        self.warnings.as_ref()
     }
 
     /// The workflow's name.
@@ -161,40 +222,70 @@ impl Workflow {
         &self.inputs
     }
 
-    /// Applies defaults to the given inputs.
+    /// The declarations of the inputs (type, default, allowed values,
+    /// description), in the order written.
+    #[must_use]
+    pub fn input_specs(&self) -> &IndexMap<String, InputSpec> {
+        &self.input_specs
+    }
+
+    /// Checks JSON inputs against their declarations and applies defaults
+    /// (see [`Workflow::resolve_given`]).
     ///
     /// # Errors
-    /// [`InputError`] naming every missing required input and every
-    /// undeclared given one.
+    /// [`InputError`] naming every refused, missing and undeclared input.
     pub fn resolve_input(
         &self,
-        mut given: Map<String, Value>,
+        given: Map<String, Value>,
     ) -> Result<Map<String, Value>, InputError> {
+        self.resolve_given(given.into_iter().map(|(k, v)| (k, Given::Json(v))))
+    }
+
+    /// The run's input from what was given: each given value parsed or
+    /// checked by its input's declaration ([`InputSpec::accept`]), then
+    /// the defaults of the inputs not given. A name given twice keeps its
+    /// last value. Every front end (CLI flags, an inputs file, an API)
+    /// resolves inputs here, so they refuse the same values.
+    ///
+    /// # Errors
+    /// [`InputError`] naming every value that does not fit its input,
+    /// every missing required input and every undeclared given one;
+    /// nothing is returned unless all of them are fine.
+    pub fn resolve_given(
+        &self,
+        given: impl IntoIterator<Item = (String, Given)>,
+    ) -> Result<Map<String, Value>, InputError> {
+        let mut given: IndexMap<String, Given> = given.into_iter().collect();
         let undeclared: Vec<String> = given
             .keys()
-            .filter(|k| !self.inputs.contains_key(*k))
+            .filter(|k| !self.input_specs.contains_key(*k))
             .cloned()
             .collect();
         let mut missing = Vec::new();
+        let mut refused = Vec::new();
         let mut resolved = Map::new();
-        for (name, default) in &self.inputs {
-            match (given.remove(name), default) {
-                (Some(value), _) => {
-                    resolved.insert(name.clone(), value);
-                }
+        for (name, spec) in &self.input_specs {
+            match (given.shift_remove(name), spec.default()) {
+                (Some(value), _) => match spec.accept(value) {
+                    Ok(value) => {
+                        resolved.insert(name.clone(), value);
+                    }
+                    Err(refusal) => refused.push((name.clone(), refusal)),
+                },
                 (None, Some(default)) => {
                     resolved.insert(name.clone(), default.clone());
                 }
                 (None, None) => missing.push(name.clone()),
             }
         }
-        if missing.is_empty() && undeclared.is_empty() {
+        if missing.is_empty() && undeclared.is_empty() && refused.is_empty() {
             Ok(resolved)
         } else {
             Err(InputError {
                 missing,
                 undeclared,
-                declared: self.inputs.keys().cloned().collect(),
+                declared: self.input_specs.keys().cloned().collect(),
+                refused,
             })
         }
     }
@@ -203,6 +294,34 @@ impl Workflow {
     #[must_use]
     pub fn output(&self) -> Option<&Value> {
         self.output.as_ref()
+    }
+
+    /// Why the output could not be rendered, in one sentence: the
+    /// evaluator's reason, and — when the output reads tasks that were
+    /// skipped (their result is `null`, so `tasks.X.result.field` is
+    /// undefined) — which ones, since that is the usual cause.
+    #[must_use]
+    pub fn output_failure(
+        &self,
+        error: &crate::ExprError,
+        status_of: impl Fn(&str) -> Option<crate::TaskStatus>,
+    ) -> String {
+        let skipped: Vec<String> = self
+            .output_references
+            .iter()
+            .filter(|t| status_of(t) == Some(crate::TaskStatus::Skipped))
+            .map(|t| format!("`{t}`"))
+            .collect();
+        match skipped.as_slice() {
+            [] => format!("rendering the output: {error}"),
+            [one] => format!(
+                "rendering the output: {error} — the output reads task {one}, which was skipped, so it has no result"
+            ),
+            many => format!(
+                "rendering the output: {error} — the output reads tasks {}, which were skipped, so they have no result",
+                many.join(", ")
+            ),
+        }
     }
 
     /// Names of the tasks the output template uses.

@@ -3,7 +3,8 @@
 //! `workflows/` validate, and no input makes the parser panic.
 
 use proptest::prelude::*;
-use weft_common::Workflow;
+use serde_json::json;
+use weft_common::{Given, InputType, Workflow};
 
 /// Parses `yaml` expecting problems; returns them as `line: message (hint)`.
 fn problems(yaml: &str) -> Vec<String> {
@@ -313,16 +314,39 @@ proptest! {
     #[test]
     fn generated_workflows_never_panic(
         tasks in proptest::collection::vec(
-            ("[a-e]", proptest::collection::vec("[a-f]", 0..3), prop_oneof![Just(""), Just("{{ tasks.a.result }}"), Just("{{ item }}"), Just("{{ input.x }}"), Just("{{ 1 + }}")]),
+            ("[a-e]", proptest::collection::vec("[a-f]", 0..3), prop_oneof![
+                Just(""), Just("{{ tasks.a.result }}"), Just("{{ item }}"), Just("{{ input.x }}"), Just("{{ 1 + }}"),
+                Just("{{ input.x | lenght }}"), Just("{{ input.x is od }}"), Just("{{ input.x.split(',') }}"),
+                Just("{{ rnage(3) }}"), Just("{{ tasks.a.status == 'succeded' }}"), Just("{{ tasks.b.status in ['failed', 'x'] }}"),
+                Just("{{ input.y-z }}"), Just("{% filter uper %}a{% endfilter %}"), Just("{{ 'a|b(' ~ input.x }}"), Just("{{ ((( }}"),
+            ]),
             1..6,
         ),
         trigger in prop_oneof![Just("all_success"), Just("one_failed"), Just("bogus")],
+        declared in prop_oneof![
+            Just("x: 1"), Just("x: { type: integer, default: 1 }"), Just("x: { type: int, default: a }"),
+            Just("x: { enum: [1, b], default: 2 }"), Just("x: { type: array }"), Just("x: { default: null, description: [] }"),
+        ],
+        extra in prop_oneof![
+            Just(""), Just("    retry: { attempts: \"{{ 3 }}\" }\n"), Just("    timeout: \"{{ input.x }}\"\n"),
+            Just("    with_items: [1]\n    concurrency: \"{{ x }}\"\n"),
+        ],
+        action in prop_oneof![Just("echo"), Just("shell")],
     ) {
-        let mut yaml = String::from("name: gen\ninput: { x: 1 }\ntasks:\n");
+        let mut yaml = format!("name: gen\ninput: {{ {declared}, y-z: 2 }}\ntasks:\n");
         for (name, needs, expr) in &tasks {
-            yaml.push_str(&format!("  {name}:\n    action: echo\n    needs: [{}]\n    trigger: {trigger}\n    input: {{ v: \"{expr}\" }}\n", needs.join(", ")));
+            yaml.push_str(&format!("  {name}:\n    action: {action}\n    needs: [{}]\n    trigger: {trigger}\n    input: {{ v: \"{expr}\", script: \"{expr}\" }}\n{extra}", needs.join(", ")));
         }
-        if let Ok(w) = Workflow::parse(&yaml, "gen.yaml") {
+        let parsed = Workflow::parse(&yaml, "gen.yaml");
+        // Every problem points into the file.
+        if let Err(d) = &parsed {
+            for p in d.problems() {
+                prop_assert!(p.line >= 1 && p.line <= yaml.lines().count() + 1, "{p:?}");
+                let (offset, len) = p.span.unwrap_or_default();
+                prop_assert!(offset + len <= yaml.len(), "{p:?}");
+            }
+        }
+        if let Ok(w) = parsed {
             let order: Vec<&str> = w.tasks().map(|t| t.name()).collect();
             for t in w.tasks() {
                 for need in t.needs() {
@@ -338,4 +362,437 @@ proptest! {
 fn item_is_not_visible_in_when_which_is_decided_once_per_task() {
     let yaml = "name: x\ntasks:\n  a:\n    action: echo\n    with_items: [1, 2]\n    when: \"{{ item > 1 }}\"\n";
     has(&problems(yaml), 6, &["`item`", "once for the whole task"]);
+}
+
+#[test]
+fn typed_inputs_are_read_in_both_forms() {
+    let w = ok(concat!(
+        "name: x\ninput:\n",
+        "  n: 10\n",
+        "  ratio: 0.5\n",
+        "  source: null\n",
+        "  version:\n    type: string\n    default: \"1.10\"\n    description: the release\n",
+        "  env: { type: string, enum: [dev, prod], default: dev }\n",
+        "  level: { enum: [1, 2, 3] }\n",
+        "  tags: { type: array, default: [] }\n",
+        "  config: { retries: 3 }\n",
+        "tasks:\n  a: { action: noop }\n",
+    ));
+    let specs = w.input_specs();
+    let kind = |n: &str| specs[n].kind().map(InputType::as_str);
+    assert_eq!(kind("n"), Some("integer"));
+    assert_eq!(kind("ratio"), Some("number"));
+    assert_eq!(kind("source"), None);
+    assert!(specs["source"].required());
+    assert_eq!(kind("version"), Some("string"));
+    assert_eq!(specs["version"].default(), Some(&json!("1.10")));
+    assert_eq!(specs["version"].description(), Some("the release"));
+    assert_eq!(kind("env"), Some("string"));
+    assert_eq!(
+        specs["env"].allowed(),
+        Some(&[json!("dev"), json!("prod")][..])
+    );
+    // The type of an untyped enum is its values' type; no default: required.
+    assert_eq!(kind("level"), Some("integer"));
+    assert!(specs["level"].required());
+    assert_eq!(kind("tags"), Some("array"));
+    // A mapping with other keys is an object default, as before.
+    assert_eq!(kind("config"), Some("object"));
+    assert_eq!(specs["config"].default(), Some(&json!({"retries": 3})));
+    // `inputs()` still maps each name to its default.
+    assert_eq!(w.inputs()["n"], Some(json!(10)));
+    assert_eq!(w.inputs()["source"], None);
+}
+
+#[test]
+fn a_default_that_does_not_fit_its_type_is_refused_on_its_line() {
+    let p = problems(
+        "name: x\ninput:\n  n:\n    type: integer\n    default: abc\ntasks:\n  a: { action: noop }\n",
+    );
+    has(&p, 5, &["input `n`", "`default` must be an integer", "abc"]);
+    let p = problems(
+        "name: x\ninput:\n  version: { type: string, default: 1.10 }\ntasks:\n  a: { action: noop }\n",
+    );
+    has(&p, 3, &["input `version`", "a string", "quote it"]);
+    let p = problems(
+        "name: x\ninput:\n  env:\n    enum: [dev, prod]\n    default: qa\ntasks:\n  a: { action: noop }\n",
+    );
+    has(&p, 5, &["input `env`", "one of \"dev\" or \"prod\"", "qa"]);
+    let p = problems(
+        "name: x\ninput:\n  flag: { type: boolean, default: \"yes\" }\ntasks:\n  a: { action: noop }\n",
+    );
+    has(&p, 3, &["input `flag`", "a boolean"]);
+}
+
+#[test]
+fn input_declarations_are_checked() {
+    let p = problems("name: x\ninput:\n  n:\n    type: int\ntasks:\n  a: { action: noop }\n");
+    has(
+        &p,
+        4,
+        &["input `n`", "unknown type `int`", "did you mean `integer`"],
+    );
+    let p = problems(
+        "name: x\ninput:\n  n: { type: integer, enum: [1, two] }\ntasks:\n  a: { action: noop }\n",
+    );
+    has(&p, 3, &["input `n`", "\"two\"", "an integer"]);
+    let p = problems("name: x\ninput:\n  n: { enum: [] }\ntasks:\n  a: { action: noop }\n");
+    has(&p, 3, &["input `n`", "non-empty list"]);
+    let p = problems(
+        "name: x\ninput:\n  n: { type: string, description: 3 }\ntasks:\n  a: { action: noop }\n",
+    );
+    has(&p, 3, &["input `n`", "`description` must be text"]);
+}
+
+#[test]
+fn given_inputs_are_parsed_by_type_and_refused_naming_input_and_type() {
+    let w = ok(concat!(
+        "name: x\ninput:\n",
+        "  n: 10\n",
+        "  version: { type: string, default: \"1.0\" }\n",
+        "  force: false\n",
+        "  env: { enum: [dev, prod], default: dev }\n",
+        "  size: null\n",
+        "tasks:\n  a: { action: noop }\n",
+    ));
+    let text = |pairs: &[(&str, &str)]| {
+        w.resolve_given(
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), Given::Text((*v).to_owned()))),
+        )
+    };
+    let resolved = text(&[
+        ("version", "1.10"),
+        ("n", "3"),
+        ("force", "true"),
+        ("size", "big"),
+    ])
+    .unwrap();
+    assert_eq!(
+        serde_json::Value::Object(resolved),
+        json!({"n": 3, "version": "1.10", "force": true, "env": "dev", "size": "big"})
+    );
+    let err = text(&[("n", "abc"), ("force", "yes"), ("env", "qa"), ("size", "1")]).unwrap_err();
+    let message = err.to_string();
+    for part in [
+        "input `n` must be an integer, not `abc`",
+        "input `force` must be a boolean (true or false), not `yes`",
+        "input `env` must be one of \"dev\" or \"prod\", not `qa`",
+    ] {
+        assert!(message.contains(part), "{part} not in {message}");
+    }
+    // JSON values (an inputs file, an API) are checked, not converted.
+    let err = w
+        .resolve_input(
+            json!({"size": 1, "n": "3", "force": "true"})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+        )
+        .unwrap_err();
+    assert_eq!(err.refused.len(), 2, "{err}");
+    assert!(
+        err.to_string()
+            .contains("input `n` must be an integer, not a string \"3\""),
+        "{err}"
+    );
+    // An undeclared name gets the closest declared one.
+    let err = text(&[("sise", "1")]).unwrap_err();
+    assert!(err.to_string().contains("`sise` → `size`"), "{err}");
+}
+
+/// Parses `yaml` expecting problems; returns them as `line:column: message (hint)`.
+fn placed(yaml: &str) -> Vec<String> {
+    match Workflow::parse(yaml, "t.yaml") {
+        Ok(_) => panic!("expected problems in:\n{yaml}"),
+        Err(d) => d
+            .problems()
+            .iter()
+            .map(|p| {
+                format!(
+                    "{}:{}: {} ({})",
+                    p.line,
+                    p.column,
+                    p.message,
+                    p.hint.clone().unwrap_or_default()
+                )
+            })
+            .collect(),
+    }
+}
+
+/// The (line, column) of the first `needle` in `yaml`, 1-based.
+fn position(yaml: &str, needle: &str) -> (usize, usize) {
+    let at = yaml.find(needle).expect("needle in yaml");
+    let before = &yaml[..at];
+    (
+        before.matches('\n').count() + 1,
+        at - before.rfind('\n').map_or(0, |n| n + 1) + 1,
+    )
+}
+
+fn has_at(problems: &[String], (line, column): (usize, usize), parts: &[&str]) {
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with(&format!("{line}:{column}: "))
+                && parts.iter().all(|part| p.contains(part))),
+        "no problem at {line}:{column} mentioning {parts:?} in {problems:#?}"
+    );
+}
+
+#[test]
+fn unknown_filters_tests_and_functions_are_found_with_did_you_mean() {
+    let yaml = "name: x\ninput: { xs: [1] }\ntasks:\n  a:\n    action: echo\n    input:\n      n: \"{{ input.xs | lenght }}\"\n      odd: \"{{ 3 is od }}\"\n      r: \"{{ rnage(3) | list }}\"\n      up: \"{{ upper('x') }}\"\n";
+    let p = placed(yaml);
+    has_at(
+        &p,
+        position(yaml, "lenght"),
+        &["filter `lenght`", "did you mean `length`"],
+    );
+    has_at(
+        &p,
+        position(yaml, "od }}"),
+        &["test `is od`", "did you mean `is odd`"],
+    );
+    has_at(
+        &p,
+        position(yaml, "rnage"),
+        &["`rnage(…)`", "did you mean `range(…)`"],
+    );
+    has_at(
+        &p,
+        position(yaml, "upper("),
+        &["`upper(…)`", "is a filter: write `value | upper`"],
+    );
+    // Called names are not also reported as undefined variables.
+    assert_eq!(p.len(), 4, "{p:#?}");
+    // Our own filter and the real names pass.
+    ok(
+        "name: x\ninput: { s: '[1]' }\ntasks:\n  a:\n    action: echo\n    input: { v: \"{{ (input.s | fromjson | length) is odd }}\", r: \"{{ range(2) | list }}\" }\n",
+    );
+}
+
+#[test]
+fn method_calls_are_refused_pointing_to_the_filter() {
+    let yaml = "name: x\ninput: { s: 'a b' }\ntasks:\n  a:\n    action: echo\n    input: { v: \"{{ input.s.split(' ') }}\" }\n";
+    let p = placed(yaml);
+    has_at(
+        &p,
+        position(yaml, "split"),
+        &["method `.split(…)`", "use the filter: `… | split(…)`"],
+    );
+    let yaml = "name: x\ninput: { s: 'a b' }\ntasks:\n  a:\n    action: echo\n    when: \"input.s.startswith('a')\"\n";
+    has(
+        &problems(yaml),
+        6,
+        &["method `.startswith(…)`", "startingwith"],
+    );
+    ok(
+        "name: x\ntasks:\n  a:\n    action: echo\n    with_items: [1, 2]\n    input: { v: \"{% for x in [1] %}{{ loop.cycle('a', 'b') }}{% endfor %}\" }\n",
+    );
+}
+
+#[test]
+fn a_status_compared_with_a_non_status_is_refused() {
+    let yaml = "name: x\ntasks:\n  a: { action: noop }\n  b:\n    needs: [a]\n    trigger: all_done\n    action: noop\n    when: \"{{ tasks.a.status == 'succeded' }}\"\n";
+    let p = placed(yaml);
+    has_at(
+        &p,
+        position(yaml, "succeded"),
+        &["'succeded'", "not a status", "did you mean 'succeeded'"],
+    );
+    let yaml = "name: x\ntasks:\n  a: { action: noop }\n  b:\n    needs: [a]\n    trigger: all_done\n    action: noop\n    when: tasks.a.status in ['failed', 'timedout']\n";
+    has(&problems(yaml), 8, &["'timedout'", "not a status"]);
+    ok(
+        "name: x\ntasks:\n  a: { action: noop }\n  b:\n    needs: [a]\n    trigger: all_done\n    action: noop\n    when: \"{{ tasks.a.status != 'failed' and 'skipped' != tasks.a.status }}\"\n",
+    );
+}
+
+#[test]
+fn carets_point_at_the_expression_inside_the_string_and_each_problem_is_reported_once() {
+    let yaml = "name: x\ninput: { size: 3 }\ntasks:\n  a:\n    action: echo\n    input:\n      first: plain\n      second: \"size is {{ input.sise }}\"\n      third: [\"{{ input.sise + 1 }}\"]\n";
+    let p = placed(yaml);
+    has_at(
+        &p,
+        position(yaml, "input.sise }}"),
+        &["`input.sise`", "did you mean `input.size`"],
+    );
+    has_at(&p, position(yaml, "input.sise + 1"), &["`input.sise`"]);
+    assert_eq!(p.len(), 2, "one problem per place: {p:#?}");
+    // Two paths of one name in one string make one problem.
+    let yaml = "name: x\ntasks:\n  a:\n    action: echo\n    input: { v: \"{{ tasks.zz.result }} {{ tasks.zz.status }}\" }\n";
+    let p = placed(yaml);
+    assert_eq!(p.len(), 1, "{p:#?}");
+}
+
+#[test]
+fn the_item_hint_fits_the_task() {
+    // A with_items task: `when` is evaluated once for the task.
+    let yaml = "name: x\ntasks:\n  a:\n    action: echo\n    with_items: [1, 2]\n    when: \"{{ item > 1 }}\"\n";
+    let p = problems(yaml);
+    has(
+        &p,
+        6,
+        &[
+            "`item`",
+            "evaluated once for the whole task",
+            "filter the list",
+        ],
+    );
+    assert!(p.iter().all(|m| !m.contains("add `with_items:`")), "{p:#?}");
+    // A task without with_items: add it.
+    let yaml = "name: x\ntasks:\n  a:\n    action: echo\n    input: { v: \"{{ item }}\" }\n";
+    has(&problems(yaml), 5, &["`item`", "add `with_items:`"]);
+    // The workflow output: read the fan-out's result.
+    let yaml = "name: x\noutput: { v: \"{{ item }}\" }\ntasks:\n  a: { action: echo }\n";
+    has(&problems(yaml), 2, &["`item`", "tasks.<name>.result"]);
+}
+
+#[test]
+fn an_input_name_that_is_not_an_identifier_gets_the_subscript_hint() {
+    let yaml = "name: x\ninput: { should-print: true }\ntasks:\n  a:\n    action: echo\n    input: { v: \"{{ input.should-print }}\" }\n";
+    let p = placed(yaml);
+    has_at(
+        &p,
+        position(yaml, "input.should-print }}"),
+        &[
+            "`should-print` is not an identifier",
+            "input['should-print']",
+        ],
+    );
+    assert_eq!(p.len(), 1, "not also `print` undefined: {p:#?}");
+    ok(
+        "name: x\ninput: { should-print: true }\ntasks:\n  a:\n    action: echo\n    input: { v: \"{{ input['should-print'] }}\" }\n",
+    );
+}
+
+#[test]
+fn a_task_name_that_is_not_an_identifier_is_reported_on_its_key() {
+    let yaml = "name: x\ntasks:\n  fetch-data:\n    action: echo\n";
+    let p = placed(yaml);
+    has_at(&p, (3, 3), &["`fetch-data`", "identifier"]);
+}
+
+#[test]
+fn a_shell_script_that_splices_a_template_gets_a_warning() {
+    let yaml = "name: x\ninput: { name: world }\ntasks:\n  a:\n    action: shell\n    input:\n      script: |\n        echo hello\n        echo {{ input.name }}\n";
+    let w = ok(yaml);
+    let warnings = w.warnings().expect("a warning");
+    assert!(warnings.is_warning());
+    let p = &warnings.problems()[0];
+    assert_eq!((p.line, p.column), position(yaml, "{{ input.name }}"));
+    assert!(p.message.contains("splices `{{ input.name }}`"), "{p:?}");
+    assert!(
+        p.hint.as_deref().unwrap_or_default().contains("env:"),
+        "{p:?}"
+    );
+    // Argv passing is not a splice.
+    let w = ok(
+        "name: x\ninput: { name: world }\ntasks:\n  a:\n    action: shell\n    input: { command: [echo, \"{{ input.name }}\"], script: null }\n",
+    );
+    assert!(w.warnings().is_none());
+}
+
+#[test]
+fn numbers_and_durations_written_as_templates_are_refused_with_a_hint() {
+    for (field, yaml) in [
+        (
+            "attempts",
+            "name: x\ntasks:\n  a:\n    action: noop\n    retry: { attempts: \"{{ 3 }}\" }\n",
+        ),
+        (
+            "attempts",
+            "name: x\ntasks:\n  a:\n    action: noop\n    retry:\n      attempts: \"{{ input.n }}\"\n",
+        ),
+        (
+            "concurrency",
+            "name: x\ntasks:\n  a:\n    action: noop\n    with_items: [1]\n    concurrency: \"{{ 2 }}\"\n",
+        ),
+        (
+            "backoff",
+            "name: x\ntasks:\n  a:\n    action: noop\n    retry: { backoff: \"{{ 2.0 }}\" }\n",
+        ),
+        (
+            "timeout",
+            "name: x\ntasks:\n  a:\n    action: noop\n    timeout: \"{{ input.t }}\"\n",
+        ),
+        (
+            "delay",
+            "name: x\ntasks:\n  a:\n    action: noop\n    retry: { delay: \"{{ '1s' }}\" }\n",
+        ),
+    ] {
+        let p = placed(yaml);
+        assert!(
+            p.iter()
+                .any(|m| m.contains(field) && m.contains("template") && m.contains("write")),
+            "{field}: {p:#?}"
+        );
+    }
+    // A constant template suggests its value; a word is named.
+    let p = placed(
+        "name: x\ntasks:\n  a:\n    action: noop\n    retry: { attempts: \"{{ 1 + 2 }}\" }\n",
+    );
+    assert!(p[0].contains("`attempts: 3`"), "{p:#?}");
+    let p = placed("name: x\ntasks:\n  a:\n    action: noop\n    retry: { attempts: three }\n");
+    assert!(
+        p[0].starts_with("5:")
+            && p[0].contains("`retry.attempts` must be a whole number, not `three`"),
+        "{p:#?}"
+    );
+}
+
+#[test]
+fn an_output_that_fails_names_the_skipped_tasks_it_reads() {
+    let w = ok(
+        "name: x\noutput: { v: \"{{ tasks.b.result.n }}\" }\ntasks:\n  a: { action: noop }\n  b: { action: echo, needs: [a], when: 'false' }\n",
+    );
+    let error = weft_common::ExprError {
+        expression: "{{ tasks.b.result.n }}".into(),
+        reason: "undefined value".into(),
+    };
+    let status = |name: &str| match name {
+        "b" => Some(weft_common::TaskStatus::Skipped),
+        _ => Some(weft_common::TaskStatus::Succeeded),
+    };
+    let why = w.output_failure(&error, status);
+    assert!(
+        why.contains("undefined value") && why.contains("task `b`, which was skipped"),
+        "{why}"
+    );
+    let why = w.output_failure(&error, |_| Some(weft_common::TaskStatus::Succeeded));
+    assert!(!why.contains("skipped"), "{why}");
+}
+
+#[test]
+fn a_stored_definition_loads_without_the_run_time_lints() {
+    // Stored by an earlier version: its typo fails the run when rendered,
+    // as it always did, instead of making the run unloadable.
+    let yaml = "name: x\ntasks:\n  a:\n    action: echo\n    input: { v: \"{{ [1] | lenght }}\", s: \"{{ 'a'.upper() }}\" }\n";
+    assert!(Workflow::parse(yaml, "t.yaml").is_err());
+    assert!(Workflow::parse_stored(yaml, "t.yaml").is_ok());
+    // What the engine relies on is still checked.
+    assert!(
+        Workflow::parse_stored(
+            "name: x\ntasks:\n  a: { action: echo, needs: [b] }\n",
+            "t.yaml"
+        )
+        .is_err()
+    );
+}
+
+#[test]
+fn an_input_read_by_subscript_must_be_declared_too() {
+    let yaml = "name: x\ninput: { should-print: true }\ntasks:\n  a:\n    action: echo\n    input: { v: \"{{ input['should-prnt'] }}\" }\n";
+    let p = placed(yaml);
+    has_at(
+        &p,
+        position(yaml, "should-prnt"),
+        &[
+            "`input['should-prnt']`",
+            "not declared",
+            "did you mean `input['should-print']`",
+        ],
+    );
 }

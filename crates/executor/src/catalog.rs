@@ -40,7 +40,7 @@ impl Catalog {
             return Ok(Arc::clone(found));
         }
         let (source, origin) = runs::definition(conn, id).await?;
-        let workflow = Workflow::parse(&source, &origin).map_err(|diagnostics| {
+        let workflow = Workflow::parse_stored(&source, &origin).map_err(|diagnostics| {
             EngineError::InvalidDefinition {
                 id,
                 detail: diagnostics.to_string(),

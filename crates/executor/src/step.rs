@@ -646,11 +646,12 @@ impl<'a> Step<'a> {
             .render(template, &run.context(tasks, &Results::new()))
         {
             Ok(output) => (WorkflowStatus::Succeeded, Some(output), None),
-            Err(e) => (
-                WorkflowStatus::Failed,
-                None,
-                Some(format!("rendering the output: {e}")),
-            ),
+            Err(e) => {
+                let status_of =
+                    |name: &str| tasks.iter().find(|t| t.task_name == name).map(|t| t.status);
+                let why = run.workflow.output_failure(&e, status_of);
+                (WorkflowStatus::Failed, None, Some(why))
+            }
         }
     }
 }

@@ -282,7 +282,7 @@ impl Snapshot {
         // Show tasks in the workflow's topological order when it parses.
         let (source, origin) = runs::definition(&mut conn, run.definition_id).await?;
         let mut hints = Vec::new();
-        if let Ok(workflow) = Workflow::parse(&source, &origin) {
+        if let Ok(workflow) = Workflow::parse_stored(&source, &origin) {
             let order: Vec<&str> = workflow.tasks().map(|t| t.name()).collect();
             tasks.sort_by_key(|t| {
                 order

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::Args;
 use serde_json::{Map, Value, json};
-use weft_common::{Workflow, WorkflowExecutionId, kind_of};
+use weft_common::{Given, Workflow, WorkflowExecutionId, kind_of};
 use weft_store::runs::{NewRun, Submitted};
 
 use super::status::{self, WaitArgs};
@@ -23,8 +23,10 @@ use crate::workflow_file;
 pub(crate) struct SubmitArgs {
     /// The workflow file.
     pub(crate) file: PathBuf,
-    /// An input value: KEY=VALUE. VALUE is read as JSON when it parses as
-    /// JSON (number, boolean, list, object, quoted string), else as text.
+    /// An input value: KEY=VALUE. VALUE is read by the input's declared
+    /// type (a string stays as written; integer, number, boolean parsed;
+    /// array and object as JSON); an untyped input reads it as JSON when
+    /// it parses, else as text.
     #[arg(long = "input", short = 'i', value_name = "KEY=VALUE")]
     pub(crate) inputs: Vec<String>,
     /// A JSON or YAML file with an object of inputs (flags win over it).
@@ -55,7 +57,7 @@ pub(crate) async fn run(args: &SubmitArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     };
     let given = gather_inputs(args)?;
-    let input = match workflow.resolve_input(given) {
+    let input = match workflow.resolve_given(given) {
         Ok(input) => Value::Object(input),
         Err(e) => {
             eprintln!("error: {}: {e}", args.file.display());
@@ -128,15 +130,20 @@ async fn store(
     Ok(weft_executor::submit(pool, None, &new).await?)
 }
 
-/// Merges `--inputs FILE` and the `--input KEY=VALUE` flags.
-fn gather_inputs(args: &SubmitArgs) -> anyhow::Result<Map<String, Value>> {
-    let mut inputs = match &args.inputs_file {
-        Some(path) => read_inputs_file(path)?,
-        None => Map::new(),
+/// Merges `--inputs FILE` (JSON values) and the `--input KEY=VALUE`
+/// flags (text, parsed by each input's type when resolved); flags win.
+/// (A name given twice keeps its last value: `resolve_given` says so.)
+fn gather_inputs(args: &SubmitArgs) -> anyhow::Result<Vec<(String, Given)>> {
+    let mut inputs: Vec<(String, Given)> = match &args.inputs_file {
+        Some(path) => read_inputs_file(path)?
+            .into_iter()
+            .map(|(k, v)| (k, Given::Json(v)))
+            .collect(),
+        None => Vec::new(),
     };
     for pair in &args.inputs {
         let (key, value) = parse_pair(pair)?;
-        inputs.insert(key, value);
+        inputs.push((key, Given::Text(value)));
     }
     Ok(inputs)
 }
@@ -161,8 +168,8 @@ fn read_inputs_file(path: &Path) -> anyhow::Result<Map<String, Value>> {
     }
 }
 
-/// `KEY=VALUE` → (KEY, VALUE as JSON if it parses, else as text).
-fn parse_pair(pair: &str) -> anyhow::Result<(String, Value)> {
+/// `KEY=VALUE` → (KEY, VALUE as written).
+fn parse_pair(pair: &str) -> anyhow::Result<(String, String)> {
     let Some((key, raw)) = pair.split_once('=') else {
         anyhow::bail!("--input `{pair}` is not KEY=VALUE");
     };
@@ -170,32 +177,20 @@ fn parse_pair(pair: &str) -> anyhow::Result<(String, Value)> {
     if key.is_empty() {
         anyhow::bail!("--input `{pair}` has an empty name before `=`");
     }
-    let value = serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_owned()));
-    Ok((key.to_owned(), value))
+    Ok((key.to_owned(), raw.to_owned()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::parse_pair;
-    use serde_json::json;
 
     #[test]
-    fn values_parse_as_json_first() {
-        assert_eq!(parse_pair("n=10").ok(), Some(("n".into(), json!(10))));
-        assert_eq!(
-            parse_pair("flag=true").ok(),
-            Some(("flag".into(), json!(true)))
-        );
-        assert_eq!(
-            parse_pair("xs=[1,2]").ok(),
-            Some(("xs".into(), json!([1, 2])))
-        );
-        assert_eq!(
-            parse_pair("s=hello world").ok(),
-            Some(("s".into(), json!("hello world")))
-        );
-        assert_eq!(parse_pair("s=a=b").ok(), Some(("s".into(), json!("a=b"))));
-        assert_eq!(parse_pair("s=").ok(), Some(("s".into(), json!(""))));
+    fn pairs_split_at_the_first_equals_sign() {
+        let pair = |p: &str| parse_pair(p).ok();
+        assert_eq!(pair("n=10"), Some(("n".into(), "10".into())));
+        assert_eq!(pair("s=a=b"), Some(("s".into(), "a=b".into())));
+        assert_eq!(pair(" s =x"), Some(("s".into(), "x".into())));
+        assert_eq!(pair("s="), Some(("s".into(), String::new())));
     }
 
     #[test]

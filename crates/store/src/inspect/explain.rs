@@ -64,7 +64,7 @@ pub async fn run_facts(
         return Ok(None);
     };
     let (source, origin) = runs::definition(conn, run.definition_id).await?;
-    let workflow = Workflow::parse(&source, &origin).map_err(|e| StoreError::Corrupt {
+    let workflow = Workflow::parse_stored(&source, &origin).map_err(|e| StoreError::Corrupt {
         what: "workflow definition",
         detail: format!("run {id}'s workflow no longer parses: {e}"),
     })?;
