@@ -213,14 +213,14 @@ async fn killing_daemons_and_duplicating_messages_loses_and_duplicates_nothing()
     // knows of), and every row was dispatched. The same execution may be on
     // the wire more than once: a flusher killed between its publish and its
     // delete leaves the row to a relay, which publishes it again.
-    // The executions a worker pool runs: those of the plain runs and of the
-    // child runs (a parent's `workflow:` task is dispatched to the
-    // executors, not to a pool).
+    // The executions a worker pool runs: every execution of this stack's
+    // database but those of the parents' `workflow:` task, which the
+    // executors carry out by starting a child run (and which are never on
+    // a pool's queue).
     let rows: std::collections::BTreeSet<uuid::Uuid> = sqlx::query_scalar(
-        "SELECT id FROM executions WHERE workflow_execution_id = ANY($1) \
-            OR workflow_execution_id IN (SELECT id FROM workflow_executions WHERE parent_run_id IS NOT NULL)",
+        "SELECT e.id FROM executions e \
+         WHERE NOT EXISTS (SELECT 1 FROM workflow_executions c WHERE c.parent_execution_id = e.id)",
     )
-    .bind(&uuids)
     .fetch_all(&pool)
     .await
     .expect("executions")

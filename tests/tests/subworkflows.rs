@@ -283,3 +283,151 @@ fn the_examples_resolve_their_sub_workflows() {
     let flip = weft_tests::load_bundle(&dir.join("coin-flip.yaml")).expect("valid");
     assert_eq!(flip.files().len(), 1, "a recursive workflow is stored once");
 }
+
+/// A parent with one child started but not run (no daemons: the test
+/// applies the messages), for corrupting.
+async fn parent_with_a_pending_child(stack: &Stack) -> (PgPool, WorkflowExecutionId, Uuid, Uuid) {
+    let pool = stack.pool().await.expect("pool");
+    let parent = "name: parent\ntasks:\n  call:\n    workflow: child.yaml\n    input: { n: 4 }\n";
+    let dir = folder(&[("parent.yaml", parent), ("child.yaml", CHILD)]);
+    let id = weft_tests::submit_file(&pool, &dir.join("parent.yaml"), json!({}))
+        .await
+        .expect("submit");
+    let engine = Engine::new(pool.clone(), EngineConfig::default());
+    engine
+        .apply(&Envelope::new(weft_common::message::WorkflowSubmitted {
+            workflow_execution_id: id,
+        }))
+        .await
+        .expect("start");
+    let (payload,): (Value,) =
+        sqlx::query_as("SELECT payload FROM outbox WHERE routing_key = 'execution.child'")
+            .fetch_one(&pool)
+            .await
+            .expect("the child dispatch");
+    let dispatch: Envelope = serde_json::from_value(payload).expect("an envelope");
+    assert_eq!(
+        engine.apply(&dispatch).await.expect("child"),
+        Applied::Changed
+    );
+    let children = children_of(&pool, id).await;
+    (pool, id, children[0].0, children[0].2)
+}
+
+async fn violations(pool: &PgPool, id: WorkflowExecutionId) -> Vec<String> {
+    let mut conn = pool.acquire().await.expect("conn");
+    weft_store::audit::audit(&mut conn, Some(id), 60.0)
+        .await
+        .expect("audit")
+        .into_iter()
+        .map(|v| format!("{}: {}", v.check, v.detail))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_finds_a_broken_parent_and_child() {
+    let stack = Stack::start(StackOptions::bare()).expect("stack");
+    let (pool, id, child, execution) = parent_with_a_pending_child(&stack).await;
+    assert_eq!(violations(&pool, id).await, Vec::<String>::new());
+
+    // The parent execution ended while its child still runs: an orphan.
+    sqlx::query("UPDATE executions SET status = 'failed', finished_at = now() WHERE id = $1")
+        .bind(execution)
+        .execute(&pool)
+        .await
+        .expect("corrupt");
+    let found = violations(&pool, id).await;
+    assert!(
+        found
+            .iter()
+            .any(|v| v.starts_with("child_run_has_a_waiting_parent")
+                && v.contains(&child.to_string())),
+        "{found:?}"
+    );
+    sqlx::query("UPDATE executions SET status = 'running', finished_at = NULL WHERE id = $1")
+        .bind(execution)
+        .execute(&pool)
+        .await
+        .expect("mend");
+
+    // A child one level too deep.
+    sqlx::query("UPDATE workflow_executions SET depth = 2 WHERE id = $1")
+        .bind(child)
+        .execute(&pool)
+        .await
+        .expect("corrupt");
+    let found = violations(&pool, id).await;
+    assert!(
+        found
+            .iter()
+            .any(|v| v.starts_with("child_run_lineage") && v.contains("depth 2")),
+        "{found:?}"
+    );
+
+    // The execution runs, but nothing carries it out.
+    sqlx::query("DELETE FROM workflow_executions WHERE id = $1")
+        .bind(child)
+        .execute(&pool)
+        .await
+        .expect("corrupt");
+    let found = violations(&pool, id).await;
+    assert!(
+        found
+            .iter()
+            .any(|v| v.starts_with("running_execution_has_a_runner") && v.contains("task `call`")),
+        "{found:?}"
+    );
+}
+
+/// `timeout` bounds the child run as a whole: the reaper times the
+/// execution out and cancels its child; the retry starts a new child.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timed_out_child_is_canceled_and_the_retry_starts_a_new_one() {
+    use weft_tests::process::Daemon;
+    let stack = Stack::start(StackOptions::bare()).expect("stack");
+    let pool = stack.pool().await.expect("pool");
+    let env = [
+        ("WEFT_DATABASE_URL", stack.database_url.as_str()),
+        ("WEFT_AMQP_URL", stack.amqp_url.as_str()),
+        ("WEFT_REAPER_INTERVAL", "0.3"),
+        ("WEFT_HEARTBEAT_GRACE", "2"),
+        ("WEFT_HEARTBEAT_INTERVAL", "0.5"),
+    ];
+    let _executor = Daemon::start("executor", &["executor"], &env).expect("executor");
+    let _worker = Daemon::start("worker", &["worker"], &env).expect("worker");
+    let parent = "name: parent\ntasks:\n  call:\n    workflow: slow.yaml\n    timeout: 2s\n    retry: { attempts: 2, delay: 100ms }\n";
+    let slow = "name: slow\ntasks:\n  wait:\n    action: sleep\n    input: { seconds: 60 }\n";
+    let dir = folder(&[("parent.yaml", parent), ("slow.yaml", slow)]);
+    let id = weft_tests::submit_file(&pool, &dir.join("parent.yaml"), json!({}))
+        .await
+        .expect("submit");
+    let run = stack
+        .wait(&pool, id, Duration::from_secs(60))
+        .await
+        .expect("finishes");
+    assert_eq!(run.status, WorkflowStatus::Failed, "{:?}", run.error);
+    let attempts: Vec<(i32, String)> = sqlx::query_as(
+        "SELECT attempt, status FROM executions WHERE workflow_execution_id = $1 ORDER BY attempt",
+    )
+    .bind(id.as_uuid())
+    .fetch_all(&pool)
+    .await
+    .expect("attempts");
+    assert_eq!(
+        attempts,
+        vec![(1, "timed_out".to_owned()), (2, "timed_out".to_owned())]
+    );
+    // One child per attempt, each canceled (its sleep killed), none left
+    // running.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let children = children_of(&pool, id).await;
+        assert_eq!(children.len(), 2, "{children:?}");
+        if children.iter().all(|c| c.1 == "canceled") {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{children:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    audit_clean(&pool, id).await;
+}
