@@ -80,6 +80,16 @@ pub fn outcome_of_child(
     }
 }
 
+/// Whether a task's action label (see [`crate::Call::label`]) is a
+/// sub-workflow's: its executions are child runs, not actions.
+#[must_use]
+pub fn is_child_label(action: &str) -> bool {
+    action.starts_with(CHILD_LABEL_PREFIX)
+}
+
+/// What [`crate::Call::label`] starts with.
+pub(crate) const CHILD_LABEL_PREFIX: &str = "workflow:";
+
 /// The worker id a parent execution records for the child run that
 /// carried it out (executions have no worker of their own).
 #[must_use]

@@ -80,7 +80,7 @@ impl Call {
     /// What a sub-workflow task shows where a task shows its action.
     #[must_use]
     pub fn label(&self) -> String {
-        format!("workflow:{}", self.path)
+        format!("{}{}", crate::child::CHILD_LABEL_PREFIX, self.path)
     }
 }
 
