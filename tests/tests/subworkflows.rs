@@ -350,6 +350,30 @@ async fn the_audit_finds_a_broken_parent_and_child() {
         .await
         .expect("mend");
 
+    // The child ended an hour ago, but its end never reached the parent.
+    sqlx::query(
+        "UPDATE workflow_executions SET status = 'succeeded', finished_at = now() - interval '1 hour' \
+         WHERE id = $1",
+    )
+    .bind(child)
+    .execute(&pool)
+    .await
+    .expect("corrupt");
+    let found = violations(&pool, id).await;
+    assert!(
+        found.iter().any(|v| v.starts_with("child_run_end_reported")
+            && v.contains(&child.to_string())
+            && v.contains("still running")),
+        "{found:?}"
+    );
+    sqlx::query(
+        "UPDATE workflow_executions SET status = 'pending', finished_at = NULL WHERE id = $1",
+    )
+    .bind(child)
+    .execute(&pool)
+    .await
+    .expect("mend");
+
     // A child one level too deep.
     sqlx::query("UPDATE workflow_executions SET depth = 2 WHERE id = $1")
         .bind(child)

@@ -229,6 +229,21 @@ const CHECKS: &[(&str, &str)] = &[
            AND ($1::uuid IS NULL OR c.parent_run_id = $1 OR c.id = $1)",
     ),
     (
+        // The statement that ends a child run writes its parent execution's
+        // completion; once applied, the execution has ended. A child that
+        // ended longer ago than the outbox threshold under an execution
+        // still running: its end was never reported (or never applied).
+        "child_run_end_reported",
+        "SELECT c.parent_run_id, \
+                format('child run %s ended %s at %s, but execution %s of task `%s` (item %s, attempt %s) it carries out is still %s', \
+                       c.id, c.status, c.finished_at, e.id, t.task_name, coalesce(e.item_index::text, '-'), e.attempt, e.status) \
+         FROM workflow_executions c \
+         JOIN executions e ON e.id = c.parent_execution_id \
+         JOIN task_executions t ON t.id = e.task_execution_id \
+         WHERE c.finished_at < now() - make_interval(secs => $2) AND e.finished_at IS NULL \
+           AND ($1::uuid IS NULL OR c.parent_run_id = $1 OR c.id = $1)",
+    ),
+    (
         // A running execution has a worker that reported its start, or is
         // a `workflow:` task's, carried out by a child run started in the
         // same statement that made it running.
