@@ -373,11 +373,16 @@ mod tests {
 
     #[test]
     fn action_and_workflow_exclude_each_other_and_max_depth_needs_a_workflow() {
-        let both = "name: p\ntasks:\n  one:\n    action: echo\n    workflow: c.yaml\n  two:\n    action: echo\n    max_depth: 2\n  three:\n    workflow: c.yaml\n    max_depth: 0\n";
+        let both = "name: p\ntasks:\n  one:\n    action: echo\n    workflow: c.yaml\n  two:\n    action: echo\n    max_depth: 2\n  three:\n    workflow: c.yaml\n    max_depth: 0\n  four:\n    workflow: c.yaml\n    queue: gpu\n";
         let Err(d) = Workflow::parse(both, "p.yaml") else {
             panic!("must fail")
         };
         let all: Vec<&str> = d.problems().iter().map(|p| p.message.as_str()).collect();
+        assert!(
+            all.iter()
+                .any(|m| m.contains("task `four` sets `queue` but starts a sub-workflow")),
+            "{all:?}"
+        );
         assert!(
             all.iter()
                 .any(|m| m.contains("has both an `action` and a `workflow`")),

@@ -457,6 +457,13 @@ impl<'s> Validator<'s> {
             Some(d) => u32::try_from(d.value).unwrap_or(u32::MAX),
         };
         let w = t.workflow.as_ref()?;
+        if let Some(q) = &t.queue {
+            let p = self.at(
+                &q.referenced,
+                format!("task `{name}` sets `queue` but starts a sub-workflow"),
+            );
+            self.push(p.hint("a `workflow:` task runs on no worker pool (the executors start its child run): remove `queue`; the child's tasks set their own"));
+        }
         let path = w.value.trim();
         if path.is_empty() || is_template(path) {
             let p = self.at(
