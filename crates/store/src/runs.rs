@@ -674,7 +674,11 @@ pub struct Ended {
 /// from a state its target may be entered from (a guard per run, locked in
 /// id order, in one statement), and the same statement writes its
 /// `workflow.finished` message to the outbox, due after `lease` (see
-/// [`outbox::enqueue`]), and wakes `weft watch` / `submit --wait`. A run
+/// [`outbox::enqueue`]), and wakes `weft watch` / `submit --wait`. A
+/// child run's end (a sub-workflow) is also written there as the
+/// `execution.completed` of the parent execution it carried out
+/// ([`Ended::parent`]), so exactly the transaction that ends the child
+/// reports it. A run
 /// left out of the result did not move (someone else ended it, or it is
 /// `canceling` and this ending was not `canceled`): do nothing for it.
 ///
