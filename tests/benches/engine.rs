@@ -15,7 +15,9 @@
 //! upstream task's result list vs the same over `range`), `results`
 //! (100,000 items of ~1 KiB results each, read by a successor), `depth`
 //! (dispatch latency with 100 and 100,000 executions parked in a queue
-//! nobody consumes). Peak memory (RSS) of executors and workers is
+//! nobody consumes), `children` (a parent fanning out 1,000 child runs of
+//! a 2-task workflow beside a plain fan-out of 2,000 items: the same
+//! number of actions). Peak memory (RSS) of executors and workers is
 //! reported with each daemon set.
 //!
 //! Durations come from the database's and the messages' own timestamps,
@@ -141,6 +143,7 @@ struct Sizes {
     result_items: usize,
     depths: (usize, usize),
     depth_runs: usize,
+    children: usize,
 }
 
 impl Sizes {
@@ -154,6 +157,7 @@ impl Sizes {
             result_items: 100_000,
             depths: (100, 100_000),
             depth_runs: 200,
+            children: 1_000,
         }
     }
 
@@ -167,6 +171,7 @@ impl Sizes {
             result_items: 100,
             depths: (10, 100),
             depth_runs: 5,
+            children: 10,
         }
     }
 }
@@ -215,7 +220,90 @@ fn main() -> anyhow::Result<()> {
     if wanted("depth") {
         runtime.block_on(depth(&sizes, &mut report))?;
     }
+    if wanted("children") {
+        runtime.block_on(children(&sizes, &mut report))?;
+    }
     report.finish();
+    Ok(())
+}
+
+/// The child of the `children` scenario: two tasks in a row.
+const CHILD: &str = "name: child2\ninput: { i: null }\noutput: \"{{ tasks.second.result }}\"\ntasks:\n  first: { action: noop }\n  second: { needs: [first], action: echo, input: { i: \"{{ input.i }}\" } }\n";
+
+/// `n` child runs of [`CHILD`], one per item, then a join that counts them.
+const PARENT: &str = "name: children\ninput: { n: null }\ntasks:\n  fan: { workflow: child2.yaml, with_items: \"{{ range(input.n) | list }}\", input: { i: \"{{ item }}\" } }\n  join: { needs: [fan], action: echo, input: { n: \"{{ tasks.fan.result | length }}\" } }\n";
+
+/// A parent fanning out `n` child runs of a 2-task workflow, beside a plain
+/// fan-out of `2n` items (as many actions), on the same daemons: what a
+/// child run costs over the actions it runs.
+async fn children(sizes: &Sizes, report: &mut Report) -> anyhow::Result<()> {
+    let (stack, pool) = stack().await?;
+    let daemons = Daemons::start(&stack, 1, 1)?;
+    let n = sizes.children;
+    let dir = std::env::temp_dir().join(format!(
+        "weft-bench-children-{}",
+        WorkflowExecutionId::new()
+    ));
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("children.yaml"), PARENT)?;
+    std::fs::write(dir.join("child2.yaml"), CHILD)?;
+    let plain = submit_via(
+        &pool,
+        None,
+        &fan_out(None),
+        "bench.yaml",
+        json!({ "n": 2 * n }),
+    )
+    .await?;
+    wait_all(&pool, &[plain], Duration::from_secs(900)).await?;
+    let plain_seconds = check_join(&pool, plain, 2 * n).await?;
+    let parent =
+        weft_tests::submit_file(&pool, &dir.join("children.yaml"), json!({ "n": n })).await?;
+    wait_all(&pool, &[parent], Duration::from_secs(900)).await?;
+    // The join ran once over every child's output, and each child ran once.
+    let (join, seconds): (Option<Value>, f64) = sqlx::query_as(
+        "SELECT t.result, extract(epoch FROM t.finished_at - r.created_at)::float8 \
+         FROM task_executions t JOIN workflow_executions r ON r.id = t.workflow_execution_id \
+         WHERE t.workflow_execution_id = $1 AND t.task_name = 'join'",
+    )
+    .bind(parent.as_uuid())
+    .fetch_one(&pool)
+    .await?;
+    ensure!(
+        join == Some(json!({ "n": n })),
+        "the join saw {join:?}, not {n} children"
+    );
+    let succeeded: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM workflow_executions WHERE parent_run_id = $1 AND status = 'succeeded'",
+    )
+    .bind(parent.as_uuid())
+    .fetch_one(&pool)
+    .await?;
+    ensure!(
+        usize::try_from(succeeded)? == n,
+        "{succeeded} of {n} children succeeded"
+    );
+    report.add(
+        &format!("fanout {} plain", 2 * n),
+        "join_done",
+        plain_seconds,
+        "s",
+    );
+    report.add(
+        &format!("children {n} x 2 tasks"),
+        "join_done",
+        seconds,
+        "s",
+    );
+    report.add(
+        &format!("children {n} x 2 tasks"),
+        "vs plain",
+        seconds / plain_seconds,
+        "x",
+    );
+    let peaks = daemons.stop();
+    memory(report, "children (1 executor + 1 worker)", &peaks);
+    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
 

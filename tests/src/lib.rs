@@ -379,6 +379,66 @@ pub async fn submit_via(
     Ok(weft_executor::submit(pool, publisher, &new).await?.id())
 }
 
+/// Reads, validates and submits a workflow file with the sub-workflows
+/// its `workflow:` tasks start, as `weft submit FILE` does.
+///
+/// # Errors
+/// If a file or the input is invalid, or the database fails.
+pub async fn submit_file(
+    pool: &PgPool,
+    path: &std::path::Path,
+    input: Value,
+) -> anyhow::Result<WorkflowExecutionId> {
+    let bundle = load_bundle(path)?;
+    let workflow = &bundle.root().workflow;
+    let given = match input {
+        Value::Object(map) => map,
+        Value::Null => serde_json::Map::new(),
+        other => bail!("input must be an object, not {other}"),
+    };
+    let input = Value::Object(
+        workflow
+            .resolve_input(given)
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+    );
+    let origin = path.display().to_string();
+    let new = NewRun {
+        id: WorkflowExecutionId::new(),
+        workflow_name: workflow.name(),
+        source: &bundle.root().source,
+        origin: &origin,
+        input: &input,
+        tasks_total: i32::try_from(workflow.tasks().count())?,
+        idempotency_key: None,
+    };
+    Ok(weft_executor::submit_bundle(pool, &new, &bundle)
+        .await?
+        .id())
+}
+
+/// Reads a workflow file and the files its `workflow:` tasks reach.
+///
+/// # Errors
+/// If a file cannot be read or is invalid (every diagnostic in the error).
+pub fn load_bundle(path: &std::path::Path) -> anyhow::Result<weft_common::Bundle> {
+    let source = std::fs::read_to_string(path)?;
+    let key = std::fs::canonicalize(path)?;
+    weft_common::Bundle::load(key, &path.display().to_string(), source, |p| {
+        let key = std::fs::canonicalize(p).map_err(|e| format!("{}: {e}", p.display()))?;
+        let text = std::fs::read_to_string(&key).map_err(|e| e.to_string())?;
+        Ok((key, text))
+    })
+    .map_err(|all| {
+        anyhow::anyhow!(
+            "{}",
+            all.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    })
+}
+
 /// Polls a run until it is terminal.
 ///
 /// # Errors
@@ -761,6 +821,7 @@ pub async fn spy_dispatches(
         timeout_ms: None,
         queue: pool.to_owned(),
         worker: None,
+        child: false,
     });
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !probed.load(std::sync::atomic::Ordering::Relaxed) {

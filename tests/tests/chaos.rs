@@ -6,6 +6,10 @@
 //! every row was dispatched). Actions may run more than once here — a
 //! killed worker's delivery is redelivered — so what ran is not counted;
 //! `duplicates.rs` counts it where nothing crashes.
+//!
+//! Beside them run parents whose task fans out child runs (sub-workflows):
+//! each item's child run is created exactly once, every child succeeds,
+//! and each parent's join runs once over all its children's outputs.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -32,6 +36,28 @@ tasks:
   left: { needs: [fan], action: echo, input: { n: "{{ tasks.fan.result | length }}" }, retry: { attempts: 10, delay: 50ms } }
   right: { needs: [fan], action: noop, retry: { attempts: 10, delay: 50ms } }
   join: { needs: [left, right], action: echo, input: { n: "{{ tasks.left.result.n }}" }, retry: { attempts: 10, delay: 50ms } }
+"#;
+
+/// Parents fanning out [`CHILDREN`] child runs each.
+const PARENTS: usize = 20;
+const CHILDREN: usize = 4;
+const PARENT: &str = r#"
+name: chaos-parent
+tasks:
+  fan:
+    with_items: [0, 1, 2, 3]
+    concurrency: 2
+    workflow: chaos-child.yaml
+    input: { i: "{{ item }}" }
+  join: { needs: [fan], action: echo, input: { n: "{{ tasks.fan.result | length }}" }, retry: { attempts: 10, delay: 50ms } }
+"#;
+const CHILD: &str = r#"
+name: chaos-child
+input: { i: null }
+output: { i: "{{ tasks.second.result.i }}" }
+tasks:
+  first: { action: sleep, input: { seconds: 0.1 }, retry: { attempts: 10, delay: 50ms } }
+  second: { needs: [first], action: echo, input: { i: "{{ input.i }}" }, retry: { attempts: 10, delay: 50ms } }
 "#;
 
 /// A pseudo-random number below `n` (no RNG crate needed for a test).
@@ -84,6 +110,18 @@ async fn killing_daemons_and_duplicating_messages_loses_and_duplicates_nothing()
         );
     }
     let uuids: Vec<uuid::Uuid> = ids.iter().map(|i| i.as_uuid()).collect();
+    let dir = std::env::temp_dir().join(format!("weft-chaos-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(dir.join("chaos-parent.yaml"), PARENT).expect("write");
+    std::fs::write(dir.join("chaos-child.yaml"), CHILD).expect("write");
+    let mut parents = Vec::with_capacity(PARENTS);
+    for _ in 0..PARENTS {
+        parents.push(
+            weft_tests::submit_file(&pool, &dir.join("chaos-parent.yaml"), json!({}))
+                .await
+                .expect("submit a parent"),
+        );
+    }
 
     // Kill a random daemon every 150–600 ms while runs are in flight, then
     // restart it after up to 400 ms.
@@ -126,6 +164,42 @@ async fn killing_daemons_and_duplicating_messages_loses_and_duplicates_nothing()
             run.error
         );
     }
+    // Every parent succeeded; each item started exactly one child run (a
+    // second would mean a second execution of the item: a child lost or
+    // reaped), every child succeeded, and each join ran once over all.
+    for id in &parents {
+        let run = stack
+            .wait(&pool, *id, Duration::from_secs(180))
+            .await
+            .expect("every parent finishes");
+        assert_eq!(
+            run.status,
+            WorkflowStatus::Succeeded,
+            "parent {id}: {:?}",
+            run.error
+        );
+        let children: Vec<(String,)> =
+            sqlx::query_as("SELECT status FROM workflow_executions WHERE parent_run_id = $1")
+                .bind(id.as_uuid())
+                .fetch_all(&pool)
+                .await
+                .expect("children");
+        assert_eq!(children.len(), CHILDREN, "parent {id}: {children:?}");
+        assert!(
+            children.iter().all(|(s,)| s == "succeeded"),
+            "parent {id}: {children:?}"
+        );
+        let joins: Vec<(serde_json::Value,)> = sqlx::query_as(
+            "SELECT e.result FROM executions e JOIN task_executions t ON t.id = e.task_execution_id \
+             WHERE t.workflow_execution_id = $1 AND t.task_name = 'join' AND e.status = 'succeeded'",
+        )
+        .bind(id.as_uuid())
+        .fetch_all(&pool)
+        .await
+        .expect("joins");
+        assert_eq!(joins, vec![(json!({ "n": CHILDREN }),)], "parent {id}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
     stop.cancel();
     let _ = duplicator.await;
     let _ = spy.await;
@@ -139,14 +213,19 @@ async fn killing_daemons_and_duplicating_messages_loses_and_duplicates_nothing()
     // knows of), and every row was dispatched. The same execution may be on
     // the wire more than once: a flusher killed between its publish and its
     // delete leaves the row to a relay, which publishes it again.
-    let rows: std::collections::BTreeSet<uuid::Uuid> =
-        sqlx::query_scalar("SELECT id FROM executions WHERE workflow_execution_id = ANY($1)")
-            .bind(&uuids)
-            .fetch_all(&pool)
-            .await
-            .expect("executions")
-            .into_iter()
-            .collect();
+    // The executions a worker pool runs: every execution of this stack's
+    // database but those of the parents' `workflow:` task, which the
+    // executors carry out by starting a child run (and which are never on
+    // a pool's queue).
+    let rows: std::collections::BTreeSet<uuid::Uuid> = sqlx::query_scalar(
+        "SELECT e.id FROM executions e \
+         WHERE NOT EXISTS (SELECT 1 FROM workflow_executions c WHERE c.parent_execution_id = e.id)",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("executions")
+    .into_iter()
+    .collect();
     let wire = wire.lock().expect("lock").clone();
     let dispatched: std::collections::BTreeSet<uuid::Uuid> =
         wire.iter().map(|d| d.execution_id.as_uuid()).collect();

@@ -19,6 +19,8 @@ async fn every_example_ends_as_it_announces() {
             continue;
         }
         let yaml = std::fs::read_to_string(&path).expect("read");
+        // Sub-workflows live in `workflows/children/`: each is run by the
+        // example that starts it.
         let expected = yaml
             .lines()
             .next()
@@ -27,7 +29,9 @@ async fn every_example_ends_as_it_announces() {
             .trim()
             .to_owned();
         let origin = path.display().to_string();
-        let id = weft_tests::submit(&pool, &yaml, &origin, json!({}))
+        // As `weft submit FILE` does: with the files its `workflow:`
+        // tasks start.
+        let id = weft_tests::submit_file(&pool, &path, json!({}))
             .await
             .expect("submit");
         runs.push((origin, expected, id));

@@ -1,29 +1,44 @@
-//! Reading a workflow file and showing its diagnostics.
+//! Reading a workflow file — and the sub-workflows its `workflow:` tasks
+//! start, each file once — and showing its diagnostics.
 
 use std::io::IsTerminal;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use miette::{GraphicalReportHandler, GraphicalTheme};
-use weft_common::{Diagnostics, Workflow};
+use weft_common::{Bundle, Diagnostics};
 
-/// Reads and validates a workflow file. `Ok(None)`: it is invalid, and its
-/// diagnostics were printed to stderr.
-pub(crate) fn load(path: &Path) -> anyhow::Result<Option<(Workflow, String)>> {
+/// Reads and validates a workflow file and every file its `workflow:`
+/// tasks reach (paths relative to the file that names them). `Ok(None)`:
+/// one of them is invalid, and the diagnostics were printed to stderr.
+pub(crate) fn load(path: &Path) -> anyhow::Result<Option<Bundle>> {
     let source =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    match Workflow::parse(&source, &path.display().to_string()) {
-        Ok(workflow) => {
-            if let Some(warnings) = workflow.warnings() {
-                eprint!("{}", render(warnings, std::io::stderr().is_terminal()));
+    let key = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    match Bundle::load(key, &path.display().to_string(), source, read) {
+        Ok(bundle) => {
+            for file in bundle.files() {
+                if let Some(warnings) = file.workflow.warnings() {
+                    eprint!("{}", render(warnings, std::io::stderr().is_terminal()));
+                }
             }
-            Ok(Some((workflow, source)))
+            Ok(Some(bundle))
         }
-        Err(diagnostics) => {
-            eprint!("{}", render(&diagnostics, std::io::stderr().is_terminal()));
+        Err(all) => {
+            for diagnostics in &all {
+                eprint!("{}", render(diagnostics, std::io::stderr().is_terminal()));
+            }
             Ok(None)
         }
     }
+}
+
+/// A sub-workflow file: its canonical path (two paths to one file are one
+/// file) and its text.
+fn read(path: &Path) -> Result<(PathBuf, String), String> {
+    let key = std::fs::canonicalize(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let source = std::fs::read_to_string(&key).map_err(|e| format!("{}: {e}", key.display()))?;
+    Ok((key, source))
 }
 
 /// Every problem with its snippet, caret and hint, then a count.
@@ -58,6 +73,7 @@ pub(crate) fn render(diagnostics: &Diagnostics, color: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use weft_common::Workflow;
 
     #[test]
     fn a_diagnostic_shows_file_line_caret_and_hint() {

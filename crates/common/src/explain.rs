@@ -298,14 +298,29 @@ impl RunFacts {
                 t.items_failed
             ));
         }
-        if t.running > 0 {
+        // A `workflow:` task's executions are child runs, not actions.
+        let child = crate::child::is_child_label(&t.action);
+        if child && t.running > 0 {
+            parts.push(format!(
+                "{} child run{} running (`weft status` lists them)",
+                t.running,
+                plural(t.running)
+            ));
+        } else if t.running > 0 {
             let mut s = format!("{} running", t.running);
             if !t.workers.is_empty() {
                 let _ = write!(s, " on {}", t.workers.join(", "));
             }
             parts.push(s);
         }
-        if t.queued > 0 {
+        if child && t.queued > 0 {
+            parts.push(format!(
+                "{} child run{} dispatched, waiting for an executor to start {}",
+                t.queued,
+                plural(t.queued),
+                if t.queued == 1 { "it" } else { "them" }
+            ));
+        } else if t.queued > 0 {
             parts.push(self.queued_part(t));
         }
         if let Some(limit) = t.concurrency
@@ -543,6 +558,24 @@ mod tests {
             why.ends_with(
                 "no live worker of pool `default` knows action `resize` (they know: echo, shell)"
             ),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn a_sub_workflow_task_counts_child_runs_not_workers() {
+        let mut t = task("process", TaskStatus::Running);
+        t.action = "workflow:children/region.yaml".into();
+        t.with_items = true;
+        t.items_total = Some(5);
+        t.running = 2;
+        t.queued = 1;
+        let facts = run(WorkflowStatus::Running, vec![t], Vec::new());
+        let why = &facts.explain().tasks[0].why;
+        assert!(
+            why.contains("2 child runs running")
+                && why.contains("1 child run dispatched, waiting for an executor to start it")
+                && !why.contains("no worker consumes"),
             "{why}"
         );
     }

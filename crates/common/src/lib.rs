@@ -18,8 +18,13 @@
 //! 8. [`explain`] — why a run and its tasks are where they are, as
 //!    sentences; [`abbrev`] — one-line labels of values (an item next to
 //!    its index).
+//! 9. [`Bundle`] — a workflow and the sub-workflows (`workflow:` tasks)
+//!    it reaches, read once each and checked against each other; [`child`]
+//!    — the rules tying a child run to the parent execution it carries out.
 
 pub mod abbrev;
+mod bundle;
+pub mod child;
 mod dag;
 mod diagnostic;
 mod duration;
@@ -41,6 +46,7 @@ mod validate;
 mod workflow;
 
 pub use abbrev::item_label;
+pub use bundle::{Bundle, BundleFile};
 pub use dag::Dag;
 pub use diagnostic::{Diagnostics, Problem};
 pub use duration::parse_duration;
@@ -55,4 +61,4 @@ pub use report::error_chain;
 pub use run_ref::RunRef;
 pub use spec::WithItems;
 pub use state::{ExecutionStatus, IllegalTransition, TaskStatus, Trigger, WorkflowStatus};
-pub use workflow::{InputError, RetryPolicy, Task, Workflow};
+pub use workflow::{Call, DEFAULT_MAX_DEPTH, InputError, RetryPolicy, Task, Workflow};

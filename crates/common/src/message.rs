@@ -8,6 +8,7 @@
 //! | message | exchange | routing key | consumer |
 //! |---|---|---|---|
 //! | [`Dispatch`] | `weft.tasks` | the pool name (`default`), or `worker:<id>` | workers of that pool, or that one worker |
+//! | [`Dispatch`] of a `workflow:` task | `weft.events` | `execution.child` | executors (start the child run) |
 //! | [`ExecutionStarted`] | `weft.events` | `execution.started` | executors |
 //! | [`ExecutionCompleted`] | `weft.events` | `execution.completed` | executors |
 //! | [`ActionUnknown`] | `weft.events` | `execution.action_unknown` | executors |
@@ -167,6 +168,7 @@ impl Message {
     pub fn route(&self) -> (&'static str, String) {
         use topology::{CONTROL_EXCHANGE, EVENTS_EXCHANGE, TASKS_EXCHANGE};
         match self {
+            Self::Dispatch(d) if d.child => (EVENTS_EXCHANGE, "execution.child".into()),
             Self::Dispatch(d) => match &d.worker {
                 Some(worker) => (TASKS_EXCHANGE, topology::worker_routing_key(worker)),
                 None => (TASKS_EXCHANGE, d.queue.clone()),
@@ -243,6 +245,11 @@ pub struct Dispatch {
     /// routed to that worker's private queue instead of the pool's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worker: Option<String>,
+    /// The task starts a sub-workflow (`workflow:`): the dispatch goes to
+    /// the executors (`execution.child`), which start the child run,
+    /// instead of to a worker pool.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub child: bool,
 }
 
 /// A worker received a dispatch for an action it does not know, and did not
@@ -464,6 +471,7 @@ mod tests {
             timeout_ms: None,
             queue: "gpu".into(),
             worker: None,
+            child: false,
         };
         let to_pool = Message::Dispatch(d.clone());
         assert_eq!(to_pool.route(), ("weft.tasks", "gpu".to_owned()));
@@ -475,6 +483,17 @@ mod tests {
             ("weft.tasks", "worker:h-1-ab".to_owned())
         );
         assert!(!to_worker.must_be_routed());
+        let Message::Dispatch(mut d) = to_worker else {
+            unreachable!("built as a dispatch")
+        };
+        d.worker = None;
+        d.child = true;
+        let to_child = Message::Dispatch(d);
+        assert_eq!(
+            to_child.route(),
+            ("weft.events", "execution.child".to_owned())
+        );
+        assert!(to_child.must_be_routed());
     }
 
     #[test]

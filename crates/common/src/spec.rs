@@ -36,6 +36,10 @@ pub(crate) struct RawTask {
     pub(crate) timeout: Option<Spanned<String>>,
     pub(crate) queue: Option<Spanned<String>>,
     pub(crate) allow_failure: Option<bool>,
+    /// A sub-workflow: the path of its file, relative to this file.
+    pub(crate) workflow: Option<Spanned<String>>,
+    /// How deep runs started by `workflow:` may nest (root run = 0).
+    pub(crate) max_depth: Option<Spanned<i64>>,
 }
 
 /// A retry policy as written.
@@ -280,6 +284,8 @@ pub(crate) const TASK_FIELDS: &[&str] = &[
     "timeout",
     "queue",
     "allow_failure",
+    "workflow",
+    "max_depth",
 ];
 /// The fields of `retry`.
 pub(crate) const RETRY_FIELDS: &[&str] = &["attempts", "delay", "backoff", "max_delay", "jitter"];

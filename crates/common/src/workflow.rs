@@ -50,6 +50,43 @@ pub struct Task {
     pub(crate) queue: String,
     pub(crate) allow_failure: bool,
     pub(crate) references: BTreeSet<String>,
+    /// The sub-workflow it starts instead of running an action.
+    pub(crate) call: Option<Call>,
+}
+
+/// How deep runs started by `workflow:` tasks may nest when the task does
+/// not say (`max_depth`): the root run is depth 0, its children 1, …
+pub const DEFAULT_MAX_DEPTH: u32 = 10;
+
+/// A task's sub-workflow: `workflow: PATH` (and `max_depth`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Call {
+    pub(crate) path: String,
+    pub(crate) max_depth: u32,
+    /// Byte span of the path in the source, for diagnostics.
+    pub(crate) path_span: (usize, usize),
+    /// Byte span of the task's `input:`, when it has one.
+    pub(crate) input_span: Option<(usize, usize)>,
+}
+
+impl Call {
+    /// The file, as written: relative to the file of the calling workflow.
+    #[must_use]
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The deepest a run this task starts may be (root run = 0).
+    #[must_use]
+    pub fn max_depth(&self) -> u32 {
+        self.max_depth
+    }
+
+    /// What a sub-workflow task shows where a task shows its action.
+    #[must_use]
+    pub fn label(&self) -> String {
+        format!("{}{}", crate::child::CHILD_LABEL_PREFIX, self.path)
+    }
 }
 
 /// How often and how patiently a task is tried.
@@ -418,5 +455,11 @@ impl Task {
     #[must_use]
     pub fn references(&self) -> &BTreeSet<String> {
         &self.references
+    }
+    /// The sub-workflow it starts (`workflow:`), if it starts one instead
+    /// of running an action; [`Task::action`] is then its label.
+    #[must_use]
+    pub fn call(&self) -> Option<&Call> {
+        self.call.as_ref()
     }
 }

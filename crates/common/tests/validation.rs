@@ -356,6 +356,64 @@ proptest! {
             }
         }
     }
+
+    /// Bundles of workflow files calling each other at random — themselves
+    /// included, files that do not exist, inputs that do or do not fit —
+    /// never panic; when accepted, every call links to a file that exists
+    /// and every literal input it gives is declared by the child, and
+    /// every input the child requires is given.
+    #[test]
+    fn generated_bundles_never_panic_and_link_only_what_fits(
+        files in proptest::collection::vec(
+            (
+                proptest::collection::vec(("[a-c]", prop_oneof![Just("null"), Just("1")]), 0..3),
+                proptest::collection::vec(("[0-4]", proptest::collection::vec("[a-d]", 0..3), 1u32..4), 0..3),
+            ),
+            1..4,
+        ),
+    ) {
+        use std::collections::HashMap;
+        use std::path::{Path, PathBuf};
+        let mut sources: HashMap<PathBuf, String> = HashMap::new();
+        for (i, (inputs, calls)) in files.iter().enumerate() {
+            let mut yaml = format!("name: f{i}\n");
+            if !inputs.is_empty() {
+                yaml.push_str("input:\n");
+                for (name, default) in inputs {
+                    yaml.push_str(&format!("  {name}: {default}\n"));
+                }
+            }
+            yaml.push_str("tasks:\n  work:\n    action: noop\n");
+            for (j, (target, given, depth)) in calls.iter().enumerate() {
+                let input: Vec<String> = given.iter().map(|k| format!("{k}: 1")).collect();
+                yaml.push_str(&format!(
+                    "  call{j}:\n    workflow: f{target}.yaml\n    max_depth: {depth}\n    input: {{ {} }}\n",
+                    input.join(", ")
+                ));
+            }
+            sources.insert(PathBuf::from(format!("f{i}.yaml")), yaml);
+        }
+        let root = PathBuf::from("f0.yaml");
+        let read = |path: &Path| {
+            let key = PathBuf::from(path.file_name().unwrap_or_default());
+            sources.get(&key).map(|s| (key, s.clone())).ok_or_else(|| "no such file".to_owned())
+        };
+        if let Ok(bundle) = weft_common::Bundle::load(root.clone(), "f0.yaml", sources[&root].clone(), read) {
+            for file in bundle.files() {
+                for (task, child) in &file.calls {
+                    let child = &bundle.files()[*child].workflow;
+                    let task = file.workflow.task(task).expect("a linked task exists");
+                    let given = task.input().as_object().expect("a literal map");
+                    for key in given.keys() {
+                        prop_assert!(child.inputs().contains_key(key));
+                    }
+                    for (name, default) in child.inputs() {
+                        prop_assert!(default.is_some() || given.contains_key(name));
+                    }
+                }
+            }
+        }
+    }
 }
 
 #[test]

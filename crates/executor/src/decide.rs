@@ -359,6 +359,7 @@ pub(crate) fn dispatch(
             .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
         queue: spec.queue().to_owned(),
         worker: None,
+        child: spec.call().is_some(),
     }
 }
 

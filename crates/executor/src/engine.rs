@@ -201,6 +201,7 @@ impl Engine {
                 workers::heartbeat(&mut conn, hb).await?;
                 Ok(Applied::Changed)
             }
+            Message::Dispatch(d) if d.child => self.start_child(d).await,
             Message::WorkflowFinished(_) | Message::Dispatch(_) | Message::CancelExecutions(_) => {
                 Ok(Applied::Ignored)
             }

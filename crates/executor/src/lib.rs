@@ -21,6 +21,7 @@
 
 mod batch;
 mod catalog;
+mod child;
 mod complete;
 mod daemon;
 mod decide;
@@ -44,4 +45,4 @@ pub use liveness::Liveness;
 pub use reaper::{Reaper, ReaperConfig};
 pub use relay::{Relay, RelayConfig};
 pub use retention::{RetentionConfig, prune_once};
-pub use submit::{SUBMIT_LEASE, submit};
+pub use submit::{SUBMIT_LEASE, submit, submit_bundle};

@@ -115,6 +115,9 @@ impl Reaper {
             reason = %overdue.reason,
             "reaping an overdue execution"
         );
+        // A timed-out `workflow:` task's child run is canceled with it
+        // (in this transaction): nothing waits for its end any more.
+        weft_store::children::cancel_children_of(&mut tx, &[overdue.id]).await?;
         let completion = Completion {
             id: overdue.id,
             run: overdue.workflow_execution_id,

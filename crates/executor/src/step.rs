@@ -614,6 +614,10 @@ impl<'a> Step<'a> {
             }
             tracing::info!(workflow_execution_id = %run.id, status = %run.to, "run finished");
             self.out.written.push((run.outbox_id, run.message));
+            // A child run's end, reported to its parent execution.
+            if let Some((row, completion)) = run.parent {
+                self.out.written.push((row, completion));
+            }
         }
         Ok(())
     }

@@ -199,6 +199,63 @@ const CHECKS: &[(&str, &str)] = &[
          WHERE ($1::uuid IS NULL OR t.workflow_execution_id = $1) \
            AND t.decided_at IS NOT NULL AND n.finished_at IS NOT NULL AND t.decided_at < n.finished_at",
     ),
+    (
+        // A child run carries out an execution of its parent run, one level
+        // deeper (see `children::start_child`).
+        "child_run_lineage",
+        "SELECT c.id, format('child run %s carries out execution %s of run %s but names run %s as its parent', \
+                             c.id, e.id, e.workflow_execution_id, c.parent_run_id) \
+         FROM workflow_executions c JOIN executions e ON e.id = c.parent_execution_id \
+         WHERE e.workflow_execution_id <> c.parent_run_id \
+           AND ($1::uuid IS NULL OR c.id = $1 OR c.parent_run_id = $1) \
+         UNION ALL \
+         SELECT c.id, format('child run %s is at depth %s under run %s at depth %s', c.id, c.depth, p.id, p.depth) \
+         FROM workflow_executions c JOIN workflow_executions p ON p.id = c.parent_run_id \
+         WHERE c.depth <> p.depth + 1 AND ($1::uuid IS NULL OR c.id = $1 OR c.parent_run_id = $1)",
+    ),
+    (
+        // A parent execution ends when its child run ends (the child's end
+        // reports it), or the reaper timed it out and canceled the child
+        // in the same transaction: a child still pending or running under
+        // an ended execution is an orphan nobody waits for.
+        "child_run_has_a_waiting_parent",
+        "SELECT c.parent_run_id, \
+                format('execution %s of task `%s` (item %s, attempt %s) ended %s while its child run %s is still %s', \
+                       e.id, t.task_name, coalesce(e.item_index::text, '-'), e.attempt, e.status, c.id, c.status) \
+         FROM workflow_executions c \
+         JOIN executions e ON e.id = c.parent_execution_id \
+         JOIN task_executions t ON t.id = e.task_execution_id \
+         WHERE c.status IN ('pending', 'running') AND e.finished_at IS NOT NULL \
+           AND ($1::uuid IS NULL OR c.parent_run_id = $1 OR c.id = $1)",
+    ),
+    (
+        // The statement that ends a child run writes its parent execution's
+        // completion; once applied, the execution has ended. A child that
+        // ended longer ago than the outbox threshold under an execution
+        // still running: its end was never reported (or never applied).
+        "child_run_end_reported",
+        "SELECT c.parent_run_id, \
+                format('child run %s ended %s at %s, but execution %s of task `%s` (item %s, attempt %s) it carries out is still %s', \
+                       c.id, c.status, c.finished_at, e.id, t.task_name, coalesce(e.item_index::text, '-'), e.attempt, e.status) \
+         FROM workflow_executions c \
+         JOIN executions e ON e.id = c.parent_execution_id \
+         JOIN task_executions t ON t.id = e.task_execution_id \
+         WHERE c.finished_at < now() - make_interval(secs => $2) AND e.finished_at IS NULL \
+           AND ($1::uuid IS NULL OR c.parent_run_id = $1 OR c.id = $1)",
+    ),
+    (
+        // A running execution has a worker that reported its start, or is
+        // a `workflow:` task's, carried out by a child run started in the
+        // same statement that made it running.
+        "running_execution_has_a_runner",
+        "SELECT e.workflow_execution_id, \
+                format('execution %s of task `%s` (item %s, attempt %s) is running with neither a worker nor a child run', \
+                       e.id, t.task_name, coalesce(e.item_index::text, '-'), e.attempt) \
+         FROM executions e JOIN task_executions t ON t.id = e.task_execution_id \
+         WHERE e.status = 'running' AND e.worker_id IS NULL \
+           AND ($1::uuid IS NULL OR e.workflow_execution_id = $1) \
+           AND NOT EXISTS (SELECT 1 FROM workflow_executions c WHERE c.parent_execution_id = e.id)",
+    ),
 ];
 
 /// The names of every check, in the order they run.

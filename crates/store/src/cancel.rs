@@ -6,7 +6,8 @@
 //! and is dropped by the worker) and ends the run `canceled` once none of
 //! its executions runs; it runs in the request's transaction and after
 //! every completion of a canceling run, under a lock on the run row so
-//! exactly one transaction settles it.
+//! exactly one transaction settles it. A run's live child runs
+//! (sub-workflows) are canceled with it, recursively.
 
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -78,6 +79,13 @@ pub async fn request(
             execution_ids: settled.running.clone(),
         });
         outbox::enqueue(&mut *conn, &[(message, None)], None).await?;
+    }
+    // Its live child runs (sub-workflows) are canceled too, and theirs in
+    // turn; each child's end completes its parent execution `canceled`,
+    // and the last one lets this run settle. Parent before child, always:
+    // no transaction locks a child run and then its parent.
+    for child in crate::children::live_children(&mut *conn, id).await? {
+        Box::pin(request(&mut *conn, child)).await?;
     }
     outbox::notify(&mut *conn).await?;
     Ok(Requested::Accepted {

@@ -63,6 +63,10 @@ pub enum StoreError {
         /// What differs: "other inputs" or "workflow `name`".
         differs: String,
     },
+    /// The workflows of a submit cannot be stored together (see
+    /// [`crate::children::links_of`]).
+    #[error("{0}")]
+    Bundle(String),
     /// A row held a value this build cannot read.
     #[error("corrupt {what}: {detail}")]
     Corrupt {

@@ -25,9 +25,12 @@
 //! 9. [`inspect`] — what the CLI (and later the HTTP API and UI) shows
 //!    about a run, as serialisable facts: attempt history, logs, and why
 //!    each task is where it is.
+//! 10. [`children`] — sub-workflows: the child run that carries out a
+//!     `workflow:` task's execution, started and reported exactly once.
 
 pub mod audit;
 pub mod cancel;
+pub mod children;
 pub mod db;
 pub mod declines;
 mod error;

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::PgConnection;
 use uuid::Uuid;
-use weft_common::message::{WorkflowFinished, WorkflowSubmitted};
+use weft_common::message::{ExecutionCompleted, WorkflowFinished, WorkflowSubmitted};
 use weft_common::{Envelope, RunRef, WorkflowExecutionId, WorkflowStatus};
 
 use crate::error::{Context, StoreError};
@@ -46,7 +46,7 @@ pub struct RunRow {
     pub finished_at: Option<DateTime<Utc>>,
 }
 
-const RUN_COLUMNS: &str = "id, definition_id, workflow_name, status, input, output, error, idempotency_key, \
+pub(crate) const RUN_COLUMNS: &str = "id, definition_id, workflow_name, status, input, output, error, idempotency_key, \
      tasks_total, tasks_remaining, run_attempt, created_at, started_at, finished_at";
 
 /// What `submit` stores.
@@ -381,6 +381,9 @@ struct Transition<'a> {
     pub error: Option<&'a str>,
     /// A message to write to the outbox if, and only if, the run moves.
     pub message: Option<&'a Envelope>,
+    /// A second such message: a child run's completion of its parent
+    /// execution (see [`end_many`]).
+    pub also: Option<&'a Envelope>,
 }
 
 /// Guarded transition into a terminal (or canceling) state, recording output
@@ -405,11 +408,12 @@ pub(crate) async fn transition(
             output,
             error,
             message: None,
+            also: None,
         }],
         None,
     )
     .await?;
-    Ok(changed.iter().any(|(run, _)| *run == id))
+    Ok(changed.iter().any(|(run, _, _)| *run == id))
 }
 
 /// [`transition`] for several runs in one statement, each with its own
@@ -425,7 +429,7 @@ async fn transition_many(
     conn: &mut PgConnection,
     moves: &[Transition<'_>],
     lease: Option<std::time::Duration>,
-) -> Result<Vec<(WorkflowExecutionId, Option<i64>)>, StoreError> {
+) -> Result<Vec<(WorkflowExecutionId, Option<i64>, Option<i64>)>, StoreError> {
     if moves.is_empty() {
         return Ok(Vec::new());
     }
@@ -459,12 +463,29 @@ async fn transition_many(
         payloads.push(payload);
         messages.push(m.message.map(|e| e.id.as_uuid()));
     }
-    let changed: Vec<(Uuid, Option<i64>)> = sqlx::query_as(
+    let mut exchanges2: Vec<Option<&str>> = Vec::with_capacity(moves.len());
+    let mut keys2: Vec<Option<String>> = Vec::with_capacity(moves.len());
+    let mut payloads2: Vec<Option<String>> = Vec::with_capacity(moves.len());
+    let mut messages2: Vec<Option<Uuid>> = Vec::with_capacity(moves.len());
+    for m in moves {
+        let encoded = m.also.map(outbox::encode).transpose()?;
+        let (exchange, key, payload) = match encoded {
+            Some((exchange, key, payload)) => (Some(exchange), Some(key), Some(payload)),
+            None => (None, None, None),
+        };
+        exchanges2.push(exchange);
+        keys2.push(key);
+        payloads2.push(payload);
+        messages2.push(m.also.map(|e| e.id.as_uuid()));
+    }
+    let changed: Vec<(Uuid, Option<i64>, Option<i64>)> = sqlx::query_as(
         "WITH i AS ( \
              SELECT DISTINCT ON (id) * \
              FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bool[], $6::text[], \
-                         $8::text[], $9::text[], $10::text[], $11::uuid[]) \
-                  AS i(id, status, output, error, terminal, sources, exchange, key, payload, message) \
+                         $8::text[], $9::text[], $10::text[], $11::uuid[], \
+                         $13::text[], $14::text[], $15::text[], $16::uuid[]) \
+                  AS i(id, status, output, error, terminal, sources, exchange, key, payload, message, \
+                       exchange2, key2, payload2, message2) \
          ), l AS ( \
              SELECT w.id FROM workflow_executions w JOIN i ON i.id = w.id \
              WHERE w.status = ANY(string_to_array(i.sources, ',')) \
@@ -476,16 +497,20 @@ async fn transition_many(
                  finished_at = CASE WHEN i.terminal THEN clock_timestamp() ELSE w.finished_at END \
              FROM i, l WHERE w.id = i.id AND l.id = i.id \
                AND w.status = ANY(string_to_array(i.sources, ',')) \
-             RETURNING w.id, i.terminal, i.exchange, i.key, i.payload, i.message \
+             RETURNING w.id, i.terminal, i.exchange, i.key, i.payload, i.message, \
+                       i.exchange2, i.key2, i.payload2, i.message2 \
          ), n AS ( \
              SELECT pg_notify($7, id::text) FROM u WHERE terminal \
          ), o AS ( \
              INSERT INTO outbox (exchange, routing_key, payload, not_before) \
-             SELECT exchange, key, payload::jsonb, now() + make_interval(secs => $12::float8 / 1000) \
-             FROM u WHERE payload IS NOT NULL \
+             SELECT m.exchange, m.key, m.payload::jsonb, now() + make_interval(secs => $12::float8 / 1000) \
+             FROM u CROSS JOIN LATERAL (VALUES (u.exchange, u.key, u.payload), \
+                                               (u.exchange2, u.key2, u.payload2)) AS m(exchange, key, payload) \
+             WHERE m.payload IS NOT NULL \
              RETURNING id, (payload->>'id')::uuid AS message \
          ) \
-         SELECT u.id, o.id FROM u LEFT JOIN o ON o.message = u.message \
+         SELECT u.id, o.id, o2.id FROM u LEFT JOIN o ON o.message = u.message \
+             LEFT JOIN o o2 ON o2.message = u.message2 \
          WHERE (SELECT count(*) FROM n) >= 0",
     )
     .bind(&ids)
@@ -500,12 +525,16 @@ async fn transition_many(
     .bind(&payloads)
     .bind(&messages)
     .bind(outbox::lease_millis(lease))
+    .bind(&exchanges2)
+    .bind(&keys2)
+    .bind(&payloads2)
+    .bind(&messages2)
     .fetch_all(conn)
     .await
     .context("changing runs' status")?;
     Ok(changed
         .into_iter()
-        .map(|(id, row)| (WorkflowExecutionId::from(id), row))
+        .map(|(id, row, also)| (WorkflowExecutionId::from(id), row, also))
         .collect())
 }
 
@@ -636,13 +665,20 @@ pub struct Ended {
     pub message: Envelope,
     /// The message's outbox row.
     pub outbox_id: i64,
+    /// For a child run: the completion of the parent execution it carried
+    /// out, written to the outbox in the same statement (row, message).
+    pub parent: Option<(i64, Envelope)>,
 }
 
 /// Ends runs: the one way a run reaches a terminal status. Each moves only
 /// from a state its target may be entered from (a guard per run, locked in
 /// id order, in one statement), and the same statement writes its
 /// `workflow.finished` message to the outbox, due after `lease` (see
-/// [`outbox::enqueue`]), and wakes `weft watch` / `submit --wait`. A run
+/// [`outbox::enqueue`]), and wakes `weft watch` / `submit --wait`. A
+/// child run's end (a sub-workflow) is also written there as the
+/// `execution.completed` of the parent execution it carried out
+/// ([`Ended::parent`]), so exactly the transaction that ends the child
+/// reports it. A run
 /// left out of the result did not move (someone else ended it, or it is
 /// `canceling` and this ending was not `canceled`): do nothing for it.
 ///
@@ -669,21 +705,53 @@ pub async fn end_many(
             })
         })
         .collect();
+    // A child run's end completes its parent execution: the completion
+    // is written by the statement that ends the run, so exactly the one
+    // transaction that ends it reports it, and the parent advances through
+    // the path a worker's report takes.
+    let ids: Vec<WorkflowExecutionId> = endings.iter().map(|e| e.id).collect();
+    let parents = crate::children::parents_of(conn, &ids).await?;
+    let completions: Vec<Option<Envelope>> = endings
+        .iter()
+        .map(|e| {
+            let link = parents.iter().find(|p| p.child == e.id)?;
+            let (status, result, error) =
+                weft_common::child::outcome_of_child(e.id, e.to, e.output, e.error)?;
+            Some(Envelope::new(ExecutionCompleted {
+                execution_id: link.execution,
+                workflow_execution_id: link.parent,
+                attempt: u32::try_from(link.attempt).unwrap_or(0),
+                status,
+                result,
+                error,
+                worker_id: weft_common::child::child_worker_id(e.id),
+                started_at: None,
+                finished_at: Utc::now(),
+                logs: None,
+            }))
+        })
+        .collect();
     let moves: Vec<Transition<'_>> = endings
         .iter()
         .zip(&messages)
-        .map(|(e, message)| Transition {
+        .zip(&completions)
+        .map(|((e, message), also)| Transition {
             id: e.id,
             to: e.to,
             output: e.output,
             error: e.error,
             message: Some(message),
+            also: also.as_ref(),
         })
         .collect();
     let moved = transition_many(conn, &moves, lease).await?;
     let mut ended = Vec::with_capacity(moved.len());
-    for (id, row) in moved {
-        let Some((ending, message)) = endings.iter().zip(&messages).find(|(e, _)| e.id == id)
+    for (id, row, also_row) in moved {
+        let Some(((ending, message), also)) = endings
+            .iter()
+            .zip(&messages)
+            .zip(&completions)
+            .find(|((e, _), _)| e.id == id)
         else {
             continue;
         };
@@ -691,11 +759,24 @@ pub async fn end_many(
             what: "run ending",
             detail: format!("run {id} ended but its message was not written"),
         })?;
+        let parent = match (also, also_row) {
+            (Some(envelope), Some(row)) => Some((row, envelope.clone())),
+            (None, _) => None,
+            (Some(_), None) => {
+                return Err(StoreError::Corrupt {
+                    what: "run ending",
+                    detail: format!(
+                        "child run {id} ended but its parent's completion was not written"
+                    ),
+                });
+            }
+        };
         ended.push(Ended {
             id,
             to: ending.to,
             message: message.clone(),
             outbox_id,
+            parent,
         });
     }
     Ok(ended)

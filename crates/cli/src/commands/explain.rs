@@ -69,8 +69,9 @@ pub(crate) async fn run(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
         bus.abort();
     }
     let explanation = facts.explain();
+    let children = weft_store::children::children(&mut db, id).await?;
     if args.json {
-        let out = json!({ "facts": facts, "explanation": explanation });
+        let out = json!({ "facts": facts, "explanation": explanation, "children": children });
         outln!("{}", serde_json::to_string_pretty(&out)?)?;
         return Ok(ExitCode::SUCCESS);
     }
@@ -97,7 +98,69 @@ pub(crate) async fn run(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
             line.why
         )?;
     }
+    let grace = args.grace.grace()?;
+    follow_children(&mut db, &children, args.task.as_deref(), grace, 1).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Child runs explained under their parent at most this deep.
+const CHILD_LEVELS: usize = 5;
+/// Child runs explained per run at most (those not succeeded first).
+const CHILDREN_SHOWN: usize = 10;
+
+/// Explains the child runs (sub-workflows) of a run under it, indented:
+/// those that did not succeed, then the others, at most
+/// [`CHILDREN_SHOWN`] per run and [`CHILD_LEVELS`] deep; the rest are
+/// counted.
+async fn follow_children(
+    db: &mut weft_store::PgConnection,
+    children: &[weft_store::children::ChildRun],
+    task: Option<&str>,
+    grace: Duration,
+    level: usize,
+) -> anyhow::Result<()> {
+    let mut shown: Vec<&weft_store::children::ChildRun> = children
+        .iter()
+        .filter(|c| task.is_none_or(|t| t == c.task_name))
+        .collect();
+    if shown.is_empty() || level > CHILD_LEVELS {
+        return Ok(());
+    }
+    let total = shown.len();
+    shown.sort_by_key(|c| c.status == weft_common::WorkflowStatus::Succeeded);
+    shown.truncate(CHILDREN_SHOWN);
+    let indent = "  ".repeat(level);
+    for child in &shown {
+        let Some(facts) =
+            weft_store::inspect::explain::run_facts(&mut *db, child.id, grace).await?
+        else {
+            continue;
+        };
+        let explanation = facts.explain();
+        let item = child
+            .item_index
+            .map_or(String::new(), |i| format!(" item {i}"));
+        outln!(
+            "{indent}↳ task `{}`{item} attempt {} — child run {} ({}): {}",
+            child.task_name,
+            child.attempt,
+            child.id,
+            child.workflow_name,
+            explanation.run
+        )?;
+        for line in &explanation.tasks {
+            outln!("{indent}    {}  {}  {}", line.task, line.status, line.why)?;
+        }
+        let grandchildren = weft_store::children::children(&mut *db, child.id).await?;
+        Box::pin(follow_children(db, &grandchildren, None, grace, level + 1)).await?;
+    }
+    if total > shown.len() {
+        outln!(
+            "{indent}↳ … and {} more child run(s): `weft status` lists them all",
+            total - shown.len()
+        )?;
+    }
+    Ok(())
 }
 
 /// Adds each pool's queue depth and consumer count, when RabbitMQ answers

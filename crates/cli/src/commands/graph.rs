@@ -33,13 +33,14 @@ pub(crate) enum Format {
 
 /// Draws the DAG.
 pub(crate) fn run(args: &GraphArgs) -> anyhow::Result<ExitCode> {
-    let Some((workflow, _)) = workflow_file::load(&args.file)? else {
+    let Some(bundle) = workflow_file::load(&args.file)? else {
         return Ok(ExitCode::FAILURE);
     };
+    let workflow = &bundle.root().workflow;
     let drawing = match args.format {
-        Format::Text => text(&workflow),
-        Format::Dot => dot(&workflow),
-        Format::Mermaid => mermaid(&workflow),
+        Format::Text => text(workflow),
+        Format::Dot => dot(workflow),
+        Format::Mermaid => mermaid(workflow),
     };
     print!("{drawing}");
     Ok(ExitCode::SUCCESS)

@@ -75,6 +75,10 @@ pub(crate) struct ListArgs {
     /// Print JSON.
     #[arg(long)]
     pub(crate) json: bool,
+    /// Only runs submitted by a user: leave out child runs (started by a
+    /// `workflow:` task of another run).
+    #[arg(long)]
+    pub(crate) top: bool,
     #[command(flatten)]
     pub(crate) db: DbArgs,
     #[command(flatten)]
@@ -117,14 +121,22 @@ pub(crate) async fn watch(args: &WatchArgs) -> anyhow::Result<ExitCode> {
 pub(crate) async fn list(args: &ListArgs) -> anyhow::Result<ExitCode> {
     let pool = args.db.connect().await?;
     let mut conn = pool.acquire().await.context("connecting")?;
-    let rows = runs::list(&mut conn, args.status, args.workflow.as_deref(), args.limit).await?;
+    let rows = weft_store::children::list(
+        &mut conn,
+        args.status,
+        args.workflow.as_deref(),
+        args.limit,
+        args.top,
+    )
+    .await?;
     if args.json {
         let items: Vec<Value> = rows
             .iter()
-            .map(|r| {
+            .map(|(r, parent)| {
                 json!({
                     "id": r.id, "workflow": r.workflow_name, "status": r.status,
                     "created_at": r.created_at, "finished_at": r.finished_at,
+                    "parent": parent,
                 })
             })
             .collect();
@@ -135,10 +147,19 @@ pub(crate) async fn list(args: &ListArgs) -> anyhow::Result<ExitCode> {
     table
         .load_preset(UTF8_FULL_CONDENSED)
         .set_header(["id", "workflow", "status", "created", "finished"]);
-    for r in &rows {
+    for (r, parent) in &rows {
+        // A child run is marked with its parent's id prefix.
+        let workflow = match parent {
+            Some(parent) => format!(
+                "↳ {} (child of {})",
+                r.workflow_name,
+                parent.to_string().get(..8).unwrap_or_default()
+            ),
+            None => r.workflow_name.clone(),
+        };
         table.add_row([
             r.id.to_string(),
-            r.workflow_name.clone(),
+            workflow,
             r.status.to_string(),
             r.created_at.format("%Y-%m-%d %H:%M:%S").to_string(),
             r.finished_at
@@ -267,6 +288,10 @@ async fn follow_to_end(
 #[derive(Debug)]
 struct Snapshot {
     run: RunRow,
+    /// The run that started this one, and how deep it is nested.
+    parent: Option<(WorkflowExecutionId, i32)>,
+    /// The runs its `workflow:` tasks started.
+    children: Vec<weft_store::children::ChildRun>,
     tasks: Vec<TaskSummary>,
     /// Advice about queued tasks: pools no live worker consumes.
     hints: Vec<String>,
@@ -292,7 +317,15 @@ impl Snapshot {
             });
             hints = unserved_pools(&mut conn, &workflow, &tasks).await?;
         }
-        Ok(Some(Self { run, tasks, hints }))
+        let children = weft_store::children::children(&mut conn, id).await?;
+        let parent = weft_store::children::parent_of(&mut conn, id).await?;
+        Ok(Some(Self {
+            run,
+            parent,
+            children,
+            tasks,
+            hints,
+        }))
     }
 
     fn progress_message(&self) -> String {
@@ -344,6 +377,9 @@ impl Snapshot {
             "started_at": r.started_at,
             "finished_at": r.finished_at,
             "tasks": tasks,
+            "parent": self.parent.map(|(id, _)| id),
+            "depth": self.parent.map_or(0, |(_, depth)| depth),
+            "children": self.children,
             "hints": self.hints,
         })
     }
@@ -353,6 +389,9 @@ impl Snapshot {
         outln!("run       {}", r.id)?;
         outln!("workflow  {}", r.workflow_name)?;
         outln!("status    {}", r.status)?;
+        if let Some((parent, depth)) = self.parent {
+            outln!("parent    {parent}  (a child run, depth {depth})")?;
+        }
         outln!("created   {}", r.created_at.format("%Y-%m-%d %H:%M:%S%.3f"))?;
         if let Some(f) = r.finished_at {
             outln!(
@@ -399,6 +438,28 @@ impl Snapshot {
             ]);
         }
         outln!("{table}")?;
+        if !self.children.is_empty() {
+            let mut children = Table::new();
+            children.load_preset(UTF8_FULL_CONDENSED).set_header([
+                "child run",
+                "workflow",
+                "status",
+                "task",
+                "item",
+                "attempt",
+            ]);
+            for c in &self.children {
+                children.add_row([
+                    c.id.to_string(),
+                    c.workflow_name.clone(),
+                    c.status.to_string(),
+                    c.task_name.clone(),
+                    c.item_index.map(|i| i.to_string()).unwrap_or_default(),
+                    c.attempt.to_string(),
+                ]);
+            }
+            outln!("{children}")?;
+        }
         for hint in &self.hints {
             outln!("note: {hint}")?;
         }

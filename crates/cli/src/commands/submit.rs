@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::Args;
 use serde_json::{Map, Value, json};
-use weft_common::{Given, Workflow, WorkflowExecutionId, kind_of};
+use weft_common::{Bundle, Given, WorkflowExecutionId, kind_of};
 use weft_store::runs::{NewRun, Submitted};
 
 use super::status::{self, WaitArgs};
@@ -53,9 +53,10 @@ pub(crate) struct SubmitArgs {
 
 /// Submits the run.
 pub(crate) async fn run(args: &SubmitArgs) -> anyhow::Result<ExitCode> {
-    let Some((workflow, source)) = workflow_file::load(&args.file)? else {
+    let Some(bundle) = workflow_file::load(&args.file)? else {
         return Ok(ExitCode::FAILURE);
     };
+    let workflow = &bundle.root().workflow;
     let given = gather_inputs(args)?;
     let input = match workflow.resolve_given(given) {
         Ok(input) => Value::Object(input),
@@ -68,7 +69,7 @@ pub(crate) async fn run(args: &SubmitArgs) -> anyhow::Result<ExitCode> {
     // Advice, never a failure: the run is stored all the same (a worker
     // that knows the action may start later).
     let grace = args.grace.grace()?;
-    for warning in super::workers::unknown_actions_in(&pool, &workflow, grace)
+    for warning in super::workers::unknown_actions_in(&pool, workflow, grace)
         .await
         .unwrap_or_default()
     {
@@ -76,8 +77,7 @@ pub(crate) async fn run(args: &SubmitArgs) -> anyhow::Result<ExitCode> {
     }
     let submitted = store(
         &pool,
-        &workflow,
-        &source,
+        &bundle,
         &args.file,
         &input,
         args.idempotency_key.as_deref(),
@@ -111,23 +111,23 @@ pub(crate) async fn run(args: &SubmitArgs) -> anyhow::Result<ExitCode> {
 
 async fn store(
     pool: &weft_store::PgPool,
-    workflow: &Workflow,
-    source: &str,
+    bundle: &Bundle,
     file: &Path,
     input: &Value,
     idempotency_key: Option<&str>,
 ) -> anyhow::Result<Submitted> {
+    let workflow = &bundle.root().workflow;
     let origin = file.display().to_string();
     let new = NewRun {
         id: WorkflowExecutionId::new(),
         workflow_name: workflow.name(),
-        source,
+        source: &bundle.root().source,
         origin: &origin,
         input,
         tasks_total: i32::try_from(workflow.tasks().count()).context("too many tasks")?,
         idempotency_key,
     };
-    Ok(weft_executor::submit(pool, None, &new).await?)
+    Ok(weft_executor::submit_bundle(pool, &new, bundle).await?)
 }
 
 /// Merges `--inputs FILE` (JSON values) and the `--input KEY=VALUE`

@@ -33,7 +33,8 @@ pub(crate) fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
     let mut check = LiveWorkerCheck::new(args);
     for path in &args.files {
         match workflow_file::load(path) {
-            Ok(Some((workflow, _))) => {
+            Ok(Some(bundle)) => {
+                let workflow = &bundle.root().workflow;
                 let tasks = workflow.tasks().count();
                 let fan_outs = workflow
                     .tasks()
@@ -55,7 +56,14 @@ pub(crate) fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
                         "s"
                     },
                 )?;
-                for warning in check.warnings(&workflow) {
+                for file in &bundle.files()[1..] {
+                    outln!(
+                        "ok  {} — {}: started by a `workflow:` task",
+                        file.origin,
+                        file.workflow.name()
+                    )?;
+                }
+                for warning in check.warnings(workflow) {
                     eprintln!("warning: {}: {warning}", path.display());
                 }
             }

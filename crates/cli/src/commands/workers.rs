@@ -161,7 +161,11 @@ pub(crate) async fn unknown_actions_in(
     workflow: &Workflow,
     grace: Duration,
 ) -> Option<Vec<String>> {
-    let pools: Vec<String> = workflow.tasks().map(|t| t.queue().to_owned()).collect();
+    let pools: Vec<String> = workflow
+        .tasks()
+        .filter(|t| t.call().is_none())
+        .map(|t| t.queue().to_owned())
+        .collect();
     let mut conn = pool.acquire().await.ok()?;
     let live = workers::live_in_pools(&mut conn, &pools, grace)
         .await
@@ -180,7 +184,8 @@ fn warnings(workflow: &Workflow, live: &[WorkerRow]) -> Vec<String> {
     known.sort_unstable();
     known.dedup();
     let mut out = Vec::new();
-    for task in workflow.tasks() {
+    // A `workflow:` task runs no action: the executors start its child.
+    for task in workflow.tasks().filter(|t| t.call().is_none()) {
         let pool = task.queue();
         let serving: Vec<&WorkerRow> = live
             .iter()
