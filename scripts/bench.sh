@@ -3,9 +3,11 @@
 #   1. Weft's suite: `cargo bench -p weft-tests --bench engine` (release
 #      build; executor and worker processes on a fresh database and vhost);
 #   2. the same shapes on Celery: scripts/peer/celery.sh.
-# Results go to stdout and to target/bench/{weft,celery}.txt. Pass scenario
-# names (latency throughput fanout upstream results depth) to run only
-# those of Weft's.
+# Results go to stdout and to target/bench/{weft,celery}.json, and the
+# pairs measured the same way are set side by side with their ratios
+# (scripts/peer/compare.py; exits non-zero if a ratio target is not met).
+# Pass scenario names (latency throughput fanout upstream results depth
+# children) to run only those of Weft's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,5 +18,9 @@ cargo bench --locked -p weft-tests --bench engine --no-run
 # Measure with the build's output on disk: its writeback would otherwise
 # share the disk with the first scenario's commits.
 sync
-cargo bench --locked -p weft-tests --bench engine -- "$@" | tee target/bench/weft.txt
-scripts/peer/celery.sh | tee target/bench/celery.txt
+# The load the figures were measured under goes with them.
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+cargo bench --locked -p weft-tests --bench engine -- --json "$@" > target/bench/weft.json
+scripts/peer/celery.sh --json > target/bench/celery.json
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+python3 scripts/peer/compare.py target/bench/weft.json target/bench/celery.json

@@ -5,31 +5,38 @@ use std::process::{Child, Command, Stdio};
 
 use anyhow::{Context as _, bail};
 
-/// The `weft` binary of this build (`target/<profile>/weft`), built on
-/// first use if the test run did not build it already.
+/// The `weft` binary of this build (`target/<profile>/weft`), brought up
+/// to date once per test process: `cargo test` builds the test harness of
+/// each binary target, not the binary itself, so a binary left by an
+/// earlier build could otherwise run older code than the tests.
 ///
 /// # Errors
 /// If it cannot be found or built.
 pub fn weft_binary() -> anyhow::Result<PathBuf> {
+    static BUILT: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| build_weft().map_err(|e| format!("{e:#}")))
+        .clone()
+        .map_err(anyhow::Error::msg)
+}
+
+fn build_weft() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe().context("locating the test executable")?;
     // target/<profile>/deps/<test> → target/<profile>/weft
     let profile_dir = exe
         .parent()
         .and_then(|deps| deps.parent())
         .context("the test executable is not under target/<profile>/deps")?;
-    let binary = profile_dir.join("weft");
-    if !binary.exists() {
-        let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        build.args(["build", "-p", "weft-cli", "--bin", "weft"]);
-        if profile_dir.ends_with("release") {
-            build.arg("--release");
-        }
-        let status = build.status().context("building the weft binary")?;
-        if !status.success() {
-            bail!("building the weft binary failed");
-        }
+    let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    build.args(["build", "--quiet", "-p", "weft-cli", "--bin", "weft"]);
+    if profile_dir.ends_with("release") {
+        build.arg("--release");
     }
-    Ok(binary)
+    let status = build.status().context("building the weft binary")?;
+    if !status.success() {
+        bail!("building the weft binary failed");
+    }
+    Ok(profile_dir.join("weft"))
 }
 
 /// A daemon process that is killed (SIGKILL) when dropped.

@@ -159,3 +159,89 @@ async fn a_submitter_publishes_its_runs_start_or_hands_it_to_relays_at_once() {
         "the published start waits for an executor"
     );
 }
+
+/// `weft submit`'s start never crosses the broker: the relay that claims
+/// the run's `workflow.submitted` row starts the run in the claiming
+/// transaction and deletes the row with it. Two relays racing over forty
+/// such rows start each run once, publish no start to the executors'
+/// queue (where nobody consumes here, so anything published would stay),
+/// and dispatch each run's one task once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relays_start_submitted_runs_themselves_each_once() {
+    let stack = Stack::start(StackOptions::bare()).expect("stack");
+    let pool = stack.pool().await.expect("pool");
+    let bus = weft_bus::Bus::try_connect(weft_bus::BusConfig {
+        url: stack.amqp_url.clone(),
+        ..weft_bus::BusConfig::default()
+    })
+    .await
+    .expect("bus");
+    bus.declare_topology(&[topology::DEFAULT_POOL.to_owned()])
+        .await
+        .expect("topology");
+    let mut ids = Vec::new();
+    for _ in 0..40 {
+        // No publisher: the start is left to the relays, due at once.
+        ids.push(
+            submit_via(&pool, None, NOOP, "t.yaml", json!({}))
+                .await
+                .expect("submit"),
+        );
+    }
+    let engine = weft_executor::Engine::new(pool.clone(), weft_executor::EngineConfig::default());
+    let relay = |batch: i64| {
+        let (pool, bus, engine) = (pool.clone(), bus.clone(), engine.clone());
+        async move {
+            let config = weft_executor::RelayConfig {
+                batch,
+                ..weft_executor::RelayConfig::default()
+            };
+            let mut relay = weft_executor::Relay::new(pool, bus, config)
+                .await
+                .expect("relay")
+                .starting_runs(engine);
+            let mut relayed = 0;
+            loop {
+                match relay.relay_once().await.expect("relay") {
+                    0 => return relayed,
+                    n => relayed += n,
+                }
+            }
+        }
+    };
+    let (a, b) = tokio::join!(relay(7), relay(5));
+    // Without a flusher the runs' dispatches go to the outbox too, and
+    // the relays publish them: 40 starts applied and 40 dispatches
+    // published, each by one relay.
+    assert_eq!(a + b, 80, "each row claimed by one relay: {a} + {b}");
+
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+    assert_eq!(left, 0, "every start row went with its start's commit");
+    let uuids: Vec<uuid::Uuid> = ids.iter().map(|i| i.as_uuid()).collect();
+    let running: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM workflow_executions WHERE id = ANY($1) AND status = 'running'",
+    )
+    .bind(&uuids)
+    .fetch_one(&pool)
+    .await
+    .expect("count running");
+    assert_eq!(running, 40, "every run started");
+    // Nothing consumes here: what was published stays in its queue.
+    assert_eq!(
+        weft_tests::queue_messages(&stack.amqp_url, topology::EXECUTOR_QUEUE),
+        Some(0),
+        "no run's start went through the broker"
+    );
+    assert_eq!(
+        weft_tests::queue_messages(
+            &stack.amqp_url,
+            &topology::task_queue(topology::DEFAULT_POOL)
+        ),
+        Some(40),
+        "one dispatch per run, once"
+    );
+    bus.close().await;
+}

@@ -4,8 +4,9 @@
 //! The engine writes messages that are due at once to the outbox with a
 //! lease (see [`RelayConfig::lease`](crate::RelayConfig::lease)) and, after
 //! its commit, hands them here. The flusher publishes everything that queued
-//! up meanwhile in one pipelined batch, then deletes the confirmed rows in
-//! one statement. The outbox row stays the source of truth: if this process
+//! up meanwhile in one pipelined batch, then hands the confirmed rows to
+//! its deleter, which deletes what queued up in one statement while the
+//! flusher goes on publishing. The outbox row stays the source of truth: if this process
 //! dies, or the broker refuses, before the delete, a relay publishes the row
 //! once its lease ran out, and consumers' guards absorb any duplicate.
 
@@ -38,6 +39,9 @@ pub(crate) struct Committed {
 /// Messages published per batch at most.
 const BATCH: usize = 2_000;
 
+/// Published batches waiting for their rows' delete, at most.
+const DELETER_QUEUE: usize = 64;
+
 /// Publishes committed messages until `shutdown`, then what is queued.
 ///
 /// The queue is bounded ([`EngineConfig::flush_queue`]): while this loop
@@ -56,6 +60,8 @@ pub(crate) async fn run(
     let mut envelopes: Vec<Envelope> = Vec::new();
     let mut waiting: Vec<oneshot::Sender<()>> = Vec::new();
     let mut commits: Vec<Instant> = Vec::new();
+    let (published, to_delete) = mpsc::channel(DELETER_QUEUE);
+    let deleter = tokio::spawn(delete_published(pool, to_delete));
     loop {
         let first = tokio::select! {
             biased;
@@ -66,7 +72,7 @@ pub(crate) async fn run(
                 committed.recv().await
             }
         };
-        let Some(mut next) = first else { return };
+        let Some(mut next) = first else { break };
         loop {
             ids.append(&mut next.ids);
             envelopes.append(&mut next.envelopes);
@@ -85,7 +91,7 @@ pub(crate) async fn run(
             metrics::histogram!("weft_executor_flush_delay_seconds")
                 .record(publishing.duration_since(committed_at).as_secs_f64());
         }
-        flush(&pool, &mut outlet, &ids, &envelopes).await;
+        flush(&mut outlet, &ids, &envelopes, &published).await;
         ids.clear();
         envelopes.clear();
         for flushed in waiting.drain(..) {
@@ -93,9 +99,18 @@ pub(crate) async fn run(
             let _ = flushed.send(());
         }
     }
+    // Let the deleter finish what was published.
+    drop(published);
+    let _ = deleter.await;
 }
 
-async fn flush(pool: &PgPool, outlet: &mut Outlet, ids: &[i64], envelopes: &[Envelope]) {
+/// Publishes, and hands what the broker took to the deleter.
+async fn flush(
+    outlet: &mut Outlet,
+    ids: &[i64],
+    envelopes: &[Envelope],
+    deleter: &mpsc::Sender<Vec<i64>>,
+) {
     for (ids, envelopes) in ids.chunks(BATCH).zip(envelopes.chunks(BATCH)) {
         let (published, error) = outlet.publish(ids, envelopes).await;
         if let Some(e) = error {
@@ -105,11 +120,27 @@ async fn flush(pool: &PgPool, outlet: &mut Outlet, ids: &[i64], envelopes: &[Env
                 "publishing committed messages failed; a relay publishes them when their lease ends"
             );
         }
-        if published.is_empty() {
-            continue;
+        // A full deleter makes the flusher wait: rows never pile up.
+        if !published.is_empty() && deleter.send(published).await.is_err() {
+            tracing::warn!(
+                "the outbox deleter stopped; relays publish the rows again after their lease"
+            );
+        }
+    }
+}
+
+/// Deletes published rows, off the publishing path: a commit's messages
+/// never wait for the statement that deletes the ones before. Whatever
+/// was handed over meanwhile goes in one statement.
+async fn delete_published(pool: PgPool, mut published: mpsc::Receiver<Vec<i64>>) {
+    let mut ids: Vec<i64> = Vec::new();
+    while let Some(mut first) = published.recv().await {
+        ids.append(&mut first);
+        while let Ok(mut more) = published.try_recv() {
+            ids.append(&mut more);
         }
         let deleted = match pool.acquire().await {
-            Ok(mut conn) => outbox::delete(&mut conn, &published)
+            Ok(mut conn) => outbox::delete(&mut conn, &ids)
                 .await
                 .map_err(EngineError::from),
             Err(e) => Err(db("acquiring a connection")(e)),
@@ -117,7 +148,8 @@ async fn flush(pool: &PgPool, outlet: &mut Outlet, ids: &[i64], envelopes: &[Env
         if let Err(e) = deleted {
             // They were published; a relay publishes them again after the
             // lease, which consumers absorb as duplicates.
-            tracing::warn!(error = %weft_common::error_chain(&e), count = published.len(), "deleting published messages failed");
+            tracing::warn!(error = %weft_common::error_chain(&e), count = ids.len(), "deleting published messages failed");
         }
+        ids.clear();
     }
 }
