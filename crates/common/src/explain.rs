@@ -35,6 +35,11 @@ pub struct RunFacts {
     pub finished_at: Option<DateTime<Utc>>,
     /// The database's clock when the facts were read.
     pub now: DateTime<Utc>,
+    /// Its workflow's `parallelism` (`None`: no run-wide limit).
+    pub parallelism: Option<u32>,
+    /// Its executions in flight (queued or running) that take run-wide
+    /// slots.
+    pub in_flight: i64,
     /// Its tasks, in the workflow's order.
     pub tasks: Vec<TaskFacts>,
     /// The pools its tasks run on.
@@ -49,8 +54,7 @@ pub struct TaskFacts {
     pub name: String,
     /// Its stored status.
     pub status: TaskStatus,
-    /// What `weft status` shows: the stored status, except `queued` for a
-    /// running task whose live executions all wait for a worker.
+    /// What `weft status` shows (see [`shown_status`]).
     pub shown_status: &'static str,
     /// Its action.
     pub action: String,
@@ -76,7 +80,8 @@ pub struct TaskFacts {
     pub running: i64,
     /// Executions (this round) dispatched and due, not yet taken by a worker.
     pub queued: i64,
-    /// Executions (this round) waiting for a `concurrency` slot.
+    /// Executions (this round) waiting for a slot: the task's
+    /// `concurrency`, or the run's `parallelism`.
     pub pending: i64,
     /// Executions (this round) whose retry's backoff has not ended.
     pub retrying: i64,
@@ -157,13 +162,17 @@ pub struct TaskLine {
 }
 
 /// The status `weft status` shows for a task: `queued` when it is running
-/// but nothing of it runs on a worker yet and something waits in a queue.
+/// but nothing of it runs on a worker yet and something waits in a queue;
+/// `waiting` when it is running but nothing of it is even dispatched and
+/// executions wait for a slot (`pending`) — the run's `parallelism` is
+/// full (a task's own `concurrency` always leaves one of its items in
+/// flight).
 #[must_use]
-pub fn shown_status(status: TaskStatus, running: i64, queued: i64) -> &'static str {
-    if status == TaskStatus::Running && running == 0 && queued > 0 {
-        "queued"
-    } else {
-        status.as_str()
+pub fn shown_status(status: TaskStatus, running: i64, queued: i64, pending: i64) -> &'static str {
+    match (status, running, queued) {
+        (TaskStatus::Running, 0, q) if q > 0 => "queued",
+        (TaskStatus::Running, 0, 0) if pending > 0 => "waiting",
+        _ => status.as_str(),
     }
 }
 
@@ -238,6 +247,13 @@ impl RunFacts {
                 } else {
                     format!("running: waiting on {}", active.join(", "))
                 };
+                if let Some(limit) = self.parallelism {
+                    let _ = write!(
+                        line,
+                        "; {} of {limit} run-wide slots (`parallelism`) in use",
+                        self.in_flight
+                    );
+                }
                 match waiting {
                     0 => {}
                     1 => line.push_str("; 1 task waits for its needs"),
@@ -332,6 +348,27 @@ impl RunFacts {
                 t.running + t.queued + t.retrying,
                 t.pending,
                 plural(usize::try_from(t.pending).unwrap_or(0))
+            ));
+        }
+        let window_full = t
+            .concurrency
+            .is_some_and(|limit| t.running + t.queued + t.retrying >= i64::from(limit));
+        if let Some(limit) = self.parallelism
+            && t.pending > 0
+            && !window_full
+        {
+            let waiting = if t.with_items {
+                format!(
+                    "{} item{} wait",
+                    t.pending,
+                    plural(usize::try_from(t.pending).unwrap_or(0))
+                )
+            } else {
+                "it waits".to_owned()
+            };
+            parts.push(format!(
+                "{waiting} for a run-wide slot (parallelism {limit}, {} in flight in the run)",
+                self.in_flight
             ));
         }
         if t.retrying > 0 {
@@ -507,6 +544,8 @@ mod tests {
             started_at: None,
             finished_at: None,
             now: at("2026-01-01T00:01:00Z"),
+            parallelism: None,
+            in_flight: 0,
             tasks,
             pools,
         }
@@ -527,7 +566,7 @@ mod tests {
         let mut gpu = task("train", TaskStatus::Running);
         gpu.pool = "gpu".into();
         gpu.queued = 1;
-        gpu.shown_status = shown_status(gpu.status, gpu.running, gpu.queued);
+        gpu.shown_status = shown_status(gpu.status, gpu.running, gpu.queued, gpu.pending);
         assert_eq!(gpu.shown_status, "queued");
         let facts = run(
             WorkflowStatus::Running,
@@ -670,5 +709,30 @@ mod tests {
     fn abbreviation_cuts_on_characters_and_marks_the_cut() {
         assert_eq!(abbreviate(&json!("héllo wörld"), 6), "\"héll…");
         assert_eq!(abbreviate(&json!([1, 2]), 10), "[1,2]");
+    }
+
+    #[test]
+    fn a_task_held_by_the_run_wide_limit_is_shown_waiting_and_said_why() {
+        let mut fan = task("fan", TaskStatus::Running);
+        fan.with_items = true;
+        fan.items_total = Some(10);
+        fan.pending = 10;
+        fan.shown_status = shown_status(fan.status, fan.running, fan.queued, fan.pending);
+        assert_eq!(fan.shown_status, "waiting");
+        let mut plain = task("plain", TaskStatus::Running);
+        plain.running = 2;
+        plain.shown_status = shown_status(plain.status, plain.running, plain.queued, 0);
+        let mut facts = run(WorkflowStatus::Running, vec![fan, plain], Vec::new());
+        facts.parallelism = Some(2);
+        facts.in_flight = 2;
+        let e = facts.explain();
+        assert_eq!(
+            e.tasks[0].why,
+            "0/10 items done (0 failed); 10 items wait for a run-wide slot (parallelism 2, 2 in flight in the run)"
+        );
+        assert_eq!(
+            e.run,
+            "running: waiting on `fan` (waiting), `plain` (running); 2 of 2 run-wide slots (`parallelism`) in use"
+        );
     }
 }

@@ -18,6 +18,8 @@ pub(crate) struct RawWorkflow {
     pub(crate) input: Option<Spanned<IndexMap<String, Spanned<RawInput>>>>,
     pub(crate) output: Option<Spanned<Tree>>,
     pub(crate) tasks: Option<Spanned<IndexMap<String, Spanned<RawTask>>>>,
+    /// At most this many executions of a run in flight at once.
+    pub(crate) parallelism: Option<Spanned<i64>>,
 }
 
 /// One task as written.
@@ -269,7 +271,14 @@ impl<'de> serde::de::Visitor<'de> for RawInputVisitor {
 }
 
 /// The fields a workflow may have, for "did you mean" hints.
-pub(crate) const WORKFLOW_FIELDS: &[&str] = &["name", "description", "input", "output", "tasks"];
+pub(crate) const WORKFLOW_FIELDS: &[&str] = &[
+    "name",
+    "description",
+    "input",
+    "output",
+    "tasks",
+    "parallelism",
+];
 /// The fields a task may have.
 pub(crate) const TASK_FIELDS: &[&str] = &[
     "action",

@@ -164,7 +164,8 @@ status_enum! {
 status_enum! {
     /// The status of one dispatched unit: a task item × attempt (`executions`).
     ExecutionStatus, "execution" {
-        /// Created, waiting for a `concurrency` slot; not yet dispatched.
+        /// Created, waiting for a slot (its task's `concurrency`, its run's
+        /// `parallelism`); not yet dispatched.
         Pending = "pending" => [],
         /// Its dispatch is in the outbox or on the task queue.
         Queued = "queued" => [Pending],

@@ -158,6 +158,7 @@ impl<'s> Validator<'s> {
             }
             Some(n) => n.value.clone(),
         };
+        let parallelism = self.parallelism(raw.parallelism.as_ref());
         let input_specs: IndexMap<String, InputSpec> = raw
             .input
             .as_ref()
@@ -255,8 +256,35 @@ impl<'s> Validator<'s> {
             tasks,
             index,
             dag,
+            parallelism,
         };
         Ok((workflow, warnings))
+    }
+
+    /// The workflow's `parallelism`: a whole number of at least 1 (a
+    /// template or a word is reported by [`Validator::number_problem`]
+    /// when the file is read).
+    fn parallelism(&mut self, written: Option<&Spanned<i64>>) -> Option<u32> {
+        let n = written?;
+        let problem = if n.value < 1 {
+            format!(
+                "`parallelism` must be at least 1, not {}: it is how many executions of a run may be in flight at once",
+                n.value
+            )
+        } else {
+            // Stored as a PostgreSQL `integer`.
+            match i32::try_from(n.value) {
+                Ok(limit) => return u32::try_from(limit).ok(),
+                Err(_) => format!(
+                    "`parallelism` must be at most {}, not {}",
+                    i32::MAX,
+                    n.value
+                ),
+            }
+        };
+        let p = self.at(&n.referenced, problem);
+        self.push(p.hint("omit `parallelism` for no run-wide limit"));
+        None
     }
 
     fn yaml_problem(&self, e: &serde_saphyr::Error) -> Problem {
@@ -270,6 +298,20 @@ impl<'s> Validator<'s> {
             && let Some(better) = self.number_problem(&location)
         {
             return better;
+        }
+        // The two limits, each written where the other belongs.
+        match unknown_field(&text) {
+            Some("parallelism") => {
+                return problem.hint(
+                    "`parallelism` limits a whole run: write it at the top of the workflow, next to `tasks:`; a task limits its own items with `concurrency`",
+                );
+            }
+            Some("concurrency") if text.contains("expected one of name,") => {
+                return problem.hint(
+                    "`concurrency` limits one task's items: write it in a task; a whole run is limited with `parallelism: N` at the top",
+                );
+            }
+            _ => {}
         }
         if let Some(field) = unknown_field(&text) {
             let candidates = TASK_FIELDS

@@ -31,6 +31,9 @@ pub struct Workflow {
     /// Task name → position in `tasks`.
     pub(crate) index: std::collections::HashMap<String, usize>,
     pub(crate) dag: Dag,
+    /// At most this many executions of a run in flight at once
+    /// (`parallelism:`; `None` = no run-wide limit).
+    pub(crate) parallelism: Option<u32>,
 }
 
 /// One task of a validated workflow.
@@ -253,6 +256,22 @@ impl Workflow {
         self.description.as_deref()
     }
 
+    /// At most how many executions of a run may be in flight (queued or
+    /// running) at once, its items and retries included (`parallelism:`;
+    /// `None` = no run-wide limit). See [`Task::counts_toward_parallelism`].
+    #[must_use]
+    pub fn parallelism(&self) -> Option<u32> {
+        self.parallelism
+    }
+
+    /// Where a task stands in the order run-wide slots are handed out
+    /// (`parallelism`): the workflow's task order (topological, ties as
+    /// written), then item index.
+    #[must_use]
+    pub fn position(&self, task: &str) -> Option<usize> {
+        self.index.get(task).copied()
+    }
+
     /// Declared inputs with their defaults (`None` = required).
     #[must_use]
     pub fn inputs(&self) -> &IndexMap<String, Option<Value>> {
@@ -420,6 +439,15 @@ impl Task {
     #[must_use]
     pub fn concurrency(&self) -> Option<u32> {
         self.concurrency
+    }
+
+    /// Whether this task's executions take the run's `parallelism` slots.
+    /// Every task does today; exit handlers (`on_exit`), which must run
+    /// whatever holds the slots, will not — this is the one place that
+    /// says so in Rust, as `weft_store::parallelism::COUNTED` is in SQL.
+    #[must_use]
+    pub fn counts_toward_parallelism(&self) -> bool {
+        true
     }
     /// Its `when` condition.
     #[must_use]

@@ -854,3 +854,62 @@ fn an_input_read_by_subscript_must_be_declared_too() {
         ],
     );
 }
+
+#[test]
+fn parallelism_is_a_whole_number_of_at_least_one_for_the_whole_workflow() {
+    let with = |line: &str| format!("name: x\n{line}\ntasks:\n  a: {{ action: noop }}\n");
+    has(
+        &problems(&with("parallelism: 0")),
+        2,
+        &[
+            "`parallelism` must be at least 1, not 0",
+            "omit `parallelism`",
+        ],
+    );
+    has(
+        &problems(&with("parallelism: -3")),
+        2,
+        &["`parallelism` must be at least 1, not -3"],
+    );
+    has(
+        &problems(&with("parallelism: 2.5")),
+        2,
+        &["`parallelism` must be a whole number, not `2.5`"],
+    );
+    has(
+        &problems(&with("parallelism: lots")),
+        2,
+        &["`parallelism` must be a whole number, not `lots`"],
+    );
+    has(
+        &problems(&with("parallelism: \"{{ input.n }}\"")),
+        2,
+        &[
+            "`parallelism` cannot be a template",
+            "before any input exists",
+        ],
+    );
+    has(
+        &problems(&with("parallelism: \"{{ 4 }}\"")),
+        2,
+        &["`parallelism` cannot be a template", "`parallelism: 4`"],
+    );
+    has(
+        &problems(&with("parallelism: 3000000000")),
+        2,
+        &["`parallelism` must be at most 2147483647"],
+    );
+    // Each limit written where the other belongs.
+    has(
+        &problems("name: x\ntasks:\n  a:\n    action: noop\n    parallelism: 2\n"),
+        5,
+        &["parallelism", "at the top of the workflow", "`concurrency`"],
+    );
+    has(
+        &problems(&with("concurrency: 2")),
+        2,
+        &["concurrency", "write it in a task", "`parallelism: N`"],
+    );
+    assert_eq!(ok(&with("parallelism: 4")).parallelism(), Some(4));
+    assert_eq!(ok(&with("")).parallelism(), None);
+}

@@ -3,7 +3,7 @@
 //! or a batch of them, set-based where it can be.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use sqlx::PgConnection;
 use weft_common::limits::refit_report;
@@ -51,6 +51,13 @@ impl Engine {
         tx: &mut PgConnection,
         completions: &[Completion<'_>],
     ) -> Result<(Vec<Applied>, Outgoing), EngineError> {
+        // Limited runs (`parallelism`) are locked first: their slots are
+        // filled at the end, under this lock (see `crate::parallelism`).
+        let runs: Vec<WorkflowExecutionId> = completions.iter().map(|c| c.run).collect();
+        let limited: HashSet<WorkflowExecutionId> = weft_store::parallelism::lock(tx, &runs)
+            .await?
+            .into_iter()
+            .collect();
         let recorded = executions::complete_many(tx, completions).await?;
         let applied = recorded
             .completions
@@ -136,9 +143,12 @@ impl Engine {
                 cancel::settle(step.conn(), run_id, &plan.first.workflow_name).await?;
                 self.inner.outbox_written.notify_one();
             }
+            // A limited run's finished executions freed slots: its step
+            // fills them, whatever else it does.
             if plan.retries.is_empty()
                 && !plan.finished
                 && plan.tasks.iter().all(|t| !counted.contains_key(t))
+                && !(limited.contains(&run_id) && plan.first.run_status == WorkflowStatus::Running)
             {
                 continue;
             }

@@ -261,6 +261,15 @@ impl Engine {
                 Err(e) => return Err(e),
             }
         }
+        // Their `parallelism`, kept on the run for audits and `status`.
+        let limited: Vec<(WorkflowExecutionId, i32)> = started
+            .iter()
+            .filter_map(|run| {
+                let limit = run.workflow.parallelism()?;
+                Some((run.id, i32::try_from(limit).unwrap_or(i32::MAX)))
+            })
+            .collect();
+        weft_store::parallelism::record(tx, &limited).await?;
         let new: Vec<(WorkflowExecutionId, Vec<NewTask<'_>>)> = started
             .iter()
             .map(|run| (run.id, new_tasks(&run.workflow)))
@@ -321,6 +330,8 @@ impl Engine {
         if undecided.is_empty() {
             return Ok((Applied::Duplicate, Outgoing::default()));
         }
+        // A limited run's row before its tasks' (see `parallelism::lock`).
+        weft_store::parallelism::lock(tx, &[id]).await?;
         let workflow = self.inner.catalog.get(tx, run.definition_id).await?;
         let mut step = self.step(tx);
         step.add_run(RunInfo::of(&run, workflow));

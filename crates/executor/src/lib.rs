@@ -30,6 +30,7 @@ mod engine;
 mod error;
 mod flush;
 mod liveness;
+mod parallelism;
 mod reaper;
 mod redispatch;
 mod relay;

@@ -114,6 +114,9 @@ pub(crate) struct Step<'a> {
     streamed: HashSet<TaskExecutionId>,
     /// Runs whose every task is terminal.
     done: Vec<WorkflowExecutionId>,
+    /// Runs with a `parallelism`, each with it: their slots are filled at
+    /// the end of [`Step::settle`] (see [`crate::parallelism`]).
+    limited: BTreeMap<WorkflowExecutionId, u32>,
     /// Tasks this step made terminal, as they are now (locked by this
     /// transaction): a successor decided in the same step reads them from
     /// here instead of from the database.
@@ -181,6 +184,7 @@ impl<'a> Step<'a> {
             starting: Vec::new(),
             streamed: HashSet::new(),
             done: Vec::new(),
+            limited: BTreeMap::new(),
             ended: HashMap::new(),
             lease,
             out: Outgoing::default(),
@@ -190,6 +194,9 @@ impl<'a> Step<'a> {
     /// Makes a run known to the step: every task handed to it must be of a
     /// run added first.
     pub(crate) fn add_run(&mut self, run: RunInfo) {
+        if let (Some(limit), true) = (run.workflow.parallelism(), run.status.dispatches()) {
+            self.limited.insert(run.id, limit);
+        }
         self.runs.insert(run.id, run);
     }
 
@@ -228,8 +235,8 @@ impl<'a> Step<'a> {
     /// Carries out what was handed to the step, round by round: decide the
     /// ready tasks; make those that end terminal (one statement), which
     /// makes further tasks ready; until nothing cascades. Then start the
-    /// tasks decided to run (one statement) and finish the runs that are
-    /// done.
+    /// tasks decided to run (one statement), fill the free run-wide slots
+    /// of limited runs and finish the runs that are done.
     pub(crate) async fn settle(&mut self) -> Result<(), EngineError> {
         loop {
             self.decide_ready().await?;
@@ -239,7 +246,26 @@ impl<'a> Step<'a> {
             self.end_tasks().await?;
         }
         self.start_tasks().await?;
+        self.fill_slots().await?;
         self.finish_runs().await
+    }
+
+    /// Dispatches what waits for run-wide slots in every limited run of
+    /// the step, in run id order (the order their rows are locked in).
+    async fn fill_slots(&mut self) -> Result<(), EngineError> {
+        for (id, limit) in &self.limited {
+            let run = run_of(&self.runs, *id)?;
+            if run.status.dispatches() {
+                crate::parallelism::fill(self.conn, run, *limit, &mut self.out).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether `task`'s executions wait for the run-wide slots of its
+    /// (limited) run, to be dispatched by [`Step::fill_slots`].
+    fn held(&self, run: &RunInfo, task: &str) -> Result<bool, EngineError> {
+        Ok(self.limited.contains_key(&run.id) && run.spec(task)?.counts_toward_parallelism())
     }
 
     /// Decides every ready task, reading the tasks they refer to in one
@@ -355,8 +381,11 @@ impl<'a> Step<'a> {
                         self.ending.push((task.id, outcome));
                     }
                 }
-                Decision::Runs(start, dispatches) => {
-                    if task.concurrency.is_none() && start.dispatched < start.items {
+                Decision::Runs(mut start, mut dispatches) => {
+                    let run = run_of(&self.runs, task.workflow_execution_id)?;
+                    if self.held(run, &task.task_name)? {
+                        crate::parallelism::hold(&mut start, &mut dispatches);
+                    } else if task.concurrency.is_none() && start.dispatched < start.items {
                         self.streamed.insert(task.id);
                     }
                     self.starting.push((start, dispatches));
@@ -374,7 +403,8 @@ impl<'a> Step<'a> {
         count: i32,
     ) -> Result<(), EngineError> {
         let run = run_of(&self.runs, task.workflow_execution_id)?;
-        if !run.status.dispatches() {
+        // A limited run's next items are dispatched by `fill_slots`.
+        if !run.status.dispatches() || self.held(run, &task.task_name)? {
             return Ok(());
         }
         let claimed = tasks::claim_next_items(self.conn, task.id, count).await?;

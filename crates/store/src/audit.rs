@@ -256,6 +256,58 @@ const CHECKS: &[(&str, &str)] = &[
            AND ($1::uuid IS NULL OR e.workflow_execution_id = $1) \
            AND NOT EXISTS (SELECT 1 FROM workflow_executions c WHERE c.parent_execution_id = e.id)",
     ),
+    (
+        // Run-wide parallelism (`parallelism: N`, see `parallelism`): from
+        // the executions' recorded times — in flight from `queued_at` (the
+        // database's clock, when its dispatch was written) to `finished_at`
+        // — never more than N of a run's executions at once (an end and a
+        // dispatch at the same instant: the end first). `finished_at` of a
+        // worker's report is the worker's clock: a worker whose clock runs
+        // ahead of the database's by more than the gap between an end and
+        // the next dispatch can make this report an overlap that was not.
+        // And a running limited run with executions waiting for a slot has
+        // at least one in flight: its last end dispatched what waits.
+        "parallelism_respected",
+        concat!(
+            "SELECT v.run, format('%s of the run''s executions were in flight at once at %s, over its parallelism of %s', \
+                                  v.in_flight, v.at, v.lim) \
+             FROM ( \
+                 SELECT DISTINCT ON (s.run) s.run, s.in_flight, s.at, s.lim \
+                 FROM ( \
+                     SELECT ev.run, ev.at, ev.lim, \
+                            sum(ev.d) OVER (PARTITION BY ev.run ORDER BY ev.at, ev.d ROWS UNBOUNDED PRECEDING) AS in_flight \
+                     FROM ( \
+                         SELECT r.id AS run, r.parallelism AS lim, x.at, x.d \
+                         FROM workflow_executions r \
+                         JOIN executions e ON e.workflow_execution_id = r.id \
+                         JOIN task_executions t ON t.id = e.task_execution_id \
+                         CROSS JOIN LATERAL (VALUES (e.queued_at, 1), (e.finished_at, -1)) AS x(at, d) \
+                         WHERE r.parallelism IS NOT NULL AND e.queued_at IS NOT NULL AND x.at IS NOT NULL \
+                           AND ($1::uuid IS NULL OR r.id = $1) AND ",
+            counted_tasks!(),
+            " \
+                     ) ev \
+                 ) s \
+                 WHERE s.in_flight > s.lim \
+                 ORDER BY s.run, s.in_flight DESC, s.at \
+             ) v \
+             UNION ALL \
+             SELECT r.id, format('task `%s` has %s executions waiting for a run-wide slot, but none of the run''s executions is in flight (parallelism %s)', \
+                                 t.task_name, count(*), r.parallelism) \
+             FROM workflow_executions r \
+             JOIN task_executions t ON t.workflow_execution_id = r.id \
+             JOIN executions e ON e.task_execution_id = t.id \
+             WHERE r.parallelism IS NOT NULL AND r.status = 'running' AND t.status = 'running' \
+               AND t.items_failed = 0 AND e.status = 'pending' AND ($1::uuid IS NULL OR r.id = $1) AND ",
+            counted_tasks!(),
+            " AND NOT EXISTS ( \
+                   SELECT 1 FROM executions l JOIN task_executions t ON t.id = l.task_execution_id \
+                   WHERE l.workflow_execution_id = r.id AND l.status IN ('queued', 'running') AND ",
+            counted_tasks!(),
+            ") \
+             GROUP BY r.id, t.task_name, r.parallelism"
+        ),
+    ),
 ];
 
 /// The names of every check, in the order they run.

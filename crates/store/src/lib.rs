@@ -27,6 +27,18 @@
 //!    each task is where it is.
 //! 10. [`children`] — sub-workflows: the child run that carries out a
 //!     `workflow:` task's execution, started and reported exactly once.
+//! 11. [`parallelism`] — run-wide slots (`parallelism:`): the lock, the
+//!     count of a run's executions in flight, the tasks that wait.
+
+/// The SQL predicate over a `task_executions` row aliased `t` that says
+/// whether its executions take its run's `parallelism` slots: see
+/// [`parallelism::COUNTED`]. A macro so that `audit`'s constant queries
+/// can splice it in with `concat!`.
+macro_rules! counted_tasks {
+    () => {
+        "true"
+    };
+}
 
 pub mod audit;
 pub mod cancel;
@@ -38,6 +50,7 @@ pub mod executions;
 pub mod inspect;
 pub mod outbox;
 pub mod overdue;
+pub mod parallelism;
 pub mod prune;
 pub mod retry;
 pub mod runs;

@@ -666,6 +666,8 @@ pub struct TaskSummary {
     pub running: i64,
     /// Its executions dispatched and due, not yet taken by a worker.
     pub queued: i64,
+    /// Its executions waiting for a slot (`concurrency`, `parallelism`).
+    pub pending: i64,
     /// The latest round of the run it has executions in (`None`: none).
     pub round: Option<i32>,
     /// How many earlier rounds it has executions in.
@@ -678,7 +680,12 @@ impl TaskSummary {
     /// [`weft_common::explain::shown_status`]).
     #[must_use]
     pub fn shown_status(&self) -> &'static str {
-        weft_common::explain::shown_status(self.task.status, self.running, self.queued)
+        weft_common::explain::shown_status(
+            self.task.status,
+            self.running,
+            self.queued,
+            self.pending,
+        )
     }
 }
 
@@ -695,6 +702,7 @@ pub async fn summaries(
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {}, GREATEST(COALESCE(e.max_attempt, 0) - t.attempt_base, 0) AS attempts, \
                 e.started_at, COALESCE(e.running, 0) AS running, COALESCE(e.queued, 0) AS queued, \
+                COALESCE(e.pending, 0) AS pending, \
                 e.round, GREATEST(COALESCE(e.rounds, 0)::int4 - 1, 0) AS earlier_rounds \
          FROM task_executions t \
          LEFT JOIN LATERAL ( \
@@ -702,6 +710,7 @@ pub async fn summaries(
                     min(started_at) FILTER (WHERE attempt > t.attempt_base) AS started_at, \
                     count(*) FILTER (WHERE status = '{running}') AS running, \
                     count(*) FILTER (WHERE status = '{queued}' AND (due_at IS NULL OR due_at <= now())) AS queued, \
+                    count(*) FILTER (WHERE status = '{pending}' AND attempt > t.attempt_base) AS pending, \
                     max(round) AS round, count(DISTINCT round) AS rounds \
              FROM executions WHERE task_execution_id = t.id \
          ) e ON true \
@@ -709,6 +718,7 @@ pub async fn summaries(
         crate::prefixed("t", TASK_COLUMNS),
         running = weft_common::ExecutionStatus::Running.as_str(),
         queued = weft_common::ExecutionStatus::Queued.as_str(),
+        pending = weft_common::ExecutionStatus::Pending.as_str(),
     )))
     .bind(run.as_uuid())
     .fetch_all(conn)

@@ -316,6 +316,9 @@ impl Snapshot {
                     .unwrap_or(usize::MAX)
             });
             hints = unserved_pools(&mut conn, &workflow, &tasks).await?;
+            if let Some(hint) = run_wide_slots(&mut conn, id, &workflow, &tasks).await? {
+                hints.push(hint);
+            }
         }
         let children = weft_store::children::children(&mut conn, id).await?;
         let parent = weft_store::children::parent_of(&mut conn, id).await?;
@@ -491,6 +494,35 @@ async fn unserved_pools(
         .filter(|p| !live.iter().any(|w| w.queues.contains(p)))
         .map(|p| no_worker_hint(p))
         .collect())
+}
+
+/// "tasks `a`, `b` wait for a run-wide slot: …" when tasks of a running
+/// run are held by its full `parallelism`.
+async fn run_wide_slots(
+    conn: &mut weft_store::PgConnection,
+    id: WorkflowExecutionId,
+    workflow: &Workflow,
+    tasks: &[TaskSummary],
+) -> anyhow::Result<Option<String>> {
+    let Some(limit) = workflow.parallelism() else {
+        return Ok(None);
+    };
+    let held: Vec<String> = tasks
+        .iter()
+        .filter(|t| {
+            t.shown_status() == "waiting" && t.task.status == weft_common::TaskStatus::Running
+        })
+        .map(|t| format!("`{}`", t.task.task_name))
+        .collect();
+    if held.is_empty() {
+        return Ok(None);
+    }
+    let in_flight = weft_store::parallelism::in_flight(conn, id).await?;
+    Ok(Some(format!(
+        "{} wait{} for a run-wide slot: {in_flight} of the run's executions are in flight, its `parallelism` is {limit}",
+        held.join(", "),
+        if held.len() == 1 { "s" } else { "" }
+    )))
 }
 
 /// The attempts of a task's current round, and which round that is when

@@ -13,8 +13,8 @@ use crate::inputs::{Given, InputSpec, InputType};
 use crate::spec::RawInput;
 
 impl Validator<'_> {
-    /// A number field (`concurrency`, `retry.attempts`, `backoff`,
-    /// `jitter`) whose value is not a number — a template, or a word —
+    /// A number field (`parallelism`, `concurrency`, `retry.attempts`,
+    /// `backoff`, `jitter`) whose value is not a number — a template, or a word —
     /// said in words instead of the parser's. These fields are read when
     /// the workflow is validated, before any run or input exists, so a
     /// template cannot fill them; a template with no variables suggests
@@ -28,7 +28,7 @@ impl Validator<'_> {
             .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
             .map_or(0, |i| i + 1);
         let key = &before[key_start..];
-        let whole = matches!(key, "concurrency" | "attempts");
+        let whole = matches!(key, "concurrency" | "attempts" | "parallelism");
         if !whole && !matches!(key, "backoff" | "jitter") {
             return None;
         }

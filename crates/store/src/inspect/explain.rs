@@ -77,7 +77,7 @@ pub async fn run_facts(
         rows.iter()
             .find(|r| r.task.task_name == name)
             .map_or("waiting", |r| {
-                shown_status(r.task.status, r.running, r.queued)
+                shown_status(r.task.status, r.running, r.queued, r.pending)
             })
     };
     let mut tasks = Vec::with_capacity(rows.len());
@@ -116,6 +116,10 @@ pub async fn run_facts(
             }
         })
         .collect();
+    let in_flight = match workflow.parallelism() {
+        Some(_) => crate::parallelism::in_flight(conn, id).await?,
+        None => 0,
+    };
     Ok(Some(RunFacts {
         id: run.id,
         workflow: run.workflow_name,
@@ -125,6 +129,8 @@ pub async fn run_facts(
         started_at: run.started_at,
         finished_at: run.finished_at,
         now,
+        parallelism: workflow.parallelism(),
+        in_flight,
         tasks,
         pools,
     }))
@@ -157,7 +163,7 @@ fn task_facts(
     Ok(TaskFacts {
         name: t.task_name.clone(),
         status: t.status,
-        shown_status: shown_status(t.status, row.running, row.queued),
+        shown_status: shown_status(t.status, row.running, row.queued, row.pending),
         action: spec.action().to_owned(),
         pool: spec.queue().to_owned(),
         trigger: spec.trigger(),

@@ -1,0 +1,409 @@
+//! Run-wide parallelism (`parallelism: N`): at most N executions of a run
+//! in flight at once, counted where it matters — by the workers, as the
+//! actions run — with two executors and several workers, fan-outs and
+//! plain tasks mixed, a task's `concurrency` below and above the run's
+//! limit, retries, and completions delivered twice. Slots go out in task
+//! order, then item order; `weft audit` checks the same from the
+//! executions' recorded times, and catches a corrupted run.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use weft_common::{WorkflowExecutionId, WorkflowStatus};
+use weft_tests::{Stack, StackOptions, duplicate_completions};
+use weft_worker::{ActionContext, ActionError, ActionRegistry};
+
+/// What the workers saw of one run: actions in flight now and at most,
+/// per run and per (run, task), and the order actions began in.
+#[derive(Debug, Default)]
+struct Gauge {
+    now: HashMap<String, usize>,
+    max: HashMap<String, usize>,
+    began: HashMap<String, Vec<(String, Option<u32>)>>,
+}
+
+static GAUGE: Mutex<Option<Gauge>> = Mutex::new(None);
+
+fn with_gauge<T>(f: impl FnOnce(&mut Gauge) -> T) -> T {
+    f(GAUGE.lock().expect("lock").get_or_insert_default())
+}
+
+/// The built-ins and `gauge`: counts itself in flight for its run and its
+/// task while it sleeps `ms`; fails its first attempt when `fail_first`,
+/// and every attempt when `fail`.
+fn gauged_actions() -> ActionRegistry {
+    let mut registry = ActionRegistry::with_builtins();
+    registry.register("gauge", |ctx: ActionContext| async move {
+        let run = ctx.workflow_execution_id.to_string();
+        let keys = [run.clone(), format!("{run}/{}", ctx.task_name)];
+        with_gauge(|g| {
+            for key in &keys {
+                let now = g.now.entry(key.clone()).or_default();
+                *now += 1;
+                let now = *now;
+                let max = g.max.entry(key.clone()).or_default();
+                *max = (*max).max(now);
+            }
+            g.began
+                .entry(run.clone())
+                .or_default()
+                .push((ctx.task_name.clone(), ctx.item_index));
+        });
+        let ms = ctx.input.get("ms").and_then(Value::as_u64).unwrap_or(50);
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        with_gauge(|g| {
+            for key in &keys {
+                if let Some(now) = g.now.get_mut(key) {
+                    *now -= 1;
+                }
+            }
+        });
+        let flag = |name: &str| ctx.input.get(name).and_then(Value::as_bool) == Some(true);
+        if flag("fail") || (flag("fail_first") && ctx.attempt == 1) {
+            return Err(ActionError::new("told to fail"));
+        }
+        Ok(json!({ "item": ctx.item_index }))
+    });
+    registry
+}
+
+/// Most of the run's (or `run/task`'s) actions the workers ran at once.
+fn max_in_flight(key: &str) -> usize {
+    with_gauge(|g| g.max.get(key).copied().unwrap_or(0))
+}
+
+/// Two executors, three workers of 8 slots each: far more room than any
+/// limit below, so only the limit holds work back.
+fn stack() -> &'static Stack {
+    static STACK: OnceLock<Stack> = OnceLock::new();
+    STACK.get_or_init(|| {
+        Stack::start(StackOptions {
+            executors: 2,
+            workers: 3,
+            worker_concurrency: 8,
+            actions: gauged_actions,
+            ..StackOptions::default()
+        })
+        .expect("stack")
+    })
+}
+
+async fn audit(pool: &PgPool, id: WorkflowExecutionId) -> Vec<weft_store::audit::Violation> {
+    let mut conn = pool.acquire().await.expect("conn");
+    weft_store::audit::audit(&mut conn, Some(id), 60.0)
+        .await
+        .expect("audit")
+}
+
+async fn executions(pool: &PgPool, id: WorkflowExecutionId) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM executions WHERE workflow_execution_id = $1")
+        .bind(id.as_uuid())
+        .fetch_one(pool)
+        .await
+        .expect("count")
+}
+
+const MIXED: &str = r#"
+name: limited
+parallelism: 3
+tasks:
+  first: { action: gauge, input: { ms: 30 } }
+  fan:
+    needs: [first]
+    with_items: "{{ range(12) | list }}"
+    action: gauge
+    input: { ms: 80 }
+  side: { needs: [first], action: gauge, input: { ms: 250 } }
+  capped:
+    needs: [first]
+    with_items: "{{ range(6) | list }}"
+    concurrency: 2
+    action: gauge
+    input: { ms: 80 }
+  wide:
+    needs: [first]
+    with_items: "{{ range(6) | list }}"
+    concurrency: 5
+    action: gauge
+    input: { ms: 80 }
+  last:
+    needs: [fan, side, capped, wide]
+    action: gauge
+    input: { ms: 10 }
+output:
+  fan: "{{ tasks.fan.result | length }}"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_run_has_more_executions_in_flight_than_its_parallelism() {
+    let stack = stack();
+    let pool = stack.pool().await.expect("pool");
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(stack.submit(&pool, MIXED, json!({})).await.expect("submit"));
+    }
+    for id in &ids {
+        let run = stack
+            .wait(&pool, *id, Duration::from_secs(90))
+            .await
+            .expect("finishes");
+        assert_eq!(run.status, WorkflowStatus::Succeeded, "{:?}", run.error);
+        assert_eq!(run.output, Some(json!({ "fan": 12 })));
+        let run = id.to_string();
+        let most = max_in_flight(&run);
+        assert!(
+            most <= 3,
+            "run {run}: {most} actions at once, parallelism 3"
+        );
+        assert!(most >= 2, "run {run}: never more than {most} at once");
+        // The task's own limit holds under the run's.
+        let capped = max_in_flight(&format!("{run}/capped"));
+        assert!(capped <= 2, "`capped` ran {capped} items at once");
+        let began = with_gauge(|g| g.began.get(&run).map_or(0, Vec::len));
+        assert_eq!(began, 1 + 12 + 1 + 6 + 6 + 1, "each action ran once");
+        assert_eq!(executions(&pool, *id).await, 27);
+        let violations = audit(&pool, *id).await;
+        assert!(violations.is_empty(), "{violations:#?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slots_go_out_in_task_order_then_item_order() {
+    let stack = stack();
+    let pool = stack.pool().await.expect("pool");
+    let yaml = r#"
+name: one-at-a-time
+parallelism: 1
+tasks:
+  a: { action: gauge, input: { ms: 10 } }
+  b:
+    needs: [a]
+    with_items: [0, 1, 2, 3, 4]
+    action: gauge
+    input: { ms: 20 }
+  c: { needs: [a], action: gauge, input: { ms: 10 } }
+"#;
+    let id = stack.submit(&pool, yaml, json!({})).await.expect("submit");
+    let run = stack
+        .wait(&pool, id, Duration::from_secs(60))
+        .await
+        .expect("finishes");
+    assert_eq!(run.status, WorkflowStatus::Succeeded, "{:?}", run.error);
+    assert_eq!(max_in_flight(&id.to_string()), 1);
+    let began = with_gauge(|g| g.began.get(&id.to_string()).cloned().unwrap_or_default());
+    let order: Vec<String> = began
+        .iter()
+        .map(|(task, item)| match item {
+            Some(i) => format!("{task}{i}"),
+            None => task.clone(),
+        })
+        .collect();
+    // `b` before `c`: the workflow's order (topological, ties as written).
+    assert_eq!(order, ["a", "b0", "b1", "b2", "b3", "b4", "c"]);
+    let violations = audit(&pool, id).await;
+    assert!(violations.is_empty(), "{violations:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_keep_to_the_limit_and_failed_fan_outs_leave_nothing_waiting() {
+    let stack = stack();
+    let pool = stack.pool().await.expect("pool");
+    let retried = r#"
+name: retried
+parallelism: 2
+tasks:
+  fan:
+    with_items: "{{ range(8) | list }}"
+    action: gauge
+    input: { ms: 40, fail_first: "{{ item % 2 == 1 }}" }
+    retry: { attempts: 2, delay: 100ms }
+"#;
+    let failing = r#"
+name: failing
+parallelism: 2
+tasks:
+  fan:
+    with_items: "{{ range(10) | list }}"
+    action: gauge
+    input: { ms: 40, fail: "{{ item == 2 }}" }
+  plain: { action: gauge, input: { ms: 40 } }
+"#;
+    let ok = stack
+        .submit(&pool, retried, json!({}))
+        .await
+        .expect("submit");
+    let bad = stack
+        .submit(&pool, failing, json!({}))
+        .await
+        .expect("submit");
+    let run = stack
+        .wait(&pool, ok, Duration::from_secs(60))
+        .await
+        .expect("finishes");
+    assert_eq!(run.status, WorkflowStatus::Succeeded, "{:?}", run.error);
+    assert!(max_in_flight(&ok.to_string()) <= 2);
+    assert_eq!(executions(&pool, ok).await, 8 + 4, "a retry per odd item");
+    let violations = audit(&pool, ok).await;
+    assert!(violations.is_empty(), "{violations:#?}");
+
+    let run = stack
+        .wait(&pool, bad, Duration::from_secs(60))
+        .await
+        .expect("finishes");
+    assert_eq!(run.status, WorkflowStatus::Failed);
+    assert!(max_in_flight(&bad.to_string()) <= 2);
+    let left: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM executions WHERE workflow_execution_id = $1 AND status = 'pending'",
+    )
+    .bind(bad.as_uuid())
+    .fetch_one(&pool)
+    .await
+    .expect("count");
+    assert_eq!(left, 0, "items left waiting after the fan-out failed");
+    let violations = audit(&pool, bad).await;
+    assert!(violations.is_empty(), "{violations:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completions_delivered_twice_free_each_slot_once() {
+    let stack = stack();
+    let pool = stack.pool().await.expect("pool");
+    let stop = CancellationToken::new();
+    let copies = Arc::new(AtomicUsize::new(0));
+    let duplicator = duplicate_completions(stack, copies.clone(), stop.clone())
+        .await
+        .expect("duplicator");
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        ids.push(stack.submit(&pool, MIXED, json!({})).await.expect("submit"));
+    }
+    for id in &ids {
+        let run = stack
+            .wait(&pool, *id, Duration::from_secs(90))
+            .await
+            .expect("finishes");
+        assert_eq!(run.status, WorkflowStatus::Succeeded, "{:?}", run.error);
+        let most = max_in_flight(&id.to_string());
+        assert!(most <= 3, "{most} actions at once, parallelism 3");
+        assert_eq!(executions(&pool, *id).await, 27);
+        let violations = audit(&pool, *id).await;
+        assert!(violations.is_empty(), "{violations:#?}");
+    }
+    stop.cancel();
+    let _ = duplicator.await;
+    assert!(
+        copies.load(std::sync::atomic::Ordering::SeqCst) > 0,
+        "no completion was delivered twice"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_finds_a_run_over_its_limit_and_one_left_waiting() {
+    let stack = stack();
+    let pool = stack.pool().await.expect("pool");
+    let yaml = r#"
+name: audited
+parallelism: 1
+tasks:
+  fan:
+    with_items: [0, 1, 2]
+    action: gauge
+    input: { ms: 10 }
+"#;
+    let id = stack.submit(&pool, yaml, json!({})).await.expect("submit");
+    let run = stack
+        .wait(&pool, id, Duration::from_secs(60))
+        .await
+        .expect("finishes");
+    assert_eq!(run.status, WorkflowStatus::Succeeded, "{:?}", run.error);
+    assert!(audit(&pool, id).await.is_empty());
+
+    // Every item dispatched at the first one's instant: three at once.
+    sqlx::query(
+        "UPDATE executions SET queued_at = (SELECT min(queued_at) FROM executions WHERE workflow_execution_id = $1) \
+         WHERE workflow_execution_id = $1",
+    )
+    .bind(id.as_uuid())
+    .execute(&pool)
+    .await
+    .expect("corrupt");
+    let found = audit(&pool, id).await;
+    assert!(
+        found.iter().any(|v| v.check == "parallelism_respected"
+            && v.detail
+                .contains("3 of the run's executions were in flight at once")),
+        "{found:#?}"
+    );
+
+    // A running run with an item waiting and nothing in flight: stuck.
+    sqlx::query("UPDATE workflow_executions SET status = 'running' WHERE id = $1")
+        .bind(id.as_uuid())
+        .execute(&pool)
+        .await
+        .expect("corrupt");
+    sqlx::query("UPDATE task_executions SET status = 'running' WHERE workflow_execution_id = $1")
+        .bind(id.as_uuid())
+        .execute(&pool)
+        .await
+        .expect("corrupt");
+    sqlx::query(
+        "UPDATE executions SET status = 'pending', queued_at = NULL, finished_at = NULL \
+         WHERE workflow_execution_id = $1 AND item_index = 2",
+    )
+    .bind(id.as_uuid())
+    .execute(&pool)
+    .await
+    .expect("corrupt");
+    let found = audit(&pool, id).await;
+    assert!(
+        found.iter().any(|v| v.check == "parallelism_respected"
+            && v.detail
+                .contains("task `fan` has 1 executions waiting for a run-wide slot")),
+        "{found:#?}"
+    );
+}
+
+/// Not a benchmark (debug build, shared machine): a 2,000-item fan-out
+/// under a limit finishes, in a time of the order of the same fan-out
+/// without one — serialising a run's completions on its row must not make
+/// a wide fan-out pathological. Both times are printed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wide_fan_out_under_a_limit_is_not_pathological() {
+    let stack = stack();
+    let pool = stack.pool().await.expect("pool");
+    let wide = |limit: &str, concurrency: &str| {
+        format!(
+            "name: wide\n{limit}tasks:\n  fan:\n    with_items: \"{{{{ range(2000) | list }}}}\"\n{concurrency}    action: noop\n"
+        )
+    };
+    let mut took = Vec::new();
+    for (limit, concurrency) in [
+        ("", ""),
+        ("", "    concurrency: 16\n"),
+        ("parallelism: 16\n", ""),
+    ] {
+        let started = Instant::now();
+        let id = stack
+            .submit(&pool, &wide(limit, concurrency), json!({}))
+            .await
+            .expect("submit");
+        let run = stack
+            .wait(&pool, id, Duration::from_secs(300))
+            .await
+            .expect("finishes");
+        assert_eq!(run.status, WorkflowStatus::Succeeded, "{:?}", run.error);
+        took.push(started.elapsed());
+        let violations = audit(&pool, id).await;
+        assert!(violations.is_empty(), "{violations:#?}");
+    }
+    println!(
+        "2,000-item fan-out of noop: no limit {:?}, concurrency 16 {:?}, parallelism 16 {:?}",
+        took[0], took[1], took[2]
+    );
+}
