@@ -407,3 +407,62 @@ async fn a_wide_fan_out_under_a_limit_is_not_pathological() {
         took[0], took[1], took[2]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_and_explain_say_a_task_waits_for_a_run_wide_slot() {
+    let stack = stack();
+    let pool = stack.pool().await.expect("pool");
+    let yaml = r#"
+name: held
+parallelism: 1
+tasks:
+  slow: { action: gauge, input: { ms: 3000 } }
+  held:
+    with_items: [0, 1]
+    action: gauge
+    input: { ms: 10 }
+"#;
+    let id = stack.submit(&pool, yaml, json!({})).await.expect("submit");
+    // `slow` comes first in the workflow's order: it takes the one slot.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let facts = loop {
+        let mut conn = pool.acquire().await.expect("conn");
+        let facts = weft_store::inspect::explain::run_facts(&mut conn, id, Duration::from_secs(30))
+            .await
+            .expect("facts")
+            .expect("the run");
+        if facts.in_flight == 1 && facts.tasks.iter().any(|t| t.name == "slow" && t.running == 1) {
+            break facts;
+        }
+        assert!(Instant::now() < deadline, "`slow` never ran: {facts:#?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let explained = facts.explain();
+    let held = explained
+        .tasks
+        .iter()
+        .find(|t| t.task == "held")
+        .expect("held");
+    assert_eq!(held.status, "waiting");
+    assert!(
+        held.why.contains("2 items wait for a run-wide slot (parallelism 1, 1 in flight in the run)"),
+        "{held:?}"
+    );
+    assert!(
+        explained.run.ends_with("1 of 1 run-wide slots (`parallelism`) in use"),
+        "{}",
+        explained.run
+    );
+    let mut conn = pool.acquire().await.expect("conn");
+    let summaries = weft_store::tasks::summaries(&mut conn, id).await.expect("summaries");
+    let shown: Vec<(&str, &str)> = summaries
+        .iter()
+        .map(|t| (t.task.task_name.as_str(), t.shown_status()))
+        .collect();
+    assert!(shown.contains(&("held", "waiting")), "{shown:?}");
+    let run = stack
+        .wait(&pool, id, Duration::from_secs(60))
+        .await
+        .expect("finishes");
+    assert_eq!(run.status, WorkflowStatus::Succeeded, "{:?}", run.error);
+}

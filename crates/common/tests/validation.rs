@@ -332,8 +332,12 @@ proptest! {
             Just("    with_items: [1]\n    concurrency: \"{{ x }}\"\n"),
         ],
         action in prop_oneof![Just("echo"), Just("shell")],
+        limit in prop_oneof![
+            Just(""), Just("parallelism: 2\n"), Just("parallelism: 0\n"), Just("parallelism: \"{{ 2 }}\"\n"),
+            Just("parallelism: 1.5\n"),
+        ],
     ) {
-        let mut yaml = format!("name: gen\ninput: {{ {declared}, y-z: 2 }}\ntasks:\n");
+        let mut yaml = format!("name: gen\n{limit}input: {{ {declared}, y-z: 2 }}\ntasks:\n");
         for (name, needs, expr) in &tasks {
             yaml.push_str(&format!("  {name}:\n    action: {action}\n    needs: [{}]\n    trigger: {trigger}\n    input: {{ v: \"{expr}\", script: \"{expr}\" }}\n{extra}", needs.join(", ")));
         }
