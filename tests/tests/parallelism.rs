@@ -431,7 +431,12 @@ tasks:
             .await
             .expect("facts")
             .expect("the run");
-        if facts.in_flight == 1 && facts.tasks.iter().any(|t| t.name == "slow" && t.running == 1) {
+        if facts.in_flight == 1
+            && facts
+                .tasks
+                .iter()
+                .any(|t| t.name == "slow" && t.running == 1)
+        {
             break facts;
         }
         assert!(Instant::now() < deadline, "`slow` never ran: {facts:#?}");
@@ -445,16 +450,21 @@ tasks:
         .expect("held");
     assert_eq!(held.status, "waiting");
     assert!(
-        held.why.contains("2 items wait for a run-wide slot (parallelism 1, 1 in flight in the run)"),
+        held.why
+            .contains("2 items wait for a run-wide slot (parallelism 1, 1 in flight in the run)"),
         "{held:?}"
     );
     assert!(
-        explained.run.ends_with("1 of 1 run-wide slots (`parallelism`) in use"),
+        explained
+            .run
+            .ends_with("1 of 1 run-wide slots (`parallelism`) in use"),
         "{}",
         explained.run
     );
     let mut conn = pool.acquire().await.expect("conn");
-    let summaries = weft_store::tasks::summaries(&mut conn, id).await.expect("summaries");
+    let summaries = weft_store::tasks::summaries(&mut conn, id)
+        .await
+        .expect("summaries");
     let shown: Vec<(&str, &str)> = summaries
         .iter()
         .map(|t| (t.task.task_name.as_str(), t.shown_status()))
@@ -465,4 +475,74 @@ tasks:
         .await
         .expect("finishes");
     assert_eq!(run.status, WorkflowStatus::Succeeded, "{:?}", run.error);
+}
+
+/// Executors killed (`SIGKILL`) and restarted at random while limited runs
+/// are in flight: a transaction cut short frees and takes nothing, its
+/// messages come again, and the survivor's fills still count every slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_executors_mid_run_never_lets_more_through() {
+    use weft_tests::process::Daemon;
+
+    // Workers in process (the gauge counts their actions); executors as
+    // processes, to kill.
+    let stack = Stack::start(StackOptions {
+        executors: 0,
+        workers: 3,
+        worker_concurrency: 8,
+        actions: gauged_actions,
+        ..StackOptions::default()
+    })
+    .expect("stack");
+    let pool = stack.pool().await.expect("pool");
+    let env = [
+        ("WEFT_DATABASE_URL", stack.database_url.as_str()),
+        ("WEFT_AMQP_URL", stack.amqp_url.as_str()),
+        ("WEFT_REAPER_INTERVAL", "0.5"),
+    ];
+    let mut executors: Vec<Daemon> = (0..2)
+        .map(|i| Daemon::start(&format!("executor-{i}"), &["executor"], &env).expect("executor"))
+        .collect();
+    let mut ids = Vec::new();
+    for _ in 0..6 {
+        ids.push(stack.submit(&pool, MIXED, json!({})).await.expect("submit"));
+    }
+    let uuids: Vec<uuid::Uuid> = ids.iter().map(|i| i.as_uuid()).collect();
+    let started = Instant::now();
+    let mut kills = 0;
+    while started.elapsed() < Duration::from_secs(30) {
+        let unfinished: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM workflow_executions WHERE id = ANY($1) AND status NOT IN ('succeeded', 'failed', 'canceled')",
+        )
+        .bind(&uuids)
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+        if unfinished <= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(300 + (kills % 3) * 150)).await;
+        let victim = &mut executors[usize::try_from(kills % 2).unwrap_or(0)];
+        victim.kill();
+        kills += 1;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        victim.restart().expect("restart");
+    }
+    assert!(
+        kills > 0,
+        "the runs finished before any executor was killed"
+    );
+    println!("{kills} executor kills while the runs were in flight");
+    for id in &ids {
+        let run = stack
+            .wait(&pool, *id, Duration::from_secs(120))
+            .await
+            .expect("finishes");
+        assert_eq!(run.status, WorkflowStatus::Succeeded, "{:?}", run.error);
+        let most = max_in_flight(&id.to_string());
+        assert!(most <= 3, "{most} actions at once, parallelism 3");
+        let violations = audit(&pool, *id).await;
+        assert!(violations.is_empty(), "{violations:#?}");
+    }
+    drop(executors);
 }
