@@ -546,3 +546,62 @@ async fn killing_executors_mid_run_never_lets_more_through() {
     }
     drop(executors);
 }
+
+/// A child run is one execution of its parent: a parent limited to 1
+/// runs its children one after another, while each child's own tasks run
+/// side by side (the child has no limit of its own).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_run_takes_one_slot_of_its_parent() {
+    let stack = stack();
+    let pool = stack.pool().await.expect("pool");
+    let dir = std::env::temp_dir().join(format!("weft-parallelism-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(
+        dir.join("parent.yaml"),
+        "name: parent\nparallelism: 1\ntasks:\n  each:\n    with_items: [0, 1, 2]\n    workflow: child.yaml\n",
+    )
+    .expect("write");
+    std::fs::write(
+        dir.join("child.yaml"),
+        "name: child\ntasks:\n  left: { action: gauge, input: { ms: 300 } }\n  right: { action: gauge, input: { ms: 300 } }\n",
+    )
+    .expect("write");
+    let id = weft_tests::submit_file(&pool, &dir.join("parent.yaml"), json!({}))
+        .await
+        .expect("submit");
+    let run = stack
+        .wait(&pool, id, Duration::from_secs(60))
+        .await
+        .expect("finishes");
+    assert_eq!(run.status, WorkflowStatus::Succeeded, "{:?}", run.error);
+    let children: Vec<(
+        uuid::Uuid,
+        chrono::DateTime<chrono::Utc>,
+        chrono::DateTime<chrono::Utc>,
+    )> = sqlx::query_as(
+        "SELECT id, started_at, finished_at FROM workflow_executions \
+             WHERE parent_run_id = $1 ORDER BY started_at",
+    )
+    .bind(id.as_uuid())
+    .fetch_all(&pool)
+    .await
+    .expect("children");
+    assert_eq!(children.len(), 3);
+    for pair in children.windows(2) {
+        assert!(
+            pair[0].2 <= pair[1].1,
+            "child {} started before child {} ended",
+            pair[1].0,
+            pair[0].0
+        );
+    }
+    for (child, _, _) in &children {
+        assert_eq!(
+            max_in_flight(&child.to_string()),
+            2,
+            "the child's own tasks ran side by side"
+        );
+    }
+    let violations = audit(&pool, id).await;
+    assert!(violations.is_empty(), "{violations:#?}");
+}
