@@ -605,3 +605,70 @@ async fn a_child_run_takes_one_slot_of_its_parent() {
     let violations = audit(&pool, id).await;
     assert!(violations.is_empty(), "{violations:#?}");
 }
+
+/// `weft retry` of a limited run whose fan-out failed: the new round
+/// keeps the items that succeeded and runs the others, still within the
+/// limit (kept items hold no slot).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_round_keeps_its_items_and_the_limit() {
+    use weft_store::retry::{self, Reopened, Scope};
+
+    let stack = stack();
+    let pool = stack.pool().await.expect("pool");
+    let yaml = r#"
+name: again
+parallelism: 2
+tasks:
+  fan:
+    with_items: "{{ range(6) | list }}"
+    action: gauge
+    input: { ms: 30, fail_first: "{{ item == 3 }}" }
+  after: { needs: [fan], action: gauge, input: { ms: 10 } }
+"#;
+    let id = stack.submit(&pool, yaml, json!({})).await.expect("submit");
+    let run = stack
+        .wait(&pool, id, Duration::from_secs(60))
+        .await
+        .expect("finishes");
+    assert_eq!(run.status, WorkflowStatus::Failed);
+    let succeeded_first: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM executions WHERE workflow_execution_id = $1 AND status = 'succeeded'",
+    )
+    .bind(id.as_uuid())
+    .fetch_one(&pool)
+    .await
+    .expect("count");
+    assert!(
+        (3..=5).contains(&succeeded_first),
+        "{succeeded_first} items succeeded"
+    );
+
+    let mut tx = pool.begin().await.expect("tx");
+    let reopened = retry::reopen(&mut tx, id, Scope::Unfinished)
+        .await
+        .expect("retry");
+    tx.commit().await.expect("commit");
+    assert!(
+        matches!(&reopened, Reopened::Reopened { round: 2, .. }),
+        "{reopened:?}"
+    );
+    let run = stack
+        .wait(&pool, id, Duration::from_secs(60))
+        .await
+        .expect("finishes");
+    assert_eq!(run.status, WorkflowStatus::Succeeded, "{:?}", run.error);
+    assert!(max_in_flight(&id.to_string()) <= 2);
+    let (kept, ran): (i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE e.kept_from IS NOT NULL), count(*) FILTER (WHERE e.kept_from IS NULL) \
+         FROM executions e JOIN task_executions t ON t.id = e.task_execution_id \
+         WHERE t.workflow_execution_id = $1 AND t.task_name = 'fan' AND e.round = 2",
+    )
+    .bind(id.as_uuid())
+    .fetch_one(&pool)
+    .await
+    .expect("count");
+    assert_eq!(kept, succeeded_first, "every success kept");
+    assert_eq!(kept + ran, 6, "the others ran again, once each");
+    let violations = audit(&pool, id).await;
+    assert!(violations.is_empty(), "{violations:#?}");
+}
