@@ -20,7 +20,9 @@ use weft_common::{ResultLimit, WorkflowExecutionId, WorkflowStatus};
 use weft_tests::{Stack, StackOptions};
 use weft_worker::{ActionContext, ActionError, ActionRegistry, WorkerConfig};
 
-const TIMEOUT: Duration = Duration::from_secs(60);
+// A safety net, not a measure: under the whole suite on two cores a 140 MB
+// report alone took more than a minute to reach the broker and be refused.
+const TIMEOUT: Duration = Duration::from_secs(180);
 const LIMIT: usize = 3 * 1024 * 1024;
 
 fn actions() -> ActionRegistry {
