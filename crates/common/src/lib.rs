@@ -38,6 +38,7 @@ pub mod logs;
 pub mod message;
 mod redact;
 mod report;
+mod retry;
 pub mod run_ref;
 mod scan;
 mod spec;
@@ -50,7 +51,7 @@ pub use bundle::{Bundle, BundleFile};
 pub use dag::Dag;
 pub use diagnostic::{Diagnostics, Problem};
 pub use duration::parse_duration;
-pub use expr::{Context, Evaluator, ExprError, TaskView, WorkflowRef, kind_of};
+pub use expr::{Context, Evaluator, ExprError, ItemState, TaskView, WorkflowRef, kind_of};
 pub use id::{ExecutionId, MessageId, TaskExecutionId, WorkflowExecutionId};
 pub use inputs::{Given, InputSpec, InputType};
 pub use limits::{ResultLimit, TooLarge};
@@ -58,7 +59,10 @@ pub use logs::AttemptLogs;
 pub use message::{Envelope, Message};
 pub use redact::redact_url;
 pub use report::error_chain;
+pub use retry::{AttemptFacts, RetryDecision, StopReason};
 pub use run_ref::RunRef;
 pub use spec::WithItems;
 pub use state::{ExecutionStatus, IllegalTransition, TaskStatus, Trigger, WorkflowStatus};
-pub use workflow::{Call, DEFAULT_MAX_DEPTH, InputError, RetryPolicy, Task, Workflow};
+pub use workflow::{
+    Call, DEFAULT_MAX_DEPTH, InputError, RenderedOutput, RetryPolicy, Task, Workflow,
+};

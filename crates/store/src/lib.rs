@@ -27,7 +27,11 @@
 //!    each task is where it is.
 //! 10. [`children`] — sub-workflows: the child run that carries out a
 //!     `workflow:` task's execution, started and reported exactly once.
+//! 11. [`attempts`] — what expressions and the retry rule read of a
+//!     task's attempts: how a fan-out's items ended, when an item's first
+//!     attempt started.
 
+pub mod attempts;
 pub mod audit;
 pub mod cancel;
 pub mod children;
@@ -37,6 +41,7 @@ mod error;
 pub mod executions;
 pub mod inspect;
 pub mod outbox;
+pub mod output;
 pub mod overdue;
 pub mod prune;
 pub mod retry;
