@@ -240,6 +240,25 @@ output:
     );
     assert_eq!(handled["partial"], output["results"]);
     assert_eq!(violations(&pool, id).await, Vec::<String>::new());
+
+    // The audit sees a failed fan-out whose result lost an item's entry
+    // (what storing only the succeeded items' results would leave).
+    sqlx::query(
+        "UPDATE task_executions SET result = result - 1 \
+         WHERE workflow_execution_id = $1 AND task_name = 'each'",
+    )
+    .bind(id.as_uuid())
+    .execute(&pool)
+    .await
+    .expect("corrupt");
+    let found = violations(&pool, id).await;
+    assert!(
+        found
+            .iter()
+            .any(|v| v.starts_with("fan_out_result_per_item")
+                && v.contains("failed with 5 result entries for 6 items")),
+        "{found:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -268,9 +287,20 @@ output:
         .expect("submit");
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let (wait, _) = task(&pool, id, "wait").await;
-        let (fan, _) = task(&pool, id, "fan").await;
-        if wait == "running" && fan == "succeeded" {
+        let statuses: Vec<(String, String)> = sqlx::query_as(
+            "SELECT task_name, status FROM task_executions WHERE workflow_execution_id = $1",
+        )
+        .bind(id.as_uuid())
+        .fetch_all(&pool)
+        .await
+        .expect("tasks");
+        let of = |name: &str| {
+            statuses
+                .iter()
+                .find(|(t, _)| t == name)
+                .map(|(_, s)| s.as_str())
+        };
+        if of("wait") == Some("running") && of("fan") == Some("succeeded") {
             break;
         }
         assert!(std::time::Instant::now() < deadline, "`wait` never started");
