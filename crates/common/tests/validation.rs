@@ -958,3 +958,48 @@ fn tasks_show_their_error_and_a_fan_outs_items() {
         &["`tasks.a`", "not one of its ancestors"],
     );
 }
+
+#[test]
+fn the_output_is_rendered_part_by_part_whatever_the_outcome() {
+    use std::sync::Arc;
+    use weft_common::{Context, Evaluator, TaskStatus, TaskView};
+    let w = ok(
+        "name: x\noutput: { a: \"{{ tasks.a.result }}\", v: \"{{ tasks.b.result.n }}\", typo: \"{{ tasks.a.result.nope }}\" }\ntasks:\n  a: { action: echo }\n  b: { action: echo, needs: [a], when: 'false' }\n",
+    );
+    let mut ctx = Context::default();
+    ctx.tasks.insert(
+        "a".into(),
+        TaskView::new(TaskStatus::Succeeded, Arc::new(json!({"k": 1}))),
+    );
+    ctx.tasks.insert(
+        "b".into(),
+        TaskView::new(TaskStatus::Skipped, Arc::new(serde_json::Value::Null)),
+    );
+    let status = |name: &str| ctx.tasks.get(name).map(|t| t.status);
+    let rendered = w
+        .render_output(&Evaluator::new(), &ctx, status)
+        .expect("an output");
+    assert_eq!(
+        rendered.value,
+        json!({"a": {"k": 1}, "v": null, "typo": null})
+    );
+    // The skipped task's part is no mistake; the typo is.
+    assert!(rendered.broken);
+    assert_eq!(rendered.problems.len(), 2, "{:?}", rendered.problems);
+    assert!(
+        rendered
+            .problems
+            .iter()
+            .any(|p| p.contains("output `v` is null") && p.contains("task `b` (skipped)")),
+        "{:?}",
+        rendered.problems
+    );
+    assert!(
+        rendered
+            .problems
+            .iter()
+            .any(|p| p.starts_with("rendering the output: output `typo` is null")),
+        "{:?}",
+        rendered.problems
+    );
+}
