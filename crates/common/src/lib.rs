@@ -11,6 +11,8 @@
 //! 3. [`Evaluator`] — `{{ … }}` expressions against a [`Context`].
 //! 4. [`state`] — the workflow, task and execution state machines, and the
 //!    [`Trigger`] rules that decide whether a ready task runs.
+//!    [`RetryPolicy::decide`] — whether a failed attempt is tried again
+//!    (`retry.attempts`, `retry.when`, `retry.max_duration`).
 //! 5. [`message`] — the versioned envelopes on the bus and the topology names.
 //! 6. [`id`] — typed identifiers.
 //! 7. [`limits`] — how big a result or a rendered input may be; [`logs`] —
