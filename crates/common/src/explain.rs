@@ -379,9 +379,9 @@ impl RunFacts {
             if let Some(f) = &t.last_failure {
                 let _ = write!(
                     s,
-                    " (attempt {} of {} next; last error{}: {})",
+                    " (attempt {}{} next; last error{}: {})",
                     f.attempt + 1,
-                    t.max_attempts,
+                    of_attempts(t.max_attempts),
                     item_of(f),
                     f.error.as_deref().unwrap_or(f.status.as_str())
                 );
@@ -454,11 +454,12 @@ fn failed_line(t: &TaskFacts) -> String {
         && f.attempt >= i32::try_from(t.max_attempts).unwrap_or(i32::MAX)
     {
         format!(
-            "attempt {} of {}, retries exhausted",
-            f.attempt, t.max_attempts
+            "attempt {}{}, retries exhausted",
+            f.attempt,
+            of_attempts(t.max_attempts)
         )
     } else if f.status.is_retryable() {
-        format!("attempt {} of {}", f.attempt, t.max_attempts)
+        format!("attempt {}{}", f.attempt, of_attempts(t.max_attempts))
     } else {
         format!("attempt {} ended `{}`, not retried", f.attempt, f.status)
     };
@@ -494,6 +495,16 @@ fn plural<N: TryInto<i64>>(n: N) -> &'static str {
 
 fn time(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M:%S%.3f UTC").to_string()
+}
+
+/// " of 3" for a bounded number of attempts; nothing when only
+/// `retry.max_duration` bounds them (`attempts` unset: `u32::MAX`).
+fn of_attempts(max: u32) -> String {
+    if max == u32::MAX {
+        " (bounded by retry.max_duration)".to_owned()
+    } else {
+        format!(" of {max}")
+    }
 }
 
 #[cfg(test)]

@@ -42,8 +42,43 @@ pub struct TaskView {
     /// Its status.
     pub status: TaskStatus,
     /// Its result (`null` if it has none), shared: expressions read it in
-    /// place (see `json_view`), however large a fan-out's result is.
+    /// place (see `json_view`), however large a fan-out's result is. A
+    /// fan-out's has one entry per item, `null` for an item that did not
+    /// succeed, whatever the task's outcome.
     pub result: Arc<Value>,
+    /// Why it failed (`tasks.X.error`): only for a failed task, `None`
+    /// otherwise.
+    pub error: Option<String>,
+    /// A fan-out's items as they ended, in item order (`tasks.X.items`,
+    /// each `{status, result, error}` with the result read from
+    /// `result`); `None` for a plain task, or when no expression reads
+    /// them.
+    pub items: Option<Arc<[ItemState]>>,
+}
+
+/// How one item of a fan-out ended: its latest attempt's status and
+/// error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemState {
+    /// `succeeded`, `failed`, `timed_out`, `canceled`, or `pending` /
+    /// `queued` / `running` for an item that never finished (its task
+    /// failed or was canceled first).
+    pub status: String,
+    /// Its error, when it did not succeed.
+    pub error: Option<String>,
+}
+
+impl TaskView {
+    /// A task with this status and result, no error and no items.
+    #[must_use]
+    pub fn new(status: TaskStatus, result: Arc<Value>) -> Self {
+        Self {
+            status,
+            result,
+            error: None,
+            items: None,
+        }
+    }
 }
 
 /// The run as expressions see it.
@@ -138,9 +173,19 @@ impl Evaluator {
             .tasks
             .iter()
             .map(|(name, task)| {
+                let error = match task.status {
+                    TaskStatus::Failed => task.error.as_deref(),
+                    _ => None,
+                };
+                let items = task.items.as_ref().map_or_else(
+                    || minijinja::Value::from(()),
+                    |items| json_view::items(Arc::clone(items), Arc::clone(&task.result)),
+                );
                 let view = minijinja::context! {
                     status => task.status.as_str(),
                     result => json_view::view(Arc::clone(&task.result)),
+                    error => error,
+                    items => items,
                 };
                 (name.clone(), view)
             })
@@ -258,6 +303,86 @@ impl Evaluator {
         let compiled = self.env.compile_expression(expr).map_err(fail)?;
         let value = compiled.eval(ctx).map_err(fail)?;
         Ok(value.is_true())
+    }
+
+    /// Evaluates a `retry.when` condition (with or without braces) with
+    /// Jinja truthiness, against what is known of the attempt that failed:
+    /// `error` (text, `null` if none), `exit_code` (`null` unless a process
+    /// exited), `attempt` (1-based), `timed_out` and the run's `input`.
+    ///
+    /// # Errors
+    /// If the expression fails.
+    pub fn retry_condition(
+        &self,
+        when: &str,
+        facts: &crate::retry::AttemptFacts<'_>,
+    ) -> Result<bool, ExprError> {
+        let ctx = minijinja::context! {
+            error => facts.error,
+            exit_code => facts.exit_code,
+            attempt => facts.attempt,
+            timed_out => facts.status == crate::state::ExecutionStatus::TimedOut,
+            input => json_view::view(Arc::new(Value::Object(facts.input.clone()))),
+        };
+        let fail = |e: minijinja::Error| ExprError {
+            expression: when.to_owned(),
+            reason: describe(&e),
+        };
+        let expr = lone_expression(when).unwrap_or(when);
+        let compiled = self.env.compile_expression(expr).map_err(fail)?;
+        let value = compiled.eval(ctx).map_err(fail)?;
+        Ok(value.is_true())
+    }
+
+    /// Renders a template tree leaf by leaf, never failing: a template
+    /// string that fails to evaluate becomes `null`, and its place
+    /// (`a.b[2]`) and error are returned beside the value — a run's output,
+    /// rendered whatever the run's outcome.
+    #[must_use]
+    pub fn render_partial(
+        &self,
+        template: &Value,
+        ctx: &Context,
+    ) -> (Value, Vec<(String, ExprError)>) {
+        let ctx = Self::ctx_value(ctx);
+        let mut failures = Vec::new();
+        let value = self.walk_partial(template, &ctx, String::new(), &mut failures);
+        (value, failures)
+    }
+
+    fn walk_partial(
+        &self,
+        template: &Value,
+        ctx: &minijinja::Value,
+        path: String,
+        failures: &mut Vec<(String, ExprError)>,
+    ) -> Value {
+        match template {
+            Value::String(s) if is_template(s) => self.eval_str(s, ctx).unwrap_or_else(|e| {
+                failures.push((path, e));
+                Value::Null
+            }),
+            Value::Array(items) => Value::Array(
+                items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| self.walk_partial(v, ctx, format!("{path}[{i}]"), failures))
+                    .collect(),
+            ),
+            Value::Object(map) => Value::Object(
+                map.iter()
+                    .map(|(k, v)| {
+                        let at = if path.is_empty() {
+                            k.clone()
+                        } else {
+                            format!("{path}.{k}")
+                        };
+                        (k.clone(), self.walk_partial(v, ctx, at, failures))
+                    })
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
     }
 
     /// What the variables of a `when` were worth, as `path = value`
@@ -406,10 +531,10 @@ mod tests {
         let mut tasks = BTreeMap::new();
         tasks.insert(
             "fetch".to_owned(),
-            TaskView {
-                status: TaskStatus::Succeeded,
-                result: Arc::new(json!({"lines": ["a", "b"], "n": 2})),
-            },
+            TaskView::new(
+                TaskStatus::Succeeded,
+                Arc::new(json!({"lines": ["a", "b"], "n": 2})),
+            ),
         );
         Context {
             input: json!({"size": 10, "name": "x"})
@@ -523,6 +648,89 @@ mod tests {
             vec!["input.name = \"x\"", "input.size = 10"],
             "{values:?}"
         );
+    }
+
+    #[test]
+    fn a_failed_fan_out_shows_its_error_partial_result_and_items() {
+        let e = Evaluator::new();
+        let mut c = ctx();
+        let states: Arc<[ItemState]> = vec![
+            ItemState {
+                status: "succeeded".into(),
+                error: None,
+            },
+            ItemState {
+                status: "failed".into(),
+                error: Some("boom".into()),
+            },
+            ItemState {
+                status: "canceled".into(),
+                error: None,
+            },
+        ]
+        .into();
+        c.tasks.insert(
+            "fan".into(),
+            TaskView {
+                error: Some("1 of 3 items failed; item 1: boom".into()),
+                items: Some(states),
+                ..TaskView::new(TaskStatus::Failed, Arc::new(json!([{"v": 1}, null, null])))
+            },
+        );
+        let out = e.render(
+            &json!({
+                "error": "{{ tasks.fan.error }}",
+                "ok": "{{ tasks.fan.result | reject('none') | list }}",
+                "statuses": "{{ tasks.fan.items | map(attribute='status') | list }}",
+                "first": "{{ tasks.fan.items[0].result.v }}",
+                "errors": "{{ tasks.fan.items | selectattr('error') | map(attribute='error') | list }}",
+                "n": "{{ tasks.fan.items | length }}",
+                "none": "{{ tasks.fetch.error }}",
+                "plain_items": "{{ tasks.fetch.items }}",
+            }),
+            &c,
+        );
+        assert_eq!(
+            out,
+            Ok(json!({
+                "error": "1 of 3 items failed; item 1: boom",
+                "ok": [{"v": 1}],
+                "statuses": ["succeeded", "failed", "canceled"],
+                "first": 1,
+                "errors": ["boom"],
+                "n": 3,
+                "none": null,
+                "plain_items": null,
+            }))
+        );
+        // Only a failed task shows its error (a skipped one's is why it
+        // was skipped).
+        c.tasks.insert(
+            "skipped".into(),
+            TaskView {
+                error: Some("trigger all_success not met".into()),
+                ..TaskView::new(TaskStatus::Skipped, Arc::new(Value::Null))
+            },
+        );
+        assert_eq!(
+            e.render(
+                &json!("{{ [tasks.skipped.error, tasks.skipped.result] }}"),
+                &c
+            ),
+            Ok(json!([null, null]))
+        );
+    }
+
+    #[test]
+    fn a_partial_render_leaves_what_fails_null_and_says_where() {
+        let e = Evaluator::new();
+        let (value, failures) = e.render_partial(
+            &json!({"ok": "{{ input.size }}", "bad": ["x", "{{ input.nope.deeper }}"]}),
+            &ctx(),
+        );
+        assert_eq!(value, json!({"ok": 10, "bad": ["x", null]}));
+        assert_eq!(failures.len(), 1);
+        assert_eq!(failures[0].0, "bad[1]");
     }
 
     #[test]

@@ -13,6 +13,8 @@ use std::sync::Arc;
 use minijinja::value::{Enumerator, Object, ObjectRepr, Value as Jinja};
 use serde_json::Value;
 
+use crate::expr::ItemState;
+
 /// The value of `document` as expressions see it.
 pub(crate) fn view(document: Arc<Value>) -> Jinja {
     node(&document, Vec::new())
@@ -116,6 +118,44 @@ impl Object for Node {
             Value::Object(map) => Some(map.len()),
             _ => Some(0),
         }
+    }
+}
+
+/// A fan-out's items as expressions see them (`tasks.X.items`): a list
+/// of `{status, result, error}` in item order, each `result` read in place
+/// from the task's shared result (its entry at the item's index), so the
+/// items add one small record per item, never a copy of the results.
+pub(crate) fn items(states: Arc<[ItemState]>, result: Arc<Value>) -> Jinja {
+    Jinja::from_object(Items { states, result })
+}
+
+#[derive(Debug)]
+struct Items {
+    states: Arc<[ItemState]>,
+    result: Arc<Value>,
+}
+
+impl Object for Items {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Seq
+    }
+
+    fn get_value(self: &Arc<Self>, key: &Jinja) -> Option<Jinja> {
+        let i = usize::try_from(key.as_i64()?).ok()?;
+        let state = self.states.get(i)?;
+        Some(minijinja::context! {
+            status => state.status.as_str(),
+            result => node(&self.result, vec![Step::Index(i)]),
+            error => state.error.as_deref(),
+        })
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        Enumerator::Seq(self.states.len())
+    }
+
+    fn enumerator_len(self: &Arc<Self>) -> Option<usize> {
+        Some(self.states.len())
     }
 }
 

@@ -11,6 +11,8 @@
 //! 3. [`Evaluator`] — `{{ … }}` expressions against a [`Context`].
 //! 4. [`state`] — the workflow, task and execution state machines, and the
 //!    [`Trigger`] rules that decide whether a ready task runs.
+//!    [`RetryPolicy::decide`] — whether a failed attempt is tried again
+//!    (`retry.attempts`, `retry.when`, `retry.max_duration`).
 //! 5. [`message`] — the versioned envelopes on the bus and the topology names.
 //! 6. [`id`] — typed identifiers.
 //! 7. [`limits`] — how big a result or a rendered input may be; [`logs`] —
@@ -38,6 +40,7 @@ pub mod logs;
 pub mod message;
 mod redact;
 mod report;
+mod retry;
 pub mod run_ref;
 mod scan;
 mod spec;
@@ -50,7 +53,7 @@ pub use bundle::{Bundle, BundleFile};
 pub use dag::Dag;
 pub use diagnostic::{Diagnostics, Problem};
 pub use duration::parse_duration;
-pub use expr::{Context, Evaluator, ExprError, TaskView, WorkflowRef, kind_of};
+pub use expr::{Context, Evaluator, ExprError, ItemState, TaskView, WorkflowRef, kind_of};
 pub use id::{ExecutionId, MessageId, TaskExecutionId, WorkflowExecutionId};
 pub use inputs::{Given, InputSpec, InputType};
 pub use limits::{ResultLimit, TooLarge};
@@ -58,7 +61,10 @@ pub use logs::AttemptLogs;
 pub use message::{Envelope, Message};
 pub use redact::redact_url;
 pub use report::error_chain;
+pub use retry::{AttemptFacts, RetryDecision, StopReason};
 pub use run_ref::RunRef;
 pub use spec::WithItems;
 pub use state::{ExecutionStatus, IllegalTransition, TaskStatus, Trigger, WorkflowStatus};
-pub use workflow::{Call, DEFAULT_MAX_DEPTH, InputError, RetryPolicy, Task, Workflow};
+pub use workflow::{
+    Call, DEFAULT_MAX_DEPTH, InputError, RenderedOutput, RetryPolicy, Task, Workflow,
+};

@@ -152,6 +152,10 @@ fn tokenize(text: &str, start: usize, close: u8) -> (Vec<(Tok<'_>, usize)>, usiz
     (tokens, bytes.len())
 }
 
+/// Jinja's word operators and keywords, which a `(` may follow without
+/// being called.
+const OPERATORS: &[&str] = &["and", "or", "not", "in", "is", "if", "else"];
+
 fn analyse<'a>(tokens: &[(Tok<'a>, usize)], uses: &mut Vec<Use<'a>>) {
     let tok = |k: usize| tokens.get(k).map(|(t, _)| *t);
     if let (Some(Tok::Ident("filter")), Some(Tok::Ident(name))) = (tok(0), tok(1)) {
@@ -176,6 +180,8 @@ fn analyse<'a>(tokens: &[(Tok<'a>, usize)], uses: &mut Vec<Use<'a>>) {
             }
             Some(Tok::Punct(".")) => {}
             Some(Tok::Ident("macro" | "call" | "set" | "for" | "import" | "from")) => {}
+            // `a or (b)`: an operator before a parenthesis, not a call.
+            _ if OPERATORS.contains(&name) => {}
             _ if after == Some(Tok::Punct("(")) => uses.push(Use::Function(name, at)),
             _ => {}
         }

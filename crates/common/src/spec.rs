@@ -53,6 +53,10 @@ pub(crate) struct RawRetry {
     pub(crate) backoff: Option<Spanned<f64>>,
     pub(crate) max_delay: Option<Spanned<String>>,
     pub(crate) jitter: Option<Spanned<f64>>,
+    /// Whether to try again after a failed attempt: a condition.
+    pub(crate) when: Option<Spanned<String>>,
+    /// The most time a task's attempts may take, first start to now.
+    pub(crate) max_duration: Option<Spanned<String>>,
 }
 
 /// A value as written, with the place of every string in it: a problem in
@@ -297,7 +301,15 @@ pub(crate) const TASK_FIELDS: &[&str] = &[
     "max_depth",
 ];
 /// The fields of `retry`.
-pub(crate) const RETRY_FIELDS: &[&str] = &["attempts", "delay", "backoff", "max_delay", "jitter"];
+pub(crate) const RETRY_FIELDS: &[&str] = &[
+    "attempts",
+    "delay",
+    "backoff",
+    "max_delay",
+    "jitter",
+    "when",
+    "max_duration",
+];
 
 /// The items a `with_items` task runs over.
 #[derive(Debug, Clone, PartialEq)]

@@ -59,6 +59,8 @@ pub(crate) struct Validator<'s> {
     /// at run time (unknown filters, tests, functions, methods; status
     /// words). Off for definitions already stored (`Workflow::parse_stored`).
     lints: bool,
+    /// Fan-outs whose `tasks.X.items` an expression reads.
+    items_read: BTreeSet<String>,
 }
 
 impl<'s> Validator<'s> {
@@ -69,6 +71,7 @@ impl<'s> Validator<'s> {
             problems: Vec::new(),
             warnings: Vec::new(),
             lints: true,
+            items_read: BTreeSet::new(),
         }
     }
 
@@ -253,6 +256,7 @@ impl<'s> Validator<'s> {
             warnings: None,
             output,
             output_references,
+            items_read: std::mem::take(&mut self.items_read),
             tasks,
             index,
             dag,
@@ -619,6 +623,34 @@ impl<'s> Validator<'s> {
                 self.push(p.hint("1.0 keeps the delay constant; 2.0 doubles it for each retry"));
             } else {
                 policy.backoff = b.value;
+            }
+        }
+        if let Some(d) = &raw.max_duration {
+            policy.max_duration = self.duration(task, "retry.max_duration", d);
+            if policy.max_duration == Some(Duration::ZERO) {
+                let p = self.at(
+                    &d.referenced,
+                    format!("task `{task}`: `retry.max_duration` must be longer than 0"),
+                );
+                self.push(p);
+            }
+            // Argo's `maxDuration` without a `limit`: tries until the time
+            // is spent.
+            if raw.attempts.is_none() {
+                policy.attempts = u32::MAX;
+            }
+        }
+        if let Some(w) = &raw.when {
+            // Its expression is checked with the task's other expressions.
+            policy.when = Some(w.value.clone());
+            if raw.attempts.is_none() && raw.max_duration.is_none() {
+                let p = self.at(
+                    &w.referenced,
+                    format!("task `{task}`: `retry.when` without `retry.attempts` or `retry.max_duration` would never retry (attempts default to 1)"),
+                );
+                self.push(
+                    p.hint("bound the retries: `attempts: 5` (total tries) or `max_duration: 10m`"),
+                );
             }
         }
         if let Some(j) = &raw.jitter {

@@ -27,6 +27,8 @@ pub struct Workflow {
     pub(crate) warnings: Option<Diagnostics>,
     pub(crate) output: Option<Value>,
     pub(crate) output_references: BTreeSet<String>,
+    /// Fan-outs whose `tasks.X.items` an expression reads.
+    pub(crate) items_read: BTreeSet<String>,
     pub(crate) tasks: Vec<Task>,
     /// Task name → position in `tasks`.
     pub(crate) index: std::collections::HashMap<String, usize>,
@@ -105,6 +107,12 @@ pub struct RetryPolicy {
     pub max_delay: Option<Duration>,
     /// Random spread of each delay, as a fraction (0.1 = ±10 %).
     pub jitter: f64,
+    /// `retry.when`: a condition deciding after each failed attempt
+    /// whether to try again (see [`RetryPolicy::decide`]).
+    pub when: Option<String>,
+    /// `retry.max_duration`: no attempt starts later than this after the
+    /// first attempt of the same item started.
+    pub max_duration: Option<Duration>,
 }
 
 impl Default for RetryPolicy {
@@ -115,6 +123,8 @@ impl Default for RetryPolicy {
             backoff: 2.0,
             max_delay: None,
             jitter: 0.0,
+            when: None,
+            max_duration: None,
         }
     }
 }
@@ -132,6 +142,19 @@ impl RetryPolicy {
         let spread = self.jitter * (2.0 * unit_random.clamp(0.0, 1.0) - 1.0);
         Duration::try_from_secs_f64((seconds * (1.0 + spread)).max(0.0)).unwrap_or(Duration::MAX)
     }
+}
+
+/// A run's output as rendered at its end ([`Workflow::render_output`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RenderedOutput {
+    /// The output, `null` where a part could not be rendered.
+    pub value: Value,
+    /// Why each `null` part could not be rendered, for the run's error.
+    pub problems: Vec<String>,
+    /// Whether a part failed for a reason other than reading a task that
+    /// did not succeed (a mistake in the template): that fails a run that
+    /// would have succeeded.
+    pub broken: bool,
 }
 
 /// Inputs given at submit that do not fit the workflow's declaration.
@@ -380,10 +403,74 @@ impl Workflow {
         }
     }
 
+    /// Renders the run's `output:` whatever the run's outcome, so a failed
+    /// or canceled run reports what happened too. A part (a template
+    /// string) that cannot be rendered becomes `null` and its reason is
+    /// returned; the part **breaks** the output (and fails a run that would
+    /// have succeeded) unless it reads a task that did not succeed — a
+    /// skipped, failed or canceled task has no data to read, which is not
+    /// a mistake of the template. `status_of` gives each task's status.
+    #[must_use]
+    pub fn render_output(
+        &self,
+        evaluator: &crate::Evaluator,
+        ctx: &crate::Context,
+        status_of: impl Fn(&str) -> Option<crate::TaskStatus>,
+    ) -> Option<RenderedOutput> {
+        let template = self.output.as_ref()?;
+        let (value, failures) = evaluator.render_partial(template, ctx);
+        let mut rendered = RenderedOutput {
+            value,
+            problems: Vec::new(),
+            broken: false,
+        };
+        for (path, error) in failures {
+            let unsucceeded: Vec<String> = evaluator
+                .references(&error.expression)
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|var| {
+                    let mut parts = var.split('.');
+                    (parts.next() == Some("tasks")).then_some(())?;
+                    let task = parts.next()?;
+                    let status = status_of(task)?;
+                    (status != crate::TaskStatus::Succeeded)
+                        .then(|| format!("task `{task}` ({status})"))
+                })
+                .collect::<BTreeSet<String>>()
+                .into_iter()
+                .collect();
+            let part = if path.is_empty() {
+                "the output".to_owned()
+            } else {
+                format!("output `{path}`")
+            };
+            if unsucceeded.is_empty() {
+                rendered.broken = true;
+                rendered
+                    .problems
+                    .push(format!("rendering the output: {part} is null: {error}"));
+            } else {
+                rendered.problems.push(format!(
+                    "{part} is null: {error} — it reads {}, which has no result",
+                    unsucceeded.join(", ")
+                ));
+            }
+        }
+        Some(rendered)
+    }
+
     /// Names of the tasks the output template uses.
     #[must_use]
     pub fn output_references(&self) -> &BTreeSet<String> {
         &self.output_references
+    }
+
+    /// Whether an expression (a task's or the output) reads
+    /// `tasks.<task>.items`: only then are a fan-out's item states read.
+    #[must_use]
+    pub fn reads_items(&self, task: &str) -> bool {
+        self.items_read.contains(task)
     }
 
     /// One task by name.

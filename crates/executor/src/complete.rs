@@ -4,21 +4,23 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Duration;
 
 use sqlx::PgConnection;
 use weft_common::limits::refit_report;
 use weft_common::message::ExecutionCompleted;
 use weft_common::{
-    ExecutionStatus, ResultLimit, TaskExecutionId, TaskStatus, WorkflowExecutionId, WorkflowStatus,
+    AttemptFacts, ExecutionStatus, ResultLimit, RetryDecision, TaskExecutionId, TaskStatus,
+    WorkflowExecutionId, WorkflowStatus,
 };
-use weft_store::cancel;
 use weft_store::executions::{self, Completed, Completion};
 use weft_store::tasks::{self, ItemsDone};
+use weft_store::{attempts, cancel};
 
 use crate::decide::{Outcome, TaskResult};
 use crate::engine::{Applied, Engine};
 use crate::error::EngineError;
-use crate::step::{Outgoing, RunInfo, Step};
+use crate::step::{Outgoing, RunInfo, Step, rand_unit};
 
 impl Engine {
     /// Records a completion (guarded) and advances the run: a retry, the
@@ -101,11 +103,19 @@ impl Engine {
                     completed.task_name, execution.workflow_execution_id
                 ))
             })?;
-            let tries = execution.attempt - completed.attempt_base;
-            let attempts_left = tries < i32::try_from(spec.retry().attempts).unwrap_or(i32::MAX);
-            if completion.status.is_retryable() && attempts_left {
-                plan.retries.push(execution);
-                continue;
+            if completion.status.is_retryable() {
+                match self.retry_decision(tx, spec, completed, completion).await? {
+                    RetryDecision::Retry { delay } => {
+                        plan.retries.push((execution, delay));
+                        continue;
+                    }
+                    RetryDecision::Stop(reason) => {
+                        if let Some(note) = reason.note() {
+                            tracing::info!(execution_id = %execution.id, task = %completed.task_name, %note, "not retried");
+                            attempts::note_error(tx, execution.id, &note).await?;
+                        }
+                    }
+                }
             }
             let task = execution.task_execution_id;
             let entry = items.entry(task).or_insert_with(|| Items {
@@ -169,9 +179,9 @@ impl Engine {
                     .unwrap_or_default(),
                 workflow,
             });
-            for failed in plan.retries {
+            for (failed, delay) in plan.retries {
                 let task = tasks::get(step.conn(), failed.task_execution_id).await?;
-                step.retry(&task, failed).await?;
+                step.retry(&task, failed, delay).await?;
             }
             for task in plan.tasks {
                 let (Some(counted), Some(entry)) = (counted.remove(&task), items.get(&task)) else {
@@ -190,6 +200,47 @@ impl Engine {
         }
         step.settle().await?;
         Ok((applied, std::mem::take(&mut step.out)))
+    }
+
+    /// Whether a failed attempt is tried again: the task's
+    /// [`RetryPolicy::decide`](weft_common::RetryPolicy::decide), given the
+    /// attempt's error, exit code, try number (in this round) and — only
+    /// when `retry.max_duration` is set — the time since the item's first
+    /// attempt started.
+    async fn retry_decision(
+        &self,
+        tx: &mut PgConnection,
+        spec: &weft_common::Task,
+        completed: &Completed,
+        completion: &Completion<'_>,
+    ) -> Result<RetryDecision, EngineError> {
+        let execution = &completed.execution;
+        let policy = spec.retry();
+        let elapsed = match policy.max_duration {
+            None => Duration::ZERO,
+            Some(_) => {
+                let first = attempts::first_started(
+                    tx,
+                    execution.task_execution_id,
+                    execution.item_index,
+                    completed.attempt_base,
+                )
+                .await?;
+                first
+                    .and_then(|first| (chrono::Utc::now() - first).to_std().ok())
+                    .unwrap_or(Duration::ZERO)
+            }
+        };
+        let input = completed.run_input.as_object().cloned().unwrap_or_default();
+        let facts = AttemptFacts {
+            status: completion.status,
+            attempt: u32::try_from(execution.attempt - completed.attempt_base).unwrap_or(u32::MAX),
+            error: completion.error,
+            exit_code: completion.logs.and_then(|logs| logs.exit_code),
+            elapsed,
+            input: &input,
+        };
+        Ok(policy.decide(&self.inner.evaluator, &facts, rand_unit()))
     }
 
     /// How a task whose items are all done ends.
@@ -214,9 +265,15 @@ impl Engine {
                 (_, Some(first)) => first.error,
                 (_, None) => "failed".to_owned(),
             };
+            // A failed fan-out keeps what its items produced: one entry
+            // per item, `null` for those that did not succeed.
             return Ok(Outcome {
                 status: TaskStatus::Failed,
-                result: TaskResult::Nothing,
+                result: if with_items {
+                    TaskResult::Items
+                } else {
+                    TaskResult::Nothing
+                },
                 error: Some(error),
             });
         }
@@ -239,8 +296,8 @@ struct RunPlan<'c> {
     first: &'c Completed,
     /// It is canceling: settle it once its completions are recorded.
     settle: bool,
-    /// Executions that failed with tries left.
-    retries: Vec<&'c executions::ExecutionRow>,
+    /// Executions that failed and are tried again, each after its delay.
+    retries: Vec<(&'c executions::ExecutionRow, Duration)>,
     /// Some of its tasks were finished with their succeeded execution.
     finished: bool,
     /// Tasks with finished items, in the order they were reported.

@@ -17,12 +17,14 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::PgConnection;
+use weft_common::ItemState;
 use weft_common::message::Dispatch;
 use weft_common::{
     Context, Envelope, Evaluator, ExecutionId, ExecutionStatus, Task, TaskExecutionId, TaskStatus,
     TaskView, WorkflowExecutionId, WorkflowRef, WorkflowStatus,
 };
 use weft_common::{ResultLimit, Workflow};
+use weft_store::attempts;
 use weft_store::executions::{self, ExecutionRow, NewExecution, TaskStart};
 use weft_store::runs::{self, Ending};
 use weft_store::tasks::{self, Finish, Finished, ResultOf, TaskRow};
@@ -63,24 +65,26 @@ impl RunInfo {
     }
 
     /// What expressions of this run see of `rows`: each result from
-    /// `results` (shared, not copied) when it is there, else the row's.
+    /// `results` (shared, not copied) when it is there, else the row's;
+    /// a failed task's error; a fan-out's items when they were read.
     pub(crate) fn context(&self, rows: &[&TaskRow], results: &Results) -> Context {
         Context {
             input: self.input.clone(),
             tasks: rows
                 .iter()
                 .map(|r| {
+                    let key = (r.workflow_execution_id, r.task_name.clone());
                     let result = results
-                        .get(&(r.workflow_execution_id, r.task_name.clone()))
+                        .values
+                        .get(&key)
                         .cloned()
                         .unwrap_or_else(|| Arc::new(r.result.clone().unwrap_or_default()));
-                    (
-                        r.task_name.clone(),
-                        TaskView {
-                            status: r.status,
-                            result,
-                        },
-                    )
+                    let view = TaskView {
+                        error: r.error.clone(),
+                        items: results.items.get(&key).cloned(),
+                        ..TaskView::new(r.status, result)
+                    };
+                    (r.task_name.clone(), view)
                 })
                 .collect(),
             item: None,
@@ -95,7 +99,51 @@ impl RunInfo {
 
 /// Tasks' results, by run and task name, shared by the contexts that read
 /// them: a fan-out's result can be large, and is read once.
-pub(crate) type Results = HashMap<(WorkflowExecutionId, String), Arc<Value>>;
+#[derive(Debug, Default)]
+pub(crate) struct Results {
+    /// Results moved out of their rows.
+    values: HashMap<(WorkflowExecutionId, String), Arc<Value>>,
+    /// How fan-outs' items ended, for those whose `tasks.X.items` an
+    /// expression reads.
+    items: HashMap<(WorkflowExecutionId, String), Arc<[ItemState]>>,
+}
+
+impl Results {
+    /// Moves the results out of `rows` (to be shared), and reads how the
+    /// items ended of the fan-outs among them whose items `runs`' workflows
+    /// read.
+    async fn take(
+        conn: &mut PgConnection,
+        runs: &HashMap<WorkflowExecutionId, RunInfo>,
+        rows: &mut [TaskRow],
+    ) -> Result<Self, EngineError> {
+        let mut results = Self::default();
+        let mut fan_outs = Vec::new();
+        for row in rows.iter_mut() {
+            let key = (row.workflow_execution_id, row.task_name.clone());
+            if let Some(result) = row.result.take() {
+                results.values.insert(key.clone(), Arc::new(result));
+            }
+            let reads_items = runs
+                .get(&row.workflow_execution_id)
+                .is_some_and(|run| run.workflow.reads_items(&row.task_name));
+            if row.with_items && row.status.is_terminal() && reads_items {
+                fan_outs.push(((row.id, row.attempt_base, row.items_total), key));
+            }
+        }
+        if fan_outs.is_empty() {
+            return Ok(results);
+        }
+        let ids: Vec<_> = fan_outs.iter().map(|(task, _)| *task).collect();
+        let mut states = attempts::item_states(conn, &ids).await?;
+        for ((task, _, _), key) in fan_outs {
+            if let Some(items) = states.remove(&task) {
+                results.items.insert(key, items);
+            }
+        }
+        Ok(results)
+    }
+}
 
 /// The state changes of one transaction and the messages they cause.
 pub(crate) struct Step<'a> {
@@ -306,15 +354,7 @@ impl<'a> Step<'a> {
             .collect();
         let mut rows = tasks::by_names(self.conn, &missing).await?;
         // The results read are moved out of their rows, to be shared.
-        let mut results: Results = HashMap::new();
-        for row in &mut rows {
-            if let Some(result) = row.result.take() {
-                results.insert(
-                    (row.workflow_execution_id, row.task_name.clone()),
-                    Arc::new(result),
-                );
-            }
-        }
+        let results = Results::take(self.conn, &self.runs, &mut rows).await?;
         let mut by_run: HashMap<WorkflowExecutionId, Vec<&TaskRow>> = HashMap::new();
         for row in wanted.iter().filter_map(ended).chain(&rows) {
             by_run
@@ -440,19 +480,18 @@ impl<'a> Step<'a> {
         Ok(())
     }
 
-    /// Schedules the next attempt of a failed execution, due after the
-    /// task's backoff.
+    /// Schedules the next attempt of a failed execution, due after `delay`
+    /// (the backoff [`RetryPolicy::decide`](weft_common::RetryPolicy::decide)
+    /// chose).
     pub(crate) async fn retry(
         &mut self,
         task: &TaskRow,
         failed: &ExecutionRow,
+        delay: Duration,
     ) -> Result<(), EngineError> {
         let run = run_of(&self.runs, task.workflow_execution_id)?;
         let spec = run.spec(&task.task_name)?;
         let next = failed.attempt + 1;
-        // The policy counts tries of this round only.
-        let try_number = u32::try_from(next - task.attempt_base).unwrap_or(u32::MAX);
-        let delay = spec.retry().delay_before(try_number, rand_unit());
         let due = Utc::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
         let id = ExecutionId::new();
         let new = NewExecution {
@@ -593,7 +632,8 @@ impl<'a> Step<'a> {
             .iter()
             .map(|id| Ok((*id, run_of(&self.runs, *id)?.workflow.output().is_some())))
             .collect::<Result<Vec<_>, EngineError>>()?;
-        let rows = tasks::for_runs(self.conn, &wanted).await?;
+        let mut rows = tasks::for_runs(self.conn, &wanted).await?;
+        let results = Results::take(self.conn, &self.runs, &mut rows).await?;
         let mut by_run: HashMap<WorkflowExecutionId, Vec<&TaskRow>> = HashMap::new();
         for row in &rows {
             by_run
@@ -605,9 +645,10 @@ impl<'a> Step<'a> {
         for id in &done {
             let run = run_of(&self.runs, *id)?;
             let tasks = by_run.get(id).map_or(&[][..], Vec::as_slice);
-            let (to, output, error) = self.run_outcome(run, tasks);
+            let (to, output, error) = self.run_outcome(run, tasks, &results);
             outcomes.push((run, to, output, error));
         }
+        drop(results);
         let endings: Vec<Ending<'_>> = outcomes
             .iter()
             .map(|(run, to, output, error)| Ending {
@@ -627,9 +668,10 @@ impl<'a> Step<'a> {
             if runs::status(self.conn, ending.id, runs::RunLock::None).await?
                 == WorkflowStatus::Canceling
             {
+                // The output rendered for it stays: a canceled run reports
+                // what it did too.
                 canceling.push(Ending {
                     to: WorkflowStatus::Canceled,
-                    output: None,
                     error: Some("canceled by request"),
                     ..*ending
                 });
@@ -653,40 +695,48 @@ impl<'a> Step<'a> {
     }
 
     /// How a run whose every task is terminal ends: its status, output and
-    /// error.
+    /// error. The output is rendered whatever the outcome
+    /// ([`Workflow::render_output`]): a part that cannot be rendered is
+    /// `null` and its reason joins the run's error; a part broken by the
+    /// template itself (not by a task without data) fails a run that would
+    /// have succeeded.
     fn run_outcome(
         &self,
         run: &RunInfo,
         tasks: &[&TaskRow],
+        results: &Results,
     ) -> (WorkflowStatus, Option<Value>, Option<String>) {
+        let status_of = |name: &str| tasks.iter().find(|t| t.task_name == name).map(|t| t.status);
+        let rendered =
+            run.workflow
+                .render_output(self.evaluator, &run.context(tasks, results), status_of);
+        let (output, notes, broken) = match rendered {
+            Some(r) => (Some(r.value), r.problems.join("; "), r.broken),
+            None => (None, String::new(), false),
+        };
+        let with_notes = |error: String| {
+            if notes.is_empty() {
+                error
+            } else if error.is_empty() {
+                notes.clone()
+            } else {
+                format!("{error}; {notes}")
+            }
+        };
         if let Some(failed) = tasks.iter().find(|t| {
             (t.status == TaskStatus::Failed && !t.allow_failure) || t.status == TaskStatus::Canceled
         }) {
             let why = failed.error.as_deref().unwrap_or("no error recorded");
-            return (
-                WorkflowStatus::Failed,
-                None,
-                Some(format!(
-                    "task `{}` {}: {why}",
-                    failed.task_name, failed.status
-                )),
-            );
+            let error = format!("task `{}` {}: {why}", failed.task_name, failed.status);
+            return (WorkflowStatus::Failed, output, Some(with_notes(error)));
         }
-        let Some(template) = run.workflow.output() else {
-            return (WorkflowStatus::Succeeded, None, None);
+        let error = (!notes.is_empty()).then(|| with_notes(String::new()));
+        let status = if broken {
+            WorkflowStatus::Failed
+        } else {
+            WorkflowStatus::Succeeded
         };
-        match self
-            .evaluator
-            .render(template, &run.context(tasks, &Results::new()))
-        {
-            Ok(output) => (WorkflowStatus::Succeeded, Some(output), None),
-            Err(e) => {
-                let status_of =
-                    |name: &str| tasks.iter().find(|t| t.task_name == name).map(|t| t.status);
-                let why = run.workflow.output_failure(&e, status_of);
-                (WorkflowStatus::Failed, None, Some(why))
-            }
-        }
+        (status, output, error)
     }
 }
 
@@ -703,7 +753,7 @@ fn run_of(
 
 /// A uniform sample in [0, 1) for retry jitter (`delay_before` maps it
 /// onto ±`jitter`).
-fn rand_unit() -> f64 {
+pub(crate) fn rand_unit() -> f64 {
     rand::random::<f64>()
 }
 
@@ -720,6 +770,7 @@ mod tests {
             backoff: 1.0,
             max_delay: None,
             jitter: 0.5,
+            ..RetryPolicy::default()
         };
         let delays: Vec<f64> = (0..2_000)
             .map(|_| policy.delay_before(2, rand_unit()).as_secs_f64())

@@ -167,12 +167,14 @@ const CHECKS: &[(&str, &str)] = &[
     (
         "fan_out_result_per_item",
         "SELECT t.workflow_execution_id, \
-                format('fan-out `%s` succeeded with %s result entries for %s items', t.task_name, \
+                format('fan-out `%s` %s with %s result entries for %s items', t.task_name, t.status, \
                        CASE WHEN jsonb_typeof(t.result) = 'array' THEN jsonb_array_length(t.result)::text \
                             ELSE 'no list of' END, \
                        t.items_total) \
          FROM task_executions t \
-         WHERE t.with_items AND t.status = 'succeeded' AND ($1::uuid IS NULL OR t.workflow_execution_id = $1) \
+         WHERE t.with_items AND ($1::uuid IS NULL OR t.workflow_execution_id = $1) \
+           AND (t.status = 'succeeded' \
+                OR (t.status IN ('failed', 'canceled') AND t.items_total IS NOT NULL)) \
            AND (jsonb_typeof(t.result) IS DISTINCT FROM 'array' \
                 OR jsonb_array_length(t.result) IS DISTINCT FROM t.items_total)",
     ),

@@ -173,25 +173,35 @@ pub async fn settle(
             canceled: false,
         });
     }
-    sqlx::query(
-        "UPDATE task_executions SET status = $2, finished_at = clock_timestamp(), \
-             error = COALESCE(error, 'the run was canceled') \
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE task_executions t SET status = $2, finished_at = clock_timestamp(), \
+             error = COALESCE(error, 'the run was canceled'), \
+             result = CASE WHEN t.with_items AND t.items_total IS NOT NULL THEN {items} \
+                           ELSE t.result END \
          WHERE workflow_execution_id = $1 AND status = ANY($3)",
-    )
+        items = crate::tasks::items_result("t")
+    )))
     .bind(id.as_uuid())
     .bind(TaskStatus::Canceled.as_str())
     .bind(&unfinished)
     .execute(&mut *conn)
     .await
     .context("canceling unfinished tasks")?;
+    // A canceled run reports what it did too: its output, rendered from
+    // the tasks as they ended.
+    let (output, notes) = crate::output::render_now(&mut *conn, id).await?;
+    let error = match notes {
+        Some(notes) => format!("canceled by request; {notes}"),
+        None => "canceled by request".to_owned(),
+    };
     let ended = runs::end_many(
         &mut *conn,
         &[runs::Ending {
             id,
             workflow,
             to: WorkflowStatus::Canceled,
-            output: None,
-            error: Some("canceled by request"),
+            output: output.as_ref(),
+            error: Some(&error),
         }],
         None,
     )

@@ -27,7 +27,10 @@
 //!    each task is where it is.
 //! 10. [`children`] — sub-workflows: the child run that carries out a
 //!     `workflow:` task's execution, started and reported exactly once.
-//! 11. [`parallelism`] — run-wide slots (`parallelism:`): the lock, the
+//! 11. [`attempts`] — what expressions and the retry rule read of a
+//!     task's attempts: how a fan-out's items ended, when an item's first
+//!     attempt started.
+//! 12. [`parallelism`] — run-wide slots (`parallelism:`): the lock, the
 //!     count of a run's executions in flight, the tasks that wait.
 
 /// The SQL predicate over a `task_executions` row aliased `t` that says
@@ -40,6 +43,7 @@ macro_rules! counted_tasks {
     };
 }
 
+pub mod attempts;
 pub mod audit;
 pub mod cancel;
 pub mod children;
@@ -49,6 +53,7 @@ mod error;
 pub mod executions;
 pub mod inspect;
 pub mod outbox;
+pub mod output;
 pub mod overdue;
 pub mod parallelism;
 pub mod prune;

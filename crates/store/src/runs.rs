@@ -26,7 +26,7 @@ pub struct RunRow {
     pub status: WorkflowStatus,
     /// The resolved input.
     pub input: Value,
-    /// The rendered output once it succeeded.
+    /// The rendered output, whatever the outcome (`null` parts: see `error`).
     pub output: Option<Value>,
     /// Why it failed.
     pub error: Option<String>,

@@ -516,13 +516,7 @@ pub async fn finish(
          ), f AS ( \
              UPDATE task_executions t \
              SET status = i.status, error = i.error, \
-                 result = CASE WHEN i.items THEN ( \
-                     SELECT coalesce(jsonb_agg(r.result ORDER BY r.item_index), '[]'::jsonb) \
-                     FROM (SELECT DISTINCT ON (x.item_index) x.item_index, x.result FROM executions x \
-                           WHERE x.task_execution_id = t.id AND x.status = 'succeeded' \
-                             AND x.attempt > t.attempt_base \
-                           ORDER BY x.item_index, x.attempt DESC) r \
-                 ) ELSE i.result::jsonb END, \
+                 result = CASE WHEN i.items THEN {items} ELSE i.result::jsonb END, \
                  finished_at = clock_timestamp(), decided_at = COALESCE(t.decided_at, clock_timestamp()) \
              FROM i WHERE t.id = i.id AND t.status = ANY(string_to_array(i.sources, ',')) \
              RETURNING {finished} \
@@ -530,6 +524,7 @@ pub async fn finish(
          SELECT * FROM cascade",
         finished = finished_columns(),
         cascade = cascade(),
+        items = items_result("t"),
     )))
     .bind(&ids)
     .bind(&statuses)
@@ -541,6 +536,23 @@ pub async fn finish(
     .await
     .context("finishing tasks")?;
     Finished::of(rows)
+}
+
+/// The SQL value of a fan-out's result (the task row aliased `alias`):
+/// one entry per item of its current round, in item order, each from the
+/// item's latest successful execution, `null` for an item that did not
+/// succeed — whatever the task's outcome, so a failed or canceled fan-out
+/// keeps what its items produced. One pass over the task's succeeded
+/// executions, hash-joined to the item indexes: O(items).
+pub(crate) fn items_result(alias: &str) -> String {
+    format!(
+        "(SELECT coalesce(jsonb_agg(r.result ORDER BY g.i), '[]'::jsonb) \
+          FROM generate_series(0, coalesce({alias}.items_total, 0) - 1) AS g(i) \
+          LEFT JOIN (SELECT DISTINCT ON (x.item_index) x.item_index, x.result FROM executions x \
+                     WHERE x.task_execution_id = {alias}.id AND x.status = 'succeeded' \
+                       AND x.attempt > {alias}.attempt_base \
+                     ORDER BY x.item_index, x.attempt DESC) r ON r.item_index = g.i)"
+    )
 }
 
 /// Finished items (after their retries) of one task, to count at once.

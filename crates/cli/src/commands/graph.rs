@@ -61,8 +61,10 @@ fn notes(task: &Task) -> Vec<String> {
     if let Some(when) = task.when() {
         notes.push(format!("when {when}"));
     }
-    if task.retry().attempts > 1 {
-        notes.push(format!("{} attempts", task.retry().attempts));
+    match (task.retry().attempts, task.retry().max_duration) {
+        (u32::MAX, Some(max)) => notes.push(format!("retried for up to {max:?}")),
+        (1, _) => {}
+        (attempts, _) => notes.push(format!("{attempts} attempts")),
     }
     if let Some(t) = task.timeout() {
         notes.push(format!("timeout {t:?}"));

@@ -35,6 +35,7 @@ impl Validator<'_> {
             items_allowed: false,
             fan_out: false,
             condition: false,
+            retry: false,
         };
         self.check_sites(&sites, &scope, &|_| true, names, inputs)
     }
@@ -59,6 +60,7 @@ impl Validator<'_> {
             items_allowed,
             fan_out,
             condition,
+            retry: false,
         };
         if let Some(i) = &raw.input {
             let sites = template_strings(i);
@@ -92,6 +94,15 @@ impl Validator<'_> {
                 names,
                 inputs,
             ));
+        }
+        if let Some(w) = raw.retry.as_ref().and_then(|r| r.value.when.as_ref()) {
+            // Decided after an attempt, from the attempt: no task's data.
+            let sites = [(w.referenced, w.value.as_str())];
+            let retry_scope = Scope {
+                retry: true,
+                ..scope("retry.when", false, true)
+            };
+            self.check_sites(&sites, &retry_scope, &|_| false, names, inputs);
         }
         used
     }
@@ -245,6 +256,17 @@ impl Validator<'_> {
                     this.at_fragment(location, text, 0, fragment, message)
                 };
                 match root {
+                    "error" | "exit_code" | "attempt" | "timed_out" if scope.retry => {}
+                    "tasks" | "item" | "item_index" | "workflow" if scope.retry => {
+                        let p = here(
+                            self,
+                            root,
+                            format!(
+                                "{whose}: `retry.when` uses `{root}`, which it cannot see: it is decided from the attempt that failed"
+                            ),
+                        );
+                        self.push(p.hint(RETRY_NAMES_HINT));
+                    }
                     "input" => {
                         if let Some(name) = second
                             && !inputs.contains_key(name)
@@ -290,9 +312,11 @@ impl Validator<'_> {
                             self.push(p.hint(format!("add `{other}` to this task's `needs` (directly or through a task it needs)")));
                         } else {
                             used.insert(other.to_owned());
+                            if third == Some("items") {
+                                self.items_read.insert(other.to_owned());
+                            }
                             if let Some(attr) = third
-                                && attr != "result"
-                                && attr != "status"
+                                && !TASK_ATTRIBUTES.contains(&attr)
                             {
                                 let p = here(
                                     self,
@@ -300,7 +324,7 @@ impl Validator<'_> {
                                     format!("{whose}: `tasks.{other}.{attr}` does not exist"),
                                 );
                                 self.push(p.hint(format!(
-                                    "a task has `tasks.{other}.result` and `tasks.{other}.status`"
+                                    "a task has `tasks.{other}.result`, `.status`, `.error` and (a with_items task) `.items`"
                                 )));
                             }
                         }
@@ -349,9 +373,14 @@ impl Validator<'_> {
                             other,
                             format!("{whose}: `{field}` uses `{other}`, which is not defined"),
                         );
-                        let roots = ["input", "tasks", "item", "item_index", "workflow"];
+                        let roots: &[&str] = if scope.retry {
+                            &["error", "exit_code", "attempt", "timed_out", "input"]
+                        } else {
+                            &["input", "tasks", "item", "item_index", "workflow"]
+                        };
                         p = match closest(other, roots.iter().copied()) {
                             Some(best) => p.hint(format!("did you mean `{best}`?")),
+                            None if scope.retry => p.hint(RETRY_NAMES_HINT),
                             None => p.hint(
                                 "expressions can use input, tasks, item, item_index and workflow",
                             ),
@@ -542,7 +571,15 @@ struct Scope<'a> {
     fan_out: bool,
     /// A `when`: one expression, braces optional.
     condition: bool,
+    /// A `retry.when`: sees the failed attempt and the input, nothing else.
+    retry: bool,
 }
+
+/// What a task shows expressions: `tasks.X.<attribute>`.
+const TASK_ATTRIBUTES: &[&str] = &["result", "status", "error", "items"];
+
+/// What `retry.when` can use.
+const RETRY_NAMES_HINT: &str = "`retry.when` can use `error` (text), `exit_code` (a shell command's, else null), `attempt` (1-based), `timed_out` and `input`";
 
 /// Filters minijinja's built-ins have, and ours (`fromjson`): the
 /// candidates of "did you mean" (each checked against the build).
