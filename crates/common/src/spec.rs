@@ -18,6 +18,9 @@ pub(crate) struct RawWorkflow {
     pub(crate) input: Option<Spanned<IndexMap<String, Spanned<RawInput>>>>,
     pub(crate) output: Option<Spanned<Tree>>,
     pub(crate) tasks: Option<Spanned<IndexMap<String, Spanned<RawTask>>>>,
+    /// Exit handlers: tasks run once every task of `tasks` is terminal,
+    /// whatever the run's outcome.
+    pub(crate) on_exit: Option<Spanned<IndexMap<String, Spanned<RawTask>>>>,
 }
 
 /// One task as written.
@@ -269,7 +272,8 @@ impl<'de> serde::de::Visitor<'de> for RawInputVisitor {
 }
 
 /// The fields a workflow may have, for "did you mean" hints.
-pub(crate) const WORKFLOW_FIELDS: &[&str] = &["name", "description", "input", "output", "tasks"];
+pub(crate) const WORKFLOW_FIELDS: &[&str] =
+    &["name", "description", "input", "output", "tasks", "on_exit"];
 /// The fields a task may have.
 pub(crate) const TASK_FIELDS: &[&str] = &[
     "action",

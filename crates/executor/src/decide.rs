@@ -6,6 +6,7 @@
 
 use serde_json::Value;
 use serde_json::value::RawValue;
+use weft_common::ExitView;
 use weft_common::message::Dispatch;
 use weft_common::{
     Context, Evaluator, ExecutionId, ExecutionStatus, ResultLimit, Task, TaskStatus, item_label,
@@ -85,8 +86,9 @@ pub(crate) fn decide(
     task: &TaskRow,
     rows: &[&TaskRow],
     kept: Option<&Kept>,
+    exit_view: Option<&ExitView>,
 ) -> Result<Decision, EngineError> {
-    if !run.status.dispatches() {
+    if !run.dispatches_for(task.exit_handler) {
         return Ok(Decision::Ends(Outcome {
             status: TaskStatus::Canceled,
             result: TaskResult::Nothing,
@@ -117,7 +119,10 @@ pub(crate) fn decide(
         ))));
     }
 
-    let ctx = run.context(&named, results);
+    let mut ctx = run.context(&named, results);
+    if task.exit_handler {
+        ctx.workflow.exit = exit_view.cloned();
+    }
     if let Some(when) = spec.when() {
         match evaluator.condition(when, &ctx) {
             Ok(true) => {}

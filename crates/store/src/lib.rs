@@ -35,6 +35,7 @@ pub mod db;
 pub mod declines;
 mod error;
 pub mod executions;
+pub mod exit;
 pub mod inspect;
 pub mod outbox;
 pub mod overdue;
