@@ -292,3 +292,42 @@ on_exit:
     );
     audit_clean(&pool, id).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_finds_exit_handlers_run_early_and_a_wrong_main_counter() {
+    let stack = Stack::start(StackOptions::default()).expect("stack");
+    let pool = stack.pool().await.expect("pool");
+    let corruptions: &[(&str, &str)] = &[
+        (
+            "exit_handlers_run_once_after_main",
+            "UPDATE task_executions SET decided_at = decided_at - interval '1 hour' \
+             WHERE workflow_execution_id = $1 AND task_name = 'clean'",
+        ),
+        (
+            "main_remaining_counter",
+            "UPDATE workflow_executions SET main_remaining = 1 WHERE id = $1",
+        ),
+    ];
+    for (check, corruption) in corruptions {
+        let id = stack.submit(&pool, GOOD, json!({})).await.expect("submit");
+        let run = stack
+            .wait(&pool, id, Duration::from_secs(60))
+            .await
+            .expect("ends");
+        assert_eq!(run.status, WorkflowStatus::Succeeded, "{:?}", run.error);
+        audit_clean(&pool, id).await;
+        sqlx::query(sqlx::AssertSqlSafe(*corruption))
+            .bind(id.as_uuid())
+            .execute(&pool)
+            .await
+            .expect(check);
+        let mut conn = pool.acquire().await.expect("conn");
+        let found = weft_store::audit::audit(&mut conn, Some(id), 60.0)
+            .await
+            .expect("audit");
+        assert!(
+            found.iter().any(|v| v.check == *check),
+            "{check}: {found:#?}"
+        );
+    }
+}
