@@ -22,7 +22,7 @@
 //!    it reaches, read once each and checked against each other; [`child`]
 //!    — the rules tying a child run to the parent execution it carries out.
 //! 10. [`exit`] — exit handlers (`on_exit:`): the main tasks' verdict and
-//!    what the handlers see of the run ([`ExitView`]).
+//!     what the handlers see of the run ([`ExitView`]).
 
 pub mod abbrev;
 mod bundle;
