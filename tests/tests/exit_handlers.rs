@@ -331,3 +331,59 @@ async fn the_audit_finds_exit_handlers_run_early_and_a_wrong_main_counter() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_runs_its_exit_handlers_before_it_reports_to_its_parent() {
+    let stack = Stack::start(StackOptions::default()).expect("stack");
+    let pool = stack.pool().await.expect("pool");
+    let dir = std::env::temp_dir().join(format!("weft-exit-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(
+        dir.join("child.yaml"),
+        "name: child
+output: {cleaned: '{{ tasks.clean.result.v }}'}
+tasks:
+  work: {action: echo, input: {v: 1}}
+on_exit:
+  clean: {action: echo, input: {v: 7}}
+",
+    )
+    .expect("child");
+    std::fs::write(
+        dir.join("parent.yaml"),
+        "name: parent
+tasks:
+  call: {workflow: child.yaml}
+  after: {action: echo, needs: [call], input: {got: '{{ tasks.call.result }}'}}
+",
+    )
+    .expect("parent");
+    let id = weft_tests::submit_file(&pool, &dir.join("parent.yaml"), json!({}))
+        .await
+        .expect("submit");
+    let run = stack
+        .wait(&pool, id, Duration::from_secs(60))
+        .await
+        .expect("ends");
+    assert_eq!(run.status, WorkflowStatus::Succeeded, "{:?}", run.error);
+    // The child's output reads its exit handler's result, and the parent
+    // task's result is that output: the handler ran before the child
+    // reported.
+    let tasks = tasks_of(&pool, id).await;
+    assert_eq!(
+        task(&tasks, "after").2.clone().expect("after")["got"],
+        json!({"cleaned": 7})
+    );
+    let (child_end, clean_end): (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>) =
+        sqlx::query_as(
+            "SELECT c.finished_at, t.finished_at FROM workflow_executions c \
+             JOIN task_executions t ON t.workflow_execution_id = c.id AND t.task_name = 'clean' \
+             WHERE c.parent_run_id = $1",
+        )
+        .bind(id.as_uuid())
+        .fetch_one(&pool)
+        .await
+        .expect("child");
+    assert!(clean_end <= child_end, "{clean_end} after {child_end}");
+    audit_clean(&pool, id).await;
+}
