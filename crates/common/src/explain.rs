@@ -99,6 +99,9 @@ pub struct TaskFacts {
     pub decided_at: Option<DateTime<Utc>>,
     /// When it became terminal.
     pub finished_at: Option<DateTime<Utc>>,
+    /// Whether it is an exit handler (`on_exit:`).
+    #[serde(default)]
+    pub exit_handler: bool,
 }
 
 /// A task needed by another, and its status.
@@ -281,7 +284,20 @@ impl RunFacts {
     }
 
     fn task_line(&self, t: &TaskFacts) -> String {
+        let line = self.task_status_line(t);
+        if t.exit_handler {
+            format!("exit handler — {line}")
+        } else {
+            line
+        }
+    }
+
+    fn task_status_line(&self, t: &TaskFacts) -> String {
         match t.status {
+            TaskStatus::Waiting if t.exit_handler && t.needs.is_empty() => {
+                "waiting for every main task to be terminal, then it runs whatever the outcome"
+                    .to_owned()
+            }
             TaskStatus::Waiting => waiting_line(t),
             TaskStatus::Skipped => format!(
                 "skipped: {}",
@@ -518,6 +534,7 @@ mod tests {
 
     fn task(name: &str, status: TaskStatus) -> TaskFacts {
         TaskFacts {
+            exit_handler: false,
             name: name.into(),
             status,
             shown_status: status.as_str(),
@@ -713,6 +730,18 @@ mod tests {
         assert_eq!(
             e.tasks[1].why,
             "canceled by the cancellation of the run at 2026-01-01 00:00:30.000 UTC"
+        );
+    }
+
+    #[test]
+    fn an_exit_handler_says_it_waits_for_the_main_tasks() {
+        let mut t = task("clean", TaskStatus::Waiting);
+        t.exit_handler = true;
+        let facts = run(WorkflowStatus::Running, vec![t], Vec::new());
+        let why = &facts.explain().tasks[0].why;
+        assert!(
+            why.starts_with("exit handler — waiting for every main task"),
+            "{why}"
         );
     }
 

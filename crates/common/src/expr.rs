@@ -88,6 +88,9 @@ pub struct WorkflowRef {
     pub id: String,
     /// The workflow's name.
     pub name: String,
+    /// What an exit handler sees of the run (`workflow.status`,
+    /// `.failures`, `.duration`); `None` for main tasks and the output.
+    pub exit: Option<crate::exit::ExitView>,
 }
 
 /// An expression that failed to evaluate.
@@ -196,10 +199,19 @@ impl Evaluator {
             json_view::view(Arc::new(Value::Object(ctx.input.clone()))),
         );
         values.insert("tasks".into(), minijinja::Value::from_object(tasks));
-        values.insert(
-            "workflow".into(),
-            minijinja::context! { id => ctx.workflow.id.as_str(), name => ctx.workflow.name.as_str() },
-        );
+        let workflow = match &ctx.workflow.exit {
+            None => {
+                minijinja::context! { id => ctx.workflow.id.as_str(), name => ctx.workflow.name.as_str() }
+            }
+            Some(exit) => minijinja::context! {
+                id => ctx.workflow.id.as_str(),
+                name => ctx.workflow.name.as_str(),
+                status => exit.status.as_str(),
+                failures => minijinja::Value::from(Serde(&serde_json::to_value(&exit.failures).unwrap_or_default())),
+                duration => exit.duration,
+            },
+        };
+        values.insert("workflow".into(), workflow);
         if let Some(item) = &ctx.item {
             values.insert("item".into(), minijinja::Value::from(Serde(item)));
         }
@@ -547,6 +559,7 @@ mod tests {
             workflow: WorkflowRef {
                 id: "run-1".into(),
                 name: "etl".into(),
+                exit: None,
             },
         }
     }

@@ -23,6 +23,8 @@
 //! 9. [`Bundle`] — a workflow and the sub-workflows (`workflow:` tasks)
 //!    it reaches, read once each and checked against each other; [`child`]
 //!    — the rules tying a child run to the parent execution it carries out.
+//! 10. [`exit`] — exit handlers (`on_exit:`): the main tasks' verdict and
+//!     what the handlers see of the run ([`ExitView`]).
 
 pub mod abbrev;
 mod bundle;
@@ -30,6 +32,7 @@ pub mod child;
 mod dag;
 mod diagnostic;
 mod duration;
+pub mod exit;
 pub mod explain;
 mod expr;
 pub mod id;
@@ -53,6 +56,7 @@ pub use bundle::{Bundle, BundleFile};
 pub use dag::Dag;
 pub use diagnostic::{Diagnostics, Problem};
 pub use duration::parse_duration;
+pub use exit::ExitView;
 pub use expr::{Context, Evaluator, ExprError, ItemState, TaskView, WorkflowRef, kind_of};
 pub use id::{ExecutionId, MessageId, TaskExecutionId, WorkflowExecutionId};
 pub use inputs::{Given, InputSpec, InputType};

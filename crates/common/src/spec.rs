@@ -20,6 +20,9 @@ pub(crate) struct RawWorkflow {
     pub(crate) tasks: Option<Spanned<IndexMap<String, Spanned<RawTask>>>>,
     /// At most this many executions of a run in flight at once.
     pub(crate) parallelism: Option<Spanned<i64>>,
+    /// Exit handlers: tasks run once every task of `tasks` is terminal,
+    /// whatever the run's outcome.
+    pub(crate) on_exit: Option<Spanned<IndexMap<String, Spanned<RawTask>>>>,
 }
 
 /// One task as written.
@@ -282,6 +285,7 @@ pub(crate) const WORKFLOW_FIELDS: &[&str] = &[
     "output",
     "tasks",
     "parallelism",
+    "on_exit",
 ];
 /// The fields a task may have.
 pub(crate) const TASK_FIELDS: &[&str] = &[

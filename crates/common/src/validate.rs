@@ -61,6 +61,11 @@ pub(crate) struct Validator<'s> {
     lints: bool,
     /// Fan-outs whose `tasks.X.items` an expression reads.
     items_read: BTreeSet<String>,
+    /// Whether the tasks being read are exit handlers (`on_exit:`).
+    exit_phase: bool,
+    /// The names of the main tasks (`tasks:`), which exit handlers may
+    /// read but not need.
+    main_names: Vec<String>,
 }
 
 impl<'s> Validator<'s> {
@@ -72,6 +77,8 @@ impl<'s> Validator<'s> {
             warnings: Vec::new(),
             lints: true,
             items_read: BTreeSet::new(),
+            exit_phase: false,
+            main_names: Vec::new(),
         }
     }
 
@@ -196,13 +203,30 @@ impl<'s> Validator<'s> {
         for (task_name, raw_task) in raw_tasks {
             tasks.push(self.task(task_name, raw_task, &names));
         }
+        self.main_names = names.iter().map(|n| (*n).to_owned()).collect();
+        let raw_exits = self.exit_handlers(raw.on_exit.as_ref(), &names);
+        let exit_names: Vec<&str> = raw_exits.keys().map(String::as_str).collect();
+        self.exit_phase = true;
+        for (task_name, raw_task) in raw_exits {
+            if names.contains(&task_name.as_str()) {
+                continue;
+            }
+            tasks.push(self.task(task_name, raw_task, &exit_names));
+        }
+        self.exit_phase = false;
+        // Every task, main and exit handlers: what exit handlers and the
+        // output may read.
+        let all_names: Vec<&str> = names.iter().chain(&exit_names).copied().collect();
+        let raw_of = |name: &str| raw_tasks.get(name).or_else(|| raw_exits.get(name));
         // The graph and expression checks run even after problems above, on
         // what could be read, so one pass reports as much as possible.
         let dag = match Dag::build(tasks.iter().map(|t| (t.name.as_str(), t.needs.as_slice()))) {
             Ok(dag) => dag,
             Err(cycles) => {
                 for cycle in cycles {
-                    let first = &raw_tasks[cycle[0].as_str()];
+                    let Some(first) = raw_of(cycle[0].as_str()) else {
+                        continue;
+                    };
                     let location = first
                         .value
                         .needs
@@ -223,13 +247,22 @@ impl<'s> Validator<'s> {
             }
         };
         for task in &mut tasks {
-            let raw_task = &raw_tasks[task.name.as_str()];
+            let Some(raw_task) = raw_of(task.name.as_str()) else {
+                continue;
+            };
+            self.exit_phase = task.exit_handler;
+            let visible = if task.exit_handler {
+                &all_names
+            } else {
+                &names
+            };
             task.references =
-                self.check_task_expressions(task, &raw_task.value, &dag, &names, &inputs);
+                self.check_task_expressions(task, &raw_task.value, &dag, visible, &inputs);
         }
+        self.exit_phase = false;
         let output = raw.output.as_ref().map(|o| o.value.value.clone());
         let output_references = match &raw.output {
-            Some(o) => self.check_output(o, &names, &inputs),
+            Some(o) => self.check_output(o, &all_names, &inputs),
             None => BTreeSet::new(),
         };
         if !self.problems.is_empty() {
@@ -289,6 +322,39 @@ impl<'s> Validator<'s> {
         let p = self.at(&n.referenced, problem);
         self.push(p.hint("omit `parallelism` for no run-wide limit"));
         None
+    }
+
+    /// The exit handlers as written (`on_exit:`), after refusing an empty
+    /// map and names taken by main tasks (each on its key's line).
+    fn exit_handlers<'r>(
+        &mut self,
+        on_exit: Option<&'r Spanned<IndexMap<String, Spanned<RawTask>>>>,
+        main: &[&str],
+    ) -> &'r IndexMap<String, Spanned<RawTask>> {
+        static NONE: std::sync::OnceLock<IndexMap<String, Spanned<RawTask>>> =
+            std::sync::OnceLock::new();
+        let Some(on_exit) = on_exit else {
+            return NONE.get_or_init(IndexMap::new);
+        };
+        if on_exit.value.is_empty() {
+            let p = self.at(&on_exit.referenced, "the workflow's `on_exit` has no tasks");
+            self.push(p.hint(
+                "add exit handlers under `on_exit:` (same syntax as `tasks:`), or remove it",
+            ));
+        }
+        for (name, raw) in &on_exit.value {
+            if main.contains(&name.as_str()) {
+                let p = self.at_key(
+                    &raw.referenced,
+                    name,
+                    format!("exit handler `{name}` has the name of a main task"),
+                );
+                self.push(p.hint(
+                    "tasks and exit handlers share one namespace (`tasks.<name>`): rename one of them",
+                ));
+            }
+        }
+        &on_exit.value
     }
 
     fn yaml_problem(&self, e: &serde_saphyr::Error) -> Problem {
@@ -380,6 +446,18 @@ impl<'s> Validator<'s> {
                         format!("task `{name}` lists `{}` twice in `needs`", need.value),
                     );
                     self.push(p);
+                } else if self.exit_phase && self.main_names.contains(&need.value) {
+                    let p = self.at(
+                        &need.referenced,
+                        format!(
+                            "exit handler `{name}` needs `{}`, a main task: `needs` in `on_exit` may only name other exit handlers",
+                            need.value
+                        ),
+                    );
+                    self.push(p.hint(format!(
+                        "exit handlers start once every main task is terminal anyway; read its outcome as `tasks.{}.status`",
+                        need.value
+                    )));
                 } else if !names.contains(&need.value.as_str()) {
                     let mut p = self.at(
                         &need.referenced,
@@ -507,6 +585,7 @@ impl<'s> Validator<'s> {
             allow_failure: t.allow_failure.unwrap_or(false),
             references: BTreeSet::new(),
             call,
+            exit_handler: self.exit_phase,
         }
     }
 

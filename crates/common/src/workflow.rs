@@ -57,6 +57,9 @@ pub struct Task {
     pub(crate) references: BTreeSet<String>,
     /// The sub-workflow it starts instead of running an action.
     pub(crate) call: Option<Call>,
+    /// Whether it is an exit handler (`on_exit:`), run once every main
+    /// task is terminal.
+    pub(crate) exit_handler: bool,
 }
 
 /// How deep runs started by `workflow:` tasks may nest when the task does
@@ -484,10 +487,18 @@ impl Workflow {
         self.tasks.iter()
     }
 
-    /// The task graph.
+    /// The task graph (exit handlers included: they need only each
+    /// other, and wait for the main tasks through the run's
+    /// `main_remaining` counter, not through edges).
     #[must_use]
     pub fn dag(&self) -> &Dag {
         &self.dag
+    }
+
+    /// How many exit handlers (`on_exit:`) it has.
+    #[must_use]
+    pub fn exit_handler_count(&self) -> usize {
+        self.tasks.iter().filter(|t| t.exit_handler).count()
     }
 }
 
@@ -528,13 +539,13 @@ impl Task {
         self.concurrency
     }
 
-    /// Whether this task's executions take the run's `parallelism` slots.
-    /// Every task does today; exit handlers (`on_exit`), which must run
-    /// whatever holds the slots, will not — this is the one place that
-    /// says so in Rust, as `weft_store::parallelism::COUNTED` is in SQL.
+    /// Whether this task's executions take the run's `parallelism` slots:
+    /// every main task's do; exit handlers (`on_exit`), which must run
+    /// whatever holds the slots, do not. The one place that says so in
+    /// Rust, as `weft_store::parallelism::COUNTED` is in SQL.
     #[must_use]
     pub fn counts_toward_parallelism(&self) -> bool {
-        true
+        !self.exit_handler
     }
     /// Its `when` condition.
     #[must_use]
@@ -576,5 +587,12 @@ impl Task {
     #[must_use]
     pub fn call(&self) -> Option<&Call> {
         self.call.as_ref()
+    }
+    /// Whether it is an exit handler (`on_exit:`): it starts once every
+    /// main task is terminal, whatever the run's outcome, and its context
+    /// has `workflow.status`, `workflow.failures` and `workflow.duration`.
+    #[must_use]
+    pub fn is_exit_handler(&self) -> bool {
+        self.exit_handler
     }
 }

@@ -37,7 +37,9 @@ impl Engine {
         let run = d.workflow_execution_id;
         // Held until the commit: a cancellation request waits for it, and
         // one that came first is seen here.
-        if runs::status(&mut tx, run, RunLock::Dispatch).await? != WorkflowStatus::Running {
+        // A canceling run still starts its exit handlers' children.
+        let status = runs::status(&mut tx, run, RunLock::Dispatch).await?;
+        if !matches!(status, WorkflowStatus::Running | WorkflowStatus::Canceling) {
             return Ok(Applied::Duplicate);
         }
         let lineage = children::lineage(&mut tx, run).await?;
@@ -52,6 +54,9 @@ impl Engine {
                 d.task_name
             ))
         })?;
+        if status == WorkflowStatus::Canceling && !task.is_exit_handler() {
+            return Ok(Applied::Duplicate);
+        }
         let depth = match child_depth(lineage.depth, task) {
             Ok(depth) => depth,
             Err(why) => return self.fail_child(tx, d, &why).await,

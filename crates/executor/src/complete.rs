@@ -86,16 +86,24 @@ impl Engine {
                 plan.finished = true;
                 continue;
             }
-            match completed.run_status {
-                WorkflowStatus::Running => {}
+            let exit_handler = match completed.run_status {
+                WorkflowStatus::Running => false,
                 WorkflowStatus::Canceling => {
                     plan.settle = true;
-                    continue;
+                    // Exit handlers run to the end in a canceling run.
+                    let workflow = self.inner.catalog.get(tx, completed.definition_id).await?;
+                    if !workflow
+                        .task(&completed.task_name)
+                        .is_some_and(weft_common::Task::is_exit_handler)
+                    {
+                        continue;
+                    }
+                    true
                 }
                 // A late report for a finished (or not yet started) run:
                 // the execution's guard flipped, nothing else follows.
                 _ => continue,
-            }
+            };
             let workflow = self.inner.catalog.get(tx, completed.definition_id).await?;
             let spec = workflow.task(&completed.task_name).ok_or_else(|| {
                 EngineError::Inconsistent(format!(
@@ -103,6 +111,7 @@ impl Engine {
                     completed.task_name, execution.workflow_execution_id
                 ))
             })?;
+            plan.exit_handlers |= exit_handler;
             if completion.status.is_retryable() {
                 match self.retry_decision(tx, spec, completed, completion).await? {
                     RetryDecision::Retry { delay } => {
@@ -296,6 +305,9 @@ struct RunPlan<'c> {
     first: &'c Completed,
     /// It is canceling: settle it once its completions are recorded.
     settle: bool,
+    /// It is canceling and some of its completions are of exit handlers,
+    /// which go on as in a running run.
+    exit_handlers: bool,
     /// Executions that failed and are tried again, each after its delay.
     retries: Vec<(&'c executions::ExecutionRow, Duration)>,
     /// Some of its tasks were finished with their succeeded execution.
@@ -309,6 +321,7 @@ impl<'c> RunPlan<'c> {
         Self {
             first,
             settle: false,
+            exit_handlers: false,
             retries: Vec::new(),
             finished: false,
             tasks: Vec::new(),

@@ -6,6 +6,7 @@
 
 use serde_json::Value;
 use serde_json::value::RawValue;
+use weft_common::ExitView;
 use weft_common::message::Dispatch;
 use weft_common::{
     Context, Evaluator, ExecutionId, ExecutionStatus, ResultLimit, Task, TaskStatus, item_label,
@@ -77,6 +78,10 @@ pub(crate) type Kept = std::collections::HashMap<i32, Vec<(ExecutionId, Value)>>
 /// Runs or skips one ready task, given the rows of its run's tasks it
 /// names (needs and references) and, in a round that keeps items, the
 /// items it may keep.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "what a decision reads, each from a different place; kept flat to keep the merge with other branches simple"
+)]
 pub(crate) fn decide(
     evaluator: &Evaluator,
     limit: ResultLimit,
@@ -85,8 +90,9 @@ pub(crate) fn decide(
     task: &TaskRow,
     rows: &[&TaskRow],
     kept: Option<&Kept>,
+    exit_view: Option<&ExitView>,
 ) -> Result<Decision, EngineError> {
-    if !run.status.dispatches() {
+    if !run.dispatches_for(task.exit_handler) {
         return Ok(Decision::Ends(Outcome {
             status: TaskStatus::Canceled,
             result: TaskResult::Nothing,
@@ -117,7 +123,10 @@ pub(crate) fn decide(
         ))));
     }
 
-    let ctx = run.context(&named, results);
+    let mut ctx = run.context(&named, results);
+    if task.exit_handler {
+        ctx.workflow.exit = exit_view.cloned();
+    }
     if let Some(when) = spec.when() {
         match evaluator.condition(when, &ctx) {
             Ok(true) => {}

@@ -276,6 +276,18 @@ impl Engine {
             .collect();
         let mut created = tasks::create_all(tx, &new).await?;
         drop(new);
+        // Runs with exit handlers count their main tasks apart (ADR 0011).
+        let with_exit_handlers: Vec<(WorkflowExecutionId, i32)> = started
+            .iter()
+            .filter_map(|run| {
+                let exits = run.workflow.exit_handler_count();
+                (exits > 0).then(|| {
+                    let main = run.workflow.tasks().count() - exits;
+                    (run.id, i32::try_from(main).unwrap_or(i32::MAX))
+                })
+            })
+            .collect();
+        weft_store::exit::count_main(tx, &with_exit_handlers).await?;
         created.sort_by(|a, b| {
             (a.workflow_execution_id.as_uuid(), &a.task_name)
                 .cmp(&(b.workflow_execution_id.as_uuid(), &b.task_name))
@@ -288,8 +300,12 @@ impl Engine {
                 fresh.insert(run.id);
                 step.add_run(run);
             }
-            // The roots: tasks that need nothing.
-            for task in created.into_iter().filter(|t| t.needs.is_empty()) {
+            // The roots: tasks that need nothing (exit handlers wait for
+            // the main tasks).
+            for task in created
+                .into_iter()
+                .filter(|t| t.needs.is_empty() && !t.exit_handler)
+            {
                 step.decide(task);
             }
             step.settle().await?;
@@ -323,7 +339,10 @@ impl Engine {
         };
         // What this decides commits before a cancellation of the run can
         // (see `runs::RunLock`).
-        if runs::status(tx, id, runs::RunLock::Dispatch).await? != WorkflowStatus::Running {
+        // A canceling run is resumed for its exit handlers, released by
+        // the cancellation (`weft_store::exit::end_main_phase`).
+        let status = runs::status(tx, id, runs::RunLock::Dispatch).await?;
+        if !matches!(status, WorkflowStatus::Running | WorkflowStatus::Canceling) {
             return Ok((Applied::Duplicate, Outgoing::default()));
         }
         let undecided = tasks::undecided(tx, id).await?;
@@ -336,6 +355,9 @@ impl Engine {
         let mut step = self.step(tx);
         step.add_run(RunInfo::of(&run, workflow));
         for task in undecided {
+            if status == WorkflowStatus::Canceling && !task.exit_handler {
+                continue;
+            }
             step.decide(task);
         }
         step.settle().await?;
@@ -578,6 +600,7 @@ fn new_tasks(workflow: &weft_common::Workflow) -> Vec<NewTask<'_>> {
             concurrency: t
                 .concurrency()
                 .map(|c| i32::try_from(c).unwrap_or(i32::MAX)),
+            exit_handler: t.is_exit_handler(),
         })
         .collect()
 }

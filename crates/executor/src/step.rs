@@ -18,12 +18,13 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::PgConnection;
 use weft_common::ItemState;
+use weft_common::exit::MainTask;
 use weft_common::message::Dispatch;
 use weft_common::{
     Context, Envelope, Evaluator, ExecutionId, ExecutionStatus, Task, TaskExecutionId, TaskStatus,
     TaskView, WorkflowExecutionId, WorkflowRef, WorkflowStatus,
 };
-use weft_common::{ResultLimit, Workflow};
+use weft_common::{ExitView, ResultLimit, Workflow};
 use weft_store::attempts;
 use weft_store::executions::{self, ExecutionRow, NewExecution, TaskStart};
 use weft_store::runs::{self, Ending};
@@ -53,6 +54,12 @@ impl RunInfo {
             input: run.input.as_object().cloned().unwrap_or_default(),
             workflow,
         }
+    }
+
+    /// Whether a task of this run may be dispatched: while it runs, and
+    /// for exit handlers also while it is canceling (they run to the end).
+    pub(crate) fn dispatches_for(&self, exit_handler: bool) -> bool {
+        self.status.dispatches() || (exit_handler && self.status == WorkflowStatus::Canceling)
     }
 
     pub(crate) fn spec(&self, name: &str) -> Result<&Task, EngineError> {
@@ -92,6 +99,7 @@ impl RunInfo {
             workflow: WorkflowRef {
                 id: self.id.to_string(),
                 name: self.workflow.name().to_owned(),
+                exit: None,
             },
         }
     }
@@ -323,12 +331,13 @@ impl<'a> Step<'a> {
             return Ok(());
         }
         let ready = std::mem::take(&mut self.ready);
+        let exit_views = self.exit_views(&ready).await?;
         // The tasks they name, each with whether its result is wanted (an
         // expression refers to it) or only its status (a need).
         let mut wanted: BTreeMap<(WorkflowExecutionId, &str), bool> = BTreeMap::new();
         for task in &ready {
             let run = run_of(&self.runs, task.workflow_execution_id)?;
-            if !run.status.dispatches() {
+            if !run.dispatches_for(task.exit_handler) {
                 continue;
             }
             let spec = run.spec(&task.task_name)?;
@@ -388,6 +397,7 @@ impl<'a> Step<'a> {
                 &task,
                 rows,
                 kept.get(&task.id),
+                exit_views.get(&run.id),
             )?;
             decisions.push((task, decision));
         }
@@ -435,6 +445,46 @@ impl<'a> Step<'a> {
         Ok(())
     }
 
+    /// What the exit handlers among `ready` see of their runs
+    /// (`workflow.status`, `.failures`, `.duration`), by run: read only for
+    /// runs with an exit handler to decide.
+    async fn exit_views(
+        &mut self,
+        ready: &[TaskRow],
+    ) -> Result<HashMap<WorkflowExecutionId, ExitView>, EngineError> {
+        let mut runs: Vec<WorkflowExecutionId> = ready
+            .iter()
+            .filter(|t| t.exit_handler)
+            .map(|t| t.workflow_execution_id)
+            .collect();
+        if runs.is_empty() {
+            return Ok(HashMap::new());
+        }
+        runs.sort_by_key(|r| r.as_uuid());
+        runs.dedup();
+        let rows = weft_store::exit::main_tasks(self.conn, &runs).await?;
+        let mut views = HashMap::with_capacity(runs.len());
+        for run in runs {
+            let of_run: Vec<&weft_store::exit::MainTask> = rows
+                .iter()
+                .filter(|r| r.workflow_execution_id == run)
+                .collect();
+            let main: Vec<MainTask<'_>> = of_run
+                .iter()
+                .map(|r| MainTask {
+                    name: &r.task_name,
+                    status: r.status,
+                    allow_failure: r.allow_failure,
+                    error: r.error.as_deref(),
+                })
+                .collect();
+            let canceling = of_run.first().is_some_and(|r| r.canceling);
+            let duration = of_run.first().map_or(0.0, |r| r.duration);
+            views.insert(run, ExitView::of(canceling, &main, duration));
+        }
+        Ok(views)
+    }
+
     /// Dispatches up to `count` next items of a with_items task: one per
     /// slot its finished items freed.
     pub(crate) async fn dispatch_next_items(
@@ -444,7 +494,7 @@ impl<'a> Step<'a> {
     ) -> Result<(), EngineError> {
         let run = run_of(&self.runs, task.workflow_execution_id)?;
         // A limited run's next items are dispatched by `fill_slots`.
-        if !run.status.dispatches() || self.held(run, &task.task_name)? {
+        if !run.dispatches_for(task.exit_handler) || self.held(run, &task.task_name)? {
             return Ok(());
         }
         let claimed = tasks::claim_next_items(self.conn, task.id, count).await?;
@@ -723,7 +773,13 @@ impl<'a> Step<'a> {
                 format!("{error}; {notes}")
             }
         };
-        if let Some(failed) = tasks.iter().find(|t| {
+        // The main tasks' failure first: a failing exit handler fails only
+        // a run they would have let succeed (ADR 0011).
+        let mut main_first = tasks
+            .iter()
+            .filter(|t| !t.exit_handler)
+            .chain(tasks.iter().filter(|t| t.exit_handler));
+        if let Some(failed) = main_first.find(|t| {
             (t.status == TaskStatus::Failed && !t.allow_failure) || t.status == TaskStatus::Canceled
         }) {
             let why = failed.error.as_deref().unwrap_or("no error recorded");

@@ -7,7 +7,7 @@
 //! confirms set its pace.
 
 use tokio::sync::oneshot;
-use weft_common::{TaskExecutionId, TaskStatus, WorkflowExecutionId};
+use weft_common::{TaskExecutionId, TaskStatus, WorkflowExecutionId, WorkflowStatus};
 use weft_store::{runs, tasks};
 
 use crate::decide;
@@ -65,10 +65,8 @@ impl Engine {
         }
         // Held until the window commits: a cancellation waits for it (see
         // `runs::RunLock`).
-        if !runs::status(&mut tx, run, runs::RunLock::Dispatch)
-            .await?
-            .dispatches()
-        {
+        let status = runs::status(&mut tx, run, runs::RunLock::Dispatch).await?;
+        if !(status.dispatches() || (row.exit_handler && status == WorkflowStatus::Canceling)) {
             return Ok(None);
         }
         let Some(stored) = runs::get(&mut tx, run).await? else {

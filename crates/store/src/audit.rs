@@ -310,6 +310,22 @@ const CHECKS: &[(&str, &str)] = &[
              GROUP BY r.id, t.task_name, r.parallelism"
         ),
     ),
+    (
+        // Exit handlers (`on_exit:`) start only after every main task is
+        // terminal: each is decided (in this round) after the last main
+        // task finished. Both timestamps are `clock_timestamp()` taken
+        // under the run's row lock, in commit order. Decided once per
+        // round: the task's guard and the unique (task, item, attempt)
+        // index of its executions.
+        "exit_handlers_run_once_after_main",
+        "SELECT e.workflow_execution_id,                 format('exit handler `%s` was decided at %s, but main task `%s` %s',                        e.task_name, e.decided_at, m.task_name,                        coalesce('finished later, at ' || m.finished_at::text, 'is ' || m.status))          FROM task_executions e          JOIN task_executions m ON m.workflow_execution_id = e.workflow_execution_id AND NOT m.exit_handler          WHERE e.exit_handler AND e.decided_at IS NOT NULL            AND (m.finished_at IS NULL OR m.finished_at > e.decided_at)            AND ($1::uuid IS NULL OR e.workflow_execution_id = $1)",
+    ),
+    (
+        // A run with exit handlers counts its unfinished main tasks apart;
+        // the statement that brings the count to zero releases them.
+        "main_remaining_counter",
+        "SELECT r.id, format('run counts %s main tasks remaining but %s are unfinished',                              r.main_remaining, count(t.id))          FROM workflow_executions r LEFT JOIN task_executions t               ON t.workflow_execution_id = r.id AND NOT t.exit_handler AND t.status IN ('waiting', 'running')          WHERE r.main_remaining IS NOT NULL AND r.status IN ('running', 'succeeded', 'failed')            AND ($1::uuid IS NULL OR r.id = $1)          GROUP BY r.id HAVING r.main_remaining <> count(t.id)",
+    ),
 ];
 
 /// The names of every check, in the order they run.

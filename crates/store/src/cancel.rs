@@ -7,11 +7,15 @@
 //! its executions runs; it runs in the request's transaction and after
 //! every completion of a canceling run, under a lock on the run row so
 //! exactly one transaction settles it. A run's live child runs
-//! (sub-workflows) are canceled with it, recursively.
+//! (sub-workflows) are canceled with it, recursively. A run with exit
+//! handlers (`on_exit:`) keeps them: once no main execution runs, its main
+//! tasks end `canceled`, its exit handlers run to the end (with their own
+//! timeouts; a second request changes nothing), and the run ends
+//! `canceled` after them ([`crate::exit`]).
 
 use sqlx::PgConnection;
 use uuid::Uuid;
-use weft_common::message::CancelExecutions;
+use weft_common::message::{CancelExecutions, WorkflowSubmitted};
 use weft_common::{
     Envelope, ExecutionId, ExecutionStatus, TaskStatus, WorkflowExecutionId, WorkflowStatus,
 };
@@ -140,7 +144,10 @@ pub async fn settle(
     let stopped: Vec<Uuid> = sqlx::query_scalar(
         "UPDATE executions SET status = $2, finished_at = clock_timestamp(), \
              error = 'canceled before it started' \
-         WHERE workflow_execution_id = $1 AND status = ANY($3) RETURNING id",
+         WHERE workflow_execution_id = $1 AND status = ANY($3) \
+           AND task_execution_id NOT IN (SELECT id FROM task_executions \
+                                         WHERE workflow_execution_id = $1 AND exit_handler) \
+         RETURNING id",
     )
     .bind(id.as_uuid())
     .bind(ExecutionStatus::Canceled.as_str())
@@ -159,7 +166,9 @@ pub async fn settle(
         outbox::enqueue(&mut *conn, &[(message, None)], None).await?;
     }
     let running: Vec<Uuid> = sqlx::query_scalar(
-        "SELECT id FROM executions WHERE workflow_execution_id = $1 AND status = $2",
+        "SELECT id FROM executions WHERE workflow_execution_id = $1 AND status = $2 \
+           AND task_execution_id NOT IN (SELECT id FROM task_executions \
+                                         WHERE workflow_execution_id = $1 AND exit_handler)",
     )
     .bind(id.as_uuid())
     .bind(ExecutionStatus::Running.as_str())
@@ -170,6 +179,23 @@ pub async fn settle(
         return Ok(Settled {
             stopped: stopped.len(),
             running: running.into_iter().map(ExecutionId::from).collect(),
+            canceled: false,
+        });
+    }
+    // With exit handlers, the main tasks end here and the handlers run
+    // (an executor decides them); the run ends once they are terminal,
+    // `canceled`, by the step that finishes their last (ADR 0011).
+    if crate::exit::has_exit_handlers(&mut *conn, id).await? {
+        if crate::exit::end_main_phase(&mut *conn, id).await? {
+            let message = Envelope::new(WorkflowSubmitted {
+                workflow_execution_id: id,
+            });
+            outbox::enqueue(&mut *conn, &[(message, None)], None).await?;
+            outbox::notify(&mut *conn).await?;
+        }
+        return Ok(Settled {
+            stopped: stopped.len(),
+            running: Vec::new(),
             canceled: false,
         });
     }

@@ -39,7 +39,7 @@
 /// can splice it in with `concat!`.
 macro_rules! counted_tasks {
     () => {
-        "true"
+        "NOT t.exit_handler"
     };
 }
 
@@ -51,6 +51,7 @@ pub mod db;
 pub mod declines;
 mod error;
 pub mod executions;
+pub mod exit;
 pub mod inspect;
 pub mod outbox;
 pub mod output;

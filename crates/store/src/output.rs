@@ -66,6 +66,8 @@ pub async fn render_now(
         workflow: WorkflowRef {
             id: id.to_string(),
             name: workflow.name().to_owned(),
+            // `workflow.status` and the like are exit handlers' alone.
+            exit: None,
         },
     };
     let status_of = |name: &str| rows.iter().find(|t| t.task_name == name).map(|t| t.status);

@@ -24,10 +24,9 @@ use crate::executions::{EXECUTION_COLUMNS, ExecutionRow};
 use crate::tasks::{TASK_COLUMNS, TaskRow};
 
 /// The tasks (alias `t`, a `task_executions` row) whose executions take
-/// the run's slots. Every task's do today; exit handlers (`on_exit`) will
-/// not — they run whatever holds the slots — and get excluded here, e.g.
-/// `NOT t.on_exit` (the text is the `counted_tasks!` macro in `lib.rs`,
-/// which `audit` splices into its queries too).
+/// the run's slots: the main tasks', not the exit handlers' (`on_exit`),
+/// which run whatever holds the slots (the text is the `counted_tasks!`
+/// macro in `lib.rs`, which `audit` splices into its queries too).
 pub const COUNTED: &str = counted_tasks!();
 
 /// Records the `parallelism` of runs that start (a run without one keeps

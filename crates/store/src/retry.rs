@@ -123,6 +123,21 @@ pub async fn reopen(
         // one has none (it failed to start): nothing to run again.
         return Ok(Reopened::NotRetryable(status));
     }
+    // Every exit handler runs again in a new round, after its main tasks
+    // (ADR 0011).
+    let exit_handlers: Vec<String> = sqlx::query_scalar(
+        "SELECT task_name FROM task_executions WHERE workflow_execution_id = $1 AND exit_handler",
+    )
+    .bind(id.as_uuid())
+    .fetch_all(&mut *conn)
+    .await
+    .context("reading the run's exit handlers")?;
+    let mut roots = roots;
+    for name in exit_handlers {
+        if !roots.contains(&name) {
+            roots.push(name);
+        }
+    }
     // The roots and every task downstream of them (through the stored
     // successors), each reset once. A fan-out that failed or was canceled
     // keeps its succeeded items in an unfinished-scope round.
@@ -165,6 +180,7 @@ pub async fn reopen(
     .execute(&mut *conn)
     .await
     .context("recounting fan-in")?;
+    crate::exit::recount_round(&mut *conn, id).await?;
     let round: i32 = sqlx::query_scalar(
         "UPDATE workflow_executions \
          SET status = $2, run_attempt = run_attempt + 1, tasks_remaining = $3, output = NULL, \

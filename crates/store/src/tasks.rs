@@ -57,11 +57,14 @@ pub struct TaskRow {
     pub decided_at: Option<DateTime<Utc>>,
     /// When it became terminal.
     pub finished_at: Option<DateTime<Utc>>,
+    /// Whether it is an exit handler (`on_exit:`).
+    #[serde(default)]
+    pub exit_handler: bool,
 }
 
 pub(crate) const TASK_COLUMNS: &str = "id, workflow_execution_id, task_name, status, needs, needs_remaining, with_items, \
      allow_failure, concurrency, attempt_base, items_total, items_dispatched, items_succeeded, items_failed, items_kept, \
-     keep_items, result, error, decided_at, finished_at";
+     keep_items, result, error, decided_at, finished_at, exit_handler";
 
 /// A task row to create when its run starts.
 #[derive(Debug, Clone)]
@@ -78,6 +81,9 @@ pub struct NewTask<'a> {
     pub allow_failure: bool,
     /// Items in flight at most.
     pub concurrency: Option<i32>,
+    /// Whether it is an exit handler: one that needs no other waits on one
+    /// more need, the main tasks (see [`cascade`]).
+    pub exit_handler: bool,
 }
 
 /// Creates every task row of several runs in one statement. Returns the
@@ -103,18 +109,20 @@ pub async fn create_all(
     let with_items: Vec<bool> = tasks().map(|(_, t)| t.with_items).collect();
     let allow_failure: Vec<bool> = tasks().map(|(_, t)| t.allow_failure).collect();
     let concurrency: Vec<Option<i32>> = tasks().map(|(_, t)| t.concurrency).collect();
+    let exit_handler: Vec<bool> = tasks().map(|(_, t)| t.exit_handler).collect();
     if ids.is_empty() {
         return Ok(Vec::new());
     }
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "INSERT INTO task_executions \
              (id, workflow_execution_id, task_name, needs, needs_remaining, successors, with_items, \
-              allow_failure, concurrency) \
-         SELECT id, run, name, ARRAY(SELECT jsonb_array_elements_text(needs)), jsonb_array_length(needs), \
-                ARRAY(SELECT jsonb_array_elements_text(successors)), wi, af, conc \
+              allow_failure, concurrency, exit_handler) \
+         SELECT id, run, name, ARRAY(SELECT jsonb_array_elements_text(needs)), \
+                jsonb_array_length(needs) + CASE WHEN eh AND jsonb_array_length(needs) = 0 THEN 1 ELSE 0 END, \
+                ARRAY(SELECT jsonb_array_elements_text(successors)), wi, af, conc, eh \
          FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::jsonb[], $5::bool[], $6::bool[], $7::int[], \
-                     $8::jsonb[]) \
-              AS t(id, run, name, needs, wi, af, conc, successors) \
+                     $8::jsonb[], $9::bool[]) \
+              AS t(id, run, name, needs, wi, af, conc, successors, eh) \
          RETURNING {TASK_COLUMNS}"
     )))
     .bind(&ids)
@@ -125,6 +133,7 @@ pub async fn create_all(
     .bind(&allow_failure)
     .bind(&concurrency)
     .bind(&successors)
+    .bind(&exit_handler)
     .fetch_all(conn)
     .await
     .context("creating the runs' tasks")
@@ -436,8 +445,12 @@ pub(crate) fn finished_columns() -> String {
 /// The common tail of the statements that make tasks terminal: given a CTE
 /// `f` of the tasks made terminal (returning [`finished_columns`]), counts
 /// down one need of each waiting successor per finished need, and each
-/// run's count of unfinished tasks. Only waiting successors count (after
-/// `weft retry`, a successor that finished in an earlier round keeps its
+/// run's count of unfinished tasks — and of unfinished main tasks
+/// (`main_remaining`, NULL without exit handlers): the statement that
+/// brings it to zero counts down the extra need of the run's exit handlers
+/// that need no other one, which become ready with the successors
+/// (exactly one statement sees it reach zero: it holds the run's row).
+/// Only waiting successors count (after `weft retry`, a successor that finished in an earlier round keeps its
 /// outcome). Successors are locked by run then name, runs in id order, so
 /// concurrent fan-ins cannot deadlock. Ends with the CTE `cascade` of
 /// [`CascadeRow`]s.
@@ -456,22 +469,37 @@ pub(crate) fn cascade() -> String {
              UPDATE task_executions t SET needs_remaining = t.needs_remaining - waiting.n \
              FROM waiting WHERE t.id = waiting.id RETURNING {successor} \
          ), done AS ( \
-             SELECT workflow_execution_id AS run, count(*)::int AS n FROM f GROUP BY 1 \
+             SELECT workflow_execution_id AS run, count(*)::int AS n, \
+                    count(*) FILTER (WHERE NOT f.exit_handler)::int AS main \
+             FROM f GROUP BY 1 \
          ), runs_locked AS ( \
-             SELECT w.id, done.n FROM workflow_executions w JOIN done ON done.run = w.id \
+             SELECT w.id, done.n, done.main FROM workflow_executions w JOIN done ON done.run = w.id \
              ORDER BY w.id FOR NO KEY UPDATE OF w \
          ), runs_counted AS ( \
-             UPDATE workflow_executions w SET tasks_remaining = w.tasks_remaining - runs_locked.n \
-             FROM runs_locked WHERE w.id = runs_locked.id RETURNING w.id, w.tasks_remaining \
+             UPDATE workflow_executions w SET tasks_remaining = w.tasks_remaining - runs_locked.n, \
+                 main_remaining = w.main_remaining - runs_locked.main \
+             FROM runs_locked WHERE w.id = runs_locked.id \
+             RETURNING w.id, w.tasks_remaining, \
+                 (w.main_remaining = 0 AND runs_locked.main > 0) AS main_done \
+         ), released AS ( \
+             UPDATE task_executions t SET needs_remaining = t.needs_remaining - 1 \
+             FROM runs_counted WHERE runs_counted.main_done \
+               AND t.workflow_execution_id = runs_counted.id AND t.exit_handler \
+               AND cardinality(t.needs) = 0 AND t.status = 'waiting' \
+             RETURNING {released} \
          ), cascade AS ( \
              SELECT true AS finished, {finished}, runs_counted.tasks_remaining \
              FROM f LEFT JOIN runs_counted ON runs_counted.id = f.workflow_execution_id \
              UNION ALL \
              SELECT false, {ready}, NULL FROM counted WHERE counted.needs_remaining = 0 \
+             UNION ALL \
+             SELECT false, {released_ready}, NULL FROM released WHERE released.needs_remaining = 0 \
          )",
         successor = crate::prefixed("t", TASK_COLUMNS),
         finished = crate::prefixed("f", TASK_COLUMNS),
         ready = crate::prefixed("counted", TASK_COLUMNS),
+        released = crate::prefixed("t", TASK_COLUMNS),
+        released_ready = crate::prefixed("released", TASK_COLUMNS),
     )
 }
 

@@ -49,6 +49,9 @@ pub(crate) fn run(args: &GraphArgs) -> anyhow::Result<ExitCode> {
 /// What a task does beyond its action, in a few words.
 fn notes(task: &Task) -> Vec<String> {
     let mut notes = Vec::new();
+    if task.is_exit_handler() {
+        notes.push("on_exit".to_owned());
+    }
     if task.with_items().is_some() {
         notes.push(match task.concurrency() {
             Some(c) => format!("with_items ×{c} at a time"),
@@ -79,16 +82,28 @@ fn notes(task: &Task) -> Vec<String> {
 }
 
 /// Each task's layer: 0 for roots, else one more than its deepest need.
+/// Exit handlers come after every main task: their roots one layer below
+/// the deepest main task.
 fn layers(workflow: &Workflow) -> HashMap<&str, usize> {
     let mut layer: HashMap<&str, usize> = HashMap::new();
-    for task in workflow.tasks() {
-        let depth = task
-            .needs()
-            .iter()
-            .map(|n| layer.get(n.as_str()).map_or(0, |d| d + 1))
-            .max()
-            .unwrap_or(0);
-        layer.insert(task.name(), depth);
+    for exit_phase in [false, true] {
+        let base = if exit_phase {
+            layer.values().copied().max().map_or(0, |d| d + 1)
+        } else {
+            0
+        };
+        for task in workflow
+            .tasks()
+            .filter(|t| t.is_exit_handler() == exit_phase)
+        {
+            let depth = task
+                .needs()
+                .iter()
+                .map(|n| layer.get(n.as_str()).map_or(base, |d| d + 1))
+                .max()
+                .unwrap_or(base);
+            layer.insert(task.name(), depth);
+        }
     }
     layer
 }

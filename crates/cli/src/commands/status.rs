@@ -355,6 +355,7 @@ impl Snapshot {
                 let task = &t.task;
                 json!({
                     "name": task.task_name,
+                    "exit_handler": task.exit_handler,
                     "status": t.shown_status(),
                     "items_total": if task.with_items { task.items_total.map(Value::from) } else { None },
                     "items_succeeded": task.items_succeeded,
@@ -432,8 +433,14 @@ impl Snapshot {
                 .clone()
                 .or_else(|| task.result.as_ref().map(|v| truncate(&v.to_string(), 60)))
                 .unwrap_or_default();
+            // Exit handlers (`on_exit:`) are marked: they run after the rest.
+            let name = if task.exit_handler {
+                format!("{} (on_exit)", task.task_name)
+            } else {
+                task.task_name.clone()
+            };
             table.add_row([
-                task.task_name.clone(),
+                name,
                 t.shown_status().to_owned(),
                 items,
                 attempts_cell(t),

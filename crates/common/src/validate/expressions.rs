@@ -49,8 +49,13 @@ impl Validator<'_> {
         names: &[&str],
         inputs: &IndexMap<String, Option<Value>>,
     ) -> BTreeSet<String> {
+        // An exit handler may read every main task: they are all terminal
+        // before it starts.
+        let main_names = self.main_names.clone();
         let ancestor = |other: &str| {
-            task.needs.iter().any(|n| n == other) || dag.is_ancestor(other, &task.name)
+            (task.exit_handler && main_names.iter().any(|n| n == other))
+                || task.needs.iter().any(|n| n == other)
+                || dag.is_ancestor(other, &task.name)
         };
         let mut used = BTreeSet::new();
         let fan_out = task.with_items.is_some();
@@ -353,16 +358,30 @@ impl Validator<'_> {
                     }
                     "item" | "item_index" => {}
                     "workflow" => {
+                        let exit_only = ["status", "failures", "duration"];
                         if let Some(attr) = second
+                            && exit_only.contains(&attr)
+                            && !self.exit_phase
+                        {
+                            let p = here(
+                                self,
+                                &format!("workflow.{attr}"),
+                                format!(
+                                    "{whose}: `workflow.{attr}` is only known to exit handlers"
+                                ),
+                            );
+                            self.push(p.hint("move the task under `on_exit:`, which runs once every main task is terminal"));
+                        } else if let Some(attr) = second
                             && attr != "id"
                             && attr != "name"
+                            && !exit_only.contains(&attr)
                         {
                             let p = here(
                                 self,
                                 &format!("workflow.{attr}"),
                                 format!("{whose}: `workflow.{attr}` does not exist"),
                             );
-                            self.push(p.hint("the run is `workflow.id` and `workflow.name`"));
+                            self.push(p.hint("the run is `workflow.id` and `workflow.name` (and, in exit handlers, `workflow.status`, `workflow.failures`, `workflow.duration`)"));
                         }
                     }
                     "range" | "dict" | "namespace" | "debug" | "true" | "false" | "none"

@@ -161,6 +161,7 @@ fn task_facts(
         _ => None,
     };
     Ok(TaskFacts {
+        exit_handler: t.exit_handler,
         name: t.task_name.clone(),
         status: t.status,
         shown_status: shown_status(t.status, row.running, row.queued, row.pending),
