@@ -672,3 +672,38 @@ tasks:
     let violations = audit(&pool, id).await;
     assert!(violations.is_empty(), "{violations:#?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exit_handlers_take_no_run_wide_slot() {
+    // `parallelism: 1` holds the main fan-out to one item at a time; the
+    // exit handlers run whatever holds the slots: all four of the
+    // handler's items go out together, none waits for a slot.
+    let yaml = r#"
+name: limited-with-handlers
+parallelism: 1
+tasks:
+  slow: { action: gauge, with_items: [0, 1, 2], input: { ms: 100 } }
+on_exit:
+  cleanup: { action: gauge, with_items: [0, 1, 2, 3], input: { ms: 1000 } }
+"#;
+    let stack = stack();
+    let pool = stack.pool().await.expect("pool");
+    let id = stack.submit(&pool, yaml, json!({})).await.expect("submit");
+    let run = stack
+        .wait(&pool, id, Duration::from_secs(90))
+        .await
+        .expect("finishes");
+    assert_eq!(run.status, WorkflowStatus::Succeeded, "{:?}", run.error);
+    let run = id.to_string();
+    let main = max_in_flight(&format!("{run}/slow"));
+    assert_eq!(main, 1, "the main fan-out ran {main} items at once");
+    let handlers = max_in_flight(&format!("{run}/cleanup"));
+    assert_eq!(
+        handlers, 4,
+        "the exit handler's items waited for run-wide slots: at most {handlers} at once"
+    );
+    let began = with_gauge(|g| g.began.get(&run).map_or(0, Vec::len));
+    assert_eq!(began, 3 + 4, "each action ran once");
+    let violations = audit(&pool, id).await;
+    assert!(violations.is_empty(), "{violations:#?}");
+}
