@@ -7,6 +7,11 @@
 //! killed worker's delivery is redelivered — so what ran is not counted;
 //! `duplicates.rs` counts it where nothing crashes.
 //!
+//! Each of those runs holds at most 6 executions in flight
+//! (`parallelism`, checked by the audit from the recorded times) and ends
+//! with an exit handler, which runs once, after the join, seeing the
+//! main tasks' verdict.
+//!
 //! Beside them run parents whose task fans out child runs (sub-workflows):
 //! each item's child run is created exactly once, every child succeeds,
 //! and each parent's join runs once over all its children's outputs.
@@ -24,6 +29,7 @@ use weft_tests::{Stack, StackOptions, duplicate_completions, spy_dispatches};
 const RUNS: usize = 200;
 const WORKFLOW: &str = r#"
 name: chaos
+parallelism: 6
 tasks:
   start: { action: echo, input: { n: 8 } }
   fan:
@@ -36,6 +42,8 @@ tasks:
   left: { needs: [fan], action: echo, input: { n: "{{ tasks.fan.result | length }}" }, retry: { attempts: 10, delay: 50ms } }
   right: { needs: [fan], action: noop, retry: { attempts: 10, delay: 50ms } }
   join: { needs: [left, right], action: echo, input: { n: "{{ tasks.left.result.n }}" }, retry: { attempts: 10, delay: 50ms } }
+on_exit:
+  report: { action: echo, input: { status: "{{ workflow.status }}", n: "{{ tasks.join.result.n }}" }, retry: { attempts: 10, delay: 50ms } }
 "#;
 
 /// Parents fanning out [`CHILDREN`] child runs each.
@@ -162,6 +170,26 @@ async fn killing_daemons_and_duplicating_messages_loses_and_duplicates_nothing()
             WorkflowStatus::Succeeded,
             "run {id}: {:?}",
             run.error
+        );
+    }
+    // The exit handler succeeded once per run (a second success is a
+    // second decision or a retried success), after the main tasks, seeing
+    // their verdict and the join's result.
+    let reports: Vec<(uuid::Uuid, serde_json::Value)> = sqlx::query_as(
+        "SELECT t.workflow_execution_id, e.result FROM executions e \
+         JOIN task_executions t ON t.id = e.task_execution_id \
+         WHERE t.workflow_execution_id = ANY($1) AND t.task_name = 'report' AND e.status = 'succeeded'",
+    )
+    .bind(&uuids)
+    .fetch_all(&pool)
+    .await
+    .expect("reports");
+    assert_eq!(reports.len(), RUNS, "exit handlers that succeeded");
+    for (run, result) in &reports {
+        assert_eq!(
+            result,
+            &json!({ "status": "succeeded", "n": 8 }),
+            "run {run}"
         );
     }
     // Every parent succeeded; each item started exactly one child run (a
