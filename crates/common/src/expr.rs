@@ -306,7 +306,11 @@ impl Evaluator {
     /// # Errors
     /// If the expression fails.
     pub fn condition(&self, when: &str, ctx: &Context) -> Result<bool, ExprError> {
-        let ctx = Self::ctx_value(ctx);
+        self.truthy(when, Self::ctx_value(ctx))
+    }
+
+    /// Evaluates a condition, with or without braces, in `ctx`.
+    fn truthy(&self, when: &str, ctx: minijinja::Value) -> Result<bool, ExprError> {
         let fail = |e: minijinja::Error| ExprError {
             expression: when.to_owned(),
             reason: describe(&e),
@@ -336,14 +340,7 @@ impl Evaluator {
             timed_out => facts.status == crate::state::ExecutionStatus::TimedOut,
             input => json_view::view(Arc::new(Value::Object(facts.input.clone()))),
         };
-        let fail = |e: minijinja::Error| ExprError {
-            expression: when.to_owned(),
-            reason: describe(&e),
-        };
-        let expr = lone_expression(when).unwrap_or(when);
-        let compiled = self.env.compile_expression(expr).map_err(fail)?;
-        let value = compiled.eval(ctx).map_err(fail)?;
-        Ok(value.is_true())
+        self.truthy(when, ctx)
     }
 
     /// Renders a template tree leaf by leaf, never failing: a template

@@ -3,44 +3,17 @@
 
 use weft_common::Workflow;
 
-fn problems(yaml: &str) -> Vec<String> {
-    match Workflow::parse(yaml, "t.yaml") {
-        Ok(_) => panic!("expected problems in:\n{yaml}"),
-        Err(d) => d
-            .problems()
-            .iter()
-            .map(|p| {
-                format!(
-                    "{}: {} ({})",
-                    p.line,
-                    p.message,
-                    p.hint.clone().unwrap_or_default()
-                )
-            })
-            .collect(),
-    }
-}
-
-fn has(problems: &[String], line: usize, parts: &[&str]) {
-    assert!(
-        problems
-            .iter()
-            .any(|p| p.starts_with(&format!("{line}: "))
-                && parts.iter().all(|part| p.contains(part))),
-        "no problem on line {line} mentioning {parts:?} in {problems:#?}"
-    );
-}
+mod support;
+use support::{has, ok, problems};
 
 #[test]
 fn exit_handlers_read_any_main_task_and_the_run_verdict() {
-    let w = Workflow::parse(
+    let w = ok(
         "name: x\ntasks:\n  a: {action: noop}\n  b: {action: noop, needs: [a]}\non_exit:\n  \
          clean: {action: echo, input: {a: '{{ tasks.b.status }}', s: '{{ workflow.status }}', \
          f: '{{ workflow.failures }}', d: '{{ workflow.duration }}'}}\n  \
          tell: {action: echo, needs: [clean], input: {c: '{{ tasks.clean.result }}'}}\n",
-        "t.yaml",
-    )
-    .unwrap_or_else(|d| panic!("{d}"));
+    );
     assert_eq!(w.exit_handler_count(), 2);
     let clean = w.task("clean").expect("clean");
     assert!(clean.is_exit_handler());

@@ -6,38 +6,8 @@ use proptest::prelude::*;
 use serde_json::json;
 use weft_common::{Given, InputType, Workflow};
 
-/// Parses `yaml` expecting problems; returns them as `line: message (hint)`.
-fn problems(yaml: &str) -> Vec<String> {
-    match Workflow::parse(yaml, "t.yaml") {
-        Ok(_) => panic!("expected problems in:\n{yaml}"),
-        Err(d) => d
-            .problems()
-            .iter()
-            .map(|p| {
-                format!(
-                    "{}: {} ({})",
-                    p.line,
-                    p.message,
-                    p.hint.clone().unwrap_or_default()
-                )
-            })
-            .collect(),
-    }
-}
-
-fn has(problems: &[String], line: usize, parts: &[&str]) {
-    assert!(
-        problems
-            .iter()
-            .any(|p| p.starts_with(&format!("{line}: "))
-                && parts.iter().all(|part| p.contains(part))),
-        "no problem on line {line} mentioning {parts:?} in {problems:#?}"
-    );
-}
-
-fn ok(yaml: &str) -> Workflow {
-    Workflow::parse(yaml, "t.yaml").unwrap_or_else(|d| panic!("{d}"))
-}
+mod support;
+use support::{has, ok, problems};
 
 #[test]
 fn yaml_syntax_errors_have_a_location() {
