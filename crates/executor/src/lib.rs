@@ -35,6 +35,7 @@ mod reaper;
 mod redispatch;
 mod relay;
 mod retention;
+mod run;
 mod step;
 mod stream;
 mod submit;
