@@ -13,6 +13,7 @@
 //! Set `WEFT_TEST_LOG=debug` to see the daemons' logs.
 
 pub mod client;
+pub mod counted;
 pub mod fleet;
 pub mod private;
 pub mod process;
@@ -616,4 +617,19 @@ async fn drop_leftover_databases(base_url: &str) {
             .await;
     }
     let _ = admin.close().await;
+}
+
+/// `weft audit` of one run, each violation as `check: detail` (empty when
+/// the run's state is sound).
+///
+/// # Panics
+/// If the database fails: this is a test's assertion helper.
+pub async fn violations(pool: &PgPool, id: WorkflowExecutionId) -> Vec<String> {
+    let mut conn = pool.acquire().await.expect("conn");
+    weft_store::audit::audit(&mut conn, Some(id), 60.0)
+        .await
+        .expect("audit")
+        .into_iter()
+        .map(|v| format!("{}: {}", v.check, v.detail))
+        .collect()
 }

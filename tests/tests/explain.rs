@@ -119,16 +119,6 @@ async fn mixed_pool_ready(pool: &PgPool) {
     }
 }
 
-async fn violations(pool: &PgPool, id: WorkflowExecutionId) -> Vec<String> {
-    let mut conn = pool.acquire().await.expect("conn");
-    weft_store::audit::audit(&mut conn, Some(id), 60.0)
-        .await
-        .expect("audit")
-        .into_iter()
-        .map(|v| format!("{}: {}", v.check, v.detail))
-        .collect()
-}
-
 #[tokio::test]
 async fn a_task_in_a_pool_nobody_consumes_is_queued_and_says_how_to_start_a_worker() {
     let f = fixture();
@@ -299,7 +289,10 @@ tasks:
             .await
             .expect("count");
     assert_eq!(attempts, 40, "a declined dispatch must not cost an attempt");
-    assert_eq!(violations(&pool, id).await, Vec::<String>::new());
+    assert_eq!(
+        weft_tests::violations(&pool, id).await,
+        Vec::<String>::new()
+    );
 }
 
 #[tokio::test]
@@ -324,7 +317,10 @@ async fn an_action_no_worker_knows_fails_naming_the_pool_and_the_known_actions()
         "failed: attempt 1 of 1, retries exhausted: unknown action `shuot`: no live worker of pool \
          `mixed` knows it (its workers know: echo, fail, noop, shell, shout, sleep)"
     );
-    assert_eq!(violations(&pool, id).await, Vec::<String>::new());
+    assert_eq!(
+        weft_tests::violations(&pool, id).await,
+        Vec::<String>::new()
+    );
 }
 
 #[tokio::test]

@@ -6,92 +6,24 @@
 //! error. The test action counts how often it ran per item — what a retry
 //! repeats is the action, so that is what is counted.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use weft_common::{WorkflowExecutionId, WorkflowStatus};
+use weft_tests::counted::{self, ran};
 use weft_tests::{Stack, StackOptions};
-use weft_worker::{ActionContext, ActionError, ActionRegistry};
-
-/// Runs of `counted`, by (run, task, item).
-type Runs = HashMap<(WorkflowExecutionId, String, Option<u32>), u32>;
-
-fn runs() -> &'static Mutex<Runs> {
-    static RUNS: OnceLock<Mutex<Runs>> = OnceLock::new();
-    RUNS.get_or_init(Mutex::default)
-}
-
-fn released() -> &'static Mutex<HashSet<WorkflowExecutionId>> {
-    static RELEASED: OnceLock<Mutex<HashSet<WorkflowExecutionId>>> = OnceLock::new();
-    RELEASED.get_or_init(Mutex::default)
-}
-
-/// Returns its input's `value`; fails (naming the value) when its input
-/// says `fail: true`.
-async fn counted(ctx: ActionContext) -> Result<Value, ActionError> {
-    *runs()
-        .lock()
-        .expect("lock")
-        .entry((
-            ctx.workflow_execution_id,
-            ctx.task_name.clone(),
-            ctx.item_index,
-        ))
-        .or_default() += 1;
-    let value = ctx.input.get("value").cloned().unwrap_or(Value::Null);
-    if ctx.input.get("fail").and_then(Value::as_bool) == Some(true) {
-        return Err(ActionError::new(format!("cannot take {value}")));
-    }
-    Ok(value)
-}
-
-/// Waits until canceled (or released).
-async fn blocked(ctx: ActionContext) -> Result<Value, ActionError> {
-    loop {
-        if released()
-            .lock()
-            .expect("lock")
-            .contains(&ctx.workflow_execution_id)
-        {
-            return Ok(Value::Null);
-        }
-        tokio::select! {
-            () = ctx.cancel.cancelled() => return Err(ActionError::new("interrupted")),
-            () = tokio::time::sleep(Duration::from_millis(20)) => {}
-        }
-    }
-}
-
-fn actions() -> ActionRegistry {
-    let mut registry = ActionRegistry::with_builtins();
-    registry
-        .register("counted", counted)
-        .register("blocked", blocked);
-    registry
-}
 
 fn stack() -> &'static Stack {
     static STACK: OnceLock<Stack> = OnceLock::new();
     STACK.get_or_init(|| {
         Stack::start(StackOptions {
-            actions,
+            actions: counted::registry,
             ..StackOptions::default()
         })
         .expect("the test stack starts")
     })
-}
-
-fn ran(run: WorkflowExecutionId, task: &str) -> HashMap<Option<u32>, u32> {
-    runs()
-        .lock()
-        .expect("lock")
-        .iter()
-        .filter(|((r, t, _), _)| *r == run && t == task)
-        .map(|((_, _, item), n)| (*item, *n))
-        .collect()
 }
 
 async fn finish(pool: &PgPool, id: WorkflowExecutionId) -> weft_store::runs::RunRow {
@@ -99,16 +31,6 @@ async fn finish(pool: &PgPool, id: WorkflowExecutionId) -> weft_store::runs::Run
         .wait(pool, id, Duration::from_secs(60))
         .await
         .expect("the run finishes")
-}
-
-async fn violations(pool: &PgPool, id: WorkflowExecutionId) -> Vec<String> {
-    let mut conn = pool.acquire().await.expect("conn");
-    weft_store::audit::audit(&mut conn, Some(id), 60.0)
-        .await
-        .expect("audit")
-        .into_iter()
-        .map(|v| format!("{}: {}", v.check, v.detail))
-        .collect()
 }
 
 async fn task(pool: &PgPool, id: WorkflowExecutionId, name: &str) -> (String, Option<Value>) {
@@ -239,7 +161,10 @@ output:
         "{handled}"
     );
     assert_eq!(handled["partial"], output["results"]);
-    assert_eq!(violations(&pool, id).await, Vec::<String>::new());
+    assert_eq!(
+        weft_tests::violations(&pool, id).await,
+        Vec::<String>::new()
+    );
 
     // The audit sees a failed fan-out whose result lost an item's entry
     // (what storing only the succeeded items' results would leave).
@@ -251,7 +176,7 @@ output:
     .execute(&pool)
     .await
     .expect("corrupt");
-    let found = violations(&pool, id).await;
+    let found = weft_tests::violations(&pool, id).await;
     assert!(
         found
             .iter()
@@ -325,7 +250,10 @@ output:
         "{error}"
     );
     assert_eq!(ran(id, "last").len(), 0);
-    assert_eq!(violations(&pool, id).await, Vec::<String>::new());
+    assert_eq!(
+        weft_tests::violations(&pool, id).await,
+        Vec::<String>::new()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -359,5 +287,8 @@ async fn the_failure_data_example_reports_which_file_failed() {
         "{output}"
     );
     assert_eq!(task(&pool, id, "notify").await.0, "succeeded");
-    assert_eq!(violations(&pool, id).await, Vec::<String>::new());
+    assert_eq!(
+        weft_tests::violations(&pool, id).await,
+        Vec::<String>::new()
+    );
 }

@@ -7,111 +7,25 @@
 //! The test action counts how often it ran per (run, task, item) — what a
 //! retry must not repeat is the action, so that is what is counted.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use weft_common::{WorkflowExecutionId, WorkflowStatus};
 use weft_store::retry::{self, Reopened, Scope};
+use weft_tests::counted::{self, ran, succeeded};
 use weft_tests::{Stack, StackOptions};
-use weft_worker::{ActionContext, ActionError, ActionRegistry};
-
-/// Runs of the `counted` action, by (run, task, item): (runs, successes).
-type Runs = HashMap<(WorkflowExecutionId, String, Option<u32>), (u32, u32)>;
-
-fn runs() -> &'static Mutex<Runs> {
-    static RUNS: OnceLock<Mutex<Runs>> = OnceLock::new();
-    RUNS.get_or_init(Mutex::default)
-}
-
-/// Runs whose cause of failure the test has fixed: `counted` no longer
-/// fails for them.
-fn fixed() -> &'static Mutex<HashSet<WorkflowExecutionId>> {
-    static FIXED: OnceLock<Mutex<HashSet<WorkflowExecutionId>>> = OnceLock::new();
-    FIXED.get_or_init(Mutex::default)
-}
-
-/// Returns its input's `value`; fails when its input says `fail: true` and
-/// the run is not fixed yet.
-async fn counted(ctx: ActionContext) -> Result<Value, ActionError> {
-    let key = (
-        ctx.workflow_execution_id,
-        ctx.task_name.clone(),
-        ctx.item_index,
-    );
-    let fails = ctx.input.get("fail").and_then(Value::as_bool) == Some(true)
-        && !fixed()
-            .lock()
-            .expect("lock")
-            .contains(&ctx.workflow_execution_id);
-    let mut runs = runs().lock().expect("lock");
-    let counts = runs.entry(key).or_default();
-    counts.0 += 1;
-    if fails {
-        return Err(ActionError::new("told to fail"));
-    }
-    counts.1 += 1;
-    Ok(ctx.input.get("value").cloned().unwrap_or(Value::Null))
-}
-
-/// Waits until the run is fixed, or is canceled.
-async fn blocked(ctx: ActionContext) -> Result<Value, ActionError> {
-    while !fixed()
-        .lock()
-        .expect("lock")
-        .contains(&ctx.workflow_execution_id)
-    {
-        tokio::select! {
-            () = ctx.cancel.cancelled() => return Err(ActionError::new("interrupted")),
-            () = tokio::time::sleep(Duration::from_millis(20)) => {}
-        }
-    }
-    Ok(Value::Null)
-}
-
-fn actions() -> ActionRegistry {
-    let mut registry = ActionRegistry::with_builtins();
-    registry
-        .register("counted", counted)
-        .register("blocked", blocked);
-    registry
-}
 
 fn stack() -> &'static Stack {
     static STACK: OnceLock<Stack> = OnceLock::new();
     STACK.get_or_init(|| {
         Stack::start(StackOptions {
-            actions,
+            actions: counted::registry,
             ..StackOptions::default()
         })
         .expect("the test stack starts")
     })
-}
-
-/// How often `counted` ran for each item of a task of a run, by item.
-fn ran(run: WorkflowExecutionId, task: &str) -> HashMap<Option<u32>, u32> {
-    counts(run, task, |(runs, _)| runs)
-}
-
-/// How often `counted` succeeded for each item of a task of a run.
-fn succeeded(run: WorkflowExecutionId, task: &str) -> HashMap<Option<u32>, u32> {
-    counts(run, task, |(_, successes)| successes)
-}
-
-fn counts(
-    run: WorkflowExecutionId,
-    task: &str,
-    pick: fn((u32, u32)) -> u32,
-) -> HashMap<Option<u32>, u32> {
-    runs()
-        .lock()
-        .expect("lock")
-        .iter()
-        .filter(|((r, t, _), _)| *r == run && t == task)
-        .map(|((_, _, item), n)| (*item, pick(*n)))
-        .collect()
 }
 
 async fn finish(stack: &Stack, pool: &PgPool, id: WorkflowExecutionId) -> weft_store::runs::RunRow {
@@ -125,16 +39,6 @@ async fn reopen(pool: &PgPool, id: WorkflowExecutionId, scope: Scope<'_>) -> Reo
     weft_store::transact::in_transaction(pool, async |tx| retry::reopen(tx, id, scope).await)
         .await
         .expect("retry")
-}
-
-async fn violations(pool: &PgPool, id: WorkflowExecutionId) -> Vec<String> {
-    let mut conn = pool.acquire().await.expect("conn");
-    weft_store::audit::audit(&mut conn, Some(id), 60.0)
-        .await
-        .expect("audit")
-        .into_iter()
-        .map(|v| format!("{}: {}", v.check, v.detail))
-        .collect()
 }
 
 async fn task_status(
@@ -185,7 +89,7 @@ async fn a_retried_fan_out_runs_only_its_failed_items_and_decides_its_handlers_a
     assert_eq!(run.status, WorkflowStatus::Failed);
     assert_eq!(task_status(&pool, id, "rollback").await.0, "succeeded");
 
-    fixed().lock().expect("lock").insert(id);
+    counted::fix(id);
     let reopened = reopen(&pool, id, Scope::Unfinished).await;
     assert_eq!(
         reopened,
@@ -214,7 +118,10 @@ async fn a_retried_fan_out_runs_only_its_failed_items_and_decides_its_handlers_a
     // The handler of the failed round is decided again: its need succeeded.
     assert_eq!(task_status(&pool, id, "rollback").await.0, "skipped");
     assert_eq!(ran(id, "rollback").get(&None), Some(&1));
-    assert_eq!(violations(&pool, id).await, Vec::<String>::new());
+    assert_eq!(
+        weft_tests::violations(&pool, id).await,
+        Vec::<String>::new()
+    );
 
     // The first round stays as history: its executions are still there,
     // and the kept items of round 2 name them.
@@ -250,7 +157,7 @@ async fn a_retried_bounded_fan_out_keeps_its_items_and_respects_its_concurrency(
         WorkflowStatus::Failed
     );
     let first_round = succeeded(id, "each");
-    fixed().lock().expect("lock").insert(id);
+    counted::fix(id);
     assert!(matches!(
         reopen(&pool, id, Scope::Unfinished).await,
         Reopened::Reopened { round: 2, .. }
@@ -272,7 +179,10 @@ async fn a_retried_bounded_fan_out_keeps_its_items_and_respects_its_concurrency(
     let output = run.output.expect("an output");
     assert_eq!(output["results"], json!((0..10).collect::<Vec<_>>()));
     assert_eq!(output["total"], json!(45));
-    assert_eq!(violations(&pool, id).await, Vec::<String>::new());
+    assert_eq!(
+        weft_tests::violations(&pool, id).await,
+        Vec::<String>::new()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -291,7 +201,7 @@ tasks:
         finish(stack, &pool, id).await.status,
         WorkflowStatus::Failed
     );
-    fixed().lock().expect("lock").insert(id);
+    counted::fix(id);
     let reopened = reopen(&pool, id, Scope::Unfinished).await;
     assert!(
         matches!(&reopened, Reopened::Reopened { tasks, .. } if tasks == &["check"]),
@@ -303,7 +213,10 @@ tasks:
     );
     assert_eq!(ran(id, "each").values().sum::<u32>(), 3);
     assert_eq!(task_status(&pool, id, "check").await.1, Some(json!(3)));
-    assert_eq!(violations(&pool, id).await, Vec::<String>::new());
+    assert_eq!(
+        weft_tests::violations(&pool, id).await,
+        Vec::<String>::new()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -341,9 +254,12 @@ tasks:
         finish(stack, &pool, id).await.status,
         WorkflowStatus::Canceled
     );
-    assert_eq!(violations(&pool, id).await, Vec::<String>::new());
+    assert_eq!(
+        weft_tests::violations(&pool, id).await,
+        Vec::<String>::new()
+    );
 
-    fixed().lock().expect("lock").insert(id);
+    counted::fix(id);
     let reopened = reopen(&pool, id, Scope::Unfinished).await;
     assert!(
         matches!(&reopened, Reopened::Reopened { tasks, round: 2 } if tasks == &["last", "wait"]),
@@ -353,7 +269,10 @@ tasks:
     assert_eq!(run.status, WorkflowStatus::Succeeded, "{:?}", run.error);
     assert_eq!(ran(id, "first").get(&None), Some(&1));
     assert_eq!(ran(id, "last").get(&None), Some(&1));
-    assert_eq!(violations(&pool, id).await, Vec::<String>::new());
+    assert_eq!(
+        weft_tests::violations(&pool, id).await,
+        Vec::<String>::new()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -399,7 +318,10 @@ tasks:
         .map(|n| n.map(|n| if n == 1 { &1 } else { &2 }))
         .collect();
     assert_eq!(counts, [Some(&1), Some(&2), Some(&2), Some(&1)]);
-    assert_eq!(violations(&pool, id).await, Vec::<String>::new());
+    assert_eq!(
+        weft_tests::violations(&pool, id).await,
+        Vec::<String>::new()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -415,13 +337,16 @@ async fn the_audit_sees_a_retried_fan_out_gone_wrong() {
             finish(stack, &pool, id).await.status,
             WorkflowStatus::Failed
         );
-        fixed().lock().expect("lock").insert(id);
+        counted::fix(id);
         reopen(&pool, id, Scope::Unfinished).await;
         assert_eq!(
             finish(stack, &pool, id).await.status,
             WorkflowStatus::Succeeded
         );
-        assert_eq!(violations(&pool, id).await, Vec::<String>::new());
+        assert_eq!(
+            weft_tests::violations(&pool, id).await,
+            Vec::<String>::new()
+        );
         id
     };
     let corruptions: &[(&str, &str)] = &[
@@ -459,7 +384,7 @@ async fn the_audit_sees_a_retried_fan_out_gone_wrong() {
             .execute(&pool)
             .await
             .expect("corrupt");
-        let found = violations(&pool, id).await;
+        let found = weft_tests::violations(&pool, id).await;
         assert!(
             found.iter().any(|v| v.starts_with(check)),
             "{check} not found in {found:?}"

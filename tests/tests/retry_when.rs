@@ -55,16 +55,6 @@ async fn task_error(pool: &PgPool, id: WorkflowExecutionId, task: &str) -> Strin
     .unwrap_or_default()
 }
 
-async fn violations(pool: &PgPool, id: WorkflowExecutionId) -> Vec<String> {
-    let mut conn = pool.acquire().await.expect("conn");
-    weft_store::audit::audit(&mut conn, Some(id), 60.0)
-        .await
-        .expect("audit")
-        .into_iter()
-        .map(|v| format!("{}: {}", v.check, v.detail))
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_example_retries_a_temporary_failure_and_not_a_bad_configuration() {
     let pool = stack().pool().await.expect("pool");
@@ -92,7 +82,10 @@ async fn the_example_retries_a_temporary_failure_and_not_a_bad_configuration() {
         why.contains("invalid configuration") && why.contains("not retried: `retry.when` is false"),
         "{why}"
     );
-    assert_eq!(violations(&pool, id).await, Vec::<String>::new());
+    assert_eq!(
+        weft_tests::violations(&pool, id).await,
+        Vec::<String>::new()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -124,7 +117,10 @@ tasks:
             .await
             .contains("not retried: `retry.when` is false")
     );
-    assert_eq!(violations(&pool, id).await, Vec::<String>::new());
+    assert_eq!(
+        weft_tests::violations(&pool, id).await,
+        Vec::<String>::new()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -179,5 +175,8 @@ tasks:
     assert!(started.elapsed() < Duration::from_secs(20));
     let error = task_error(&pool, id, "slow").await;
     assert!(error.contains("past retry.max_duration 2.0s"), "{error}");
-    assert_eq!(violations(&pool, id).await, Vec::<String>::new());
+    assert_eq!(
+        weft_tests::violations(&pool, id).await,
+        Vec::<String>::new()
+    );
 }

@@ -314,21 +314,14 @@ async fn parent_with_a_pending_child(stack: &Stack) -> (PgPool, WorkflowExecutio
     (pool, id, children[0].0, children[0].2)
 }
 
-async fn violations(pool: &PgPool, id: WorkflowExecutionId) -> Vec<String> {
-    let mut conn = pool.acquire().await.expect("conn");
-    weft_store::audit::audit(&mut conn, Some(id), 60.0)
-        .await
-        .expect("audit")
-        .into_iter()
-        .map(|v| format!("{}: {}", v.check, v.detail))
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_audit_finds_a_broken_parent_and_child() {
     let stack = Stack::start(StackOptions::bare()).expect("stack");
     let (pool, id, child, execution) = parent_with_a_pending_child(&stack).await;
-    assert_eq!(violations(&pool, id).await, Vec::<String>::new());
+    assert_eq!(
+        weft_tests::violations(&pool, id).await,
+        Vec::<String>::new()
+    );
 
     // The parent execution ended while its child still runs: an orphan.
     sqlx::query("UPDATE executions SET status = 'failed', finished_at = now() WHERE id = $1")
@@ -336,7 +329,7 @@ async fn the_audit_finds_a_broken_parent_and_child() {
         .execute(&pool)
         .await
         .expect("corrupt");
-    let found = violations(&pool, id).await;
+    let found = weft_tests::violations(&pool, id).await;
     assert!(
         found
             .iter()
@@ -359,7 +352,7 @@ async fn the_audit_finds_a_broken_parent_and_child() {
     .execute(&pool)
     .await
     .expect("corrupt");
-    let found = violations(&pool, id).await;
+    let found = weft_tests::violations(&pool, id).await;
     assert!(
         found.iter().any(|v| v.starts_with("child_run_end_reported")
             && v.contains(&child.to_string())
@@ -380,7 +373,7 @@ async fn the_audit_finds_a_broken_parent_and_child() {
         .execute(&pool)
         .await
         .expect("corrupt");
-    let found = violations(&pool, id).await;
+    let found = weft_tests::violations(&pool, id).await;
     assert!(
         found
             .iter()
@@ -394,7 +387,7 @@ async fn the_audit_finds_a_broken_parent_and_child() {
         .execute(&pool)
         .await
         .expect("corrupt");
-    let found = violations(&pool, id).await;
+    let found = weft_tests::violations(&pool, id).await;
     assert!(
         found
             .iter()
