@@ -416,7 +416,7 @@ pub async fn submit_file(
         tasks_total: i32::try_from(workflow.tasks().count())?,
         idempotency_key: None,
     };
-    Ok(weft_executor::submit_bundle(pool, &new, &bundle)
+    Ok(weft_store::children::submit_bundle(pool, &new, &bundle)
         .await?
         .id())
 }

@@ -47,4 +47,4 @@ pub use liveness::Liveness;
 pub use reaper::{Reaper, ReaperConfig};
 pub use relay::{Relay, RelayConfig};
 pub use retention::{RetentionConfig, prune_once};
-pub use submit::{SUBMIT_LEASE, submit, submit_bundle};
+pub use submit::{SUBMIT_LEASE, submit};

@@ -10,9 +10,8 @@ use std::time::Duration;
 
 use sqlx::{PgConnection, PgPool};
 use weft_bus::Publisher;
-use weft_common::Bundle;
+use weft_store::outbox;
 use weft_store::runs::{self, Handoff, NewRun, Submitted};
-use weft_store::{children, outbox};
 
 use crate::error::{EngineError, db};
 
@@ -65,33 +64,4 @@ async fn hand_off(conn: &mut PgConnection, publisher: &Publisher, handoff: Hando
     if let Err(e) = tidied {
         tracing::warn!(outbox_id = id, error = %e, "the run is submitted; a relay publishes its start when the lease ends");
     }
-}
-
-/// [`submit`] for a workflow that starts sub-workflows: the run (its
-/// `source` is the bundle's root), its start message, the sub-workflows'
-/// definitions and the run's links (see [`children::links_of`]) commit in
-/// one transaction, so an executor never starts a run whose links are
-/// missing. A bundle without sub-workflows is a plain [`submit`].
-///
-/// # Errors
-/// A database error; [`weft_store::StoreError::Bundle`] if the bundle's
-/// links are ambiguous.
-pub async fn submit_bundle(
-    pool: &PgPool,
-    run: &NewRun<'_>,
-    bundle: &Bundle,
-) -> Result<Submitted, EngineError> {
-    let Some(links) = children::links_of(bundle)? else {
-        return submit(pool, None, run).await;
-    };
-    let mut tx = pool
-        .begin()
-        .await
-        .map_err(db("beginning a transaction to submit"))?;
-    let submitted = runs::submit(&mut tx, run).await?;
-    if let Submitted::Created(id) = submitted {
-        children::store_bundle(&mut tx, id, bundle, &links).await?;
-    }
-    tx.commit().await.map_err(db("committing a submit"))?;
-    Ok(submitted)
 }

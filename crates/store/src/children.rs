@@ -24,7 +24,7 @@ use uuid::Uuid;
 use weft_common::{Bundle, ExecutionId, ExecutionStatus, WorkflowExecutionId, WorkflowStatus};
 
 use crate::error::{Context, StoreError};
-use crate::runs::definition_id;
+use crate::runs::{self, definition_id};
 
 /// The `links` of a bundle: `{definition: {task: definition}}` for every
 /// workflow of it that starts sub-workflows; `None` if none does.
@@ -316,7 +316,7 @@ fn dispatching() -> Vec<&'static str> {
 }
 
 /// A child run, as `weft status` lists it under its parent.
-#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, sqlx::FromRow)]
 pub struct ChildRun {
     /// The child run.
     #[sqlx(try_from = "Uuid")]
@@ -410,4 +410,39 @@ pub async fn parent_of(
             .await
             .context("reading a run's parent")?;
     Ok(row.and_then(|(parent, depth)| parent.map(|p| (WorkflowExecutionId::from(p), depth))))
+}
+
+/// Stores a submitted run (see [`runs::submit`]). For a workflow that
+/// starts sub-workflows, the run (its `source` is the bundle's root), its
+/// start message, the sub-workflows' definitions and the run's links (see
+/// [`links_of`]) commit in one transaction, so an executor never starts a
+/// run whose links are missing. The start message's `NOTIFY` wakes the
+/// executors' relays to publish it: the submitter needs no broker.
+///
+/// # Errors
+/// A database error; [`StoreError::Bundle`] if the bundle's links are
+/// ambiguous.
+pub async fn submit_bundle(
+    pool: &sqlx::PgPool,
+    run: &runs::NewRun<'_>,
+    bundle: &Bundle,
+) -> Result<runs::Submitted, StoreError> {
+    let Some(links) = links_of(bundle)? else {
+        // One statement stores the run and its message: it commits alone.
+        let mut conn = pool
+            .acquire()
+            .await
+            .context("reaching the database to submit")?;
+        return runs::submit(&mut conn, run).await;
+    };
+    let mut tx = pool
+        .begin()
+        .await
+        .context("beginning a transaction to submit")?;
+    let submitted = runs::submit(&mut tx, run).await?;
+    if let runs::Submitted::Created(id) = submitted {
+        store_bundle(&mut tx, id, bundle, &links).await?;
+    }
+    tx.commit().await.context("committing a submit")?;
+    Ok(submitted)
 }

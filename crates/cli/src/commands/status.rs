@@ -9,12 +9,10 @@ use clap::Args;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
-use weft_common::explain::no_worker_hint;
-use weft_common::{RunRef, TaskStatus, Workflow, WorkflowExecutionId, WorkflowStatus};
+use weft_common::{RunRef, TaskStatus, WorkflowExecutionId, WorkflowStatus};
 use weft_store::PgPool;
-use weft_store::runs::{self, RunRow};
-use weft_store::tasks::{self, TaskSummary};
-use weft_store::workers;
+use weft_store::inspect::status::{RunStatus, TaskState};
+use weft_store::runs;
 
 use crate::config::{ConfigArgs, DbArgs};
 
@@ -99,13 +97,11 @@ pub(crate) async fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
     if let Some(task) = &args.task {
         return super::attempts::show(&pool, id, task, args.json).await;
     }
-    let snapshot = Snapshot::load(&pool, id)
-        .await?
-        .with_context(|| format!("no run with id {id}"))?;
+    let run = load(&pool, id).await?;
     if args.json {
-        outln!("{}", serde_json::to_string_pretty(&snapshot.to_json())?)?;
+        outln!("{}", serde_json::to_string_pretty(&run)?)?;
     } else {
-        snapshot.print_table()?;
+        print_table(&run)?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -224,37 +220,29 @@ async fn follow_to_end(
     };
     let mut interval = Duration::from_millis(20);
     loop {
-        let snapshot = Snapshot::load(pool, id)
-            .await?
-            .with_context(|| format!("no run with id {id}"))?;
+        let snapshot = load(pool, id).await?;
         if let Some(bar) = &bar {
             bar.set_length(snapshot.tasks.len() as u64);
-            bar.set_position(
-                snapshot
-                    .tasks
-                    .iter()
-                    .filter(|t| t.task.status.is_terminal())
-                    .count() as u64,
-            );
-            bar.set_message(snapshot.progress_message());
+            bar.set_position(snapshot.tasks.iter().filter(|t| t.is_terminal()).count() as u64);
+            bar.set_message(progress_message(&snapshot));
         }
-        if snapshot.run.status.is_terminal() {
+        if snapshot.status.is_terminal() {
             if let Some(bar) = bar {
                 crate::telemetry::hide_progress();
                 bar.finish_and_clear();
             }
             if json {
-                outln!("{}", serde_json::to_string_pretty(&snapshot.to_json())?)?;
+                outln!("{}", serde_json::to_string_pretty(&snapshot)?)?;
             } else {
-                outln!("{id} {}", snapshot.run.status)?;
-                if let Some(output) = &snapshot.run.output {
+                outln!("{id} {}", snapshot.status)?;
+                if let Some(output) = &snapshot.output {
                     outln!("{}", serde_json::to_string_pretty(output)?)?;
                 }
-                if let Some(error) = &snapshot.run.error {
+                if let Some(error) = &snapshot.error {
                     eprintln!("error: {error}");
                 }
             }
-            return Ok(if snapshot.run.status == WorkflowStatus::Succeeded {
+            return Ok(if snapshot.status == WorkflowStatus::Succeeded {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE
@@ -267,7 +255,7 @@ async fn follow_to_end(
             }
             eprintln!(
                 "still {} after the --timeout; the run goes on ({id})",
-                snapshot.run.status
+                snapshot.status
             );
             return Ok(ExitCode::from(2));
         }
@@ -284,257 +272,111 @@ async fn follow_to_end(
     }
 }
 
-/// A run and its tasks, read together.
-#[derive(Debug)]
-struct Snapshot {
-    run: RunRow,
-    /// The run that started this one, and how deep it is nested.
-    parent: Option<(WorkflowExecutionId, i32)>,
-    /// The runs its `workflow:` tasks started.
-    children: Vec<weft_store::children::ChildRun>,
-    tasks: Vec<TaskSummary>,
-    /// Advice about queued tasks: pools no live worker consumes.
-    hints: Vec<String>,
+/// Reads one run for showing.
+async fn load(pool: &PgPool, id: WorkflowExecutionId) -> anyhow::Result<RunStatus> {
+    let mut conn = pool.acquire().await.context("connecting")?;
+    weft_store::inspect::status::load(&mut conn, id)
+        .await?
+        .with_context(|| format!("no run with id {id}"))
 }
 
-impl Snapshot {
-    async fn load(pool: &PgPool, id: WorkflowExecutionId) -> anyhow::Result<Option<Self>> {
-        let mut conn = pool.acquire().await.context("connecting")?;
-        let Some(run) = runs::get(&mut conn, id).await? else {
-            return Ok(None);
+/// "running fan 3/10, b" — the running tasks, for the progress bar.
+fn progress_message(run: &RunStatus) -> String {
+    let running: Vec<String> = run
+        .tasks
+        .iter()
+        .filter(|t| t.status == TaskStatus::Running.as_str())
+        .map(|t| match t.items_total {
+            Some(total) => format!("{} {}/{}", t.name, t.items_done(), total),
+            None => t.name.clone(),
+        })
+        .collect();
+    format!("{} {}", run.status, running.join(", "))
+}
+
+/// Prints a run as `weft status` shows it.
+pub(crate) fn print_table(r: &RunStatus) -> std::io::Result<()> {
+    outln!("run       {}", r.id)?;
+    outln!("workflow  {}", r.workflow)?;
+    outln!("status    {}", r.status)?;
+    if let Some(parent) = r.parent {
+        outln!("parent    {parent}  (a child run, depth {})", r.depth)?;
+    }
+    outln!("created   {}", r.created_at.format("%Y-%m-%d %H:%M:%S%.3f"))?;
+    if let Some(f) = r.finished_at {
+        outln!(
+            "finished  {}  ({} ms)",
+            f.format("%Y-%m-%d %H:%M:%S%.3f"),
+            (f - r.created_at).num_milliseconds()
+        )?;
+    }
+    if let Some(e) = &r.error {
+        outln!("error     {e}")?;
+    }
+    if let Some(o) = &r.output {
+        outln!("output    {o}")?;
+    }
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED).set_header([
+        "task",
+        "status",
+        "items",
+        "attempts",
+        "result / error",
+    ]);
+    for t in &r.tasks {
+        let items = match t.items_total {
+            Some(total) => format!(
+                "{}/{} ({} failed)",
+                t.items_succeeded, total, t.items_failed
+            ),
+            None => String::new(),
         };
-        let mut tasks = tasks::summaries(&mut conn, id).await?;
-        // Show tasks in the workflow's topological order when it parses.
-        let (source, origin) = runs::definition(&mut conn, run.definition_id).await?;
-        let mut hints = Vec::new();
-        if let Ok(workflow) = Workflow::parse_stored(&source, &origin) {
-            let order: Vec<&str> = workflow.tasks().map(|t| t.name()).collect();
-            tasks.sort_by_key(|t| {
-                order
-                    .iter()
-                    .position(|n| *n == t.task.task_name)
-                    .unwrap_or(usize::MAX)
-            });
-            hints = unserved_pools(&mut conn, &workflow, &tasks).await?;
-            if let Some(hint) = run_wide_slots(&mut conn, id, &workflow, &tasks).await? {
-                hints.push(hint);
-            }
-        }
-        let children = weft_store::children::children(&mut conn, id).await?;
-        let parent = weft_store::children::parent_of(&mut conn, id).await?;
-        Ok(Some(Self {
-            run,
-            parent,
-            children,
-            tasks,
-            hints,
-        }))
+        let detail = t
+            .error
+            .clone()
+            .or_else(|| t.result.as_ref().map(|v| truncate(&v.to_string(), 60)))
+            .unwrap_or_default();
+        // Exit handlers (`on_exit:`) are marked: they run after the rest.
+        let name = if t.exit_handler {
+            format!("{} (on_exit)", t.name)
+        } else {
+            t.name.clone()
+        };
+        table.add_row([name, t.status.clone(), items, attempts_cell(t), detail]);
     }
-
-    fn progress_message(&self) -> String {
-        let running: Vec<String> = self
-            .tasks
-            .iter()
-            .filter(|t| t.task.status == TaskStatus::Running)
-            .map(|t| match (t.task.with_items, t.task.items_total) {
-                (true, Some(total)) => {
-                    format!("{} {}/{}", t.task.task_name, t.task.items_done(), total)
-                }
-                _ => t.task.task_name.clone(),
-            })
-            .collect();
-        format!("{} {}", self.run.status, running.join(", "))
-    }
-
-    fn to_json(&self) -> Value {
-        let r = &self.run;
-        let tasks: Vec<Value> = self
-            .tasks
-            .iter()
-            .map(|t| {
-                let task = &t.task;
-                json!({
-                    "name": task.task_name,
-                    "exit_handler": task.exit_handler,
-                    "status": t.shown_status(),
-                    "items_total": if task.with_items { task.items_total.map(Value::from) } else { None },
-                    "items_succeeded": task.items_succeeded,
-                    "items_failed": task.items_failed,
-                    "attempts": t.attempts,
-                    "round": t.round,
-                    "earlier_rounds": t.earlier_rounds,
-                    "result": task.result,
-                    "error": task.error,
-                    "started_at": t.started_at.or(if task.status == TaskStatus::Skipped { None } else { task.decided_at }),
-                    "finished_at": task.finished_at,
-                })
-            })
-            .collect();
-        json!({
-            "id": r.id,
-            "workflow": r.workflow_name,
-            "status": r.status,
-            "input": r.input,
-            "output": r.output,
-            "error": r.error,
-            "created_at": r.created_at,
-            "started_at": r.started_at,
-            "finished_at": r.finished_at,
-            "tasks": tasks,
-            "parent": self.parent.map(|(id, _)| id),
-            "depth": self.parent.map_or(0, |(_, depth)| depth),
-            "children": self.children,
-            "hints": self.hints,
-        })
-    }
-
-    fn print_table(&self) -> std::io::Result<()> {
-        let r = &self.run;
-        outln!("run       {}", r.id)?;
-        outln!("workflow  {}", r.workflow_name)?;
-        outln!("status    {}", r.status)?;
-        if let Some((parent, depth)) = self.parent {
-            outln!("parent    {parent}  (a child run, depth {depth})")?;
-        }
-        outln!("created   {}", r.created_at.format("%Y-%m-%d %H:%M:%S%.3f"))?;
-        if let Some(f) = r.finished_at {
-            outln!(
-                "finished  {}  ({} ms)",
-                f.format("%Y-%m-%d %H:%M:%S%.3f"),
-                (f - r.created_at).num_milliseconds()
-            )?;
-        }
-        if let Some(e) = &r.error {
-            outln!("error     {e}")?;
-        }
-        if let Some(o) = &r.output {
-            outln!("output    {o}")?;
-        }
-        let mut table = Table::new();
-        table.load_preset(UTF8_FULL_CONDENSED).set_header([
-            "task",
+    outln!("{table}")?;
+    if !r.children.is_empty() {
+        let mut children = Table::new();
+        children.load_preset(UTF8_FULL_CONDENSED).set_header([
+            "child run",
+            "workflow",
             "status",
-            "items",
-            "attempts",
-            "result / error",
+            "task",
+            "item",
+            "attempt",
         ]);
-        for t in &self.tasks {
-            let task = &t.task;
-            let items = match (task.with_items, task.items_total) {
-                (true, Some(total)) => format!(
-                    "{}/{} ({} failed)",
-                    task.items_succeeded, total, task.items_failed
-                ),
-                (true, None) => "—".to_owned(),
-                (false, _) => String::new(),
-            };
-            let detail = task
-                .error
-                .clone()
-                .or_else(|| task.result.as_ref().map(|v| truncate(&v.to_string(), 60)))
-                .unwrap_or_default();
-            // Exit handlers (`on_exit:`) are marked: they run after the rest.
-            let name = if task.exit_handler {
-                format!("{} (on_exit)", task.task_name)
-            } else {
-                task.task_name.clone()
-            };
-            table.add_row([
-                name,
-                t.shown_status().to_owned(),
-                items,
-                attempts_cell(t),
-                detail,
+        for c in &r.children {
+            children.add_row([
+                c.id.to_string(),
+                c.workflow_name.clone(),
+                c.status.to_string(),
+                c.task_name.clone(),
+                c.item_index.map(|i| i.to_string()).unwrap_or_default(),
+                c.attempt.to_string(),
             ]);
         }
-        outln!("{table}")?;
-        if !self.children.is_empty() {
-            let mut children = Table::new();
-            children.load_preset(UTF8_FULL_CONDENSED).set_header([
-                "child run",
-                "workflow",
-                "status",
-                "task",
-                "item",
-                "attempt",
-            ]);
-            for c in &self.children {
-                children.add_row([
-                    c.id.to_string(),
-                    c.workflow_name.clone(),
-                    c.status.to_string(),
-                    c.task_name.clone(),
-                    c.item_index.map(|i| i.to_string()).unwrap_or_default(),
-                    c.attempt.to_string(),
-                ]);
-            }
-            outln!("{children}")?;
-        }
-        for hint in &self.hints {
-            outln!("note: {hint}")?;
-        }
-        Ok(())
+        outln!("{children}")?;
     }
-}
-
-/// "no worker consumes pool `gpu`: …" for each pool of a queued task that
-/// no live worker consumes (live: within the reaper's default grace).
-async fn unserved_pools(
-    conn: &mut weft_store::PgConnection,
-    workflow: &Workflow,
-    tasks: &[TaskSummary],
-) -> anyhow::Result<Vec<String>> {
-    let mut pools: Vec<String> = tasks
-        .iter()
-        .filter(|t| t.shown_status() == "queued")
-        .filter_map(|t| workflow.task(&t.task.task_name))
-        .map(|spec| spec.queue().to_owned())
-        .collect();
-    pools.sort();
-    pools.dedup();
-    if pools.is_empty() {
-        return Ok(Vec::new());
+    for hint in &r.hints {
+        outln!("note: {hint}")?;
     }
-    let live = workers::live_in_pools(conn, &pools, workers::DEFAULT_HEARTBEAT_GRACE).await?;
-    Ok(pools
-        .iter()
-        .filter(|p| !live.iter().any(|w| w.queues.contains(p)))
-        .map(|p| no_worker_hint(p))
-        .collect())
-}
-
-/// "tasks `a`, `b` wait for a run-wide slot: …" when tasks of a running
-/// run are held by its full `parallelism`.
-async fn run_wide_slots(
-    conn: &mut weft_store::PgConnection,
-    id: WorkflowExecutionId,
-    workflow: &Workflow,
-    tasks: &[TaskSummary],
-) -> anyhow::Result<Option<String>> {
-    let Some(limit) = workflow.parallelism() else {
-        return Ok(None);
-    };
-    let held: Vec<String> = tasks
-        .iter()
-        .filter(|t| {
-            t.shown_status() == "waiting" && t.task.status == weft_common::TaskStatus::Running
-        })
-        .map(|t| format!("`{}`", t.task.task_name))
-        .collect();
-    if held.is_empty() {
-        return Ok(None);
-    }
-    let in_flight = weft_store::parallelism::in_flight(conn, id).await?;
-    Ok(Some(format!(
-        "{} wait{} for a run-wide slot: {in_flight} of the run's executions are in flight, its `parallelism` is {limit}",
-        held.join(", "),
-        if held.len() == 1 { "s" } else { "" }
-    )))
+    Ok(())
 }
 
 /// The attempts of a task's current round, and which round that is when
 /// it ran in earlier ones too: `2 · round 2 (1 earlier)`.
-fn attempts_cell(t: &TaskSummary) -> String {
+fn attempts_cell(t: &TaskState) -> String {
     match (t.round, t.earlier_rounds) {
         (Some(round), earlier) if earlier > 0 => {
             format!("{} · round {round} ({earlier} earlier)", t.attempts)

@@ -127,7 +127,7 @@ async fn store(
         tasks_total: i32::try_from(workflow.tasks().count()).context("too many tasks")?,
         idempotency_key,
     };
-    Ok(weft_executor::submit_bundle(pool, &new, bundle).await?)
+    Ok(weft_store::children::submit_bundle(pool, &new, bundle).await?)
 }
 
 /// Merges `--inputs FILE` (JSON values) and the `--input KEY=VALUE`

@@ -15,6 +15,7 @@
 pub mod attempts;
 pub mod explain;
 pub mod logs;
+pub mod status;
 
 /// The channel `NOTIFY`ed by every statement that ends executions (the
 /// executors' completion batches, the reaper): the payload lists the runs
