@@ -25,8 +25,10 @@
 //!    — the rules tying a child run to the parent execution it carries out.
 //! 10. [`exit`] — exit handlers (`on_exit:`): the main tasks' verdict and
 //!     what the handlers see of the run ([`ExitView`]).
+//! 11. [`auth`] — API tokens and the roles that say what they may do.
 
 pub mod abbrev;
+pub mod auth;
 mod bundle;
 pub mod child;
 mod dag;

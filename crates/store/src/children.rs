@@ -317,6 +317,7 @@ fn dispatching() -> Vec<&'static str> {
 
 /// A child run, as `weft status` lists it under its parent.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, sqlx::FromRow)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ChildRun {
     /// The child run.
     #[sqlx(try_from = "Uuid")]

@@ -32,6 +32,7 @@
 //!     attempt started.
 //! 12. [`parallelism`] — run-wide slots (`parallelism:`): the lock, the
 //!     count of a run's executions in flight, the tasks that wait.
+//! 13. [`tokens`] — the API's bearer tokens (digests only).
 
 /// The SQL predicate over a `task_executions` row aliased `t` that says
 /// whether its executions take its run's `parallelism` slots: see
@@ -61,11 +62,13 @@ pub mod prune;
 pub mod retry;
 pub mod runs;
 pub mod tasks;
+pub mod tokens;
 pub mod transact;
 pub mod workers;
 
 pub use db::{DbConfig, MIGRATOR, connect, migrate};
 pub use error::{ConnectCause, StoreError};
+pub use sqlx::pool::PoolConnection;
 pub use sqlx::postgres::PgListener;
 pub use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 

@@ -15,6 +15,7 @@
 pub mod attempts;
 pub mod explain;
 pub mod logs;
+pub mod runs;
 pub mod status;
 
 /// The channel `NOTIFY`ed by every statement that ends executions (the

@@ -18,6 +18,7 @@ use crate::{parallelism, runs, workers};
 
 /// A run and its tasks, read together.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RunStatus {
     /// The run's id.
     pub id: WorkflowExecutionId,
@@ -52,6 +53,7 @@ pub struct RunStatus {
 
 /// One task of a [`RunStatus`]: the figures of its current round.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TaskState {
     /// The task's name.
     pub name: String,

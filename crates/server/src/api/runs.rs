@@ -1,0 +1,264 @@
+//! `/api/v1/runs`: submit, list and read runs.
+
+use std::path::PathBuf;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::{IntoParams, ToSchema};
+use weft_common::auth::Role;
+use weft_common::{Bundle, Given, RunRef, WorkflowExecutionId, WorkflowStatus};
+use weft_store::inspect::runs::{Cursor, RunFilter, RunPage};
+use weft_store::inspect::status::RunStatus;
+use weft_store::runs::{NewRun, Resolved, Submitted};
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::problem::{ApiResult, Problem};
+
+/// The default page size of `GET /api/v1/runs`.
+const DEFAULT_LIMIT: i64 = 50;
+
+/// The query of `GET /api/v1/runs`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Only runs in this status.
+    pub status: Option<WorkflowStatus>,
+    /// Only runs of this workflow (by name).
+    pub workflow: Option<String>,
+    /// Only the child runs of this run.
+    pub parent: Option<WorkflowExecutionId>,
+    /// Leave out child runs (started by a `workflow:` task).
+    #[serde(default)]
+    pub top: bool,
+    /// At most this many runs (1–1000; default 50).
+    pub limit: Option<i64>,
+    /// Where to go on: the `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// Lists runs, newest first, a page at a time.
+#[utoipa::path(
+    get,
+    path = "/api/v1/runs",
+    tag = "runs",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of runs", body = RunPage),
+        (status = 400, description = "A bad filter or cursor", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json")
+    )
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(query): Query<ListQuery>,
+) -> ApiResult<Json<RunPage>> {
+    caller.require(Role::Viewer)?;
+    let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=weft_store::inspect::runs::MAX_PAGE).contains(&limit) {
+        return Err(Problem::bad_request(format!(
+            "`limit` must be between 1 and {}, not {limit}",
+            weft_store::inspect::runs::MAX_PAGE
+        )));
+    }
+    let after = query
+        .cursor
+        .as_deref()
+        .map(str::parse::<Cursor>)
+        .transpose()
+        .map_err(|e| Problem::bad_request(e.to_string()))?;
+    let filter = RunFilter {
+        status: query.status,
+        workflow: query.workflow,
+        parent: query.parent,
+        top: query.top,
+    };
+    let mut conn = acquire(&state).await?;
+    Ok(Json(
+        weft_store::inspect::runs::page(&mut conn, &filter, limit, after).await?,
+    ))
+}
+
+/// What `POST /api/v1/runs` takes.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitRequest {
+    /// The workflow's YAML text.
+    pub workflow: String,
+    /// Its inputs, by name (values as JSON).
+    #[serde(default)]
+    pub inputs: Map<String, Value>,
+    /// A second submit with the same key (and inputs) returns the first
+    /// run instead of starting another.
+    pub idempotency_key: Option<String>,
+}
+
+/// What `POST /api/v1/runs` answers: as `weft submit --json` prints.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Submission {
+    /// The run.
+    pub id: WorkflowExecutionId,
+    /// Its workflow's name.
+    pub workflow: String,
+    /// `false` when the idempotency key returned an existing run.
+    pub created: bool,
+}
+
+/// Submits a run of a workflow given as YAML text.
+#[utoipa::path(
+    post,
+    path = "/api/v1/runs",
+    tag = "runs",
+    request_body = SubmitRequest,
+    responses(
+        (status = 201, description = "The run was created", body = Submission),
+        (status = 200, description = "The idempotency key returned an existing run", body = Submission),
+        (status = 400, description = "The body is not the JSON expected", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The token may not submit", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is too large", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The workflow or its inputs are not valid", body = Problem, content_type = "application/problem+json")
+    )
+)]
+pub async fn submit(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: crate::api::Body<SubmitRequest>,
+) -> ApiResult<(StatusCode, Json<Submission>)> {
+    caller.require(Role::Operator)?;
+    let request = body.0;
+    let bundle = parse_workflow(&request.workflow)?;
+    let workflow = &bundle.root().workflow;
+    let given: Vec<(String, Given)> = request
+        .inputs
+        .into_iter()
+        .map(|(k, v)| (k, Given::Json(v)))
+        .collect();
+    let input = workflow
+        .resolve_given(given)
+        .map_err(|e| Problem::invalid(e.to_string()))?;
+    let input = Value::Object(input);
+    let new = NewRun {
+        id: WorkflowExecutionId::new(),
+        workflow_name: workflow.name(),
+        source: &bundle.root().source,
+        origin: SUBMITTED_ORIGIN,
+        input: &input,
+        tasks_total: i32::try_from(workflow.tasks().count())
+            .map_err(|_| Problem::invalid("the workflow has too many tasks"))?,
+        idempotency_key: request.idempotency_key.as_deref(),
+    };
+    let submitted = weft_store::children::submit_bundle(&state.pool, &new, &bundle).await?;
+    let created = matches!(submitted, Submitted::Created(_));
+    tracing::info!(workflow_execution_id = %submitted.id(), workflow = workflow.name(), by = caller.name, created, "run submitted over the API");
+    Ok((
+        if created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        },
+        Json(Submission {
+            id: submitted.id(),
+            workflow: workflow.name().to_owned(),
+            created,
+        }),
+    ))
+}
+
+/// The name a submitted workflow's diagnostics are reported against.
+pub const SUBMITTED_ORIGIN: &str = "workflow.yaml";
+
+/// Parses and validates a workflow's text; a `workflow:` task naming a
+/// file is refused (the server reads no client's files).
+///
+/// # Errors
+/// 422 with every problem at its line.
+pub fn parse_workflow(source: &str) -> Result<Bundle, Problem> {
+    Bundle::load(
+        PathBuf::from(SUBMITTED_ORIGIN),
+        SUBMITTED_ORIGIN,
+        source.to_owned(),
+        |path| {
+            Err(format!(
+                "{}: the server reads no files; submit a workflow without file `workflow:` tasks, or use `weft submit` against the database",
+                path.display()
+            ))
+        },
+    )
+    .map_err(|all| Problem::invalid_workflow(&all))
+}
+
+/// A run as `weft status --json` shows it. `{run}` is its id, a unique
+/// prefix of it (8+ hex digits), or `last`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/runs/{run}",
+    tag = "runs",
+    params(("run" = String, Path, description = "The run: its id, a unique prefix (8+ hex digits), or `last`")),
+    responses(
+        (status = 200, description = "The run", body = RunStatus),
+        (status = 400, description = "Not a run id", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such run", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A prefix several runs start with", body = Problem, content_type = "application/problem+json")
+    )
+)]
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(run): Path<String>,
+) -> ApiResult<Json<RunStatus>> {
+    caller.require(Role::Viewer)?;
+    let id = resolve(&state, &run).await?;
+    let mut conn = acquire(&state).await?;
+    weft_store::inspect::status::load(&mut conn, id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| Problem::not_found(format!("no run with id {id}")))
+}
+
+/// A database connection, or 503.
+///
+/// # Errors
+/// [`Problem::unavailable`].
+pub async fn acquire(
+    state: &AppState,
+) -> Result<weft_store::PoolConnection<weft_store::Postgres>, Problem> {
+    state.pool.acquire().await.map_err(|e| {
+        tracing::warn!(error = %e, "no database connection for a request");
+        Problem::unavailable("the database cannot be reached")
+    })
+}
+
+/// The run a path names (id, unique prefix, `last`), as the CLI resolves
+/// it.
+///
+/// # Errors
+/// 400 for text that names no run, 404 for no such run, 409 for an
+/// ambiguous prefix (listing candidates).
+pub async fn resolve(state: &AppState, run: &str) -> Result<WorkflowExecutionId, Problem> {
+    let run: RunRef = run
+        .parse()
+        .map_err(|e: weft_common::run_ref::BadRunRef| Problem::bad_request(e.to_string()))?;
+    let mut conn = acquire(state).await?;
+    match weft_store::runs::resolve(&mut conn, &run).await? {
+        Resolved::Found(id) => Ok(id),
+        Resolved::NotFound => Err(Problem::not_found(match &run {
+            RunRef::Id(id) => format!("no run with id {id}"),
+            RunRef::Prefix(p) => format!("no run id starts with `{p}`"),
+            RunRef::Last => "there is no run yet: `last` names the newest run".to_owned(),
+        })),
+        Resolved::Ambiguous { candidates, more } => {
+            let ids: Vec<String> = candidates.iter().map(|c| c.id.to_string()).collect();
+            Err(Problem::conflict(format!(
+                "`{run}` is ambiguous: runs {}{} start with it; give more of the id",
+                ids.join(", "),
+                if more { " and more" } else { "" }
+            )))
+        }
+    }
+}
