@@ -14,6 +14,7 @@
 
 pub mod client;
 pub mod counted;
+pub mod fill;
 pub mod fleet;
 pub mod private;
 pub mod process;
