@@ -84,7 +84,7 @@ pub(crate) async fn run(args: &RetryArgs) -> anyhow::Result<ExitCode> {
         }
     }
     if args.wait {
-        return status::follow(&pool, id, args.json, &args.wait_args).await;
+        return status::follow(status::Source::Db(&pool), id, args.json, &args.wait_args).await;
     }
     outln!("{id}")?;
     Ok(ExitCode::SUCCESS)

@@ -155,6 +155,22 @@ pub(crate) async fn unknown_actions(
     checked
 }
 
+/// [`unknown_actions`] through a `weft server` (`GET /api/v1/workers`);
+/// `None` if it does not answer.
+pub(crate) async fn unknown_actions_remote(
+    client: &crate::remote::Client,
+    workflow: &Workflow,
+    grace: Duration,
+) -> Option<Vec<String>> {
+    let query = [
+        ("heartbeat_grace", grace.as_secs_f64().to_string()),
+        ("lost_within", "0".to_owned()),
+    ];
+    let rows: Vec<WorkerRow> = client.get("/api/v1/workers", &query).await.ok()?;
+    let live: Vec<WorkerRow> = rows.into_iter().filter(|w| w.live).collect();
+    Some(warnings(workflow, &live))
+}
+
 /// [`unknown_actions`] on an open pool (`submit` has one).
 pub(crate) async fn unknown_actions_in(
     pool: &PgPool,
