@@ -120,7 +120,11 @@ impl fmt::Display for RemoteError {
                     f,
                     "the server at {url} refused the token (unknown, revoked or expired): set WEFT_TOKEN (or --token) to a valid one from `weft token create`"
                 ),
-                403 => write!(f, "{} (this token may not do that)", problem.detail),
+                403 => write!(
+                    f,
+                    "{}; the token given (WEFT_TOKEN / --token) has a lesser role",
+                    problem.detail
+                ),
                 _ => f.write_str(&problem.detail),
             },
             Self::Unexpected(what) => f.write_str(what),

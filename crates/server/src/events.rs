@@ -112,9 +112,7 @@ impl Events {
     /// Announces that run `id` changed (the server's own submits, cancels
     /// and retries: the feeds need not wait for PostgreSQL to say so).
     pub fn touch(&self, id: WorkflowExecutionId) {
-        let _ = self
-            .notices
-            .send(Notice::Runs(Arc::from([id.to_string()])));
+        let _ = self.notices.send(Notice::Runs(Arc::from([id.to_string()])));
     }
 
     /// The latest status of run `id`, kept up to date while the receiver
@@ -202,7 +200,9 @@ impl Events {
                     }
                 }
                 Ok(None) => break,
-                Err(e) => tracing::warn!(error = %e, workflow_execution_id = %id, "reading a watched run failed; trying again"),
+                Err(e) => {
+                    tracing::warn!(error = %e, workflow_execution_id = %id, "reading a watched run failed; trying again")
+                }
             }
             let deadline = Instant::now() + RECHECK;
             loop {
@@ -245,10 +245,7 @@ impl Events {
         true
     }
 
-    async fn read_status(
-        &self,
-        id: WorkflowExecutionId,
-    ) -> Result<Option<RunStatus>, String> {
+    async fn read_status(&self, id: WorkflowExecutionId) -> Result<Option<RunStatus>, String> {
         let mut conn = self.pool.acquire().await.map_err(|e| e.to_string())?;
         weft_store::inspect::status::load(&mut conn, id)
             .await
@@ -297,7 +294,9 @@ impl Events {
                         let _ = self.list.send(Arc::new(changed));
                     }
                 }
-                Err(e) => tracing::warn!(error = %e, "reading the runs list for its event stream failed"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading the runs list for its event stream failed")
+                }
             }
         }
     }
@@ -324,11 +323,7 @@ impl Events {
             )
             .await
             .map_err(|e| e.to_string())?;
-            items.extend(
-                page.items
-                    .into_iter()
-                    .filter(|i| !named.contains(&i.id)),
-            );
+            items.extend(page.items.into_iter().filter(|i| !named.contains(&i.id)));
         }
         Ok(items)
     }

@@ -109,7 +109,10 @@ pub async fn request_committed(
     request_once(pool, id).await
 }
 
-async fn request_once(pool: &sqlx::PgPool, id: WorkflowExecutionId) -> Result<Requested, StoreError> {
+async fn request_once(
+    pool: &sqlx::PgPool,
+    id: WorkflowExecutionId,
+) -> Result<Requested, StoreError> {
     let mut tx = pool.begin().await.context("beginning a transaction")?;
     let requested = request(&mut tx, id).await?;
     tx.commit().await.context("committing a transaction")?;

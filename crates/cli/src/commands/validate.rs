@@ -131,8 +131,8 @@ impl LiveWorkerCheck {
 
     /// With a server: its verdict on a single-file workflow (`Some` with
     /// its diagnostics when it finds problems). The server reads no
-    /// files, so a workflow with `workflow:` file tasks is checked here
-    /// only.
+    /// files, so a workflow with `workflow:` tasks (which name files) is
+    /// checked here only.
     ///
     /// # Errors
     /// The server cannot be reached or refuses the token, as for every
@@ -144,7 +144,7 @@ impl LiveWorkerCheck {
         let (Some(client), Some(runtime)) = (&self.remote, &self.runtime) else {
             return Ok(None);
         };
-        if bundle.files().len() > 1 {
+        if bundle.root().workflow.tasks().any(|t| t.call().is_some()) {
             return Ok(None);
         }
         let body = serde_json::json!({ "workflow": bundle.root().source });

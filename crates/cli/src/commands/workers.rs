@@ -13,6 +13,7 @@ use weft_store::workers::{self, WorkerRow};
 use weft_store::{DbConfig, PgPool};
 
 use crate::config::{ConfigArgs, DbArgs};
+use crate::remote::RemoteArgs;
 
 /// How long `validate` and `submit` wait for the database before leaving
 /// the live-worker check out (it is advice; validation works offline).
@@ -58,6 +59,8 @@ pub(crate) struct WorkersArgs {
     #[command(flatten)]
     pub(crate) grace: GraceArgs,
     #[command(flatten)]
+    pub(crate) remote: RemoteArgs,
+    #[command(flatten)]
     pub(crate) db: DbArgs,
     #[command(flatten)]
     pub(crate) config: ConfigArgs,
@@ -73,9 +76,18 @@ pub(crate) async fn run(args: &WorkersArgs) -> anyhow::Result<ExitCode> {
                 args.lost_within
             )
         })?;
-    let pool = args.db.connect().await?;
-    let mut conn = pool.acquire().await.context("connecting")?;
-    let rows = workers::list(&mut conn, args.grace.grace()?, lost_within).await?;
+    let grace = args.grace.grace()?;
+    let rows: Vec<WorkerRow> = if let Some(client) = args.remote.client()? {
+        let query = [
+            ("heartbeat_grace", grace.as_secs_f64().to_string()),
+            ("lost_within", lost_within.as_secs_f64().to_string()),
+        ];
+        client.get("/api/v1/workers", &query).await?
+    } else {
+        let pool = args.db.connect().await?;
+        let mut conn = pool.acquire().await.context("connecting")?;
+        workers::list(&mut conn, grace, lost_within).await?
+    };
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&rows)?)?;
         return Ok(ExitCode::SUCCESS);

@@ -90,7 +90,12 @@ pub async fn attempts(
         DEFAULT_ATTEMPTS,
         1..=weft_store::inspect::attempts::MAX_ATTEMPT_PAGE,
     )?;
-    let offset = int_param("offset", query.offset.as_deref(), 0, 0..=i64::from(i32::MAX))?;
+    let offset = int_param(
+        "offset",
+        query.offset.as_deref(),
+        0,
+        0..=i64::from(i32::MAX),
+    )?;
     let id = resolve(&state, &run).await?;
     let mut conn = acquire(&state).await?;
     check_run_and_task(&mut conn, id, query.task.as_deref()).await?;

@@ -107,8 +107,9 @@ pub async fn create(
     }
     let secret = weft_common::auth::generate_token();
     let mut conn = acquire(&state).await?;
-    let info = weft_store::tokens::create(&mut conn, &secret, name, request.role, request.expires_at)
-        .await?;
+    let info =
+        weft_store::tokens::create(&mut conn, &secret, name, request.role, request.expires_at)
+            .await?;
     tracing::info!(token = %info.id, name = info.name, role = %info.role, by = caller.name, "token created over the API");
     Ok((
         StatusCode::CREATED,

@@ -30,7 +30,13 @@ pub struct WorkersQuery {
 }
 
 /// Seconds given as a query parameter, within `min..=max`.
-fn seconds(name: &str, value: Option<&str>, default: f64, min: f64, max: f64) -> Result<Duration, Problem> {
+fn seconds(
+    name: &str,
+    value: Option<&str>,
+    default: f64,
+    min: f64,
+    max: f64,
+) -> Result<Duration, Problem> {
     let s = match value {
         None => default,
         Some(v) => v.trim().parse::<f64>().map_err(|_| {
@@ -71,7 +77,13 @@ pub async fn list(
         0.001,
         86_400.0,
     )?;
-    let lost_within = seconds("lost_within", query.lost_within.as_deref(), 3600.0, 0.0, 31_536_000.0)?;
+    let lost_within = seconds(
+        "lost_within",
+        query.lost_within.as_deref(),
+        3600.0,
+        0.0,
+        31_536_000.0,
+    )?;
     let mut conn = acquire(&state).await?;
     Ok(Json(
         weft_store::workers::list(&mut conn, grace, lost_within).await?,
