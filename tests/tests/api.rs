@@ -608,6 +608,9 @@ async fn an_invalid_workflow_gets_its_problems_at_their_lines() {
     );
 }
 
+/// Server-sent events as (event, data) pairs.
+type Events = Vec<(String, Value)>;
+
 /// Reads a server-sent event stream until an `end` event (or `limit`);
 /// returns the (event, data) pairs.
 async fn read_events(response: reqwest::Response, limit: Duration) -> Vec<(String, Value)> {
@@ -679,7 +682,7 @@ async fn a_run_s_event_stream_follows_it_to_its_end_and_many_clients_share_it() 
     for _ in 0..200 {
         clients.push(open_stream(&api, &format!("/api/v1/runs/{id}/events"), &operator).await);
     }
-    let all: Vec<(Vec<(String, Value)>, chrono::DateTime<chrono::Utc>)> =
+    let all: Vec<(Events, chrono::DateTime<chrono::Utc>)> =
         futures_util::future::join_all(clients.into_iter().map(|c| async {
             let events = read_events(c, Duration::from_secs(60)).await;
             (events, chrono::Utc::now())
