@@ -1120,3 +1120,66 @@ async fn the_openapi_document_describes_every_route_and_its_problems() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_server_stops_promptly_with_event_streams_open() {
+    let pool = stack().pool().await.expect("pool");
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let config = weft_server::ServerConfig::new(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+    let server = tokio::spawn(weft_server::serve(
+        pool.clone(),
+        config,
+        shutdown.clone(),
+        Some(tx),
+    ));
+    let addr = rx.await.expect("listening");
+    let viewer = token(&pool, Role::Viewer).await.expect("token");
+    let operator = token(&pool, Role::Operator).await.expect("token");
+    let http = reqwest::Client::new();
+    let id = http
+        .post(format!("http://{addr}/api/v1/runs"))
+        .bearer_auth(&operator)
+        .json(&json!({ "workflow": "name: api-stop\ntasks:\n  a: { action: sleep, input: { seconds: 30 } }\n" }))
+        .send()
+        .await
+        .expect("submit")
+        .json::<Value>()
+        .await
+        .expect("json")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let mut streams = Vec::new();
+    for path in [
+        format!("/api/v1/runs/{id}/events"),
+        "/api/v1/events".to_owned(),
+    ] {
+        let response = http
+            .get(format!("http://{addr}{path}"))
+            .bearer_auth(&viewer)
+            .send()
+            .await
+            .expect("stream");
+        assert_eq!(response.status(), StatusCode::OK);
+        streams.push(response);
+    }
+    shutdown.cancel();
+    let stopped = tokio::time::timeout(Duration::from_secs(5), server).await;
+    assert!(
+        matches!(stopped, Ok(Ok(Ok(())))),
+        "the server did not stop within 5 s with streams open: {stopped:?}"
+    );
+    // The streams ended (without an `end` event: the run did not).
+    for mut stream in streams {
+        let mut text = String::new();
+        while let Ok(Some(chunk)) = stream.chunk().await {
+            text.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        assert!(!text.contains("event: end"), "{text}");
+    }
+    // Leave nothing running for the other tests.
+    weft_store::cancel::request_committed(&pool, id.parse().expect("a run id"))
+        .await
+        .expect("cancel");
+}
