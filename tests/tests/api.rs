@@ -1019,11 +1019,21 @@ async fn a_body_past_the_limit_is_413_and_a_slow_request_408_but_streams_last() 
     if answer.0 != StatusCode::REQUEST_TIMEOUT {
         assert_problem(&answer, StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large");
     }
-    // Every request is bounded in time: 1 ms is too short for a database read.
-    let answer = api
-        .send(Method::GET, "/api/v1/runs", Some(&operator), None)
-        .await;
-    assert_problem(&answer, StatusCode::REQUEST_TIMEOUT, "timeout");
+    // Every request is bounded in time: 1 ms is too short for the reads
+    // (authentication, then the page) — nearly always: a lucky one may
+    // make it, but not all of them.
+    let mut timed_out = 0;
+    for _ in 0..10 {
+        let answer = api
+            .send(Method::GET, "/api/v1/runs", Some(&operator), None)
+            .await;
+        if answer.0 == StatusCode::OK {
+            continue;
+        }
+        assert_problem(&answer, StatusCode::REQUEST_TIMEOUT, "timeout");
+        timed_out += 1;
+    }
+    assert!(timed_out > 0, "no request of 10 timed out after 1 ms");
     // ... but an event stream is not cut by it.
     let mut stream = open_stream(&api, "/api/v1/events", &operator).await;
     let quiet = tokio::time::timeout(Duration::from_millis(500), stream.chunk()).await;
