@@ -249,10 +249,14 @@ fn why(e: &reqwest::Error) -> String {
     deepest
 }
 
-/// The path of a run: `/api/v1/runs/{run}` (an id, prefix or `last`
-/// needs no escaping).
+/// The path of a run: `/api/v1/runs/{run}` (an id, hex prefix or `last`
+/// needs no escaping; a prefix is sent bare, not as it is displayed).
 pub(crate) fn run_path(run: &RunRef) -> String {
-    format!("/api/v1/runs/{run}")
+    match run {
+        RunRef::Id(id) => format!("/api/v1/runs/{id}"),
+        RunRef::Prefix(prefix) => format!("/api/v1/runs/{prefix}"),
+        RunRef::Last => "/api/v1/runs/last".to_owned(),
+    }
 }
 
 /// Renders a problem's diagnostics as the validator shows a workflow's:
@@ -300,6 +304,13 @@ mod tests {
         let c = Client::new("http://127.0.0.1:8080/", Some(" ")).unwrap();
         assert_eq!(c.base, "http://127.0.0.1:8080");
         assert!(c.token.is_none());
+    }
+
+    #[test]
+    fn a_prefix_is_sent_bare() {
+        let run: RunRef = "01a2308b3e97".parse().unwrap();
+        assert_eq!(run_path(&run), "/api/v1/runs/01a2308b3e97");
+        assert_eq!(run_path(&RunRef::Last), "/api/v1/runs/last");
     }
 
     #[test]
