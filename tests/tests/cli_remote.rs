@@ -450,3 +450,59 @@ fn dev_mode_serves_without_tokens_and_only_on_loopback() {
         stderr(&out)
     );
 }
+
+/// `weft dev` serves the UI and the API too, without tokens, and says
+/// where (on stdout) and that it asks for no token (on stderr, loudly).
+#[test]
+fn weft_dev_prints_the_ui_address_and_serves_the_api() {
+    use std::io::{BufRead as _, BufReader};
+    use std::process::Stdio;
+
+    let stack = Stack::start(StackOptions::bare()).expect("stack");
+    let cli = Cli { stack: &stack };
+    let mut dev = Command::new(weft_binary().expect("weft binary"))
+        .args(["dev", "--server-addr", "127.0.0.1:0"])
+        .env("WEFT_DATABASE_URL", &stack.database_url)
+        .env("WEFT_AMQP_URL", &stack.amqp_url)
+        .env("RUST_LOG", "error")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("weft dev starts");
+    let mut lines = BufReader::new(dev.stdout.take().expect("stdout")).lines();
+    let first = lines
+        .next()
+        .and_then(Result::ok)
+        .expect("weft dev prints where its UI is");
+    let url = first
+        .strip_prefix("web UI")
+        .map(str::trim)
+        .and_then(|u| u.strip_suffix('/'))
+        .unwrap_or_else(|| panic!("not the UI's address: {first}"))
+        .to_owned();
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    let out = cli.run(&[
+        "submit",
+        "workflows/diamond.yaml",
+        "--input",
+        "base=3",
+        "--wait",
+        "--json",
+        "--server",
+        &url,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let status: Value = serde_json::from_slice(&out.stdout).expect("status JSON");
+    assert_eq!(status["status"], "succeeded");
+    let _ = Command::new("kill")
+        .args(["-TERM", &dev.id().to_string()])
+        .status();
+    let ended = dev.wait_with_output().expect("weft dev ends");
+    assert!(ended.status.success(), "weft dev stops cleanly on SIGTERM");
+    let err = String::from_utf8_lossy(&ended.stderr);
+    assert!(
+        err.contains("DEV MODE") && err.contains("NO TOKEN"),
+        "{err}"
+    );
+}
