@@ -341,6 +341,22 @@ fn remote_commands_print_what_direct_ones_print() {
     same(&cli, &server, &viewer, &["validate", bad]);
     same(&cli, &server, &operator, &["submit", bad]);
 
+    // The server reads no files: a workflow with `workflow:` tasks is
+    // refused before anything is sent, saying what to do instead.
+    let out = cli.remote(
+        &server,
+        &operator,
+        &["submit", "workflows/fan-out-children.yaml"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains(
+            "task `process` starts a sub-workflow from a file, and the server reads no files"
+        ),
+        "{}",
+        stderr(&out)
+    );
+
     // A viewer may not submit: 403, said plainly, exit 1.
     let out = cli.remote(&server, &viewer, &["submit", "workflows/diamond.yaml"]);
     assert_eq!(out.status.code(), Some(1));
