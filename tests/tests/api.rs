@@ -1146,7 +1146,17 @@ async fn the_openapi_document_describes_every_route_and_its_problems() {
             .unwrap_or_else(|| panic!("{path} is not described"))[method.as_str().to_lowercase()];
         assert!(op.is_object(), "{method} {path} is not described");
         let responses = op["responses"].as_object().expect("responses");
-        assert!(responses.contains_key("401"), "{method} {path}: no 401");
+        for status in ["401", "500", "503"] {
+            assert!(
+                responses.contains_key(status),
+                "{method} {path}: no {status}"
+            );
+        }
+        assert_eq!(
+            responses.contains_key("408"),
+            !path.ends_with("/events"),
+            "{method} {path}: only the event streams are not timed"
+        );
         assert_eq!(
             responses["401"]["content"]["application/problem+json"]["schema"]["$ref"],
             "#/components/schemas/Problem",

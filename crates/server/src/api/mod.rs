@@ -88,10 +88,12 @@ pub fn routes(config: &ServerConfig) -> (Router<AppState>, utoipa::openapi::Open
         .routes(routes!(tokens::revoke))
         .routes(routes!(me))
         .split_for_parts();
-    let (streams, streams_doc) = OpenApiRouter::new()
+    add_problems(&mut openapi, &["408", "500", "503"]);
+    let (streams, mut streams_doc) = OpenApiRouter::new()
         .routes(routes!(streams::run_events))
         .routes(routes!(streams::all_events))
         .split_for_parts();
+    add_problems(&mut streams_doc, &["500", "503"]);
     openapi.merge(streams_doc);
     let document = openapi.clone();
     let timed = timed
@@ -110,6 +112,50 @@ pub fn routes(config: &ServerConfig) -> (Router<AppState>, utoipa::openapi::Open
             time_bound,
         ));
     (timed.merge(streams), openapi)
+}
+
+/// Adds to every operation of `doc` the problems any request may get:
+/// 408 (timed out), 500 (a failure the client cannot fix), 503 (no
+/// database), those of `statuses`.
+fn add_problems(doc: &mut utoipa::openapi::OpenApi, statuses: &[&str]) {
+    use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+    for item in doc.paths.paths.values_mut() {
+        for operation in [
+            &mut item.get,
+            &mut item.post,
+            &mut item.put,
+            &mut item.delete,
+            &mut item.patch,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            for status in statuses {
+                let description = match *status {
+                    "408" => "The request took longer than the server allows",
+                    "503" => "The database cannot be reached",
+                    _ => "A failure the client cannot fix (logged in full)",
+                };
+                operation
+                    .responses
+                    .responses
+                    .entry((*status).to_owned())
+                    .or_insert_with(|| {
+                        RefOr::T(
+                            ResponseBuilder::new()
+                                .description(description)
+                                .content(
+                                    crate::problem::PROBLEM_JSON,
+                                    ContentBuilder::new()
+                                        .schema(Some(Ref::from_schema_name("Problem")))
+                                        .build(),
+                                )
+                                .build(),
+                        )
+                    });
+            }
+        }
+    }
 }
 
 /// Answers 408 (a problem) for a request not answered within the limit.
