@@ -1227,3 +1227,28 @@ async fn the_server_stops_promptly_with_event_streams_open() {
         .await
         .expect("cancel");
 }
+
+#[tokio::test]
+async fn dev_mode_serves_loopback_only_and_without_tokens() {
+    let pool = stack().pool().await.expect("pool");
+    let server = TestServer::with(&pool, |c| c.dev = true)
+        .await
+        .expect("server");
+    let api = Api::of(server, pool.clone());
+    let (status, _, me) = api.send(Method::GET, "/api/v1/me", None, None).await;
+    assert_eq!(status, StatusCode::OK, "{me}");
+    assert_eq!(me, json!({ "name": "dev", "role": "admin" }));
+    let mut config = weft_server::ServerConfig::new(std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
+    config.dev = true;
+    let refused = weft_server::serve(
+        pool,
+        config,
+        tokio_util::sync::CancellationToken::new(),
+        None,
+    )
+    .await;
+    assert!(
+        matches!(refused, Err(weft_server::ServeError::DevNotLoopback(_))),
+        "{refused:?}"
+    );
+}
