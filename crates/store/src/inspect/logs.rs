@@ -61,9 +61,10 @@ pub async fn logs(
 }
 
 /// At most `limit` of the attempts [`logs`] would list (none left out),
-/// from `offset`, in the same order — sorted in the database, which keeps
-/// only the page's rows while it sorts (a top-N sort), so a fan-out of
-/// 100,000 attempts with their logs is never read whole.
+/// from `offset`, in the same order. The page is cut on the attempts'
+/// keys alone (a top-N sort of small rows), and only its rows' logs are
+/// read, so a fan-out of 100,000 attempts with their logs is never read
+/// or sorted whole.
 ///
 /// # Errors
 /// A database error.
@@ -75,11 +76,14 @@ pub async fn page(
     offset: i64,
 ) -> Result<Vec<AttemptLog>, StoreError> {
     let sql = format!(
-        "SELECT {ATTEMPT_COLUMNS}, a.logs, \
-                CASE WHEN a.logs IS NULL AND a.status <> '{succeeded}' THEN a.result END AS details \
-         FROM {SOURCE} \
-         ORDER BY a.task_name COLLATE \"C\", a.item_index NULLS FIRST, a.attempt \
-         LIMIT {limit} OFFSET {offset}",
+        "SELECT p.*, x.logs, \
+                CASE WHEN x.logs IS NULL AND x.status <> '{succeeded}' THEN x.result END AS details \
+         FROM ( \
+             SELECT {ATTEMPT_COLUMNS} FROM {SOURCE} \
+             ORDER BY a.task_name COLLATE \"C\", a.item_index NULLS FIRST, a.attempt \
+             LIMIT {limit} OFFSET {offset} \
+         ) p JOIN executions x ON x.id = p.execution_id \
+         ORDER BY p.task COLLATE \"C\", p.item_index NULLS FIRST, p.attempt_number",
         succeeded = ExecutionStatus::Succeeded.as_str(),
         limit = limit.max(0),
         offset = offset.max(0),
