@@ -96,17 +96,7 @@ pub async fn request_committed(
     pool: &sqlx::PgPool,
     id: WorkflowExecutionId,
 ) -> Result<Requested, StoreError> {
-    let mut delay = std::time::Duration::from_millis(10);
-    for _ in 0..8 {
-        match request_once(pool, id).await {
-            Err(e) if e.is_transient() => {
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(std::time::Duration::from_secs(1));
-            }
-            other => return other,
-        }
-    }
-    request_once(pool, id).await
+    crate::transact::retrying(|| request_once(pool, id)).await
 }
 
 async fn request_once(

@@ -122,17 +122,7 @@ pub async fn reopen_committed(
     id: WorkflowExecutionId,
     scope: Scope<'_>,
 ) -> Result<Reopened, StoreError> {
-    let mut delay = std::time::Duration::from_millis(10);
-    for _ in 0..8 {
-        match reopen_once(pool, id, scope).await {
-            Err(e) if e.is_transient() => {
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(std::time::Duration::from_secs(1));
-            }
-            other => return other,
-        }
-    }
-    reopen_once(pool, id, scope).await
+    crate::transact::retrying(|| reopen_once(pool, id, scope)).await
 }
 
 async fn reopen_once(

@@ -96,11 +96,11 @@ pub async fn retry(
         Scope::Tasks(&tasks)
     };
     let reopened = weft_store::retry::reopen_committed(&state.pool, id, scope).await?;
-    let status = match &reopened {
-        Reopened::Reopened { .. } => None,
-        Reopened::NotRetryable(_) => Some(Problem::conflict as fn(String) -> Problem),
-        Reopened::UnknownTasks { .. } => Some(Problem::invalid as fn(String) -> Problem),
-        Reopened::NotFound => Some(Problem::not_found as fn(String) -> Problem),
+    // The kind of refusal decides the status; the store words it.
+    let refusal: fn(String) -> Problem = match &reopened {
+        Reopened::NotRetryable(_) | Reopened::Reopened { .. } => Problem::conflict,
+        Reopened::UnknownTasks { .. } => Problem::invalid,
+        Reopened::NotFound => Problem::not_found,
     };
     match reopened.outcome(id) {
         Ok(retried) => {
@@ -108,9 +108,8 @@ pub async fn retry(
             state.events.touch(id);
             Ok(Json(retried))
         }
-        Err(why) => {
-            let why = why.unwrap_or_else(|| format!("no run with id {id}"));
-            Err(status.unwrap_or(Problem::conflict as fn(String) -> Problem)(why))
-        }
+        Err(why) => Err(refusal(
+            why.unwrap_or_else(|| format!("no run with id {id}")),
+        )),
     }
 }
