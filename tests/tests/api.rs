@@ -970,6 +970,13 @@ async fn the_runs_list_pages_without_gaps_or_duplicates() {
         )
         .await;
     assert_eq!(failed["items"], json!([]));
+    let top = api
+        .get(
+            &format!("/api/v1/runs?workflow={name}&top=true&limit=1000"),
+            &operator,
+        )
+        .await;
+    assert_eq!(top["items"].as_array().map(Vec::len), Some(24));
 }
 
 #[tokio::test]
@@ -985,6 +992,7 @@ async fn bad_queries_get_400s_that_say_what_is_wrong() {
         ("/api/v1/runs?cursor=xyz".to_owned(), "xyz"),
         ("/api/v1/runs?colour=red".to_owned(), "colour"),
         ("/api/v1/runs?parent=nope".to_owned(), "parent"),
+        ("/api/v1/runs?top=yes".to_owned(), "top"),
         (format!("/api/v1/runs/{run}/attempts?limit=-1"), "limit"),
         (format!("/api/v1/runs/{run}/attempts?offset=x"), "offset"),
         (format!("/api/v1/runs/{run}/logs?item=x"), "item"),

@@ -34,8 +34,8 @@ pub struct ListQuery {
     #[param(value_type = Option<String>, format = Uuid)]
     pub parent: Option<String>,
     /// Leave out child runs (started by a `workflow:` task).
-    #[serde(default)]
-    pub top: bool,
+    #[param(value_type = Option<bool>)]
+    pub top: Option<String>,
     /// At most this many runs (1–1000; default 50).
     #[param(value_type = Option<i64>, minimum = 1, maximum = 1000)]
     pub limit: Option<String>,
@@ -86,7 +86,15 @@ pub async fn list(
         status: query.status,
         workflow: query.workflow,
         parent,
-        top: query.top,
+        top: match query.top.as_deref() {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(other) => {
+                return Err(Problem::bad_request(format!(
+                    "`top` must be `true` or `false`, not `{other}`"
+                )));
+            }
+        },
     };
     let mut conn = acquire(&state).await?;
     Ok(Json(
