@@ -10,10 +10,12 @@
 //! - [`api`] — the routes and the OpenAPI document.
 //! - [`auth`] — bearer tokens and roles.
 //! - [`problem`] — errors as `application/problem+json`.
+//! - [`ui`] — the web UI's embedded files.
 
 pub mod api;
 pub mod auth;
 pub mod problem;
+pub mod ui;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -90,6 +92,7 @@ pub fn router(state: AppState, config: &ServerConfig) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .merge(api)
+        .merge(ui::routes())
         .layer(DefaultBodyLimit::max(config.max_body))
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
