@@ -1,0 +1,179 @@
+//! The web UI tested as a person would use it, in Debian's headless
+//! Chromium driven by `playwright-core` (tests/browser/ui.test.mjs): log in
+//! with a token, submit a workflow from the UI (and see a broken one's
+//! diagnostics at their lines), watch its DAG turn green live, open a
+//! failed task's logs, cancel a running run, at 1280×800 and at 390×844,
+//! with no console error; screenshots go to `target/screenshots/`. The
+//! UI's pure modules (the DAG layout, the SSE parser) are unit-tested under
+//! node in the same run (tests/browser/dag.test.mjs).
+//!
+//! The stack: PostgreSQL and RabbitMQ with an executor and a worker in
+//! process, and `weft_server::serve` on a free port. Set-up:
+//! `scripts/browser.sh` (Chromium from apt, `npm ci` in tests/browser; no
+//! browser is downloaded). Without Chromium or node the test says so loudly
+//! and passes, unless `WEFT_BROWSER_REQUIRED=1` (as in CI), where it fails.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use tokio::process::Command;
+use tokio_util::sync::CancellationToken;
+use weft_common::auth::{Role, generate_token};
+use weft_server::ServerConfig;
+use weft_tests::{Stack, StackOptions};
+
+/// How long the whole browser script may take.
+const SCRIPT_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The repository's root.
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from(".."), Path::to_path_buf)
+}
+
+/// The browser the tests drive: `WEFT_CHROMIUM`, else Debian's.
+fn chromium() -> PathBuf {
+    std::env::var_os("WEFT_CHROMIUM")
+        .map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from)
+}
+
+/// What is missing to run the browser tests, if anything, after trying
+/// `scripts/browser.sh` once.
+async fn missing(root: &Path) -> Option<String> {
+    let check = |root: &Path| {
+        let mut missing = Vec::new();
+        if !chromium().is_file() {
+            missing.push(format!(
+                "{} (apt-get install chromium)",
+                chromium().display()
+            ));
+        }
+        if which("node").is_none() {
+            missing.push("node (apt-get install nodejs)".to_owned());
+        }
+        if !root
+            .join("tests/browser/node_modules/playwright-core")
+            .is_dir()
+        {
+            missing.push("playwright-core (npm ci in tests/browser)".to_owned());
+        }
+        missing
+    };
+    if check(root).is_empty() {
+        return None;
+    }
+    eprintln!("browser tests: running scripts/browser.sh to install what is missing");
+    let status = Command::new("bash")
+        .arg(root.join("scripts/browser.sh"))
+        .status()
+        .await;
+    if let Err(e) = &status {
+        eprintln!("browser tests: scripts/browser.sh did not run: {e}");
+    }
+    let missing = check(root);
+    (!missing.is_empty()).then(|| missing.join(", "))
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(program))
+            .find(|p| p.is_file())
+    })
+}
+
+/// Prints a child's output (for the test log) and fails unless it passed.
+fn check(what: &str, output: &Output) -> anyhow::Result<()> {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    println!("--- {what}: stdout\n{stdout}\n--- {what}: stderr\n{stderr}");
+    if !output.status.success() {
+        bail!("{what} failed ({}):\n{stdout}\n{stderr}", output.status);
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_web_ui_works_in_a_real_browser() -> anyhow::Result<()> {
+    let root = root();
+    if let Some(missing) = missing(&root).await {
+        let message = format!(
+            "\n\n==================== BROWSER TESTS SKIPPED ====================\n\
+             missing: {missing}\n\
+             run scripts/browser.sh (needs apt-get and npm) to install them\n\
+             ===============================================================\n"
+        );
+        if std::env::var("WEFT_BROWSER_REQUIRED").is_ok_and(|v| v == "1") {
+            bail!("{message}(WEFT_BROWSER_REQUIRED=1)");
+        }
+        eprintln!("{message}");
+        return Ok(());
+    }
+
+    // The DAG layout and the SSE parser, under node.
+    let layout = Command::new("node")
+        .args(["--test", "tests/browser/dag.test.mjs"])
+        .current_dir(&root)
+        .output()
+        .await
+        .context("running node")?;
+    check("the UI's unit tests (node --test)", &layout)?;
+
+    let stack = tokio::task::spawn_blocking(|| Stack::start(StackOptions::default()))
+        .await
+        .context("starting the stack")??;
+    let pool = stack.pool().await?;
+    let mut conn = pool.acquire().await?;
+    let operator = generate_token();
+    weft_store::tokens::create(
+        &mut conn,
+        &operator,
+        "browser-operator",
+        Role::Operator,
+        None,
+    )
+    .await?;
+    let viewer = generate_token();
+    weft_store::tokens::create(&mut conn, &viewer, "browser-viewer", Role::Viewer, None).await?;
+    drop(conn);
+
+    let shutdown = CancellationToken::new();
+    let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
+    let server = tokio::spawn(weft_server::serve(
+        pool.clone(),
+        ServerConfig::new("127.0.0.1:0".parse()?),
+        shutdown.clone(),
+        Some(bound_tx),
+    ));
+    let addr = bound_rx.await.context("the server did not start")?;
+
+    let screenshots = root.join("target/screenshots");
+    std::fs::create_dir_all(&screenshots)?;
+    let mut script = Command::new("node");
+    script
+        .arg("tests/browser/ui.test.mjs")
+        .current_dir(&root)
+        .env("BASE_URL", format!("http://{addr}"))
+        .env("TOKEN", &operator)
+        .env("VIEWER_TOKEN", &viewer)
+        .env("CHROMIUM", chromium())
+        .env("SCREENSHOTS", &screenshots)
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(SCRIPT_TIMEOUT, script.output())
+        .await
+        .with_context(|| format!("the browser script took more than {SCRIPT_TIMEOUT:?}"))?
+        .context("running node tests/browser/ui.test.mjs")?;
+    shutdown.cancel();
+    let served = server.await;
+    check(
+        "the browser tests (node tests/browser/ui.test.mjs)",
+        &output,
+    )?;
+    served.context("the server task")??;
+    println!("screenshots in {}", screenshots.display());
+    drop(stack);
+    Ok(())
+}
