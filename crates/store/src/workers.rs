@@ -69,6 +69,7 @@ pub const DEFAULT_HEARTBEAT_GRACE: Duration = Duration::from_secs(30);
 
 /// A worker as last seen.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WorkerRow {
     /// Its id (`host-pid-random` unless configured).
     pub id: String,

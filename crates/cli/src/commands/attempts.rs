@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use weft_common::WorkflowExecutionId;
 use weft_common::abbrev::abbreviate;
 use weft_store::inspect::attempts::{self, Attempt, AttemptFilter};
-use weft_store::{PgConnection, PgPool, runs};
+use weft_store::{PgConnection, PgPool};
 
 /// Prints every execution of `task` of run `run` (a table, or JSON).
 pub(crate) async fn show(
@@ -45,20 +45,10 @@ pub(crate) async fn check_task(
     run: WorkflowExecutionId,
     task: &str,
 ) -> anyhow::Result<Result<(), String>> {
-    let names = attempts::task_names(conn, run).await?;
-    if names.iter().any(|n| n == task) {
-        return Ok(Ok(()));
-    }
-    if !names.is_empty() {
-        return Ok(Err(format!(
-            "run {run} has no task `{task}` (its tasks: {})",
-            names.join(", ")
-        )));
-    }
-    Ok(Err(match runs::get(conn, run).await? {
-        None => format!("no run with id {run}"),
-        Some(r) => format!("run {run} is {}: it has no task executions yet", r.status),
-    }))
+    Ok(match attempts::task_problem(conn, run, task).await? {
+        None => Ok(()),
+        Some(problem) => Err(problem),
+    })
 }
 
 /// The longest error shown in the table (the JSON has it whole).

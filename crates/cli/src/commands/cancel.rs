@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 use weft_common::RunRef;
-use weft_store::cancel::{self, Requested};
+use weft_store::cancel;
 
 use crate::config::{ConfigArgs, DbArgs};
 
@@ -27,24 +27,10 @@ pub(crate) async fn run(args: &CancelArgs) -> anyhow::Result<ExitCode> {
     let requested =
         weft_store::transact::in_transaction(&pool, async |tx| cancel::request(tx, id).await)
             .await?;
-    match requested {
-        Requested::Accepted { settled: true, .. } => outln!("{id} canceled")?,
-        Requested::Accepted {
-            killing,
-            settled: false,
-        } => {
-            outln!(
-                "{id} canceling: stopping {killing} execution(s); `weft watch {id}` follows it to the end"
-            )?;
-        }
-        Requested::AlreadyCanceling => outln!("{id} is already canceling")?,
-        Requested::Finished(status) => {
-            outln!("{id} already finished ({status}); nothing to cancel")?
-        }
-        Requested::NotFound => {
-            eprintln!("error: no run with id {id}");
-            return Ok(ExitCode::FAILURE);
-        }
-    }
+    let Some(outcome) = requested.outcome(id) else {
+        eprintln!("error: no run with id {id}");
+        return Ok(ExitCode::FAILURE);
+    };
+    outln!("{}", outcome.message)?;
     Ok(ExitCode::SUCCESS)
 }

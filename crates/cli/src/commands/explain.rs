@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Args;
-use serde_json::json;
 use weft_common::RunRef;
 use weft_common::explain::RunFacts;
 use weft_common::message::topology;
@@ -71,7 +70,7 @@ pub(crate) async fn run(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
     let explanation = facts.explain();
     let children = weft_store::children::children(&mut db, id).await?;
     if args.json {
-        let out = json!({ "facts": facts, "explanation": explanation, "children": children });
+        let out = weft_store::inspect::explain::Report::new(facts, children);
         outln!("{}", serde_json::to_string_pretty(&out)?)?;
         return Ok(ExitCode::SUCCESS);
     }

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 use weft_common::RunRef;
-use weft_store::retry::{self, Reopened, Scope};
+use weft_store::retry::{self, Scope};
 
 use super::status::{self, WaitArgs};
 use crate::config::{ConfigArgs, DbArgs};
@@ -47,39 +47,11 @@ pub(crate) async fn run(args: &RetryArgs) -> anyhow::Result<ExitCode> {
     let reopened =
         weft_store::transact::in_transaction(&pool, async |tx| retry::reopen(tx, id, scope).await)
             .await?;
-    match reopened {
-        Reopened::Reopened { tasks, round } => {
-            eprintln!(
-                "{id} re-opened as round {round}; running again: {}",
-                tasks.join(", ")
-            );
-        }
-        Reopened::NotRetryable(status) if status.is_terminal() => {
-            eprintln!(
-                "error: {id} {status}: nothing failed to run again; `weft retry {id} --task NAME` re-runs a task and everything downstream of it"
-            );
-            return Ok(ExitCode::FAILURE);
-        }
-        Reopened::NotRetryable(status) => {
-            eprintln!(
-                "error: {id} is {status}; only a finished run can be retried (`weft cancel {id}` stops it)"
-            );
-            return Ok(ExitCode::FAILURE);
-        }
-        Reopened::UnknownTasks { unknown, known } => {
-            eprintln!(
-                "error: run {id} has no task {}; its tasks are: {}",
-                unknown
-                    .iter()
-                    .map(|t| format!("`{t}`"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                known.join(", ")
-            );
-            return Ok(ExitCode::FAILURE);
-        }
-        Reopened::NotFound => {
-            eprintln!("error: no run with id {id}");
+    match reopened.outcome(id) {
+        Ok(retried) => eprintln!("{}", retried.message),
+        Err(why) => {
+            let why = why.unwrap_or_else(|| format!("no run with id {id}"));
+            eprintln!("error: {why}");
             return Ok(ExitCode::FAILURE);
         }
     }

@@ -12,6 +12,7 @@ use crate::error::{Context, StoreError};
 
 /// An attempt and what it printed.
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AttemptLog {
     /// The attempt (task, item, round, attempt, status, worker, times).
     #[serde(flatten)]

@@ -85,7 +85,7 @@ export function taskPanel(runId, name, ctx, { retry }) {
     replace(logs, h('h3', {}, 'Logs'), h('p', { class: 'muted' }, 'Loading…'));
     let all;
     try {
-      all = await api.logs(runId, { task: name, item: a.item_index ?? undefined });
+      all = await api.logs(runId, { task: name, item: a.item_index ?? undefined, attempt: a.attempt, round: a.round });
     } catch (e) {
       replace(logs, h('h3', {}, 'Logs'), h('p', { class: 'error' }, `Could not read the logs: ${e.message}`));
       return;
@@ -128,7 +128,7 @@ export function taskPanel(runId, name, ctx, { retry }) {
       t.result !== null && t.result !== undefined ? h('div', {}, h('h3', {}, 'Result'), json(t.result)) : null,
     );
     replace(actions);
-    if (allows(ctx.me?.role, 'operator') && terminal(run.status) && run.status !== 'succeeded') {
+    if (allows(ctx.me?.role, 'operator') && terminal(run.status)) {
       actions.append(h('button', { type: 'button', id: 'retry-task', onclick: () => retry(name) }, `Retry from ${name}`));
     }
     // Re-read the attempts and the explanation when the task moved.
