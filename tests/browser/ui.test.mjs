@@ -38,7 +38,7 @@ input:
 tasks:
   fetch:
     action: sleep
-    input: { seconds: 1.5 }
+    input: { seconds: 2 }
   transform:
     needs: [fetch]
     with_items: [1, 2, 3, 4]
@@ -120,6 +120,7 @@ function watch(page, label) {
 }
 
 let failures = 0;
+let current = null; // the page a failure is about
 async function step(name, fn) {
   const started = Date.now();
   try {
@@ -128,6 +129,18 @@ async function step(name, fn) {
   } catch (e) {
     failures++;
     console.log(`not ok - ${name} (${Date.now() - started} ms)\n  ${String(e?.stack ?? e).replaceAll('\n', '\n  ')}`);
+    if (current && !current.isClosed()) {
+      await shot(current, 'failure').catch(() => {});
+      const seen = await current
+        .evaluate(() => ({
+          url: location.href,
+          live: [...document.querySelectorAll('.live')].map((l) => l.textContent),
+          nodes: [...document.querySelectorAll('svg.dag .node')].map((n) => `${n.dataset.task}=${n.dataset.status}`),
+          alerts: [...document.querySelectorAll('[role=alert], .toast')].map((a) => a.textContent),
+        }))
+        .catch((err) => String(err));
+      console.log(`  the page: ${JSON.stringify(seen)} (screenshot: failure.png)`);
+    }
     throw e;
   }
 }
@@ -156,6 +169,7 @@ let failedRun;
 try {
   const desktop = await browser.newContext({ viewport: DESKTOP });
   const page = await desktop.newPage();
+  current = page;
   watch(page, 'desktop');
   page.on('dialog', (d) => d.accept());
 
@@ -219,13 +233,25 @@ try {
     await dag.waitFor();
     assert.equal(await page.locator('svg.dag .node').count(), 5, 'one box per task');
     assert.equal(await page.locator('svg.dag path.edge').count(), GOOD_EDGES, 'one line per need');
-    assert.equal(await page.locator('svg.dag path.edge.conditional').count(), 1, 'the edge into the `when` task is marked');
+    assert.equal(await page.locator('svg.dag path.edge.conditional').count(), 2, 'the edges into the `when` and `trigger` tasks are marked');
     await page.locator('svg.dag .node[data-task="check"] text.cond').getByText(/when input.size > 2/).waitFor();
     await page.locator('svg.dag .node[data-task="notify"] text.cond').getByText('trigger all_done').waitFor();
-    // It is seen running before it is seen done: the page follows it live.
-    await page.locator('svg.dag .node[data-task="fetch"][data-status="running"]').waitFor({ timeout: LIVE });
+    // The page shows the run unfinished, then finished, without reloading:
+    // it follows the run's events. Every status a node shows is recorded.
+    await page.evaluate(() => {
+      window.__seen = {};
+      const record = () => {
+        for (const n of document.querySelectorAll('svg.dag .node')) {
+          const seen = (window.__seen[n.dataset.task] ??= []);
+          if (seen.at(-1) !== n.dataset.status) seen.push(n.dataset.status);
+        }
+      };
+      record();
+      new MutationObserver(record).observe(document.querySelector('#main'), { subtree: true, attributes: true, attributeFilter: ['data-status'], childList: true });
+    });
+    const first = await page.locator('svg.dag .node[data-task="fetch"]').getAttribute('data-status');
+    assert.notEqual(first, 'succeeded', 'the first task is still running when the page shows it');
     await shot(page, 'desktop-run-live');
-    await page.locator('svg.dag .node[data-task="transform"] .bar:not([hidden])').waitFor({ timeout: LIVE });
     await page.waitForFunction(
       () => {
         const nodes = [...document.querySelectorAll('svg.dag .node')];
@@ -236,6 +262,9 @@ try {
     );
     await page.locator('.title .badge.st-succeeded').waitFor({ timeout: LIVE });
     assert.equal(await page.evaluate(() => window.__sameDocument), true, 'the page was not reloaded');
+    const seen = await page.evaluate(() => window.__seen);
+    console.log(`  statuses seen live: ${Object.entries(seen).map(([t, s]) => `${t}: ${s.join(' → ')}`).join('; ')}`);
+    assert.ok(Object.values(seen).every((s) => s.length >= 2), 'every task changed on the page while it was open');
     assert.equal(await page.locator('svg.dag .node[data-task="transform"] text.counts').textContent(), '4/4');
     assert.equal(await page.locator('#cancel').count(), 0, 'a finished run offers no cancel');
     await page.getByRole('heading', { name: 'Inputs' }).waitFor();
@@ -268,7 +297,7 @@ try {
     await panel.locator('.why').filter({ hasText: /\S/ }).waitFor();
     await panel.getByRole('button', { name: 'Logs' }).first().click();
     await panel.locator('pre.log.stderr').getByText('disk on fire').waitFor();
-    await panel.getByText('Exit code').waitFor();
+    assert.equal(await panel.locator('.logs .exit-code').innerText(), 'Exit code 3');
     await panel.getByRole('button', { name: 'Retry from break' }).waitFor();
     await page.locator('#retry').waitFor();
     await shot(page, 'desktop-failed-logs');
@@ -322,6 +351,7 @@ try {
   await step('a viewer sees runs but no actions', async () => {
     const context = await browser.newContext({ viewport: DESKTOP });
     const viewer = await context.newPage();
+    current = viewer;
     watch(viewer, 'viewer');
     await login(viewer, VIEWER);
     await viewer.goto(`${BASE}/#/runs/${failedRun}`);
@@ -336,6 +366,7 @@ try {
   await step('at phone width (390×844) the list, the run and the panel fit', async () => {
     const context = await browser.newContext({ viewport: PHONE, isMobile: true, hasTouch: true, deviceScaleFactor: 2 });
     const phone = await context.newPage();
+    current = phone;
     watch(phone, 'phone');
     await login(phone, TOKEN);
     await phone.locator(`table.runs tr[data-run="${goodRun}"]`).waitFor();

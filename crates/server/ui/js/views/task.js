@@ -101,7 +101,7 @@ export function taskPanel(runId, name, ctx, { retry }) {
     replace(
       logs,
       h('h3', {}, `Logs of ${label}`),
-      out?.exit_code !== undefined && out?.exit_code !== null ? h('p', {}, 'Exit code ', h('code', {}, out.exit_code)) : null,
+      out?.exit_code !== undefined && out?.exit_code !== null ? h('p', { class: 'exit-code' }, 'Exit code ', h('code', {}, out.exit_code)) : null,
       stream('stdout', out?.stdout),
       stream('stderr', out?.stderr),
       mine?.details ? h('div', {}, h('h4', {}, 'Details'), json(mine.details)) : null,
