@@ -100,11 +100,10 @@ async function route() {
   replace(main);
   const view = views[target.name].render(main, target, ctx);
   current = { name: target.name, key: target.key, ...view };
+  // Focus goes to the view's first field when it asks (log-in), else its heading.
   const heading = main.querySelector('h1');
-  if (heading) {
-    heading.tabIndex = -1;
-    heading.focus({ preventScroll: true });
-  }
+  if (heading) heading.tabIndex = -1;
+  (main.querySelector('[autofocus]') ?? heading)?.focus({ preventScroll: true });
   document.title = `${heading?.textContent ?? 'Weft'} · Weft`;
 }
 

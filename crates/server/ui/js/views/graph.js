@@ -5,8 +5,7 @@
 import { layout, conditions, progress } from '../dag.js';
 import { s } from '../dom.js';
 
-const NS_WIDTH = 176;
-const NS_HEIGHT = 62;
+const NODE_HEIGHT = 62;
 
 /** Cuts text to `n` characters with an ellipsis. */
 function cut(text, n) {
@@ -18,10 +17,13 @@ function cut(text, n) {
  * `{svg, update(runStatus), select(task)}`.
  */
 export function drawGraph(graph, runId, direction) {
-  const d = layout(graph, { direction, nodeWidth: NS_WIDTH, nodeHeight: NS_HEIGHT });
+  // Narrower boxes top to bottom: phones are narrow.
+  const nodeWidth = direction === 'TB' ? 150 : 176;
+  const chars = direction === 'TB' ? 23 : 27;
+  const d = layout(graph, { direction, nodeWidth: nodeWidth, nodeHeight: NODE_HEIGHT, gapNode: direction === 'TB' ? 14 : 22 });
   const byName = new Map(graph.nodes.map((n) => [n.name, n]));
   const svg = s('svg', {
-    class: 'dag',
+    class: `dag ${direction}`,
     viewBox: `0 0 ${d.width} ${d.height}`,
     width: d.width,
     height: d.height,
@@ -44,18 +46,18 @@ export function drawGraph(graph, runId, direction) {
     const cond = conditions(n);
     const kind = [n.action, n.with_items ? 'fan-out' : null, n.exit_handler ? 'on exit' : null, n.workflow ? `runs ${n.workflow}` : null].filter(Boolean).join(' · ');
     const bar = s('g', { class: 'bar', hidden: true },
-      s('rect', { class: 'bar-bg', x: 10, y: NS_HEIGHT - 10, width: NS_WIDTH - 20, height: 5, rx: 2 }),
-      s('rect', { class: 'bar-ok', x: 10, y: NS_HEIGHT - 10, width: 0, height: 5, rx: 2 }),
-      s('rect', { class: 'bar-bad', x: 10, y: NS_HEIGHT - 10, width: 0, height: 5, rx: 2 }));
-    const counts = s('text', { class: 'counts', x: NS_WIDTH - 10, y: 18, 'text-anchor': 'end' });
+      s('rect', { class: 'bar-bg', x: 10, y: NODE_HEIGHT - 10, width: nodeWidth - 20, height: 5, rx: 2 }),
+      s('rect', { class: 'bar-ok', x: 10, y: NODE_HEIGHT - 10, width: 0, height: 5, rx: 2 }),
+      s('rect', { class: 'bar-bad', x: 10, y: NODE_HEIGHT - 10, width: 0, height: 5, rx: 2 }));
+    const counts = s('text', { class: 'counts', x: nodeWidth - 10, y: 18, 'text-anchor': 'end' });
     const title = s('title', {}, '');
     const a = s('a', { href: `#/runs/${runId}/tasks/${encodeURIComponent(n.name)}`, class: 'node st-waiting', dataset: { task: n.name, status: 'waiting' }, transform: `translate(${box.x},${box.y})` },
       title,
-      s('rect', { class: 'box', width: NS_WIDTH, height: NS_HEIGHT, rx: 8 }),
-      s('text', { class: 'name', x: 10, y: 19 }, cut(n.name, 17)),
+      s('rect', { class: 'box', width: nodeWidth, height: NODE_HEIGHT, rx: 8 }),
+      s('text', { class: 'name', x: 10, y: 19 }, cut(n.name, chars - 10)),
       counts,
-      s('text', { class: 'kind', x: 10, y: 35 }, cut(kind, 27)),
-      cond ? s('text', { class: 'cond', x: 10, y: 49 }, cut(cond, 27)) : null,
+      s('text', { class: 'kind', x: 10, y: 35 }, cut(kind, chars)),
+      cond ? s('text', { class: 'cond', x: 10, y: 49 }, cut(cond, chars)) : null,
       bar);
     nodes.set(n.name, { a, bar, counts, title, node: n, cond, kind });
     svg.append(a);
@@ -73,9 +75,9 @@ export function drawGraph(graph, runId, direction) {
       let items = '';
       if (p) {
         const [, ok, bad] = v.bar.children;
-        ok.setAttribute('width', (NS_WIDTH - 20) * p.ok);
-        bad.setAttribute('x', 10 + (NS_WIDTH - 20) * p.ok);
-        bad.setAttribute('width', (NS_WIDTH - 20) * p.bad);
+        ok.setAttribute('width', (nodeWidth - 20) * p.ok);
+        bad.setAttribute('x', 10 + (nodeWidth - 20) * p.ok);
+        bad.setAttribute('width', (nodeWidth - 20) * p.bad);
         items = `${p.succeeded + p.failed}/${p.total}`;
         v.counts.textContent = items;
       } else {

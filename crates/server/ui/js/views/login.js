@@ -3,7 +3,7 @@
 import { h } from '../dom.js';
 
 export function render(main, target, ctx) {
-  const input = h('input', { id: 'token', name: 'token', type: 'password', autocomplete: 'off', spellcheck: 'false', required: true, placeholder: 'weft_…', 'aria-describedby': 'token-help' });
+  const input = h('input', { id: 'token', name: 'token', type: 'password', autocomplete: 'off', spellcheck: 'false', required: true, autofocus: true, placeholder: 'weft_…', 'aria-describedby': 'token-help' });
   const error = h('p', { class: 'error', role: 'alert', hidden: true });
   const form = h(
     'form',

@@ -107,7 +107,10 @@ export function render(main, target, ctx) {
           h('code', {}, lines[n - 1] || ' '),
         ),
       );
-      for (const d of at.get(n) ?? []) rows.push(h('li', { class: 'note' }, message(d)));
+      for (const d of at.get(n) ?? []) {
+        if (d.column >= 1) rows.push(h('li', { class: 'caret', 'aria-hidden': 'true' }, h('span'), h('code', {}, `${' '.repeat(d.column - 1)}^`)));
+        rows.push(h('li', { class: 'note' }, message(d)));
+      }
     }
     replace(diagnostics, h('p', { class: 'error', role: 'alert' }, summary), loose.map(message), rows.length ? h('ol', { class: 'source' }, rows) : null);
   }

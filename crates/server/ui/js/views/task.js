@@ -31,7 +31,7 @@ export function taskPanel(runId, name, ctx, { retry }) {
     figures,
     actions,
     h('h3', {}, 'Attempts'),
-    h('div', { class: 'scroll' }, h('table', { class: 'attempts' }, h('thead', {}, h('tr', {}, ['Item', 'Try', 'Status', 'Worker', 'Took', ''].map((c) => h('th', { scope: 'col' }, c)))), attempts)),
+    h('div', { class: 'scroll' }, h('table', { class: 'attempts' }, h('thead', {}, h('tr', {}, ['Item', 'Try', 'Status', 'Worker', 'Took', ''].map((c) => h('th', { scope: 'col', class: c === 'Worker' ? 'hide-narrow' : null }, c)))), attempts)),
     h('nav', { class: 'pager', 'aria-label': 'Attempt pages' }, prev, more, next),
     logs,
   );
@@ -65,6 +65,7 @@ export function taskPanel(runId, name, ctx, { retry }) {
     prev.disabled = offset === 0;
     const hasMore = Array.isArray(answer) ? items.length === PAGE : answer.next_offset != null || (total !== null ? offset + items.length < total : items.length === PAGE);
     next.disabled = !hasMore;
+    prev.parentElement.hidden = offset === 0 && !hasMore;
     more.textContent = items.length ? `${offset + 1}–${offset + items.length}${total !== null ? ` of ${total}` : ''}` : '';
   }
 
@@ -75,7 +76,7 @@ export function taskPanel(runId, name, ctx, { retry }) {
       h('td', {}, a.item_index === null || a.item_index === undefined ? '—' : h('span', { title: a.item ?? '' }, `#${a.item_index}`, a.item ? h('span', { class: 'muted small' }, ` ${a.item}`) : null)),
       h('td', {}, a.round > 1 ? `${a.attempt} (round ${a.round})` : a.attempt),
       h('td', {}, badge(a.status), a.error ? h('div', { class: 'small error-text' }, a.error) : null),
-      h('td', { class: 'small' }, a.worker ?? '—'),
+      h('td', { class: 'small hide-narrow' }, a.worker ?? '—'),
       h('td', {}, a.duration_ms === null || a.duration_ms === undefined ? '—' : duration(new Date(0).toISOString(), new Date(a.duration_ms).toISOString())),
       h('td', {}, h('button', { type: 'button', class: 'small', onclick: () => showLogs(a) }, 'Logs')),
     );
