@@ -260,7 +260,7 @@ try {
       null,
       { timeout: LIVE },
     );
-    await page.locator('.title .badge.st-succeeded').waitFor({ timeout: LIVE });
+    await page.locator('#main > .title .badge.st-succeeded').waitFor({ timeout: LIVE });
     assert.equal(await page.evaluate(() => window.__sameDocument), true, 'the page was not reloaded');
     const seen = await page.evaluate(() => window.__seen);
     console.log(`  statuses seen live: ${Object.entries(seen).map(([t, s]) => `${t}: ${s.join(' → ')}`).join('; ')}`);
@@ -288,7 +288,7 @@ try {
     await page.goto(`${BASE}/#/runs/${failedRun}`);
     const node = page.locator('svg.dag .node[data-task="break"][data-status="failed"]');
     await node.waitFor({ timeout: LIVE });
-    await page.locator('.title .badge.st-failed').waitFor({ timeout: LIVE });
+    await page.locator('#main > .title .badge.st-failed').waitFor({ timeout: LIVE });
     await page.locator('svg.dag .node[data-task="after"][data-status="skipped"]').waitFor({ timeout: LIVE });
     await node.click();
     const panel = page.locator('aside .panel[data-task="break"]');
@@ -319,13 +319,23 @@ try {
     await page.locator(`aside .panel[data-task="${task}"]`).waitFor();
   });
 
+  await step('retry from a task starts a new round of the run, followed live', async () => {
+    await page.goto(`${BASE}/#/runs/${failedRun}/tasks/break`);
+    const panel = page.locator('aside .panel[data-task="break"]');
+    await panel.getByRole('button', { name: 'Retry from break' }).click();
+    // The same failing command fails again, in round 2.
+    await panel.locator('table.attempts tbody tr').filter({ hasText: 'round 2' }).waitFor({ timeout: LIVE });
+    await page.locator('#main > .title .badge.st-failed').waitFor({ timeout: LIVE });
+    assert.equal(await panel.locator('table.attempts tbody tr').count(), 2, 'both rounds\' attempts are listed');
+  });
+
   await step('a running run is canceled from its page', async () => {
     const slow = await submitViaApi(SLOW);
     await page.goto(`${BASE}/#/runs/${slow}`);
     await page.locator('svg.dag .node[data-task="wait"][data-status="running"]').waitFor({ timeout: LIVE });
     await shot(page, 'desktop-running');
     await page.getByRole('button', { name: 'Cancel run' }).click();
-    await page.locator('.title .badge.st-canceled').waitFor({ timeout: LIVE });
+    await page.locator('#main > .title .badge.st-canceled').waitFor({ timeout: LIVE });
     await page.locator('svg.dag .node[data-task="wait"][data-status="canceled"]').waitFor({ timeout: LIVE });
     assert.equal(await page.locator('#cancel').count(), 0, 'no cancel once canceled');
   });
@@ -355,7 +365,7 @@ try {
     watch(viewer, 'viewer');
     await login(viewer, VIEWER);
     await viewer.goto(`${BASE}/#/runs/${failedRun}`);
-    await viewer.locator('.title .badge.st-failed').waitFor();
+    await viewer.locator('#main > .title .badge.st-failed').waitFor();
     await viewer.locator('svg.dag .node').first().waitFor();
     assert.equal(await viewer.locator('#retry, #cancel').count(), 0);
     await viewer.goto(`${BASE}/#/submit`);

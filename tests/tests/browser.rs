@@ -140,15 +140,7 @@ async fn the_web_ui_works_in_a_real_browser() -> anyhow::Result<()> {
     weft_store::tokens::create(&mut conn, &viewer, "browser-viewer", Role::Viewer, None).await?;
     drop(conn);
 
-    let shutdown = CancellationToken::new();
-    let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
-    let server = tokio::spawn(weft_server::serve(
-        pool.clone(),
-        ServerConfig::new("127.0.0.1:0".parse()?),
-        shutdown.clone(),
-        Some(bound_tx),
-    ));
-    let addr = bound_rx.await.context("the server did not start")?;
+    let (addr, shutdown) = serve(&stack).await?;
 
     let screenshots = root.join("target/screenshots");
     std::fs::create_dir_all(&screenshots)?;
@@ -167,13 +159,96 @@ async fn the_web_ui_works_in_a_real_browser() -> anyhow::Result<()> {
         .with_context(|| format!("the browser script took more than {SCRIPT_TIMEOUT:?}"))?
         .context("running node tests/browser/ui.test.mjs")?;
     shutdown.cancel();
-    let served = server.await;
     check(
         "the browser tests (node tests/browser/ui.test.mjs)",
         &output,
     )?;
-    served.context("the server task")??;
     println!("screenshots in {}", screenshots.display());
+    drop(stack);
+    Ok(())
+}
+
+/// Starts a server on a free port over a bare stack's database; returns
+/// its address and the token that stops it.
+async fn serve(stack: &Stack) -> anyhow::Result<(std::net::SocketAddr, CancellationToken)> {
+    let pool = stack.pool().await?;
+    let shutdown = CancellationToken::new();
+    let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(weft_server::serve(
+        pool,
+        ServerConfig::new("127.0.0.1:0".parse()?),
+        shutdown.clone(),
+        Some(bound_tx),
+    ));
+    Ok((
+        bound_rx.await.context("the server did not start")?,
+        shutdown,
+    ))
+}
+
+/// The page and its files are served without a token, with their media
+/// types, a content security policy allowing only the server's own files,
+/// and cache headers: the page never cached, the files (at URLs carrying a
+/// digest of them) for a year, an old digest's not at all. Needs no
+/// browser.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ui_is_served_embedded_with_types_and_cache_headers() -> anyhow::Result<()> {
+    let stack = tokio::task::spawn_blocking(|| Stack::start(StackOptions::bare()))
+        .await
+        .context("starting the stack")??;
+    let (addr, shutdown) = serve(&stack).await?;
+    let http = reqwest::Client::new();
+    let get = |path: &str| http.get(format!("http://{addr}{path}")).send();
+    let header = |r: &reqwest::Response, name: &str| {
+        r.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+
+    let page = get("/").await?;
+    assert_eq!(page.status(), 200);
+    assert_eq!(header(&page, "content-type"), "text/html; charset=utf-8");
+    assert_eq!(header(&page, "cache-control"), "no-cache");
+    assert!(header(&page, "content-security-policy").contains("script-src 'self'"));
+    assert_eq!(header(&page, "x-content-type-options"), "nosniff");
+    let html = page.text().await?;
+    assert!(
+        html.contains(r#"<meta name="weft-dev" content="false">"#),
+        "not in --dev mode: {html}"
+    );
+    let main = html
+        .split('"')
+        .find(|s| s.starts_with("/assets/") && s.ends_with("/js/main.js"))
+        .context("the page loads /assets/{version}/js/main.js")?
+        .to_owned();
+    let base = main.trim_end_matches("js/main.js").to_owned();
+
+    for (file, media) in [
+        ("js/main.js", "text/javascript; charset=utf-8"),
+        ("js/dag.js", "text/javascript; charset=utf-8"),
+        ("app.css", "text/css; charset=utf-8"),
+        ("favicon.svg", "image/svg+xml"),
+    ] {
+        let r = get(&format!("{base}{file}")).await?;
+        assert_eq!(r.status(), 200, "{file}");
+        assert_eq!(header(&r, "content-type"), media, "{file}");
+        assert_eq!(
+            header(&r, "cache-control"),
+            "public, max-age=31536000, immutable",
+            "{file}"
+        );
+    }
+    let old = get("/assets/0000000000000000/js/main.js").await?;
+    assert_eq!(old.status(), 200);
+    assert_eq!(header(&old, "cache-control"), "no-cache");
+    let missing = get(&format!("{base}js/nope.js")).await?;
+    assert_eq!(missing.status(), 404);
+    assert_eq!(header(&missing, "content-type"), "application/problem+json");
+    // The API still wants a token.
+    assert_eq!(get("/api/v1/runs").await?.status(), 401);
+    shutdown.cancel();
     drop(stack);
     Ok(())
 }
