@@ -140,7 +140,7 @@ async fn the_web_ui_works_in_a_real_browser() -> anyhow::Result<()> {
     weft_store::tokens::create(&mut conn, &viewer, "browser-viewer", Role::Viewer, None).await?;
     drop(conn);
 
-    let (addr, shutdown) = serve(&stack).await?;
+    let (addr, shutdown) = serve(&stack, false).await?;
 
     let screenshots = root.join("target/screenshots");
     std::fs::create_dir_all(&screenshots)?;
@@ -168,15 +168,20 @@ async fn the_web_ui_works_in_a_real_browser() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Starts a server on a free port over a bare stack's database; returns
-/// its address and the token that stops it.
-async fn serve(stack: &Stack) -> anyhow::Result<(std::net::SocketAddr, CancellationToken)> {
+/// Starts a server (in `--dev` mode if `dev`) on a free port over the
+/// stack's database; returns its address and the token that stops it.
+async fn serve(
+    stack: &Stack,
+    dev: bool,
+) -> anyhow::Result<(std::net::SocketAddr, CancellationToken)> {
     let pool = stack.pool().await?;
+    let mut config = ServerConfig::new("127.0.0.1:0".parse()?);
+    config.dev = dev;
     let shutdown = CancellationToken::new();
     let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
     tokio::spawn(weft_server::serve(
         pool,
-        ServerConfig::new("127.0.0.1:0".parse()?),
+        config,
         shutdown.clone(),
         Some(bound_tx),
     ));
@@ -189,14 +194,14 @@ async fn serve(stack: &Stack) -> anyhow::Result<(std::net::SocketAddr, Cancellat
 /// The page and its files are served without a token, with their media
 /// types, a content security policy allowing only the server's own files,
 /// and cache headers: the page never cached, the files (at URLs carrying a
-/// digest of them) for a year, an old digest's not at all. Needs no
-/// browser.
+/// digest of them) for a year, an old digest's not at all; in `--dev` mode
+/// the page tells the UI it needs no token. Needs no browser.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_ui_is_served_embedded_with_types_and_cache_headers() -> anyhow::Result<()> {
     let stack = tokio::task::spawn_blocking(|| Stack::start(StackOptions::bare()))
         .await
         .context("starting the stack")??;
-    let (addr, shutdown) = serve(&stack).await?;
+    let (addr, shutdown) = serve(&stack, false).await?;
     let http = reqwest::Client::new();
     let get = |path: &str| http.get(format!("http://{addr}{path}")).send();
     let header = |r: &reqwest::Response, name: &str| {
@@ -249,6 +254,24 @@ async fn the_ui_is_served_embedded_with_types_and_cache_headers() -> anyhow::Res
     // The API still wants a token.
     assert_eq!(get("/api/v1/runs").await?.status(), 401);
     shutdown.cancel();
+
+    // In --dev mode the page says so, and the UI needs no token.
+    let (dev, dev_shutdown) = serve(&stack, true).await?;
+    let html = http
+        .get(format!("http://{dev}/"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert!(html.contains(r#"<meta name="weft-dev" content="true">"#));
+    let me: serde_json::Value = http
+        .get(format!("http://{dev}/api/v1/me"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(me["role"], "admin");
+    dev_shutdown.cancel();
     drop(stack);
     Ok(())
 }

@@ -93,3 +93,18 @@ export function toast(text, kind = 'info') {
 export function terminal(status) {
   return ['succeeded', 'failed', 'canceled', 'skipped', 'timed_out'].includes(status);
 }
+
+/**
+ * A run id to show: whole on wide screens; on narrow ones its end (run ids
+ * are UUIDv7, whose first digits are the time and alike for runs made
+ * together). The whole id is the tooltip.
+ */
+export function runId(id) {
+  const text = String(id);
+  return h('span', { class: 'mono run-id', title: text }, h('span', { class: 'id-head' }, text.slice(0, 24)), text.slice(24));
+}
+
+/** The distinctive end of a run id, for titles: "…9ed1b64765d8". */
+export function idTail(id) {
+  return `…${String(id).slice(-12)}`;
+}

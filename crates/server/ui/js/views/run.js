@@ -3,7 +3,7 @@
 
 import { api, allows } from '../api.js';
 import { follow } from '../sse.js';
-import { h, replace, badge, time, duration, json, toast, terminal } from '../dom.js';
+import { h, replace, badge, time, duration, json, toast, terminal, runId, idTail } from '../dom.js';
 import { drawGraph } from './graph.js';
 import { taskPanel } from './task.js';
 
@@ -20,7 +20,7 @@ export function render(main, target, ctx) {
   let poll = null;
   const narrow = window.matchMedia(NARROW);
 
-  const heading = h('h1', {}, 'Run ', h('span', { class: 'mono' }, id.slice(0, 8)));
+  const heading = h('h1', {}, 'Run ', h('span', { class: 'mono' }, id));
   const status = h('span');
   const live = h('span', { class: 'live', 'aria-live': 'polite' });
   const actions = h('div', { class: 'actions' });
@@ -71,7 +71,7 @@ export function render(main, target, ctx) {
   }
 
   async function cancel() {
-    if (!window.confirm(`Cancel run ${id.slice(0, 8)} of ${run.workflow}? Running tasks are stopped.`)) return;
+    if (!window.confirm(`Cancel run ${run.id} of ${run.workflow}? Running tasks are stopped.`)) return;
     try {
       const answer = await api.cancel(id);
       toast(answer?.message ?? 'Canceling.');
@@ -98,8 +98,8 @@ export function render(main, target, ctx) {
 
   function show(next) {
     run = next;
-    replace(heading, run.workflow, ' ', h('span', { class: 'mono muted small' }, run.id.slice(0, 8)));
-    document.title = `${run.workflow} ${run.id.slice(0, 8)} · Weft`;
+    replace(heading, run.workflow, ' ', h('span', { class: 'mono muted small' }, idTail(run.id)));
+    document.title = `${run.workflow} ${idTail(run.id)} · Weft`;
     replace(status, badge(run.status));
     replace(
       facts,
@@ -108,7 +108,7 @@ export function render(main, target, ctx) {
       h('div', {}, h('dt', {}, 'Started'), h('dd', {}, time(run.started_at))),
       h('div', {}, h('dt', {}, 'Finished'), h('dd', {}, time(run.finished_at))),
       h('div', {}, h('dt', {}, 'Duration'), h('dd', {}, duration(run.started_at, run.finished_at))),
-      run.parent ? h('div', {}, h('dt', {}, 'Parent'), h('dd', {}, h('a', { href: `#/runs/${run.parent}`, class: 'mono' }, run.parent.slice(0, 8)))) : null,
+      run.parent ? h('div', {}, h('dt', {}, 'Parent'), h('dd', {}, h('a', { href: `#/runs/${run.parent}` }, runId(run.parent)))) : null,
     );
     replace(hints, (run.hints ?? []).map((hint) => h('li', { class: 'hint' }, hint)));
     replace(
@@ -131,7 +131,7 @@ export function render(main, target, ctx) {
       h('section', { 'aria-labelledby': 'out-h' }, h('h2', { id: 'out-h' }, 'Output'), json(run.output)),
       run.error ? h('section', { 'aria-labelledby': 'err-h' }, h('h2', { id: 'err-h' }, 'Error'), h('pre', { class: 'error-text' }, run.error)) : null,
       run.children?.length
-        ? h('section', { 'aria-labelledby': 'ch-h' }, h('h2', { id: 'ch-h' }, 'Child runs'), h('ul', {}, run.children.map((c) => h('li', {}, h('a', { href: `#/runs/${c.id}`, class: 'mono' }, String(c.id).slice(0, 8)), ' ', c.task ?? '', ' ', c.status ? badge(c.status) : null))))
+        ? h('section', { 'aria-labelledby': 'ch-h' }, h('h2', { id: 'ch-h' }, 'Child runs'), h('ul', {}, run.children.map((c) => h('li', {}, h('a', { href: `#/runs/${c.id}` }, runId(c.id)), ' ', c.task ?? '', ' ', c.status ? badge(c.status) : null))))
         : null,
     );
     showActions();

@@ -3,7 +3,7 @@
 
 import { api } from '../api.js';
 import { follow } from '../sse.js';
-import { h, replace, badge, time, duration } from '../dom.js';
+import { h, replace, badge, time, duration, runId } from '../dom.js';
 
 const STATUSES = ['pending', 'running', 'succeeded', 'failed', 'canceling', 'canceled'];
 const LIMIT = 25;
@@ -64,7 +64,7 @@ export function render(main, target) {
     const tr = h(
       'tr',
       { dataset: { run: item.id } },
-      h('td', {}, h('a', { href: `#/runs/${item.id}`, class: 'mono' }, item.id.slice(0, 8))),
+      h('td', {}, h('a', { href: `#/runs/${item.id}`, 'aria-label': `Run ${item.id}` }, runId(item.id))),
       h('td', {}, item.workflow, item.parent ? h('span', { class: 'muted small' }, ' (child)') : null),
       h('td', {}, badge(item.status)),
       h('td', { class: 'hide-narrow' }, time(item.created_at)),

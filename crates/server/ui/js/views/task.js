@@ -117,7 +117,7 @@ export function taskPanel(runId, name, ctx, { retry }) {
     const t = run.tasks.find((x) => x.name === name);
     if (!t) {
       replace(status);
-      why.textContent = `Run ${runId.slice(0, 8)} has no task ${name}.`;
+      why.textContent = `Run ${runId} has no task ${name}.`;
       return;
     }
     replace(status, badge(t.status));
