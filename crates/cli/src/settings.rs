@@ -196,6 +196,11 @@ pub(crate) fn layer(command: &mut Command, matches: &ArgMatches) -> anyhow::Resu
             layer.ops(&mut a.ops);
             layer.executor(&mut a.executor);
         }
+        Command::Server(a) => {
+            layer.db(&mut a.db);
+            layer.log(&mut a.log.log_format);
+        }
+        Command::Token(a) => layer.db(a.db_mut()),
     }
     Ok(())
 }

@@ -8,6 +8,7 @@ use weft_store::retry::{self, Scope};
 
 use super::status::{self, WaitArgs};
 use crate::config::{ConfigArgs, DbArgs};
+use crate::remote::{RemoteArgs, run_path};
 
 /// Arguments of `weft retry`.
 #[derive(Debug, Args)]
@@ -28,6 +29,8 @@ pub(crate) struct RetryArgs {
     #[command(flatten)]
     pub(crate) wait_args: WaitArgs,
     #[command(flatten)]
+    pub(crate) remote: RemoteArgs,
+    #[command(flatten)]
     pub(crate) db: DbArgs,
     #[command(flatten)]
     pub(crate) config: ConfigArgs,
@@ -37,6 +40,24 @@ pub(crate) struct RetryArgs {
 /// the named ones) and everything downstream of them run again; the rest
 /// keep their outcomes, and a failed fan-out keeps its succeeded items.
 pub(crate) async fn run(args: &RetryArgs) -> anyhow::Result<ExitCode> {
+    if let Some(client) = args.remote.client()? {
+        let path = format!("{}/retry", run_path(&args.id));
+        let body = serde_json::json!({ "tasks": args.tasks });
+        let (_, retried): (_, retry::Retried) = client.post(&path, &body).await?;
+        eprintln!("{}", retried.message);
+        let id = retried.id;
+        if args.wait {
+            return status::follow(
+                status::Source::Remote(&client),
+                id,
+                args.json,
+                &args.wait_args,
+            )
+            .await;
+        }
+        outln!("{id}")?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let pool = args.db.connect().await?;
     let id = crate::run_ref::resolve(&pool, &args.id).await?;
     let scope = if args.tasks.is_empty() {
@@ -56,7 +77,7 @@ pub(crate) async fn run(args: &RetryArgs) -> anyhow::Result<ExitCode> {
         }
     }
     if args.wait {
-        return status::follow(&pool, id, args.json, &args.wait_args).await;
+        return status::follow(status::Source::Db(&pool), id, args.json, &args.wait_args).await;
     }
     outln!("{id}")?;
     Ok(ExitCode::SUCCESS)

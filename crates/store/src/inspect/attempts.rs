@@ -11,7 +11,7 @@
 //! of its (task, round), plus one.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 use uuid::Uuid;
 use weft_common::{ExecutionId, ExecutionStatus, WorkflowExecutionId};
@@ -19,7 +19,7 @@ use weft_common::{ExecutionId, ExecutionStatus, WorkflowExecutionId};
 use crate::error::{Context, StoreError};
 
 /// One execution of a task: an item's attempt in a round.
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Attempt {
     /// The execution's id.

@@ -1,7 +1,7 @@
 //! What each attempt printed: an [`Attempt`] with its [`AttemptLogs`] —
 //! failed attempts included, successful ones too.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -11,7 +11,7 @@ use super::attempts::{ATTEMPT_COLUMNS, Attempt, AttemptFilter, SOURCE, bind_sour
 use crate::error::{Context, StoreError};
 
 /// An attempt and what it printed.
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AttemptLog {
     /// The attempt (task, item, round, attempt, status, worker, times).
