@@ -186,7 +186,7 @@ try {
     await page.getByLabel('API token').fill(TOKEN);
     await page.getByRole('button', { name: 'Log in' }).click();
     await page.getByRole('heading', { name: 'Runs' }).waitFor();
-    await page.locator('#who').getByText('browser-operator').waitFor();
+    await page.locator('#who').getByText('test-operator').waitFor();
     await page.locator('#who').getByText('operator', { exact: true }).waitFor();
     assert.equal(await page.evaluate(() => sessionStorage.getItem('weft.token')), TOKEN, 'the token is kept in sessionStorage');
   });

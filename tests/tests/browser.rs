@@ -19,9 +19,8 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use tokio::process::Command;
-use tokio_util::sync::CancellationToken;
-use weft_common::auth::{Role, generate_token};
-use weft_server::ServerConfig;
+use weft_common::auth::Role;
+use weft_tests::server::{TestServer, token};
 use weft_tests::{Stack, StackOptions};
 
 /// How long the whole browser script may take.
@@ -126,21 +125,9 @@ async fn the_web_ui_works_in_a_real_browser() -> anyhow::Result<()> {
         .await
         .context("starting the stack")??;
     let pool = stack.pool().await?;
-    let mut conn = pool.acquire().await?;
-    let operator = generate_token();
-    weft_store::tokens::create(
-        &mut conn,
-        &operator,
-        "browser-operator",
-        Role::Operator,
-        None,
-    )
-    .await?;
-    let viewer = generate_token();
-    weft_store::tokens::create(&mut conn, &viewer, "browser-viewer", Role::Viewer, None).await?;
-    drop(conn);
-
-    let (addr, shutdown) = serve(&stack, false).await?;
+    let operator = token(&pool, Role::Operator).await?;
+    let viewer = token(&pool, Role::Viewer).await?;
+    let server = TestServer::start(&pool).await?;
 
     let screenshots = root.join("target/screenshots");
     std::fs::create_dir_all(&screenshots)?;
@@ -148,7 +135,7 @@ async fn the_web_ui_works_in_a_real_browser() -> anyhow::Result<()> {
     script
         .arg("tests/browser/ui.test.mjs")
         .current_dir(&root)
-        .env("BASE_URL", format!("http://{addr}"))
+        .env("BASE_URL", &server.base)
         .env("TOKEN", &operator)
         .env("VIEWER_TOKEN", &viewer)
         .env("CHROMIUM", chromium())
@@ -158,7 +145,7 @@ async fn the_web_ui_works_in_a_real_browser() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("the browser script took more than {SCRIPT_TIMEOUT:?}"))?
         .context("running node tests/browser/ui.test.mjs")?;
-    shutdown.cancel();
+    drop(server);
     check(
         "the browser tests (node tests/browser/ui.test.mjs)",
         &output,
@@ -166,29 +153,6 @@ async fn the_web_ui_works_in_a_real_browser() -> anyhow::Result<()> {
     println!("screenshots in {}", screenshots.display());
     drop(stack);
     Ok(())
-}
-
-/// Starts a server (in `--dev` mode if `dev`) on a free port over the
-/// stack's database; returns its address and the token that stops it.
-async fn serve(
-    stack: &Stack,
-    dev: bool,
-) -> anyhow::Result<(std::net::SocketAddr, CancellationToken)> {
-    let pool = stack.pool().await?;
-    let mut config = ServerConfig::new("127.0.0.1:0".parse()?);
-    config.dev = dev;
-    let shutdown = CancellationToken::new();
-    let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
-    tokio::spawn(weft_server::serve(
-        pool,
-        config,
-        shutdown.clone(),
-        Some(bound_tx),
-    ));
-    Ok((
-        bound_rx.await.context("the server did not start")?,
-        shutdown,
-    ))
 }
 
 /// The page and its files are served without a token, with their media
@@ -201,9 +165,10 @@ async fn the_ui_is_served_embedded_with_types_and_cache_headers() -> anyhow::Res
     let stack = tokio::task::spawn_blocking(|| Stack::start(StackOptions::bare()))
         .await
         .context("starting the stack")??;
-    let (addr, shutdown) = serve(&stack, false).await?;
+    let pool = stack.pool().await?;
+    let server = TestServer::start(&pool).await?;
     let http = reqwest::Client::new();
-    let get = |path: &str| http.get(format!("http://{addr}{path}")).send();
+    let get = |path: &str| http.get(server.url(path)).send();
     let header = |r: &reqwest::Response, name: &str| {
         r.headers()
             .get(name)
@@ -253,25 +218,14 @@ async fn the_ui_is_served_embedded_with_types_and_cache_headers() -> anyhow::Res
     assert_eq!(header(&missing, "content-type"), "application/problem+json");
     // The API still wants a token.
     assert_eq!(get("/api/v1/runs").await?.status(), 401);
-    shutdown.cancel();
 
     // In --dev mode the page says so, and the UI needs no token.
-    let (dev, dev_shutdown) = serve(&stack, true).await?;
-    let html = http
-        .get(format!("http://{dev}/"))
-        .send()
-        .await?
-        .text()
-        .await?;
+    let dev = TestServer::with(&pool, |c| c.dev = true).await?;
+    let html = http.get(dev.url("/")).send().await?.text().await?;
     assert!(html.contains(r#"<meta name="weft-dev" content="true">"#));
-    let me: serde_json::Value = http
-        .get(format!("http://{dev}/api/v1/me"))
-        .send()
-        .await?
-        .json()
-        .await?;
+    let me: serde_json::Value = http.get(dev.url("/api/v1/me")).send().await?.json().await?;
     assert_eq!(me["role"], "admin");
-    dev_shutdown.cancel();
+    drop((server, dev));
     drop(stack);
     Ok(())
 }
