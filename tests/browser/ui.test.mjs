@@ -352,6 +352,23 @@ try {
     assert.equal(await page.locator(`table.runs tr[data-run="${goodRun}"]`).count(), 0, 'the filter hides a succeeded run');
     await page.getByLabel('Status').selectOption('');
     await page.locator(`table.runs tr[data-run="${goodRun}"]`).waitFor();
+    // Two runs a page: older and newer pages by the API's cursor.
+    await page.goto(`${BASE}/#/runs?limit=2`);
+    await page.locator('table.runs tbody tr').nth(1).waitFor();
+    const rows = () => page.locator('table.runs tbody tr').evaluateAll((trs) => trs.map((tr) => tr.dataset.run));
+    const first = await rows();
+    assert.equal(first.length, 2);
+    await page.getByRole('button', { name: 'Older →' }).click();
+    await page.getByText('page 2').waitFor();
+    const second = await rows();
+    assert.equal(second.length, 1, 'three runs so far: one on the second page');
+    assert.ok(await page.getByRole('button', { name: 'Older →' }).isDisabled(), 'no third page');
+    assert.ok(!second.some((id) => first.includes(id)), 'the second page has other runs');
+    await page.getByRole('button', { name: '← Newer' }).click();
+    await page.getByText('page 1').waitFor();
+    assert.deepEqual(await rows(), first);
+    await page.goto(`${BASE}/#/runs`);
+    await page.locator(`table.runs tr[data-run="${goodRun}"]`).waitFor();
     const fresh = await submitViaApi(GOOD, { size: 1 });
     await page.locator(`table.runs tr[data-run="${fresh}"]`).waitFor({ timeout: LIVE });
     await page.locator(`table.runs tr[data-run="${fresh}"] .badge.st-succeeded`).waitFor({ timeout: LIVE });

@@ -8,8 +8,15 @@ import { h, replace, badge, time, duration, runId } from '../dom.js';
 const STATUSES = ['pending', 'running', 'succeeded', 'failed', 'canceling', 'canceled'];
 const LIMIT = 25;
 
+/** The page size: `?limit=` of the route (1–1000), else 25. */
+function pageSize(query) {
+  const n = Number.parseInt(query.limit ?? '', 10);
+  return Number.isFinite(n) && n >= 1 ? Math.min(n, 1000) : LIMIT;
+}
+
 export function render(main, target) {
   const filters = { status: target.query.status ?? '', workflow: target.query.workflow ?? '' };
+  const limit = pageSize(target.query);
   let cursors = [null]; // the cursor of each page shown so far; the last is this page's
   let next = null;
   let rows = new Map(); // id → {item, tr}
@@ -27,6 +34,7 @@ export function render(main, target) {
         const q = new URLSearchParams();
         if (status.value) q.set('status', status.value);
         if (workflow.value.trim()) q.set('workflow', workflow.value.trim());
+        if (target.query.limit) q.set('limit', String(limit));
         location.hash = `#/runs${q.toString() ? `?${q}` : ''}`;
       },
     },
@@ -88,7 +96,7 @@ export function render(main, target) {
     if (page >= cursors.length) cursors.push(next);
     error.hidden = true;
     try {
-      const result = await api.runs({ status: filters.status, workflow: filters.workflow, limit: LIMIT, cursor: cursors[cursors.length - 1] });
+      const result = await api.runs({ status: filters.status, workflow: filters.workflow, limit, cursor: cursors[cursors.length - 1] });
       next = result.next_cursor ?? null;
       show(result.items);
     } catch (e) {
@@ -104,7 +112,15 @@ export function render(main, target) {
     return (!filters.status || item.status === filters.status) && (!filters.workflow || item.workflow === filters.workflow);
   }
 
-  // A run changed: update its row; a new one on the first page goes on top.
+  /** The newest creation time shown, in ms (runs are listed newest first). */
+  function newest() {
+    let max = -Infinity;
+    for (const { item } of rows.values()) max = Math.max(max, Date.parse(item.created_at));
+    return max;
+  }
+
+  // A run changed: update its row; a run newer than every row shown goes on
+  // top of the first page (which grows: the cursor of older pages holds).
   function changed(item) {
     if (!item?.id) return;
     const known = rows.get(item.id);
@@ -113,7 +129,7 @@ export function render(main, target) {
       const tr = row(merged);
       known.tr.replaceWith(tr);
       rows.set(item.id, { item: merged, tr });
-    } else if (cursors.length === 1 && matches(item) && item.workflow) {
+    } else if (cursors.length === 1 && matches(item) && item.created_at && Date.parse(item.created_at) > newest()) {
       const tr = row(item);
       tbody.prepend(tr);
       rows.set(item.id, { item, tr });
@@ -122,7 +138,11 @@ export function render(main, target) {
   }
 
   const stream = follow('/api/v1/events', {
-    onAny: (_event, data) => changed(data),
+    on: {
+      run: changed,
+      // The server dropped events for this client: read the page again.
+      lagged: () => load(cursors.length - 1),
+    },
     onState: (state) => {
       live.textContent = state === 'live' ? '● live' : 'reconnecting…';
       live.className = `live ${state}`;
