@@ -385,6 +385,7 @@ try {
     await viewer.locator('#main > .title .badge.st-failed').waitFor();
     await viewer.locator('svg.dag .node').first().waitFor();
     assert.equal(await viewer.locator('#retry, #cancel').count(), 0);
+    assert.ok(await viewer.locator('[data-nav="submit"]').isHidden(), 'no Submit link for a viewer');
     await viewer.goto(`${BASE}/#/submit`);
     await viewer.getByText('may not submit runs').waitFor();
     await context.close();

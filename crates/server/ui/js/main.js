@@ -3,7 +3,7 @@
 // Routes: #/login, #/runs?status=&workflow=, #/runs/{id},
 // #/runs/{id}/tasks/{task}, #/submit.
 
-import { api, token, setToken, isDev, onUnauthorized } from './api.js';
+import { api, token, setToken, isDev, onUnauthorized, allows } from './api.js';
 import { h, replace, toast } from './dom.js';
 import * as login from './views/login.js';
 import * as runs from './views/runs.js';
@@ -49,7 +49,7 @@ function header() {
   if (session.me) {
     replace(who, h('span', { class: 'name' }, session.me.name), ' ', h('span', { class: `role role-${session.me.role}` }, session.me.role));
     logout.hidden = isDev();
-    submitLink.hidden = false;
+    submitLink.hidden = !allows(session.me.role, 'operator');
   } else {
     replace(who);
     logout.hidden = true;
