@@ -67,7 +67,11 @@ export function time(iso) {
 /** "1.2 s", "3 m 04 s", "2 h 05 m" between two instants (to now when `to` is missing). */
 export function duration(from, to) {
   if (!from) return '—';
-  const ms = Math.max(0, (to ? Date.parse(to) : Date.now()) - Date.parse(from));
+  return millis(Math.max(0, (to ? Date.parse(to) : Date.now()) - Date.parse(from)));
+}
+
+/** "850 ms", "1.2 s", "3 m 04 s", "2 h 05 m". */
+export function millis(ms) {
   if (ms < 1000) return `${ms} ms`;
   if (ms < 60_000) return `${(ms / 1000).toFixed(1)} s`;
   const sec = Math.floor(ms / 1000);

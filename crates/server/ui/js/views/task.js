@@ -3,7 +3,7 @@
 // items) and what each printed, and "retry from here" for operators.
 
 import { api, allows } from '../api.js';
-import { h, replace, badge, duration, json, terminal } from '../dom.js';
+import { h, replace, badge, duration, millis, json, terminal } from '../dom.js';
 
 const PAGE = 50;
 
@@ -77,7 +77,7 @@ export function taskPanel(runId, name, ctx, { retry }) {
       h('td', {}, a.round > 1 ? `${a.attempt} (round ${a.round})` : a.attempt),
       h('td', {}, badge(a.status), a.error ? h('div', { class: 'small error-text' }, a.error) : null),
       h('td', { class: 'small hide-narrow' }, a.worker ?? '—'),
-      h('td', {}, a.duration_ms === null || a.duration_ms === undefined ? '—' : duration(new Date(0).toISOString(), new Date(a.duration_ms).toISOString())),
+      h('td', {}, a.duration_ms === null || a.duration_ms === undefined ? '—' : millis(a.duration_ms)),
       h('td', {}, h('button', { type: 'button', class: 'small', onclick: () => showLogs(a) }, 'Logs')),
     );
   }
