@@ -19,3 +19,5 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --workspace --all-targets --locked
+echo "== schemathesis (the API against its OpenAPI document)"
+scripts/schemathesis.sh

@@ -133,6 +133,13 @@ impl Events {
         rx
     }
 
+    /// Canceled when the server stops: event streams end then (a graceful
+    /// shutdown waits for every open response).
+    #[must_use]
+    pub fn stopping(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
     /// The runs list's changes: each message the items that changed.
     #[must_use]
     pub fn subscribe_list(&self) -> broadcast::Receiver<Arc<Vec<RunListItem>>> {

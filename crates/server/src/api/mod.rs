@@ -97,9 +97,12 @@ pub fn routes(config: &ServerConfig) -> (Router<AppState>, utoipa::openapi::Open
     let timed = timed
         .route(
             "/api/v1/openapi.json",
-            get(move || {
+            get(move |caller: Caller| {
                 let document = document.clone();
-                async move { Json(document) }
+                async move {
+                    caller.require(weft_common::auth::Role::Viewer)?;
+                    Ok::<_, Problem>(Json(document))
+                }
             }),
         )
         .layer(middleware::from_fn_with_state(

@@ -15,6 +15,7 @@ use futures_util::Stream;
 use futures_util::stream;
 use serde::Serialize;
 use tokio::sync::{broadcast, watch};
+use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
 use weft_common::auth::Role;
 use weft_common::{WorkflowExecutionId, WorkflowStatus};
@@ -64,38 +65,46 @@ pub async fn run_events(
     caller.require(Role::Viewer)?;
     let id = resolve(&state, &run).await?;
     let rx = state.events.watch_run(id);
-    Ok(Sse::new(run_stream(id, rx)).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
+    Ok(Sse::new(run_stream(id, rx, state.events.stopping()))
+        .keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
 }
 
 /// The events of one run's [`watch`] channel.
 fn run_stream(
     id: WorkflowExecutionId,
     rx: watch::Receiver<Snapshot>,
+    stopping: CancellationToken,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     stream::unfold(
         (rx, VecDeque::<Event>::new(), false),
-        move |(mut rx, mut queue, mut ended)| async move {
-            loop {
-                if let Some(event) = queue.pop_front() {
-                    return Some((Ok(event), (rx, queue, ended)));
-                }
-                if ended {
-                    return None;
-                }
-                let open = rx.changed().await.is_ok();
-                let snapshot = rx.borrow_and_update().clone();
-                match snapshot {
-                    Some(status) => {
-                        queue.push_back(status_event(&status));
-                        if status.status.is_terminal() || !open {
-                            queue.push_back(end_event(id, Some(status.status)));
+        move |(mut rx, mut queue, mut ended)| {
+            let stopping = stopping.clone();
+            async move {
+                loop {
+                    if let Some(event) = queue.pop_front() {
+                        return Some((Ok(event), (rx, queue, ended)));
+                    }
+                    if ended {
+                        return None;
+                    }
+                    let open = tokio::select! {
+                        changed = rx.changed() => changed.is_ok(),
+                        () = stopping.cancelled() => return None,
+                    };
+                    let snapshot = rx.borrow_and_update().clone();
+                    match snapshot {
+                        Some(status) => {
+                            queue.push_back(status_event(&status));
+                            if status.status.is_terminal() || !open {
+                                queue.push_back(end_event(id, Some(status.status)));
+                                ended = true;
+                            }
+                        }
+                        None if open => {}
+                        None => {
+                            queue.push_back(end_event(id, None));
                             ended = true;
                         }
-                    }
-                    None if open => {}
-                    None => {
-                        queue.push_back(end_event(id, None));
-                        ended = true;
                     }
                 }
             }
@@ -139,26 +148,35 @@ pub async fn all_events(
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     caller.require(Role::Viewer)?;
     let rx = state.events.subscribe_list();
-    Ok(Sse::new(list_stream(rx)).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
+    Ok(Sse::new(list_stream(rx, state.events.stopping()))
+        .keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
 }
 
 /// The events of the runs list's broadcast.
 fn list_stream(
     rx: broadcast::Receiver<Arc<Vec<RunListItem>>>,
+    stopping: CancellationToken,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     stream::unfold(
         (rx, VecDeque::<Event>::new()),
-        |(mut rx, mut queue)| async move {
-            loop {
-                if let Some(event) = queue.pop_front() {
-                    return Some((Ok(event), (rx, queue)));
-                }
-                match rx.recv().await {
-                    Ok(items) => queue.extend(items.iter().map(|item| json_event("run", item))),
-                    Err(broadcast::error::RecvError::Lagged(n)) => {
-                        queue.push_back(Event::default().event("lagged").data(n.to_string()));
+        move |(mut rx, mut queue)| {
+            let stopping = stopping.clone();
+            async move {
+                loop {
+                    if let Some(event) = queue.pop_front() {
+                        return Some((Ok(event), (rx, queue)));
                     }
-                    Err(broadcast::error::RecvError::Closed) => return None,
+                    let received = tokio::select! {
+                        received = rx.recv() => received,
+                        () = stopping.cancelled() => return None,
+                    };
+                    match received {
+                        Ok(items) => queue.extend(items.iter().map(|item| json_event("run", item))),
+                        Err(broadcast::error::RecvError::Lagged(n)) => {
+                            queue.push_back(Event::default().event("lagged").data(n.to_string()));
+                        }
+                        Err(broadcast::error::RecvError::Closed) => return None,
+                    }
                 }
             }
         },
