@@ -262,6 +262,8 @@ try {
     );
     await page.locator('#main > .title .badge.st-succeeded').waitFor({ timeout: LIVE });
     assert.equal(await page.evaluate(() => window.__sameDocument), true, 'the page was not reloaded');
+    // The run's stream said `end`, and the page let go of it.
+    await page.locator('#main > .title .live.ended').waitFor({ state: 'attached', timeout: LIVE });
     const seen = await page.evaluate(() => window.__seen);
     console.log(`  statuses seen live: ${Object.entries(seen).map(([t, s]) => `${t}: ${s.join(' → ')}`).join('; ')}`);
     assert.ok(Object.values(seen).every((s) => s.length >= 2), 'every task changed on the page while it was open');
@@ -391,8 +393,9 @@ try {
     await context.close();
   });
 
-  await step('at phone width (390×844) the list, the run and the panel fit', async () => {
-    const context = await browser.newContext({ viewport: PHONE, isMobile: true, hasTouch: true, deviceScaleFactor: 2 });
+  await step('at phone width (390×844, dark) the list, the run and the panel fit', async () => {
+    // In the dark colour scheme, to see those styles too.
+    const context = await browser.newContext({ viewport: PHONE, isMobile: true, hasTouch: true, deviceScaleFactor: 2, colorScheme: 'dark' });
     const phone = await context.newPage();
     current = phone;
     watch(phone, 'phone');

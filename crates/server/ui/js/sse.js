@@ -67,9 +67,14 @@ export function follow(path, { on = {}, onAny = () => {}, onState = () => {}, on
           } catch {
             value = data;
           }
-          if (event === 'end') ended = true;
           on[event]?.(value);
           onAny(event, value);
+          if (event === 'end') {
+            // The stream is over: say so, and let go of the connection.
+            ended = true;
+            onState('ended');
+            controller.abort();
+          }
         });
         for (;;) {
           const { value, done } = await reader.read();
@@ -93,7 +98,6 @@ export function follow(path, { on = {}, onAny = () => {}, onState = () => {}, on
       await new Promise((resolve) => setTimeout(resolve, pause));
       pause = Math.min(pause * 2, 10_000);
     }
-    if (ended) onState('ended');
   };
   run();
   return { stop: () => controller.abort() };
