@@ -222,6 +222,8 @@ try {
 
   await step('a workflow submitted from the UI turns green live in its DAG', async () => {
     await page.getByLabel('Workflow (YAML)').fill(GOOD);
+    await page.getByRole('button', { name: 'Validate' }).click();
+    await page.locator('#diagnostics .ok').getByText('Valid: workflow ui-demo.').waitFor();
     await page.getByLabel('Inputs (JSON object)').fill('{"size": 4}');
     await page.getByRole('button', { name: 'Submit', exact: true }).click();
     await page.waitForURL(/#\/runs\/[0-9a-f-]{36}$/);
