@@ -481,6 +481,29 @@ async fn a_submitted_run_succeeds_and_every_view_of_it_agrees() {
     assert_eq!(logs.len(), 1);
     assert_eq!(logs[0]["logs"]["stdout"]["text"], "item 4\n");
     assert_eq!(logs[0]["status"], "succeeded");
+    // Logs page too, in the same order as the attempts.
+    let mut paged = Vec::new();
+    for offset in [0, 3, 6] {
+        let page = api
+            .get(
+                &format!("/api/v1/runs/{id}/logs?limit=3&offset={offset}"),
+                &operator,
+            )
+            .await;
+        paged.extend(
+            page.as_array()
+                .expect("array")
+                .iter()
+                .map(|l| l["execution_id"].clone()),
+        );
+    }
+    let order: Vec<Value> = all["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|a| a["execution_id"].clone())
+        .collect();
+    assert_eq!(paged, order);
 
     // Explain: facts, sentences, children.
     let explain = api
@@ -966,6 +989,7 @@ async fn bad_queries_get_400s_that_say_what_is_wrong() {
         (format!("/api/v1/runs/{run}/attempts?offset=x"), "offset"),
         (format!("/api/v1/runs/{run}/logs?item=x"), "item"),
         (format!("/api/v1/runs/{run}/logs?follow=1"), "follow"),
+        (format!("/api/v1/runs/{run}/logs?limit=1001"), "limit"),
         ("/api/v1/workers?lost_within=-5".to_owned(), "lost_within"),
         ("/api/v1/runs/not-a-run".to_owned(), "not-a-run"),
     ] {
@@ -1019,11 +1043,21 @@ async fn a_body_past_the_limit_is_413_and_a_slow_request_408_but_streams_last() 
     if answer.0 != StatusCode::REQUEST_TIMEOUT {
         assert_problem(&answer, StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large");
     }
-    // Every request is bounded in time: 1 ms is too short for a database read.
-    let answer = api
-        .send(Method::GET, "/api/v1/runs", Some(&operator), None)
-        .await;
-    assert_problem(&answer, StatusCode::REQUEST_TIMEOUT, "timeout");
+    // Every request is bounded in time: 1 ms is too short for the reads
+    // (authentication, then the page) — nearly always: a lucky one may
+    // make it, but not all of them.
+    let mut timed_out = 0;
+    for _ in 0..10 {
+        let answer = api
+            .send(Method::GET, "/api/v1/runs", Some(&operator), None)
+            .await;
+        if answer.0 == StatusCode::OK {
+            continue;
+        }
+        assert_problem(&answer, StatusCode::REQUEST_TIMEOUT, "timeout");
+        timed_out += 1;
+    }
+    assert!(timed_out > 0, "no request of 10 timed out after 1 ms");
     // ... but an event stream is not cut by it.
     let mut stream = open_stream(&api, "/api/v1/events", &operator).await;
     let quiet = tokio::time::timeout(Duration::from_millis(500), stream.chunk()).await;

@@ -150,6 +150,26 @@ mod tests {
                 );
             }
         }
+        // The commands that can talk to a server, and those that never do
+        // (they ignore WEFT_SERVER_URL: see remote.rs).
+        for remote in [
+            "submit", "status", "list", "watch", "logs", "explain", "cancel", "retry", "validate",
+            "workers",
+        ] {
+            let flags = flags(remote);
+            assert!(
+                flags.iter().any(|f| f == "server") && flags.iter().any(|f| f == "token"),
+                "{remote} lacks --server/--token"
+            );
+        }
+        for direct in [
+            "migrate", "audit", "prune", "executor", "worker", "dev", "server", "graph",
+        ] {
+            assert!(
+                !flags(direct).iter().any(|f| f == "server" || f == "token"),
+                "{direct} has --server"
+            );
+        }
         // `validate` reads the live workers (a warning, skipped offline);
         // `graph` needs nothing; `explain` also asks RabbitMQ for queue depths.
         assert!(!flags("graph").iter().any(|f| f == "database-url"));

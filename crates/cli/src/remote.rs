@@ -63,6 +63,9 @@ pub(crate) struct Client {
     base: String,
     token: Option<String>,
     http: reqwest::Client,
+    /// For event streams, which last as long as the run: no overall
+    /// timeout, only on connecting.
+    streams: reqwest::Client,
 }
 
 /// A problem (RFC 9457) as the server sends it.
@@ -146,7 +149,13 @@ impl Client {
             .user_agent(concat!("weft-cli/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| anyhow::anyhow!("building the HTTP client: {e}"))?;
+        let streams = reqwest::Client::builder()
+            .connect_timeout(REQUEST_TIMEOUT)
+            .user_agent(concat!("weft-cli/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| anyhow::anyhow!("building the HTTP client: {e}"))?;
         Ok(Self {
+            streams,
             base: url.trim_end_matches('/').to_owned(),
             token: token
                 .map(str::trim)
@@ -157,11 +166,55 @@ impl Client {
     }
 
     fn request(&self, method: Method, path: &str) -> RequestBuilder {
-        let request = self.http.request(method, format!("{}{path}", self.base));
+        self.authorized(self.http.request(method, format!("{}{path}", self.base)))
+    }
+
+    fn authorized(&self, request: RequestBuilder) -> RequestBuilder {
         match &self.token {
             Some(token) => request.bearer_auth(token),
             None => request,
         }
+    }
+
+    /// Wake-ups from the server-sent events at `path` (`GET
+    /// /api/v1/runs/{run}/events`): one `()` per event, coalesced (the
+    /// reader reads the state itself). The channel closes when the stream
+    /// ends or fails — the reader then polls, as it would against a server
+    /// without streams.
+    pub(crate) fn wake_on_events(&self, path: &str) -> tokio::sync::mpsc::Receiver<()> {
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let request = self.authorized(
+            self.streams
+                .get(format!("{}{path}", self.base))
+                .header(reqwest::header::ACCEPT, "text/event-stream"),
+        );
+        tokio::spawn(async move {
+            let Ok(mut response) = request.send().await else {
+                return;
+            };
+            if !response.status().is_success() {
+                return;
+            }
+            let mut pending = String::new();
+            while let Ok(Some(chunk)) = response.chunk().await {
+                pending.push_str(&String::from_utf8_lossy(&chunk).replace("\r\n", "\n"));
+                // An event ends at a blank line; keep-alive comments
+                // (`:` lines) wake nobody.
+                while let Some(end) = pending.find("\n\n") {
+                    let event: String = pending.drain(..end + 2).collect();
+                    if event
+                        .lines()
+                        .any(|l| l.starts_with("event:") || l.starts_with("data:"))
+                    {
+                        if tx.is_closed() {
+                            return;
+                        }
+                        let _ = tx.try_send(());
+                    }
+                }
+            }
+        });
+        rx
     }
 
     /// `GET path?query` → `T`.
@@ -249,10 +302,14 @@ fn why(e: &reqwest::Error) -> String {
     deepest
 }
 
-/// The path of a run: `/api/v1/runs/{run}` (an id, prefix or `last`
-/// needs no escaping).
+/// The path of a run: `/api/v1/runs/{run}` (an id, hex prefix or `last`
+/// needs no escaping; a prefix is sent bare, not as it is displayed).
 pub(crate) fn run_path(run: &RunRef) -> String {
-    format!("/api/v1/runs/{run}")
+    match run {
+        RunRef::Id(id) => format!("/api/v1/runs/{id}"),
+        RunRef::Prefix(prefix) => format!("/api/v1/runs/{prefix}"),
+        RunRef::Last => "/api/v1/runs/last".to_owned(),
+    }
 }
 
 /// Renders a problem's diagnostics as the validator shows a workflow's:
@@ -300,6 +357,13 @@ mod tests {
         let c = Client::new("http://127.0.0.1:8080/", Some(" ")).unwrap();
         assert_eq!(c.base, "http://127.0.0.1:8080");
         assert!(c.token.is_none());
+    }
+
+    #[test]
+    fn a_prefix_is_sent_bare() {
+        let run: RunRef = "01a2308b3e97".parse().unwrap();
+        assert_eq!(run_path(&run), "/api/v1/runs/01a2308b3e97");
+        assert_eq!(run_path(&RunRef::Last), "/api/v1/runs/last");
     }
 
     #[test]

@@ -103,12 +103,14 @@ fn print_all(attempts: &[AttemptLog], json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// How often a remote follower asks the server again.
+/// How long a remote follower waits for the run's events before it asks
+/// the server again anyway.
 const REMOTE_INTERVAL: Duration = Duration::from_millis(500);
 
 /// [`run`] through a `weft server`: `GET /api/v1/runs/{run}/logs`; with
-/// `--follow`, asked again every [`REMOTE_INTERVAL`] (the run's status
-/// first, as in direct mode), printing each attempt once it ended.
+/// `--follow`, asked again whenever the run's event stream says it
+/// changed, or every [`REMOTE_INTERVAL`] (the run's status first, as in
+/// direct mode), printing each attempt once it ended.
 async fn run_remote(client: &Client, args: &LogsArgs) -> anyhow::Result<ExitCode> {
     let mut query: Vec<(&str, String)> = Vec::new();
     if let Some(task) = &args.task {
@@ -133,7 +135,9 @@ async fn run_remote(client: &Client, args: &LogsArgs) -> anyhow::Result<ExitCode
     let run: weft_store::inspect::status::RunStatus = client.get(&run_path(&args.id), &[]).await?;
     let run = run.id;
     let mut shown: Vec<ExecutionId> = Vec::new();
+    let mut events = Some(client.wake_on_events(&format!("/api/v1/runs/{run}/events")));
     loop {
+        let read_at = tokio::time::Instant::now();
         let status: weft_store::inspect::status::RunStatus =
             client.get(&format!("/api/v1/runs/{run}"), &[]).await?;
         let attempts: Vec<AttemptLog> = client
@@ -160,7 +164,15 @@ async fn run_remote(client: &Client, args: &LogsArgs) -> anyhow::Result<ExitCode
             }
             return Ok(ExitCode::SUCCESS);
         }
-        tokio::time::sleep(REMOTE_INTERVAL).await;
+        match events.as_mut() {
+            Some(rx) => {
+                if let Ok(None) = tokio::time::timeout(REMOTE_INTERVAL, rx.recv()).await {
+                    events = None;
+                }
+            }
+            None => tokio::time::sleep(REMOTE_INTERVAL).await,
+        }
+        tokio::time::sleep_until(read_at + MIN_READ_INTERVAL).await;
     }
 }
 

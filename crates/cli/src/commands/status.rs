@@ -270,6 +270,11 @@ async fn follow_to_end(
         },
         Source::Remote(_) => None,
     };
+    // Through a server: woken by the run's event stream instead.
+    let mut events = match source {
+        Source::Remote(client) => Some(client.wake_on_events(&format!("/api/v1/runs/{id}/events"))),
+        Source::Db(_) => None,
+    };
     let mut interval = Duration::from_millis(20);
     loop {
         let snapshot = source.load(id).await?;
@@ -311,14 +316,28 @@ async fn follow_to_end(
             );
             return Ok(ExitCode::from(2));
         }
-        match listener.as_mut() {
-            Some(l) => {
+        let stream_ended = match (listener.as_mut(), events.as_mut()) {
+            (Some(l), _) => {
                 let woke = tokio::time::timeout(interval, l.recv()).await;
                 if matches!(woke, Ok(Err(_))) {
                     listener = None;
                 }
+                false
             }
-            None => tokio::time::sleep(interval).await,
+            (None, Some(events)) => {
+                matches!(
+                    tokio::time::timeout(interval, events.recv()).await,
+                    Ok(None)
+                )
+            }
+            (None, None) => {
+                tokio::time::sleep(interval).await;
+                false
+            }
+        };
+        if stream_ended {
+            // Poll from now on.
+            events = None;
         }
         interval = (interval * 2).min(Duration::from_millis(250));
     }

@@ -126,6 +126,14 @@ async fn submit_remote(
     input: &Value,
 ) -> anyhow::Result<ExitCode> {
     let workflow = &bundle.root().workflow;
+    if let Some(call) = workflow.tasks().find(|t| t.call().is_some()) {
+        eprintln!(
+            "error: {}: task `{}` starts a sub-workflow from a file, and the server reads no files: submit this workflow against the database (without --server / WEFT_SERVER_URL)",
+            args.file.display(),
+            call.name()
+        );
+        return Ok(ExitCode::FAILURE);
+    }
     let grace = args.grace.grace()?;
     for warning in super::workers::unknown_actions_remote(client, workflow, grace)
         .await

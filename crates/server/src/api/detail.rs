@@ -142,7 +142,19 @@ pub struct LogsQuery {
     /// Only this round's attempts (`retry` starts a new round).
     #[param(value_type = Option<i32>, minimum = 1)]
     pub round: Option<String>,
+    /// At most this many attempts (1–1000). Without it, every attempt
+    /// that matches — refused (400) past 1000: narrow the filters or page.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 1000)]
+    pub limit: Option<String>,
+    /// Skip this many (with `limit`: the next page starts at
+    /// `offset + limit`; a page shorter than `limit` is the last).
+    #[param(value_type = Option<i64>, minimum = 0)]
+    pub offset: Option<String>,
 }
+
+/// The most attempts one answer of `GET /api/v1/runs/{run}/logs` holds
+/// (each may carry 128 KiB of output).
+pub const MAX_LOGS: i64 = 1_000;
 
 /// An optional `i32` query parameter at least `min`.
 fn opt_i32(name: &str, value: Option<&str>, min: i64) -> Result<Option<i32>, Problem> {
@@ -154,7 +166,9 @@ fn opt_i32(name: &str, value: Option<&str>, min: i64) -> Result<Option<i32>, Pro
         .transpose()
 }
 
-/// What each attempt printed, as `weft logs --json` prints it.
+/// What each attempt printed, as `weft logs --json` prints it: every
+/// attempt that matches (at most 1000, else 400), or a page of them with
+/// `limit` and `offset`.
 #[utoipa::path(
     get,
     path = "/api/v1/runs/{run}/logs",
@@ -178,6 +192,14 @@ pub async fn logs(
     let item = opt_i32("item", query.item.as_deref(), 0)?;
     let attempt = opt_i32("attempt", query.attempt.as_deref(), 1)?;
     let round = opt_i32("round", query.round.as_deref(), 1)?;
+    let paged = query.limit.is_some() || query.offset.is_some();
+    let limit = int_param("limit", query.limit.as_deref(), MAX_LOGS, 1..=MAX_LOGS)?;
+    let offset = int_param(
+        "offset",
+        query.offset.as_deref(),
+        0,
+        0..=i64::from(i32::MAX),
+    )?;
     let id = resolve(&state, &run).await?;
     let mut conn = acquire(&state).await?;
     check_run_and_task(&mut conn, id, query.task.as_deref()).await?;
@@ -188,9 +210,17 @@ pub async fn logs(
         round,
         ended: false,
     };
-    Ok(Json(
-        weft_store::inspect::logs::logs(&mut conn, id, &filter, &[]).await?,
-    ))
+    // One more than asked says whether an unpaged answer would be too long.
+    let mut rows =
+        weft_store::inspect::logs::page(&mut conn, id, &filter, limit + i64::from(!paged), offset)
+            .await?;
+    if !paged && rows.len() > usize::try_from(MAX_LOGS).unwrap_or(usize::MAX) {
+        return Err(Problem::bad_request(format!(
+            "more than {MAX_LOGS} attempts match: narrow them (`task`, `item`, `round`, `attempt`) or page them with `limit` and `offset`"
+        )));
+    }
+    rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    Ok(Json(rows))
 }
 
 /// Why the run and each of its tasks are where they are, as

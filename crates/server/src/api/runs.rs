@@ -257,20 +257,11 @@ pub async fn resolve(state: &AppState, run: &str) -> Result<WorkflowExecutionId,
         .parse()
         .map_err(|e: weft_common::run_ref::BadRunRef| Problem::bad_request(e.to_string()))?;
     let mut conn = acquire(state).await?;
-    match weft_store::runs::resolve(&mut conn, &run).await? {
+    let resolved = weft_store::runs::resolve(&mut conn, &run).await?;
+    let problem = resolved.problem(&run).unwrap_or_default();
+    match resolved {
         Resolved::Found(id) => Ok(id),
-        Resolved::NotFound => Err(Problem::not_found(match &run {
-            RunRef::Id(id) => format!("no run with id {id}"),
-            RunRef::Prefix(p) => format!("no run id starts with `{p}`"),
-            RunRef::Last => "there is no run yet: `last` names the newest run".to_owned(),
-        })),
-        Resolved::Ambiguous { candidates, more } => {
-            let ids: Vec<String> = candidates.iter().map(|c| c.id.to_string()).collect();
-            Err(Problem::conflict(format!(
-                "`{run}` is ambiguous: runs {}{} start with it; give more of the id",
-                ids.join(", "),
-                if more { " and more" } else { "" }
-            )))
-        }
+        Resolved::NotFound => Err(Problem::not_found(problem)),
+        Resolved::Ambiguous { .. } => Err(Problem::conflict(problem)),
     }
 }

@@ -59,3 +59,33 @@ pub async fn logs(
     sort(&mut rows, |log| &log.attempt);
     Ok(rows)
 }
+
+/// At most `limit` of the attempts [`logs`] would list (none left out),
+/// from `offset`, in the same order — sorted in the database, which keeps
+/// only the page's rows while it sorts (a top-N sort), so a fan-out of
+/// 100,000 attempts with their logs is never read whole.
+///
+/// # Errors
+/// A database error.
+pub async fn page(
+    conn: &mut PgConnection,
+    run: WorkflowExecutionId,
+    filter: &AttemptFilter<'_>,
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<AttemptLog>, StoreError> {
+    let sql = format!(
+        "SELECT {ATTEMPT_COLUMNS}, a.logs, \
+                CASE WHEN a.logs IS NULL AND a.status <> '{succeeded}' THEN a.result END AS details \
+         FROM {SOURCE} \
+         ORDER BY a.task_name COLLATE \"C\", a.item_index NULLS FIRST, a.attempt \
+         LIMIT {limit} OFFSET {offset}",
+        succeeded = ExecutionStatus::Succeeded.as_str(),
+        limit = limit.max(0),
+        offset = offset.max(0),
+    );
+    bind_source(sqlx::query_as(sqlx::AssertSqlSafe(sql)), run, filter, &[])
+        .fetch_all(conn)
+        .await
+        .context("reading a page of a run's logs")
+}
