@@ -12,11 +12,13 @@
 //! - [`events`] — the shared `LISTEN` connection and run feeds behind the
 //!   server-sent event streams.
 //! - [`problem`] — errors as `application/problem+json`.
+//! - [`ui`] — the web UI's embedded files.
 
 pub mod api;
 pub mod auth;
 pub mod events;
 pub mod problem;
+pub mod ui;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -110,6 +112,7 @@ pub fn router(state: AppState, config: &ServerConfig) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .merge(api)
+        .merge(ui::routes())
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
         .layer(DefaultBodyLimit::max(config.max_body))
