@@ -51,18 +51,19 @@ for _ in $(seq 1 100); do
 done
 curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null
 
-# Something to read: a run that succeeds (no executor runs it: it stays
-# pending, which is as good to read as any).
+# Something to read: a run (no executor runs here, so it stays pending —
+# as good to read, cancel and refuse to retry as any).
 curl -fsS -X POST "http://127.0.0.1:$port/api/v1/runs" \
   -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
   -d '{"workflow":"name: st\ntasks:\n  a: { action: noop }\n"}' >/dev/null
 
 echo "== schemathesis against http://127.0.0.1:$port/api/v1/openapi.json"
-"$st" run "http://127.0.0.1:$port/api/v1/openapi.json" \
+# From target/: schemathesis keeps its cache in .schemathesis/ where it runs.
+(cd target && "../$st" run "http://127.0.0.1:$port/api/v1/openapi.json" \
   --url "http://127.0.0.1:$port" \
   --header "Authorization: Bearer $token" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance \
   --max-examples "${SCHEMATHESIS_MAX_EXAMPLES:-30}" \
   --exclude-path-regex '/events$' \
   --seed 1 \
-  --no-color
+  --no-color)
