@@ -20,6 +20,7 @@ pub mod private;
 pub mod process;
 pub mod report;
 pub mod scrape;
+pub mod server;
 mod wire;
 
 pub use wire::{

@@ -78,8 +78,12 @@ impl Daemon {
         }
         let log = std::env::var("WEFT_TEST_LOG").ok();
         let mut command = Command::new(weft_binary()?);
+        // `weft dev` serves its UI on a free port, not on 8080 (which
+        // another test's — or the user's — `weft dev` may hold); a test
+        // that needs the address sets WEFT_SERVER_ADDR itself.
         command
             .args(&self.args)
+            .env("WEFT_SERVER_ADDR", "127.0.0.1:0")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null());
         match &log {

@@ -52,8 +52,12 @@ pub(crate) enum Command {
     Executor(crate::commands::daemons::ExecutorArgs),
     /// Run a worker: execute actions from worker pool queues.
     Worker(crate::commands::daemons::WorkerDaemonArgs),
-    /// Migrate, then run an executor and a worker in one process.
+    /// Migrate, then run an executor, a worker and the web UI/API (no tokens, loopback) in one process.
     Dev(crate::commands::daemons::DevArgs),
+    /// Serve the HTTP API and the web UI.
+    Server(crate::commands::server::ServerArgs),
+    /// Create, list and revoke the server's API tokens.
+    Token(crate::commands::token::TokenArgs),
 }
 
 impl Command {
@@ -64,6 +68,7 @@ impl Command {
             Self::Executor(a) => Some(a.log.log_format),
             Self::Worker(a) => Some(a.log.log_format),
             Self::Dev(a) => Some(a.log.log_format),
+            Self::Server(a) => Some(a.log.log_format),
             _ => None,
         }
     }
@@ -88,6 +93,8 @@ impl Command {
             Self::Executor(a) => Some(&a.config),
             Self::Worker(a) => Some(&a.config),
             Self::Dev(a) => Some(&a.config),
+            Self::Server(a) => Some(&a.config),
+            Self::Token(a) => Some(a.config()),
         }
     }
 }
@@ -142,6 +149,26 @@ mod tests {
                     "{daemon} lacks --{present}"
                 );
             }
+        }
+        // The commands that can talk to a server, and those that never do
+        // (they ignore WEFT_SERVER_URL: see remote.rs).
+        for remote in [
+            "submit", "status", "list", "watch", "logs", "explain", "cancel", "retry", "validate",
+            "workers",
+        ] {
+            let flags = flags(remote);
+            assert!(
+                flags.iter().any(|f| f == "server") && flags.iter().any(|f| f == "token"),
+                "{remote} lacks --server/--token"
+            );
+        }
+        for direct in [
+            "migrate", "audit", "prune", "executor", "worker", "dev", "server", "graph",
+        ] {
+            assert!(
+                !flags(direct).iter().any(|f| f == "server" || f == "token"),
+                "{direct} has --server"
+            );
         }
         // `validate` reads the live workers (a warning, skipped offline);
         // `graph` needs nothing; `explain` also asks RabbitMQ for queue depths.

@@ -17,6 +17,7 @@ mod cli;
 mod commands;
 mod config;
 mod ops;
+mod remote;
 mod run_ref;
 mod settings;
 mod telemetry;

@@ -49,6 +49,10 @@ pub(crate) struct Settings {
     heartbeat_interval: Option<f64>,
     start_report_delay: Option<f64>,
     max_result_bytes: Option<usize>,
+    /// `weft server --addr` and `weft dev --server-addr`.
+    server_addr: Option<SocketAddr>,
+    max_body: Option<usize>,
+    request_timeout: Option<f64>,
 }
 
 /// Every key of [`Settings`], for the "did you mean" hint (a test checks
@@ -73,6 +77,9 @@ const KEYS: &[&str] = &[
     "heartbeat_interval",
     "start_report_delay",
     "max_result_bytes",
+    "server_addr",
+    "max_body",
+    "request_timeout",
 ];
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -117,6 +124,9 @@ impl Settings {
         if let Some(retention) = &self.retention {
             crate::commands::prune::positive_duration(retention)
                 .map_err(|e| anyhow::anyhow!("the config file {shown}: `retention`: {e}"))?;
+        }
+        if self.max_body == Some(0) {
+            bail!("the config file {shown}: `max_body` must be at least 1 byte, not 0");
         }
         if let Some(bytes) = self.max_result_bytes {
             ResultLimit::new(bytes)
@@ -195,7 +205,24 @@ pub(crate) fn layer(command: &mut Command, matches: &ArgMatches) -> anyhow::Resu
             layer.log(&mut a.log.log_format);
             layer.ops(&mut a.ops);
             layer.executor(&mut a.executor);
+            layer.set(
+                &mut a.server_addr,
+                "server_addr",
+                layer.settings.server_addr,
+            );
         }
+        Command::Server(a) => {
+            layer.db(&mut a.db);
+            layer.log(&mut a.log.log_format);
+            layer.set(&mut a.addr, "addr", layer.settings.server_addr);
+            layer.set(&mut a.max_body, "max_body", layer.settings.max_body);
+            layer.set(
+                &mut a.request_timeout,
+                "request_timeout",
+                layer.settings.request_timeout,
+            );
+        }
+        Command::Token(a) => layer.db(a.db_mut()),
     }
     Ok(())
 }
@@ -351,6 +378,9 @@ concurrency: 4
 heartbeat_interval: 2.5
 start_report_delay: 0
 max_result_bytes: 65536
+server_addr: 127.0.0.1:8081
+max_body: 1048576
+request_timeout: 10
 ";
 
     #[test]
@@ -427,5 +457,18 @@ max_result_bytes: 65536
             unreachable!()
         };
         assert_eq!(s.db.database_max_connections, 2);
+        let Command::Server(server) = parsed_with_file(&["server"], EVERY_SETTING) else {
+            unreachable!()
+        };
+        if std::env::var_os("WEFT_SERVER_ADDR").is_none() {
+            assert_eq!(server.addr.to_string(), "127.0.0.1:8081");
+        }
+        assert_eq!((server.max_body, server.request_timeout), (1_048_576, 10.0));
+        let Command::Dev(dev) =
+            parsed_with_file(&["dev", "--server-addr", "127.0.0.1:9"], EVERY_SETTING)
+        else {
+            unreachable!()
+        };
+        assert_eq!(dev.server_addr.to_string(), "127.0.0.1:9", "the flag wins");
     }
 }

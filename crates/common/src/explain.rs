@@ -18,6 +18,7 @@ use crate::state::{ExecutionStatus, TaskStatus, Trigger, WorkflowStatus};
 
 /// A run, its tasks and the pools they run on, as read at `now`.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RunFacts {
     /// The run.
     pub id: WorkflowExecutionId,
@@ -49,6 +50,7 @@ pub struct RunFacts {
 /// One task of a run: its row, its spec and what its executions of the
 /// current round add up to.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TaskFacts {
     /// The task's name.
     pub name: String,
@@ -106,6 +108,7 @@ pub struct TaskFacts {
 
 /// A task needed by another, and its status.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NeedFacts {
     /// The needed task.
     pub name: String,
@@ -115,6 +118,7 @@ pub struct NeedFacts {
 
 /// A failed try.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FailureFacts {
     /// The item's position, for a fan-out.
     pub item_index: Option<i32>,
@@ -130,6 +134,7 @@ pub struct FailureFacts {
 
 /// A worker pool and who serves it.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PoolFacts {
     /// The pool's name.
     pub name: String,
@@ -146,6 +151,7 @@ pub struct PoolFacts {
 
 /// One line per task and one for the run.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Explanation {
     /// Why the run is where it is.
     pub run: String,
@@ -155,6 +161,7 @@ pub struct Explanation {
 
 /// Why one task is where it is.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TaskLine {
     /// The task's name.
     pub task: String,

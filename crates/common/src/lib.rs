@@ -26,6 +26,8 @@
 //! 10. [`exit`] — exit handlers (`on_exit:`): the main tasks' verdict and
 //!     what the handlers see of the run ([`ExitView`]).
 //! 11. [`auth`] — API tokens and the roles that say what they may do.
+//! 12. [`graph`] — a workflow's DAG as nodes and edges (the API's and the
+//!     web UI's).
 
 pub mod abbrev;
 pub mod auth;
@@ -37,6 +39,7 @@ mod duration;
 pub mod exit;
 pub mod explain;
 mod expr;
+pub mod graph;
 pub mod id;
 pub mod inputs;
 mod json_view;

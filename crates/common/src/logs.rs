@@ -91,6 +91,7 @@ impl Tail {
 
 /// The end of one stream as text.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StreamLog {
     /// The last bytes written, as text.
     pub text: String,
@@ -126,6 +127,7 @@ impl StreamLog {
 
 /// What one attempt printed, and how its process exited.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AttemptLogs {
     /// The end of its standard output (a custom action's log lines).
     #[serde(default, skip_serializing_if = "StreamLog::is_empty")]

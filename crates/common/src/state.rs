@@ -202,6 +202,7 @@ impl ExecutionStatus {
 
 /// When a task whose needs are all terminal runs (design §2).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Trigger {
     /// Every need succeeded (the default).

@@ -9,20 +9,25 @@
 //!
 //! - [`api`] — the routes and the OpenAPI document.
 //! - [`auth`] — bearer tokens and roles.
+//! - [`events`] — the shared `LISTEN` connection and run feeds behind the
+//!   server-sent event streams.
 //! - [`problem`] — errors as `application/problem+json`.
+//! - [`ui`] — the web UI's embedded files.
 
 pub mod api;
 pub mod auth;
+pub mod events;
 pub mod problem;
+pub mod ui;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 use tokio_util::sync::CancellationToken;
-use tower_http::timeout::TimeoutLayer;
 use weft_store::PgPool;
 
 /// What every handler shares.
@@ -32,6 +37,21 @@ pub struct AppState {
     pub pool: PgPool,
     /// Serve without tokens (loopback only): every caller is admin.
     pub dev: bool,
+    /// The shared followers of runs, for the event streams.
+    pub events: Arc<events::Events>,
+}
+
+impl AppState {
+    /// The state of a server on `pool`; its event feeds stop with
+    /// `shutdown`. Call within a Tokio runtime.
+    #[must_use]
+    pub fn new(pool: PgPool, dev: bool, shutdown: CancellationToken) -> Self {
+        Self {
+            events: events::Events::start(pool.clone(), shutdown),
+            pool,
+            dev,
+        }
+    }
 }
 
 /// How the server listens and what it accepts.
@@ -84,17 +104,18 @@ pub enum ServeError {
     },
 }
 
-/// The whole application: API, health, UI.
+/// The whole application: API, health, UI. Every request's body is
+/// bounded by `config.max_body` (413), every request but the event
+/// streams' by `config.request_timeout` (408).
 pub fn router(state: AppState, config: &ServerConfig) -> Router {
     let (api, _openapi) = api::routes(config);
     Router::new()
         .route("/healthz", get(healthz))
         .merge(api)
+        .merge(ui::routes())
+        .fallback(api::not_found)
+        .method_not_allowed_fallback(api::method_not_allowed)
         .layer(DefaultBodyLimit::max(config.max_body))
-        .layer(TimeoutLayer::with_status_code(
-            axum::http::StatusCode::REQUEST_TIMEOUT,
-            config.request_timeout,
-        ))
         .with_state(state)
 }
 
@@ -124,13 +145,7 @@ pub async fn serve(
         let _ = bound.send(local);
     }
     tracing::info!(addr = %local, dev = config.dev, "serving the API and the web UI");
-    let app = router(
-        AppState {
-            pool,
-            dev: config.dev,
-        },
-        &config,
-    );
+    let app = router(AppState::new(pool, config.dev, shutdown.clone()), &config);
     axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await

@@ -42,6 +42,73 @@ pub enum Requested {
     NotFound,
 }
 
+/// What a cancellation request did, as `weft cancel` says it and
+/// `POST /api/v1/runs/{run}/cancel` answers it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Canceled {
+    /// The run.
+    pub id: WorkflowExecutionId,
+    /// `canceled` (ended at once), `canceling` (its running actions are
+    /// being stopped), `already_canceling` or `already_finished`.
+    pub outcome: String,
+    /// The sentence `weft cancel` prints.
+    pub message: String,
+}
+
+impl Requested {
+    /// What the request did to run `id`, in words; `None` for
+    /// [`Requested::NotFound`].
+    #[must_use]
+    pub fn outcome(&self, id: WorkflowExecutionId) -> Option<Canceled> {
+        let (outcome, message) = match self {
+            Self::Accepted { settled: true, .. } => ("canceled", format!("{id} canceled")),
+            Self::Accepted {
+                killing,
+                settled: false,
+            } => (
+                "canceling",
+                format!(
+                    "{id} canceling: stopping {killing} execution(s); `weft watch {id}` follows it to the end"
+                ),
+            ),
+            Self::AlreadyCanceling => ("already_canceling", format!("{id} is already canceling")),
+            Self::Finished(status) => (
+                "already_finished",
+                format!("{id} already finished ({status}); nothing to cancel"),
+            ),
+            Self::NotFound => return None,
+        };
+        Some(Canceled {
+            id,
+            outcome: outcome.to_owned(),
+            message,
+        })
+    }
+}
+
+/// [`request`] in a transaction of its own, run again on a transient
+/// error (what `weft cancel` and the API do).
+///
+/// # Errors
+/// A database error.
+pub async fn request_committed(
+    pool: &sqlx::PgPool,
+    id: WorkflowExecutionId,
+) -> Result<Requested, StoreError> {
+    crate::transact::retrying(|| request_once(pool, id)).await
+}
+
+async fn request_once(
+    pool: &sqlx::PgPool,
+    id: WorkflowExecutionId,
+) -> Result<Requested, StoreError> {
+    let mut tx = pool.begin().await.context("beginning a transaction")?;
+    let requested = request(&mut tx, id).await?;
+    tx.commit().await.context("committing a transaction")?;
+    Ok(requested)
+}
+
 /// Requests cancellation of a run; see the module docs. Enqueues the
 /// `CancelExecutions` broadcast (and `WorkflowFinished` when settled) and
 /// wakes relays on commit.

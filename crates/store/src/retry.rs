@@ -60,6 +60,82 @@ pub enum Reopened {
     NotFound,
 }
 
+/// A run re-opened by a retry, as `POST /api/v1/runs/{run}/retry`
+/// answers it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Retried {
+    /// The run.
+    pub id: WorkflowExecutionId,
+    /// The new round's number.
+    pub round: i32,
+    /// The tasks that run again, by name.
+    pub tasks: Vec<String>,
+    /// The sentence `weft retry` prints.
+    pub message: String,
+}
+
+impl Reopened {
+    /// The retry of run `id`: `Ok` with what runs again, or `Err` with why
+    /// nothing did (as `weft retry` says it; `None` for no such run).
+    ///
+    /// # Errors
+    /// The sentence saying why the run was not re-opened.
+    pub fn outcome(self, id: WorkflowExecutionId) -> Result<Retried, Option<String>> {
+        match self {
+            Self::Reopened { tasks, round } => Ok(Retried {
+                id,
+                round,
+                message: format!(
+                    "{id} re-opened as round {round}; running again: {}",
+                    tasks.join(", ")
+                ),
+                tasks,
+            }),
+            Self::NotRetryable(status) if status.is_terminal() => Err(Some(format!(
+                "{id} {status}: nothing failed to run again; `weft retry {id} --task NAME` re-runs a task and everything downstream of it"
+            ))),
+            Self::NotRetryable(status) => Err(Some(format!(
+                "{id} is {status}; only a finished run can be retried (`weft cancel {id}` stops it)"
+            ))),
+            Self::UnknownTasks { unknown, known } => Err(Some(format!(
+                "run {id} has no task {}; its tasks are: {}",
+                unknown
+                    .iter()
+                    .map(|t| format!("`{t}`"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                known.join(", ")
+            ))),
+            Self::NotFound => Err(None),
+        }
+    }
+}
+
+/// [`reopen`] in a transaction of its own, run again on a transient error
+/// (what `weft retry` and the API do).
+///
+/// # Errors
+/// A database error.
+pub async fn reopen_committed(
+    pool: &sqlx::PgPool,
+    id: WorkflowExecutionId,
+    scope: Scope<'_>,
+) -> Result<Reopened, StoreError> {
+    crate::transact::retrying(|| reopen_once(pool, id, scope)).await
+}
+
+async fn reopen_once(
+    pool: &sqlx::PgPool,
+    id: WorkflowExecutionId,
+    scope: Scope<'_>,
+) -> Result<Reopened, StoreError> {
+    let mut tx = pool.begin().await.context("beginning a transaction")?;
+    let reopened = reopen(&mut tx, id, scope).await?;
+    tx.commit().await.context("committing a transaction")?;
+    Ok(reopened)
+}
+
 /// The run statuses a scope re-opens.
 fn reopens(scope: Scope<'_>, status: WorkflowStatus) -> bool {
     match scope {

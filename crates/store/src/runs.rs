@@ -292,6 +292,43 @@ pub enum Resolved {
     },
 }
 
+impl Resolved {
+    /// What to tell the user when `run` named no single run — the one
+    /// wording of `weft …` against the database and of the API's 404 and
+    /// 409 — listing an ambiguous prefix's candidates; `None` when found.
+    #[must_use]
+    pub fn problem(&self, run: &RunRef) -> Option<String> {
+        use std::fmt::Write as _;
+        match self {
+            Self::Found(_) => None,
+            Self::NotFound => Some(match run {
+                RunRef::Id(id) => format!("no run with id {id}"),
+                RunRef::Prefix(prefix) => format!("no run id starts with `{prefix}`"),
+                RunRef::Last => "there is no run yet: `last` names the newest run".to_owned(),
+            }),
+            Self::Ambiguous { candidates, more } => {
+                let mut message = format!(
+                    "`{run}` is ambiguous: several runs start with it; give more of the id:"
+                );
+                for c in candidates {
+                    let _ = write!(
+                        message,
+                        "\n  {}  {}  {}  {}",
+                        c.id,
+                        c.workflow_name,
+                        c.status,
+                        c.created_at.format("%Y-%m-%d %H:%M:%S")
+                    );
+                }
+                if *more {
+                    message.push_str("\n  … and more");
+                }
+                Some(message)
+            }
+        }
+    }
+}
+
 /// Resolves a run given by id, unique prefix or `last`. A prefix is looked
 /// up as a range of the primary key (see [`RunRef::prefix_range`]), so it
 /// costs the same as an id on any number of runs; `last` reads the

@@ -27,12 +27,7 @@ pub async fn in_transaction<T>(
     pool: &PgPool,
     mut op: impl AsyncFnMut(&mut PgConnection) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
-    let mut delays = ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(10))
-        .with_max_delay(Duration::from_secs(1))
-        .with_max_times(8)
-        .with_jitter()
-        .build();
+    let mut delays = backoff();
     loop {
         let result: Result<T, StoreError> = async {
             let mut tx = pool.begin().await.context("beginning a transaction")?;
@@ -42,6 +37,45 @@ pub async fn in_transaction<T>(
         }
         .await;
         match result {
+            Err(e) if e.is_transient() => {
+                let Some(delay) = delays.next() else {
+                    return Err(e);
+                };
+                tracing::debug!(error = %weft_common::error_chain(&e), ?delay, "transaction aborted; running it again");
+                tokio::time::sleep(delay).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// The backoff between runs of an aborted transaction: 10 ms to 1 s,
+/// jittered, 8 times.
+fn backoff() -> impl Iterator<Item = Duration> {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(10))
+        .with_max_delay(Duration::from_secs(1))
+        .with_max_times(8)
+        .with_jitter()
+        .build()
+}
+
+/// [`in_transaction`] for an `attempt` that opens and commits its own
+/// transaction: a future that owns what it borrows, which an HTTP
+/// handler can hold across `.await` (an `AsyncFnMut` over a borrowed
+/// connection cannot yet be proven `Send`).
+///
+/// # Errors
+/// The last error: a non-transient one at once, a transient one when the
+/// tries are used up.
+pub async fn retrying<T, F, Fut>(mut attempt: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, StoreError>>,
+{
+    let mut delays = backoff();
+    loop {
+        match attempt().await {
             Err(e) if e.is_transient() => {
                 let Some(delay) = delays.next() else {
                     return Err(e);

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 use weft_common::message::WorkerHeartbeat;
 
@@ -68,7 +68,8 @@ pub async fn heartbeat(conn: &mut PgConnection, hb: &WorkerHeartbeat) -> Result<
 pub const DEFAULT_HEARTBEAT_GRACE: Duration = Duration::from_secs(30);
 
 /// A worker as last seen.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WorkerRow {
     /// Its id (`host-pid-random` unless configured).
     pub id: String,

@@ -6,10 +6,12 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
-use weft_common::WorkflowExecutionId;
 use weft_common::abbrev::abbreviate;
+use weft_common::{RunRef, WorkflowExecutionId};
 use weft_store::inspect::attempts::{self, Attempt, AttemptFilter};
-use weft_store::{PgConnection, PgPool, runs};
+use weft_store::{PgConnection, PgPool};
+
+use crate::remote::{Client, run_path};
 
 /// Prints every execution of `task` of run `run` (a table, or JSON).
 pub(crate) async fn show(
@@ -28,12 +30,62 @@ pub(crate) async fn show(
         ..AttemptFilter::default()
     };
     let rows = attempts::attempts(&mut conn, run, &filter).await?;
+    print(&rows, task, json)
+}
+
+/// The most attempts asked of the server at once.
+const REMOTE_PAGE: usize = 1_000;
+
+/// [`show`] through a `weft server`: `GET /api/v1/runs/{run}/attempts`,
+/// page after page.
+pub(crate) async fn show_remote(
+    client: &Client,
+    run: &RunRef,
+    task: &str,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let path = format!("{}/attempts", run_path(run));
+    let mut rows: Vec<Attempt> = Vec::new();
+    loop {
+        let query = [
+            ("task", task.to_owned()),
+            ("limit", REMOTE_PAGE.to_string()),
+            ("offset", rows.len().to_string()),
+        ];
+        let page: AttemptPage = client.get(&path, &query).await?;
+        let page = page.into_items();
+        let last = page.len() < REMOTE_PAGE;
+        rows.extend(page);
+        if last {
+            break;
+        }
+    }
+    print(&rows, task, json)
+}
+
+/// A page of attempts: a bare array, or `{items, …}`.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum AttemptPage {
+    Items(Vec<Attempt>),
+    Page { items: Vec<Attempt> },
+}
+
+impl AttemptPage {
+    fn into_items(self) -> Vec<Attempt> {
+        match self {
+            Self::Items(items) | Self::Page { items } => items,
+        }
+    }
+}
+
+fn print(rows: &[Attempt], task: &str, json: bool) -> anyhow::Result<ExitCode> {
     if json {
         outln!("{}", serde_json::to_string_pretty(&rows)?)?;
     } else if rows.is_empty() {
         outln!("task `{task}` has no executions yet")?;
     } else {
-        print!("{}", table(&rows));
+        print!("{}", table(rows));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -45,20 +97,10 @@ pub(crate) async fn check_task(
     run: WorkflowExecutionId,
     task: &str,
 ) -> anyhow::Result<Result<(), String>> {
-    let names = attempts::task_names(conn, run).await?;
-    if names.iter().any(|n| n == task) {
-        return Ok(Ok(()));
-    }
-    if !names.is_empty() {
-        return Ok(Err(format!(
-            "run {run} has no task `{task}` (its tasks: {})",
-            names.join(", ")
-        )));
-    }
-    Ok(Err(match runs::get(conn, run).await? {
-        None => format!("no run with id {run}"),
-        Some(r) => format!("run {run} is {}: it has no task executions yet", r.status),
-    }))
+    Ok(match attempts::task_problem(conn, run, task).await? {
+        None => Ok(()),
+        Some(problem) => Err(problem),
+    })
 }
 
 /// The longest error shown in the table (the JSON has it whole).

@@ -168,6 +168,16 @@ pub(crate) struct DevArgs {
     pub(crate) executor: ExecutorTuning,
     #[command(flatten)]
     pub(crate) worker: weft_worker::WorkerArgs,
+    /// Where the web UI and the API listen: without tokens (`weft server
+    /// --dev`), so on a loopback address only. A port already taken is a
+    /// warning: the engine runs on without them.
+    #[arg(
+        long,
+        env = "WEFT_SERVER_ADDR",
+        default_value = super::server::DEFAULT_SERVER_ADDR,
+        value_name = "ADDR"
+    )]
+    pub(crate) server_addr: std::net::SocketAddr,
     #[command(flatten)]
     pub(crate) ops: OpsArgs,
     #[command(flatten)]
@@ -238,10 +248,12 @@ pub(crate) async fn worker(args: &WorkerDaemonArgs) -> anyhow::Result<ExitCode> 
     Ok(ExitCode::SUCCESS)
 }
 
-/// Migrates, then runs an executor and a worker in this process.
+/// Migrates, then runs an executor, a worker and the server (`--dev`: no
+/// tokens, loopback only) in this process.
 pub(crate) async fn dev(args: &DevArgs) -> anyhow::Result<ExitCode> {
     // Bad flags are refused before anything is touched.
     let worker_config: WorkerConfig = args.worker.config("weft-dev")?;
+    super::server::check_dev_addr(args.server_addr)?;
     let executor_config = executor_config(
         &args.db,
         worker_config.bus.clone(),
@@ -252,9 +264,10 @@ pub(crate) async fn dev(args: &DevArgs) -> anyhow::Result<ExitCode> {
         .await?
         .close()
         .await;
-    tracing::info!(database = %executor_config.db.redacted_url(), "database migrated; starting an executor and a worker");
+    tracing::info!(database = %executor_config.db.redacted_url(), "database migrated; starting an executor, a worker and the server");
     let shutdown = shutdown_on_signal();
     args.ops.start(&shutdown).await?;
+    super::server::start_dev(args.db.connect().await?, args.server_addr, &shutdown).await?;
     let executor = weft_executor::run(executor_config, shutdown.clone());
     let worker = weft_worker::run(
         worker_config,

@@ -10,13 +10,13 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Args;
-use serde_json::json;
 use weft_common::RunRef;
 use weft_common::explain::RunFacts;
 use weft_common::message::topology;
 
 use super::workers::GraceArgs;
 use crate::config::{AmqpArgs, ConfigArgs, DbArgs};
+use crate::remote::{Client, RemoteArgs, run_path};
 
 /// How long explain waits for RabbitMQ's queue figures before leaving them out.
 const BUS_WAIT: Duration = Duration::from_secs(2);
@@ -34,6 +34,8 @@ pub(crate) struct ExplainArgs {
     #[command(flatten)]
     pub(crate) grace: GraceArgs,
     #[command(flatten)]
+    pub(crate) remote: RemoteArgs,
+    #[command(flatten)]
     pub(crate) db: DbArgs,
     #[command(flatten)]
     pub(crate) amqp: AmqpArgs,
@@ -43,6 +45,9 @@ pub(crate) struct ExplainArgs {
 
 /// Explains one run.
 pub(crate) async fn run(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
+    if let Some(client) = args.remote.client()? {
+        return run_remote(&client, args).await;
+    }
     let bus = tokio::spawn(weft_bus::Bus::try_connect(args.amqp.config("weft-explain")));
     let pool = args.db.connect().await?;
     let id = crate::run_ref::resolve(&pool, &args.id).await?;
@@ -71,36 +76,171 @@ pub(crate) async fn run(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
     let explanation = facts.explain();
     let children = weft_store::children::children(&mut db, id).await?;
     if args.json {
-        let out = json!({ "facts": facts, "explanation": explanation, "children": children });
+        let out = weft_store::inspect::explain::Report::new(facts, children);
         outln!("{}", serde_json::to_string_pretty(&out)?)?;
         return Ok(ExitCode::SUCCESS);
     }
     if args.task.is_none() {
         outln!("run {} ({}): {}", facts.id, facts.workflow, explanation.run)?;
     }
-    let width = explanation
-        .tasks
-        .iter()
-        .map(|t| t.task.len())
-        .max()
-        .unwrap_or(0);
-    let status_width = explanation
-        .tasks
-        .iter()
-        .map(|t| t.status.len())
-        .max()
-        .unwrap_or(0);
-    for line in &explanation.tasks {
-        outln!(
-            "  {:width$}  {:status_width$}  {}",
-            line.task,
-            line.status,
-            line.why
-        )?;
-    }
+    print_lines(
+        &explanation
+            .tasks
+            .iter()
+            .map(|t| (t.task.as_str(), t.status, t.why.as_str()))
+            .collect::<Vec<_>>(),
+    )?;
     let grace = args.grace.grace()?;
     follow_children(&mut db, &children, args.task.as_deref(), grace, 1).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// One aligned line per task: name, status, why.
+fn print_lines(lines: &[(&str, &str, &str)]) -> std::io::Result<()> {
+    let width = lines.iter().map(|l| l.0.len()).max().unwrap_or(0);
+    let status_width = lines.iter().map(|l| l.1.len()).max().unwrap_or(0);
+    for (task, status, why) in lines {
+        outln!("  {task:width$}  {status:status_width$}  {why}")?;
+    }
+    Ok(())
+}
+
+/// What the CLI reads of `GET /api/v1/runs/{run}/explain` to print it.
+#[derive(Debug, serde::Deserialize)]
+struct RemoteReport {
+    facts: RemoteFacts,
+    explanation: RemoteExplanation,
+    children: Vec<weft_store::children::ChildRun>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct RemoteFacts {
+    id: weft_common::WorkflowExecutionId,
+    workflow: String,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct RemoteExplanation {
+    run: String,
+    tasks: Vec<RemoteLine>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct RemoteLine {
+    task: String,
+    status: String,
+    why: String,
+}
+
+impl RemoteExplanation {
+    fn lines(&self) -> Vec<(&str, &str, &str)> {
+        self.tasks
+            .iter()
+            .map(|t| (t.task.as_str(), t.status.as_str(), t.why.as_str()))
+            .collect()
+    }
+}
+
+/// [`run`] through a `weft server` (which reads no queue figures: it does
+/// not talk to RabbitMQ), child runs included.
+async fn run_remote(client: &Client, args: &ExplainArgs) -> anyhow::Result<ExitCode> {
+    let path = format!("{}/explain", run_path(&args.id));
+    let mut raw: serde_json::Value = client.get(&path, &[]).await?;
+    let mut report: RemoteReport = serde_json::from_value(raw.clone())?;
+    if let Some(task) = &args.task {
+        if !report.explanation.tasks.iter().any(|t| &t.task == task) {
+            let names: Vec<&str> = report
+                .explanation
+                .tasks
+                .iter()
+                .map(|t| t.task.as_str())
+                .collect();
+            eprintln!(
+                "error: run {} has no task `{task}` (its tasks: {})",
+                report.facts.id,
+                names.join(", ")
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+        report.explanation.tasks.retain(|t| &t.task == task);
+        for (list, key) in [("facts", "name"), ("explanation", "task")] {
+            if let Some(tasks) = raw
+                .get_mut(list)
+                .and_then(|l| l.get_mut("tasks"))
+                .and_then(serde_json::Value::as_array_mut)
+            {
+                tasks.retain(|t| t.get(key).and_then(serde_json::Value::as_str) == Some(task));
+            }
+        }
+    }
+    if args.json {
+        outln!("{}", serde_json::to_string_pretty(&raw)?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.task.is_none() {
+        outln!(
+            "run {} ({}): {}",
+            report.facts.id,
+            report.facts.workflow,
+            report.explanation.run
+        )?;
+    }
+    print_lines(&report.explanation.lines())?;
+    follow_children_remote(client, &report.children, args.task.as_deref(), 1).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// [`follow_children`] through a `weft server`.
+async fn follow_children_remote(
+    client: &Client,
+    children: &[weft_store::children::ChildRun],
+    task: Option<&str>,
+    level: usize,
+) -> anyhow::Result<()> {
+    let mut shown: Vec<&weft_store::children::ChildRun> = children
+        .iter()
+        .filter(|c| task.is_none_or(|t| t == c.task_name))
+        .collect();
+    if shown.is_empty() || level > CHILD_LEVELS {
+        return Ok(());
+    }
+    let total = shown.len();
+    shown.sort_by_key(|c| c.status == weft_common::WorkflowStatus::Succeeded);
+    shown.truncate(CHILDREN_SHOWN);
+    let indent = "  ".repeat(level);
+    for child in &shown {
+        let report: RemoteReport = client
+            .get(&format!("/api/v1/runs/{}/explain", child.id), &[])
+            .await?;
+        let item = child
+            .item_index
+            .map_or(String::new(), |i| format!(" item {i}"));
+        outln!(
+            "{indent}↳ task `{}`{item} attempt {} — child run {} ({}): {}",
+            child.task_name,
+            child.attempt,
+            child.id,
+            child.workflow_name,
+            report.explanation.run
+        )?;
+        for line in &report.explanation.tasks {
+            outln!("{indent}    {}  {}  {}", line.task, line.status, line.why)?;
+        }
+        Box::pin(follow_children_remote(
+            client,
+            &report.children,
+            None,
+            level + 1,
+        ))
+        .await?;
+    }
+    if total > shown.len() {
+        outln!(
+            "{indent}↳ … and {} more child run(s): `weft status` lists them all",
+            total - shown.len()
+        )?;
+    }
+    Ok(())
 }
 
 /// Child runs explained under their parent at most this deep.

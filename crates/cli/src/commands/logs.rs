@@ -20,6 +20,7 @@ use weft_store::{PgListener, PgPool};
 
 use super::attempts::{check_task, duration, item_cell};
 use crate::config::{ConfigArgs, DbArgs};
+use crate::remote::{Client, RemoteArgs, run_path};
 
 /// Arguments of `weft logs`.
 #[derive(Debug, Args)]
@@ -44,6 +45,8 @@ pub(crate) struct LogsArgs {
     #[arg(long)]
     pub(crate) json: bool,
     #[command(flatten)]
+    pub(crate) remote: RemoteArgs,
+    #[command(flatten)]
     pub(crate) db: DbArgs,
     #[command(flatten)]
     pub(crate) config: ConfigArgs,
@@ -51,6 +54,9 @@ pub(crate) struct LogsArgs {
 
 /// Prints the attempts' logs.
 pub(crate) async fn run(args: &LogsArgs) -> anyhow::Result<ExitCode> {
+    if let Some(client) = args.remote.client()? {
+        return run_remote(&client, args).await;
+    }
     let pool = args.db.connect().await?;
     let id = crate::run_ref::resolve(&pool, &args.id).await?;
     let mut conn = pool.acquire().await.context("connecting")?;
@@ -79,17 +85,95 @@ pub(crate) async fn run(args: &LogsArgs) -> anyhow::Result<ExitCode> {
     }
     let mut conn = pool.acquire().await.context("connecting")?;
     let attempts = logs::logs(&mut conn, id, &filter, &[]).await?;
+    print_all(&attempts, args.json)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_all(attempts: &[AttemptLog], json: bool) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
-    if args.json {
-        writeln!(out, "{}", serde_json::to_string_pretty(&attempts)?)?;
+    if json {
+        writeln!(out, "{}", serde_json::to_string_pretty(attempts)?)?;
     } else if attempts.is_empty() {
         writeln!(out, "no attempts match")?;
     } else {
-        for attempt in &attempts {
+        for attempt in attempts {
             out.write_all(block(attempt).as_bytes())?;
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
+}
+
+/// How long a remote follower waits for the run's events before it asks
+/// the server again anyway.
+const REMOTE_INTERVAL: Duration = Duration::from_millis(500);
+
+/// [`run`] through a `weft server`: `GET /api/v1/runs/{run}/logs`; with
+/// `--follow`, asked again whenever the run's event stream says it
+/// changed, or every [`REMOTE_INTERVAL`] (the run's status first, as in
+/// direct mode), printing each attempt once it ended.
+async fn run_remote(client: &Client, args: &LogsArgs) -> anyhow::Result<ExitCode> {
+    let mut query: Vec<(&str, String)> = Vec::new();
+    if let Some(task) = &args.task {
+        query.push(("task", task.clone()));
+    }
+    for (name, value) in [
+        ("item", args.item),
+        ("attempt", args.attempt),
+        ("round", args.round),
+    ] {
+        if let Some(value) = value {
+            query.push((name, value.to_string()));
+        }
+    }
+    if !args.follow {
+        let attempts: Vec<AttemptLog> = client
+            .get(&format!("{}/logs", run_path(&args.id)), &query)
+            .await?;
+        print_all(&attempts, args.json)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let run: weft_store::inspect::status::RunStatus = client.get(&run_path(&args.id), &[]).await?;
+    let run = run.id;
+    let mut shown: Vec<ExecutionId> = Vec::new();
+    let mut events = Some(client.wake_on_events(&format!("/api/v1/runs/{run}/events")));
+    loop {
+        let read_at = tokio::time::Instant::now();
+        let status: weft_store::inspect::status::RunStatus =
+            client.get(&format!("/api/v1/runs/{run}"), &[]).await?;
+        let attempts: Vec<AttemptLog> = client
+            .get(&format!("/api/v1/runs/{run}/logs"), &query)
+            .await?;
+        let mut out = std::io::stdout().lock();
+        let ended: Vec<&AttemptLog> = attempts
+            .iter()
+            .filter(|a| a.attempt.status.is_terminal() && !shown.contains(&a.attempt.execution_id))
+            .collect();
+        for attempt in ended {
+            if args.json {
+                writeln!(out, "{}", serde_json::to_string(attempt)?)?;
+            } else {
+                out.write_all(block(attempt).as_bytes())?;
+            }
+            shown.push(attempt.attempt.execution_id);
+        }
+        out.flush()?;
+        drop(out);
+        if status.status.is_terminal() {
+            if !args.json {
+                outln!("run {run} {}", status.status)?;
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        match events.as_mut() {
+            Some(rx) => {
+                if let Ok(None) = tokio::time::timeout(REMOTE_INTERVAL, rx.recv()).await {
+                    events = None;
+                }
+            }
+            None => tokio::time::sleep(REMOTE_INTERVAL).await,
+        }
+        tokio::time::sleep_until(read_at + MIN_READ_INTERVAL).await;
+    }
 }
 
 /// How long a follower waits for a notification before it looks again

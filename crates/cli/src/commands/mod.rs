@@ -10,8 +10,10 @@ pub(crate) mod logs;
 pub(crate) mod migrate;
 pub(crate) mod prune;
 pub(crate) mod retry;
+pub(crate) mod server;
 pub(crate) mod status;
 pub(crate) mod submit;
+pub(crate) mod token;
 pub(crate) mod validate;
 pub(crate) mod workers;
 
@@ -53,6 +55,8 @@ async fn run_async(command: Command) -> anyhow::Result<ExitCode> {
         Command::Executor(args) => daemons::executor(&args).await,
         Command::Worker(args) => daemons::worker(&args).await,
         Command::Dev(args) => daemons::dev(&args).await,
+        Command::Server(args) => server::run(&args).await,
+        Command::Token(args) => token::run(&args).await,
         Command::Validate(_) | Command::Graph(_) => unreachable!("handled without a runtime"),
     }
 }

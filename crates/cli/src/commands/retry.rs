@@ -4,10 +4,11 @@ use std::process::ExitCode;
 
 use clap::Args;
 use weft_common::RunRef;
-use weft_store::retry::{self, Reopened, Scope};
+use weft_store::retry::{self, Scope};
 
 use super::status::{self, WaitArgs};
 use crate::config::{ConfigArgs, DbArgs};
+use crate::remote::{RemoteArgs, run_path};
 
 /// Arguments of `weft retry`.
 #[derive(Debug, Args)]
@@ -28,6 +29,8 @@ pub(crate) struct RetryArgs {
     #[command(flatten)]
     pub(crate) wait_args: WaitArgs,
     #[command(flatten)]
+    pub(crate) remote: RemoteArgs,
+    #[command(flatten)]
     pub(crate) db: DbArgs,
     #[command(flatten)]
     pub(crate) config: ConfigArgs,
@@ -37,6 +40,24 @@ pub(crate) struct RetryArgs {
 /// the named ones) and everything downstream of them run again; the rest
 /// keep their outcomes, and a failed fan-out keeps its succeeded items.
 pub(crate) async fn run(args: &RetryArgs) -> anyhow::Result<ExitCode> {
+    if let Some(client) = args.remote.client()? {
+        let path = format!("{}/retry", run_path(&args.id));
+        let body = serde_json::json!({ "tasks": args.tasks });
+        let (_, retried): (_, retry::Retried) = client.post(&path, &body).await?;
+        eprintln!("{}", retried.message);
+        let id = retried.id;
+        if args.wait {
+            return status::follow(
+                status::Source::Remote(&client),
+                id,
+                args.json,
+                &args.wait_args,
+            )
+            .await;
+        }
+        outln!("{id}")?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let pool = args.db.connect().await?;
     let id = crate::run_ref::resolve(&pool, &args.id).await?;
     let scope = if args.tasks.is_empty() {
@@ -47,44 +68,16 @@ pub(crate) async fn run(args: &RetryArgs) -> anyhow::Result<ExitCode> {
     let reopened =
         weft_store::transact::in_transaction(&pool, async |tx| retry::reopen(tx, id, scope).await)
             .await?;
-    match reopened {
-        Reopened::Reopened { tasks, round } => {
-            eprintln!(
-                "{id} re-opened as round {round}; running again: {}",
-                tasks.join(", ")
-            );
-        }
-        Reopened::NotRetryable(status) if status.is_terminal() => {
-            eprintln!(
-                "error: {id} {status}: nothing failed to run again; `weft retry {id} --task NAME` re-runs a task and everything downstream of it"
-            );
-            return Ok(ExitCode::FAILURE);
-        }
-        Reopened::NotRetryable(status) => {
-            eprintln!(
-                "error: {id} is {status}; only a finished run can be retried (`weft cancel {id}` stops it)"
-            );
-            return Ok(ExitCode::FAILURE);
-        }
-        Reopened::UnknownTasks { unknown, known } => {
-            eprintln!(
-                "error: run {id} has no task {}; its tasks are: {}",
-                unknown
-                    .iter()
-                    .map(|t| format!("`{t}`"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                known.join(", ")
-            );
-            return Ok(ExitCode::FAILURE);
-        }
-        Reopened::NotFound => {
-            eprintln!("error: no run with id {id}");
+    match reopened.outcome(id) {
+        Ok(retried) => eprintln!("{}", retried.message),
+        Err(why) => {
+            let why = why.unwrap_or_else(|| format!("no run with id {id}"));
+            eprintln!("error: {why}");
             return Ok(ExitCode::FAILURE);
         }
     }
     if args.wait {
-        return status::follow(&pool, id, args.json, &args.wait_args).await;
+        return status::follow(status::Source::Db(&pool), id, args.json, &args.wait_args).await;
     }
     outln!("{id}")?;
     Ok(ExitCode::SUCCESS)

@@ -8,13 +8,14 @@ use anyhow::Context as _;
 use clap::Args;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::{Value, json};
 use weft_common::{RunRef, TaskStatus, WorkflowExecutionId, WorkflowStatus};
 use weft_store::PgPool;
+use weft_store::inspect::runs::{RunFilter, RunListItem, RunPage};
 use weft_store::inspect::status::{RunStatus, TaskState};
 use weft_store::runs;
 
 use crate::config::{ConfigArgs, DbArgs};
+use crate::remote::{Client, RemoteArgs, run_path};
 
 /// Arguments of `weft status`.
 #[derive(Debug, Args)]
@@ -28,6 +29,8 @@ pub(crate) struct StatusArgs {
     /// Print JSON.
     #[arg(long)]
     pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) remote: RemoteArgs,
     #[command(flatten)]
     pub(crate) db: DbArgs,
     #[command(flatten)]
@@ -44,6 +47,8 @@ pub(crate) struct WatchArgs {
     pub(crate) json: bool,
     #[command(flatten)]
     pub(crate) wait: WaitArgs,
+    #[command(flatten)]
+    pub(crate) remote: RemoteArgs,
     #[command(flatten)]
     pub(crate) db: DbArgs,
     #[command(flatten)]
@@ -67,8 +72,8 @@ pub(crate) struct ListArgs {
     /// Only runs of this workflow (by name).
     #[arg(long, value_name = "NAME")]
     pub(crate) workflow: Option<String>,
-    /// At most this many runs, newest first.
-    #[arg(long, default_value_t = 20)]
+    /// At most this many runs (1–1000), newest first.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(i64).range(1..=weft_store::inspect::runs::MAX_PAGE))]
     pub(crate) limit: i64,
     /// Print JSON.
     #[arg(long)]
@@ -77,6 +82,8 @@ pub(crate) struct ListArgs {
     /// `workflow:` task of another run).
     #[arg(long)]
     pub(crate) top: bool,
+    #[command(flatten)]
+    pub(crate) remote: RemoteArgs,
     #[command(flatten)]
     pub(crate) db: DbArgs,
     #[command(flatten)]
@@ -92,66 +99,90 @@ fn parse_status(s: &str) -> Result<WorkflowStatus, String> {
 
 /// Prints one run.
 pub(crate) async fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
+    if let Some(client) = args.remote.client()? {
+        if let Some(task) = &args.task {
+            return super::attempts::show_remote(&client, &args.id, task, args.json).await;
+        }
+        let run: RunStatus = client.get(&run_path(&args.id), &[]).await?;
+        return print_status(&run, args.json);
+    }
     let pool = args.db.connect().await?;
     let id = crate::run_ref::resolve(&pool, &args.id).await?;
     if let Some(task) = &args.task {
         return super::attempts::show(&pool, id, task, args.json).await;
     }
     let run = load(&pool, id).await?;
-    if args.json {
-        outln!("{}", serde_json::to_string_pretty(&run)?)?;
+    print_status(&run, args.json)
+}
+
+fn print_status(run: &RunStatus, json: bool) -> anyhow::Result<ExitCode> {
+    if json {
+        outln!("{}", serde_json::to_string_pretty(run)?)?;
     } else {
-        print_table(&run)?;
+        print_table(run)?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
 /// Follows one run to its end.
 pub(crate) async fn watch(args: &WatchArgs) -> anyhow::Result<ExitCode> {
+    if let Some(client) = args.remote.client()? {
+        let run: RunStatus = client.get(&run_path(&args.id), &[]).await?;
+        return follow(Source::Remote(&client), run.id, args.json, &args.wait).await;
+    }
     let pool = args.db.connect().await?;
     let id = crate::run_ref::resolve(&pool, &args.id).await?;
-    follow(&pool, id, args.json, &args.wait).await
+    follow(Source::Db(&pool), id, args.json, &args.wait).await
 }
 
-/// Lists runs.
+/// Lists runs: one page of [`weft_store::inspect::runs::page`], read
+/// from the database or from the server's `GET /api/v1/runs`.
 pub(crate) async fn list(args: &ListArgs) -> anyhow::Result<ExitCode> {
-    let pool = args.db.connect().await?;
-    let mut conn = pool.acquire().await.context("connecting")?;
-    let rows = weft_store::children::list(
-        &mut conn,
-        args.status,
-        args.workflow.as_deref(),
-        args.limit,
-        args.top,
-    )
-    .await?;
-    if args.json {
-        let items: Vec<Value> = rows
-            .iter()
-            .map(|(r, parent)| {
-                json!({
-                    "id": r.id, "workflow": r.workflow_name, "status": r.status,
-                    "created_at": r.created_at, "finished_at": r.finished_at,
-                    "parent": parent,
-                })
-            })
-            .collect();
-        outln!("{}", serde_json::to_string_pretty(&items)?)?;
-        return Ok(ExitCode::SUCCESS);
+    let page: RunPage = if let Some(client) = args.remote.client()? {
+        let mut query = vec![("limit", args.limit.to_string())];
+        if let Some(status) = args.status {
+            query.push(("status", status.to_string()));
+        }
+        if let Some(workflow) = &args.workflow {
+            query.push(("workflow", workflow.clone()));
+        }
+        if args.top {
+            query.push(("top", "true".to_owned()));
+        }
+        client.get("/api/v1/runs", &query).await?
+    } else {
+        let pool = args.db.connect().await?;
+        let mut conn = pool.acquire().await.context("connecting")?;
+        let filter = RunFilter {
+            status: args.status,
+            workflow: args.workflow.clone(),
+            parent: None,
+            top: args.top,
+        };
+        weft_store::inspect::runs::page(&mut conn, &filter, args.limit, None).await?
+    };
+    print_list(&page.items, args.json)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_list(rows: &[RunListItem], json: bool) -> anyhow::Result<()> {
+    if json {
+        outln!("{}", serde_json::to_string_pretty(rows)?)?;
+        return Ok(());
     }
     let mut table = Table::new();
     table
         .load_preset(UTF8_FULL_CONDENSED)
         .set_header(["id", "workflow", "status", "created", "finished"]);
-    for (r, parent) in &rows {
+    for r in rows {
         // A child run is marked with its parent's id prefix.
-        let workflow = match parent {
+        let workflow = match r.parent {
             Some(parent) => format!(
                 "↳ {} (child of {})",
-                r.workflow_name,
+                r.workflow,
                 parent.to_string().get(..8).unwrap_or_default()
             ),
-            None => r.workflow_name.clone(),
+            None => r.workflow.clone(),
         };
         table.add_row([
             r.id.to_string(),
@@ -164,7 +195,7 @@ pub(crate) async fn list(args: &ListArgs) -> anyhow::Result<ExitCode> {
         ]);
     }
     outln!("{table}")?;
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 /// The exit status after Ctrl-C (128 + SIGINT), as shells report it.
@@ -174,13 +205,13 @@ const INTERRUPTED: u8 = 130;
 /// exit 0 if it succeeded, 1 otherwise. Ctrl-C stops following, not the
 /// run: it says how to pick it up again and exits 130.
 pub(crate) async fn follow(
-    pool: &PgPool,
+    source: Source<'_>,
     id: WorkflowExecutionId,
     json: bool,
     wait: &WaitArgs,
 ) -> anyhow::Result<ExitCode> {
     tokio::select! {
-        followed = follow_to_end(pool, id, json, wait) => followed,
+        followed = follow_to_end(source, id, json, wait) => followed,
         _ = tokio::signal::ctrl_c() => {
             crate::telemetry::hide_progress();
             eprintln!("\nthe run goes on: follow it with `weft watch {id}`");
@@ -189,8 +220,26 @@ pub(crate) async fn follow(
     }
 }
 
+/// Where a followed run is read from.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Source<'a> {
+    /// The database, woken by its notifications.
+    Db(&'a PgPool),
+    /// A `weft server`, read at the same backing-off interval.
+    Remote(&'a Client),
+}
+
+impl Source<'_> {
+    async fn load(&self, id: WorkflowExecutionId) -> anyhow::Result<RunStatus> {
+        match self {
+            Self::Db(pool) => load(pool, id).await,
+            Self::Remote(client) => Ok(client.get(&format!("/api/v1/runs/{id}"), &[]).await?),
+        }
+    }
+}
+
 async fn follow_to_end(
-    pool: &PgPool,
+    source: Source<'_>,
     id: WorkflowExecutionId,
     json: bool,
     wait: &WaitArgs,
@@ -214,13 +263,21 @@ async fn follow_to_end(
         .map(|s| tokio::time::Instant::now() + Duration::from_secs(s));
     // Woken at once when a run finishes; polling stays as the safety net
     // (and for progress).
-    let mut listener = match weft_store::PgListener::connect_with(pool).await {
-        Ok(mut l) => l.listen(runs::FINISHED_CHANNEL).await.ok().map(|()| l),
-        Err(_) => None,
+    let mut listener = match source {
+        Source::Db(pool) => match weft_store::PgListener::connect_with(pool).await {
+            Ok(mut l) => l.listen(runs::FINISHED_CHANNEL).await.ok().map(|()| l),
+            Err(_) => None,
+        },
+        Source::Remote(_) => None,
+    };
+    // Through a server: woken by the run's event stream instead.
+    let mut events = match source {
+        Source::Remote(client) => Some(client.wake_on_events(&format!("/api/v1/runs/{id}/events"))),
+        Source::Db(_) => None,
     };
     let mut interval = Duration::from_millis(20);
     loop {
-        let snapshot = load(pool, id).await?;
+        let snapshot = source.load(id).await?;
         if let Some(bar) = &bar {
             bar.set_length(snapshot.tasks.len() as u64);
             bar.set_position(snapshot.tasks.iter().filter(|t| t.is_terminal()).count() as u64);
@@ -259,14 +316,28 @@ async fn follow_to_end(
             );
             return Ok(ExitCode::from(2));
         }
-        match listener.as_mut() {
-            Some(l) => {
+        let stream_ended = match (listener.as_mut(), events.as_mut()) {
+            (Some(l), _) => {
                 let woke = tokio::time::timeout(interval, l.recv()).await;
                 if matches!(woke, Ok(Err(_))) {
                     listener = None;
                 }
+                false
             }
-            None => tokio::time::sleep(interval).await,
+            (None, Some(events)) => {
+                matches!(
+                    tokio::time::timeout(interval, events.recv()).await,
+                    Ok(None)
+                )
+            }
+            (None, None) => {
+                tokio::time::sleep(interval).await;
+                false
+            }
+        };
+        if stream_ended {
+            // Poll from now on.
+            events = None;
         }
         interval = (interval * 2).min(Duration::from_millis(250));
     }

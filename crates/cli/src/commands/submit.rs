@@ -12,10 +12,12 @@ use anyhow::Context as _;
 use clap::Args;
 use serde_json::{Map, Value, json};
 use weft_common::{Bundle, Given, WorkflowExecutionId, kind_of};
+use weft_server::api::runs::Submission;
 use weft_store::runs::{NewRun, Submitted};
 
 use super::status::{self, WaitArgs};
 use crate::config::{ConfigArgs, DbArgs};
+use crate::remote::{Client, RemoteArgs, RemoteError};
 use crate::workflow_file;
 
 /// Arguments of `weft submit`.
@@ -46,6 +48,8 @@ pub(crate) struct SubmitArgs {
     #[command(flatten)]
     pub(crate) grace: super::workers::GraceArgs,
     #[command(flatten)]
+    pub(crate) remote: RemoteArgs,
+    #[command(flatten)]
     pub(crate) db: DbArgs,
     #[command(flatten)]
     pub(crate) config: ConfigArgs,
@@ -65,6 +69,9 @@ pub(crate) async fn run(args: &SubmitArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
+    if let Some(client) = args.remote.client()? {
+        return submit_remote(&client, args, &bundle, &input).await;
+    }
     let pool = args.db.connect().await?;
     // Advice, never a failure: the run is stored all the same (a worker
     // that knows the action may start later).
@@ -95,13 +102,87 @@ pub(crate) async fn run(args: &SubmitArgs) -> anyhow::Result<ExitCode> {
         } else {
             outln!("{id}")?;
         }
-        return status::follow(&pool, id, args.json, &args.wait_args).await;
+        return status::follow(status::Source::Db(&pool), id, args.json, &args.wait_args).await;
     }
     if args.json {
         let created = matches!(submitted, Submitted::Created(_));
         outln!(
             "{}",
             json!({ "id": id, "workflow": workflow.name(), "created": created })
+        )?;
+    } else {
+        outln!("{id}")?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// [`run`] through a `weft server`: the workflow's text and its inputs
+/// (resolved here, so an input error reads as in direct mode) go to
+/// `POST /api/v1/runs`; the server validates again and stores the run.
+async fn submit_remote(
+    client: &Client,
+    args: &SubmitArgs,
+    bundle: &Bundle,
+    input: &Value,
+) -> anyhow::Result<ExitCode> {
+    let workflow = &bundle.root().workflow;
+    if let Some(call) = workflow.tasks().find(|t| t.call().is_some()) {
+        eprintln!(
+            "error: {}: task `{}` starts a sub-workflow from a file, and the server reads no files: submit this workflow against the database (without --server / WEFT_SERVER_URL)",
+            args.file.display(),
+            call.name()
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    let grace = args.grace.grace()?;
+    for warning in super::workers::unknown_actions_remote(client, workflow, grace)
+        .await
+        .unwrap_or_default()
+    {
+        eprintln!("warning: {}: {warning}", args.file.display());
+    }
+    let body = json!({
+        "workflow": bundle.root().source,
+        "inputs": input,
+        "idempotency_key": args.idempotency_key,
+    });
+    let submitted: Submission = match client.post("/api/v1/runs", &body).await {
+        Ok((_, submitted)) => submitted,
+        Err(RemoteError::Problem { problem, .. }) if !problem.diagnostics.is_empty() => {
+            eprintln!("error: {}: {}", args.file.display(), problem.detail);
+            eprint!(
+                "{}",
+                crate::remote::render_diagnostics(
+                    &problem.diagnostics,
+                    &args.file.display().to_string()
+                )
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let id = submitted.id;
+    if !submitted.created {
+        eprintln!("idempotency key already used with the same inputs: returning the existing run");
+    }
+    if args.wait {
+        if args.json {
+            eprintln!("{id}");
+        } else {
+            outln!("{id}")?;
+        }
+        return status::follow(
+            status::Source::Remote(client),
+            id,
+            args.json,
+            &args.wait_args,
+        )
+        .await;
+    }
+    if args.json {
+        outln!(
+            "{}",
+            json!({ "id": id, "workflow": submitted.workflow, "created": submitted.created })
         )?;
     } else {
         outln!("{id}")?;

@@ -10,6 +10,7 @@ use weft_common::WithItems;
 use super::workers::{GraceArgs, unknown_actions};
 use crate::cli::FilePath;
 use crate::config::{ConfigArgs, DbArgs};
+use crate::remote::{Client, RemoteArgs, render_diagnostics};
 use crate::workflow_file;
 
 /// Arguments of `weft validate`.
@@ -21,6 +22,8 @@ pub(crate) struct ValidateArgs {
     #[command(flatten)]
     pub(crate) grace: GraceArgs,
     #[command(flatten)]
+    pub(crate) remote: RemoteArgs,
+    #[command(flatten)]
     pub(crate) db: DbArgs,
     #[command(flatten)]
     pub(crate) config: ConfigArgs,
@@ -30,10 +33,18 @@ pub(crate) struct ValidateArgs {
 /// of the others; exit 1 if any file has a problem.
 pub(crate) fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
     let mut failed = 0;
-    let mut check = LiveWorkerCheck::new(args);
+    let mut check = LiveWorkerCheck::new(args)?;
     for path in &args.files {
         match workflow_file::load(path) {
             Ok(Some(bundle)) => {
+                if let Some(diagnostics) = check.server_verdict(&bundle)? {
+                    eprint!(
+                        "{}",
+                        render_diagnostics(&diagnostics, &path.display().to_string())
+                    );
+                    failed += 1;
+                    continue;
+                }
                 let workflow = &bundle.root().workflow;
                 let tasks = workflow.tasks().count();
                 let fan_outs = workflow
@@ -82,31 +93,77 @@ pub(crate) fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The live-worker check, run on a small runtime of its own (validation
-/// itself needs none), skipped for good once the database did not answer.
+/// itself needs none), skipped for good once the database (or the
+/// server) did not answer. With a server, the server validates too.
 struct LiveWorkerCheck {
     db: Option<weft_store::DbConfig>,
+    remote: Option<Client>,
     grace: std::time::Duration,
     runtime: Option<tokio::runtime::Runtime>,
 }
 
+/// What `POST /api/v1/workflows/validate` answers.
+#[derive(serde::Deserialize)]
+struct Validation {
+    valid: bool,
+    #[serde(default)]
+    diagnostics: Vec<weft_server::problem::Diagnostic>,
+}
+
 impl LiveWorkerCheck {
-    fn new(args: &ValidateArgs) -> Self {
-        let db = Some(args.db.config());
+    fn new(args: &ValidateArgs) -> anyhow::Result<Self> {
+        let remote = args.remote.client()?;
+        let db = remote.is_none().then(|| args.db.config());
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .ok();
-        Self {
+        Ok(Self {
             db,
+            remote,
             grace: args
                 .grace
                 .grace()
                 .unwrap_or(weft_store::workers::DEFAULT_HEARTBEAT_GRACE),
             runtime,
+        })
+    }
+
+    /// With a server: its verdict on a single-file workflow (`Some` with
+    /// its diagnostics when it finds problems). The server reads no
+    /// files, so a workflow with `workflow:` tasks (which name files) is
+    /// checked here only.
+    ///
+    /// # Errors
+    /// The server cannot be reached or refuses the token, as for every
+    /// remote command.
+    fn server_verdict(
+        &mut self,
+        bundle: &weft_common::Bundle,
+    ) -> anyhow::Result<Option<Vec<weft_server::problem::Diagnostic>>> {
+        let (Some(client), Some(runtime)) = (&self.remote, &self.runtime) else {
+            return Ok(None);
+        };
+        if bundle.root().workflow.tasks().any(|t| t.call().is_some()) {
+            return Ok(None);
         }
+        let body = serde_json::json!({ "workflow": bundle.root().source });
+        let answer =
+            runtime.block_on(client.post::<Validation>("/api/v1/workflows/validate", &body));
+        let (_, verdict) = answer?;
+        Ok((!verdict.valid).then_some(verdict.diagnostics))
     }
 
     fn warnings(&mut self, workflow: &weft_common::Workflow) -> Vec<String> {
+        if let (Some(client), Some(runtime)) = (&self.remote, &self.runtime) {
+            let warnings = runtime.block_on(super::workers::unknown_actions_remote(
+                client, workflow, self.grace,
+            ));
+            if warnings.is_none() {
+                self.remote = None;
+            }
+            return warnings.unwrap_or_default();
+        }
         let (Some(db), Some(runtime)) = (&self.db, &self.runtime) else {
             return Vec::new();
         };

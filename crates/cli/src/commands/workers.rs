@@ -13,6 +13,7 @@ use weft_store::workers::{self, WorkerRow};
 use weft_store::{DbConfig, PgPool};
 
 use crate::config::{ConfigArgs, DbArgs};
+use crate::remote::RemoteArgs;
 
 /// How long `validate` and `submit` wait for the database before leaving
 /// the live-worker check out (it is advice; validation works offline).
@@ -58,6 +59,8 @@ pub(crate) struct WorkersArgs {
     #[command(flatten)]
     pub(crate) grace: GraceArgs,
     #[command(flatten)]
+    pub(crate) remote: RemoteArgs,
+    #[command(flatten)]
     pub(crate) db: DbArgs,
     #[command(flatten)]
     pub(crate) config: ConfigArgs,
@@ -73,9 +76,18 @@ pub(crate) async fn run(args: &WorkersArgs) -> anyhow::Result<ExitCode> {
                 args.lost_within
             )
         })?;
-    let pool = args.db.connect().await?;
-    let mut conn = pool.acquire().await.context("connecting")?;
-    let rows = workers::list(&mut conn, args.grace.grace()?, lost_within).await?;
+    let grace = args.grace.grace()?;
+    let rows: Vec<WorkerRow> = if let Some(client) = args.remote.client()? {
+        let query = [
+            ("heartbeat_grace", grace.as_secs_f64().to_string()),
+            ("lost_within", lost_within.as_secs_f64().to_string()),
+        ];
+        client.get("/api/v1/workers", &query).await?
+    } else {
+        let pool = args.db.connect().await?;
+        let mut conn = pool.acquire().await.context("connecting")?;
+        workers::list(&mut conn, grace, lost_within).await?
+    };
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&rows)?)?;
         return Ok(ExitCode::SUCCESS);
@@ -153,6 +165,22 @@ pub(crate) async fn unknown_actions(
         tracing::debug!("no database within {CHECK_WAIT:?}: live workers not checked");
     }
     checked
+}
+
+/// [`unknown_actions`] through a `weft server` (`GET /api/v1/workers`);
+/// `None` if it does not answer.
+pub(crate) async fn unknown_actions_remote(
+    client: &crate::remote::Client,
+    workflow: &Workflow,
+    grace: Duration,
+) -> Option<Vec<String>> {
+    let query = [
+        ("heartbeat_grace", grace.as_secs_f64().to_string()),
+        ("lost_within", "0".to_owned()),
+    ];
+    let rows: Vec<WorkerRow> = client.get("/api/v1/workers", &query).await.ok()?;
+    let live: Vec<WorkerRow> = rows.into_iter().filter(|w| w.live).collect();
+    Some(warnings(workflow, &live))
 }
 
 /// [`unknown_actions`] on an open pool (`submit` has one).

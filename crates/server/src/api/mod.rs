@@ -1,10 +1,23 @@
 //! The routes under `/api/v1` and the OpenAPI document that describes
 //! them, generated from the handlers' annotations.
 
+pub mod actions;
+pub mod detail;
 pub mod runs;
+pub mod streams;
+pub mod tokens;
+pub mod workers;
+pub mod workflows;
+
+use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -28,6 +41,10 @@ use crate::{AppState, ServerConfig};
     components(schemas(Problem)),
     tags(
         (name = "runs", description = "Workflow runs"),
+        (name = "workflows", description = "Workflow definitions, checked and drawn without running them"),
+        (name = "workers", description = "The workers heard from lately"),
+        (name = "events", description = "Server-sent event streams of runs"),
+        (name = "tokens", description = "API tokens (admin)"),
         (name = "meta", description = "The API itself")
     )
 )]
@@ -51,22 +68,111 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
-/// The API's routes and its OpenAPI document.
-pub fn routes(_config: &ServerConfig) -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+/// The API's routes and its OpenAPI document. Every route but the event
+/// streams is bounded by `config.request_timeout` (408 past it); the
+/// streams last as long as their client wants.
+pub fn routes(config: &ServerConfig) -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let (timed, mut openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(runs::list, runs::submit))
         .routes(routes!(runs::get))
+        .routes(routes!(detail::attempts))
+        .routes(routes!(detail::logs))
+        .routes(routes!(detail::explain))
+        .routes(routes!(detail::graph))
+        .routes(routes!(actions::cancel))
+        .routes(routes!(actions::retry))
+        .routes(routes!(workflows::validate))
+        .routes(routes!(workflows::graph))
+        .routes(routes!(workers::list))
+        .routes(routes!(tokens::list, tokens::create))
+        .routes(routes!(tokens::revoke))
         .routes(routes!(me))
         .split_for_parts();
+    add_problems(&mut openapi, &["408", "500", "503"]);
+    let (streams, mut streams_doc) = OpenApiRouter::new()
+        .routes(routes!(streams::run_events))
+        .routes(routes!(streams::all_events))
+        .split_for_parts();
+    add_problems(&mut streams_doc, &["500", "503"]);
+    openapi.merge(streams_doc);
     let document = openapi.clone();
-    let router = router.route(
-        "/api/v1/openapi.json",
-        get(move || {
-            let document = document.clone();
-            async move { Json(document) }
-        }),
-    );
-    (router, openapi)
+    let timed = timed
+        .route(
+            "/api/v1/openapi.json",
+            get(move |caller: Caller| {
+                let document = document.clone();
+                async move {
+                    caller.require(weft_common::auth::Role::Viewer)?;
+                    Ok::<_, Problem>(Json(document))
+                }
+            }),
+        )
+        .layer(middleware::from_fn_with_state(
+            config.request_timeout,
+            time_bound,
+        ));
+    (timed.merge(streams), openapi)
+}
+
+/// Adds to every operation of `doc` the problems any request may get:
+/// 408 (timed out), 500 (a failure the client cannot fix), 503 (no
+/// database), those of `statuses`.
+fn add_problems(doc: &mut utoipa::openapi::OpenApi, statuses: &[&str]) {
+    use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+    for item in doc.paths.paths.values_mut() {
+        for operation in [
+            &mut item.get,
+            &mut item.post,
+            &mut item.put,
+            &mut item.delete,
+            &mut item.patch,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            for status in statuses {
+                let description = match *status {
+                    "408" => "The request took longer than the server allows",
+                    "503" => "The database cannot be reached",
+                    _ => "A failure the client cannot fix (logged in full)",
+                };
+                operation
+                    .responses
+                    .responses
+                    .entry((*status).to_owned())
+                    .or_insert_with(|| {
+                        RefOr::T(
+                            ResponseBuilder::new()
+                                .description(description)
+                                .content(
+                                    crate::problem::PROBLEM_JSON,
+                                    ContentBuilder::new()
+                                        .schema(Some(Ref::from_schema_name("Problem")))
+                                        .build(),
+                                )
+                                .build(),
+                        )
+                    });
+            }
+        }
+    }
+}
+
+/// Answers 408 (a problem) for a request not answered within the limit.
+async fn time_bound(State(limit): State<Duration>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => Problem::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "timeout",
+            "Request timeout",
+            format!(
+                "the request was not answered within {} s (`weft server --request-timeout`)",
+                limit.as_secs_f64()
+            ),
+        )
+        .into_response(),
+    }
 }
 
 /// Who the token is, and what it may do.
@@ -121,14 +227,99 @@ where
             Err(JsonRejection::BytesRejection(e))
                 if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE =>
             {
-                Err(Problem::new(
-                    axum::http::StatusCode::PAYLOAD_TOO_LARGE,
-                    "payload-too-large",
-                    "Payload too large",
-                    "the request body is larger than the server accepts (`weft server --max-body`)",
-                ))
+                Err(too_large())
             }
             Err(e) => Err(Problem::bad_request(e.body_text())),
         }
     }
+}
+
+/// A query string whose rejections are problems: 400 saying which
+/// parameter is wrong (an unknown one included: the query types deny
+/// unknown fields).
+#[derive(Debug)]
+pub struct Params<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for Params<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or_default();
+        serde_urlencoded_from_str(query).map(Self)
+    }
+}
+
+/// Parses a query string, saying what is wrong with it.
+fn serde_urlencoded_from_str<T: serde::de::DeserializeOwned>(query: &str) -> Result<T, Problem> {
+    axum::extract::Query::<T>::try_from_uri(
+        &format!("/?{query}")
+            .parse()
+            .map_err(|_| Problem::bad_request("the query string is not valid"))?,
+    )
+    .map(|q| q.0)
+    .map_err(|e| {
+        Problem::bad_request(format!(
+            "bad query parameter: {}",
+            std::error::Error::source(&e).map_or_else(|| e.body_text(), ToString::to_string)
+        ))
+    })
+}
+
+/// A JSON request body that may be left out (then `T::default()`).
+#[derive(Debug)]
+pub struct OptionalBody<T>(pub T);
+
+impl<S, T> axum::extract::FromRequest<S> for OptionalBody<T>
+where
+    T: serde::de::DeserializeOwned + Default,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| {
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    too_large()
+                } else {
+                    Problem::bad_request(e.body_text())
+                }
+            })?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Self(T::default()));
+        }
+        serde_json::from_slice(&bytes)
+            .map(Self)
+            .map_err(|e| Problem::bad_request(format!("the body is not the JSON expected: {e}")))
+    }
+}
+
+/// 413 for a body past the limit.
+fn too_large() -> Problem {
+    Problem::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload-too-large",
+        "Payload too large",
+        "the request body is larger than the server accepts (`weft server --max-body`)",
+    )
+}
+
+/// The answer to a path no route has: 404, as a problem.
+pub async fn not_found() -> Problem {
+    Problem::not_found("no such endpoint: the API is described at /api/v1/openapi.json")
+}
+
+/// The answer to a method a route does not take: 405, as a problem.
+pub async fn method_not_allowed() -> Problem {
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        "Method not allowed",
+        "this endpoint does not take that method: see /api/v1/openapi.json",
+    )
 }

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -24,18 +24,21 @@ const DEFAULT_LIMIT: i64 = 50;
 /// The query of `GET /api/v1/runs`.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// Only runs in this status.
     pub status: Option<WorkflowStatus>,
     /// Only runs of this workflow (by name).
     pub workflow: Option<String>,
-    /// Only the child runs of this run.
-    pub parent: Option<WorkflowExecutionId>,
+    /// Only the child runs of this run (its id).
+    #[param(value_type = Option<String>, format = Uuid)]
+    pub parent: Option<String>,
     /// Leave out child runs (started by a `workflow:` task).
-    #[serde(default)]
-    pub top: bool,
+    #[param(value_type = Option<bool>)]
+    pub top: Option<String>,
     /// At most this many runs (1–1000; default 50).
-    pub limit: Option<i64>,
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 1000)]
+    pub limit: Option<String>,
     /// Where to go on: the `next_cursor` of the previous page.
     pub cursor: Option<String>,
 }
@@ -55,16 +58,24 @@ pub struct ListQuery {
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
-    Query(query): Query<ListQuery>,
+    crate::api::Params(query): crate::api::Params<ListQuery>,
 ) -> ApiResult<Json<RunPage>> {
     caller.require(Role::Viewer)?;
-    let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=weft_store::inspect::runs::MAX_PAGE).contains(&limit) {
-        return Err(Problem::bad_request(format!(
-            "`limit` must be between 1 and {}, not {limit}",
-            weft_store::inspect::runs::MAX_PAGE
-        )));
-    }
+    let limit = crate::api::detail::int_param(
+        "limit",
+        query.limit.as_deref(),
+        DEFAULT_LIMIT,
+        1..=weft_store::inspect::runs::MAX_PAGE,
+    )?;
+    let parent = query
+        .parent
+        .as_deref()
+        .map(|p| {
+            p.trim().parse::<WorkflowExecutionId>().map_err(|_| {
+                Problem::bad_request(format!("`parent` must be a run id (a UUID), not `{p}`"))
+            })
+        })
+        .transpose()?;
     let after = query
         .cursor
         .as_deref()
@@ -74,8 +85,16 @@ pub async fn list(
     let filter = RunFilter {
         status: query.status,
         workflow: query.workflow,
-        parent: query.parent,
-        top: query.top,
+        parent,
+        top: match query.top.as_deref() {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(other) => {
+                return Err(Problem::bad_request(format!(
+                    "`top` must be `true` or `false`, not `{other}`"
+                )));
+            }
+        },
     };
     let mut conn = acquire(&state).await?;
     Ok(Json(
@@ -121,6 +140,7 @@ pub struct Submission {
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The token may not submit", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "The body is too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The workflow or its inputs are not valid", body = Problem, content_type = "application/problem+json")
     )
 )]
@@ -245,20 +265,11 @@ pub async fn resolve(state: &AppState, run: &str) -> Result<WorkflowExecutionId,
         .parse()
         .map_err(|e: weft_common::run_ref::BadRunRef| Problem::bad_request(e.to_string()))?;
     let mut conn = acquire(state).await?;
-    match weft_store::runs::resolve(&mut conn, &run).await? {
+    let resolved = weft_store::runs::resolve(&mut conn, &run).await?;
+    let problem = resolved.problem(&run).unwrap_or_default();
+    match resolved {
         Resolved::Found(id) => Ok(id),
-        Resolved::NotFound => Err(Problem::not_found(match &run {
-            RunRef::Id(id) => format!("no run with id {id}"),
-            RunRef::Prefix(p) => format!("no run id starts with `{p}`"),
-            RunRef::Last => "there is no run yet: `last` names the newest run".to_owned(),
-        })),
-        Resolved::Ambiguous { candidates, more } => {
-            let ids: Vec<String> = candidates.iter().map(|c| c.id.to_string()).collect();
-            Err(Problem::conflict(format!(
-                "`{run}` is ambiguous: runs {}{} start with it; give more of the id",
-                ids.join(", "),
-                if more { " and more" } else { "" }
-            )))
-        }
+        Resolved::NotFound => Err(Problem::not_found(problem)),
+        Resolved::Ambiguous { .. } => Err(Problem::conflict(problem)),
     }
 }

@@ -11,7 +11,7 @@
 //! of its (task, round), plus one.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 use uuid::Uuid;
 use weft_common::{ExecutionId, ExecutionStatus, WorkflowExecutionId};
@@ -19,7 +19,8 @@ use weft_common::{ExecutionId, ExecutionStatus, WorkflowExecutionId};
 use crate::error::{Context, StoreError};
 
 /// One execution of a task: an item's attempt in a round.
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Attempt {
     /// The execution's id.
     #[sqlx(try_from = "Uuid")]
@@ -183,4 +184,81 @@ pub async fn task_names(
     .fetch_all(conn)
     .await
     .context("reading a run's task names")
+}
+
+/// One page of a run's attempts (`GET /api/v1/runs/{run}/attempts`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AttemptPage {
+    /// The attempts, by task, item and attempt.
+    pub items: Vec<Attempt>,
+    /// The `offset` of the next page; `None` on the last page.
+    pub next_offset: Option<i64>,
+}
+
+/// The most attempts one page holds.
+pub const MAX_ATTEMPT_PAGE: i64 = 10_000;
+
+/// A page of the attempts [`attempts`] would list, in the same order:
+/// `limit` (clamped to 1..=[`MAX_ATTEMPT_PAGE`]) of them from `offset`.
+/// Sorted in the database (the rows carry no logs), so a page of a
+/// 100,000-item fan-out costs one index-ordered read, not all of them.
+///
+/// # Errors
+/// A database error.
+pub async fn page(
+    conn: &mut PgConnection,
+    run: WorkflowExecutionId,
+    filter: &AttemptFilter<'_>,
+    limit: i64,
+    offset: i64,
+) -> Result<AttemptPage, StoreError> {
+    let limit = limit.clamp(1, MAX_ATTEMPT_PAGE);
+    let offset = offset.max(0);
+    // One more than asked says whether there is a next page.
+    let sql = format!(
+        "SELECT {ATTEMPT_COLUMNS} FROM {SOURCE} \
+         ORDER BY a.task_name COLLATE \"C\", a.item_index NULLS FIRST, a.attempt \
+         LIMIT {} OFFSET {offset}",
+        limit + 1
+    );
+    let mut items: Vec<Attempt> =
+        bind_source(sqlx::query_as(sqlx::AssertSqlSafe(sql)), run, filter, &[])
+            .fetch_all(conn)
+            .await
+            .context("reading a page of a run's attempts")?;
+    let limit_len = usize::try_from(limit).unwrap_or(usize::MAX);
+    let more = items.len() > limit_len;
+    items.truncate(limit_len);
+    Ok(AttemptPage {
+        items,
+        next_offset: more.then_some(offset + limit),
+    })
+}
+
+/// What to tell someone who asked for task `task` of run `run` when it
+/// has no such task: no such run, a run not started yet, or the names of
+/// its tasks. `None` when the task exists.
+///
+/// # Errors
+/// A database error.
+pub async fn task_problem(
+    conn: &mut PgConnection,
+    run: WorkflowExecutionId,
+    task: &str,
+) -> Result<Option<String>, StoreError> {
+    let names = task_names(conn, run).await?;
+    if names.iter().any(|n| n == task) {
+        return Ok(None);
+    }
+    if !names.is_empty() {
+        return Ok(Some(format!(
+            "run {run} has no task `{task}` (its tasks: {})",
+            names.join(", ")
+        )));
+    }
+    Ok(Some(match crate::runs::get(conn, run).await? {
+        None => format!("no run with id {run}"),
+        Some(r) => format!("run {run} is {}: it has no task executions yet", r.status),
+    }))
 }

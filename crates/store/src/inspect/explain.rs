@@ -49,6 +49,32 @@ struct TaskState {
     failed_error: Option<String>,
 }
 
+/// What `weft explain --json` prints and `GET /api/v1/runs/{run}/explain`
+/// answers: the facts as read, the sentences made of them, and the run's
+/// child runs.
+#[derive(Debug, Clone, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Report {
+    /// The facts, as read.
+    pub facts: RunFacts,
+    /// One sentence for the run and one per task.
+    pub explanation: weft_common::explain::Explanation,
+    /// The runs its `workflow:` tasks started.
+    pub children: Vec<crate::children::ChildRun>,
+}
+
+impl Report {
+    /// The report of `facts` (its sentences made now) and `children`.
+    #[must_use]
+    pub fn new(facts: RunFacts, children: Vec<crate::children::ChildRun>) -> Self {
+        Self {
+            explanation: facts.explain(),
+            facts,
+            children,
+        }
+    }
+}
+
 /// The facts about run `id` (`None` if there is no such run); a worker is
 /// live when heard from within `grace`.
 ///

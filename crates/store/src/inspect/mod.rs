@@ -32,6 +32,24 @@ pub const RUNS_CHANNEL: &str = "weft_runs";
 /// refuses one of 8,000 or more.
 pub(crate) const MAX_NOTIFY_PAYLOAD: usize = 7_900;
 
+/// A connection listening on [`RUNS_CHANNEL`] and on the channel of
+/// finished runs ([`crate::runs::FINISHED_CHANNEL`], whose payload is one
+/// run's id): what a follower of runs waits on.
+///
+/// # Errors
+/// The connection or the `LISTEN` failed.
+pub async fn listen(pool: &sqlx::PgPool) -> Result<sqlx::postgres::PgListener, crate::StoreError> {
+    use crate::error::Context as _;
+    let mut listener = sqlx::postgres::PgListener::connect_with(pool)
+        .await
+        .context("connecting to listen for runs' changes")?;
+    listener
+        .listen_all([RUNS_CHANNEL, crate::runs::FINISHED_CHANNEL])
+        .await
+        .context("listening for runs' changes")?;
+    Ok(listener)
+}
+
 /// Which runs a [`RUNS_CHANNEL`] payload names: `None` for `*` (any run).
 #[must_use]
 pub fn runs_in_payload(payload: &str) -> Option<Vec<&str>> {

@@ -145,6 +145,25 @@ pub async fn page(
     Ok(RunPage { items, next_cursor })
 }
 
+/// The list items of the runs `ids` (those that exist), newest first.
+///
+/// # Errors
+/// A database error.
+pub async fn items(
+    conn: &mut PgConnection,
+    ids: &[WorkflowExecutionId],
+) -> Result<Vec<RunListItem>, StoreError> {
+    let ids: Vec<Uuid> = ids.iter().map(|id| id.as_uuid()).collect();
+    sqlx::query_as(
+        "SELECT id, workflow_name, status, created_at, started_at, finished_at, parent_run_id \
+         FROM workflow_executions WHERE id = ANY($1) ORDER BY created_at DESC, id DESC",
+    )
+    .bind(&ids)
+    .fetch_all(conn)
+    .await
+    .context("reading runs' list items")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
