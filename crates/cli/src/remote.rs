@@ -40,7 +40,7 @@ impl RemoteArgs {
     /// A client when a server was given (an empty one counts as none).
     ///
     /// # Errors
-    /// A URL that is not `http(s)://…`.
+    /// A URL that is not `http://…` (there is no TLS in this build).
     pub(crate) fn client(&self) -> anyhow::Result<Option<Client>> {
         let Some(url) = self
             .server
@@ -139,7 +139,12 @@ impl std::error::Error for RemoteError {}
 
 impl Client {
     fn new(url: &str, token: Option<&str>) -> anyhow::Result<Self> {
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
+        if url.starts_with("https://") {
+            anyhow::bail!(
+                "--server / WEFT_SERVER_URL `{url}`: this weft speaks plain http:// only (no TLS yet); reach the server over a loopback address or an SSH tunnel"
+            );
+        }
+        if !url.starts_with("http://") {
             anyhow::bail!(
                 "--server / WEFT_SERVER_URL `{url}` is not an http:// URL (e.g. http://127.0.0.1:8080)"
             );

@@ -357,44 +357,6 @@ pub async fn children(
     .context("listing a run's child runs")
 }
 
-/// [`runs::list`](crate::runs::list) with each run's parent (`None` for a
-/// submitted run); `top` leaves child runs out.
-///
-/// # Errors
-/// A database error.
-pub async fn list(
-    conn: &mut PgConnection,
-    status: Option<WorkflowStatus>,
-    workflow: Option<&str>,
-    limit: i64,
-    top: bool,
-) -> Result<Vec<(crate::runs::RunRow, Option<WorkflowExecutionId>)>, StoreError> {
-    #[derive(sqlx::FromRow)]
-    struct Listed {
-        #[sqlx(flatten)]
-        run: crate::runs::RunRow,
-        parent_run_id: Option<Uuid>,
-    }
-    let rows: Vec<Listed> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {columns}, parent_run_id FROM workflow_executions \
-         WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR workflow_name = $2) \
-           AND (NOT $4 OR parent_run_id IS NULL) \
-         ORDER BY created_at DESC, id DESC LIMIT $3",
-        columns = crate::runs::RUN_COLUMNS
-    )))
-    .bind(status.map(WorkflowStatus::as_str))
-    .bind(workflow)
-    .bind(limit)
-    .bind(top)
-    .fetch_all(conn)
-    .await
-    .context("listing runs")?;
-    Ok(rows
-        .into_iter()
-        .map(|l| (l.run, l.parent_run_id.map(WorkflowExecutionId::from)))
-        .collect())
-}
-
 /// The run that started `run` and `run`'s depth; `None` for a submitted
 /// run.
 ///
