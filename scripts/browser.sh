@@ -7,18 +7,8 @@
 set -euo pipefail
 
 log() { printf 'browser: %s\n' "$*" >&2; }
-as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
-
-apt_updated=""
-apt_install() {
-  if [ -z "$apt_updated" ]; then
-    log "apt-get update"
-    as_root apt-get update -qq
-    apt_updated=1
-  fi
-  log "installing $*"
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
-}
+# shellcheck source=lib/apt.sh
+source "$(dirname "$0")/lib/apt.sh"
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 

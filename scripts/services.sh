@@ -5,18 +5,8 @@
 set -euo pipefail
 
 log() { printf 'services: %s\n' "$*" >&2; }
-as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
-
-apt_updated=""
-apt_install() {
-  if [ -z "$apt_updated" ]; then
-    log "apt-get update"
-    as_root apt-get update -qq
-    apt_updated=1
-  fi
-  log "installing $*"
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
-}
+# shellcheck source=lib/apt.sh
+source "$(dirname "$0")/lib/apt.sh"
 
 wait_for() { # description, tries, command...
   local what=$1 tries=$2; shift 2

@@ -68,6 +68,22 @@ const FILL: &[&str] = &[
      FROM generate_series(1, $2::int) g",
 ];
 
+/// Stores the definition `source` of workflow `name` (once); its id.
+async fn definition(pool: &PgPool, name: &str, source: &str) -> anyhow::Result<uuid::Uuid> {
+    let id = weft_store::runs::definition_id(source);
+    sqlx::query(
+        "INSERT INTO workflow_definitions (id, name, source, origin) \
+         VALUES ($1, $2, $3, $2 || '.yaml') ON CONFLICT DO NOTHING",
+    )
+    .bind(id)
+    .bind(name)
+    .bind(source)
+    .execute(pool)
+    .await
+    .with_context(|| format!("storing the definition of {name}"))?;
+    Ok(id)
+}
+
 /// Writes `runs` finished runs of [`WORKFLOW`], each a plain task and an
 /// `items`-item shell fan-out whose every item has an item label and logs
 /// (every 100th item failed twice before it succeeded). Run `g` (from 1)
@@ -76,15 +92,7 @@ const FILL: &[&str] = &[
 /// # Errors
 /// A database error.
 pub async fn fan_out_runs(pool: &PgPool, runs: i64, items: i64) -> anyhow::Result<()> {
-    let definition = weft_store::runs::definition_id(WORKFLOW);
-    sqlx::query(
-        "INSERT INTO workflow_definitions (id, name, source, origin) \
-         VALUES ($1, 'inspect', $2, 'inspect.yaml') ON CONFLICT DO NOTHING",
-    )
-    .bind(definition)
-    .bind(WORKFLOW)
-    .execute(pool)
-    .await?;
+    let definition = definition(pool, "inspect", WORKFLOW).await?;
     for sql in FILL {
         let sql = sql
             .replace("$1", &format!("'{definition}'::uuid"))
@@ -108,4 +116,37 @@ pub async fn fan_out_run_id(pool: &PgPool, g: i64) -> anyhow::Result<WorkflowExe
         .fetch_one(pool)
         .await?;
     Ok(WorkflowExecutionId::from(id))
+}
+
+/// The workflow of the runs [`listed_runs`] writes (one definition for
+/// every name: the list reads no definition).
+const LISTED: &str = "name: listed\ntasks:\n  only: { action: noop }\n";
+
+/// Writes `runs` finished runs with no tasks, as a runs list sees them:
+/// ten workflows (`listed-0` … `listed-9`, in turn), one run a second
+/// back from now, newest last; every 50th `canceled`, every 12th (of the
+/// rest) `failed`, the others `succeeded`. Run `g`'s id is
+/// `md5('listed' || g)`.
+///
+/// # Errors
+/// A database error.
+pub async fn listed_runs(pool: &PgPool, runs: i64) -> anyhow::Result<()> {
+    let definition = definition(pool, "listed", LISTED).await?;
+    sqlx::query(
+        "INSERT INTO workflow_executions (id, definition_id, workflow_name, status, input, error, \
+             tasks_total, tasks_remaining, created_at, started_at, finished_at) \
+         SELECT md5('listed' || g)::uuid, $1, 'listed-' || (g % 10), s.status, '{}', \
+                CASE WHEN s.status = 'failed' THEN 'task `only` failed' END, 1, 0, \
+                c.at, c.at + interval '20 ms', c.at + interval '900 ms' \
+         FROM generate_series(1, $2::int) g \
+         CROSS JOIN LATERAL (SELECT now() - ($2::int - g + 1) * interval '1 s' AS at) c \
+         CROSS JOIN LATERAL (SELECT CASE WHEN g % 50 = 0 THEN 'canceled' WHEN g % 12 = 0 THEN 'failed' \
+                                         ELSE 'succeeded' END AS status) s",
+    )
+    .bind(definition)
+    .bind(i32::try_from(runs)?)
+    .execute(pool)
+    .await
+    .context("filling the runs list")?;
+    Ok(())
 }

@@ -12,6 +12,7 @@
 //!
 //! Set `WEFT_TEST_LOG=debug` to see the daemons' logs.
 
+pub mod cli;
 pub mod client;
 pub mod counted;
 pub mod fill;

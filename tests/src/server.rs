@@ -102,3 +102,51 @@ pub async fn token_expiring(
 pub async fn token(pool: &PgPool, role: Role) -> anyhow::Result<String> {
     Ok(token_expiring(pool, role, None).await?.0)
 }
+
+/// One server-sent event: its `event:` name and its `data:` (JSON, or a
+/// string when it is not JSON).
+pub type Event = (String, serde_json::Value);
+
+/// Reads a server-sent event stream until its `end` event, or until the
+/// server closes it; returns the events (keep-alive comments left out).
+///
+/// # Errors
+/// No `end` within `limit` (naming the events seen), or the stream failed.
+pub async fn read_events(
+    mut response: reqwest::Response,
+    limit: Duration,
+) -> anyhow::Result<Vec<Event>> {
+    let mut buffer = String::new();
+    let mut events = Vec::new();
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let Ok(chunk) = tokio::time::timeout_at(deadline, response.chunk()).await else {
+            anyhow::bail!("no `end` within {limit:?}; got {events:?}");
+        };
+        let Some(chunk) = chunk.context("reading the stream")? else {
+            return Ok(events);
+        };
+        buffer.push_str(std::str::from_utf8(&chunk).context("the stream is not UTF-8")?);
+        while let Some(at) = buffer.find("\n\n") {
+            let block: String = buffer.drain(..at + 2).collect();
+            let mut kind = String::new();
+            let mut data = String::new();
+            for line in block.lines() {
+                if let Some(k) = line.strip_prefix("event:") {
+                    kind = k.trim().to_owned();
+                } else if let Some(d) = line.strip_prefix("data:") {
+                    data.push_str(d.trim_start());
+                }
+            }
+            if kind.is_empty() {
+                continue; // a keep-alive comment
+            }
+            let value = serde_json::from_str(&data).unwrap_or(serde_json::Value::String(data));
+            let end = kind == "end";
+            events.push((kind, value));
+            if end {
+                return Ok(events);
+            }
+        }
+    }
+}

@@ -2,44 +2,14 @@
 //! `submit --wait --json`, `status --json`, `list --json`, `audit`,
 //! `cancel`, and the errors a user sees.
 
-use std::process::{Command, Output};
-
-use serde_json::Value;
-use weft_tests::process::{Daemon, weft_binary};
+use weft_tests::cli::Cli;
+use weft_tests::process::Daemon;
 use weft_tests::{Stack, StackOptions};
-
-struct Cli<'a> {
-    stack: &'a Stack,
-}
-
-impl Cli<'_> {
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(weft_binary().expect("weft binary"))
-            .args(args)
-            .env("WEFT_DATABASE_URL", &self.stack.database_url)
-            .env("WEFT_AMQP_URL", &self.stack.amqp_url)
-            .env("RUST_LOG", "error")
-            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-            .output()
-            .expect("weft runs")
-    }
-
-    fn json(&self, args: &[&str]) -> (Value, Output) {
-        let out = self.run(args);
-        let value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!(
-                "{args:?} printed no JSON ({e}): {}",
-                String::from_utf8_lossy(&out.stdout)
-            )
-        });
-        (value, out)
-    }
-}
 
 #[test]
 fn a_user_session_with_the_cli() {
     let stack = Stack::start(StackOptions::bare()).expect("stack");
-    let cli = Cli { stack: &stack };
+    let cli = Cli::new(&stack);
     let env = [
         ("WEFT_DATABASE_URL", stack.database_url.as_str()),
         ("WEFT_AMQP_URL", stack.amqp_url.as_str()),

@@ -6,108 +6,11 @@
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use weft_tests::cli::{Cli, Server, free_port, stderr, stdout};
 use weft_tests::process::{Daemon, weft_binary};
 use weft_tests::{Stack, StackOptions};
-
-/// Runs `weft` as a user would: in the repository (for `workflows/`), with
-/// the database's URL set — remote commands ignore it when `--server` is
-/// given, which is how a direct and a remote run of one command compare.
-struct Cli<'a> {
-    stack: &'a Stack,
-}
-
-impl Cli<'_> {
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(weft_binary().expect("weft binary"))
-            .args(args)
-            .env("WEFT_DATABASE_URL", &self.stack.database_url)
-            .env("WEFT_AMQP_URL", &self.stack.amqp_url)
-            .env_remove("WEFT_SERVER_URL")
-            .env_remove("WEFT_TOKEN")
-            .env("RUST_LOG", "error")
-            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-            .output()
-            .expect("weft runs")
-    }
-
-    /// `weft ARGS --server URL --token TOKEN`.
-    fn remote(&self, server: &Server, token: &str, args: &[&str]) -> Output {
-        let mut all: Vec<&str> = args.to_vec();
-        all.extend(["--server", &server.url, "--token", token]);
-        self.run(&all)
-    }
-
-    /// Stdout of a command that must succeed.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "{args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// Makes a token of `role`, returning its secret.
-    fn token(&self, role: &str) -> String {
-        self.ok(&["token", "create", "--role", role, "--name", role])
-            .trim()
-            .to_owned()
-    }
-}
-
-/// A `weft server` process on a free port.
-struct Server {
-    url: String,
-    _daemon: Daemon,
-}
-
-impl Server {
-    fn start(stack: &Stack, dev: bool) -> Self {
-        let port = free_port();
-        let addr = format!("127.0.0.1:{port}");
-        let mut args = vec!["server", "--addr", addr.as_str()];
-        if dev {
-            args.push("--dev");
-        }
-        let daemon = Daemon::start(
-            "server",
-            &args,
-            &[("WEFT_DATABASE_URL", stack.database_url.as_str())],
-        )
-        .expect("weft server");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(&addr).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "weft server did not listen on {addr}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Self {
-            url: format!("http://{addr}"),
-            _daemon: daemon,
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
 
 /// Asserts that `args` prints the same (stdout, stderr and exit status)
 /// against the database and through the server.
@@ -167,7 +70,7 @@ fn temp_file(name: &str, text: &str) -> PathBuf {
 #[test]
 fn remote_commands_print_what_direct_ones_print() {
     let stack = Stack::start(StackOptions::bare()).expect("stack");
-    let cli = Cli { stack: &stack };
+    let cli = Cli::new(&stack);
     let env = [
         ("WEFT_DATABASE_URL", stack.database_url.as_str()),
         ("WEFT_AMQP_URL", stack.amqp_url.as_str()),
@@ -373,7 +276,7 @@ fn remote_commands_print_what_direct_ones_print() {
 #[test]
 fn bad_tokens_and_missing_servers_are_clear_errors() {
     let stack = Stack::start(StackOptions::bare()).expect("stack");
-    let cli = Cli { stack: &stack };
+    let cli = Cli::new(&stack);
     let server = Server::start(&stack, false);
 
     // A wrong token: 401, explained, non-zero exit, nothing on stdout.
@@ -441,7 +344,7 @@ fn bad_tokens_and_missing_servers_are_clear_errors() {
 #[test]
 fn dev_mode_serves_without_tokens_and_only_on_loopback() {
     let stack = Stack::start(StackOptions::bare()).expect("stack");
-    let cli = Cli { stack: &stack };
+    let cli = Cli::new(&stack);
     let server = Server::start(&stack, true);
     let out = cli.run(&["list", "--json", "--server", &server.url]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -462,7 +365,7 @@ fn weft_dev_prints_the_ui_address_and_serves_the_api() {
     use std::process::Stdio;
 
     let stack = Stack::start(StackOptions::bare()).expect("stack");
-    let cli = Cli { stack: &stack };
+    let cli = Cli::new(&stack);
     let mut dev = Command::new(weft_binary().expect("weft binary"))
         .args(["dev", "--server-addr", "127.0.0.1:0"])
         .env("WEFT_DATABASE_URL", &stack.database_url)

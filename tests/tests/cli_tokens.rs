@@ -2,72 +2,20 @@
 //! makes of the tokens: the secret is printed once and never listed; a
 //! revoked token is refused by the API.
 
-use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::process::Output;
 
 use serde_json::Value;
-use weft_tests::process::{Daemon, weft_binary};
+use weft_tests::cli::{Cli, Server, stderr, stdout};
 use weft_tests::{Stack, StackOptions};
-
-fn weft(stack: &Stack, args: &[&str]) -> Output {
-    Command::new(weft_binary().expect("weft binary"))
-        .args(args)
-        .env("WEFT_DATABASE_URL", &stack.database_url)
-        .env_remove("WEFT_SERVER_URL")
-        .env_remove("WEFT_TOKEN")
-        .env("RUST_LOG", "error")
-        .output()
-        .expect("weft runs")
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn ok(stack: &Stack, args: &[&str]) -> String {
-    let out = weft(stack, args);
-    assert!(out.status.success(), "{args:?}: {}", stderr(&out));
-    stdout(&out)
-}
-
-/// Starts `weft server` on a free port; its URL.
-fn serve(stack: &Stack) -> (String, Daemon) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let addr = format!("127.0.0.1:{port}");
-    let daemon = Daemon::start(
-        "server",
-        &["server", "--addr", &addr],
-        &[("WEFT_DATABASE_URL", stack.database_url.as_str())],
-    )
-    .expect("weft server");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(&addr).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "weft server did not listen on {addr}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (format!("http://{addr}"), daemon)
-}
 
 #[test]
 fn tokens_are_created_listed_and_revoked() {
     let stack = Stack::start(StackOptions::bare()).expect("stack");
-    let (url, _server) = serve(&stack);
+    let server = Server::start(&stack, false);
+    let url = server.url.clone();
 
     // create: the secret alone on stdout, how to use it on stderr.
-    let out = weft(
-        &stack,
-        &["token", "create", "--role", "viewer", "--name", "ci"],
-    );
+    let out = Cli::new(&stack).run(&["token", "create", "--role", "viewer", "--name", "ci"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let viewer = stdout(&out).trim().to_owned();
     assert!(
@@ -80,20 +28,17 @@ fn tokens_are_created_listed_and_revoked() {
         stderr(&out)
     );
     // --json: the row and the secret, once.
-    let created: Value = serde_json::from_str(&ok(
-        &stack,
-        &[
-            "token",
-            "create",
-            "--role",
-            "admin",
-            "--name",
-            "root",
-            "--expires",
-            "30d",
-            "--json",
-        ],
-    ))
+    let created: Value = serde_json::from_str(&Cli::new(&stack).ok(&[
+        "token",
+        "create",
+        "--role",
+        "admin",
+        "--name",
+        "root",
+        "--expires",
+        "30d",
+        "--json",
+    ]))
     .expect("JSON");
     assert_eq!(created["role"], "admin");
     assert_eq!(created["name"], "root");
@@ -102,16 +47,13 @@ fn tokens_are_created_listed_and_revoked() {
 
     // The tokens work against the server, each for its role.
     let me = |token: &str| -> Output {
-        weft(
-            &stack,
-            &["list", "--json", "--server", &url, "--token", token],
-        )
+        Cli::new(&stack).run(&["list", "--json", "--server", &url, "--token", token])
     };
     assert!(me(&viewer).status.success(), "{}", stderr(&me(&viewer)));
     assert!(me(&admin).status.success());
 
     // list: both, newest first, never a secret.
-    let listed = ok(&stack, &["token", "list", "--json"]);
+    let listed = Cli::new(&stack).ok(&["token", "list", "--json"]);
     assert!(!listed.contains(&viewer) && !listed.contains(&admin));
     assert!(!listed.contains("\"token\""), "{listed}");
     let rows: Value = serde_json::from_str(&listed).expect("JSON");
@@ -122,13 +64,13 @@ fn tokens_are_created_listed_and_revoked() {
         .map(|r| r["name"].as_str().expect("a name"))
         .collect();
     assert_eq!(names, ["root", "ci"]);
-    let table = ok(&stack, &["token", "list"]);
+    let table = Cli::new(&stack).ok(&["token", "list"]);
     assert!(table.contains("ci") && table.contains("active"), "{table}");
     assert!(!table.contains(&viewer), "{table}");
 
     // revoke: the server refuses the token from then on.
     let id = rows[1]["id"].as_str().expect("an id").to_owned();
-    let revoked = ok(&stack, &["token", "revoke", &id]);
+    let revoked = Cli::new(&stack).ok(&["token", "revoke", &id]);
     assert!(
         revoked.starts_with(&format!("token {id} (ci, viewer) revoked at ")),
         "{revoked}"
@@ -141,15 +83,17 @@ fn tokens_are_created_listed_and_revoked() {
         stderr(&out)
     );
     assert!(me(&admin).status.success(), "the other token still works");
-    let table = ok(&stack, &["token", "list"]);
+    let table = Cli::new(&stack).ok(&["token", "list"]);
     assert!(table.contains("revoked"), "{table}");
 
     // Revoking twice is no error; an unknown id is.
-    assert!(weft(&stack, &["token", "revoke", &id]).status.success());
-    let out = weft(
-        &stack,
-        &["token", "revoke", "00000000-0000-7000-8000-000000000000"],
+    assert!(
+        Cli::new(&stack)
+            .run(&["token", "revoke", &id])
+            .status
+            .success()
     );
+    let out = Cli::new(&stack).run(&["token", "revoke", "00000000-0000-7000-8000-000000000000"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
         stderr(&out).contains("no token with id"),
@@ -183,7 +127,7 @@ fn bad_token_flags_are_refused_before_anything_is_stored() {
         ),
         (vec!["token", "revoke", "not-an-id"], "not-an-id"),
     ] {
-        let out = weft(&stack, &args);
+        let out = Cli::new(&stack).run(&args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         assert!(
             stderr(&out).contains(expected),
@@ -191,5 +135,8 @@ fn bad_token_flags_are_refused_before_anything_is_stored() {
             stderr(&out)
         );
     }
-    assert_eq!(ok(&stack, &["token", "list", "--json"]).trim(), "[]");
+    assert_eq!(
+        Cli::new(&stack).ok(&["token", "list", "--json"]).trim(),
+        "[]"
+    );
 }

@@ -171,6 +171,17 @@ pub struct TaskLine {
     pub why: String,
 }
 
+impl Explanation {
+    /// Each task's (name, status, why), in the workflow's order.
+    #[must_use]
+    pub fn lines(&self) -> Vec<(&str, &str, &str)> {
+        self.tasks
+            .iter()
+            .map(|t| (t.task.as_str(), t.status, t.why.as_str()))
+            .collect()
+    }
+}
+
 /// The status `weft status` shows for a task: `queued` when it is running
 /// but nothing of it runs on a worker yet and something waits in a queue;
 /// `waiting` when it is running but nothing of it is even dispatched and

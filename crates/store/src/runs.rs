@@ -144,7 +144,8 @@ pub async fn submit_leased(
     });
     let (exchange, key, payload) = outbox::encode(&message)?;
     // One statement: the definition (once), the run, and — only if the run
-    // was stored — its message and (without a lease) the relays' wake-up.
+    // was stored — its message, (without a lease) the relays' wake-up, and
+    // the followers' of runs (a new run shows in a list at once).
     // The run's foreign key to its definition is checked at the end of the
     // statement, after the definition's insert. A plain `SELECT` in a
     // `WITH` runs only if read: the final condition reads the wake-up's.
@@ -164,8 +165,11 @@ pub async fn submit_leased(
              RETURNING id \
          ), n AS ( \
              SELECT pg_notify($12, '') FROM r WHERE $13::float8 = 0 \
+         ), seen AS ( \
+             SELECT pg_notify($14, r.id::text) FROM r \
          ) \
-         SELECT r.id, o.id FROM r, o WHERE (SELECT count(*) FROM n) >= 0",
+         SELECT r.id, o.id FROM r, o \
+         WHERE (SELECT count(*) FROM n) >= 0 AND (SELECT count(*) FROM seen) >= 0",
     )
     .bind(run.id.as_uuid())
     .bind(definition)
@@ -180,6 +184,7 @@ pub async fn submit_leased(
     .bind(payload)
     .bind(outbox::CHANNEL)
     .bind(outbox::lease_millis(lease))
+    .bind(crate::inspect::RUNS_CHANNEL)
     .fetch_optional(&mut *conn)
     .await
     .context("storing the run")?;

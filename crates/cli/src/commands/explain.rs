@@ -83,13 +83,7 @@ pub(crate) async fn run(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
     if args.task.is_none() {
         outln!("run {} ({}): {}", facts.id, facts.workflow, explanation.run)?;
     }
-    print_lines(
-        &explanation
-            .tasks
-            .iter()
-            .map(|t| (t.task.as_str(), t.status, t.why.as_str()))
-            .collect::<Vec<_>>(),
-    )?;
+    print_lines(&explanation.lines())?;
     let grace = args.grace.grace()?;
     follow_children(&mut db, &children, args.task.as_deref(), grace, 1).await?;
     Ok(ExitCode::SUCCESS)
@@ -197,35 +191,19 @@ async fn follow_children_remote(
     task: Option<&str>,
     level: usize,
 ) -> anyhow::Result<()> {
-    let mut shown: Vec<&weft_store::children::ChildRun> = children
-        .iter()
-        .filter(|c| task.is_none_or(|t| t == c.task_name))
-        .collect();
-    if shown.is_empty() || level > CHILD_LEVELS {
+    let Some((shown, total)) = children_to_show(children, task, level) else {
         return Ok(());
-    }
-    let total = shown.len();
-    shown.sort_by_key(|c| c.status == weft_common::WorkflowStatus::Succeeded);
-    shown.truncate(CHILDREN_SHOWN);
-    let indent = "  ".repeat(level);
+    };
     for child in &shown {
         let report: RemoteReport = client
             .get(&format!("/api/v1/runs/{}/explain", child.id), &[])
             .await?;
-        let item = child
-            .item_index
-            .map_or(String::new(), |i| format!(" item {i}"));
-        outln!(
-            "{indent}↳ task `{}`{item} attempt {} — child run {} ({}): {}",
-            child.task_name,
-            child.attempt,
-            child.id,
-            child.workflow_name,
-            report.explanation.run
+        print_child(
+            level,
+            child,
+            &report.explanation.run,
+            &report.explanation.lines(),
         )?;
-        for line in &report.explanation.tasks {
-            outln!("{indent}    {}  {}  {}", line.task, line.status, line.why)?;
-        }
         Box::pin(follow_children_remote(
             client,
             &report.children,
@@ -234,10 +212,63 @@ async fn follow_children_remote(
         ))
         .await?;
     }
-    if total > shown.len() {
+    print_left_out(level, total, shown.len())
+}
+
+/// The child runs to explain under a run `level` deep: those of `task`
+/// (all when `None`), those not succeeded first, at most
+/// [`CHILDREN_SHOWN`]; and how many there are. `None` when there are
+/// none, or past [`CHILD_LEVELS`].
+fn children_to_show<'a>(
+    children: &'a [weft_store::children::ChildRun],
+    task: Option<&str>,
+    level: usize,
+) -> Option<(Vec<&'a weft_store::children::ChildRun>, usize)> {
+    let mut shown: Vec<&weft_store::children::ChildRun> = children
+        .iter()
+        .filter(|c| task.is_none_or(|t| t == c.task_name))
+        .collect();
+    if shown.is_empty() || level > CHILD_LEVELS {
+        return None;
+    }
+    let total = shown.len();
+    shown.sort_by_key(|c| c.status == weft_common::WorkflowStatus::Succeeded);
+    shown.truncate(CHILDREN_SHOWN);
+    Some((shown, total))
+}
+
+/// Prints a child run's explanation (`run`, and one line per task) under
+/// its parent's, indented `level` deep.
+fn print_child(
+    level: usize,
+    child: &weft_store::children::ChildRun,
+    run: &str,
+    lines: &[(&str, &str, &str)],
+) -> std::io::Result<()> {
+    let indent = "  ".repeat(level);
+    let item = child
+        .item_index
+        .map_or(String::new(), |i| format!(" item {i}"));
+    outln!(
+        "{indent}↳ task `{}`{item} attempt {} — child run {} ({}): {run}",
+        child.task_name,
+        child.attempt,
+        child.id,
+        child.workflow_name,
+    )?;
+    for (task, status, why) in lines {
+        outln!("{indent}    {task}  {status}  {why}")?;
+    }
+    Ok(())
+}
+
+/// Says how many of `total` child runs `level` deep were not explained.
+fn print_left_out(level: usize, total: usize, shown: usize) -> anyhow::Result<()> {
+    if total > shown {
+        let indent = "  ".repeat(level);
         outln!(
             "{indent}↳ … and {} more child run(s): `weft status` lists them all",
-            total - shown.len()
+            total - shown
         )?;
     }
     Ok(())
@@ -259,17 +290,9 @@ async fn follow_children(
     grace: Duration,
     level: usize,
 ) -> anyhow::Result<()> {
-    let mut shown: Vec<&weft_store::children::ChildRun> = children
-        .iter()
-        .filter(|c| task.is_none_or(|t| t == c.task_name))
-        .collect();
-    if shown.is_empty() || level > CHILD_LEVELS {
+    let Some((shown, total)) = children_to_show(children, task, level) else {
         return Ok(());
-    }
-    let total = shown.len();
-    shown.sort_by_key(|c| c.status == weft_common::WorkflowStatus::Succeeded);
-    shown.truncate(CHILDREN_SHOWN);
-    let indent = "  ".repeat(level);
+    };
     for child in &shown {
         let Some(facts) =
             weft_store::inspect::explain::run_facts(&mut *db, child.id, grace).await?
@@ -277,30 +300,11 @@ async fn follow_children(
             continue;
         };
         let explanation = facts.explain();
-        let item = child
-            .item_index
-            .map_or(String::new(), |i| format!(" item {i}"));
-        outln!(
-            "{indent}↳ task `{}`{item} attempt {} — child run {} ({}): {}",
-            child.task_name,
-            child.attempt,
-            child.id,
-            child.workflow_name,
-            explanation.run
-        )?;
-        for line in &explanation.tasks {
-            outln!("{indent}    {}  {}  {}", line.task, line.status, line.why)?;
-        }
+        print_child(level, child, &explanation.run, &explanation.lines())?;
         let grandchildren = weft_store::children::children(&mut *db, child.id).await?;
         Box::pin(follow_children(db, &grandchildren, None, grace, level + 1)).await?;
     }
-    if total > shown.len() {
-        outln!(
-            "{indent}↳ … and {} more child run(s): `weft status` lists them all",
-            total - shown.len()
-        )?;
-    }
-    Ok(())
+    print_left_out(level, total, shown.len())
 }
 
 /// Adds each pool's queue depth and consumer count, when RabbitMQ answers

@@ -2,6 +2,7 @@
 //! [`weft_store::inspect::logs`]; `--follow` prints attempts as they end,
 //! woken by [`RUNS_CHANNEL`], until the run ends.
 
+use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -126,23 +127,19 @@ async fn run_remote(client: &Client, args: &LogsArgs) -> anyhow::Result<ExitCode
         }
     }
     if !args.follow {
-        let attempts: Vec<AttemptLog> = client
-            .get(&format!("{}/logs", run_path(&args.id)), &query)
-            .await?;
+        let attempts = remote_logs(client, &format!("{}/logs", run_path(&args.id)), &query).await?;
         print_all(&attempts, args.json)?;
         return Ok(ExitCode::SUCCESS);
     }
     let run: weft_store::inspect::status::RunStatus = client.get(&run_path(&args.id), &[]).await?;
     let run = run.id;
-    let mut shown: Vec<ExecutionId> = Vec::new();
+    let mut shown: HashSet<ExecutionId> = HashSet::new();
     let mut events = Some(client.wake_on_events(&format!("/api/v1/runs/{run}/events")));
     loop {
         let read_at = tokio::time::Instant::now();
         let status: weft_store::inspect::status::RunStatus =
             client.get(&format!("/api/v1/runs/{run}"), &[]).await?;
-        let attempts: Vec<AttemptLog> = client
-            .get(&format!("/api/v1/runs/{run}/logs"), &query)
-            .await?;
+        let attempts = remote_logs(client, &format!("/api/v1/runs/{run}/logs"), &query).await?;
         let mut out = std::io::stdout().lock();
         let ended: Vec<&AttemptLog> = attempts
             .iter()
@@ -154,7 +151,7 @@ async fn run_remote(client: &Client, args: &LogsArgs) -> anyhow::Result<ExitCode
             } else {
                 out.write_all(block(attempt).as_bytes())?;
             }
-            shown.push(attempt.attempt.execution_id);
+            shown.insert(attempt.attempt.execution_id);
         }
         out.flush()?;
         drop(out);
@@ -173,6 +170,35 @@ async fn run_remote(client: &Client, args: &LogsArgs) -> anyhow::Result<ExitCode
             None => tokio::time::sleep(REMOTE_INTERVAL).await,
         }
         tokio::time::sleep_until(read_at + MIN_READ_INTERVAL).await;
+    }
+}
+
+/// Attempts asked for in one request of a remote read: the server answers
+/// at most 1,000 (`weft_server::api::detail::MAX_LOGS`), and each attempt
+/// may carry 128 KiB of output.
+const REMOTE_PAGE: usize = 200;
+
+/// Every attempt of `GET path?query` that matches, asked for a page of
+/// [`REMOTE_PAGE`] at a time until a shorter page (the server refuses an
+/// unpaged read past 1,000 attempts). The order is the server's (task,
+/// item, attempt), so a page read while the run moves may miss an
+/// attempt that a later read (`--follow`) or the run's end brings.
+async fn remote_logs(
+    client: &Client,
+    path: &str,
+    query: &[(&str, String)],
+) -> anyhow::Result<Vec<AttemptLog>> {
+    let mut all: Vec<AttemptLog> = Vec::new();
+    loop {
+        let mut paged = query.to_vec();
+        paged.push(("limit", REMOTE_PAGE.to_string()));
+        paged.push(("offset", all.len().to_string()));
+        let page: Vec<AttemptLog> = client.get(path, &paged).await?;
+        let last = page.len() < REMOTE_PAGE;
+        all.extend(page);
+        if last {
+            return Ok(all);
+        }
     }
 }
 

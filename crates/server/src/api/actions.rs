@@ -9,6 +9,7 @@ use weft_store::cancel::Canceled;
 use weft_store::retry::{Reopened, Retried, Scope};
 
 use super::OptionalBody;
+use super::RunPath;
 use super::runs::resolve;
 use crate::AppState;
 use crate::auth::Caller;
@@ -22,20 +23,16 @@ use crate::problem::{ApiResult, Problem};
     post,
     path = "/api/v1/runs/{run}/cancel",
     tag = "runs",
-    params(("run" = String, Path, description = "The run: its id, a unique prefix (8+ hex digits), or `last`")),
+    params(RunPath),
     responses(
         (status = 200, description = "What the request did", body = Canceled),
-        (status = 400, description = "Not a run reference", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The token may not cancel", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such run", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "A prefix several runs start with", body = Problem, content_type = "application/problem+json")
+        (status = 403, description = "The token may not cancel", body = Problem, content_type = "application/problem+json")
     )
 )]
 pub async fn cancel(
     State(state): State<AppState>,
     caller: Caller,
-    Path(run): Path<String>,
+    Path(RunPath { run }): Path<RunPath>,
 ) -> ApiResult<Json<Canceled>> {
     caller.require(Role::Operator)?;
     let id = resolve(&state, &run).await?;
@@ -67,23 +64,20 @@ pub struct RetryRequest {
     post,
     path = "/api/v1/runs/{run}/retry",
     tag = "runs",
-    params(("run" = String, Path, description = "The run: its id, a unique prefix (8+ hex digits), or `last`")),
+    params(RunPath),
     request_body(content = Option<RetryRequest>, description = "Which tasks to run again (optional)"),
     responses(
         (status = 200, description = "The run runs again", body = Retried),
         (status = 400, description = "Not a run reference, or a body that is not the JSON expected", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The token may not retry", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such run", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The run is not finished, or nothing of it failed", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is too large", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A task the run does not have", body = Problem, content_type = "application/problem+json")
     )
 )]
 pub async fn retry(
     State(state): State<AppState>,
     caller: Caller,
-    Path(run): Path<String>,
+    Path(RunPath { run }): Path<RunPath>,
     OptionalBody(request): OptionalBody<RetryRequest>,
 ) -> ApiResult<Json<Retried>> {
     caller.require(Role::Operator)?;

@@ -13,6 +13,7 @@ use weft_store::inspect::explain::Report;
 use weft_store::inspect::logs::AttemptLog;
 
 use super::Params;
+use super::RunPath;
 use super::runs::{acquire, resolve};
 use crate::AppState;
 use crate::auth::Caller;
@@ -62,25 +63,28 @@ pub fn int_param(
     Ok(n)
 }
 
+/// The `offset` query parameter: 0 by default.
+fn offset_param(value: Option<&str>) -> Result<i64, Problem> {
+    int_param("offset", value, 0, 0..=i64::from(i32::MAX))
+}
+
 /// The attempts of a run's tasks, a page at a time, by task, item and
 /// attempt: each as `weft status RUN --task NAME --json` lists it.
 #[utoipa::path(
     get,
     path = "/api/v1/runs/{run}/attempts",
     tag = "runs",
-    params(("run" = String, Path, description = "The run: its id, a unique prefix (8+ hex digits), or `last`"), AttemptsQuery),
+    params(RunPath, AttemptsQuery),
     responses(
         (status = 200, description = "A page of attempts", body = AttemptPage),
         (status = 400, description = "A bad run reference or query", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such run, or no such task in it", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "A prefix several runs start with", body = Problem, content_type = "application/problem+json")
+        (status = 404, description = "No such run, or no such task in it", body = Problem, content_type = "application/problem+json")
     )
 )]
 pub async fn attempts(
     State(state): State<AppState>,
     caller: Caller,
-    Path(run): Path<String>,
+    Path(RunPath { run }): Path<RunPath>,
     Params(query): Params<AttemptsQuery>,
 ) -> ApiResult<Json<AttemptPage>> {
     caller.require(Role::Viewer)?;
@@ -90,12 +94,7 @@ pub async fn attempts(
         DEFAULT_ATTEMPTS,
         1..=weft_store::inspect::attempts::MAX_ATTEMPT_PAGE,
     )?;
-    let offset = int_param(
-        "offset",
-        query.offset.as_deref(),
-        0,
-        0..=i64::from(i32::MAX),
-    )?;
+    let offset = offset_param(query.offset.as_deref())?;
     let id = resolve(&state, &run).await?;
     let mut conn = acquire(&state).await?;
     check_run_and_task(&mut conn, id, query.task.as_deref()).await?;
@@ -173,19 +172,17 @@ fn opt_i32(name: &str, value: Option<&str>, min: i64) -> Result<Option<i32>, Pro
     get,
     path = "/api/v1/runs/{run}/logs",
     tag = "runs",
-    params(("run" = String, Path, description = "The run: its id, a unique prefix (8+ hex digits), or `last`"), LogsQuery),
+    params(RunPath, LogsQuery),
     responses(
         (status = 200, description = "The attempts with their logs", body = Vec<AttemptLog>),
         (status = 400, description = "A bad run reference or query", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such run, or no such task in it", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "A prefix several runs start with", body = Problem, content_type = "application/problem+json")
+        (status = 404, description = "No such run, or no such task in it", body = Problem, content_type = "application/problem+json")
     )
 )]
 pub async fn logs(
     State(state): State<AppState>,
     caller: Caller,
-    Path(run): Path<String>,
+    Path(RunPath { run }): Path<RunPath>,
     Params(query): Params<LogsQuery>,
 ) -> ApiResult<Json<Vec<AttemptLog>>> {
     caller.require(Role::Viewer)?;
@@ -194,12 +191,7 @@ pub async fn logs(
     let round = opt_i32("round", query.round.as_deref(), 1)?;
     let paged = query.limit.is_some() || query.offset.is_some();
     let limit = int_param("limit", query.limit.as_deref(), MAX_LOGS, 1..=MAX_LOGS)?;
-    let offset = int_param(
-        "offset",
-        query.offset.as_deref(),
-        0,
-        0..=i64::from(i32::MAX),
-    )?;
+    let offset = offset_param(query.offset.as_deref())?;
     let id = resolve(&state, &run).await?;
     let mut conn = acquire(&state).await?;
     check_run_and_task(&mut conn, id, query.task.as_deref()).await?;
@@ -230,19 +222,15 @@ pub async fn logs(
     get,
     path = "/api/v1/runs/{run}/explain",
     tag = "runs",
-    params(("run" = String, Path, description = "The run: its id, a unique prefix (8+ hex digits), or `last`")),
+    params(RunPath),
     responses(
-        (status = 200, description = "The facts, the sentences and the child runs", body = Report),
-        (status = 400, description = "Not a run reference", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such run", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "A prefix several runs start with", body = Problem, content_type = "application/problem+json")
+        (status = 200, description = "The facts, the sentences and the child runs", body = Report)
     )
 )]
 pub async fn explain(
     State(state): State<AppState>,
     caller: Caller,
-    Path(run): Path<String>,
+    Path(RunPath { run }): Path<RunPath>,
 ) -> ApiResult<Json<Report>> {
     caller.require(Role::Viewer)?;
     let id = resolve(&state, &run).await?;
@@ -263,19 +251,15 @@ pub async fn explain(
     get,
     path = "/api/v1/runs/{run}/graph",
     tag = "runs",
-    params(("run" = String, Path, description = "The run: its id, a unique prefix (8+ hex digits), or `last`")),
+    params(RunPath),
     responses(
-        (status = 200, description = "The run's workflow's tasks and needs", body = Graph),
-        (status = 400, description = "Not a run reference", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such run", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "A prefix several runs start with", body = Problem, content_type = "application/problem+json")
+        (status = 200, description = "The run's workflow's tasks and needs", body = Graph)
     )
 )]
 pub async fn graph(
     State(state): State<AppState>,
     caller: Caller,
-    Path(run): Path<String>,
+    Path(RunPath { run }): Path<RunPath>,
 ) -> ApiResult<Json<Graph>> {
     caller.require(Role::Viewer)?;
     let id = resolve(&state, &run).await?;

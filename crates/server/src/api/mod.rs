@@ -20,6 +20,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use utoipa::OpenApi;
+use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -88,12 +89,12 @@ pub fn routes(config: &ServerConfig) -> (Router<AppState>, utoipa::openapi::Open
         .routes(routes!(tokens::revoke))
         .routes(routes!(me))
         .split_for_parts();
-    add_problems(&mut openapi, &["408", "500", "503"]);
+    add_problems(&mut openapi, true);
     let (streams, mut streams_doc) = OpenApiRouter::new()
         .routes(routes!(streams::run_events))
         .routes(routes!(streams::all_events))
         .split_for_parts();
-    add_problems(&mut streams_doc, &["500", "503"]);
+    add_problems(&mut streams_doc, false);
     openapi.merge(streams_doc);
     let document = openapi.clone();
     let timed = timed
@@ -114,12 +115,99 @@ pub fn routes(config: &ServerConfig) -> (Router<AppState>, utoipa::openapi::Open
     (timed.merge(streams), openapi)
 }
 
-/// Adds to every operation of `doc` the problems any request may get:
-/// 408 (timed out), 500 (a failure the client cannot fix), 503 (no
-/// database), those of `statuses`.
-fn add_problems(doc: &mut utoipa::openapi::OpenApi, statuses: &[&str]) {
+/// The run a route is about, named in its path.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct RunPath {
+    /// The run: its id, a unique prefix (8+ hex digits), or `last`.
+    pub run: String,
+}
+
+/// A problem documented on every operation that may answer it, rather
+/// than on each handler.
+struct Common {
+    status: &'static str,
+    description: &'static str,
+    /// Whether an operation on this path may answer it.
+    on: fn(&str, &Operation) -> bool,
+}
+
+/// Any operation.
+fn any(_: &str, _: &Operation) -> bool {
+    true
+}
+
+/// An operation on a run named in its path (`{run}`: an id, a prefix or
+/// `last`).
+fn on_a_run(path: &str, _: &Operation) -> bool {
+    path.contains("{run}")
+}
+
+/// An operation that reads a JSON body.
+fn with_a_body(_: &str, operation: &Operation) -> bool {
+    operation.request_body.is_some()
+}
+
+/// The problems any request may get (408 only on the timed routes).
+const COMMON: &[Common] = &[
+    Common {
+        status: "401",
+        description: "No valid token",
+        on: any,
+    },
+    Common {
+        status: "408",
+        description: "The request took longer than the server allows",
+        on: any,
+    },
+    Common {
+        status: "500",
+        description: "A failure the client cannot fix (logged in full)",
+        on: any,
+    },
+    Common {
+        status: "503",
+        description: "The database cannot be reached",
+        on: any,
+    },
+    Common {
+        status: "400",
+        description: "Not a run reference",
+        on: on_a_run,
+    },
+    Common {
+        status: "404",
+        description: "No such run",
+        on: on_a_run,
+    },
+    Common {
+        status: "409",
+        description: "A prefix several runs start with",
+        on: on_a_run,
+    },
+    Common {
+        status: "400",
+        description: "The body is not the JSON expected",
+        on: with_a_body,
+    },
+    Common {
+        status: "413",
+        description: "The body is too large",
+        on: with_a_body,
+    },
+    Common {
+        status: "415",
+        description: "The body is not JSON",
+        on: with_a_body,
+    },
+];
+
+/// Adds to every operation of `doc` the [`COMMON`] problems it may
+/// answer (408 only if `timed`), unless its handler documents that status
+/// itself (more precisely).
+fn add_problems(doc: &mut utoipa::openapi::OpenApi, timed: bool) {
     use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
-    for item in doc.paths.paths.values_mut() {
+    for (path, item) in &mut doc.paths.paths {
         for operation in [
             &mut item.get,
             &mut item.post,
@@ -130,20 +218,19 @@ fn add_problems(doc: &mut utoipa::openapi::OpenApi, statuses: &[&str]) {
         .into_iter()
         .flatten()
         {
-            for status in statuses {
-                let description = match *status {
-                    "408" => "The request took longer than the server allows",
-                    "503" => "The database cannot be reached",
-                    _ => "A failure the client cannot fix (logged in full)",
-                };
+            let problems: Vec<&Common> = COMMON
+                .iter()
+                .filter(|p| (p.on)(path, operation) && (timed || p.status != "408"))
+                .collect();
+            for problem in problems {
                 operation
                     .responses
                     .responses
-                    .entry((*status).to_owned())
+                    .entry(problem.status.to_owned())
                     .or_insert_with(|| {
                         RefOr::T(
                             ResponseBuilder::new()
-                                .description(description)
+                                .description(problem.description)
                                 .content(
                                     crate::problem::PROBLEM_JSON,
                                     ContentBuilder::new()
@@ -190,8 +277,7 @@ pub struct Me {
     path = "/api/v1/me",
     tag = "meta",
     responses(
-        (status = 200, description = "The caller", body = Me),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json")
+        (status = 200, description = "The caller", body = Me)
     )
 )]
 pub async fn me(caller: Caller) -> Json<Me> {

@@ -14,6 +14,7 @@ use weft_store::inspect::runs::{Cursor, RunFilter, RunPage};
 use weft_store::inspect::status::RunStatus;
 use weft_store::runs::{NewRun, Resolved, Submitted};
 
+use super::RunPath;
 use crate::AppState;
 use crate::auth::Caller;
 use crate::problem::{ApiResult, Problem};
@@ -51,8 +52,7 @@ pub struct ListQuery {
     params(ListQuery),
     responses(
         (status = 200, description = "A page of runs", body = RunPage),
-        (status = 400, description = "A bad filter or cursor", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json")
+        (status = 400, description = "A bad filter or cursor", body = Problem, content_type = "application/problem+json")
     )
 )]
 pub async fn list(
@@ -136,11 +136,7 @@ pub struct Submission {
     responses(
         (status = 201, description = "The run was created", body = Submission),
         (status = 200, description = "The idempotency key returned an existing run", body = Submission),
-        (status = 400, description = "The body is not the JSON expected", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The token may not submit", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The workflow or its inputs are not valid", body = Problem, content_type = "application/problem+json")
     )
 )]
@@ -218,19 +214,16 @@ pub fn parse_workflow(source: &str) -> Result<Bundle, Problem> {
     get,
     path = "/api/v1/runs/{run}",
     tag = "runs",
-    params(("run" = String, Path, description = "The run: its id, a unique prefix (8+ hex digits), or `last`")),
+    params(RunPath),
     responses(
         (status = 200, description = "The run", body = RunStatus),
-        (status = 400, description = "Not a run id", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such run", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "A prefix several runs start with", body = Problem, content_type = "application/problem+json")
+        (status = 400, description = "Not a run id", body = Problem, content_type = "application/problem+json")
     )
 )]
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
-    Path(run): Path<String>,
+    Path(RunPath { run }): Path<RunPath>,
 ) -> ApiResult<Json<RunStatus>> {
     caller.require(Role::Viewer)?;
     let id = resolve(&state, &run).await?;

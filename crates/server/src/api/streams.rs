@@ -22,11 +22,12 @@ use weft_common::{WorkflowExecutionId, WorkflowStatus};
 use weft_store::inspect::runs::RunListItem;
 use weft_store::inspect::status::RunStatus;
 
+use super::RunPath;
 use super::runs::resolve;
 use crate::AppState;
 use crate::auth::Caller;
 use crate::events::Snapshot;
-use crate::problem::{ApiResult, Problem};
+use crate::problem::ApiResult;
 
 /// How often a quiet stream sends a comment line.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -48,19 +49,15 @@ pub struct End {
     get,
     path = "/api/v1/runs/{run}/events",
     tag = "events",
-    params(("run" = String, Path, description = "The run: its id, a unique prefix (8+ hex digits), or `last`")),
+    params(RunPath),
     responses(
-        (status = 200, description = "A stream of `status` events (RunStatus) ending with one `end` event (End)", content_type = "text/event-stream", body = String),
-        (status = 400, description = "Not a run reference", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such run", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "A prefix several runs start with", body = Problem, content_type = "application/problem+json")
+        (status = 200, description = "A stream of `status` events (RunStatus) ending with one `end` event (End)", content_type = "text/event-stream", body = String)
     )
 )]
 pub async fn run_events(
     State(state): State<AppState>,
     caller: Caller,
-    Path(run): Path<String>,
+    Path(RunPath { run }): Path<RunPath>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     caller.require(Role::Viewer)?;
     let id = resolve(&state, &run).await?;
@@ -138,8 +135,7 @@ fn json_event(kind: &str, value: &impl Serialize) -> Event {
     path = "/api/v1/events",
     tag = "events",
     responses(
-        (status = 200, description = "A stream of `run` events (RunListItem)", content_type = "text/event-stream", body = String),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json")
+        (status = 200, description = "A stream of `run` events (RunListItem)", content_type = "text/event-stream", body = String)
     )
 )]
 pub async fn all_events(

@@ -28,7 +28,6 @@ const MAX_NAME: usize = 200;
     tag = "tokens",
     responses(
         (status = 200, description = "The tokens", body = Vec<TokenInfo>),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an admin token", body = Problem, content_type = "application/problem+json")
     )
 )]
@@ -72,11 +71,7 @@ pub struct CreatedToken {
     request_body = NewToken,
     responses(
         (status = 201, description = "The token, with its secret", body = CreatedToken),
-        (status = 400, description = "The body is not the JSON expected", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an admin token", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A bad name or expiry", body = Problem, content_type = "application/problem+json")
     )
 )]
@@ -130,7 +125,6 @@ pub async fn create(
     responses(
         (status = 200, description = "The token, revoked", body = TokenInfo),
         (status = 400, description = "Not a token id", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an admin token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such token", body = Problem, content_type = "application/problem+json")
     )

@@ -60,8 +60,7 @@ fn seconds(
     params(WorkersQuery),
     responses(
         (status = 200, description = "The workers", body = Vec<WorkerRow>),
-        (status = 400, description = "A bad query", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json")
+        (status = 400, description = "A bad query", body = Problem, content_type = "application/problem+json")
     )
 )]
 pub async fn list(

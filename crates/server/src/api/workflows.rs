@@ -42,11 +42,7 @@ pub struct Validation {
     tag = "workflows",
     request_body = WorkflowText,
     responses(
-        (status = 200, description = "The verdict and every problem", body = Validation),
-        (status = 400, description = "The body is not the JSON expected", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not JSON", body = Problem, content_type = "application/problem+json")
+        (status = 200, description = "The verdict and every problem", body = Validation)
     )
 )]
 pub async fn validate(
@@ -77,10 +73,6 @@ pub async fn validate(
     request_body = WorkflowText,
     responses(
         (status = 200, description = "The workflow's tasks and needs", body = Graph),
-        (status = 400, description = "The body is not the JSON expected", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The workflow is not valid", body = Problem, content_type = "application/problem+json")
     )
 )]
