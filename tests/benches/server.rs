@@ -342,11 +342,14 @@ async fn followers(
         &lags,
         &[("p50", 0.5), ("max", 1.0)],
     );
-    let events: Vec<f64> = followed.iter().map(|(_, n)| *n as f64).collect();
-    report.percentiles(
-        &format!("{scenario}: events per client"),
-        &events,
-        &[("min", 0.0), ("max", 1.0)],
+    let events = followed.iter().map(|(_, n)| *n as f64);
+    let scenario = format!("{scenario}: events per client");
+    report.add(
+        &scenario,
+        "min",
+        events.clone().fold(f64::INFINITY, f64::min),
+        "events",
     );
+    report.add(&scenario, "max", events.fold(0.0, f64::max), "events");
     Ok(())
 }

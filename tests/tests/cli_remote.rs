@@ -412,3 +412,33 @@ fn weft_dev_prints_the_ui_address_and_serves_the_api() {
         "{err}"
     );
 }
+
+/// The server answers at most 1,000 attempts' logs a request: remote
+/// `weft logs` pages through a run past that and prints every attempt, as
+/// direct mode does.
+#[test]
+fn remote_logs_of_a_run_past_a_page_print_every_attempt() {
+    let stack = Stack::start(StackOptions::bare()).expect("stack");
+    let cli = Cli::new(&stack);
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    // One finished run: a plain task, and a 1,500-item fan-out whose every
+    // 100th item failed twice first: 1,531 attempts, each with logs.
+    let run = runtime.block_on(async {
+        let pool = stack.pool().await.expect("pool");
+        weft_tests::fill::fan_out_runs(&pool, 1, 1_500)
+            .await
+            .expect("fill");
+        weft_tests::fill::fan_out_run_id(&pool, 1)
+            .await
+            .expect("id")
+    });
+    let run = run.to_string();
+    let server = Server::start(&stack, false);
+    let viewer = cli.token("viewer");
+    let json = cli.remote(&server, &viewer, &["logs", &run, "--json"]);
+    assert!(json.status.success(), "{}", stderr(&json));
+    let attempts: Vec<Value> = serde_json::from_slice(&json.stdout).expect("JSON");
+    assert_eq!(attempts.len(), 1 + 1_500 + 2 * 15);
+    same(&cli, &server, &viewer, &["logs", &run, "--json"]);
+    same(&cli, &server, &viewer, &["logs", &run, "fan"]);
+}
