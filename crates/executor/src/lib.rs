@@ -22,6 +22,7 @@
 mod batch;
 mod catalog;
 mod child;
+mod wait;
 mod complete;
 mod daemon;
 mod decide;

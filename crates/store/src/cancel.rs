@@ -232,6 +232,8 @@ pub async fn settle(
         });
         outbox::enqueue(&mut *conn, &[(message, None)], None).await?;
     }
+    // Waits (`wait:` tasks) have no worker to stop: they end here.
+    crate::waits::cancel_open(&mut *conn, id).await?;
     let running: Vec<Uuid> = sqlx::query_scalar(
         "SELECT id FROM executions WHERE workflow_execution_id = $1 AND status = $2 \
            AND task_execution_id NOT IN (SELECT id FROM task_executions \
