@@ -316,10 +316,19 @@ pub async fn deliver_committed(
     task: &str,
     delivery: &Delivery,
 ) -> Result<Delivered, StoreError> {
-    crate::transact::in_transaction(pool, async |tx| {
-        deliver(tx, run, task, delivery.clone()).await
-    })
-    .await
+    crate::transact::retrying(|| deliver_once(pool, run, task, delivery.clone())).await
+}
+
+async fn deliver_once(
+    pool: &sqlx::PgPool,
+    run: WorkflowExecutionId,
+    task: &str,
+    delivery: Delivery,
+) -> Result<Delivered, StoreError> {
+    let mut tx = pool.begin().await.context("beginning a transaction")?;
+    let delivered = deliver(&mut tx, run, task, delivery).await?;
+    tx.commit().await.context("committing a transaction")?;
+    Ok(delivered)
 }
 
 /// The task's latest wait (or the lack of one).
