@@ -181,6 +181,11 @@ fn endpoints(run: &str) -> Vec<(Method, String, Option<Value>)> {
         (Method::POST, format!("/api/v1/runs/{run}/retry"), None),
         (
             Method::POST,
+            format!("/api/v1/runs/{run}/tasks/gate/signal"),
+            None,
+        ),
+        (
+            Method::POST,
             "/api/v1/workflows/validate".into(),
             Some(yaml.clone()),
         ),
@@ -264,6 +269,7 @@ async fn each_role_does_what_it_may_and_is_refused_the_rest() {
         ("/api/v1/runs".to_owned(), Some(yaml.clone())),
         (format!("/api/v1/runs/{run}/cancel"), None),
         (format!("/api/v1/runs/{run}/retry"), None),
+        (format!("/api/v1/runs/{run}/tasks/gate/signal"), None),
     ] {
         let answer = api.send(Method::POST, &path, Some(&viewer), body).await;
         assert_problem(&answer, StatusCode::FORBIDDEN, "forbidden");
@@ -843,6 +849,83 @@ async fn cancel_stops_a_run_and_says_what_it_did() {
 }
 
 #[tokio::test]
+async fn a_signal_is_delivered_once_and_a_bad_payload_is_refused_naming_its_field() {
+    let api = Api::start().await;
+    let operator = api.token(Role::Operator).await;
+    let yaml = "name: gate\ntasks:\n  gate:\n    wait:\n      signal: go\n      input: { amount: { type: integer }, note: '' }\n";
+    let id = api.submit(&operator, yaml, json!({})).await;
+    let path = format!("/api/v1/runs/{id}/tasks/gate/signal");
+    // Until its executor started the wait, a signal is refused (409).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let open: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM waits WHERE workflow_execution_id = $1::uuid AND resolution IS NULL",
+        )
+        .bind(&id)
+        .fetch_one(&api.pool)
+        .await
+        .expect("waits");
+        if open == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the wait never started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let bad = api
+        .send(
+            Method::POST,
+            &path,
+            Some(&operator),
+            Some(json!({ "input": { "amount": "lots" } })),
+        )
+        .await;
+    assert_problem(&bad, StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+    assert!(
+        bad.2["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("input `amount` must be an integer"),
+        "{}",
+        bad.2
+    );
+    let approve = api
+        .send(
+            Method::POST,
+            &path,
+            Some(&operator),
+            Some(json!({ "kind": "approve" })),
+        )
+        .await;
+    assert_problem(&approve, StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+    let (status, answer) = api
+        .post(&path, &operator, json!({ "input_text": { "amount": "7" } }))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["resolution"], "signaled");
+    assert_eq!(answer["result"], json!({ "amount": 7, "note": "" }));
+    let again = api
+        .send(
+            Method::POST,
+            &path,
+            Some(&operator),
+            Some(json!({ "input": { "amount": 8 } })),
+        )
+        .await;
+    assert_problem(&again, StatusCode::CONFLICT, "conflict");
+    let run = api.wait(&id, &operator).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let unknown = api
+        .send(
+            Method::POST,
+            &format!("/api/v1/runs/{id}/tasks/nope/signal"),
+            Some(&operator),
+            None,
+        )
+        .await;
+    assert_problem(&unknown, StatusCode::NOT_FOUND, "not-found");
+}
+
+#[tokio::test]
 async fn retry_runs_a_failed_run_again_and_refuses_what_it_cannot() {
     let api = Api::start().await;
     let operator = api.token(Role::Operator).await;
@@ -1151,7 +1234,7 @@ async fn the_openapi_document_describes_every_route_and_its_problems() {
         let path = if path.starts_with("/api/v1/tokens/") {
             "/api/v1/tokens/{id}".to_owned()
         } else {
-            path
+            path.replace("/tasks/gate/", "/tasks/{task}/")
         };
         let op = &paths
             .get(&path)

@@ -67,13 +67,20 @@ async fn open_wait(pool: &PgPool, run: WorkflowExecutionId, task: &str) -> (Exec
         if let Some((id, attempt)) = row {
             return (ExecutionId::from(id), attempt);
         }
-        assert!(Instant::now() < deadline, "task `{task}` never started waiting");
+        assert!(
+            Instant::now() < deadline,
+            "task `{task}` never started waiting"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
 /// (status, result, error) of a run's task.
-async fn task(pool: &PgPool, run: WorkflowExecutionId, name: &str) -> (String, Option<Value>, Option<String>) {
+async fn task(
+    pool: &PgPool,
+    run: WorkflowExecutionId,
+    name: &str,
+) -> (String, Option<Value>, Option<String>) {
     sqlx::query_as(
         "SELECT status, result, error FROM task_executions WHERE workflow_execution_id = $1 AND task_name = $2",
     )
@@ -133,18 +140,25 @@ tasks:
         .await
         .expect("the run ends");
     assert_eq!(run.status, WorkflowStatus::Succeeded, "{:?}", run.error);
-    let (started, due, resolved, resolution): (DateTime<Utc>, DateTime<Utc>, DateTime<Utc>, String) =
-        sqlx::query_as(
-            "SELECT e.started_at, w.due_at, w.resolved_at, w.resolution \
+    let (started, due, resolved, resolution): (
+        DateTime<Utc>,
+        DateTime<Utc>,
+        DateTime<Utc>,
+        String,
+    ) = sqlx::query_as(
+        "SELECT e.started_at, w.due_at, w.resolved_at, w.resolution \
              FROM waits w JOIN executions e ON e.id = w.execution_id WHERE w.execution_id = $1",
-        )
-        .bind(execution.as_uuid())
-        .fetch_one(&pool)
-        .await
-        .expect("the wait");
+    )
+    .bind(execution.as_uuid())
+    .fetch_one(&pool)
+    .await
+    .expect("the wait");
     assert_eq!(resolution, "elapsed");
     assert_eq!(due - started, chrono::Duration::seconds(2));
-    assert!(resolved >= due, "ended at {resolved}, before its time {due}");
+    assert!(
+        resolved >= due,
+        "ended at {resolved}, before its time {due}"
+    );
     let (status, result, _) = task(&pool, id, "pause").await;
     assert_eq!(status, "succeeded");
     assert_eq!(
@@ -152,7 +166,11 @@ tasks:
         Some(json!({ "until": weft_common::wait::rfc3339(due) }))
     );
     assert_eq!(executions(&pool, id, "pause").await, (1, 1));
-    assert_eq!(executions(&pool, id, "after").await, (1, 1), "the successor ran once");
+    assert_eq!(
+        executions(&pool, id, "after").await,
+        (1, 1),
+        "the successor ran once"
+    );
     assert_eq!(violations(&pool, id).await, Vec::<String>::new());
 }
 
@@ -176,7 +194,10 @@ tasks:
     // The only worker slot runs `work` and then `more` while `pause` waits.
     let deadline = Instant::now() + Duration::from_secs(30);
     while task(&pool, id, "more").await.0 != "succeeded" {
-        assert!(Instant::now() < deadline, "the worker never ran the other tasks");
+        assert!(
+            Instant::now() < deadline,
+            "the worker never ran the other tasks"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let mut conn = pool.acquire().await.expect("conn");
@@ -216,7 +237,10 @@ tasks:
         task_name: "pause".into(),
         attempt: u32::try_from(attempt).expect("attempt"),
     });
-    assert_eq!(engine.apply(&late).await.expect("apply"), Applied::Duplicate);
+    assert_eq!(
+        engine.apply(&late).await.expect("apply"),
+        Applied::Duplicate
+    );
     // And so does a signal.
     let refused = waits::deliver_committed(&pool, id, "pause", &signal(&[]))
         .await
@@ -229,7 +253,10 @@ tasks:
 async fn a_signal_sent_many_times_at_once_is_applied_once_and_a_bad_payload_keeps_it_waiting() {
     let stack = Stack::start(StackOptions::default()).expect("stack");
     let pool = stack.pool().await.expect("pool");
-    let id = stack.submit(&pool, SIGNAL, json!({})).await.expect("submit");
+    let id = stack
+        .submit(&pool, SIGNAL, json!({}))
+        .await
+        .expect("submit");
     let (execution, _) = open_wait(&pool, id, "gate").await;
     // A payload that does not fit is refused naming the field; the task
     // keeps waiting.
@@ -241,7 +268,9 @@ async fn a_signal_sent_many_times_at_once_is_applied_once_and_a_bad_payload_keep
     };
     assert_eq!(refusal.reason, "invalid");
     assert!(
-        refusal.message.contains("input `amount` must be an integer"),
+        refusal
+            .message
+            .contains("input `amount` must be an integer"),
         "{}",
         refusal.message
     );
@@ -339,13 +368,20 @@ async fn a_rejection_fails_the_task_and_routes_to_its_one_failed_handler() {
     let stack = Stack::start(StackOptions::default()).expect("stack");
     let pool = stack.pool().await.expect("pool");
     let cli = Cli { stack: &stack };
-    let id = stack.submit(&pool, APPROVAL, json!({})).await.expect("submit");
+    let id = stack
+        .submit(&pool, APPROVAL, json!({}))
+        .await
+        .expect("submit");
     open_wait(&pool, id, "approve").await;
     let run = id.to_string();
     // `weft signal` is the wrong tool for an approval: refused, still waiting.
     let out = cli.run(&["signal", &run, "approve", "--input", "approved=true"]);
     assert!(!out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("use `weft approve` or `weft reject`"), "{}", text(&out));
+    assert!(
+        text(&out).contains("use `weft approve` or `weft reject`"),
+        "{}",
+        text(&out)
+    );
     let out = cli.run(&[
         "reject",
         &run,
@@ -368,7 +404,10 @@ async fn a_rejection_fails_the_task_and_routes_to_its_one_failed_handler() {
     assert_eq!(task(&pool, id, "deploy").await.0, "skipped");
     let (status, result, _) = task(&pool, id, "rollback").await;
     assert_eq!(status, "succeeded");
-    assert_eq!(result, Some(json!({ "why": "rejected by alice: not today" })));
+    assert_eq!(
+        result,
+        Some(json!({ "why": "rejected by alice: not today" }))
+    );
     // Approving the finished task is refused naming its state.
     let out = cli.run(&["approve", &run, "approve", "--by", "bob"]);
     assert!(!out.status.success(), "{}", text(&out));
@@ -376,9 +415,19 @@ async fn a_rejection_fails_the_task_and_routes_to_its_one_failed_handler() {
     assert_eq!(violations(&pool, id).await, Vec::<String>::new());
 
     // An approval: the result names who gave it.
-    let id = stack.submit(&pool, APPROVAL, json!({})).await.expect("submit");
+    let id = stack
+        .submit(&pool, APPROVAL, json!({}))
+        .await
+        .expect("submit");
     open_wait(&pool, id, "approve").await;
-    let out = cli.run(&["approve", &id.to_string(), "approve", "--by", "carol", "--json"]);
+    let out = cli.run(&[
+        "approve",
+        &id.to_string(),
+        "approve",
+        "--by",
+        "carol",
+        "--json",
+    ]);
     assert!(out.status.success(), "{}", text(&out));
     let answer: Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(answer["resolution"], "approved");
@@ -391,7 +440,10 @@ async fn a_rejection_fails_the_task_and_routes_to_its_one_failed_handler() {
         task(&pool, id, "approve").await.1,
         Some(json!({ "approved": true, "by": "carol", "comment": null }))
     );
-    assert_eq!(task(&pool, id, "deploy").await.1, Some(json!({ "by": "carol" })));
+    assert_eq!(
+        task(&pool, id, "deploy").await.1,
+        Some(json!({ "by": "carol" }))
+    );
     assert_eq!(task(&pool, id, "rollback").await.0, "skipped");
 }
 
@@ -510,12 +562,18 @@ async fn the_audit_finds_waits_ended_wrongly() {
         ),
     ];
     for (check, corruption) in corruptions {
-        let id = stack.submit(&pool, SIGNAL, json!({})).await.expect("submit");
+        let id = stack
+            .submit(&pool, SIGNAL, json!({}))
+            .await
+            .expect("submit");
         open_wait(&pool, id, "gate").await;
         let delivered = waits::deliver_committed(&pool, id, "gate", &signal(&[("amount", "1")]))
             .await
             .expect("deliver");
-        assert!(matches!(delivered, Delivered::Accepted { .. }), "{delivered:?}");
+        assert!(
+            matches!(delivered, Delivered::Accepted { .. }),
+            "{delivered:?}"
+        );
         let run = stack
             .wait(&pool, id, Duration::from_secs(30))
             .await

@@ -528,7 +528,10 @@ mod tests {
         d.child = false;
         d.wait = true;
         let to_wait = Message::Dispatch(d);
-        assert_eq!(to_wait.route(), ("weft.events", "execution.wait".to_owned()));
+        assert_eq!(
+            to_wait.route(),
+            ("weft.events", "execution.wait".to_owned())
+        );
         assert!(to_wait.must_be_routed());
     }
 

@@ -20,8 +20,8 @@ use crate::spec::{
     RETRY_FIELDS, RawRetry, RawTask, RawWait, RawWorkflow, TASK_FIELDS, WAIT_FIELDS,
     WORKFLOW_FIELDS, WithItems,
 };
-use crate::wait::{UNTIL_KEY, WAIT_LABEL, Wait, WaitKind};
 use crate::state::Trigger;
+use crate::wait::{UNTIL_KEY, WAIT_LABEL, Wait, WaitKind};
 use crate::workflow::{Call, DEFAULT_MAX_DEPTH, RetryPolicy, Task, Workflow};
 
 /// The closest of `candidates` to `word`, if close enough to suggest.
@@ -605,12 +605,36 @@ impl<'s> Validator<'s> {
         let t = &raw.value;
         let w = t.wait.as_ref()?;
         let conflicts = [
-            ("action", t.action.as_ref().map(|a| a.referenced), "a wait runs no action: remove `action`, or move the wait to a task of its own that this one needs"),
-            ("workflow", t.workflow.as_ref().map(|a| a.referenced), "a wait starts no sub-workflow: remove one of them"),
-            ("with_items", t.with_items.as_ref().map(|a| a.referenced), "a wait task waits once; fan out in the tasks after it"),
-            ("queue", t.queue.as_ref().map(|a| a.referenced), "a wait runs on no worker pool (the executors keep its time): remove `queue`"),
-            ("timeout", t.timeout.as_ref().map(|a| a.referenced), "a signal's or approval's time limit is `wait.timeout`, e.g. `wait: {signal: go, timeout: 1h}`"),
-            ("input", t.input.as_ref().map(|a| a.referenced), "a wait has no input; a signal's fields are declared under `wait.input`"),
+            (
+                "action",
+                t.action.as_ref().map(|a| a.referenced),
+                "a wait runs no action: remove `action`, or move the wait to a task of its own that this one needs",
+            ),
+            (
+                "workflow",
+                t.workflow.as_ref().map(|a| a.referenced),
+                "a wait starts no sub-workflow: remove one of them",
+            ),
+            (
+                "with_items",
+                t.with_items.as_ref().map(|a| a.referenced),
+                "a wait task waits once; fan out in the tasks after it",
+            ),
+            (
+                "queue",
+                t.queue.as_ref().map(|a| a.referenced),
+                "a wait runs on no worker pool (the executors keep its time): remove `queue`",
+            ),
+            (
+                "timeout",
+                t.timeout.as_ref().map(|a| a.referenced),
+                "a signal's or approval's time limit is `wait.timeout`, e.g. `wait: {signal: go, timeout: 1h}`",
+            ),
+            (
+                "input",
+                t.input.as_ref().map(|a| a.referenced),
+                "a wait has no input; a signal's fields are declared under `wait.input`",
+            ),
         ];
         for (field, at, hint) in conflicts {
             if let Some(at) = at {
@@ -630,7 +654,9 @@ impl<'s> Validator<'s> {
             }
             RawWait::For(text) => {
                 let problem = if is_template(text) {
-                    format!("task `{name}`: `wait` cannot be a template (`{text}`); it must be a duration")
+                    format!(
+                        "task `{name}`: `wait` cannot be a template (`{text}`); it must be a duration"
+                    )
                 } else {
                     match parse_duration(text) {
                         Ok(d) => {
@@ -658,9 +684,18 @@ impl<'s> Validator<'s> {
         .collect();
         if chosen.len() != 1 {
             let message = if chosen.is_empty() {
-                format!("task `{name}`: `wait` says what to wait for with one of `until`, `signal` or `approval`")
+                format!(
+                    "task `{name}`: `wait` says what to wait for with one of `until`, `signal` or `approval`"
+                )
             } else {
-                format!("task `{name}`: `wait` has {}; it waits for one thing", chosen.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(" and "))
+                format!(
+                    "task `{name}`: `wait` has {}; it waits for one thing",
+                    chosen
+                        .iter()
+                        .map(|c| format!("`{c}`"))
+                        .collect::<Vec<_>>()
+                        .join(" and ")
+                )
             };
             let p = self.at(&w.referenced, message);
             self.push(p.hint(example));
@@ -672,11 +707,19 @@ impl<'s> Validator<'s> {
             .and_then(|d| self.duration(name, "wait.timeout", d));
         if let Some(d) = &spec.timeout {
             if timeout == Some(Duration::ZERO) {
-                let p = self.at(&d.referenced, format!("task `{name}`: `wait.timeout` must be longer than 0"));
+                let p = self.at(
+                    &d.referenced,
+                    format!("task `{name}`: `wait.timeout` must be longer than 0"),
+                );
                 self.push(p);
             }
             if spec.until.is_some() {
-                let p = self.at(&d.referenced, format!("task `{name}`: `wait.timeout` limits a signal or an approval, not `until`"));
+                let p = self.at(
+                    &d.referenced,
+                    format!(
+                        "task `{name}`: `wait.timeout` limits a signal or an approval, not `until`"
+                    ),
+                );
                 self.push(p.hint("a wait `until` a time ends at that time: remove `timeout`"));
             }
         }
@@ -684,29 +727,46 @@ impl<'s> Validator<'s> {
             && spec.signal.is_none()
         {
             let p = self.at(&i.referenced, format!("task `{name}`: `wait.input` declares a signal's fields, but this wait is for no signal"));
-            self.push(p.hint("an approval's result is always `{approved, by, comment}`; remove `input`"));
+            self.push(
+                p.hint("an approval's result is always `{approved, by, comment}`; remove `input`"),
+            );
         }
         if let Some(until) = &spec.until {
             if until.value.trim().is_empty() {
-                let p = self.at(&until.referenced, format!("task `{name}`: `wait.until` is empty"));
+                let p = self.at(
+                    &until.referenced,
+                    format!("task `{name}`: `wait.until` is empty"),
+                );
                 self.push(p.hint(example));
                 return None;
             }
-            return Some(Wait { kind: WaitKind::Until, timeout: None });
+            return Some(Wait {
+                kind: WaitKind::Until,
+                timeout: None,
+            });
         }
         if let Some(approval) = &spec.approval {
             if !approval.value {
-                let p = self.at(&approval.referenced, format!("task `{name}`: `wait: {{approval: false}}` waits for nothing"));
+                let p = self.at(
+                    &approval.referenced,
+                    format!("task `{name}`: `wait: {{approval: false}}` waits for nothing"),
+                );
                 self.push(p.hint("write `approval: true`, or remove the wait"));
                 return None;
             }
-            return Some(Wait { kind: WaitKind::Approval, timeout });
+            return Some(Wait {
+                kind: WaitKind::Approval,
+                timeout,
+            });
         }
         let signal = spec.signal.as_ref()?;
         if !is_slug(&signal.value) {
             let p = self.at(
                 &signal.referenced,
-                format!("task `{name}`: signal name `{}` may only use a-z, 0-9, `_`, `.` and `-`", signal.value),
+                format!(
+                    "task `{name}`: signal name `{}` may only use a-z, 0-9, `_`, `.` and `-`",
+                    signal.value
+                ),
             );
             self.push(p.hint("e.g. `signal: payment-received`; it is a name, not a template"));
         }
@@ -721,7 +781,10 @@ impl<'s> Validator<'s> {
             })
             .unwrap_or_default();
         Some(Wait {
-            kind: WaitKind::Signal { name: signal.value.clone(), fields },
+            kind: WaitKind::Signal {
+                name: signal.value.clone(),
+                fields,
+            },
             timeout,
         })
     }

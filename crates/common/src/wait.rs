@@ -480,7 +480,10 @@ mod tests {
             Ok(Some(at("2025-06-01T08:00:00Z")))
         );
         let err = wait.due(now, &json!({"until": "tomorrow"})).unwrap_err();
-        assert!(err.contains("\"tomorrow\"") && err.contains("RFC 3339"), "{err}");
+        assert!(
+            err.contains("\"tomorrow\"") && err.contains("RFC 3339"),
+            "{err}"
+        );
         let err = wait.due(now, &json!({"until": 5})).unwrap_err();
         assert!(err.contains("a number 5"), "{err}");
     }
@@ -503,7 +506,8 @@ mod tests {
             )
             .unwrap_err();
         assert!(
-            refused.contains("input `amount` must be an integer") && refused.contains("keeps waiting"),
+            refused.contains("input `amount` must be an integer")
+                && refused.contains("keeps waiting"),
             "{refused}"
         );
         let missing = wait.resolve("pay", Delivery::Signal(vec![])).unwrap_err();

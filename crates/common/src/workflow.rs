@@ -11,10 +11,10 @@ use serde_json::{Map, Value};
 use crate::dag::Dag;
 use crate::diagnostic::Diagnostics;
 use crate::inputs::{Given, InputSpec, Refusal};
-use crate::wait::Wait;
 use crate::spec::WithItems;
 use crate::state::Trigger;
 use crate::validate::Validator;
+use crate::wait::Wait;
 
 /// A workflow that passed validation.
 #[derive(Debug, Clone)]

@@ -70,12 +70,14 @@ fn a_bad_wait_says_what_a_wait_looks_like() {
     has(&p, 4, &["must be a duration or a mapping, not a number"]);
     let p = problems("name: x\ntasks:\n  a:\n    wait: {}\n");
     assert!(
-        p.iter().any(|m| m.contains("one of `until`, `signal` or `approval`")),
+        p.iter()
+            .any(|m| m.contains("one of `until`, `signal` or `approval`")),
         "{p:#?}"
     );
     let p = problems("name: x\ntasks:\n  a:\n    wait: {signal: go, approval: true}\n");
     has(&p, 4, &["`signal` and `approval`", "one thing"]);
-    let p = problems("name: x\ntasks:\n  a:\n    wait: {until: '2026-01-01T00:00:00Z', timeout: 1h}\n");
+    let p =
+        problems("name: x\ntasks:\n  a:\n    wait: {until: '2026-01-01T00:00:00Z', timeout: 1h}\n");
     has(&p, 4, &["`wait.timeout` limits a signal or an approval"]);
     let p = problems("name: x\ntasks:\n  a:\n    wait: {approval: true, input: {x: 1}}\n");
     has(&p, 4, &["`wait.input`", "no signal"]);

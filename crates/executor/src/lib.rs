@@ -22,7 +22,6 @@
 mod batch;
 mod catalog;
 mod child;
-mod wait;
 mod complete;
 mod daemon;
 mod decide;
@@ -40,6 +39,7 @@ mod run;
 mod step;
 mod stream;
 mod submit;
+mod wait;
 
 pub use daemon::{ExecutorConfig, ExecutorError, run};
 pub use engine::{Applied, Engine, EngineConfig};

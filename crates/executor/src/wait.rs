@@ -41,7 +41,9 @@ impl Engine {
         if !matches!(status, WorkflowStatus::Running | WorkflowStatus::Canceling) {
             return Ok(Applied::Duplicate);
         }
-        let wait = self.wait_of(&mut tx, d.workflow_execution_id, &d.task_name).await?;
+        let wait = self
+            .wait_of(&mut tx, d.workflow_execution_id, &d.task_name)
+            .await?;
         if status == WorkflowStatus::Canceling && !wait.1 {
             return Ok(Applied::Duplicate);
         }
@@ -86,7 +88,10 @@ impl Engine {
         if due <= started {
             // `until` in the past: it ends now, in this transaction.
             return match waits::resolve_due(&mut tx, d.execution_id, attempt).await? {
-                Some(_) => self.end_wait(tx, d.execution_id, run, attempt, wait.elapsed(due)).await,
+                Some(_) => {
+                    self.end_wait(tx, d.execution_id, run, attempt, wait.elapsed(due))
+                        .await
+                }
                 None => Ok(Applied::Duplicate),
             };
         }

@@ -197,32 +197,41 @@ pub async fn facts(
     conn: &mut PgConnection,
     run: WorkflowExecutionId,
 ) -> Result<Vec<(String, WaitFacts)>, StoreError> {
-    let rows: Vec<(String, String, Option<String>, Option<DateTime<Utc>>, Option<String>)> =
-        sqlx::query_as(
-            "SELECT DISTINCT ON (t.task_name) t.task_name, w.mode, w.signal, w.due_at, w.resolution \
-             FROM waits w JOIN executions e ON e.id = w.execution_id \
-                  JOIN task_executions t ON t.id = e.task_execution_id \
-             WHERE w.workflow_execution_id = $1 \
-             ORDER BY t.task_name, e.attempt DESC",
-        )
-        .bind(run.as_uuid())
-        .fetch_all(conn)
-        .await
-        .context("reading a run's waits")?;
+    let rows: Vec<WaitRow> = sqlx::query_as(
+        "SELECT DISTINCT ON (t.task_name) t.task_name AS task, w.mode, w.signal, w.due_at, w.resolution \
+         FROM waits w JOIN executions e ON e.id = w.execution_id \
+              JOIN task_executions t ON t.id = e.task_execution_id \
+         WHERE w.workflow_execution_id = $1 \
+         ORDER BY t.task_name, e.attempt DESC",
+    )
+    .bind(run.as_uuid())
+    .fetch_all(conn)
+    .await
+    .context("reading a run's waits")?;
     Ok(rows
         .into_iter()
-        .filter_map(|(task, mode, signal, due_at, resolution)| {
+        .filter_map(|r| {
             Some((
-                task,
+                r.task,
                 WaitFacts {
-                    mode: WaitMode::from_name(&mode)?,
-                    signal,
-                    due_at,
-                    resolution: resolution.as_deref().and_then(Resolution::from_name),
+                    mode: WaitMode::from_name(&r.mode)?,
+                    signal: r.signal,
+                    due_at: r.due_at,
+                    resolution: r.resolution.as_deref().and_then(Resolution::from_name),
                 },
             ))
         })
         .collect())
+}
+
+/// A task's latest wait as read for [`facts`].
+#[derive(sqlx::FromRow)]
+struct WaitRow {
+    task: String,
+    mode: String,
+    signal: Option<String>,
+    due_at: Option<DateTime<Utc>>,
+    resolution: Option<String>,
 }
 
 /// What a delivery (`weft signal`, `approve`, `reject`) did.
@@ -394,7 +403,10 @@ pub async fn deliver(
     {
         return Ok(refused(
             "not_waiting",
-            format!("run {run} is {status}: task `{task}` takes no {}", delivery.what()),
+            format!(
+                "run {run} is {status}: task `{task}` takes no {}",
+                delivery.what()
+            ),
         ));
     }
     let current: Option<Current> = sqlx::query_as(
@@ -446,7 +458,10 @@ pub async fn deliver(
             "already_delivered",
             format!(
                 "task `{task}` (attempt {attempt}) already ended its wait ({resolution}); a second {} is not applied",
-                delivery.what().trim_start_matches("a ").trim_start_matches("an ")
+                delivery
+                    .what()
+                    .trim_start_matches("a ")
+                    .trim_start_matches("an ")
             ),
         ));
     }

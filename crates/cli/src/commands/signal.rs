@@ -118,7 +118,9 @@ fn os_user() -> anyhow::Result<String> {
     ["USER", "LOGNAME", "USERNAME"]
         .iter()
         .find_map(|v| std::env::var(v).ok().filter(|u| !u.trim().is_empty()))
-        .ok_or_else(|| anyhow::anyhow!("cannot tell who you are ($USER is not set): give `--by NAME`"))
+        .ok_or_else(|| {
+            anyhow::anyhow!("cannot tell who you are ($USER is not set): give `--by NAME`")
+        })
 }
 
 async fn deliver(
