@@ -404,7 +404,7 @@ pub async fn deliver(
         return Ok(refused(
             "not_waiting",
             format!(
-                "run {run} is {status}: task `{task}` takes no {}",
+                "run {run} is {status}: task `{task}` takes nothing now, not even {}",
                 delivery.what()
             ),
         ));
@@ -431,8 +431,13 @@ pub async fn deliver(
     };
     let not_waiting = |why: String| Ok(refused("not_waiting", why));
     let (Some(execution), Some(attempt)) = (current.execution_id, current.attempt) else {
+        let why = if current.task_status == TaskStatus::Waiting.as_str() {
+            " (its needs are not done, so its wait has not started)"
+        } else {
+            ""
+        };
         return not_waiting(format!(
-            "task `{task}` is {}: it is not waiting for {}",
+            "task `{task}` is {}{why}: it is not waiting for {}",
             current.task_status,
             delivery.what()
         ));
