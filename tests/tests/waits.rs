@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
-use weft_common::message::WaitDue;
+use weft_common::message::{Dispatch, WaitDue};
 use weft_common::wait::{Delivery, Resolution};
 use weft_common::{Envelope, ExecutionId, Given, WorkflowExecutionId, WorkflowStatus};
 use weft_executor::{Applied, Engine, EngineConfig};
@@ -191,6 +191,43 @@ tasks:
 "#;
     let id = stack.submit(&pool, yaml, json!({})).await.expect("submit");
     let (execution, attempt) = open_wait(&pool, id, "pause").await;
+    // Its dispatch delivered again starts no second wait and no second
+    // due message.
+    let engine = Engine::new(pool.clone(), EngineConfig::default());
+    let task_execution: uuid::Uuid =
+        sqlx::query_scalar("SELECT task_execution_id FROM executions WHERE id = $1")
+            .bind(execution.as_uuid())
+            .fetch_one(&pool)
+            .await
+            .expect("task");
+    let again = Envelope::new(Dispatch {
+        execution_id: execution,
+        workflow_execution_id: id,
+        task_execution_id: task_execution.into(),
+        task_name: "pause".into(),
+        item_index: None,
+        attempt: u32::try_from(attempt).expect("attempt"),
+        action: weft_common::wait::WAIT_LABEL.into(),
+        input: json!({}),
+        timeout_ms: None,
+        queue: "default".into(),
+        worker: None,
+        child: false,
+        wait: true,
+    });
+    assert_eq!(
+        engine.apply(&again).await.expect("apply"),
+        Applied::Duplicate
+    );
+    let due_messages: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM outbox WHERE payload->>'type' = 'wait_due' \
+           AND payload->>'execution_id' = $1",
+    )
+    .bind(execution.to_string())
+    .fetch_one(&pool)
+    .await
+    .expect("outbox");
+    assert_eq!(due_messages, 1);
     // The only worker slot runs `work` and then `more` while `pause` waits.
     let deadline = Instant::now() + Duration::from_secs(30);
     while task(&pool, id, "more").await.0 != "succeeded" {
@@ -230,7 +267,6 @@ tasks:
     assert_eq!(run.status, WorkflowStatus::Canceled);
     assert_eq!(task(&pool, id, "pause").await.0, "canceled");
     // Its time, coming late, changes nothing and is counted a duplicate.
-    let engine = Engine::new(pool.clone(), EngineConfig::default());
     let late = Envelope::new(WaitDue {
         execution_id: execution,
         workflow_execution_id: id,
