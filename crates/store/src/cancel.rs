@@ -7,7 +7,9 @@
 //! its executions runs; it runs in the request's transaction and after
 //! every completion of a canceling run, under a lock on the run row so
 //! exactly one transaction settles it. A run's live child runs
-//! (sub-workflows) are canceled with it, recursively. A run with exit
+//! (sub-workflows) are canceled with it, recursively; its open waits
+//! (`wait:` tasks, which no worker runs) end at once
+//! ([`crate::waits::cancel_open`]). A run with exit
 //! handlers (`on_exit:`) keeps them: once no main execution runs, its main
 //! tasks end `canceled`, its exit handlers run to the end (with their own
 //! timeouts; a second request changes nothing), and the run ends
