@@ -219,6 +219,7 @@ pub async fn spy_dispatches(
         queue: pool.to_owned(),
         worker: None,
         child: false,
+        wait: false,
     });
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !probed.load(std::sync::atomic::Ordering::Relaxed) {

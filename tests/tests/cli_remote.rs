@@ -6,6 +6,7 @@
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use weft_tests::cli::{Cli, Server, free_port, stderr, stdout};
@@ -441,4 +442,98 @@ fn remote_logs_of_a_run_past_a_page_print_every_attempt() {
     assert_eq!(attempts.len(), 1 + 1_500 + 2 * 15);
     same(&cli, &server, &viewer, &["logs", &run, "--json"]);
     same(&cli, &server, &viewer, &["logs", &run, "fan"]);
+}
+
+/// Polls `weft status RUN --json` until task `task` waits (its `waiting`
+/// is set).
+fn until_waiting(cli: &Cli<'_>, run: &str, task: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status: Value =
+            serde_json::from_str(&cli.ok(&["status", run, "--json"])).expect("json");
+        let waiting = status["tasks"]
+            .as_array()
+            .and_then(|ts| ts.iter().find(|t| t["name"] == task))
+            .and_then(|t| t["waiting"].as_str())
+            .map(str::to_owned);
+        if let Some(waiting) = waiting {
+            assert!(waiting.starts_with("waiting for"), "{waiting}");
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "task `{task}` never waited: {status}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn signals_and_approvals_go_through_the_server() {
+    let stack = Stack::start(StackOptions::default()).expect("stack");
+    let cli = Cli::new(&stack);
+    let server = Server::start(&stack, false);
+    let operator = cli.token("operator");
+    let viewer = cli.token("viewer");
+    let file = temp_file(
+        "gate.yaml",
+        "name: gate\ntasks:\n  gate:\n    wait:\n      signal: go\n      input: { amount: { type: integer } }\n  ok:\n    needs: [gate]\n    wait: { approval: true }\n",
+    );
+    let id = cli
+        .ok(&["submit", &file.display().to_string()])
+        .trim()
+        .to_owned();
+    until_waiting(&cli, &id, "gate");
+    // A viewer may not signal.
+    let out = cli.remote(
+        &server,
+        &viewer,
+        &["signal", &id, "gate", "--input", "amount=5"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("operator"), "{}", stderr(&out));
+    // A payload that does not fit is refused naming the field, as in direct mode.
+    let out = cli.remote(
+        &server,
+        &operator,
+        &["signal", &id, "gate", "--input", "amount=lots"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("input `amount` must be an integer"),
+        "{}",
+        stderr(&out)
+    );
+    let out = cli.remote(
+        &server,
+        &operator,
+        &["signal", &id, "gate", "--input", "amount=5", "--json"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let answer: Value = serde_json::from_str(&stdout(&out)).expect("json");
+    assert_eq!(answer["resolution"], "signaled");
+    assert_eq!(answer["result"], serde_json::json!({ "amount": 5 }));
+    // The same signal again is refused.
+    let out = cli.remote(
+        &server,
+        &operator,
+        &["signal", &id, "gate", "--input", "amount=6"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    until_waiting(&cli, &id, "ok");
+    let out = cli.remote(&server, &operator, &["approve", &id, "ok", "--by", "dana"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("approved"), "{}", stdout(&out));
+    let out = cli.run(&["watch", &id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let status: Value = serde_json::from_str(&cli.ok(&["status", &id, "--json"])).expect("json");
+    let ok = status["tasks"]
+        .as_array()
+        .and_then(|ts| ts.iter().find(|t| t["name"] == "ok"))
+        .cloned()
+        .expect("ok");
+    assert_eq!(
+        ok["result"],
+        serde_json::json!({ "approved": true, "by": "dana", "comment": null })
+    );
 }

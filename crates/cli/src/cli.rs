@@ -44,6 +44,12 @@ pub(crate) enum Command {
     Retry(crate::commands::retry::RetryArgs),
     /// Cancel a run: no new dispatches, running actions are killed.
     Cancel(crate::commands::cancel::CancelArgs),
+    /// Deliver a signal (and its payload) to a task that waits for it.
+    Signal(crate::commands::signal::SignalArgs),
+    /// Approve a task that waits for an approval.
+    Approve(crate::commands::signal::ApprovalArgs),
+    /// Reject a task that waits for an approval: it fails.
+    Reject(crate::commands::signal::ApprovalArgs),
     /// Delete finished runs older than a duration, with their tasks and executions.
     Prune(crate::commands::prune::PruneArgs),
     /// Create the database if needed and apply the schema.
@@ -88,6 +94,8 @@ impl Command {
             Self::Audit(a) => Some(&a.config),
             Self::Retry(a) => Some(&a.config),
             Self::Cancel(a) => Some(&a.config),
+            Self::Signal(a) => Some(&a.config),
+            Self::Approve(a) | Self::Reject(a) => Some(&a.config),
             Self::Prune(a) => Some(&a.config),
             Self::Migrate(a) => Some(&a.config),
             Self::Executor(a) => Some(&a.config),
@@ -154,7 +162,7 @@ mod tests {
         // (they ignore WEFT_SERVER_URL: see remote.rs).
         for remote in [
             "submit", "status", "list", "watch", "logs", "explain", "cancel", "retry", "validate",
-            "workers",
+            "workers", "signal", "approve", "reject",
         ] {
             let flags = flags(remote);
             assert!(

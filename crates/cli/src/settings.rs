@@ -180,6 +180,8 @@ pub(crate) fn layer(command: &mut Command, matches: &ArgMatches) -> anyhow::Resu
         Command::List(a) => layer.db(&mut a.db),
         Command::Retry(a) => layer.db(&mut a.db),
         Command::Cancel(a) => layer.db(&mut a.db),
+        Command::Signal(a) => layer.db(&mut a.db),
+        Command::Approve(a) | Command::Reject(a) => layer.db(&mut a.db),
         Command::Prune(a) => layer.db(&mut a.db),
         Command::Migrate(a) => layer.db(&mut a.db),
         Command::Audit(a) => {

@@ -104,6 +104,9 @@ pub struct TaskFacts {
     /// Whether it is an exit handler (`on_exit:`).
     #[serde(default)]
     pub exit_handler: bool,
+    /// Its latest wait, for a `wait:` task whose wait started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait: Option<crate::wait::WaitFacts>,
 }
 
 /// A task needed by another, and its status.
@@ -350,7 +353,10 @@ impl RunFacts {
         }
         // A `workflow:` task's executions are child runs, not actions.
         let child = crate::child::is_child_label(&t.action);
-        if child && t.running > 0 {
+        let waits = t.action == crate::wait::WAIT_LABEL;
+        if let Some(w) = t.wait.as_ref().filter(|_| t.running > 0) {
+            parts.push(w.sentence());
+        } else if child && t.running > 0 {
             parts.push(format!(
                 "{} child run{} running (`weft status` lists them)",
                 t.running,
@@ -363,7 +369,9 @@ impl RunFacts {
             }
             parts.push(s);
         }
-        if child && t.queued > 0 {
+        if waits && t.queued > 0 {
+            parts.push("its wait is dispatched, waiting for an executor to start it".to_owned());
+        } else if child && t.queued > 0 {
             parts.push(format!(
                 "{} child run{} dispatched, waiting for an executor to start {}",
                 t.queued,
@@ -577,7 +585,26 @@ mod tests {
             error: None,
             decided_at: None,
             finished_at: None,
+            wait: None,
         }
+    }
+
+    #[test]
+    fn a_running_wait_says_until_when() {
+        let mut t = task("pause", TaskStatus::Running);
+        t.action = crate::wait::WAIT_LABEL.into();
+        t.running = 1;
+        t.wait = Some(crate::wait::WaitFacts {
+            mode: crate::wait::WaitMode::Timer,
+            signal: None,
+            due_at: Some(at("2026-01-01T00:00:02Z")),
+            resolution: None,
+        });
+        let facts = run(WorkflowStatus::Running, vec![t], Vec::new());
+        assert_eq!(
+            facts.explain().tasks[0].why,
+            "waiting until 2026-01-01T00:00:02.000Z"
+        );
     }
 
     fn run(status: WorkflowStatus, tasks: Vec<TaskFacts>, pools: Vec<PoolFacts>) -> RunFacts {

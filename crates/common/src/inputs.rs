@@ -9,9 +9,61 @@
 
 use std::fmt;
 
-use serde_json::Value;
+use indexmap::IndexMap;
+use serde_json::{Map, Value};
 
 use crate::explain::abbreviate;
+use crate::workflow::InputError;
+
+/// Values given for declared inputs (a run's, a signal's payload): each
+/// given value parsed or checked by its declaration ([`InputSpec::accept`]),
+/// then the defaults of those not given. A name given twice keeps its
+/// last value. [`crate::Workflow::resolve_given`] and
+/// [`crate::wait::Wait::resolve`] both come here, so a run's inputs and a
+/// signal's fields refuse the same values with the same words.
+///
+/// # Errors
+/// [`InputError`] naming every value that does not fit, every missing
+/// required input and every undeclared given one; nothing is returned
+/// unless all of them are fine.
+pub fn resolve(
+    specs: &IndexMap<String, InputSpec>,
+    given: impl IntoIterator<Item = (String, Given)>,
+) -> Result<Map<String, Value>, InputError> {
+    let mut given: IndexMap<String, Given> = given.into_iter().collect();
+    let undeclared: Vec<String> = given
+        .keys()
+        .filter(|k| !specs.contains_key(*k))
+        .cloned()
+        .collect();
+    let mut missing = Vec::new();
+    let mut refused = Vec::new();
+    let mut resolved = Map::new();
+    for (name, spec) in specs {
+        match (given.shift_remove(name), spec.default()) {
+            (Some(value), _) => match spec.accept(value) {
+                Ok(value) => {
+                    resolved.insert(name.clone(), value);
+                }
+                Err(refusal) => refused.push((name.clone(), refusal)),
+            },
+            (None, Some(default)) => {
+                resolved.insert(name.clone(), default.clone());
+            }
+            (None, None) => missing.push(name.clone()),
+        }
+    }
+    if missing.is_empty() && undeclared.is_empty() && refused.is_empty() {
+        Ok(resolved)
+    } else {
+        Err(InputError {
+            missing,
+            undeclared,
+            declared: specs.keys().cloned().collect(),
+            refused,
+        })
+    }
+}
 
 /// The type of a declared input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -28,6 +28,8 @@
 //! 11. [`auth`] — API tokens and the roles that say what they may do.
 //! 12. [`graph`] — a workflow's DAG as nodes and edges (the API's and the
 //!     web UI's).
+//! 13. [`wait`] — durable waits, signals and approvals (`wait:`): when a
+//!     wait ends and what a delivered signal makes of it.
 
 pub mod abbrev;
 pub mod auth;
@@ -54,6 +56,7 @@ mod scan;
 mod spec;
 pub mod state;
 mod validate;
+pub mod wait;
 mod workflow;
 
 pub use abbrev::item_label;

@@ -9,6 +9,8 @@
 //! |---|---|---|---|
 //! | [`Dispatch`] | `weft.tasks` | the pool name (`default`), or `worker:<id>` | workers of that pool, or that one worker |
 //! | [`Dispatch`] of a `workflow:` task | `weft.events` | `execution.child` | executors (start the child run) |
+//! | [`Dispatch`] of a `wait:` task | `weft.events` | `execution.wait` | executors (start the wait) |
+//! | [`WaitDue`] (due at the wait's time) | `weft.events` | `execution.wait_due` | executors (end the wait) |
 //! | [`ExecutionStarted`] | `weft.events` | `execution.started` | executors |
 //! | [`ExecutionCompleted`] | `weft.events` | `execution.completed` | executors |
 //! | [`ActionUnknown`] | `weft.events` | `execution.action_unknown` | executors |
@@ -160,6 +162,8 @@ pub enum Message {
     WorkflowFinished(WorkflowFinished),
     /// Executor → every worker: kill these executions if you run them.
     CancelExecutions(CancelExecutions),
+    /// Executor → executors, due at a wait's time: end it if nothing did.
+    WaitDue(WaitDue),
 }
 
 impl Message {
@@ -169,6 +173,7 @@ impl Message {
         use topology::{CONTROL_EXCHANGE, EVENTS_EXCHANGE, TASKS_EXCHANGE};
         match self {
             Self::Dispatch(d) if d.child => (EVENTS_EXCHANGE, "execution.child".into()),
+            Self::Dispatch(d) if d.wait => (EVENTS_EXCHANGE, "execution.wait".into()),
             Self::Dispatch(d) => match &d.worker {
                 Some(worker) => (TASKS_EXCHANGE, topology::worker_routing_key(worker)),
                 None => (TASKS_EXCHANGE, d.queue.clone()),
@@ -180,6 +185,7 @@ impl Message {
             Self::WorkflowSubmitted(_) => (EVENTS_EXCHANGE, "workflow.submitted".into()),
             Self::WorkflowFinished(_) => (EVENTS_EXCHANGE, "workflow.finished".into()),
             Self::CancelExecutions(_) => (CONTROL_EXCHANGE, String::new()),
+            Self::WaitDue(_) => (EVENTS_EXCHANGE, "execution.wait_due".into()),
         }
     }
 
@@ -213,6 +219,7 @@ impl Message {
             Self::WorkflowSubmitted(_) => "workflow_submitted",
             Self::WorkflowFinished(_) => "workflow_finished",
             Self::CancelExecutions(_) => "cancel_executions",
+            Self::WaitDue(_) => "wait_due",
         }
     }
 }
@@ -250,6 +257,11 @@ pub struct Dispatch {
     /// instead of to a worker pool.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub child: bool,
+    /// The task waits (`wait:`): the dispatch goes to the executors
+    /// (`execution.wait`), which record the wait and its due time,
+    /// instead of to a worker pool.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub wait: bool,
 }
 
 /// A worker received a dispatch for an action it does not know, and did not
@@ -362,6 +374,20 @@ pub struct CancelExecutions {
     pub execution_ids: Vec<ExecutionId>,
 }
 
+/// A wait's due time came (a timer's time, a signal's timeout): written
+/// to the outbox due then by the executor that started the wait.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WaitDue {
+    /// The waiting execution.
+    pub execution_id: ExecutionId,
+    /// The run it belongs to.
+    pub workflow_execution_id: WorkflowExecutionId,
+    /// The task's name in the workflow.
+    pub task_name: String,
+    /// Which attempt.
+    pub attempt: u32,
+}
+
 macro_rules! into_message {
     ($($variant:ident),+) => {
         $(impl From<$variant> for Message {
@@ -379,7 +405,8 @@ into_message!(
     WorkerHeartbeat,
     WorkflowSubmitted,
     WorkflowFinished,
-    CancelExecutions
+    CancelExecutions,
+    WaitDue
 );
 
 #[cfg(test)]
@@ -472,6 +499,7 @@ mod tests {
             queue: "gpu".into(),
             worker: None,
             child: false,
+            wait: false,
         };
         let to_pool = Message::Dispatch(d.clone());
         assert_eq!(to_pool.route(), ("weft.tasks", "gpu".to_owned()));
@@ -494,6 +522,17 @@ mod tests {
             ("weft.events", "execution.child".to_owned())
         );
         assert!(to_child.must_be_routed());
+        let Message::Dispatch(mut d) = to_child else {
+            unreachable!("built as a dispatch")
+        };
+        d.child = false;
+        d.wait = true;
+        let to_wait = Message::Dispatch(d);
+        assert_eq!(
+            to_wait.route(),
+            ("weft.events", "execution.wait".to_owned())
+        );
+        assert!(to_wait.must_be_routed());
     }
 
     #[test]

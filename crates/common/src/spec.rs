@@ -45,6 +45,81 @@ pub(crate) struct RawTask {
     pub(crate) workflow: Option<Spanned<String>>,
     /// How deep runs started by `workflow:` may nest (root run = 0).
     pub(crate) max_depth: Option<Spanned<i64>>,
+    /// A durable wait instead of an action: a duration, a time, a signal
+    /// or an approval.
+    pub(crate) wait: Option<Spanned<RawWait>>,
+}
+
+/// `wait:` as written: a duration (`wait: 2s`) or a mapping of
+/// [`WAIT_FIELDS`].
+#[derive(Debug)]
+pub(crate) enum RawWait {
+    For(String),
+    Spec(Box<RawWaitSpec>),
+    /// Anything else (a number, a list): reported by validation.
+    Other(&'static str),
+}
+
+/// The mapping form of `wait:`; each field keeps its place.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawWaitSpec {
+    pub(crate) until: Option<Spanned<String>>,
+    pub(crate) signal: Option<Spanned<String>>,
+    pub(crate) approval: Option<Spanned<bool>>,
+    pub(crate) timeout: Option<Spanned<String>>,
+    pub(crate) input: Option<Spanned<IndexMap<String, Spanned<RawInput>>>>,
+}
+
+impl<'de> Deserialize<'de> for RawWait {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(RawWaitVisitor)
+    }
+}
+
+/// Reads `wait:` once: text is a duration, a mapping the long form (read
+/// through the document's own deserializer, so its fields keep places).
+struct RawWaitVisitor;
+
+impl<'de> serde::de::Visitor<'de> for RawWaitVisitor {
+    type Value = RawWait;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a duration or `{until | signal | approval, timeout, input}`")
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<RawWait, E> {
+        Ok(RawWait::For(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<RawWait, E> {
+        Ok(RawWait::For(v))
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<RawWait, E> {
+        Ok(RawWait::Other("a boolean"))
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<RawWait, E> {
+        Ok(RawWait::Other("a number"))
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<RawWait, E> {
+        Ok(RawWait::Other("a number"))
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<RawWait, E> {
+        Ok(RawWait::Other("a number"))
+    }
+    fn visit_unit<E>(self) -> Result<RawWait, E> {
+        Ok(RawWait::Other("null"))
+    }
+    fn visit_none<E>(self) -> Result<RawWait, E> {
+        Ok(RawWait::Other("null"))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<RawWait, A::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(RawWait::Other("a list"))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<RawWait, A::Error> {
+        RawWaitSpec::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            .map(|spec| RawWait::Spec(Box::new(spec)))
+    }
 }
 
 /// A retry policy as written.
@@ -303,7 +378,10 @@ pub(crate) const TASK_FIELDS: &[&str] = &[
     "allow_failure",
     "workflow",
     "max_depth",
+    "wait",
 ];
+/// The fields of `wait:`'s mapping form.
+pub(crate) const WAIT_FIELDS: &[&str] = &["until", "signal", "approval", "timeout", "input"];
 /// The fields of `retry`.
 pub(crate) const RETRY_FIELDS: &[&str] = &[
     "attempts",

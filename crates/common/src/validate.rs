@@ -17,9 +17,11 @@ use crate::duration::parse_duration;
 use crate::expr::{Evaluator, is_template, lone_expression};
 use crate::inputs::InputSpec;
 use crate::spec::{
-    RETRY_FIELDS, RawRetry, RawTask, RawWorkflow, TASK_FIELDS, WORKFLOW_FIELDS, WithItems,
+    RETRY_FIELDS, RawRetry, RawTask, RawWait, RawWorkflow, TASK_FIELDS, WAIT_FIELDS,
+    WORKFLOW_FIELDS, WithItems,
 };
 use crate::state::Trigger;
+use crate::wait::{UNTIL_KEY, WAIT_LABEL, Wait, WaitKind};
 use crate::workflow::{Call, DEFAULT_MAX_DEPTH, RetryPolicy, Task, Workflow};
 
 /// The closest of `candidates` to `word`, if close enough to suggest.
@@ -388,6 +390,7 @@ impl<'s> Validator<'s> {
                 .iter()
                 .chain(WORKFLOW_FIELDS)
                 .chain(RETRY_FIELDS)
+                .chain(WAIT_FIELDS)
                 .copied();
             problem = match closest(field, candidates) {
                 Some(best) => problem.hint(format!("did you mean `{best}`?")),
@@ -408,7 +411,9 @@ impl<'s> Validator<'s> {
             self.push(p.hint("expressions refer to it as `tasks.<name>`, so it cannot contain `-`, `.` or spaces"));
         }
         let call = self.call(name, raw);
+        let wait = self.wait(name, raw);
         let action = match (&t.action, &call) {
+            _ if t.wait.is_some() => WAIT_LABEL.to_owned(),
             (Some(a), Some(_)) => {
                 let p = self.at(
                     &a.referenced,
@@ -432,7 +437,7 @@ impl<'s> Validator<'s> {
             (None, None) => {
                 let p = self.at(&raw.referenced, format!("task `{name}` has no `action`"));
                 self.push(
-                    p.hint("add e.g. `action: echo` (built-ins: noop, echo, sleep, fail, shell), or `workflow: other.yaml` to start a sub-workflow"),
+                    p.hint("add e.g. `action: echo` (built-ins: noop, echo, sleep, fail, shell), or `workflow: other.yaml` to start a sub-workflow, or `wait: 30s` to wait"),
                 );
                 String::new()
             }
@@ -570,10 +575,13 @@ impl<'s> Validator<'s> {
             name: name.to_owned(),
             action,
             description: t.description.clone(),
-            input: t
-                .input
-                .as_ref()
-                .map_or_else(|| Value::Object(Map::new()), |i| i.value.value.clone()),
+            input: match until_template(t) {
+                Some(until) => serde_json::json!({ UNTIL_KEY: until }),
+                None => t
+                    .input
+                    .as_ref()
+                    .map_or_else(|| Value::Object(Map::new()), |i| i.value.value.clone()),
+            },
             needs,
             with_items,
             concurrency,
@@ -586,7 +594,199 @@ impl<'s> Validator<'s> {
             references: BTreeSet::new(),
             call,
             exit_handler: self.exit_phase,
+            wait,
         }
+    }
+
+    /// A task's `wait:`, if any, after refusing what a waiting task
+    /// cannot have (an action, a sub-workflow, items, a pool, a
+    /// per-attempt timeout, an input) and a malformed `wait`.
+    fn wait(&mut self, name: &str, raw: &Spanned<RawTask>) -> Option<Wait> {
+        let t = &raw.value;
+        let w = t.wait.as_ref()?;
+        let conflicts = [
+            (
+                "action",
+                t.action.as_ref().map(|a| a.referenced),
+                "a wait runs no action: remove `action`, or move the wait to a task of its own that this one needs",
+            ),
+            (
+                "workflow",
+                t.workflow.as_ref().map(|a| a.referenced),
+                "a wait starts no sub-workflow: remove one of them",
+            ),
+            (
+                "with_items",
+                t.with_items.as_ref().map(|a| a.referenced),
+                "a wait task waits once; fan out in the tasks after it",
+            ),
+            (
+                "queue",
+                t.queue.as_ref().map(|a| a.referenced),
+                "a wait runs on no worker pool (the executors keep its time): remove `queue`",
+            ),
+            (
+                "timeout",
+                t.timeout.as_ref().map(|a| a.referenced),
+                "a signal's or approval's time limit is `wait.timeout`, e.g. `wait: {signal: go, timeout: 1h}`",
+            ),
+            (
+                "input",
+                t.input.as_ref().map(|a| a.referenced),
+                "a wait has no input; a signal's fields are declared under `wait.input`",
+            ),
+        ];
+        for (field, at, hint) in conflicts {
+            if let Some(at) = at {
+                let p = self.at(&at, format!("task `{name}` has both `wait` and `{field}`"));
+                self.push(p.hint(hint));
+            }
+        }
+        let example = "e.g. `wait: 30s`, `wait: {until: \"{{ input.at }}\"}`, `wait: {signal: go, timeout: 1h}` or `wait: {approval: true}`";
+        let spec = match &w.value {
+            RawWait::Other(kind) => {
+                let p = self.at(
+                    &w.referenced,
+                    format!("task `{name}`: `wait` must be a duration or a mapping, not {kind}"),
+                );
+                self.push(p.hint(example));
+                return None;
+            }
+            RawWait::For(text) => {
+                let problem = if is_template(text) {
+                    format!(
+                        "task `{name}`: `wait` cannot be a template (`{text}`); it must be a duration"
+                    )
+                } else {
+                    match parse_duration(text) {
+                        Ok(d) => {
+                            return Some(Wait {
+                                kind: WaitKind::For(d),
+                                timeout: None,
+                            });
+                        }
+                        Err(why) => format!("task `{name}`: bad `wait`: {why}"),
+                    }
+                };
+                let p = self.at(&w.referenced, problem);
+                self.push(p.hint("durations look like `30s`, `5m` or `1h`; to wait until a time computed by the run, write `wait: {until: \"{{ … }}\"}`"));
+                return None;
+            }
+            RawWait::Spec(spec) => spec,
+        };
+        let chosen: Vec<&str> = [
+            spec.until.as_ref().map(|_| "until"),
+            spec.signal.as_ref().map(|_| "signal"),
+            spec.approval.as_ref().map(|_| "approval"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if chosen.len() != 1 {
+            let message = if chosen.is_empty() {
+                format!(
+                    "task `{name}`: `wait` says what to wait for with one of `until`, `signal` or `approval`"
+                )
+            } else {
+                format!(
+                    "task `{name}`: `wait` has {}; it waits for one thing",
+                    chosen
+                        .iter()
+                        .map(|c| format!("`{c}`"))
+                        .collect::<Vec<_>>()
+                        .join(" and ")
+                )
+            };
+            let p = self.at(&w.referenced, message);
+            self.push(p.hint(example));
+            return None;
+        }
+        let timeout = spec
+            .timeout
+            .as_ref()
+            .and_then(|d| self.duration(name, "wait.timeout", d));
+        if let Some(d) = &spec.timeout {
+            if timeout == Some(Duration::ZERO) {
+                let p = self.at(
+                    &d.referenced,
+                    format!("task `{name}`: `wait.timeout` must be longer than 0"),
+                );
+                self.push(p);
+            }
+            if spec.until.is_some() {
+                let p = self.at(
+                    &d.referenced,
+                    format!(
+                        "task `{name}`: `wait.timeout` limits a signal or an approval, not `until`"
+                    ),
+                );
+                self.push(p.hint("a wait `until` a time ends at that time: remove `timeout`"));
+            }
+        }
+        if let Some(i) = &spec.input
+            && spec.signal.is_none()
+        {
+            let p = self.at(&i.referenced, format!("task `{name}`: `wait.input` declares a signal's fields, but this wait is for no signal"));
+            self.push(
+                p.hint("an approval's result is always `{approved, by, comment}`; remove `input`"),
+            );
+        }
+        if let Some(until) = &spec.until {
+            if until.value.trim().is_empty() {
+                let p = self.at(
+                    &until.referenced,
+                    format!("task `{name}`: `wait.until` is empty"),
+                );
+                self.push(p.hint(example));
+                return None;
+            }
+            return Some(Wait {
+                kind: WaitKind::Until,
+                timeout: None,
+            });
+        }
+        if let Some(approval) = &spec.approval {
+            if !approval.value {
+                let p = self.at(
+                    &approval.referenced,
+                    format!("task `{name}`: `wait: {{approval: false}}` waits for nothing"),
+                );
+                self.push(p.hint("write `approval: true`, or remove the wait"));
+                return None;
+            }
+            return Some(Wait {
+                kind: WaitKind::Approval,
+                timeout,
+            });
+        }
+        let signal = spec.signal.as_ref()?;
+        if !is_slug(&signal.value) {
+            let p = self.at(
+                &signal.referenced,
+                format!(
+                    "task `{name}`: signal name `{}` may only use a-z, 0-9, `_`, `.` and `-`",
+                    signal.value
+                ),
+            );
+            self.push(p.hint("e.g. `signal: payment-received`; it is a name, not a template"));
+        }
+        let fields = spec
+            .input
+            .as_ref()
+            .map(|i| {
+                i.value
+                    .iter()
+                    .map(|(field, declared)| (field.clone(), self.input(field, declared)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Some(Wait {
+            kind: WaitKind::Signal {
+                name: signal.value.clone(),
+                fields,
+            },
+            timeout,
+        })
     }
 
     /// The sub-workflow a task starts (`workflow:`, `max_depth`), if any.
@@ -747,6 +947,15 @@ impl<'s> Validator<'s> {
             }
         }
         policy
+    }
+}
+
+/// The `until` template of a `wait: {until: …}` task, which becomes its
+/// input ([`UNTIL_KEY`]) so that it is rendered as any input is.
+fn until_template(t: &RawTask) -> Option<String> {
+    match &t.wait.as_ref()?.value {
+        RawWait::Spec(spec) => spec.until.as_ref().map(|u| u.value.clone()),
+        _ => None,
     }
 }
 

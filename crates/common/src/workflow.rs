@@ -14,6 +14,7 @@ use crate::inputs::{Given, InputSpec, Refusal};
 use crate::spec::WithItems;
 use crate::state::Trigger;
 use crate::validate::Validator;
+use crate::wait::Wait;
 
 /// A workflow that passed validation.
 #[derive(Debug, Clone)]
@@ -60,6 +61,8 @@ pub struct Task {
     /// Whether it is an exit handler (`on_exit:`), run once every main
     /// task is terminal.
     pub(crate) exit_handler: bool,
+    /// What it waits for instead of running an action (`wait:`).
+    pub(crate) wait: Option<Wait>,
 }
 
 /// How deep runs started by `workflow:` tasks may nest when the task does
@@ -337,39 +340,7 @@ impl Workflow {
         &self,
         given: impl IntoIterator<Item = (String, Given)>,
     ) -> Result<Map<String, Value>, InputError> {
-        let mut given: IndexMap<String, Given> = given.into_iter().collect();
-        let undeclared: Vec<String> = given
-            .keys()
-            .filter(|k| !self.input_specs.contains_key(*k))
-            .cloned()
-            .collect();
-        let mut missing = Vec::new();
-        let mut refused = Vec::new();
-        let mut resolved = Map::new();
-        for (name, spec) in &self.input_specs {
-            match (given.shift_remove(name), spec.default()) {
-                (Some(value), _) => match spec.accept(value) {
-                    Ok(value) => {
-                        resolved.insert(name.clone(), value);
-                    }
-                    Err(refusal) => refused.push((name.clone(), refusal)),
-                },
-                (None, Some(default)) => {
-                    resolved.insert(name.clone(), default.clone());
-                }
-                (None, None) => missing.push(name.clone()),
-            }
-        }
-        if missing.is_empty() && undeclared.is_empty() && refused.is_empty() {
-            Ok(resolved)
-        } else {
-            Err(InputError {
-                missing,
-                undeclared,
-                declared: self.input_specs.keys().cloned().collect(),
-                refused,
-            })
-        }
+        crate::inputs::resolve(&self.input_specs, given)
     }
 
     /// The `output:` template, if any.
@@ -594,5 +565,11 @@ impl Task {
     #[must_use]
     pub fn is_exit_handler(&self) -> bool {
         self.exit_handler
+    }
+    /// What it waits for (`wait:`), if it waits instead of running an
+    /// action; [`Task::action`] is then `wait`.
+    #[must_use]
+    pub fn wait(&self) -> Option<&Wait> {
+        self.wait.as_ref()
     }
 }

@@ -369,6 +369,7 @@ pub(crate) fn dispatch(
         queue: spec.queue().to_owned(),
         worker: None,
         child: spec.call().is_some(),
+        wait: spec.wait().is_some(),
     }
 }
 

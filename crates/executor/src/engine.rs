@@ -202,6 +202,8 @@ impl Engine {
                 Ok(Applied::Changed)
             }
             Message::Dispatch(d) if d.child => self.start_child(d).await,
+            Message::Dispatch(d) if d.wait => self.start_wait(d).await,
+            Message::WaitDue(m) => self.wait_due(m).await,
             Message::WorkflowFinished(_) | Message::Dispatch(_) | Message::CancelExecutions(_) => {
                 Ok(Applied::Ignored)
             }

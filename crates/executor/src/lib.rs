@@ -39,6 +39,7 @@ mod run;
 mod step;
 mod stream;
 mod submit;
+mod wait;
 
 pub use daemon::{ExecutorConfig, ExecutorError, run};
 pub use engine::{Applied, Engine, EngineConfig};

@@ -256,7 +256,54 @@ const CHECKS: &[(&str, &str)] = &[
          FROM executions e JOIN task_executions t ON t.id = e.task_execution_id \
          WHERE e.status = 'running' AND e.worker_id IS NULL \
            AND ($1::uuid IS NULL OR e.workflow_execution_id = $1) \
-           AND NOT EXISTS (SELECT 1 FROM workflow_executions c WHERE c.parent_execution_id = e.id)",
+           AND NOT EXISTS (SELECT 1 FROM workflow_executions c WHERE c.parent_execution_id = e.id) \
+           AND NOT EXISTS (SELECT 1 FROM waits w WHERE w.execution_id = e.id)",
+    ),
+    (
+        // A wait (`wait:` task) ends its execution the way it was resolved:
+        // succeeded by its time, a signal or an approval; failed or timed
+        // out by a rejection or its timeout — and never before its time.
+        "wait_ended_as_resolved",
+        "SELECT w.workflow_execution_id, \
+                format('the wait of task `%s` (attempt %s) was resolved %s but its execution is %s', \
+                       t.task_name, e.attempt, coalesce(w.resolution, 'by nothing'), e.status) \
+         FROM waits w JOIN executions e ON e.id = w.execution_id JOIN task_executions t ON t.id = e.task_execution_id \
+         WHERE ($1::uuid IS NULL OR w.workflow_execution_id = $1) \
+           AND ((e.status = 'succeeded' AND coalesce(w.resolution, '') NOT IN ('elapsed', 'signaled', 'approved')) \
+             OR (e.status IN ('failed', 'timed_out') AND coalesce(w.resolution, '') NOT IN ('timed_out', 'rejected'))) \
+         UNION ALL \
+         SELECT w.workflow_execution_id, \
+                format('the wait of task `%s` (attempt %s) ended %s at %s, before its time %s', \
+                       t.task_name, e.attempt, w.resolution, w.resolved_at, w.due_at) \
+         FROM waits w JOIN executions e ON e.id = w.execution_id JOIN task_executions t ON t.id = e.task_execution_id \
+         WHERE ($1::uuid IS NULL OR w.workflow_execution_id = $1) \
+           AND w.resolution IN ('elapsed', 'timed_out') AND w.resolved_at < w.due_at",
+    ),
+    (
+        // A signal, an approval or a rejection is taken only by a waiting
+        // execution: recorded after it started and, if it ended, not after
+        // it ended (a delivery's end is stamped with the delivery's time).
+        "signal_taken_while_waiting",
+        "SELECT w.workflow_execution_id, \
+                format('task `%s` (attempt %s) took a delivery (%s) at %s while it was not waiting (started %s, ended %s as %s)', \
+                       t.task_name, e.attempt, w.resolution, w.resolved_at, e.started_at, \
+                       coalesce(e.finished_at::text, '-'), e.status) \
+         FROM waits w JOIN executions e ON e.id = w.execution_id JOIN task_executions t ON t.id = e.task_execution_id \
+         WHERE ($1::uuid IS NULL OR w.workflow_execution_id = $1) \
+           AND w.resolution IN ('signaled', 'approved', 'rejected') \
+           AND (e.started_at IS NULL OR w.resolved_at < e.started_at OR w.resolved_at > e.finished_at)",
+    ),
+    (
+        // An open wait whose time passed longer ago than the outbox's
+        // threshold: its `wait.due` message was lost or is stuck.
+        "waits_end_on_time",
+        "SELECT w.workflow_execution_id, \
+                format('the wait of task `%s` (attempt %s) was due at %s and is still open', \
+                       t.task_name, e.attempt, w.due_at) \
+         FROM waits w JOIN executions e ON e.id = w.execution_id JOIN task_executions t ON t.id = e.task_execution_id \
+         WHERE ($1::uuid IS NULL OR w.workflow_execution_id = $1) \
+           AND w.resolution IS NULL AND e.status = 'running' \
+           AND w.due_at < now() - make_interval(secs => $2)",
     ),
     (
         // Run-wide parallelism (`parallelism: N`, see `parallelism`): from

@@ -7,7 +7,9 @@
 //! its executions runs; it runs in the request's transaction and after
 //! every completion of a canceling run, under a lock on the run row so
 //! exactly one transaction settles it. A run's live child runs
-//! (sub-workflows) are canceled with it, recursively. A run with exit
+//! (sub-workflows) are canceled with it, recursively; its open waits
+//! (`wait:` tasks, which no worker runs) end at once
+//! ([`crate::waits::cancel_open`]). A run with exit
 //! handlers (`on_exit:`) keeps them: once no main execution runs, its main
 //! tasks end `canceled`, its exit handlers run to the end (with their own
 //! timeouts; a second request changes nothing), and the run ends
@@ -232,6 +234,8 @@ pub async fn settle(
         });
         outbox::enqueue(&mut *conn, &[(message, None)], None).await?;
     }
+    // Waits (`wait:` tasks) have no worker to stop: they end here.
+    crate::waits::cancel_open(&mut *conn, id).await?;
     let running: Vec<Uuid> = sqlx::query_scalar(
         "SELECT id FROM executions WHERE workflow_execution_id = $1 AND status = $2 \
            AND task_execution_id NOT IN (SELECT id FROM task_executions \

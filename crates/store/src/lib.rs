@@ -33,6 +33,8 @@
 //! 12. [`parallelism`] — run-wide slots (`parallelism:`): the lock, the
 //!     count of a run's executions in flight, the tasks that wait.
 //! 13. [`tokens`] — the API's bearer tokens (digests only).
+//! 14. [`waits`] — durable waits (`wait:` tasks): the due-time rows, and
+//!     signals and approvals delivered exactly once.
 
 /// The SQL predicate over a `task_executions` row aliased `t` that says
 /// whether its executions take its run's `parallelism` slots: see
@@ -64,6 +66,7 @@ pub mod runs;
 pub mod tasks;
 pub mod tokens;
 pub mod transact;
+pub mod waits;
 pub mod workers;
 
 pub use db::{DbConfig, MIGRATOR, connect, migrate};

@@ -1,4 +1,5 @@
-//! Cancel and retry through the API: what they did, and what they refuse.
+//! Cancel, retry and signals through the API: what they did, and what
+//! they refuse.
 
 use super::*;
 use crate::streams::{open_stream, read_events};
@@ -134,4 +135,81 @@ impl IntoStatusAndBody for (StatusCode, String, Value) {
     fn into_status_and_body(self) -> (StatusCode, Value) {
         (self.0, self.2)
     }
+}
+
+#[tokio::test]
+async fn a_signal_is_delivered_once_and_a_bad_payload_is_refused_naming_its_field() {
+    let api = Api::start().await;
+    let operator = api.token(Role::Operator).await;
+    let yaml = "name: gate\ntasks:\n  gate:\n    wait:\n      signal: go\n      input: { amount: { type: integer }, note: '' }\n";
+    let id = api.submit(&operator, yaml, json!({})).await;
+    let path = format!("/api/v1/runs/{id}/tasks/gate/signal");
+    // Until its executor started the wait, a signal is refused (409).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let open: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM waits WHERE workflow_execution_id = $1::uuid AND resolution IS NULL",
+        )
+        .bind(&id)
+        .fetch_one(&api.pool)
+        .await
+        .expect("waits");
+        if open == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the wait never started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let bad = api
+        .send(
+            Method::POST,
+            &path,
+            Some(&operator),
+            Some(json!({ "input": { "amount": "lots" } })),
+        )
+        .await;
+    assert_problem(&bad, StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+    assert!(
+        bad.2["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("input `amount` must be an integer"),
+        "{}",
+        bad.2
+    );
+    let approve = api
+        .send(
+            Method::POST,
+            &path,
+            Some(&operator),
+            Some(json!({ "kind": "approve" })),
+        )
+        .await;
+    assert_problem(&approve, StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+    let (status, answer) = api
+        .post(&path, &operator, json!({ "input_text": { "amount": "7" } }))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["resolution"], "signaled");
+    assert_eq!(answer["result"], json!({ "amount": 7, "note": "" }));
+    let again = api
+        .send(
+            Method::POST,
+            &path,
+            Some(&operator),
+            Some(json!({ "input": { "amount": 8 } })),
+        )
+        .await;
+    assert_problem(&again, StatusCode::CONFLICT, "conflict");
+    let run = api.wait(&id, &operator).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let unknown = api
+        .send(
+            Method::POST,
+            &format!("/api/v1/runs/{id}/tasks/nope/signal"),
+            Some(&operator),
+            None,
+        )
+        .await;
+    assert_problem(&unknown, StatusCode::NOT_FOUND, "not-found");
 }

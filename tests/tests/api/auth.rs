@@ -72,6 +72,7 @@ async fn each_role_does_what_it_may_and_is_refused_the_rest() {
         ("/api/v1/runs".to_owned(), Some(yaml.clone())),
         (format!("/api/v1/runs/{run}/cancel"), None),
         (format!("/api/v1/runs/{run}/retry"), None),
+        (format!("/api/v1/runs/{run}/tasks/gate/signal"), None),
     ] {
         let answer = api
             .refused(

@@ -203,6 +203,11 @@ fn endpoints(run: &str) -> Vec<(Method, String, Option<Value>)> {
         (Method::POST, format!("/api/v1/runs/{run}/retry"), None),
         (
             Method::POST,
+            format!("/api/v1/runs/{run}/tasks/gate/signal"),
+            None,
+        ),
+        (
+            Method::POST,
             "/api/v1/workflows/validate".into(),
             Some(yaml.clone()),
         ),

@@ -11,6 +11,7 @@ pub(crate) mod migrate;
 pub(crate) mod prune;
 pub(crate) mod retry;
 pub(crate) mod server;
+pub(crate) mod signal;
 pub(crate) mod status;
 pub(crate) mod submit;
 pub(crate) mod token;
@@ -51,6 +52,9 @@ async fn run_async(command: Command) -> anyhow::Result<ExitCode> {
         Command::Audit(args) => audit::run(&args).await,
         Command::Retry(args) => retry::run(&args).await,
         Command::Cancel(args) => cancel::run(&args).await,
+        Command::Signal(args) => signal::signal(&args).await,
+        Command::Approve(args) => signal::approval(&args, true).await,
+        Command::Reject(args) => signal::approval(&args, false).await,
         Command::Prune(args) => prune::run(&args).await,
         Command::Executor(args) => daemons::executor(&args).await,
         Command::Worker(args) => daemons::worker(&args).await,

@@ -404,8 +404,9 @@ pub(crate) fn print_table(r: &RunStatus) -> std::io::Result<()> {
             None => String::new(),
         };
         let detail = t
-            .error
+            .waiting
             .clone()
+            .or_else(|| t.error.clone())
             .or_else(|| t.result.as_ref().map(|v| truncate(&v.to_string(), 60)))
             .unwrap_or_default();
         // Exit handlers (`on_exit:`) are marked: they run after the rest.

@@ -250,7 +250,7 @@ fn read_inputs_file(path: &Path) -> anyhow::Result<Map<String, Value>> {
 }
 
 /// `KEY=VALUE` → (KEY, VALUE as written).
-fn parse_pair(pair: &str) -> anyhow::Result<(String, String)> {
+pub(crate) fn parse_pair(pair: &str) -> anyhow::Result<(String, String)> {
     let Some((key, raw)) = pair.split_once('=') else {
         anyhow::bail!("--input `{pair}` is not KEY=VALUE");
     };

@@ -80,6 +80,19 @@ impl Validator<'_> {
                 self.warn_script_splices(task, i);
             }
         }
+        if let Some(w) = &raw.wait
+            && let crate::spec::RawWait::Spec(spec) = &w.value
+            && let Some(until) = &spec.until
+        {
+            let sites = [(until.referenced, until.value.as_str())];
+            used.extend(self.check_sites(
+                &sites,
+                &scope("wait.until", false, false),
+                &ancestor,
+                names,
+                inputs,
+            ));
+        }
         if let Some(w) = &raw.with_items {
             let sites = template_strings(w);
             used.extend(self.check_sites(

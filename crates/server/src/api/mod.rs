@@ -82,6 +82,7 @@ pub fn routes(config: &ServerConfig) -> (Router<AppState>, utoipa::openapi::Open
         .routes(routes!(detail::graph))
         .routes(routes!(actions::cancel))
         .routes(routes!(actions::retry))
+        .routes(routes!(actions::signal))
         .routes(routes!(workflows::validate))
         .routes(routes!(workflows::graph))
         .routes(routes!(workers::list))

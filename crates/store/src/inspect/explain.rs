@@ -106,6 +106,7 @@ pub async fn run_facts(
                 shown_status(r.task.status, r.running, r.queued, r.pending)
             })
     };
+    let mut waits = crate::waits::facts(conn, id).await?;
     let mut tasks = Vec::with_capacity(rows.len());
     for spec in workflow.tasks() {
         let Some(row) = rows.iter().find(|r| r.task.task_name == spec.name()) else {
@@ -119,9 +120,19 @@ pub async fn run_facts(
                 status: shown(n).to_owned(),
             })
             .collect();
-        tasks.push(task_facts(row, spec, needs)?);
+        let mut facts = task_facts(row, spec, needs)?;
+        facts.wait = waits
+            .iter()
+            .position(|(task, _)| task == spec.name())
+            .map(|i| waits.swap_remove(i).1);
+        tasks.push(facts);
     }
-    let pools: BTreeSet<String> = workflow.tasks().map(|t| t.queue().to_owned()).collect();
+    // Waits run on no pool: the executors keep their time.
+    let pools: BTreeSet<String> = workflow
+        .tasks()
+        .filter(|t| t.wait().is_none())
+        .map(|t| t.queue().to_owned())
+        .collect();
     let pools: Vec<String> = pools.into_iter().collect();
     let live = workers::live_in_pools(conn, &pools, grace).await?;
     let pools = pools
@@ -212,6 +223,7 @@ fn task_facts(
         error: t.error.clone(),
         decided_at: t.decided_at,
         finished_at: t.finished_at,
+        wait: None,
     })
 }
 

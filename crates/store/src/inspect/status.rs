@@ -85,6 +85,10 @@ pub struct TaskState {
     pub started_at: Option<DateTime<Utc>>,
     /// When it ended.
     pub finished_at: Option<DateTime<Utc>>,
+    /// What it waits for while a `wait:` task's wait is open (`waiting
+    /// until …`, `waiting for signal …`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<String>,
 }
 
 impl TaskState {
@@ -112,6 +116,7 @@ impl TaskState {
                 task.decided_at
             }),
             finished_at: task.finished_at,
+            waiting: None,
         }
     }
 
@@ -158,6 +163,16 @@ pub async fn load(
             hints.push(hint);
         }
     }
+    let mut tasks: Vec<TaskState> = summaries.iter().map(TaskState::of).collect();
+    for (task, wait) in crate::waits::facts(conn, id).await? {
+        if wait.resolution.is_none()
+            && let Some(t) = tasks
+                .iter_mut()
+                .find(|t| t.name == task && t.status == TaskStatus::Running.as_str())
+        {
+            t.waiting = Some(wait.sentence());
+        }
+    }
     let children = children::children(conn, id).await?;
     let parent = children::parent_of(conn, id).await?;
     Ok(Some(RunStatus {
@@ -170,7 +185,7 @@ pub async fn load(
         created_at: run.created_at,
         started_at: run.started_at,
         finished_at: run.finished_at,
-        tasks: summaries.iter().map(TaskState::of).collect(),
+        tasks,
         parent: parent.map(|(id, _)| id),
         depth: parent.map_or(0, |(_, depth)| depth),
         children,
