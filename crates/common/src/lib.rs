@@ -51,6 +51,7 @@ mod report;
 mod retry;
 pub mod run_ref;
 mod scan;
+pub mod schedule;
 mod spec;
 pub mod state;
 mod validate;
