@@ -243,3 +243,57 @@ async fn submit_by_name_runs_that_version_and_runs_keep_theirs() {
     let err = failed(&weft(&stack, &["submit", "missing/file.yaml"]));
     assert!(err.contains("missing/file.yaml"), "{err}");
 }
+
+#[test]
+fn a_sub_workflow_task_may_start_a_registered_workflow() {
+    let stack = Stack::start(StackOptions::bare()).expect("stack");
+    let env = [
+        ("WEFT_DATABASE_URL", stack.database_url.as_str()),
+        ("WEFT_AMQP_URL", stack.amqp_url.as_str()),
+    ];
+    let _dev = weft_tests::process::Daemon::start("dev", &["dev"], &env).expect("weft dev");
+    let dir = temp_dir();
+    let child = write(
+        &dir,
+        "double.yaml",
+        "name: double\ninput: { n: { type: integer } }\ntasks:\n  x: { action: echo, input: { v: \"{{ input.n * 2 }}\" } }\noutput: { v: \"{{ tasks.x.result.v }}\" }\n",
+    );
+    ok(&weft(
+        &stack,
+        &["workflow", "apply", child.to_str().expect("utf-8")],
+    ));
+    let parent = write(
+        &dir,
+        "parent.yaml",
+        "name: parent\ntasks:\n  call: { workflow: \"registered:double@1\", input: { n: 21 } }\noutput: { v: \"{{ tasks.call.result.v }}\" }\n",
+    );
+    let parent = parent.to_str().expect("utf-8");
+    let out = ok(&weft(&stack, &["submit", parent, "--wait", "--json"]));
+    let status: Value = serde_json::from_str(
+        out.lines()
+            .skip_while(|l| !l.starts_with('{'))
+            .collect::<Vec<_>>()
+            .join("\n")
+            .as_str(),
+    )
+    .expect("json");
+    assert_eq!(status["status"], "succeeded", "{status}");
+    assert_eq!(status["output"], json!({ "v": 42 }));
+    // The parent may itself be registered, and run by name.
+    ok(&weft(&stack, &["workflow", "apply", parent]));
+    let out = ok(&weft(&stack, &["submit", "parent", "--wait", "--json"]));
+    assert!(out.contains("\"succeeded\""), "{out}");
+    // A name that is not registered, or a wrong input, is a validation
+    // error at submit, in the calling file.
+    let bad = write(
+        &dir,
+        "bad.yaml",
+        "name: bad\ntasks:\n  call: { workflow: \"registered:doubel\", input: { n: 1 } }\n  other: { workflow: \"registered:double\", input: { m: 1 } }\n",
+    );
+    let err = failed(&weft(&stack, &["submit", bad.to_str().expect("utf-8")]));
+    assert!(
+        err.contains("bad.yaml") && err.contains("did you mean `double`?"),
+        "{err}"
+    );
+    assert!(err.contains("`m`"), "{err}");
+}

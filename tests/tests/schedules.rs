@@ -76,11 +76,11 @@ fn start(name: &str, args: &[&str], env: &[(&'static str, String)]) -> Daemon {
     Daemon::start(name, args, &env).expect(name)
 }
 
-/// A schedule's runs: (tick, status, output, created_at), by tick.
-async fn runs_of(
-    pool: &PgPool,
-    schedule: &str,
-) -> Vec<(DateTime<Utc>, String, Option<Value>, DateTime<Utc>)> {
+/// One run of a schedule: its tick, status, output and creation time.
+type RunFacts = (DateTime<Utc>, String, Option<Value>, DateTime<Utc>);
+
+/// A schedule's runs, by tick.
+async fn runs_of(pool: &PgPool, schedule: &str) -> Vec<RunFacts> {
     sqlx::query_as(
         "SELECT scheduled_at, status, output, created_at FROM workflow_executions \
          WHERE schedule_name = $1 ORDER BY scheduled_at",
@@ -247,7 +247,7 @@ async fn after_an_outage_missed_ticks_follow_the_catch_up_policy() {
         ok(&weft(&stack, &["schedule", "pause", policy]));
         settle(&pool, policy).await;
     }
-    let outage = |runs: &[(DateTime<Utc>, String, Option<Value>, DateTime<Utc>)]| -> Vec<i64> {
+    let outage = |runs: &[RunFacts]| -> Vec<i64> {
         runs.iter()
             .filter(|r| r.0 > down && r.0 < up)
             .map(|r| r.0.timestamp())

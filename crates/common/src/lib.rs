@@ -58,7 +58,7 @@ mod validate;
 mod workflow;
 
 pub use abbrev::item_label;
-pub use bundle::{Bundle, BundleFile};
+pub use bundle::{Bundle, BundleFile, REGISTERED_PREFIX};
 pub use dag::Dag;
 pub use diagnostic::{Diagnostics, Problem};
 pub use duration::parse_duration;

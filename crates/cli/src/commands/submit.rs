@@ -65,7 +65,7 @@ pub(crate) async fn run(args: &SubmitArgs) -> anyhow::Result<ExitCode> {
     {
         return submit_registered(args, &reference).await;
     }
-    let Some(bundle) = workflow_file::load(&args.file)? else {
+    let Some(bundle) = workflow_file::load_with(&args.file, Some(&args.db))? else {
         return Ok(ExitCode::FAILURE);
     };
     let workflow = &bundle.root().workflow;

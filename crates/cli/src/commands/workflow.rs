@@ -125,7 +125,7 @@ async fn apply(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
     let mut bundles = Vec::new();
     let mut invalid = false;
     for file in &args.files {
-        match workflow_file::load(file)? {
+        match workflow_file::load_with(file, Some(&args.common.db))? {
             Some(bundle) => bundles.push((file, bundle)),
             None => invalid = true,
         }
