@@ -497,6 +497,40 @@ mod tests {
     }
 
     #[test]
+    fn expressions_read_the_tick_and_none_for_a_submitted_run() {
+        use crate::{Context, Evaluator, Workflow, WorkflowRef};
+        use serde_json::json;
+        let ok = "name: w\ntasks:\n  a: { action: echo, input: { at: \"{{ workflow.scheduled_at or 'now' }}\" } }\n";
+        assert!(Workflow::parse(ok, "w.yaml").is_ok());
+        let typo =
+            "name: w\ntasks:\n  a: { action: echo, input: { at: \"{{ workflow.scheduled }}\" } }\n";
+        assert!(Workflow::parse(typo, "w.yaml").is_err());
+        let ctx = |scheduled_at: Option<&str>| Context {
+            input: serde_json::Map::new(),
+            tasks: std::collections::BTreeMap::new(),
+            item: None,
+            item_index: None,
+            workflow: WorkflowRef {
+                id: "r".into(),
+                name: "w".into(),
+                scheduled_at: scheduled_at.map(str::to_owned),
+                exit: None,
+            },
+        };
+        let template = json!("{{ workflow.scheduled_at or 'now' }}");
+        let e = Evaluator::new();
+        assert_eq!(
+            e.render(&template, &ctx(Some("2026-12-01T02:00:00Z"))),
+            Ok(json!("2026-12-01T02:00:00Z"))
+        );
+        assert_eq!(e.render(&template, &ctx(None)), Ok(json!("now")));
+        assert_eq!(
+            tick_text(at("2026-12-01T02:00:00Z")),
+            "2026-12-01T02:00:00Z"
+        );
+    }
+
+    #[test]
     fn policies_read_as_their_flag_values() {
         assert_eq!("cancel_previous".parse(), Ok(Overlap::CancelPrevious));
         assert_eq!("latest".parse(), Ok(CatchUp::Latest));
