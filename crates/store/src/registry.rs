@@ -108,6 +108,7 @@ pub struct Version {
 
 /// A registered workflow in a list: its newest version.
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Listed {
     /// The workflow's name.
     pub name: String,

@@ -24,6 +24,7 @@ use crate::error::{Context, StoreError};
 
 /// A schedule as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Schedule {
     /// Its id (runs keep it after the schedule is deleted).
     pub id: Uuid,
