@@ -64,6 +64,10 @@ pub(crate) enum Command {
     Server(crate::commands::server::ServerArgs),
     /// Create, list and revoke the server's API tokens.
     Token(crate::commands::token::TokenArgs),
+    /// Register workflows by name and version: apply, list, show, rm.
+    Workflow(crate::commands::workflow::WorkflowArgs),
+    /// Run registered workflows on cron schedules: create, list, show, pause, resume, delete.
+    Schedule(crate::commands::schedule::ScheduleArgs),
 }
 
 impl Command {
@@ -103,6 +107,8 @@ impl Command {
             Self::Dev(a) => Some(&a.config),
             Self::Server(a) => Some(&a.config),
             Self::Token(a) => Some(a.config()),
+            Self::Workflow(a) => Some(a.config()),
+            Self::Schedule(a) => Some(a.config()),
         }
     }
 }

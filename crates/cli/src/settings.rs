@@ -225,6 +225,8 @@ pub(crate) fn layer(command: &mut Command, matches: &ArgMatches) -> anyhow::Resu
             );
         }
         Command::Token(a) => layer.db(a.db_mut()),
+        Command::Workflow(a) => layer.db(a.db_mut()),
+        Command::Schedule(a) => layer.db(a.db_mut()),
     }
     Ok(())
 }

@@ -6,16 +6,32 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use miette::{GraphicalReportHandler, GraphicalTheme};
-use weft_common::{Bundle, Diagnostics};
+use weft_common::{Bundle, Diagnostics, REGISTERED_PREFIX};
+use weft_store::registry::{self, WorkflowRef};
+
+use crate::config::DbArgs;
 
 /// Reads and validates a workflow file and every file its `workflow:`
 /// tasks reach (paths relative to the file that names them). `Ok(None)`:
 /// one of them is invalid, and the diagnostics were printed to stderr.
 pub(crate) fn load(path: &Path) -> anyhow::Result<Option<Bundle>> {
+    load_with(path, None)
+}
+
+/// [`load`], looking up `workflow: registered:NAME[@VERSION]` tasks in the
+/// database `db` names (each a registered version's stored text).
+pub(crate) fn load_with(path: &Path, db: Option<&DbArgs>) -> anyhow::Result<Option<Bundle>> {
     let source =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let key = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    match Bundle::load(key, &path.display().to_string(), source, read) {
+    let reader = |target: &Path| match target
+        .to_str()
+        .and_then(|t| t.strip_prefix(REGISTERED_PREFIX))
+    {
+        Some(reference) => registered(db, reference),
+        None => read(target),
+    };
+    match Bundle::load(key, &path.display().to_string(), source, reader) {
         Ok(bundle) => {
             for file in bundle.files() {
                 if let Some(warnings) = file.workflow.warnings() {
@@ -30,6 +46,60 @@ pub(crate) fn load(path: &Path) -> anyhow::Result<Option<Bundle>> {
             }
             Ok(None)
         }
+    }
+}
+
+/// A registered workflow a `workflow: registered:…` task names: its key
+/// (`registered:NAME@VERSION`, so two references to one version are one
+/// file) and its stored text. Blocking: it runs while a bundle is read.
+fn registered(db: Option<&DbArgs>, reference: &str) -> Result<(PathBuf, String), String> {
+    let Some(db) = db else {
+        return Err("a registered workflow is looked up in the database: `weft validate`, `weft submit` and `weft workflow apply` do".to_owned());
+    };
+    let Some(wanted) = WorkflowRef::parse(reference) else {
+        return Err(format!("`{reference}` is not NAME or NAME@VERSION"));
+    };
+    let lookup = async {
+        let pool = db.connect().await.map_err(|e| format!("{e:#}"))?;
+        let mut conn = pool.acquire().await.map_err(|e| e.to_string())?;
+        let Some(version) = registry::get(&mut conn, &wanted)
+            .await
+            .map_err(|e| e.to_string())?
+        else {
+            let names = registry::names(&mut conn)
+                .await
+                .map_err(|e| e.to_string())?;
+            return Err(format!(
+                "no workflow `{wanted}` is registered{}",
+                crate::commands::workflow::did_you_mean(&wanted.name, &names)
+            ));
+        };
+        if version.links.is_some() {
+            return Err(format!(
+                "`{}@{}` starts sub-workflows of its own: calling it by name is not supported yet; name its file instead",
+                version.name, version.version
+            ));
+        }
+        let (source, _) = weft_store::runs::definition(&mut conn, version.definition_id)
+            .await
+            .map_err(|e| e.to_string())?;
+        drop(conn);
+        pool.close().await;
+        Ok((
+            PathBuf::from(format!(
+                "{REGISTERED_PREFIX}{}@{}",
+                version.name, version.version
+            )),
+            source,
+        ))
+    };
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => tokio::task::block_in_place(|| handle.block_on(lookup)),
+        Err(_) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?
+            .block_on(lookup),
     }
 }
 

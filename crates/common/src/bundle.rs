@@ -18,6 +18,11 @@ use crate::diagnostic::{Diagnostics, Problem};
 use crate::validate::closest;
 use crate::workflow::{Task, Workflow};
 
+/// The prefix of a `workflow:` value that names a registered workflow
+/// (`registered:NAME` or `registered:NAME@VERSION`) instead of a file: the
+/// reader is given it as it is, not joined to the calling file's folder.
+pub const REGISTERED_PREFIX: &str = "registered:";
+
 /// One file of a [`Bundle`].
 #[derive(Debug, Clone)]
 pub struct BundleFile {
@@ -84,7 +89,13 @@ impl Bundle {
             let mut found = Vec::new();
             for task in workflow.tasks() {
                 let Some(call) = task.call() else { continue };
-                match read(&folder.join(call.path())) {
+                let registered = call.path().starts_with(REGISTERED_PREFIX);
+                let target = if registered {
+                    PathBuf::from(call.path())
+                } else {
+                    folder.join(call.path())
+                };
+                match read(&target) {
                     Ok((child_key, child_source)) => {
                         let child = match by_key.get(&child_key) {
                             Some(&child) => child,
@@ -113,10 +124,16 @@ impl Bundle {
                                     call.path()
                                 ),
                             )
-                            .hint(format!(
-                                "the path is relative to this file's folder ({})",
-                                folder.display()
-                            )),
+                            .hint(if registered {
+                                "`registered:NAME[@VERSION]` names a workflow stored with `weft workflow apply`; \
+                                 `weft workflow list` shows them"
+                                    .to_owned()
+                            } else {
+                                format!(
+                                    "the path is relative to this file's folder ({})",
+                                    folder.display()
+                                )
+                            }),
                         );
                     }
                 }

@@ -88,6 +88,9 @@ pub struct WorkflowRef {
     pub id: String,
     /// The workflow's name.
     pub name: String,
+    /// The tick a schedule started the run for (RFC 3339, UTC);
+    /// `None` (`none` in expressions) for a run not started by a schedule.
+    pub scheduled_at: Option<String>,
     /// What an exit handler sees of the run (`workflow.status`,
     /// `.failures`, `.duration`); `None` for main tasks and the output.
     pub exit: Option<crate::exit::ExitView>,
@@ -201,11 +204,16 @@ impl Evaluator {
         values.insert("tasks".into(), minijinja::Value::from_object(tasks));
         let workflow = match &ctx.workflow.exit {
             None => {
-                minijinja::context! { id => ctx.workflow.id.as_str(), name => ctx.workflow.name.as_str() }
+                minijinja::context! {
+                    id => ctx.workflow.id.as_str(),
+                    name => ctx.workflow.name.as_str(),
+                    scheduled_at => ctx.workflow.scheduled_at.as_deref(),
+                }
             }
             Some(exit) => minijinja::context! {
                 id => ctx.workflow.id.as_str(),
                 name => ctx.workflow.name.as_str(),
+                scheduled_at => ctx.workflow.scheduled_at.as_deref(),
                 status => exit.status.as_str(),
                 failures => minijinja::Value::from(Serde(&serde_json::to_value(&exit.failures).unwrap_or_default())),
                 duration => exit.duration,
@@ -556,6 +564,7 @@ mod tests {
             workflow: WorkflowRef {
                 id: "run-1".into(),
                 name: "etl".into(),
+                scheduled_at: Some("2026-12-01T10:00:00Z".into()),
                 exit: None,
             },
         }

@@ -53,6 +53,7 @@ mod report;
 mod retry;
 pub mod run_ref;
 mod scan;
+pub mod schedule;
 mod spec;
 pub mod state;
 mod validate;
@@ -60,7 +61,7 @@ pub mod wait;
 mod workflow;
 
 pub use abbrev::item_label;
-pub use bundle::{Bundle, BundleFile};
+pub use bundle::{Bundle, BundleFile, REGISTERED_PREFIX};
 pub use dag::Dag;
 pub use diagnostic::{Diagnostics, Problem};
 pub use duration::parse_duration;

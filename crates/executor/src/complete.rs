@@ -187,6 +187,10 @@ impl Engine {
                     .cloned()
                     .unwrap_or_default(),
                 workflow,
+                scheduled_at: plan
+                    .first
+                    .run_scheduled_at
+                    .map(weft_common::schedule::tick_text),
             });
             for (failed, delay) in plan.retries {
                 let task = tasks::get(step.conn(), failed.task_execution_id).await?;

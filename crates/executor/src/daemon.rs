@@ -1,4 +1,5 @@
-//! The executor daemon: consumer loop + outbox relay, until shutdown.
+//! The executor daemon: consumer loop + outbox relay (and the reaper, the
+//! scheduler, retention), until shutdown.
 
 use std::time::Duration;
 
@@ -19,6 +20,7 @@ use crate::liveness::{Handlers, Liveness};
 use crate::reaper::{Reaper, ReaperConfig};
 use crate::relay::{Outlet, Relay, RelayConfig, backoff};
 use crate::retention::RetentionConfig;
+use crate::scheduler::{Scheduler, SchedulerConfig};
 
 /// Everything an executor needs to run.
 #[derive(Debug, Clone)]
@@ -47,6 +49,8 @@ pub struct ExecutorConfig {
     pub retention: Option<RetentionConfig>,
     /// Worker pools whose queues to declare at start.
     pub pools: Vec<String>,
+    /// The scheduler's settings (cron schedules).
+    pub scheduler: SchedulerConfig,
 }
 
 impl Default for ExecutorConfig {
@@ -62,6 +66,7 @@ impl Default for ExecutorConfig {
             reaper: ReaperConfig::default(),
             retention: None,
             pools: vec![topology::DEFAULT_POOL.to_owned()],
+            scheduler: SchedulerConfig::default(),
         }
     }
 }
@@ -106,6 +111,8 @@ pub async fn run(config: ExecutorConfig, shutdown: CancellationToken) -> Result<
             shutdown.clone(),
         ));
     }
+    // Cron schedules: every executor fires them, sharing the due ones.
+    tracker.spawn(Scheduler::new(pool.clone(), config.scheduler.clone()).run(shutdown.clone()));
     // The flusher stops after the consumer (so it publishes what the last
     // handlers committed): it has its own token, cancelled below.
     let flusher_stop = CancellationToken::new();

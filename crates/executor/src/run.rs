@@ -24,6 +24,8 @@ pub(crate) struct RunInfo {
     pub(crate) round: i32,
     pub(crate) input: serde_json::Map<String, Value>,
     pub(crate) workflow: Arc<Workflow>,
+    /// The tick a schedule started it for (`workflow.scheduled_at`).
+    pub(crate) scheduled_at: Option<String>,
 }
 
 impl RunInfo {
@@ -35,6 +37,7 @@ impl RunInfo {
             round: run.run_attempt,
             input: run.input.as_object().cloned().unwrap_or_default(),
             workflow,
+            scheduled_at: run.scheduled_at.map(weft_common::schedule::tick_text),
         }
     }
 
@@ -81,6 +84,7 @@ impl RunInfo {
             workflow: WorkflowRef {
                 id: self.id.to_string(),
                 name: self.workflow.name().to_owned(),
+                scheduled_at: self.scheduled_at.clone(),
                 exit: None,
             },
         }

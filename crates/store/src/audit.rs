@@ -373,6 +373,39 @@ const CHECKS: &[(&str, &str)] = &[
         "main_remaining_counter",
         "SELECT r.id, format('run counts %s main tasks remaining but %s are unfinished',                              r.main_remaining, count(t.id))          FROM workflow_executions r LEFT JOIN task_executions t               ON t.workflow_execution_id = r.id AND NOT t.exit_handler AND t.status IN ('waiting', 'running')          WHERE r.main_remaining IS NOT NULL AND r.status IN ('running', 'succeeded', 'failed')            AND ($1::uuid IS NULL OR r.id = $1)          GROUP BY r.id HAVING r.main_remaining <> count(t.id)",
     ),
+    (
+        // A schedule's tick either started a run or was recorded as
+        // skipped (overlap, missed, failed) by the claim that moved the
+        // cursor past it — never both. (Two runs for one tick are
+        // impossible by the unique (schedule, tick) index.)
+        "schedule_tick_fired_once",
+        "SELECT r.id, format('tick %s of schedule `%s` started run %s but is also recorded as %s: %s', \
+                            r.scheduled_at, r.schedule_name, r.id, k.reason, k.detail) \
+         FROM workflow_executions r \
+         JOIN schedule_skips k ON k.schedule_id = r.schedule_id AND k.tick = r.scheduled_at \
+         WHERE r.schedule_id IS NOT NULL AND ($1::uuid IS NULL OR r.id = $1)",
+    ),
+    (
+        // The claim that starts a tick's run moves the schedule's cursor
+        // past it in the same transaction: a cursor at or before a tick
+        // that already ran would fire it again (only the unique index
+        // would stop it). And a tick fires once it is due by the
+        // database's clock, in the transaction that creates its run: a
+        // run created before its tick fired early.
+        "schedule_cursor_after_fired_ticks",
+        "SELECT r.id, format('schedule `%s` will next fire tick %s, but tick %s already started run %s', \
+                            s.name, s.next_tick, r.scheduled_at, r.id) \
+         FROM schedules s \
+         CROSS JOIN LATERAL (SELECT id, scheduled_at FROM workflow_executions \
+                             WHERE schedule_id = s.id ORDER BY scheduled_at DESC LIMIT 1) r \
+         WHERE r.scheduled_at >= s.next_tick AND ($1::uuid IS NULL OR r.id = $1) \
+         UNION ALL \
+         SELECT r.id, format('run %s of schedule `%s` was created at %s, before its tick %s', \
+                             r.id, r.schedule_name, r.created_at, r.scheduled_at) \
+         FROM workflow_executions r \
+         WHERE r.schedule_id IS NOT NULL AND r.created_at < r.scheduled_at \
+           AND ($1::uuid IS NULL OR r.id = $1)",
+    ),
 ];
 
 /// The names of every check, in the order they run.

@@ -67,6 +67,10 @@ pub enum StoreError {
     /// [`crate::children::links_of`]).
     #[error("{0}")]
     Bundle(String),
+    /// A request about registered workflows or schedules that their state
+    /// refuses (a name in use, a workflow a schedule still runs), in words.
+    #[error("{0}")]
+    Refused(String),
     /// A row held a value this build cannot read.
     #[error("corrupt {what}: {detail}")]
     Corrupt {

@@ -478,6 +478,8 @@ pub struct Completed {
     pub run_input: Value,
     /// Its run's current round (`run_attempt`).
     pub run_round: i32,
+    /// Its run's tick, when a schedule started it.
+    pub run_scheduled_at: Option<DateTime<Utc>>,
     /// Whether the same statement made its task terminal: a plain task
     /// (no `with_items`) of a running run whose one execution succeeded
     /// ends with it (see [`Recorded::finished`]).
@@ -602,6 +604,7 @@ pub async fn complete_many(
          ), {cascade} \
          SELECT e.*, t.task_name, t.attempt_base, r.status AS run_status, w.definition_id, \
                 w.workflow_name, w.input AS run_input, w.run_attempt AS run_round, \
+                w.scheduled_at AS run_scheduled_at, \
                 f.id IS NOT NULL AS task_finished, \
                 CASE WHEN e.ord = (SELECT min(ord) FROM e) \
                      THEN (SELECT jsonb_agg(c) FROM cascade c) END AS cascade \

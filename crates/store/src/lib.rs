@@ -35,6 +35,9 @@
 //! 13. [`tokens`] — the API's bearer tokens (digests only).
 //! 14. [`waits`] — durable waits (`wait:` tasks): the due-time rows, and
 //!     signals and approvals delivered exactly once.
+//! 15. [`registry`] — workflows registered by name and version;
+//!     [`schedules`] — cron schedules, claimed by the executors, one run
+//!     per tick.
 
 /// The SQL predicate over a `task_executions` row aliased `t` that says
 /// whether its executions take its run's `parallelism` slots: see
@@ -61,8 +64,10 @@ pub mod output;
 pub mod overdue;
 pub mod parallelism;
 pub mod prune;
+pub mod registry;
 pub mod retry;
 pub mod runs;
+pub mod schedules;
 pub mod tasks;
 pub mod tokens;
 pub mod transact;

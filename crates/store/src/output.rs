@@ -66,6 +66,7 @@ pub async fn render_now(
         workflow: WorkflowRef {
             id: id.to_string(),
             name: workflow.name().to_owned(),
+            scheduled_at: run.scheduled_at.map(weft_common::schedule::tick_text),
             // `workflow.status` and the like are exit handlers' alone.
             exit: None,
         },

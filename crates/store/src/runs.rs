@@ -44,10 +44,13 @@ pub struct RunRow {
     pub started_at: Option<DateTime<Utc>>,
     /// When it became terminal.
     pub finished_at: Option<DateTime<Utc>>,
+    /// The tick it is for, when a schedule started it
+    /// (`workflow.scheduled_at`).
+    pub scheduled_at: Option<DateTime<Utc>>,
 }
 
 pub(crate) const RUN_COLUMNS: &str = "id, definition_id, workflow_name, status, input, output, error, idempotency_key, \
-     tasks_total, tasks_remaining, run_attempt, created_at, started_at, finished_at";
+     tasks_total, tasks_remaining, run_attempt, created_at, started_at, finished_at, scheduled_at";
 
 /// What `submit` stores.
 #[derive(Debug, Clone)]

@@ -122,6 +122,10 @@ async fn each_role_does_what_it_may_and_is_refused_the_rest() {
     // A viewer reads; an operator submits; an admin does both and manages tokens.
     api.get("/api/v1/runs", &viewer).await;
     api.get("/api/v1/workers", &viewer).await;
+    let registered = api.get("/api/v1/workflows", &viewer).await;
+    assert_eq!(registered, json!([]));
+    let schedules = api.get("/api/v1/schedules", &viewer).await;
+    assert_eq!(schedules, json!([]));
     let (status, _) = api
         .post("/api/v1/workflows/validate", &viewer, yaml.clone())
         .await;

@@ -213,6 +213,8 @@ fn endpoints(run: &str) -> Vec<(Method, String, Option<Value>)> {
         ),
         (Method::POST, "/api/v1/workflows/graph".into(), Some(yaml)),
         (Method::GET, "/api/v1/workers".into(), None),
+        (Method::GET, "/api/v1/workflows".into(), None),
+        (Method::GET, "/api/v1/schedules".into(), None),
         (Method::GET, "/api/v1/events".into(), None),
         (Method::GET, "/api/v1/tokens".into(), None),
         (Method::GET, "/api/v1/openapi.json".into(), None),

@@ -116,6 +116,15 @@ pub(crate) struct ExecutorTuning {
     pub(crate) deadline_grace: f64,
     #[command(flatten)]
     pub(crate) redispatch: RedispatchArgs,
+    /// Seconds a schedule's tick may start late before, under
+    /// `--catch-up none`, it counts as missed (no run).
+    #[arg(
+        long,
+        default_value_t = 1.0,
+        env = "WEFT_SCHEDULE_GRACE",
+        value_name = "SECONDS"
+    )]
+    pub(crate) schedule_grace: f64,
     /// Delete runs finished longer ago than this (e.g. `30d`), with their
     /// tasks and executions, in the background; off unless given. Same as
     /// `weft prune --older-than`, in small batches with pauses between.
@@ -213,6 +222,10 @@ fn executor_config(
             redispatch_after: tuning.redispatch.after()?,
         },
         retention: tuning.retention.map(RetentionConfig::keeping),
+        scheduler: weft_executor::SchedulerConfig {
+            grace: seconds("--schedule-grace", tuning.schedule_grace)?,
+            ..weft_executor::SchedulerConfig::default()
+        },
         ..ExecutorConfig::default()
     })
 }

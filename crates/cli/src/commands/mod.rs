@@ -10,6 +10,7 @@ pub(crate) mod logs;
 pub(crate) mod migrate;
 pub(crate) mod prune;
 pub(crate) mod retry;
+pub(crate) mod schedule;
 pub(crate) mod server;
 pub(crate) mod signal;
 pub(crate) mod status;
@@ -17,6 +18,7 @@ pub(crate) mod submit;
 pub(crate) mod token;
 pub(crate) mod validate;
 pub(crate) mod workers;
+pub(crate) mod workflow;
 
 use std::process::ExitCode;
 
@@ -61,6 +63,8 @@ async fn run_async(command: Command) -> anyhow::Result<ExitCode> {
         Command::Dev(args) => daemons::dev(&args).await,
         Command::Server(args) => server::run(&args).await,
         Command::Token(args) => token::run(&args).await,
+        Command::Workflow(args) => workflow::run(&args).await,
+        Command::Schedule(args) => schedule::run(&args).await,
         Command::Validate(_) | Command::Graph(_) => unreachable!("handled without a runtime"),
     }
 }

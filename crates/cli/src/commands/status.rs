@@ -182,7 +182,15 @@ fn print_list(rows: &[RunListItem], json: bool) -> anyhow::Result<()> {
                 r.workflow,
                 parent.to_string().get(..8).unwrap_or_default()
             ),
-            None => r.workflow.clone(),
+            None => match r.workflow_version {
+                Some(version) => format!("{}@{version}", r.workflow),
+                None => r.workflow.clone(),
+            },
+        };
+        // A scheduled run names its schedule.
+        let workflow = match &r.schedule {
+            Some(schedule) => format!("{workflow} ⏱ {schedule}"),
+            None => workflow,
         };
         table.add_row([
             r.id.to_string(),
@@ -368,8 +376,17 @@ fn progress_message(run: &RunStatus) -> String {
 /// Prints a run as `weft status` shows it.
 pub(crate) fn print_table(r: &RunStatus) -> std::io::Result<()> {
     outln!("run       {}", r.id)?;
-    outln!("workflow  {}", r.workflow)?;
+    match r.workflow_version {
+        Some(version) => outln!("workflow  {}@{version}", r.workflow)?,
+        None => outln!("workflow  {}", r.workflow)?,
+    }
     outln!("status    {}", r.status)?;
+    if let (Some(schedule), Some(tick)) = (&r.schedule, r.scheduled_at) {
+        outln!(
+            "schedule  {schedule}  (tick {})",
+            weft_common::schedule::tick_text(tick)
+        )?;
+    }
     if let Some(parent) = r.parent {
         outln!("parent    {parent}  (a child run, depth {})", r.depth)?;
     }

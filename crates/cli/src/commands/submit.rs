@@ -13,6 +13,7 @@ use clap::Args;
 use serde_json::{Map, Value, json};
 use weft_common::{Bundle, Given, WorkflowExecutionId, kind_of};
 use weft_server::api::runs::Submission;
+use weft_store::registry::{self, WorkflowRef};
 use weft_store::runs::{NewRun, Submitted};
 
 use super::status::{self, WaitArgs};
@@ -23,7 +24,9 @@ use crate::workflow_file;
 /// Arguments of `weft submit`.
 #[derive(Debug, Args)]
 pub(crate) struct SubmitArgs {
-    /// The workflow file.
+    /// The workflow file, or a registered workflow: NAME (its newest
+    /// version) or NAME@VERSION. An existing file wins over a name.
+    #[arg(value_name = "FILE|NAME[@VERSION]")]
     pub(crate) file: PathBuf,
     /// An input value: KEY=VALUE. VALUE is read by the input's declared
     /// type (a string stays as written; integer, number, boolean parsed;
@@ -57,7 +60,12 @@ pub(crate) struct SubmitArgs {
 
 /// Submits the run.
 pub(crate) async fn run(args: &SubmitArgs) -> anyhow::Result<ExitCode> {
-    let Some(bundle) = workflow_file::load(&args.file)? else {
+    if !args.file.exists()
+        && let Some(reference) = args.file.to_str().and_then(WorkflowRef::parse)
+    {
+        return submit_registered(args, &reference).await;
+    }
+    let Some(bundle) = workflow_file::load_with(&args.file, Some(&args.db))? else {
         return Ok(ExitCode::FAILURE);
     };
     let workflow = &bundle.root().workflow;
@@ -183,6 +191,88 @@ async fn submit_remote(
         outln!(
             "{}",
             json!({ "id": id, "workflow": submitted.workflow, "created": submitted.created })
+        )?;
+    } else {
+        outln!("{id}")?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// [`run`] for a registered workflow: its stored text and sub-workflow
+/// links, the version recorded on the run.
+async fn submit_registered(args: &SubmitArgs, reference: &WorkflowRef) -> anyhow::Result<ExitCode> {
+    if args.remote.client()?.is_some() {
+        eprintln!(
+            "error: `{reference}`: submitting a registered workflow goes to the database: run it without --server / WEFT_SERVER_URL"
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    let pool = args.db.connect().await?;
+    let mut conn = pool.acquire().await.context("connecting")?;
+    let Some(version) = registry::get(&mut conn, reference).await? else {
+        let versions = registry::versions(&mut conn, &reference.name).await?;
+        if let (Some(wanted), Some(newest)) = (reference.version, versions.first()) {
+            eprintln!(
+                "error: workflow `{}` has no version {wanted} (versions 1 to {}; `weft workflow show {}` lists them)",
+                reference.name, newest.version, reference.name
+            );
+        } else {
+            let names = registry::names(&mut conn).await?;
+            eprintln!(
+                "error: `{}` is neither a file nor a registered workflow{}",
+                args.file.display(),
+                super::workflow::did_you_mean(&reference.name, &names)
+            );
+        }
+        return Ok(ExitCode::FAILURE);
+    };
+    let (source, origin) = weft_store::runs::definition(&mut conn, version.definition_id).await?;
+    drop(conn);
+    let workflow = weft_common::Workflow::parse_stored(&source, &origin).map_err(|e| {
+        anyhow::anyhow!(
+            "workflow `{}@{}` no longer parses: {e}",
+            version.name,
+            version.version
+        )
+    })?;
+    let label = format!("{}@{}", version.name, version.version);
+    let input = match workflow.resolve_given(gather_inputs(args)?) {
+        Ok(input) => Value::Object(input),
+        Err(e) => {
+            eprintln!("error: {label}: {e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let new = NewRun {
+        id: WorkflowExecutionId::new(),
+        workflow_name: workflow.name(),
+        source: &source,
+        origin: &origin,
+        input: &input,
+        tasks_total: i32::try_from(workflow.tasks().count()).context("too many tasks")?,
+        idempotency_key: args.idempotency_key.as_deref(),
+    };
+    let submitted = weft_store::transact::in_transaction(&pool, async |tx| {
+        registry::submit_version(tx, &new, &version, None).await
+    })
+    .await?;
+    let id = submitted.id();
+    if let Submitted::Existing(_) = submitted {
+        eprintln!("idempotency key already used with the same inputs: returning the existing run");
+    }
+    if args.wait {
+        if args.json {
+            eprintln!("{id}");
+        } else {
+            outln!("{id}")?;
+        }
+        return status::follow(status::Source::Db(&pool), id, args.json, &args.wait_args).await;
+    }
+    if args.json {
+        let created = matches!(submitted, Submitted::Created(_));
+        outln!(
+            "{}",
+            json!({ "id": id, "workflow": workflow.name(), "version": version.version, "created": created })
         )?;
     } else {
         outln!("{id}")?;

@@ -35,7 +35,7 @@ pub(crate) fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
     let mut failed = 0;
     let mut check = LiveWorkerCheck::new(args)?;
     for path in &args.files {
-        match workflow_file::load(path) {
+        match workflow_file::load_with(path, Some(&args.db)) {
             Ok(Some(bundle)) => {
                 if let Some(diagnostics) = check.server_verdict(&bundle)? {
                     eprint!(

@@ -387,6 +387,7 @@ impl Validator<'_> {
                         } else if let Some(attr) = second
                             && attr != "id"
                             && attr != "name"
+                            && attr != "scheduled_at"
                             && !exit_only.contains(&attr)
                         {
                             let p = here(
@@ -394,7 +395,7 @@ impl Validator<'_> {
                                 &format!("workflow.{attr}"),
                                 format!("{whose}: `workflow.{attr}` does not exist"),
                             );
-                            self.push(p.hint("the run is `workflow.id` and `workflow.name` (and, in exit handlers, `workflow.status`, `workflow.failures`, `workflow.duration`)"));
+                            self.push(p.hint("the run is `workflow.id`, `workflow.name` and `workflow.scheduled_at` (and, in exit handlers, `workflow.status`, `workflow.failures`, `workflow.duration`)"));
                         }
                     }
                     "range" | "dict" | "namespace" | "debug" | "true" | "false" | "none"

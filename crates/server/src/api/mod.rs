@@ -4,6 +4,7 @@
 pub mod actions;
 pub mod detail;
 pub mod runs;
+pub mod schedules;
 pub mod streams;
 pub mod tokens;
 pub mod workers;
@@ -86,6 +87,8 @@ pub fn routes(config: &ServerConfig) -> (Router<AppState>, utoipa::openapi::Open
         .routes(routes!(workflows::validate))
         .routes(routes!(workflows::graph))
         .routes(routes!(workers::list))
+        .routes(routes!(schedules::workflows))
+        .routes(routes!(schedules::list))
         .routes(routes!(tokens::list, tokens::create))
         .routes(routes!(tokens::revoke))
         .routes(routes!(me))

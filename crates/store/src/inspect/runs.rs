@@ -36,6 +36,13 @@ pub struct RunListItem {
     /// The run whose `workflow:` task started it (`None`: submitted).
     #[sqlx(rename = "parent_run_id")]
     pub parent: Option<Uuid>,
+    /// The registered version it runs (`None`: submitted from a file).
+    #[serde(default)]
+    pub workflow_version: Option<i32>,
+    /// The schedule that started it.
+    #[serde(default)]
+    #[sqlx(rename = "schedule_name")]
+    pub schedule: Option<String>,
 }
 
 /// Which runs to list.
@@ -116,7 +123,8 @@ pub async fn page(
     let limit = limit.clamp(1, MAX_PAGE);
     // One more than asked says whether there is a next page.
     let mut items: Vec<RunListItem> = sqlx::query_as(
-        "SELECT id, workflow_name, status, created_at, started_at, finished_at, parent_run_id \
+        "SELECT id, workflow_name, status, created_at, started_at, finished_at, parent_run_id, \
+                workflow_version, schedule_name \
          FROM workflow_executions \
          WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR workflow_name = $2) \
            AND ($3::uuid IS NULL OR parent_run_id = $3) AND (NOT $4 OR parent_run_id IS NULL) \

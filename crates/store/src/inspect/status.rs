@@ -49,6 +49,15 @@ pub struct RunStatus {
     /// Advice about what holds queued tasks (pools no live worker
     /// consumes, a full run-wide `parallelism`).
     pub hints: Vec<String>,
+    /// The registered version it runs (`None`: submitted from a file).
+    #[serde(default)]
+    pub workflow_version: Option<i32>,
+    /// The schedule that started it.
+    #[serde(default)]
+    pub schedule: Option<String>,
+    /// The tick it is for (`workflow.scheduled_at`).
+    #[serde(default)]
+    pub scheduled_at: Option<DateTime<Utc>>,
 }
 
 /// One task of a [`RunStatus`]: the figures of its current round.
@@ -175,6 +184,7 @@ pub async fn load(
     }
     let children = children::children(conn, id).await?;
     let parent = children::parent_of(conn, id).await?;
+    let origin = crate::registry::run_origin(conn, id).await?;
     Ok(Some(RunStatus {
         id: run.id,
         workflow: run.workflow_name,
@@ -190,6 +200,9 @@ pub async fn load(
         depth: parent.map_or(0, |(_, depth)| depth),
         children,
         hints,
+        workflow_version: origin.workflow_version,
+        schedule: origin.schedule_name,
+        scheduled_at: origin.scheduled_at,
     }))
 }
 
