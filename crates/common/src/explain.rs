@@ -41,6 +41,10 @@ pub struct RunFacts {
     /// Its executions in flight (queued or running) that take run-wide
     /// slots.
     pub in_flight: i64,
+    /// Where it stands with its workflow's `limit:` (in line, or holding
+    /// a slot); `None` without a claim (no limit, or it ended).
+    #[serde(default)]
+    pub limit: Option<crate::shared_limit::LimitFacts>,
     /// Its tasks, in the workflow's order.
     pub tasks: Vec<TaskFacts>,
     /// The pools its tasks run on.
@@ -229,10 +233,20 @@ impl RunFacts {
         let at =
             |t: Option<DateTime<Utc>>| t.map_or_else(String::new, |t| format!(" at {}", time(t)));
         match self.status {
-            WorkflowStatus::Pending => format!(
-                "pending since {}: no executor has started it yet (is `weft executor` running?)",
-                time(self.created_at)
-            ),
+            WorkflowStatus::Pending => match &self.limit {
+                Some(limit) if limit.position.is_some() => {
+                    format!("pending: {}", limit.sentence())
+                }
+                Some(limit) => format!(
+                    "pending since {}: granted a slot (it {}); an executor starts it next",
+                    time(self.created_at),
+                    limit.sentence()
+                ),
+                None => format!(
+                    "pending since {}: no executor has started it yet (is `weft executor` running?)",
+                    time(self.created_at)
+                ),
+            },
             WorkflowStatus::Running => {
                 let active: Vec<String> = self
                     .tasks
@@ -263,6 +277,9 @@ impl RunFacts {
                         "; {} of {limit} run-wide slots (`parallelism`) in use",
                         self.in_flight
                     );
+                }
+                if let Some(limit) = &self.limit {
+                    let _ = write!(line, "; {}", limit.sentence());
                 }
                 match waiting {
                     0 => {}
@@ -581,6 +598,7 @@ mod tests {
             now: at("2026-01-01T00:01:00Z"),
             parallelism: None,
             in_flight: 0,
+            limit: None,
             tasks,
             pools,
         }

@@ -51,6 +51,7 @@ mod report;
 mod retry;
 pub mod run_ref;
 mod scan;
+pub mod shared_limit;
 mod spec;
 pub mod state;
 mod validate;
@@ -72,6 +73,7 @@ pub use redact::redact_url;
 pub use report::error_chain;
 pub use retry::{AttemptFacts, RetryDecision, StopReason};
 pub use run_ref::RunRef;
+pub use shared_limit::{LimitFacts, LimitOrder, RunLimit};
 pub use spec::WithItems;
 pub use state::{ExecutionStatus, IllegalTransition, TaskStatus, Trigger, WorkflowStatus};
 pub use workflow::{

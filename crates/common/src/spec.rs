@@ -23,6 +23,19 @@ pub(crate) struct RawWorkflow {
     /// Exit handlers: tasks run once every task of `tasks` is terminal,
     /// whatever the run's outcome.
     pub(crate) on_exit: Option<Spanned<IndexMap<String, Spanned<RawTask>>>>,
+    /// A concurrency limit shared by the workflow's runs
+    /// (`crate::shared_limit`).
+    pub(crate) limit: Option<Spanned<RawLimit>>,
+}
+
+/// A workflow's `limit:` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLimit {
+    pub(crate) key: Option<Spanned<String>>,
+    pub(crate) runs: Option<Spanned<i64>>,
+    pub(crate) runs_total: Option<Spanned<i64>>,
+    pub(crate) order: Option<Spanned<String>>,
 }
 
 /// One task as written.
@@ -286,6 +299,7 @@ pub(crate) const WORKFLOW_FIELDS: &[&str] = &[
     "tasks",
     "parallelism",
     "on_exit",
+    "limit",
 ];
 /// The fields a task may have.
 pub(crate) const TASK_FIELDS: &[&str] = &[
@@ -314,6 +328,8 @@ pub(crate) const RETRY_FIELDS: &[&str] = &[
     "when",
     "max_duration",
 ];
+/// The fields of a workflow's `limit`.
+pub(crate) const LIMIT_FIELDS: &[&str] = &["key", "runs", "runs_total", "order"];
 
 /// The items a `with_items` task runs over.
 #[derive(Debug, Clone, PartialEq)]

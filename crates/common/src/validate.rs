@@ -17,8 +17,10 @@ use crate::duration::parse_duration;
 use crate::expr::{Evaluator, is_template, lone_expression};
 use crate::inputs::InputSpec;
 use crate::spec::{
-    RETRY_FIELDS, RawRetry, RawTask, RawWorkflow, TASK_FIELDS, WORKFLOW_FIELDS, WithItems,
+    LIMIT_FIELDS, RETRY_FIELDS, RawLimit, RawRetry, RawTask, RawWorkflow, TASK_FIELDS,
+    WORKFLOW_FIELDS, WithItems,
 };
+use crate::shared_limit::{LimitOrder, RunLimit};
 use crate::state::Trigger;
 use crate::workflow::{Call, DEFAULT_MAX_DEPTH, RetryPolicy, Task, Workflow};
 
@@ -183,6 +185,7 @@ impl<'s> Validator<'s> {
             .iter()
             .map(|(name, spec)| (name.clone(), spec.default().cloned()))
             .collect();
+        let limit = self.limit(raw.limit.as_ref(), &inputs);
         let raw_tasks = match &raw.tasks {
             Some(tasks) if !tasks.value.is_empty() => &tasks.value,
             Some(tasks) => {
@@ -294,6 +297,7 @@ impl<'s> Validator<'s> {
             index,
             dag,
             parallelism,
+            limit,
         };
         Ok((workflow, warnings))
     }
@@ -322,6 +326,83 @@ impl<'s> Validator<'s> {
         let p = self.at(&n.referenced, problem);
         self.push(p.hint("omit `parallelism` for no run-wide limit"));
         None
+    }
+
+    /// The workflow's `limit`: a `key` template that reads only the run's
+    /// input (and `workflow`), `runs` and `runs_total` of at least 1, an
+    /// `order` of `fifo` or `fair`.
+    fn limit(
+        &mut self,
+        written: Option<&Spanned<RawLimit>>,
+        inputs: &IndexMap<String, Option<Value>>,
+    ) -> Option<RunLimit> {
+        let raw = written?;
+        let l = &raw.value;
+        let before = self.problems.len();
+        match &l.key {
+            None => {
+                let p = self.at(&raw.referenced, "`limit` has no `key`");
+                self.push(p.hint(
+                    "say what runs share the limit: `limit: { key: \"{{ input.customer }}\", runs: 2 }` (a constant key puts every run in one line)",
+                ));
+            }
+            Some(key) => self.check_limit_key(key, inputs),
+        }
+        let mut count = |this: &mut Self, field: &str, n: Option<&Spanned<i64>>| -> Option<u32> {
+            let n = n?;
+            let problem = if n.value < 1 {
+                format!(
+                    "`limit.{field}` must be at least 1, not {}: it is how many runs may hold a slot at once",
+                    n.value
+                )
+            } else if let Ok(v) = i32::try_from(n.value) {
+                return u32::try_from(v).ok();
+            } else {
+                format!("`limit.{field}` must be at most {}, not {}", i32::MAX, n.value)
+            };
+            let p = this.at(&n.referenced, problem);
+            this.push(p.hint("omit `limit` for no limit across runs"));
+            None
+        };
+        let runs = count(self, "runs", l.runs.as_ref());
+        let runs_total = count(self, "runs_total", l.runs_total.as_ref());
+        if l.runs.is_none() {
+            let p = self.at(&raw.referenced, "`limit` has no `runs`");
+            self.push(p.hint("say how many runs of one key may run at once: `runs: 2`"));
+        }
+        if let (Some(r), Some(t), Some(written)) = (runs, runs_total, l.runs_total.as_ref())
+            && t < r
+        {
+            let p = self.at(
+                &written.referenced,
+                format!("`limit.runs_total` ({t}) is less than `limit.runs` ({r})"),
+            );
+            self.push(p.hint("`runs_total` caps every key together: make it at least `runs`"));
+        }
+        let order = match &l.order {
+            None => LimitOrder::Fifo,
+            Some(o) => LimitOrder::parse(&o.value).unwrap_or_else(|| {
+                let p = self.at(
+                    &o.referenced,
+                    format!("`limit.order` is `{}`; it must be `fifo` or `fair`", o.value),
+                );
+                self.push(p.hint(
+                    "`fifo`: the run that waited longest goes next; `fair`: round-robin between keys",
+                ));
+                LimitOrder::Fifo
+            }),
+        };
+        if self.problems.len() != before {
+            return None;
+        }
+        let key = l.key.as_ref()?.value.clone();
+        Some(RunLimit {
+            label: RunLimit::label_of(&key),
+            key,
+            runs: runs?,
+            runs_total,
+            order,
+        })
     }
 
     /// The exit handlers as written (`on_exit:`), after refusing an empty
@@ -388,6 +469,7 @@ impl<'s> Validator<'s> {
                 .iter()
                 .chain(WORKFLOW_FIELDS)
                 .chain(RETRY_FIELDS)
+                .chain(LIMIT_FIELDS)
                 .copied();
             problem = match closest(field, candidates) {
                 Some(best) => problem.hint(format!("did you mean `{best}`?")),

@@ -36,6 +36,8 @@ pub struct Workflow {
     /// At most this many executions of a run in flight at once
     /// (`parallelism:`; `None` = no run-wide limit).
     pub(crate) parallelism: Option<u32>,
+    /// The concurrency limit its runs share (`limit:`).
+    pub(crate) limit: Option<crate::shared_limit::RunLimit>,
 }
 
 /// One task of a validated workflow.
@@ -288,6 +290,12 @@ impl Workflow {
     #[must_use]
     pub fn parallelism(&self) -> Option<u32> {
         self.parallelism
+    }
+
+    /// The concurrency limit its runs share (`limit:`), if any.
+    #[must_use]
+    pub fn limit(&self) -> Option<&crate::shared_limit::RunLimit> {
+        self.limit.as_ref()
     }
 
     /// Where a task stands in the order run-wide slots are handed out

@@ -33,6 +33,9 @@
 //! 12. [`parallelism`] — run-wide slots (`parallelism:`): the lock, the
 //!     count of a run's executions in flight, the tasks that wait.
 //! 13. [`tokens`] — the API's bearer tokens (digests only).
+//! 14. [`shared_limits`] — concurrency limits shared across runs
+//!     (`limit:`): runs in line per key, slots granted and released with
+//!     the runs' starts and ends.
 
 /// The SQL predicate over a `task_executions` row aliased `t` that says
 /// whether its executions take its run's `parallelism` slots: see
@@ -58,6 +61,7 @@ pub mod outbox;
 pub mod output;
 pub mod overdue;
 pub mod parallelism;
+pub mod shared_limits;
 pub mod prune;
 pub mod retry;
 pub mod runs;

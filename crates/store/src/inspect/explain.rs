@@ -157,6 +157,7 @@ pub async fn run_facts(
         now,
         parallelism: workflow.parallelism(),
         in_flight,
+        limit: crate::shared_limits::facts(conn, id).await?,
         tasks,
         pools,
     }))

@@ -158,6 +158,15 @@ pub async fn load(
             hints.push(hint);
         }
     }
+    // Its place in line for a shared limit (`limit:`), or the slot it holds.
+    if let Some(limit) = crate::shared_limits::facts(conn, id).await? {
+        let line = limit.sentence();
+        hints.push(if limit.position.is_some() {
+            format!("pending: {line}")
+        } else {
+            line
+        });
+    }
     let children = children::children(conn, id).await?;
     let parent = children::parent_of(conn, id).await?;
     Ok(Some(RunStatus {
