@@ -127,11 +127,15 @@ async fn two_hundred_runs_over_five_keys_keep_their_limits_and_share_fairly() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let waiting: i64 = sqlx::query_scalar("SELECT count(*) FROM limit_claims WHERE state = 'waiting'")
-        .fetch_one(&pool)
-        .await
-        .expect("waiting");
-    assert!(waiting > 100, "most runs wait in line when an executor dies: {waiting}");
+    let waiting: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM limit_claims WHERE state = 'waiting'")
+            .fetch_one(&pool)
+            .await
+            .expect("waiting");
+    assert!(
+        waiting > 100,
+        "most runs wait in line when an executor dies: {waiting}"
+    );
     executors[0].kill();
 
     for id in &ids {
@@ -139,17 +143,30 @@ async fn two_hundred_runs_over_five_keys_keep_their_limits_and_share_fairly() {
             .wait(&pool, *id, Duration::from_secs(240))
             .await
             .expect("every run finishes");
-        assert_eq!(run.status, WorkflowStatus::Succeeded, "run {id}: {:?}", run.error);
+        assert_eq!(
+            run.status,
+            WorkflowStatus::Succeeded,
+            "run {id}: {:?}",
+            run.error
+        );
     }
     let by_key = intervals(&pool, &ids).await;
     assert_eq!(by_key.len(), 5, "{:?}", by_key.keys());
     let mut all = Vec::new();
     for (key, runs) in &by_key {
         assert_eq!(runs.len(), 40, "{key}");
-        assert!(most_at_once(runs) <= 2, "{key}: {} running at once", most_at_once(runs));
+        assert!(
+            most_at_once(runs) <= 2,
+            "{key}: {} running at once",
+            most_at_once(runs)
+        );
         all.extend(runs.iter().copied());
     }
-    assert!(most_at_once(&all) <= 6, "{} running at once in all", most_at_once(&all));
+    assert!(
+        most_at_once(&all) <= 6,
+        "{} running at once in all",
+        most_at_once(&all)
+    );
     // The wait of each run, submitted to started; each key's p90.
     let waits: Vec<(String, f64)> = sqlx::query_as(
         "SELECT limit_key, extract(epoch FROM started_at - created_at)::float8 \
@@ -225,9 +242,24 @@ async fn a_canceled_holder_frees_its_slot_for_the_next_in_line() {
     let stack = Stack::start(StackOptions::default()).expect("stack");
     let pool = stack.pool().await.expect("pool");
     let long = json!({ "target": "db", "seconds": 30 });
-    let holder = stack.submit(&pool, ONE_AT_A_TIME, long.clone()).await.expect("submit");
+    let holder = stack
+        .submit(&pool, ONE_AT_A_TIME, long.clone())
+        .await
+        .expect("submit");
     wait_for(&pool, holder, WorkflowStatus::Running).await;
-    let next = stack.submit(&pool, ONE_AT_A_TIME, long.clone()).await.expect("submit");
+    let next = stack
+        .submit(&pool, ONE_AT_A_TIME, long.clone())
+        .await
+        .expect("submit");
+    let started = Instant::now();
+    while !explain_line(&pool, next).await.contains("1st in line") {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{}",
+            explain_line(&pool, next).await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let last = stack
         .submit(&pool, ONE_AT_A_TIME, json!({ "target": "db" }))
         .await
@@ -237,11 +269,18 @@ async fn a_canceled_holder_frees_its_slot_for_the_next_in_line() {
         .submit(&pool, ONE_AT_A_TIME, json!({ "target": "cache" }))
         .await
         .expect("submit");
-    let run = stack.wait(&pool, other, Duration::from_secs(30)).await.expect("other key");
+    let run = stack
+        .wait(&pool, other, Duration::from_secs(30))
+        .await
+        .expect("other key");
     assert_eq!(run.status, WorkflowStatus::Succeeded);
     let started = Instant::now();
     while !explain_line(&pool, last).await.contains("2nd in line") {
-        assert!(started.elapsed() < Duration::from_secs(30), "{}", explain_line(&pool, last).await);
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{}",
+            explain_line(&pool, last).await
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let line = explain_line(&pool, next).await;
@@ -256,43 +295,84 @@ async fn a_canceled_holder_frees_its_slot_for_the_next_in_line() {
         .expect("run");
     drop(conn);
     assert!(
-        status.hints.iter().any(|h| h.contains("2nd in line for limit target=db")),
+        status
+            .hints
+            .iter()
+            .any(|h| h.contains("2nd in line for limit target=db")),
         "{:?}",
         status.hints
     );
-    assert!(explain_line(&pool, holder).await.contains("holds a slot of limit target=db"));
+    assert!(
+        explain_line(&pool, holder)
+            .await
+            .contains("holds a slot of limit target=db")
+    );
 
     // Cancel the holder: the first in line starts; the last stays in line.
-    weft_store::cancel::request_committed(&pool, holder).await.expect("cancel");
-    let run = stack.wait(&pool, holder, Duration::from_secs(30)).await.expect("canceled");
+    weft_store::cancel::request_committed(&pool, holder)
+        .await
+        .expect("cancel");
+    let run = stack
+        .wait(&pool, holder, Duration::from_secs(30))
+        .await
+        .expect("canceled");
     assert_eq!(run.status, WorkflowStatus::Canceled);
     wait_for(&pool, next, WorkflowStatus::Running).await;
     assert_eq!(status_of(&pool, last).await, WorkflowStatus::Pending);
-    assert!(explain_line(&pool, last).await.contains(&format!("1st in line for limit target=db (1 running: {next})")));
+    assert!(explain_line(&pool, last).await.contains(&format!(
+        "1st in line for limit target=db (1 running: {next})"
+    )));
 
     // A finished run cannot be retried while its key's slot is taken.
-    let refused = weft_store::retry::reopen_committed(&pool, holder, weft_store::retry::Scope::Unfinished)
-        .await
-        .expect("retry");
-    let why = refused.outcome(holder).expect_err("refused").expect("a sentence");
+    let refused =
+        weft_store::retry::reopen_committed(&pool, holder, weft_store::retry::Scope::Unfinished)
+            .await
+            .expect("retry");
+    let why = refused
+        .outcome(holder)
+        .expect_err("refused")
+        .expect("a sentence");
     assert!(why.contains("limit target=db has no free slot"), "{why}");
 
     // Cancel the one in line: it leaves the line at once.
-    weft_store::cancel::request_committed(&pool, last).await.expect("cancel");
-    let run = stack.wait(&pool, last, Duration::from_secs(30)).await.expect("canceled");
+    weft_store::cancel::request_committed(&pool, last)
+        .await
+        .expect("cancel");
+    let run = stack
+        .wait(&pool, last, Duration::from_secs(30))
+        .await
+        .expect("canceled");
     assert_eq!(run.status, WorkflowStatus::Canceled);
-    assert!(run.started_at.is_none(), "a run canceled in line never started");
+    assert!(
+        run.started_at.is_none(),
+        "a run canceled in line never started"
+    );
     // The second holder, canceled too, leaves the key free: the retry of
     // the first is accepted and runs under the limit.
-    weft_store::cancel::request_committed(&pool, next).await.expect("cancel");
-    stack.wait(&pool, next, Duration::from_secs(30)).await.expect("canceled");
-    let reopened = weft_store::retry::reopen_committed(&pool, holder, weft_store::retry::Scope::Unfinished)
+    weft_store::cancel::request_committed(&pool, next)
         .await
-        .expect("retry");
+        .expect("cancel");
+    stack
+        .wait(&pool, next, Duration::from_secs(30))
+        .await
+        .expect("canceled");
+    let reopened =
+        weft_store::retry::reopen_committed(&pool, holder, weft_store::retry::Scope::Unfinished)
+            .await
+            .expect("retry");
     assert!(reopened.outcome(holder).is_ok());
-    assert!(explain_line(&pool, holder).await.contains("holds a slot of limit target=db"));
-    weft_store::cancel::request_committed(&pool, holder).await.expect("cancel");
-    stack.wait(&pool, holder, Duration::from_secs(30)).await.expect("canceled");
+    assert!(
+        explain_line(&pool, holder)
+            .await
+            .contains("holds a slot of limit target=db")
+    );
+    weft_store::cancel::request_committed(&pool, holder)
+        .await
+        .expect("cancel");
+    stack
+        .wait(&pool, holder, Duration::from_secs(30))
+        .await
+        .expect("canceled");
 
     for id in [holder, next, last, other] {
         let found = violations(&pool, id).await;
@@ -311,10 +391,16 @@ async fn a_key_that_renders_empty_fails_the_run_with_the_reason() {
         .submit(&pool, ONE_AT_A_TIME, json!({ "target": " " }))
         .await
         .expect("submit");
-    let run = stack.wait(&pool, id, Duration::from_secs(30)).await.expect("ends");
+    let run = stack
+        .wait(&pool, id, Duration::from_secs(30))
+        .await
+        .expect("ends");
     assert_eq!(run.status, WorkflowStatus::Failed);
     let error = run.error.unwrap_or_default();
-    assert!(error.contains("`limit.key` ({{ input.target }}) rendered an empty string"), "{error}");
+    assert!(
+        error.contains("`limit.key` ({{ input.target }}) rendered an empty string"),
+        "{error}"
+    );
 }
 
 /// Runs stored but never started (no executor): the test admits them
@@ -324,7 +410,7 @@ async fn pending_runs(stack: &Stack, pool: &PgPool, n: usize) -> Vec<WorkflowExe
     for _ in 0..n {
         ids.push(
             stack
-                .submit(&pool, ONE_AT_A_TIME, json!({ "target": "db" }))
+                .submit(pool, ONE_AT_A_TIME, json!({ "target": "db" }))
                 .await
                 .expect("submit"),
         );
@@ -334,7 +420,9 @@ async fn pending_runs(stack: &Stack, pool: &PgPool, n: usize) -> Vec<WorkflowExe
 
 async fn admit(pool: &PgPool, ids: &[WorkflowExecutionId]) -> Vec<WorkflowExecutionId> {
     let mut tx = pool.begin().await.expect("tx");
-    weft_store::runs::lock_pending(&mut tx, ids).await.expect("lock");
+    weft_store::runs::lock_pending(&mut tx, ids)
+        .await
+        .expect("lock");
     let admissions: Vec<Admission<'_>> = ids
         .iter()
         .map(|id| Admission {
@@ -346,9 +434,14 @@ async fn admit(pool: &PgPool, ids: &[WorkflowExecutionId]) -> Vec<WorkflowExecut
             fair: false,
         })
         .collect();
-    let holding = shared_limits::admit(&mut tx, &admissions).await.expect("admit");
+    let holding = shared_limits::admit(&mut tx, &admissions)
+        .await
+        .expect("admit");
     tx.commit().await.expect("commit");
-    ids.iter().copied().filter(|id| holding.contains(id)).collect()
+    ids.iter()
+        .copied()
+        .filter(|id| holding.contains(id))
+        .collect()
 }
 
 /// `weft audit` finds a slot held by a finished run, counters that do not
@@ -359,7 +452,11 @@ async fn the_audit_catches_a_corrupted_limit() {
     let pool = stack.pool().await.expect("pool");
     let ids = pending_runs(&stack, &pool, 3).await;
     let holding = admit(&pool, &ids).await;
-    assert_eq!(holding, vec![ids[0]], "the first in line holds the one slot");
+    assert_eq!(
+        holding,
+        vec![ids[0]],
+        "the first in line holds the one slot"
+    );
     // Admitting again changes nothing: a duplicated start.
     assert_eq!(admit(&pool, &ids).await, vec![ids[0]]);
     let found = global_audit(&pool).await;
@@ -367,11 +464,13 @@ async fn the_audit_catches_a_corrupted_limit() {
     assert!(limit_checks.is_empty(), "{limit_checks:#?}");
 
     // The holder ends without releasing (its end bypassed).
-    sqlx::query("UPDATE workflow_executions SET status = 'failed', finished_at = now() WHERE id = $1")
-        .bind(ids[0].as_uuid())
-        .execute(&pool)
-        .await
-        .expect("corrupt");
+    sqlx::query(
+        "UPDATE workflow_executions SET status = 'failed', finished_at = now() WHERE id = $1",
+    )
+    .bind(ids[0].as_uuid())
+    .execute(&pool)
+    .await
+    .expect("corrupt");
     let found = violations(&pool, ids[0]).await;
     assert!(
         found.iter().any(|v| v.starts_with("limit_slots_released: run is failed but still holds a slot of limit `one-at-a-time` target=db")),
@@ -400,7 +499,9 @@ async fn the_audit_catches_a_corrupted_limit() {
         .expect("corrupt");
     let found = violations(&pool, ids[1]).await;
     assert!(
-        found.iter().any(|v| v.starts_with("limit_no_idle_waiter: run is first in line for limit `one-at-a-time` target=db")),
+        found.iter().any(|v| v.starts_with(
+            "limit_no_idle_waiter: run is first in line for limit `one-at-a-time` target=db"
+        )),
         "{found:#?}"
     );
 
@@ -410,11 +511,13 @@ async fn the_audit_catches_a_corrupted_limit() {
         .execute(&pool)
         .await
         .expect("repair");
-    sqlx::query("UPDATE workflow_executions SET status = 'running', finished_at = NULL WHERE id = $1")
-        .bind(ids[0].as_uuid())
-        .execute(&pool)
-        .await
-        .expect("repair");
+    sqlx::query(
+        "UPDATE workflow_executions SET status = 'running', finished_at = NULL WHERE id = $1",
+    )
+    .bind(ids[0].as_uuid())
+    .execute(&pool)
+    .await
+    .expect("repair");
     let mut tx = pool.begin().await.expect("tx");
     let ended = weft_store::runs::end_many(
         &mut tx,
@@ -431,12 +534,11 @@ async fn the_audit_catches_a_corrupted_limit() {
     .expect("end");
     tx.commit().await.expect("commit");
     assert_eq!(ended.len(), 1);
-    let states: Vec<(Uuid, String)> = sqlx::query_as(
-        "SELECT workflow_execution_id, state FROM limit_claims ORDER BY seq",
-    )
-    .fetch_all(&pool)
-    .await
-    .expect("claims");
+    let states: Vec<(Uuid, String)> =
+        sqlx::query_as("SELECT workflow_execution_id, state FROM limit_claims ORDER BY seq")
+            .fetch_all(&pool)
+            .await
+            .expect("claims");
     assert_eq!(
         states,
         vec![

@@ -262,7 +262,12 @@ mod tests {
         let id = WorkflowExecutionId::new();
         let e = Evaluator::new();
         let k = limit("{{ input.customer }}");
-        let key = k.key_for(&e, "wf", id, &input(serde_json::json!({"customer": "acme"})));
+        let key = k.key_for(
+            &e,
+            "wf",
+            id,
+            &input(serde_json::json!({"customer": "acme"})),
+        );
         assert_eq!(key.as_deref(), Ok("customer=acme"));
         let key = k.key_for(&e, "wf", id, &input(serde_json::json!({"customer": 7})));
         assert_eq!(key.as_deref(), Ok("customer=7"));
@@ -275,7 +280,9 @@ mod tests {
         );
         assert_eq!(key.as_deref(), Ok("key=eu-acme"));
         assert_eq!(
-            limit("global").key_for(&e, "wf", id, &Map::new()).as_deref(),
+            limit("global")
+                .key_for(&e, "wf", id, &Map::new())
+                .as_deref(),
             Ok("key=global")
         );
     }

@@ -16,11 +16,11 @@ use crate::diagnostic::Problem;
 use crate::duration::parse_duration;
 use crate::expr::{Evaluator, is_template, lone_expression};
 use crate::inputs::InputSpec;
+use crate::shared_limit::{LimitOrder, RunLimit};
 use crate::spec::{
     LIMIT_FIELDS, RETRY_FIELDS, RawLimit, RawRetry, RawTask, RawWorkflow, TASK_FIELDS,
     WORKFLOW_FIELDS, WithItems,
 };
-use crate::shared_limit::{LimitOrder, RunLimit};
 use crate::state::Trigger;
 use crate::workflow::{Call, DEFAULT_MAX_DEPTH, RetryPolicy, Task, Workflow};
 
@@ -348,7 +348,7 @@ impl<'s> Validator<'s> {
             }
             Some(key) => self.check_limit_key(key, inputs),
         }
-        let mut count = |this: &mut Self, field: &str, n: Option<&Spanned<i64>>| -> Option<u32> {
+        let count = |this: &mut Self, field: &str, n: Option<&Spanned<i64>>| -> Option<u32> {
             let n = n?;
             let problem = if n.value < 1 {
                 format!(
@@ -358,7 +358,11 @@ impl<'s> Validator<'s> {
             } else if let Ok(v) = i32::try_from(n.value) {
                 return u32::try_from(v).ok();
             } else {
-                format!("`limit.{field}` must be at most {}, not {}", i32::MAX, n.value)
+                format!(
+                    "`limit.{field}` must be at most {}, not {}",
+                    i32::MAX,
+                    n.value
+                )
             };
             let p = this.at(&n.referenced, problem);
             this.push(p.hint("omit `limit` for no limit across runs"));

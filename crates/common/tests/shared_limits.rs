@@ -53,7 +53,7 @@ fn runs_must_be_at_least_one_with_its_column() {
     let p = placed(&yaml);
     assert!(
         p.iter().any(|(line, column, m)| *line == 2
-            && *column == 25
+            && *column == 24
             && m.contains("`limit.runs` must be at least 1, not 0")),
         "{p:#?}"
     );
@@ -75,7 +75,7 @@ fn a_key_reading_an_undeclared_input_is_refused_at_the_name() {
     let p = placed(&yaml);
     assert!(
         p.iter().any(|(line, column, m)| *line == 3
-            && *column == 20
+            && *column == 19
             && m.contains("`limit.key` uses `input.custmer`, which is not declared")),
         "{p:#?}"
     );
@@ -99,5 +99,9 @@ fn an_unknown_order_or_field_is_refused_with_a_hint() {
         &["`limit.order` is `random`", "fifo", "fair"],
     );
     let field = format!("name: x\nlimit: {{ key: k, runs: 2, run_total: 4 }}\n{TASKS}");
-    has(&problems(&field), 2, &["run_total", "did you mean `runs_total`"]);
+    has(
+        &problems(&field),
+        2,
+        &["run_total", "did you mean `runs_total`"],
+    );
 }

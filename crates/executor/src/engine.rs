@@ -383,7 +383,9 @@ impl Engine {
                     scope: workflow.name(),
                     key,
                     runs: i32::try_from(limit.runs()).unwrap_or(i32::MAX),
-                    runs_total: limit.runs_total().map(|t| i32::try_from(t).unwrap_or(i32::MAX)),
+                    runs_total: limit
+                        .runs_total()
+                        .map(|t| i32::try_from(t).unwrap_or(i32::MAX)),
                     fair: limit.order() == weft_common::LimitOrder::Fair,
                 })
             })

@@ -202,7 +202,10 @@ pub async fn resubmit_stale_runs(
     .await
     .context("finding runs granted a slot whose start was not taken")?;
     let mut stale = stale;
-    let granted: Vec<Uuid> = granted.into_iter().filter(|id| !stale.contains(id)).collect();
+    let granted: Vec<Uuid> = granted
+        .into_iter()
+        .filter(|id| !stale.contains(id))
+        .collect();
     stale.extend(granted);
     if stale.is_empty() {
         return Ok(Vec::new());

@@ -135,11 +135,11 @@ pub async fn admit(
                     "UPDATE workflow_executions SET limit_key = $2, resubmitted_at = 'infinity' \
                      WHERE id = $1",
                 )
-                    .bind(a.run.as_uuid())
-                    .bind(a.key)
-                    .execute(&mut *conn)
-                    .await
-                    .context("recording a run's limit key")?;
+                .bind(a.run.as_uuid())
+                .bind(a.key)
+                .execute(&mut *conn)
+                .await
+                .context("recording a run's limit key")?;
             }
         }
         granted.extend(grant(conn, scope).await?);
@@ -280,7 +280,9 @@ pub async fn take_if_free(
     let Some((capacity, holders, waiters, runs_total, scope_holders)) = free else {
         return Err(StoreError::Corrupt {
             what: "shared limit",
-            detail: format!("run {run} has limit key `{key}` but its limit `{scope}` has no such key"),
+            detail: format!(
+                "run {run} has limit key `{key}` but its limit `{scope}` has no such key"
+            ),
         });
     };
     if holders >= capacity || waiters > 0 || runs_total.is_some_and(|t| scope_holders >= t) {
@@ -317,7 +319,10 @@ pub async fn take_if_free(
 /// waiter of the key the scope's order picks among those with a free
 /// slot; stops when the scope's cap is reached or no key can take one.
 /// Every step is an index lookup. Called under the scope's lock.
-async fn grant(conn: &mut PgConnection, scope: &str) -> Result<Vec<WorkflowExecutionId>, StoreError> {
+async fn grant(
+    conn: &mut PgConnection,
+    scope: &str,
+) -> Result<Vec<WorkflowExecutionId>, StoreError> {
     let mut granted = Vec::new();
     loop {
         // The scope's cap, checked on its row (locked by the caller).
@@ -363,7 +368,9 @@ async fn grant(conn: &mut PgConnection, scope: &str) -> Result<Vec<WorkflowExecu
         .context("granting a slot")?
         .ok_or_else(|| StoreError::Corrupt {
             what: "shared limit",
-            detail: format!("limit `{scope}` key `{key}`: its first waiter ({head}) is not waiting"),
+            detail: format!(
+                "limit `{scope}` key `{key}`: its first waiter ({head}) is not waiting"
+            ),
         })?;
         sqlx::query(
             "WITH s AS ( \
@@ -413,6 +420,18 @@ async fn start_granted(
     outbox::notify(&mut *conn).await
 }
 
+/// A run's claim with its key's and scope's figures.
+#[derive(sqlx::FromRow)]
+struct Claim {
+    scope: String,
+    key: String,
+    state: String,
+    seq: i64,
+    capacity: i32,
+    runs_total: Option<i32>,
+    holders: i32,
+}
+
 /// Where a run stands with its workflow's limit: `None` if it holds no
 /// claim (no limit, not started yet, or ended). Its place in line is
 /// counted (what `explain` shows, not a decision).
@@ -423,7 +442,7 @@ pub async fn facts(
     conn: &mut PgConnection,
     run: WorkflowExecutionId,
 ) -> Result<Option<LimitFacts>, StoreError> {
-    let claim: Option<(String, String, String, i64, i32, Option<i32>, i32)> = sqlx::query_as(
+    let claim: Option<Claim> = sqlx::query_as(
         "SELECT c.scope, c.key, c.state, c.seq, k.capacity, s.runs_total, s.holders \
          FROM limit_claims c \
          JOIN limit_keys k ON k.scope = c.scope AND k.key = c.key \
@@ -434,7 +453,16 @@ pub async fn facts(
     .fetch_optional(&mut *conn)
     .await
     .context("reading a run's limit")?;
-    let Some((scope, key, state, seq, runs, runs_total, holding_total)) = claim else {
+    let Some(Claim {
+        scope,
+        key,
+        state,
+        seq,
+        capacity: runs,
+        runs_total,
+        holders: holding_total,
+    }) = claim
+    else {
         return Ok(None);
     };
     let position = if state == WAITING {

@@ -40,6 +40,25 @@ impl Validator<'_> {
         self.check_sites(&sites, &scope, &|_| true, names, inputs)
     }
 
+    /// Checks the workflow's `limit.key`: it sees the run's `input` and
+    /// `workflow`, no task (it is rendered before any runs).
+    pub(super) fn check_limit_key(
+        &mut self,
+        key: &Spanned<String>,
+        inputs: &IndexMap<String, Option<Value>>,
+    ) {
+        let scope = Scope {
+            task: None,
+            field: "limit.key",
+            items_allowed: false,
+            fan_out: false,
+            condition: false,
+            retry: false,
+        };
+        let sites = [(key.referenced, key.value.as_str())];
+        self.check_sites(&sites, &scope, &|_| false, &[], inputs);
+    }
+
     /// Checks every expression of a task; returns the tasks they use.
     pub(super) fn check_task_expressions(
         &mut self,
