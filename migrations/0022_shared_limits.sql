@@ -1,4 +1,5 @@
--- Concurrency limits shared across runs (a workflow's `limit:`, ADR 0016).
+-- Concurrency limits shared across runs (a workflow's `limit:`, a task's
+-- `mutex:`/`semaphore:`; ADR 0016).
 --
 -- A limit is a *scope* (the workflow's name) cut into *keys* (the rendered
 -- `limit.key` of each run, `customer=acme`). A run holds a *claim*: waiting
@@ -56,13 +57,23 @@ CREATE TABLE limit_claims (
     seq                    bigserial PRIMARY KEY,
     scope                  text NOT NULL,
     key                    text NOT NULL,
-    workflow_execution_id  uuid NOT NULL UNIQUE REFERENCES workflow_executions (id) ON DELETE CASCADE,
+    -- The run that holds or waits (for a task's lock: the task's run).
+    workflow_execution_id  uuid NOT NULL REFERENCES workflow_executions (id) ON DELETE CASCADE,
+    -- For a task's `mutex`/`semaphore`: the task; NULL for a run's `limit`.
+    task_execution_id      uuid REFERENCES task_executions (id) ON DELETE CASCADE,
     state                  text NOT NULL CHECK (state IN ('waiting', 'holding')),
     created_at             timestamptz NOT NULL DEFAULT clock_timestamp(),
     granted_at             timestamptz,
     FOREIGN KEY (scope, key) REFERENCES limit_keys (scope, key) ON DELETE CASCADE,
     CHECK ((state = 'holding') = (granted_at IS NOT NULL))
 );
+
+-- One claim per run for its workflow's `limit`, one per task for its lock;
+-- a run's claims are found by its id when it ends.
+CREATE UNIQUE INDEX limit_claims_run_idx ON limit_claims (workflow_execution_id)
+    WHERE task_execution_id IS NULL;
+CREATE UNIQUE INDEX limit_claims_task_idx ON limit_claims (task_execution_id);
+CREATE INDEX limit_claims_of_run_idx ON limit_claims (workflow_execution_id);
 
 -- The next waiter of a key, and a waiter's place in line.
 CREATE INDEX limit_claims_line_idx ON limit_claims (scope, key, seq) WHERE state = 'waiting';

@@ -560,3 +560,171 @@ async fn the_audit_catches_a_corrupted_limit() {
     let limit_checks: Vec<&String> = found.iter().filter(|v| v.starts_with("limit_")).collect();
     assert!(limit_checks.is_empty(), "{limit_checks:#?}");
 }
+
+const MUTEXED: &str = r#"
+name: mutexed
+input: { seconds: 0.1 }
+tasks:
+  guarded: { action: sleep, mutex: "prod-db", input: { seconds: "{{ input.seconds }}" } }
+"#;
+
+async fn task_line(pool: &PgPool, id: WorkflowExecutionId, task: &str) -> String {
+    let mut conn = pool.acquire().await.expect("conn");
+    let facts = weft_store::inspect::explain::run_facts(&mut conn, id, Duration::from_secs(10))
+        .await
+        .expect("facts")
+        .expect("the run");
+    facts
+        .explain()
+        .tasks
+        .into_iter()
+        .find(|t| t.task == task)
+        .map(|t| t.why)
+        .unwrap_or_default()
+}
+
+/// A task holding a `mutex` whose run is canceled releases it; the task
+/// waiting for it (dispatched nothing meanwhile, `explain` naming the
+/// holder) runs and its run succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mutex_held_by_a_canceled_run_goes_to_the_next_task() {
+    let stack = Stack::start(StackOptions::default()).expect("stack");
+    let pool = stack.pool().await.expect("pool");
+    let holder = stack
+        .submit(&pool, MUTEXED, json!({ "seconds": 30 }))
+        .await
+        .expect("submit");
+    let started = Instant::now();
+    loop {
+        let running: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM executions WHERE workflow_execution_id = $1 AND status = 'running'",
+        )
+        .bind(holder.as_uuid())
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+        if running == 1 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the holder never ran"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let waiter = stack
+        .submit(&pool, MUTEXED, json!({ "seconds": 0.1 }))
+        .await
+        .expect("submit");
+    let started = Instant::now();
+    while !task_line(&pool, waiter, "guarded")
+        .await
+        .contains("1st in line")
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{}",
+            task_line(&pool, waiter, "guarded").await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let line = task_line(&pool, waiter, "guarded").await;
+    assert!(
+        line.contains(&format!(
+            "1st in line for limit mutex prod-db (1 running: {holder})"
+        )),
+        "{line}"
+    );
+    // Waiting holds no worker slot: nothing of it was dispatched.
+    let dispatched: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM executions WHERE workflow_execution_id = $1 AND queued_at IS NOT NULL",
+    )
+    .bind(waiter.as_uuid())
+    .fetch_one(&pool)
+    .await
+    .expect("count");
+    assert_eq!(dispatched, 0);
+
+    weft_store::cancel::request_committed(&pool, holder)
+        .await
+        .expect("cancel");
+    let run = stack
+        .wait(&pool, holder, Duration::from_secs(30))
+        .await
+        .expect("canceled");
+    assert_eq!(run.status, WorkflowStatus::Canceled);
+    let run = stack
+        .wait(&pool, waiter, Duration::from_secs(30))
+        .await
+        .expect("the waiter runs");
+    assert_eq!(run.status, WorkflowStatus::Succeeded, "{:?}", run.error);
+    for id in [holder, waiter] {
+        let found = violations(&pool, id).await;
+        assert!(found.is_empty(), "{id}: {found:#?}");
+    }
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM limit_claims")
+        .fetch_one(&pool)
+        .await
+        .expect("claims");
+    assert_eq!(left, 0, "every lock released");
+}
+
+const SEMAPHORED: &str = r#"
+name: semaphored
+tasks:
+  before: { action: noop }
+  work:
+    needs: [before]
+    action: sleep
+    semaphore: { key: "shared-api", limit: 3 }
+    input: { seconds: 0.3 }
+"#;
+
+/// Ten runs whose task takes a semaphore of 3: never more than 3 of those
+/// actions running at once (from the executions' start and end times),
+/// and 3 at once at some point; every run succeeds, the audit is clean.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_semaphore_of_three_across_ten_runs_runs_three_at_a_time() {
+    let stack = Stack::start(StackOptions::default()).expect("stack");
+    let pool = stack.pool().await.expect("pool");
+    let mut ids = Vec::new();
+    for _ in 0..10 {
+        ids.push(
+            stack
+                .submit(&pool, SEMAPHORED, json!({}))
+                .await
+                .expect("submit"),
+        );
+    }
+    for id in &ids {
+        let run = stack
+            .wait(&pool, *id, Duration::from_secs(60))
+            .await
+            .expect("every run finishes");
+        assert_eq!(
+            run.status,
+            WorkflowStatus::Succeeded,
+            "{id}: {:?}",
+            run.error
+        );
+    }
+    let uuids: Vec<Uuid> = ids.iter().map(|i| i.as_uuid()).collect();
+    let ran: Vec<(DateTime<Utc>, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT e.started_at, e.finished_at FROM executions e \
+         JOIN task_executions t ON t.id = e.task_execution_id \
+         WHERE t.workflow_execution_id = ANY($1) AND t.task_name = 'work'",
+    )
+    .bind(&uuids)
+    .fetch_all(&pool)
+    .await
+    .expect("executions");
+    assert_eq!(ran.len(), 10, "one execution per run");
+    let most = most_at_once(&ran);
+    assert_eq!(most, 3, "at most 3 at once, and 3 reached");
+    for id in &ids {
+        let found = violations(&pool, *id).await;
+        assert!(found.is_empty(), "{id}: {found:#?}");
+    }
+    let found = global_audit(&pool).await;
+    assert!(found.is_empty(), "{found:#?}");
+}

@@ -108,6 +108,10 @@ pub struct TaskFacts {
     /// Whether it is an exit handler (`on_exit:`).
     #[serde(default)]
     pub exit_handler: bool,
+    /// Where it stands with its lock across runs (`mutex`, `semaphore`):
+    /// in line, or holding it; `None` without one (or once it ended).
+    #[serde(default)]
+    pub lock: Option<crate::shared_limit::LimitFacts>,
 }
 
 /// A task needed by another, and its status.
@@ -317,6 +321,11 @@ impl RunFacts {
     }
 
     fn task_status_line(&self, t: &TaskFacts) -> String {
+        if let Some(lock) = &t.lock
+            && lock.position.is_some()
+        {
+            return format!("waiting for its lock: {}", lock.sentence());
+        }
         match t.status {
             TaskStatus::Waiting if t.exit_handler && t.needs.is_empty() => {
                 "waiting for every main task to be terminal, then it runs whatever the outcome"
@@ -559,6 +568,7 @@ mod tests {
     fn task(name: &str, status: TaskStatus) -> TaskFacts {
         TaskFacts {
             exit_handler: false,
+            lock: None,
             name: name.into(),
             status,
             shown_status: status.as_str(),

@@ -73,7 +73,7 @@ pub use redact::redact_url;
 pub use report::error_chain;
 pub use retry::{AttemptFacts, RetryDecision, StopReason};
 pub use run_ref::RunRef;
-pub use shared_limit::{LimitFacts, LimitOrder, RunLimit};
+pub use shared_limit::{LimitFacts, LimitOrder, RunLimit, TaskLock};
 pub use spec::WithItems;
 pub use state::{ExecutionStatus, IllegalTransition, TaskStatus, Trigger, WorkflowStatus};
 pub use workflow::{

@@ -158,6 +158,68 @@ impl RunLimit {
     }
 }
 
+/// A task's lock across runs: `mutex: NAME` (one holder) or `semaphore:
+/// {key, limit}` (up to `limit` holders), held by the task (all its
+/// attempts) from its dispatch until it is terminal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskLock {
+    /// `mutex` or `semaphore`.
+    pub(crate) kind: &'static str,
+    /// The name's or key's template.
+    pub(crate) key: String,
+    /// Holders at most (1 for a mutex).
+    pub(crate) limit: u32,
+}
+
+impl TaskLock {
+    /// `mutex` or `semaphore`.
+    #[must_use]
+    pub const fn kind(&self) -> &'static str {
+        self.kind
+    }
+
+    /// Holders at most (1 for a mutex).
+    #[must_use]
+    pub const fn limit(&self) -> u32 {
+        self.limit
+    }
+
+    /// The name's or key's template.
+    #[must_use]
+    pub fn key_template(&self) -> &str {
+        &self.key
+    }
+
+    /// The scope and the key a task holding this lock claims under, from
+    /// the rendered name: every run's tasks naming the same lock share it,
+    /// whatever their workflow.
+    ///
+    /// # Errors
+    /// Why the name could not be rendered (undefined, `null`, empty).
+    pub fn claim_for(
+        &self,
+        evaluator: &Evaluator,
+        ctx: &Context,
+    ) -> Result<(String, String), String> {
+        let rendered = evaluator
+            .render(&Value::String(self.key.clone()), ctx)
+            .map_err(|e| format!("`{}` ({}) could not be rendered: {e}", self.kind, self.key))?;
+        let value = match rendered {
+            Value::Null => return Err(format!("`{}` ({}) rendered `null`", self.kind, self.key)),
+            Value::String(s) if s.trim().is_empty() => {
+                return Err(format!(
+                    "`{}` ({}) rendered an empty string",
+                    self.kind, self.key
+                ));
+            }
+            Value::String(s) => s,
+            other => other.to_string(),
+        };
+        let key = format!("{} {value}", self.kind);
+        Ok((key.clone(), key))
+    }
+}
+
 /// Where a run stands with its workflow's `limit`: holding a slot, or in
 /// line for one; read by `weft_store::shared_limits::facts`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

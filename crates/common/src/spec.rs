@@ -58,6 +58,18 @@ pub(crate) struct RawTask {
     pub(crate) workflow: Option<Spanned<String>>,
     /// How deep runs started by `workflow:` may nest (root run = 0).
     pub(crate) max_depth: Option<Spanned<i64>>,
+    /// One task at a time, across every run, per rendered name.
+    pub(crate) mutex: Option<Spanned<String>>,
+    /// At most `limit` tasks at a time, across every run, per rendered key.
+    pub(crate) semaphore: Option<Spanned<RawSemaphore>>,
+}
+
+/// A task's `semaphore` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSemaphore {
+    pub(crate) key: Option<Spanned<String>>,
+    pub(crate) limit: Option<Spanned<i64>>,
 }
 
 /// A retry policy as written.
@@ -317,6 +329,8 @@ pub(crate) const TASK_FIELDS: &[&str] = &[
     "allow_failure",
     "workflow",
     "max_depth",
+    "mutex",
+    "semaphore",
 ];
 /// The fields of `retry`.
 pub(crate) const RETRY_FIELDS: &[&str] = &[

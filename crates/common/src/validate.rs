@@ -16,7 +16,7 @@ use crate::diagnostic::Problem;
 use crate::duration::parse_duration;
 use crate::expr::{Evaluator, is_template, lone_expression};
 use crate::inputs::InputSpec;
-use crate::shared_limit::{LimitOrder, RunLimit};
+use crate::shared_limit::{LimitOrder, RunLimit, TaskLock};
 use crate::spec::{
     LIMIT_FIELDS, RETRY_FIELDS, RawLimit, RawRetry, RawTask, RawWorkflow, TASK_FIELDS,
     WORKFLOW_FIELDS, WithItems,
@@ -263,6 +263,16 @@ impl<'s> Validator<'s> {
                 self.check_task_expressions(task, &raw_task.value, &dag, visible, &inputs);
         }
         self.exit_phase = false;
+        if parallelism.is_some()
+            && let Some(task) = tasks.iter().find(|t| t.lock.is_some())
+            && let Some(n) = &raw.parallelism
+        {
+            let p = self.at(
+                &n.referenced,
+                format!("task `{}` takes a lock across runs, which a workflow with `parallelism` cannot have yet", task.name),
+            );
+            self.push(p.hint("remove `parallelism`, or the task's `mutex`/`semaphore`"));
+        }
         let output = raw.output.as_ref().map(|o| o.value.value.clone());
         let output_references = match &raw.output {
             Some(o) => self.check_output(o, &all_names, &inputs),
@@ -652,6 +662,7 @@ impl<'s> Validator<'s> {
             }
         };
         let when = t.when.as_ref().map(|w| w.value.clone());
+        let lock = self.task_lock(name, raw);
         Task {
             name: name.to_owned(),
             action,
@@ -672,7 +683,88 @@ impl<'s> Validator<'s> {
             references: BTreeSet::new(),
             call,
             exit_handler: self.exit_phase,
+            lock,
         }
+    }
+
+    /// A task's `mutex` or `semaphore` (its template is checked with the
+    /// task's other expressions): not both, not on an exit handler (it
+    /// must run), not on a fan-out (one lock per task: items would share
+    /// it; not supported yet), a semaphore with a `key` and a `limit` ≥ 1.
+    fn task_lock(&mut self, name: &str, raw: &Spanned<RawTask>) -> Option<TaskLock> {
+        let t = &raw.value;
+        let (kind, at, key, limit) = match (&t.mutex, &t.semaphore) {
+            (None, None) => return None,
+            (Some(m), Some(_)) => {
+                let p = self.at(
+                    &m.referenced,
+                    format!("task `{name}` has both a `mutex` and a `semaphore`"),
+                );
+                self.push(p.hint("a mutex is a semaphore with `limit: 1`: keep one of them"));
+                return None;
+            }
+            (Some(m), None) => ("mutex", m.referenced, Some(m.value.clone()), 1),
+            (None, Some(s)) => {
+                let limit = match &s.value.limit {
+                    None => {
+                        let p = self.at(
+                            &s.referenced,
+                            format!("task `{name}`: `semaphore` has no `limit`"),
+                        );
+                        self.push(p.hint("say how many tasks may hold it at once: `semaphore: { key: db, limit: 3 }`"));
+                        return None;
+                    }
+                    Some(l) if l.value < 1 || l.value > i64::from(i32::MAX) => {
+                        let p = self.at(
+                            &l.referenced,
+                            format!(
+                                "task `{name}`: `semaphore.limit` must be at least 1, not {}",
+                                l.value
+                            ),
+                        );
+                        self.push(p.hint("a `mutex: NAME` is the same as `limit: 1`"));
+                        return None;
+                    }
+                    Some(l) => u32::try_from(l.value).unwrap_or(1),
+                };
+                if s.value.key.is_none() {
+                    let p = self.at(
+                        &s.referenced,
+                        format!("task `{name}`: `semaphore` has no `key`"),
+                    );
+                    self.push(p.hint(
+                        "name what it guards: `semaphore: { key: \"{{ input.db }}\", limit: 3 }`",
+                    ));
+                    return None;
+                }
+                (
+                    "semaphore",
+                    s.referenced,
+                    s.value.key.as_ref().map(|k| k.value.clone()),
+                    limit,
+                )
+            }
+        };
+        if self.exit_phase {
+            let p = self.at(&at, format!("exit handler `{name}` cannot take a `{kind}`"));
+            self.push(
+                p.hint("exit handlers run whatever else holds what: move the lock to a main task"),
+            );
+            return None;
+        }
+        if t.with_items.is_some() {
+            let p = self.at(
+                &at,
+                format!("task `{name}`: a fan-out (`with_items`) cannot take a `{kind}` yet"),
+            );
+            self.push(p.hint("lock a plain task instead (one lock per task), e.g. one that needs the fan-out or that it needs"));
+            return None;
+        }
+        Some(TaskLock {
+            kind,
+            key: key?,
+            limit,
+        })
     }
 
     /// The sub-workflow a task starts (`workflow:`, `max_depth`), if any.

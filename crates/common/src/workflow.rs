@@ -62,6 +62,8 @@ pub struct Task {
     /// Whether it is an exit handler (`on_exit:`), run once every main
     /// task is terminal.
     pub(crate) exit_handler: bool,
+    /// Its `mutex` or `semaphore`, shared across runs.
+    pub(crate) lock: Option<crate::shared_limit::TaskLock>,
 }
 
 /// How deep runs started by `workflow:` tasks may nest when the task does
@@ -545,6 +547,12 @@ impl Task {
     #[must_use]
     pub fn concurrency(&self) -> Option<u32> {
         self.concurrency
+    }
+
+    /// Its `mutex` or `semaphore`, shared across runs, if any.
+    #[must_use]
+    pub fn lock(&self) -> Option<&crate::shared_limit::TaskLock> {
+        self.lock.as_ref()
     }
 
     /// Whether this task's executions take the run's `parallelism` slots:

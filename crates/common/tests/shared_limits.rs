@@ -105,3 +105,60 @@ fn an_unknown_order_or_field_is_refused_with_a_hint() {
         &["run_total", "did you mean `runs_total`"],
     );
 }
+
+#[test]
+fn a_task_lock_reads_its_name_or_key_and_limit() {
+    let w = ok(
+        "name: x\ninput: { db: main }\ntasks:\n  a: { action: noop, mutex: \"{{ input.db }}\" }\n  b: { action: noop, semaphore: { key: api, limit: 3 } }\n",
+    );
+    let a = w.task("a").and_then(|t| t.lock()).expect("a mutex");
+    assert_eq!(
+        (a.kind(), a.limit(), a.key_template()),
+        ("mutex", 1, "{{ input.db }}")
+    );
+    let b = w.task("b").and_then(|t| t.lock()).expect("a semaphore");
+    assert_eq!((b.kind(), b.limit()), ("semaphore", 3));
+}
+
+#[test]
+fn task_locks_are_refused_where_they_cannot_work() {
+    has(
+        &problems(
+            "name: x\ntasks:\n  a: { action: noop, mutex: m, semaphore: { key: k, limit: 2 } }\n",
+        ),
+        3,
+        &["both a `mutex` and a `semaphore`"],
+    );
+    has(
+        &problems("name: x\ntasks:\n  a: { action: noop, semaphore: { key: k } }\n"),
+        3,
+        &["`semaphore` has no `limit`"],
+    );
+    has(
+        &problems("name: x\ntasks:\n  a: { action: noop, semaphore: { key: k, limit: 0 } }\n"),
+        3,
+        &["`semaphore.limit` must be at least 1, not 0"],
+    );
+    has(
+        &problems("name: x\ntasks:\n  a: { action: noop, with_items: [1, 2], mutex: m }\n"),
+        3,
+        &["a fan-out (`with_items`) cannot take a `mutex` yet"],
+    );
+    has(
+        &problems("name: x\ntasks:\n  a: { action: noop, mutex: \"{{ input.nope }}\" }\n"),
+        3,
+        &["`mutex` uses `input.nope`, which is not declared"],
+    );
+    has(
+        &problems("name: x\nparallelism: 2\ntasks:\n  a: { action: noop, mutex: m }\n"),
+        2,
+        &["takes a lock across runs", "`parallelism`"],
+    );
+    has(
+        &problems(
+            "name: x\ntasks:\n  a: { action: noop }\non_exit:\n  b: { action: noop, mutex: m }\n",
+        ),
+        5,
+        &["exit handler `b` cannot take a `mutex`"],
+    );
+}

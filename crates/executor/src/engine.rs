@@ -428,7 +428,15 @@ impl Engine {
             return Ok((Applied::Duplicate, Outgoing::default()));
         }
         let undecided = tasks::undecided(tx, id).await?;
-        if undecided.is_empty() {
+        // Tasks granted their lock across runs while they waited: the
+        // message that resumes the run was written by the grant.
+        // (A workflow with `parallelism` has no such locks: validation.)
+        let granted = if status == WorkflowStatus::Running {
+            shared_limits::granted_tasks(tx, id).await?
+        } else {
+            Vec::new()
+        };
+        if undecided.is_empty() && granted.is_empty() {
             return Ok((Applied::Duplicate, Outgoing::default()));
         }
         // A limited run's row before its tasks' (see `parallelism::lock`).
@@ -436,6 +444,9 @@ impl Engine {
         let workflow = self.inner.catalog.get(tx, run.definition_id).await?;
         let mut step = self.step(tx);
         step.add_run(RunInfo::of(&run, workflow));
+        for task in &granted {
+            step.dispatch_held(task).await?;
+        }
         for task in undecided {
             if status == WorkflowStatus::Canceling && !task.exit_handler {
                 continue;

@@ -337,8 +337,15 @@ const CHECKS: &[(&str, &str)] = &[
                              c.scope, c.key, coalesce(c.granted_at, c.created_at)) \
          FROM limit_claims c JOIN workflow_executions r ON r.id = c.workflow_execution_id \
          WHERE (r.status IN ('succeeded', 'failed', 'canceled') \
-                OR (c.state = 'waiting' AND r.status = 'running')) \
-           AND ($1::uuid IS NULL OR r.id = $1)",
+                OR (c.state = 'waiting' AND r.status = 'running' AND c.task_execution_id IS NULL)) \
+           AND ($1::uuid IS NULL OR r.id = $1) \
+         UNION ALL \
+         SELECT t.workflow_execution_id, format('task `%s` is %s but still %s its lock `%s`', \
+                             t.task_name, t.status, \
+                             CASE c.state WHEN 'holding' THEN 'holds' ELSE 'waits for' END, c.key) \
+         FROM limit_claims c JOIN task_executions t ON t.id = c.task_execution_id \
+         WHERE t.status IN ('succeeded', 'failed', 'skipped', 'canceled') \
+           AND ($1::uuid IS NULL OR t.workflow_execution_id = $1)",
     ),
     (
         // The counters a grant decides by equal the claims they count:

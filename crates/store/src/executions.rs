@@ -629,7 +629,7 @@ pub async fn complete_many(
     .bind(&runs)
     .bind(&logs)
     .bind(crate::inspect::RUNS_CHANNEL)
-    .fetch_all(conn)
+    .fetch_all(&mut *conn)
     .await
     .context("recording completions")?;
     let mut recorded = Recorded {
@@ -653,6 +653,7 @@ pub async fn complete_many(
             })?;
         *slot = Some(row.completed);
     }
+    recorded.finished.release_locks(conn).await?;
     Ok(recorded)
 }
 

@@ -27,7 +27,7 @@ use std::collections::{BTreeMap, HashSet};
 use sqlx::PgConnection;
 use uuid::Uuid;
 use weft_common::message::WorkflowSubmitted;
-use weft_common::{Envelope, LimitFacts, WorkflowExecutionId};
+use weft_common::{Envelope, LimitFacts, TaskExecutionId, WorkflowExecutionId};
 
 use crate::error::{Context, StoreError};
 use crate::outbox;
@@ -107,7 +107,8 @@ pub async fn admit(
             .context("recording a limit's key")?;
             let seq: Option<i64> = sqlx::query_scalar(
                 "INSERT INTO limit_claims (scope, key, workflow_execution_id, state) \
-                 VALUES ($1, $2, $3, $4) ON CONFLICT (workflow_execution_id) DO NOTHING \
+                 VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (workflow_execution_id) WHERE task_execution_id IS NULL DO NOTHING \
                  RETURNING seq",
             )
             .bind(a.scope)
@@ -142,12 +143,12 @@ pub async fn admit(
                 .context("recording a run's limit key")?;
             }
         }
-        granted.extend(grant(conn, scope).await?);
+        granted.extend(grant(conn, scope).await?.into_iter().map(|(run, _)| run));
     }
     let ids: Vec<Uuid> = admissions.iter().map(|a| a.run.as_uuid()).collect();
     let holding: Vec<Uuid> = sqlx::query_scalar(
         "SELECT workflow_execution_id FROM limit_claims \
-         WHERE workflow_execution_id = ANY($1) AND state = $2",
+         WHERE workflow_execution_id = ANY($1) AND state = $2 AND task_execution_id IS NULL",
     )
     .bind(&ids)
     .bind(HOLDING)
@@ -177,15 +178,61 @@ pub async fn release(
     conn: &mut PgConnection,
     runs: &[WorkflowExecutionId],
 ) -> Result<(), StoreError> {
-    if runs.is_empty() {
+    let ids: Vec<Uuid> = runs.iter().map(|id| id.as_uuid()).collect();
+    release_claims(conn, "workflow_execution_id", &ids).await
+}
+
+/// Releases the locks (`mutex`/`semaphore`) of tasks that just became
+/// terminal, in the transaction that ended them, and grants each freed
+/// slot to the next waiting task, whose run gets a message that makes an
+/// executor dispatch it ([`granted_tasks`]). Tasks without a lock cost
+/// one indexed read.
+///
+/// # Errors
+/// A database error.
+pub async fn release_tasks(
+    conn: &mut PgConnection,
+    tasks: &[TaskExecutionId],
+) -> Result<(), StoreError> {
+    let ids: Vec<Uuid> = tasks.iter().map(|id| id.as_uuid()).collect();
+    release_claims(conn, "task_execution_id", &ids).await
+}
+
+/// Releases the locks held or waited for by the tasks of `run` (its main
+/// tasks, canceled while its exit handlers run on; exit handlers take no
+/// lock), leaving the run's own claim of its workflow's limit.
+///
+/// # Errors
+/// A database error.
+pub async fn release_run_tasks(
+    conn: &mut PgConnection,
+    run: WorkflowExecutionId,
+) -> Result<(), StoreError> {
+    let tasks: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT task_execution_id FROM limit_claims \
+         WHERE workflow_execution_id = $1 AND task_execution_id IS NOT NULL",
+    )
+    .bind(run.as_uuid())
+    .fetch_all(&mut *conn)
+    .await
+    .context("finding a run's task locks")?;
+    release_claims(conn, "task_execution_id", &tasks).await
+}
+
+/// Deletes the claims whose `column` (a run's or a task's id) is in
+/// `ids`, fixes the counters and grants what they freed.
+async fn release_claims(
+    conn: &mut PgConnection,
+    column: &'static str,
+    ids: &[Uuid],
+) -> Result<(), StoreError> {
+    if ids.is_empty() {
         return Ok(());
     }
-    let ids: Vec<Uuid> = runs.iter().map(|id| id.as_uuid()).collect();
-    let scopes: Vec<String> = sqlx::query_scalar(
-        "SELECT DISTINCT scope FROM limit_claims WHERE workflow_execution_id = ANY($1) \
-         ORDER BY scope",
-    )
-    .bind(&ids)
+    let scopes: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT DISTINCT scope FROM limit_claims WHERE {column} = ANY($1) ORDER BY scope"
+    )))
+    .bind(ids)
     .fetch_all(&mut *conn)
     .await
     .context("finding the limits of ended runs")?;
@@ -199,11 +246,10 @@ pub async fn release(
         .execute(&mut *conn)
         .await
         .context("locking limits' scopes")?;
-    let freed: Vec<(String, String, String, i64)> = sqlx::query_as(
-        "DELETE FROM limit_claims WHERE workflow_execution_id = ANY($1) \
-         RETURNING scope, key, state, seq",
-    )
-    .bind(&ids)
+    let freed: Vec<(String, String, String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "DELETE FROM limit_claims WHERE {column} = ANY($1) RETURNING scope, key, state, seq"
+    )))
+    .bind(ids)
     .fetch_all(&mut *conn)
     .await
     .context("releasing ended runs' claims")?;
@@ -241,7 +287,7 @@ pub async fn release(
     }
     let mut granted = Vec::new();
     for scope in &scopes {
-        granted.extend(grant(conn, scope).await?);
+        granted.extend(grant(conn, scope).await?.into_iter().map(|(run, _)| run));
     }
     start_granted(conn, &granted).await?;
     if !freed.is_empty() {
@@ -322,7 +368,7 @@ pub async fn take_if_free(
 async fn grant(
     conn: &mut PgConnection,
     scope: &str,
-) -> Result<Vec<WorkflowExecutionId>, StoreError> {
+) -> Result<Vec<(WorkflowExecutionId, Option<TaskExecutionId>)>, StoreError> {
     let mut granted = Vec::new();
     loop {
         // The scope's cap, checked on its row (locked by the caller).
@@ -356,9 +402,9 @@ async fn grant(
         let Some((key, head)) = next else {
             break;
         };
-        let run: Uuid = sqlx::query_scalar(
+        let (run, task): (Uuid, Option<Uuid>) = sqlx::query_as(
             "UPDATE limit_claims SET state = $2, granted_at = clock_timestamp() \
-             WHERE seq = $1 AND state = $3 RETURNING workflow_execution_id",
+             WHERE seq = $1 AND state = $3 RETURNING workflow_execution_id, task_execution_id",
         )
         .bind(head)
         .bind(HOLDING)
@@ -391,7 +437,10 @@ async fn grant(
         .await
         .context("counting a slot granted")?;
         tracing::debug!(limit = scope, key = %key, workflow_execution_id = %run, "granted a shared-limit slot");
-        granted.push(WorkflowExecutionId::from(run));
+        granted.push((
+            WorkflowExecutionId::from(run),
+            task.map(TaskExecutionId::from),
+        ));
     }
     Ok(granted)
 }
@@ -405,6 +454,9 @@ async fn start_granted(
     if runs.is_empty() {
         return Ok(());
     }
+    let mut runs = runs.to_vec();
+    runs.sort_by_key(|r| r.as_uuid());
+    runs.dedup();
     let messages: Vec<(Envelope, Option<chrono::DateTime<chrono::Utc>>)> = runs
         .iter()
         .map(|run| {
@@ -447,13 +499,22 @@ pub async fn facts(
          FROM limit_claims c \
          JOIN limit_keys k ON k.scope = c.scope AND k.key = c.key \
          JOIN limit_scopes s ON s.scope = c.scope \
-         WHERE c.workflow_execution_id = $1",
+         WHERE c.workflow_execution_id = $1 AND c.task_execution_id IS NULL",
     )
     .bind(run.as_uuid())
     .fetch_optional(&mut *conn)
     .await
     .context("reading a run's limit")?;
-    let Some(Claim {
+    let Some(claim) = claim else {
+        return Ok(None);
+    };
+    claim_facts(conn, claim).await.map(Some)
+}
+
+/// What is said about a claim: its place in line (counted: a read for a
+/// person, not a decision) and the key's holders.
+async fn claim_facts(conn: &mut PgConnection, claim: Claim) -> Result<LimitFacts, StoreError> {
+    let Claim {
         scope,
         key,
         state,
@@ -461,10 +522,7 @@ pub async fn facts(
         capacity: runs,
         runs_total,
         holders: holding_total,
-    }) = claim
-    else {
-        return Ok(None);
-    };
+    } = claim;
     let position = if state == WAITING {
         let ahead: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM limit_claims \
@@ -491,12 +549,159 @@ pub async fn facts(
     .fetch_all(&mut *conn)
     .await
     .context("reading a limit's holders")?;
-    Ok(Some(LimitFacts {
+    Ok(LimitFacts {
         key,
         runs,
         runs_total,
         holding_total: runs_total.map(|_| holding_total),
         position,
         holders: holders.into_iter().map(WorkflowExecutionId::from).collect(),
-    }))
+    })
+}
+
+/// A task to put in line for its lock (`mutex`/`semaphore`).
+#[derive(Debug, Clone)]
+pub struct TaskAdmission {
+    /// The task (started, its executions held `pending`).
+    pub task: TaskExecutionId,
+    /// Its run.
+    pub run: WorkflowExecutionId,
+    /// The lock's scope and key (`mutex prod-db`).
+    pub key: String,
+    /// Holders at most.
+    pub limit: i32,
+}
+
+/// Puts each task in line for its lock (once) and grants the free slots;
+/// returns the tasks of `admissions` that hold their lock (dispatch
+/// them). A task of another run granted meanwhile gets its run's message
+/// (see [`granted_tasks`]). The caller locked the tasks' rows (it just
+/// started them): task rows before scope rows.
+///
+/// # Errors
+/// A database error.
+pub async fn admit_tasks(
+    conn: &mut PgConnection,
+    admissions: &[TaskAdmission],
+) -> Result<HashSet<TaskExecutionId>, StoreError> {
+    let mut sorted: Vec<&TaskAdmission> = admissions.iter().collect();
+    sorted.sort_by(|a, b| a.key.cmp(&b.key));
+    let mut granted = Vec::new();
+    let mut scopes: Vec<&str> = sorted.iter().map(|a| a.key.as_str()).collect();
+    scopes.dedup();
+    for scope in scopes {
+        sqlx::query(
+            "INSERT INTO limit_scopes (scope) VALUES ($1) \
+             ON CONFLICT (scope) DO UPDATE SET fair = limit_scopes.fair",
+        )
+        .bind(scope)
+        .execute(&mut *conn)
+        .await
+        .context("locking a lock's scope")?;
+        for a in sorted.iter().filter(|a| a.key == scope) {
+            sqlx::query(
+                "INSERT INTO limit_keys (scope, key, capacity) VALUES ($1, $1, $2) \
+                 ON CONFLICT (scope, key) DO UPDATE SET \
+                     capacity = GREATEST(EXCLUDED.capacity, limit_keys.holders)",
+            )
+            .bind(scope)
+            .bind(a.limit)
+            .execute(&mut *conn)
+            .await
+            .context("recording a lock")?;
+            let seq: Option<i64> = sqlx::query_scalar(
+                "INSERT INTO limit_claims (scope, key, workflow_execution_id, task_execution_id, state) \
+                 VALUES ($1, $1, $2, $3, $4) ON CONFLICT (task_execution_id) DO NOTHING \
+                 RETURNING seq",
+            )
+            .bind(scope)
+            .bind(a.run.as_uuid())
+            .bind(a.task.as_uuid())
+            .bind(WAITING)
+            .fetch_optional(&mut *conn)
+            .await
+            .context("getting a task in line")?;
+            if let Some(seq) = seq {
+                sqlx::query(
+                    "UPDATE limit_keys SET waiters = waiters + 1, head_seq = COALESCE(head_seq, $2) \
+                     WHERE scope = $1 AND key = $1",
+                )
+                .bind(scope)
+                .bind(seq)
+                .execute(&mut *conn)
+                .await
+                .context("counting a task in line")?;
+            }
+        }
+        granted.extend(grant(conn, scope).await?);
+    }
+    let ids: Vec<Uuid> = admissions.iter().map(|a| a.task.as_uuid()).collect();
+    let holding: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT task_execution_id FROM limit_claims WHERE task_execution_id = ANY($1) AND state = $2",
+    )
+    .bind(&ids)
+    .bind(HOLDING)
+    .fetch_all(&mut *conn)
+    .await
+    .context("reading which tasks hold their lock")?;
+    let holding: HashSet<TaskExecutionId> =
+        holding.into_iter().map(TaskExecutionId::from).collect();
+    let others: Vec<WorkflowExecutionId> = granted
+        .into_iter()
+        .filter(|(_, task)| task.is_none_or(|t| !holding.contains(&t)))
+        .map(|(run, _)| run)
+        .collect();
+    start_granted(conn, &others).await?;
+    Ok(holding)
+}
+
+/// The tasks of `run` that hold their lock and have not dispatched their
+/// work yet (granted while they waited): what a resumed run dispatches.
+///
+/// # Errors
+/// A database error.
+pub async fn granted_tasks(
+    conn: &mut PgConnection,
+    run: WorkflowExecutionId,
+) -> Result<Vec<crate::tasks::TaskRow>, StoreError> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {columns} FROM task_executions t \
+         JOIN limit_claims c ON c.task_execution_id = t.id AND c.state = $2 \
+         WHERE t.workflow_execution_id = $1 AND t.status = $3 \
+           AND t.items_dispatched < t.items_total \
+         ORDER BY t.id FOR NO KEY UPDATE OF t",
+        columns = crate::prefixed("t", crate::tasks::TASK_COLUMNS),
+    )))
+    .bind(run.as_uuid())
+    .bind(HOLDING)
+    .bind(weft_common::TaskStatus::Running.as_str())
+    .fetch_all(conn)
+    .await
+    .context("finding tasks granted their lock")
+}
+
+/// Where a task stands with its lock: in line (its place) or holding it,
+/// with the runs whose tasks hold it; `None` without a claim.
+///
+/// # Errors
+/// A database error.
+pub async fn task_facts(
+    conn: &mut PgConnection,
+    task: TaskExecutionId,
+) -> Result<Option<LimitFacts>, StoreError> {
+    let claim: Option<Claim> = sqlx::query_as(
+        "SELECT c.scope, c.key, c.state, c.seq, k.capacity, s.runs_total, s.holders \
+         FROM limit_claims c \
+         JOIN limit_keys k ON k.scope = c.scope AND k.key = c.key \
+         JOIN limit_scopes s ON s.scope = c.scope \
+         WHERE c.task_execution_id = $1",
+    )
+    .bind(task.as_uuid())
+    .fetch_optional(&mut *conn)
+    .await
+    .context("reading a task's lock")?;
+    let Some(claim) = claim else {
+        return Ok(None);
+    };
+    claim_facts(conn, claim).await.map(Some)
 }

@@ -109,6 +109,21 @@ impl Validator<'_> {
                 inputs,
             ));
         }
+        let lock = match (&raw.mutex, &raw.semaphore) {
+            (Some(m), _) => Some(("mutex", m)),
+            (None, Some(s)) => s.value.key.as_ref().map(|k| ("semaphore.key", k)),
+            (None, None) => None,
+        };
+        if let Some((field, key)) = lock {
+            let sites = [(key.referenced, key.value.as_str())];
+            used.extend(self.check_sites(
+                &sites,
+                &scope(field, false, false),
+                &ancestor,
+                names,
+                inputs,
+            ));
+        }
         if let Some(w) = &raw.when {
             let sites = [(w.referenced, w.value.as_str())];
             used.extend(self.check_sites(

@@ -119,7 +119,11 @@ pub async fn run_facts(
                 status: shown(n).to_owned(),
             })
             .collect();
-        tasks.push(task_facts(row, spec, needs)?);
+        let mut facts = task_facts(row, spec, needs)?;
+        if spec.lock().is_some() {
+            facts.lock = crate::shared_limits::task_facts(conn, row.task.id).await?;
+        }
+        tasks.push(facts);
     }
     let pools: BTreeSet<String> = workflow.tasks().map(|t| t.queue().to_owned()).collect();
     let pools: Vec<String> = pools.into_iter().collect();
@@ -189,6 +193,7 @@ fn task_facts(
     };
     Ok(TaskFacts {
         exit_handler: t.exit_handler,
+        lock: None,
         name: t.task_name.clone(),
         status: t.status,
         shown_status: shown_status(t.status, row.running, row.queued, row.pending),
