@@ -75,10 +75,13 @@ CREATE UNIQUE INDEX limit_claims_run_idx ON limit_claims (workflow_execution_id)
 CREATE UNIQUE INDEX limit_claims_task_idx ON limit_claims (task_execution_id);
 CREATE INDEX limit_claims_of_run_idx ON limit_claims (workflow_execution_id);
 
--- The next waiter of a key, and a waiter's place in line.
-CREATE INDEX limit_claims_line_idx ON limit_claims (scope, key, seq) WHERE state = 'waiting';
--- The holders of a key (`weft explain`, the audit).
-CREATE INDEX limit_claims_holders_idx ON limit_claims (scope, key) WHERE state = 'holding';
+-- The next waiter of a key (and a waiter's place in line), and a key's
+-- holders. Not a partial index: the queries bind the state as a parameter,
+-- and the executors plan generic plans, which cannot use a partial one.
+CREATE INDEX limit_claims_line_idx ON limit_claims (scope, key, state, seq);
+-- Holders granted longest ago: the redispatcher's search for a granted
+-- run whose start was not taken (its query names the state literally).
+CREATE INDEX limit_claims_holding_idx ON limit_claims (granted_at) WHERE state = 'holding';
 
 ALTER TABLE workflow_executions
     -- The key the run waited under or held (`customer=acme`), kept after

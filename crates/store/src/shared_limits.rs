@@ -76,16 +76,22 @@ pub async fn admit(
     }
     let mut granted = Vec::new();
     for (scope, runs) in &by_scope {
-        // The scope's row, created once, locked until commit; its cap and
-        // order follow the latest definition admitted (a cap is never set
-        // below the slots held: a lowered one applies as they end).
+        // The scope's row, created once, locked until commit (`ON
+        // CONFLICT DO UPDATE` locks the row even when its `WHERE` spares
+        // it a new version); its cap and order follow the latest
+        // definition admitted (a cap is never set below the slots held: a
+        // lowered one applies as they end).
         let (runs_total, fair) = (runs[0].runs_total, runs[0].fair);
         sqlx::query(
             "INSERT INTO limit_scopes (scope, runs_total, fair) VALUES ($1, $2, $3) \
              ON CONFLICT (scope) DO UPDATE SET \
                  runs_total = CASE WHEN EXCLUDED.runs_total IS NULL THEN NULL \
                                    ELSE GREATEST(EXCLUDED.runs_total, limit_scopes.holders) END, \
-                 fair = EXCLUDED.fair",
+                 fair = EXCLUDED.fair \
+             WHERE limit_scopes.fair <> EXCLUDED.fair \
+                OR limit_scopes.runs_total IS DISTINCT FROM \
+                   CASE WHEN EXCLUDED.runs_total IS NULL THEN NULL \
+                        ELSE GREATEST(EXCLUDED.runs_total, limit_scopes.holders) END",
         )
         .bind(scope)
         .bind(runs_total)
@@ -97,7 +103,8 @@ pub async fn admit(
             sqlx::query(
                 "INSERT INTO limit_keys (scope, key, capacity) VALUES ($1, $2, $3) \
                  ON CONFLICT (scope, key) DO UPDATE SET \
-                     capacity = GREATEST(EXCLUDED.capacity, limit_keys.holders)",
+                     capacity = GREATEST(EXCLUDED.capacity, limit_keys.holders) \
+                 WHERE limit_keys.capacity <> GREATEST(EXCLUDED.capacity, limit_keys.holders)",
             )
             .bind(a.scope)
             .bind(a.key)
@@ -592,7 +599,7 @@ pub async fn admit_tasks(
     for scope in scopes {
         sqlx::query(
             "INSERT INTO limit_scopes (scope) VALUES ($1) \
-             ON CONFLICT (scope) DO UPDATE SET fair = limit_scopes.fair",
+             ON CONFLICT (scope) DO UPDATE SET fair = false WHERE limit_scopes.fair",
         )
         .bind(scope)
         .execute(&mut *conn)
@@ -602,7 +609,8 @@ pub async fn admit_tasks(
             sqlx::query(
                 "INSERT INTO limit_keys (scope, key, capacity) VALUES ($1, $1, $2) \
                  ON CONFLICT (scope, key) DO UPDATE SET \
-                     capacity = GREATEST(EXCLUDED.capacity, limit_keys.holders)",
+                     capacity = GREATEST(EXCLUDED.capacity, limit_keys.holders) \
+                 WHERE limit_keys.capacity <> GREATEST(EXCLUDED.capacity, limit_keys.holders)",
             )
             .bind(scope)
             .bind(a.limit)
