@@ -18,7 +18,8 @@
 //!
 //! Counters on the key and scope rows (`holders`, `waiters`, `head_seq`)
 //! decide; the next key is found through a partial index over the keys
-//! that could take a slot and the next waiter through the line's index:
+//! that could take a slot (its predicate is written in the query, so a
+//! generic plan uses it) and the next waiter through the line's index:
 //! granting costs O(log n) whatever the number of waiters. `weft audit`
 //! recounts everything ([`crate::audit`]).
 
