@@ -41,6 +41,10 @@ pub struct RunFacts {
     /// Its executions in flight (queued or running) that take run-wide
     /// slots.
     pub in_flight: i64,
+    /// Where it stands with its workflow's `limit:` (in line, or holding
+    /// a slot); `None` without a claim (no limit, or it ended).
+    #[serde(default)]
+    pub limit: Option<crate::shared_limit::LimitFacts>,
     /// Its tasks, in the workflow's order.
     pub tasks: Vec<TaskFacts>,
     /// The pools its tasks run on.
@@ -107,6 +111,10 @@ pub struct TaskFacts {
     /// Its latest wait, for a `wait:` task whose wait started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wait: Option<crate::wait::WaitFacts>,
+    /// Where it stands with its lock across runs (`mutex`, `semaphore`):
+    /// in line, or holding it; `None` without one (or once it ended).
+    #[serde(default)]
+    pub lock: Option<crate::shared_limit::LimitFacts>,
 }
 
 /// A task needed by another, and its status.
@@ -243,10 +251,20 @@ impl RunFacts {
         let at =
             |t: Option<DateTime<Utc>>| t.map_or_else(String::new, |t| format!(" at {}", time(t)));
         match self.status {
-            WorkflowStatus::Pending => format!(
-                "pending since {}: no executor has started it yet (is `weft executor` running?)",
-                time(self.created_at)
-            ),
+            WorkflowStatus::Pending => match &self.limit {
+                Some(limit) if limit.position.is_some() => {
+                    format!("pending: {}", limit.sentence())
+                }
+                Some(limit) => format!(
+                    "pending since {}: granted a slot (it {}); an executor starts it next",
+                    time(self.created_at),
+                    limit.sentence()
+                ),
+                None => format!(
+                    "pending since {}: no executor has started it yet (is `weft executor` running?)",
+                    time(self.created_at)
+                ),
+            },
             WorkflowStatus::Running => {
                 let active: Vec<String> = self
                     .tasks
@@ -277,6 +295,9 @@ impl RunFacts {
                         "; {} of {limit} run-wide slots (`parallelism`) in use",
                         self.in_flight
                     );
+                }
+                if let Some(limit) = &self.limit {
+                    let _ = write!(line, "; {}", limit.sentence());
                 }
                 match waiting {
                     0 => {}
@@ -314,6 +335,11 @@ impl RunFacts {
     }
 
     fn task_status_line(&self, t: &TaskFacts) -> String {
+        if let Some(lock) = &t.lock
+            && lock.position.is_some()
+        {
+            return format!("waiting for its lock: {}", lock.sentence());
+        }
         match t.status {
             TaskStatus::Waiting if t.exit_handler && t.needs.is_empty() => {
                 "waiting for every main task to be terminal, then it runs whatever the outcome"
@@ -561,6 +587,7 @@ mod tests {
     fn task(name: &str, status: TaskStatus) -> TaskFacts {
         TaskFacts {
             exit_handler: false,
+            lock: None,
             name: name.into(),
             status,
             shown_status: status.as_str(),
@@ -619,6 +646,7 @@ mod tests {
             now: at("2026-01-01T00:01:00Z"),
             parallelism: None,
             in_flight: 0,
+            limit: None,
             tasks,
             pools,
         }

@@ -54,6 +54,7 @@ mod retry;
 pub mod run_ref;
 mod scan;
 pub mod schedule;
+pub mod shared_limit;
 mod spec;
 pub mod state;
 mod validate;
@@ -76,6 +77,7 @@ pub use redact::redact_url;
 pub use report::error_chain;
 pub use retry::{AttemptFacts, RetryDecision, StopReason};
 pub use run_ref::RunRef;
+pub use shared_limit::{LimitFacts, LimitOrder, RunLimit, TaskLock};
 pub use spec::WithItems;
 pub use state::{ExecutionStatus, IllegalTransition, TaskStatus, Trigger, WorkflowStatus};
 pub use workflow::{

@@ -23,6 +23,19 @@ pub(crate) struct RawWorkflow {
     /// Exit handlers: tasks run once every task of `tasks` is terminal,
     /// whatever the run's outcome.
     pub(crate) on_exit: Option<Spanned<IndexMap<String, Spanned<RawTask>>>>,
+    /// A concurrency limit shared by the workflow's runs
+    /// (`crate::shared_limit`).
+    pub(crate) limit: Option<Spanned<RawLimit>>,
+}
+
+/// A workflow's `limit:` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLimit {
+    pub(crate) key: Option<Spanned<String>>,
+    pub(crate) runs: Option<Spanned<i64>>,
+    pub(crate) runs_total: Option<Spanned<i64>>,
+    pub(crate) order: Option<Spanned<String>>,
 }
 
 /// One task as written.
@@ -48,6 +61,18 @@ pub(crate) struct RawTask {
     /// A durable wait instead of an action: a duration, a time, a signal
     /// or an approval.
     pub(crate) wait: Option<Spanned<RawWait>>,
+    /// One task at a time, across every run, per rendered name.
+    pub(crate) mutex: Option<Spanned<String>>,
+    /// At most `limit` tasks at a time, across every run, per rendered key.
+    pub(crate) semaphore: Option<Spanned<RawSemaphore>>,
+}
+
+/// A task's `semaphore` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSemaphore {
+    pub(crate) key: Option<Spanned<String>>,
+    pub(crate) limit: Option<Spanned<i64>>,
 }
 
 /// `wait:` as written: a duration (`wait: 2s`) or a mapping of
@@ -361,6 +386,7 @@ pub(crate) const WORKFLOW_FIELDS: &[&str] = &[
     "tasks",
     "parallelism",
     "on_exit",
+    "limit",
 ];
 /// The fields a task may have.
 pub(crate) const TASK_FIELDS: &[&str] = &[
@@ -379,6 +405,8 @@ pub(crate) const TASK_FIELDS: &[&str] = &[
     "workflow",
     "max_depth",
     "wait",
+    "mutex",
+    "semaphore",
 ];
 /// The fields of `wait:`'s mapping form.
 pub(crate) const WAIT_FIELDS: &[&str] = &["until", "signal", "approval", "timeout", "input"];
@@ -392,6 +420,8 @@ pub(crate) const RETRY_FIELDS: &[&str] = &[
     "when",
     "max_duration",
 ];
+/// The fields of a workflow's `limit`.
+pub(crate) const LIMIT_FIELDS: &[&str] = &["key", "runs", "runs_total", "order"];
 
 /// The items a `with_items` task runs over.
 #[derive(Debug, Clone, PartialEq)]

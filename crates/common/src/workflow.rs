@@ -37,6 +37,8 @@ pub struct Workflow {
     /// At most this many executions of a run in flight at once
     /// (`parallelism:`; `None` = no run-wide limit).
     pub(crate) parallelism: Option<u32>,
+    /// The concurrency limit its runs share (`limit:`).
+    pub(crate) limit: Option<crate::shared_limit::RunLimit>,
 }
 
 /// One task of a validated workflow.
@@ -63,6 +65,8 @@ pub struct Task {
     pub(crate) exit_handler: bool,
     /// What it waits for instead of running an action (`wait:`).
     pub(crate) wait: Option<Wait>,
+    /// Its `mutex` or `semaphore`, shared across runs.
+    pub(crate) lock: Option<crate::shared_limit::TaskLock>,
 }
 
 /// How deep runs started by `workflow:` tasks may nest when the task does
@@ -293,6 +297,12 @@ impl Workflow {
         self.parallelism
     }
 
+    /// The concurrency limit its runs share (`limit:`), if any.
+    #[must_use]
+    pub fn limit(&self) -> Option<&crate::shared_limit::RunLimit> {
+        self.limit.as_ref()
+    }
+
     /// Where a task stands in the order run-wide slots are handed out
     /// (`parallelism`): the workflow's task order (topological, ties as
     /// written), then item index.
@@ -508,6 +518,12 @@ impl Task {
     #[must_use]
     pub fn concurrency(&self) -> Option<u32> {
         self.concurrency
+    }
+
+    /// Its `mutex` or `semaphore`, shared across runs, if any.
+    #[must_use]
+    pub fn lock(&self) -> Option<&crate::shared_limit::TaskLock> {
+        self.lock.as_ref()
     }
 
     /// Whether this task's executions take the run's `parallelism` slots:

@@ -19,7 +19,7 @@ use weft_common::message::{ExecutionCompleted, ExecutionStarted, WorkflowSubmitt
 use weft_common::{Envelope, Evaluator, Message, ResultLimit, WorkflowExecutionId, WorkflowStatus};
 use weft_store::executions;
 use weft_store::tasks::{self, NewTask};
-use weft_store::{outbox, runs, workers};
+use weft_store::{outbox, runs, shared_limits, workers};
 
 use crate::catalog::Catalog;
 use crate::complete::{bounded, completion_of};
@@ -243,8 +243,9 @@ impl Engine {
         tx: &mut PgConnection,
         ids: &[WorkflowExecutionId],
     ) -> Result<(Vec<Applied>, Outgoing), EngineError> {
+        let (startable, in_line) = self.admit(tx, ids).await?;
         let mut started = Vec::new();
-        for run in runs::start_many(tx, ids).await? {
+        for run in runs::start_many(tx, &startable).await? {
             match self.inner.catalog.get(tx, run.definition_id).await {
                 Ok(workflow) => started.push(RunInfo::of(&run, workflow)),
                 Err(EngineError::InvalidDefinition { detail, .. }) => {
@@ -315,7 +316,7 @@ impl Engine {
         };
         let mut applied = Vec::with_capacity(ids.len());
         for id in ids {
-            if fresh.remove(id) {
+            if fresh.remove(id) || in_line.contains(id) {
                 applied.push(Applied::Changed);
             } else {
                 let (one, more) = self.resume_in(tx, *id).await?;
@@ -324,6 +325,93 @@ impl Engine {
             }
         }
         Ok((applied, outgoing))
+    }
+
+    /// Which of `ids` may start now: the pending ones without a shared
+    /// limit (or whose definition no longer parses: the start fails them),
+    /// and those of a limited workflow that hold a slot of their key once
+    /// they got in line ([`shared_limits::admit`]). Also returns the runs
+    /// that got in line and wait (they stay `pending`; the end of a
+    /// holder grants them a slot and writes their start message). A run
+    /// whose key cannot be rendered fails, saying why. Locks the pending
+    /// runs' rows first (see [`runs::lock_pending`]).
+    async fn admit(
+        &self,
+        tx: &mut PgConnection,
+        ids: &[WorkflowExecutionId],
+    ) -> Result<(Vec<WorkflowExecutionId>, HashSet<WorkflowExecutionId>), EngineError> {
+        let pending = runs::lock_pending(tx, ids).await?;
+        let mut startable = Vec::with_capacity(pending.len());
+        let mut keyed: Vec<(WorkflowExecutionId, Arc<weft_common::Workflow>, String)> = Vec::new();
+        for run in &pending {
+            let workflow = match self.inner.catalog.get(tx, run.definition_id).await {
+                Ok(workflow) => workflow,
+                Err(EngineError::InvalidDefinition { .. }) => {
+                    startable.push(run.id);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let Some(limit) = workflow.limit() else {
+                startable.push(run.id);
+                continue;
+            };
+            let input = run.input.as_object().cloned().unwrap_or_default();
+            match limit.key_for(
+                &self.inner.evaluator,
+                workflow.name(),
+                run.id,
+                run.scheduled_at.map(weft_common::schedule::tick_text),
+                &input,
+            ) {
+                Ok(key) => keyed.push((run.id, Arc::clone(&workflow), key)),
+                Err(why) => {
+                    tracing::warn!(workflow_execution_id = %run.id, error = %why, "run failed: its limit key");
+                    let ending = runs::Ending {
+                        id: run.id,
+                        workflow: &run.workflow_name,
+                        to: WorkflowStatus::Failed,
+                        output: None,
+                        error: Some(&why),
+                    };
+                    runs::end_many(tx, &[ending], None).await?;
+                    self.inner.outbox_written.notify_one();
+                }
+            }
+        }
+        if keyed.is_empty() {
+            return Ok((startable, HashSet::new()));
+        }
+        let admissions: Vec<shared_limits::Admission<'_>> = keyed
+            .iter()
+            .filter_map(|(id, workflow, key)| {
+                let limit = workflow.limit()?;
+                Some(shared_limits::Admission {
+                    run: *id,
+                    scope: workflow.name(),
+                    key,
+                    runs: i32::try_from(limit.runs()).unwrap_or(i32::MAX),
+                    runs_total: limit
+                        .runs_total()
+                        .map(|t| i32::try_from(t).unwrap_or(i32::MAX)),
+                    fair: limit.order() == weft_common::LimitOrder::Fair,
+                })
+            })
+            .collect();
+        let holding = shared_limits::admit(tx, &admissions).await?;
+        // Granted runs not of this batch got a start message: relays wake.
+        self.inner.outbox_written.notify_one();
+        let mut in_line = HashSet::new();
+        for (id, _, _) in &keyed {
+            if holding.contains(id) {
+                startable.push(*id);
+            } else {
+                tracing::info!(workflow_execution_id = %id, "run waits for a slot of its limit");
+                in_line.insert(*id);
+            }
+        }
+        startable.sort_by_key(|id| id.as_uuid());
+        Ok((startable, in_line))
     }
 
     /// A run that is already running: decides the tasks that wait with every
@@ -348,7 +436,15 @@ impl Engine {
             return Ok((Applied::Duplicate, Outgoing::default()));
         }
         let undecided = tasks::undecided(tx, id).await?;
-        if undecided.is_empty() {
+        // Tasks granted their lock across runs while they waited: the
+        // message that resumes the run was written by the grant.
+        // (A workflow with `parallelism` has no such locks: validation.)
+        let granted = if status == WorkflowStatus::Running {
+            shared_limits::granted_tasks(tx, id).await?
+        } else {
+            Vec::new()
+        };
+        if undecided.is_empty() && granted.is_empty() {
             return Ok((Applied::Duplicate, Outgoing::default()));
         }
         // A limited run's row before its tasks' (see `parallelism::lock`).
@@ -356,6 +452,9 @@ impl Engine {
         let workflow = self.inner.catalog.get(tx, run.definition_id).await?;
         let mut step = self.step(tx);
         step.add_run(RunInfo::of(&run, workflow));
+        for task in &granted {
+            step.dispatch_held(task).await?;
+        }
         for task in undecided {
             if status == WorkflowStatus::Canceling && !task.exit_handler {
                 continue;

@@ -24,6 +24,7 @@ use weft_common::{
 };
 use weft_store::executions::{self, ExecutionRow, NewExecution, TaskStart};
 use weft_store::runs::{self, Ending};
+use weft_store::shared_limits;
 use weft_store::tasks::{self, Finish, Finished, ResultOf, TaskRow};
 
 use crate::decide::{self, Decision, Outcome, TaskResult, dispatch};
@@ -51,6 +52,10 @@ pub(crate) struct Step<'a> {
     /// Runs with a `parallelism`, each with it: their slots are filled at
     /// the end of [`Step::settle`] (see [`crate::parallelism`]).
     limited: BTreeMap<WorkflowExecutionId, u32>,
+    /// Tasks decided to run that take a lock across runs (`mutex`,
+    /// `semaphore`), held until it is theirs: (task, lock key, holders at
+    /// most). They get in line at the end of [`Step::settle`].
+    locking: Vec<(TaskRow, String, i32)>,
     /// Tasks this step made terminal, as they are now (locked by this
     /// transaction): a successor decided in the same step reads them from
     /// here instead of from the database.
@@ -119,6 +124,7 @@ impl<'a> Step<'a> {
             streamed: HashSet::new(),
             done: Vec::new(),
             limited: BTreeMap::new(),
+            locking: Vec::new(),
             ended: HashMap::new(),
             lease,
             out: Outgoing::default(),
@@ -180,8 +186,66 @@ impl<'a> Step<'a> {
             self.end_tasks().await?;
         }
         self.start_tasks().await?;
+        self.take_locks().await?;
         self.fill_slots().await?;
         self.finish_runs().await
+    }
+
+    /// Puts the tasks this step started that take a lock across runs in
+    /// line for it (after their rows and executions exist, so a lock
+    /// granted now dispatches them at once) and dispatches those that hold
+    /// it; the others wait, holding no worker slot, until the end of a
+    /// holder grants it to them (see `weft_store::shared_limits`).
+    async fn take_locks(&mut self) -> Result<(), EngineError> {
+        if self.locking.is_empty() {
+            return Ok(());
+        }
+        let locking = std::mem::take(&mut self.locking);
+        let admissions: Vec<shared_limits::TaskAdmission> = locking
+            .iter()
+            .map(|(task, key, limit)| shared_limits::TaskAdmission {
+                task: task.id,
+                run: task.workflow_execution_id,
+                key: key.clone(),
+                limit: *limit,
+            })
+            .collect();
+        let holding = shared_limits::admit_tasks(self.conn, &admissions).await?;
+        for (task, key, _) in &locking {
+            if holding.contains(&task.id) {
+                self.dispatch_held(task).await?;
+            } else {
+                tracing::info!(workflow_execution_id = %task.workflow_execution_id, task = %task.task_name, lock = %key, "task waits for its lock");
+            }
+        }
+        Ok(())
+    }
+
+    /// Dispatches a plain task held for its lock, now that it holds it
+    /// (its one execution, `pending → queued`, claimed through the task's
+    /// counter so a second call dispatches nothing).
+    pub(crate) async fn dispatch_held(&mut self, task: &TaskRow) -> Result<(), EngineError> {
+        let run = run_of(&self.runs, task.workflow_execution_id)?;
+        if !run.dispatches_for(task.exit_handler) {
+            return Ok(());
+        }
+        let claimed = tasks::claim_next_items(self.conn, task.id, 1).await?;
+        if claimed.is_empty() {
+            return Ok(());
+        }
+        let attempt = task.attempt_base + 1;
+        let execution = weft_store::parallelism::queue_plain(self.conn, task.id, attempt)
+            .await?
+            .ok_or_else(|| {
+                EngineError::Inconsistent(format!(
+                    "task `{}` of run {} holds its lock but has no pending execution",
+                    task.task_name, task.workflow_execution_id
+                ))
+            })?;
+        let spec = run.spec(&task.task_name)?;
+        let message = dispatch(spec, task, execution.id, None, attempt, execution.input);
+        self.out.queued.push((Envelope::new(message), None));
+        Ok(())
     }
 
     /// Dispatches what waits for run-wide slots in every limited run of
@@ -277,9 +341,15 @@ impl<'a> Step<'a> {
                 kept.get(&task.id),
                 exit_views.get(&run.id),
             )?;
-            decisions.push((task, decision));
+            // A lock across runs is named from what the task sees.
+            let lock = run.spec(&task.task_name)?.lock().map(|lock| {
+                let ctx = run.context(rows, &results);
+                let claim = lock.claim_for(self.evaluator, &ctx);
+                (claim, i32::try_from(lock.limit()).unwrap_or(i32::MAX))
+            });
+            decisions.push((task, decision, lock));
         }
-        for (task, decision) in decisions {
+        for (task, decision, lock) in decisions {
             match decision {
                 Decision::Ends(outcome) => self.ending.push((task.id, outcome)),
                 Decision::Empty => {
@@ -311,7 +381,23 @@ impl<'a> Step<'a> {
                 }
                 Decision::Runs(mut start, mut dispatches) => {
                     let run = run_of(&self.runs, task.workflow_execution_id)?;
-                    if self.held(run, &task.task_name)? {
+                    if let Some((claim, limit)) = lock {
+                        match claim {
+                            Ok((key, _)) => {
+                                crate::parallelism::hold(&mut start, &mut dispatches);
+                                self.locking.push((task.clone(), key, limit));
+                            }
+                            Err(why) => {
+                                let outcome = Outcome {
+                                    status: TaskStatus::Failed,
+                                    result: TaskResult::Nothing,
+                                    error: Some(why),
+                                };
+                                self.ending.push((task.id, outcome));
+                                continue;
+                            }
+                        }
+                    } else if self.held(run, &task.task_name)? {
                         crate::parallelism::hold(&mut start, &mut dispatches);
                     } else if task.concurrency.is_none() && start.dispatched < start.items {
                         self.streamed.insert(task.id);

@@ -406,6 +406,84 @@ const CHECKS: &[(&str, &str)] = &[
          WHERE r.schedule_id IS NOT NULL AND r.created_at < r.scheduled_at \
            AND ($1::uuid IS NULL OR r.id = $1)",
     ),
+    (
+        // Shared limits (`limit:`, see `shared_limits`): a run's claim is
+        // deleted by the statement that ends it (`runs::end_many`), so no
+        // finished run holds a slot or waits in line; a run waits in line
+        // only while pending (or canceling on its way out).
+        "limit_slots_released",
+        "SELECT r.id, format('run is %s but still %s a slot of limit `%s` %s (since %s)', \
+                             r.status, CASE c.state WHEN 'holding' THEN 'holds' ELSE 'waits for' END, \
+                             c.scope, c.key, coalesce(c.granted_at, c.created_at)) \
+         FROM limit_claims c JOIN workflow_executions r ON r.id = c.workflow_execution_id \
+         WHERE (r.status IN ('succeeded', 'failed', 'canceled') \
+                OR (c.state = 'waiting' AND r.status = 'running' AND c.task_execution_id IS NULL)) \
+           AND ($1::uuid IS NULL OR r.id = $1) \
+         UNION ALL \
+         SELECT t.workflow_execution_id, format('task `%s` is %s but still %s its lock `%s`', \
+                             t.task_name, t.status, \
+                             CASE c.state WHEN 'holding' THEN 'holds' ELSE 'waits for' END, c.key) \
+         FROM limit_claims c JOIN task_executions t ON t.id = c.task_execution_id \
+         WHERE t.status IN ('succeeded', 'failed', 'skipped', 'canceled') \
+           AND ($1::uuid IS NULL OR t.workflow_execution_id = $1)",
+    ),
+    (
+        // The counters a grant decides by equal the claims they count:
+        // per key the holders, the waiters and the head of the line; per
+        // scope the holders, at most its `runs_total`. (A key's holders
+        // at most its capacity is a CHECK of its row.)
+        "limit_counters_match_claims",
+        "SELECT coalesce(x.first_run, '00000000-0000-0000-0000-000000000000'::uuid), \
+                format('limit `%s` %s counts %s holding / %s waiting (head %s), its claims say %s / %s (head %s)', \
+                       k.scope, k.key, k.holders, k.waiters, coalesce(k.head_seq::text, 'none'), \
+                       x.holding, x.waiting, coalesce(x.head::text, 'none')) \
+         FROM limit_keys k \
+         CROSS JOIN LATERAL ( \
+             SELECT count(*) FILTER (WHERE state = 'holding') AS holding, \
+                    count(*) FILTER (WHERE state = 'waiting') AS waiting, \
+                    min(seq) FILTER (WHERE state = 'waiting') AS head, \
+                    (array_agg(workflow_execution_id ORDER BY seq))[1] AS first_run, \
+                    bool_or(workflow_execution_id = $1) AS concerns \
+             FROM limit_claims WHERE scope = k.scope AND key = k.key \
+         ) x \
+         WHERE (k.holders <> x.holding OR k.waiters <> x.waiting OR k.head_seq IS DISTINCT FROM x.head) \
+           AND ($1::uuid IS NULL OR x.concerns) \
+         UNION ALL \
+         SELECT '00000000-0000-0000-0000-000000000000'::uuid, \
+                format('limit `%s` counts %s runs holding a slot, its keys %s (runs_total %s)', \
+                       s.scope, s.holders, coalesce(sum(k.holders), 0), coalesce(s.runs_total::text, 'none')) \
+         FROM limit_scopes s LEFT JOIN limit_keys k ON k.scope = s.scope \
+         WHERE $1::uuid IS NULL \
+         GROUP BY s.scope, s.holders, s.runs_total \
+         HAVING s.holders <> coalesce(sum(k.holders), 0) OR s.holders > coalesce(s.runs_total, s.holders)",
+    ),
+    (
+        // A slot freed is granted in the transaction that frees it: no
+        // run waits in line while its key (and its scope) has a free slot.
+        "limit_no_idle_waiter",
+        "SELECT c.workflow_execution_id, \
+                format('run is first in line for limit `%s` %s (since %s) although %s of its %s slots are held%s', \
+                       k.scope, k.key, c.created_at, k.holders, k.capacity, \
+                       CASE WHEN s.runs_total IS NULL THEN '' \
+                            ELSE format(' and %s of the workflow''s %s', s.holders, s.runs_total) END) \
+         FROM limit_keys k \
+         JOIN limit_scopes s ON s.scope = k.scope \
+         JOIN limit_claims c ON c.seq = k.head_seq \
+         WHERE k.waiters > 0 AND k.holders < k.capacity \
+           AND (s.runs_total IS NULL OR s.holders < s.runs_total) \
+           AND ($1::uuid IS NULL OR c.workflow_execution_id = $1)",
+    ),
+    (
+        // A run granted a slot while it waited gets its start message in
+        // the granting transaction; the redispatcher re-sends it if lost.
+        "limit_granted_runs_start",
+        "SELECT r.id, format('run was granted a slot of limit `%s` %s at %s but is still pending', \
+                             c.scope, c.key, c.granted_at) \
+         FROM limit_claims c JOIN workflow_executions r ON r.id = c.workflow_execution_id \
+         WHERE c.state = 'holding' AND r.status = 'pending' \
+           AND c.granted_at < now() - make_interval(secs => $3) \
+           AND ($1::uuid IS NULL OR r.id = $1)",
+    ),
 ];
 
 /// The names of every check, in the order they run.

@@ -632,7 +632,7 @@ pub async fn complete_many(
     .bind(&runs)
     .bind(&logs)
     .bind(crate::inspect::RUNS_CHANNEL)
-    .fetch_all(conn)
+    .fetch_all(&mut *conn)
     .await
     .context("recording completions")?;
     let mut recorded = Recorded {
@@ -656,6 +656,7 @@ pub async fn complete_many(
             })?;
         *slot = Some(row.completed);
     }
+    recorded.finished.release_locks(conn).await?;
     Ok(recorded)
 }
 

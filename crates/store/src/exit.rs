@@ -100,6 +100,8 @@ pub async fn end_main_phase(
     if ended.is_none() {
         return Ok(false);
     }
+    // The canceled main tasks' locks across runs go to the next in line.
+    crate::shared_limits::release_run_tasks(&mut *conn, id).await?;
     sqlx::query(
         "UPDATE task_executions SET needs_remaining = needs_remaining - 1 \
          WHERE workflow_execution_id = $1 AND exit_handler AND cardinality(needs) = 0 \

@@ -38,6 +38,9 @@
 //! 15. [`registry`] — workflows registered by name and version;
 //!     [`schedules`] — cron schedules, claimed by the executors, one run
 //!     per tick.
+//! 16. [`shared_limits`] — concurrency limits shared across runs
+//!     (`limit:`): runs in line per key, slots granted and released with
+//!     the runs' starts and ends.
 
 /// The SQL predicate over a `task_executions` row aliased `t` that says
 /// whether its executions take its run's `parallelism` slots: see
@@ -68,6 +71,7 @@ pub mod registry;
 pub mod retry;
 pub mod runs;
 pub mod schedules;
+pub mod shared_limits;
 pub mod tasks;
 pub mod tokens;
 pub mod transact;

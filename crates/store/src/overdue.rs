@@ -169,17 +169,44 @@ pub async fn resubmit_stale_runs(
     older_than_ms: i64,
     limit: i64,
 ) -> Result<Vec<WorkflowExecutionId>, StoreError> {
-    let stale: Vec<Uuid> = sqlx::query_scalar(
+    // Runs waiting in line for a shared limit's slot (`limit:`) are not
+    // stale: their `resubmitted_at` is `infinity` until a slot is granted,
+    // and the partial index over the pending runs' due time never visits
+    // them, however long the line. A run granted a slot whose start is not
+    // taken is found among the slots' holders (a set bounded by the
+    // limits, not by the line).
+    let stale: Vec<Uuid> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "SELECT id FROM workflow_executions \
-         WHERE status = $1 AND GREATEST(created_at, resubmitted_at) < now() - make_interval(secs => $2::float8 / 1000) \
-         ORDER BY created_at LIMIT $3 FOR UPDATE SKIP LOCKED",
+         WHERE status = '{pending}' \
+           AND GREATEST(created_at, resubmitted_at) < now() - make_interval(secs => $1::float8 / 1000) \
+         ORDER BY GREATEST(created_at, resubmitted_at) LIMIT $2 FOR UPDATE SKIP LOCKED",
+        pending = WorkflowStatus::Pending.as_str()
+    )))
+    .bind(older_than_ms)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await
+    .context("finding runs whose start was not taken")?;
+    let granted: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT r.id FROM limit_claims c JOIN workflow_executions r ON r.id = c.workflow_execution_id \
+         WHERE c.state = 'holding' AND r.status = $1 \
+           AND c.granted_at < now() - make_interval(secs => $2::float8 / 1000) \
+           AND (r.resubmitted_at = 'infinity' \
+                OR r.resubmitted_at < now() - make_interval(secs => $2::float8 / 1000)) \
+         ORDER BY c.granted_at LIMIT $3 FOR UPDATE OF r SKIP LOCKED",
     )
     .bind(WorkflowStatus::Pending.as_str())
     .bind(older_than_ms)
     .bind(limit)
     .fetch_all(&mut *conn)
     .await
-    .context("finding runs whose start was not taken")?;
+    .context("finding runs granted a slot whose start was not taken")?;
+    let mut stale = stale;
+    let granted: Vec<Uuid> = granted
+        .into_iter()
+        .filter(|id| !stale.contains(id))
+        .collect();
+    stale.extend(granted);
     if stale.is_empty() {
         return Ok(Vec::new());
     }

@@ -56,6 +56,10 @@ pub enum Reopened {
         /// The run's tasks.
         known: Vec<String>,
     },
+    /// The run's workflow has a `limit:` whose key has no free slot (or
+    /// has runs waiting): a re-opened run would run over the limit or
+    /// jump the line. The sentence says which.
+    LimitFull(String),
     /// No run has this id.
     NotFound,
 }
@@ -107,6 +111,7 @@ impl Reopened {
                     .join(", "),
                 known.join(", ")
             ))),
+            Self::LimitFull(why) => Err(Some(format!("{id} was not re-opened: {why}"))),
             Self::NotFound => Err(None),
         }
     }
@@ -198,6 +203,15 @@ pub async fn reopen(
         // A failed or canceled run has a task that did not succeed; this
         // one has none (it failed to start): nothing to run again.
         return Ok(Reopened::NotRetryable(status));
+    }
+    // A run of a limited workflow runs again only with a slot of its key
+    // (it released its own when it ended).
+    if let Some(run) = runs::get(&mut *conn, id).await?
+        && let Some(key) = &run.limit_key
+        && let Err(why) =
+            crate::shared_limits::take_if_free(&mut *conn, id, &run.workflow_name, key).await?
+    {
+        return Ok(Reopened::LimitFull(why));
     }
     // Every exit handler runs again in a new round, after its main tasks
     // (ADR 0011).

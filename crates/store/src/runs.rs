@@ -47,10 +47,13 @@ pub struct RunRow {
     /// The tick it is for, when a schedule started it
     /// (`workflow.scheduled_at`).
     pub scheduled_at: Option<DateTime<Utc>>,
+    /// The key it waited under or held of its workflow's `limit:`
+    /// (`customer=acme`), once it got in line.
+    pub limit_key: Option<String>,
 }
 
 pub(crate) const RUN_COLUMNS: &str = "id, definition_id, workflow_name, status, input, output, error, idempotency_key, \
-     tasks_total, tasks_remaining, run_attempt, created_at, started_at, finished_at, scheduled_at";
+     tasks_total, tasks_remaining, run_attempt, created_at, started_at, finished_at, scheduled_at, limit_key";
 
 /// What `submit` stores.
 #[derive(Debug, Clone)]
@@ -380,6 +383,32 @@ pub async fn resolve(conn: &mut PgConnection, run: &RunRef) -> Result<Resolved, 
             }
         }
     })
+}
+
+/// Locks the rows of those of `ids` that are still `pending`, in id order,
+/// `FOR UPDATE` until the transaction ends, and returns them: a start
+/// decides what to do with each (its shared limit, see
+/// [`crate::shared_limits::admit`]) before [`start_many`] moves it.
+///
+/// # Errors
+/// A database error.
+pub async fn lock_pending(
+    conn: &mut PgConnection,
+    ids: &[WorkflowExecutionId],
+) -> Result<Vec<RunRow>, StoreError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<Uuid> = ids.iter().map(|id| id.as_uuid()).collect();
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {RUN_COLUMNS} FROM workflow_executions WHERE id = ANY($1) AND status = $2 \
+         ORDER BY id FOR UPDATE"
+    )))
+    .bind(&ids)
+    .bind(WorkflowStatus::Pending.as_str())
+    .fetch_all(conn)
+    .await
+    .context("locking pending runs")
 }
 
 /// Guarded `pending → running` of several runs in one statement, locking
@@ -790,6 +819,11 @@ pub async fn end_many(
         })
         .collect();
     let moved = transition_many(conn, &moves, lease).await?;
+    // What the ended runs held of a shared limit (`limit:`) is released,
+    // and granted to the next in line, by this same transaction: exactly
+    // once, whatever ended them.
+    let moved_ids: Vec<WorkflowExecutionId> = moved.iter().map(|(id, _, _)| *id).collect();
+    crate::shared_limits::release(conn, &moved_ids).await?;
     let mut ended = Vec::with_capacity(moved.len());
     for (id, row, also_row) in moved {
         let Some(((ending, message), also)) = endings

@@ -401,6 +401,15 @@ impl Finished {
     ///
     /// # Errors
     /// [`StoreError::Corrupt`] if a finished task's run was not counted.
+    /// Releases what the tasks that ended held of a lock across runs
+    /// (`mutex`, `semaphore`), granting it to the next waiting task, in
+    /// the transaction that ended them: every statement that makes tasks
+    /// terminal through [`cascade`] calls this on its result.
+    pub(crate) async fn release_locks(&self, conn: &mut PgConnection) -> Result<(), StoreError> {
+        let ended: Vec<TaskExecutionId> = self.tasks.iter().map(|t| t.id).collect();
+        crate::shared_limits::release_tasks(conn, &ended).await
+    }
+
     pub(crate) fn of(rows: Vec<CascadeRow>) -> Result<Self, StoreError> {
         let mut finished = Self::default();
         for row in rows {
@@ -560,10 +569,12 @@ pub async fn finish(
     .bind(&errors)
     .bind(&sources)
     .bind(&of_items)
-    .fetch_all(conn)
+    .fetch_all(&mut *conn)
     .await
     .context("finishing tasks")?;
-    Finished::of(rows)
+    let finished = Finished::of(rows)?;
+    finished.release_locks(conn).await?;
+    Ok(finished)
 }
 
 /// The SQL value of a fan-out's result (the task row aliased `alias`):

@@ -28,7 +28,10 @@ impl Validator<'_> {
             .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
             .map_or(0, |i| i + 1);
         let key = &before[key_start..];
-        let whole = matches!(key, "concurrency" | "attempts" | "parallelism");
+        let whole = matches!(
+            key,
+            "concurrency" | "attempts" | "parallelism" | "runs" | "runs_total"
+        );
         if !whole && !matches!(key, "backoff" | "jitter") {
             return None;
         }

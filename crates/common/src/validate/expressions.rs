@@ -40,6 +40,25 @@ impl Validator<'_> {
         self.check_sites(&sites, &scope, &|_| true, names, inputs)
     }
 
+    /// Checks the workflow's `limit.key`: it sees the run's `input` and
+    /// `workflow`, no task (it is rendered before any runs).
+    pub(super) fn check_limit_key(
+        &mut self,
+        key: &Spanned<String>,
+        inputs: &IndexMap<String, Option<Value>>,
+    ) {
+        let scope = Scope {
+            task: None,
+            field: "limit.key",
+            items_allowed: false,
+            fan_out: false,
+            condition: false,
+            retry: false,
+        };
+        let sites = [(key.referenced, key.value.as_str())];
+        self.check_sites(&sites, &scope, &|_| false, &[], inputs);
+    }
+
     /// Checks every expression of a task; returns the tasks they use.
     pub(super) fn check_task_expressions(
         &mut self,
@@ -98,6 +117,21 @@ impl Validator<'_> {
             used.extend(self.check_sites(
                 &sites,
                 &scope("with_items", false, false),
+                &ancestor,
+                names,
+                inputs,
+            ));
+        }
+        let lock = match (&raw.mutex, &raw.semaphore) {
+            (Some(m), _) => Some(("mutex", m)),
+            (None, Some(s)) => s.value.key.as_ref().map(|k| ("semaphore.key", k)),
+            (None, None) => None,
+        };
+        if let Some((field, key)) = lock {
+            let sites = [(key.referenced, key.value.as_str())];
+            used.extend(self.check_sites(
+                &sites,
+                &scope(field, false, false),
                 &ancestor,
                 names,
                 inputs,

@@ -95,7 +95,9 @@ pub async fn retry(
     let reopened = weft_store::retry::reopen_committed(&state.pool, id, scope).await?;
     // The kind of refusal decides the status; the store words it.
     let refusal: fn(String) -> Problem = match &reopened {
-        Reopened::NotRetryable(_) | Reopened::Reopened { .. } => Problem::conflict,
+        Reopened::NotRetryable(_) | Reopened::LimitFull(_) | Reopened::Reopened { .. } => {
+            Problem::conflict
+        }
         Reopened::UnknownTasks { .. } => Problem::invalid,
         Reopened::NotFound => Problem::not_found,
     };

@@ -125,6 +125,9 @@ pub async fn run_facts(
             .iter()
             .position(|(task, _)| task == spec.name())
             .map(|i| waits.swap_remove(i).1);
+        if spec.lock().is_some() {
+            facts.lock = crate::shared_limits::task_facts(conn, row.task.id).await?;
+        }
         tasks.push(facts);
     }
     // Waits run on no pool: the executors keep their time.
@@ -168,6 +171,7 @@ pub async fn run_facts(
         now,
         parallelism: workflow.parallelism(),
         in_flight,
+        limit: crate::shared_limits::facts(conn, id).await?,
         tasks,
         pools,
     }))
@@ -199,6 +203,7 @@ fn task_facts(
     };
     Ok(TaskFacts {
         exit_handler: t.exit_handler,
+        lock: None,
         name: t.task_name.clone(),
         status: t.status,
         shown_status: shown_status(t.status, row.running, row.queued, row.pending),

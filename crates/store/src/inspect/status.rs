@@ -182,6 +182,15 @@ pub async fn load(
             t.waiting = Some(wait.sentence());
         }
     }
+    // Its place in line for a shared limit (`limit:`), or the slot it holds.
+    if let Some(limit) = crate::shared_limits::facts(conn, id).await? {
+        let line = limit.sentence();
+        hints.push(if limit.position.is_some() {
+            format!("pending: {line}")
+        } else {
+            line
+        });
+    }
     let children = children::children(conn, id).await?;
     let parent = children::parent_of(conn, id).await?;
     let origin = crate::registry::run_origin(conn, id).await?;
