@@ -152,3 +152,27 @@ pub fn stdout(out: &Output) -> String {
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+/// The stdout of a command that must have succeeded.
+///
+/// # Panics
+/// If it failed (with its exit status, stdout and stderr).
+pub fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        out.status,
+        stdout(out),
+        stderr(out)
+    );
+    stdout(out)
+}
+
+/// The stderr of a command that must have failed.
+///
+/// # Panics
+/// If it succeeded (with its stdout).
+pub fn failed(out: &Output) -> String {
+    assert!(!out.status.success(), "succeeded: {}", stdout(out));
+    stderr(out)
+}

@@ -7,44 +7,19 @@
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::PgPool;
-use weft_tests::process::{Daemon, weft_binary};
+use weft_tests::cli::{Cli, failed, ok};
+use weft_tests::process::Daemon;
 use weft_tests::{Stack, StackOptions};
 
+/// `weft ARGS` on the stack.
 fn weft(stack: &Stack, args: &[&str]) -> Output {
-    Command::new(weft_binary().expect("weft binary"))
-        .args(args)
-        .env("WEFT_DATABASE_URL", &stack.database_url)
-        .env("WEFT_AMQP_URL", &stack.amqp_url)
-        .env_remove("WEFT_SERVER_URL")
-        .env("RUST_LOG", "error")
-        .output()
-        .expect("weft runs")
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn failed(out: &Output) -> String {
-    assert!(
-        !out.status.success(),
-        "succeeded: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    Cli::new(stack).run(args)
 }
 
 /// Registers `yaml` (from a file, as `weft workflow apply` reads it).
