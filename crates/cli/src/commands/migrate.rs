@@ -19,10 +19,16 @@ pub(crate) struct MigrateArgs {
 pub(crate) async fn run(args: &MigrateArgs) -> anyhow::Result<ExitCode> {
     let db = args.db.config();
     let pool = weft_store::migrate(&db).await?;
-    let applied = weft_store::MIGRATOR.iter().count();
+    // The newest migration's number (0013 and 0014 were never used, so
+    // the count is not the version).
+    let version = weft_store::MIGRATOR
+        .iter()
+        .map(|m| m.version)
+        .max()
+        .unwrap_or(0);
     pool.close().await;
     outln!(
-        "database {} is at schema version {applied}",
+        "database {} is at schema version {version}",
         db.redacted_url()
     )?;
     Ok(ExitCode::SUCCESS)
