@@ -293,6 +293,21 @@ impl Stack {
         (id, token)
     }
 
+    /// The environment of a daemon process on this stack that a test
+    /// kills on purpose: the stack's URLs, and liveness tuned so lost work
+    /// is reaped within seconds (heartbeats and reaping every 0.5 s, a
+    /// 3 s grace).
+    #[must_use]
+    pub fn fast_liveness_env(&self) -> [(&'static str, &str); 5] {
+        [
+            ("WEFT_DATABASE_URL", self.database_url.as_str()),
+            ("WEFT_AMQP_URL", self.amqp_url.as_str()),
+            ("WEFT_REAPER_INTERVAL", "0.5"),
+            ("WEFT_HEARTBEAT_GRACE", "3"),
+            ("WEFT_HEARTBEAT_INTERVAL", "0.5"),
+        ]
+    }
+
     /// A connection pool for the calling test's runtime.
     ///
     /// # Errors

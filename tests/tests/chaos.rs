@@ -77,13 +77,7 @@ fn random_below(n: usize) -> usize {
 async fn killing_daemons_and_duplicating_messages_loses_and_duplicates_nothing() {
     let stack = Stack::start(StackOptions::bare()).expect("stack");
     let pool = stack.pool().await.expect("pool");
-    let env = [
-        ("WEFT_DATABASE_URL", stack.database_url.as_str()),
-        ("WEFT_AMQP_URL", stack.amqp_url.as_str()),
-        ("WEFT_REAPER_INTERVAL", "0.5"),
-        ("WEFT_HEARTBEAT_GRACE", "3"),
-        ("WEFT_HEARTBEAT_INTERVAL", "0.5"),
-    ];
+    let env = stack.fast_liveness_env();
     let mut daemons: Vec<Daemon> = Vec::new();
     for i in 0..3 {
         daemons

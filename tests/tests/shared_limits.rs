@@ -87,13 +87,7 @@ tasks:
 async fn two_hundred_runs_over_five_keys_keep_their_limits_and_share_fairly() {
     let stack = Stack::start(StackOptions::bare()).expect("stack");
     let pool = stack.pool().await.expect("pool");
-    let env = [
-        ("WEFT_DATABASE_URL", stack.database_url.as_str()),
-        ("WEFT_AMQP_URL", stack.amqp_url.as_str()),
-        ("WEFT_REAPER_INTERVAL", "0.5"),
-        ("WEFT_HEARTBEAT_GRACE", "3"),
-        ("WEFT_HEARTBEAT_INTERVAL", "0.5"),
-    ];
+    let env = stack.fast_liveness_env();
     let mut executors: Vec<Daemon> = (0..3)
         .map(|i| Daemon::start(&format!("executor-{i}"), &["executor"], &env).expect("executor"))
         .collect();
