@@ -39,7 +39,7 @@ use weft_common::{ResultLimit, Workflow, WorkflowExecutionId};
 use weft_executor::{EngineConfig, ExecutorConfig};
 use weft_store::DbConfig;
 use weft_store::runs::{self, NewRun, RunRow};
-use weft_worker::{ActionRegistry, WorkerConfig};
+use weft_worker::{ActionRegistry, WorkerConfig, WorkerPolicy};
 
 /// The machine's PostgreSQL, overridable like the CLI's.
 fn base_database_url() -> String {
@@ -202,7 +202,9 @@ impl Stack {
         }
     }
 
-    fn bus(&self, name: &str) -> BusConfig {
+    /// The settings of a connection to the stack's vhost named `name`.
+    #[must_use]
+    pub fn bus(&self, name: &str) -> BusConfig {
         BusConfig {
             url: self.amqp_url.clone(),
             connection_name: name.to_owned(),
@@ -252,16 +254,18 @@ impl Stack {
         actions: fn() -> ActionRegistry,
     ) -> CancellationToken {
         let token = self.shutdown.child_token();
+        let actions = actions();
         let config = WorkerConfig {
             bus: self.bus("test-worker"),
             concurrency,
             shutdown_grace: Duration::from_secs(5),
             max_result_bytes: self.max_result_bytes,
+            policy: WorkerPolicy::every_action_of(&actions),
             ..WorkerConfig::default()
         };
         let stop = token.clone();
         self.handle().spawn(async move {
-            if let Err(e) = weft_worker::run(config, actions(), stop).await {
+            if let Err(e) = weft_worker::run(config, actions, stop).await {
                 tracing::error!(error = %format!("{e:#}"), "test worker stopped");
             }
         });
@@ -276,17 +280,19 @@ impl Stack {
         actions: fn() -> ActionRegistry,
     ) -> (String, CancellationToken) {
         let token = self.shutdown.child_token();
+        let actions = actions();
         let config = WorkerConfig {
             bus: self.bus("test-worker"),
             queues: pools.iter().map(|p| (*p).to_owned()).collect(),
             shutdown_grace: Duration::from_secs(5),
             max_result_bytes: self.max_result_bytes,
+            policy: WorkerPolicy::every_action_of(&actions),
             ..WorkerConfig::default()
         };
         let id = config.worker_id.clone();
         let stop = token.clone();
         self.handle().spawn(async move {
-            if let Err(e) = weft_worker::run(config, actions(), stop).await {
+            if let Err(e) = weft_worker::run(config, actions, stop).await {
                 tracing::error!(error = %format!("{e:#}"), "test worker stopped");
             }
         });

@@ -435,6 +435,17 @@ impl PrivateRabbit {
         self.wait_for_amqp()
     }
 
+    /// Sets RabbitMQ's `max_message_size` (bytes) on the running node:
+    /// channels opened from then on refuse a bigger message with 406
+    /// PRECONDITION_FAILED.
+    ///
+    /// # Errors
+    /// If `rabbitmqctl` fails.
+    pub fn set_max_message_size(&self, bytes: usize) -> anyhow::Result<()> {
+        let set = format!("application:set_env(rabbit, max_message_size, {bytes}).");
+        run(self.ctl().args(["eval", &set])).map(drop)
+    }
+
     /// `rabbitmqctl -n <node>` with the node's cookie.
     fn ctl(&self) -> Command {
         Self::ctl_in(&self.dir.path, &self.node)

@@ -17,11 +17,12 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use weft_bus::BusConfig;
 use weft_common::{ResultLimit, WorkflowExecutionId, WorkflowStatus};
+use weft_tests::private::PrivateRabbit;
 use weft_tests::{Stack, StackOptions};
 use weft_worker::{ActionContext, ActionError, ActionRegistry, WorkerConfig};
 
-// A safety net, not a measure: under the whole suite on two cores a 140 MB
-// report alone took more than a minute to reach the broker and be refused.
+// A safety net, not a measure: under the whole suite on two cores the
+// 9,000-item fan-out alone may take a minute.
 const TIMEOUT: Duration = Duration::from_secs(180);
 const LIMIT: usize = 3 * 1024 * 1024;
 
@@ -210,10 +211,10 @@ tasks:
 /// and waits until its pool's queue exists (a dispatch published before
 /// would wait in the outbox for the relay's next try).
 async fn generous_worker(
+    stack: &Stack,
     pool: &str,
     limit: usize,
 ) -> (CancellationToken, tokio::task::JoinHandle<()>) {
-    let stack = stack();
     let stop = CancellationToken::new();
     let config = WorkerConfig {
         bus: BusConfig {
@@ -233,12 +234,21 @@ async fn generous_worker(
             }
         }
     });
+    // Asked over AMQP, not `rabbitmqctl`: the stack may be on a private node.
     let queue = format!("weft.tasks.{pool}");
+    let bus = weft_bus::Bus::connect(stack.bus("test-probe"), stop.child_token())
+        .await
+        .expect("the probe connects");
     let deadline = Instant::now() + TIMEOUT;
-    while weft_tests::queue_messages(&stack.amqp_url, &queue).is_none() {
+    while bus
+        .queue_stats(&queue)
+        .await
+        .expect("a passive declare")
+        .is_none_or(|q| q.consumers == 0)
+    {
         assert!(
             Instant::now() < deadline,
-            "the worker never declared {queue}"
+            "the worker never consumed {queue}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -249,7 +259,7 @@ async fn generous_worker(
 async fn a_completion_over_the_executors_limit_is_stored_as_a_failed_attempt() {
     // A worker with a bigger setting than the executor's, on a pool of its
     // own: it publishes a 4 MB result the executor must not store.
-    let (stop, worker) = generous_worker("generous", 64 * 1024 * 1024).await;
+    let (stop, worker) = generous_worker(stack(), "generous", 64 * 1024 * 1024).await;
     let yaml = r#"
 name: generous-worker
 tasks:
@@ -275,17 +285,35 @@ tasks:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_report_the_broker_refuses_becomes_a_failure_instead_of_a_retry_loop() {
-    // A worker whose limit is above RabbitMQ's own `max_message_size`
-    // (128 MiB by default): the broker refuses its 140 MB report for good.
-    // Retrying it would loop forever with the run stuck; the worker
-    // reports the attempt failed without its result instead.
-    let (stop, worker) = generous_worker("reckless", 512 * 1024 * 1024).await;
+    // A worker whose limit is above the broker's own `max_message_size`:
+    // the broker refuses its report for good. Retrying it would loop
+    // forever with the run stuck; the worker reports the attempt failed
+    // without its result instead. A private node with a 1 MiB
+    // `max_message_size` stands for any broker set below the worker
+    // (RabbitMQ's default, 128 MiB, would take a report of that size —
+    // slow enough on a loaded machine to make the test a lottery).
+    let rabbit =
+        tokio::task::block_in_place(PrivateRabbit::start).expect("a private RabbitMQ starts");
+    rabbit
+        .set_max_message_size(1024 * 1024)
+        .expect("max_message_size set");
+    let stack = Stack::start(StackOptions {
+        amqp_url: Some(rabbit.url()),
+        workers: 0,
+        actions,
+        max_result_bytes: ResultLimit::new(LIMIT).expect("a positive limit"),
+        ..StackOptions::default()
+    })
+    .expect("a stack on the private node");
+    let (stop, worker) = generous_worker(&stack, "reckless", 64 * 1024 * 1024).await;
     let yaml = r#"
 name: refused-report
 tasks:
-  huge: { action: blob, input: { bytes: 140000000 }, queue: reckless }
+  huge: { action: blob, input: { bytes: 2000000 }, queue: reckless }
 "#;
-    let (pool, id, run) = run(yaml, json!({})).await;
+    let pool = stack.pool().await.expect("pool");
+    let id = stack.submit(&pool, yaml, json!({})).await.expect("submit");
+    let run = stack.wait(&pool, id, TIMEOUT).await.expect("run finishes");
     stop.cancel();
     let _ = worker.await;
     assert_eq!(run.status, WorkflowStatus::Failed, "{:?}", run.error);

@@ -19,6 +19,8 @@ fn env(stack: &Stack, extra: &[(&'static str, &str)]) -> Vec<(&'static str, Stri
         ("WEFT_DATABASE_URL", stack.database_url.clone()),
         ("WEFT_AMQP_URL", stack.amqp_url.clone()),
         ("WEFT_HEARTBEAT_INTERVAL", "0.3".into()),
+        // The workflows here run `shell`, which a worker runs only when listed.
+        ("WEFT_WORKER_ACTIONS", "echo,fail,noop,shell,sleep".into()),
         ("WEFT_REAPER_INTERVAL", "0.3".into()),
     ];
     env.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));

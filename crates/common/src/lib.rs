@@ -48,6 +48,7 @@ mod json_view;
 pub mod limits;
 pub mod logs;
 pub mod message;
+pub mod policy;
 mod redact;
 mod report;
 mod retry;

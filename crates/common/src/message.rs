@@ -275,6 +275,11 @@ pub struct ActionUnknown {
     pub worker_id: String,
     /// The actions that worker knows, for the error should nobody know it.
     pub known: Vec<String>,
+    /// The actions that worker has but its policy refuses (`--actions`;
+    /// empty from older workers), so the error can say it is refused
+    /// rather than unknown.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<String>,
 }
 
 /// A worker began running an execution.
@@ -338,6 +343,10 @@ pub struct WorkerHeartbeat {
     /// The actions it can run, sorted (empty from older workers: unknown).
     #[serde(default)]
     pub actions: Vec<String>,
+    /// The actions it has but its policy refuses (`weft worker
+    /// --actions`; `shell` unless listed), sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<String>,
     /// Actions it runs at once at most (0 from older workers: unknown).
     #[serde(default)]
     pub concurrency: u32,

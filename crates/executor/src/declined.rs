@@ -27,7 +27,7 @@ impl Engine {
         let mut tx = self.begin().await?;
         let grace = self.inner.config.heartbeat_grace;
         let d = &m.dispatch;
-        match declines::decline(&mut tx, d, &m.worker_id, &m.known, grace).await? {
+        match declines::decline(&mut tx, d, &m.worker_id, &m.known, &m.refused, grace).await? {
             Declined::Duplicate => Ok(Applied::Duplicate),
             Declined::HandTo(worker) => {
                 tracing::info!(to = %worker, pool = %d.queue, "a worker does not know the action: handing the dispatch to one that does");

@@ -39,7 +39,8 @@ pub enum Declined {
 /// still `queued` at the dispatch's attempt, and `worker` had not declined
 /// it), locking the run `FOR KEY SHARE` first as any dispatching
 /// transaction does, and says what to do next. `known` is what the
-/// declining worker knows (it may be newer than its last heartbeat).
+/// declining worker knows and `refused` what its policy refuses (both may
+/// be newer than its last heartbeat).
 ///
 /// # Errors
 /// A database error.
@@ -48,6 +49,7 @@ pub async fn decline(
     dispatch: &Dispatch,
     worker: &str,
     known: &[String],
+    refused: &[String],
     grace: Duration,
 ) -> Result<Declined, StoreError> {
     let run = runs::status(conn, dispatch.workflow_execution_id, RunLock::Dispatch).await?;
@@ -88,11 +90,13 @@ pub async fn decline(
         .collect();
     actions.sort();
     actions.dedup();
-    Ok(Declined::Fail(nobody_knows(
-        &dispatch.queue,
-        &dispatch.action,
-        &actions,
-    )))
+    let is_refused = refused.contains(&dispatch.action)
+        || live.iter().any(|w| w.refused.contains(&dispatch.action));
+    Ok(Declined::Fail(if is_refused {
+        weft_common::policy::refused_by_policy(&dispatch.queue, &dispatch.action, &actions)
+    } else {
+        nobody_knows(&dispatch.queue, &dispatch.action, &actions)
+    }))
 }
 
 fn load(w: &workers::WorkerRow) -> f64 {

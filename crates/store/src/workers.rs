@@ -41,10 +41,11 @@ pub async fn heartbeat(conn: &mut PgConnection, hb: &WorkerHeartbeat) -> Result<
                           WHERE id = ANY($5) AND status = 'running' AND worker_id = $1 \
                           FOR UPDATE SKIP LOCKED) \
          ) \
-         INSERT INTO workers (id, hostname, queues, running, last_heartbeat, pid, actions, concurrency, version) \
-         VALUES ($1, $2, $3, $4, clock_timestamp(), $6, $7, $8, $9) \
+         INSERT INTO workers (id, hostname, queues, running, last_heartbeat, pid, actions, concurrency, version, refused) \
+         VALUES ($1, $2, $3, $4, clock_timestamp(), $6, $7, $8, $9, $10) \
          ON CONFLICT (id) DO UPDATE SET hostname = EXCLUDED.hostname, queues = EXCLUDED.queues, \
              running = EXCLUDED.running, pid = EXCLUDED.pid, actions = EXCLUDED.actions, \
+             refused = EXCLUDED.refused, \
              concurrency = EXCLUDED.concurrency, version = EXCLUDED.version, \
              last_heartbeat = GREATEST(workers.last_heartbeat, EXCLUDED.last_heartbeat)",
     )
@@ -57,6 +58,7 @@ pub async fn heartbeat(conn: &mut PgConnection, hb: &WorkerHeartbeat) -> Result<
     .bind(&hb.actions)
     .bind(i32::try_from(hb.concurrency).unwrap_or(i32::MAX))
     .bind(&hb.build_version)
+    .bind(&hb.refused)
     .execute(conn)
     .await
     .context("recording a heartbeat")?;
@@ -81,6 +83,10 @@ pub struct WorkerRow {
     pub queues: Vec<String>,
     /// The actions it can run (empty: not advertised).
     pub actions: Vec<String>,
+    /// The actions it has but its policy refuses (`weft worker
+    /// --actions`; `shell` unless listed).
+    #[serde(default)]
+    pub refused: Vec<String>,
     /// Actions it runs at once at most (0: not advertised).
     pub concurrency: i32,
     /// Executions it ran at its last heartbeat.
@@ -97,7 +103,7 @@ pub struct WorkerRow {
     pub live: bool,
 }
 
-const WORKER_COLUMNS: &str = "id, hostname, pid, queues, actions, concurrency, running, version, first_seen, \
+const WORKER_COLUMNS: &str = "id, hostname, pid, queues, actions, refused, concurrency, running, version, first_seen, \
      last_heartbeat, extract(epoch FROM clock_timestamp() - last_heartbeat)::float8 AS silent_for_s, \
      last_heartbeat > clock_timestamp() - make_interval(secs => $1) AS live";
 

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use weft_common::{ExecutionId, WorkflowExecutionId};
 
 use crate::logs::ActionLogs;
+use crate::policy::{Allowed, ShellPolicy, UnknownActions, WorkerPolicy};
 
 /// Everything an action gets for one execution.
 #[derive(Debug, Clone)]
@@ -35,6 +36,10 @@ pub struct ActionContext {
     /// output): reported with the attempt however it ends, shown by
     /// `weft logs`.
     pub logs: ActionLogs,
+    /// How this worker lets programs run (`--pass-env`,
+    /// `--shell-cwd-root`): followed by `shell`, and by any custom action
+    /// that starts processes.
+    pub shell: Arc<ShellPolicy>,
 }
 
 /// Why an action failed.
@@ -128,6 +133,17 @@ impl ActionRegistry {
     #[must_use]
     pub fn names(&self) -> Vec<&str> {
         self.actions.keys().map(String::as_str).collect()
+    }
+
+    /// Keeps only the actions `policy` accepts; returns the split.
+    ///
+    /// # Errors
+    /// When the policy lists an action this registry does not have.
+    pub fn restrict(&mut self, policy: &WorkerPolicy) -> Result<Allowed, UnknownActions> {
+        let allowed = policy.split(self.names())?;
+        self.actions
+            .retain(|name, _| allowed.accepted.binary_search(name).is_ok());
+        Ok(allowed)
     }
 
     /// Whether an action of this name is registered.

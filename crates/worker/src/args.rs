@@ -6,7 +6,9 @@
 //! environment (`--queue`/`WEFT_WORKER_QUEUES`, `--concurrency`,
 //! `--amqp-url`/`WEFT_AMQP_URL`, …) and logs by the same `RUST_LOG`.
 
+use std::collections::BTreeSet;
 use std::io::IsTerminal as _;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, ValueEnum};
@@ -16,6 +18,7 @@ use weft_common::ResultLimit;
 
 use crate::action::ActionRegistry;
 use crate::daemon::{WorkerConfig, WorkerError, run};
+use crate::policy::{ShellPolicy, WorkerPolicy};
 
 /// RabbitMQ on this machine, as RabbitMQ installs itself (`guest` works
 /// only over loopback).
@@ -73,6 +76,31 @@ pub struct WorkerArgs {
         value_name = "BYTES"
     )]
     pub max_result_bytes: ResultLimit,
+    /// The actions this worker accepts (comma-separated or repeated):
+    /// built-in and custom. Without it, every action it has but `shell`,
+    /// which runs programs and so runs only where listed.
+    #[arg(
+        long = "actions",
+        env = "WEFT_WORKER_ACTIONS",
+        value_delimiter = ',',
+        value_name = "ACTION"
+    )]
+    pub actions: Option<Vec<String>>,
+    /// Environment variables of the worker that `shell` commands also get
+    /// (comma-separated or repeated), beside PATH, HOME, LANG and the
+    /// task's `env`; nothing else of the worker's environment reaches them.
+    #[arg(
+        long = "pass-env",
+        env = "WEFT_SHELL_PASS_ENV",
+        value_delimiter = ',',
+        value_name = "NAME"
+    )]
+    pub pass_env: Vec<String>,
+    /// A directory under which a `shell` task's `cwd` may point. Without
+    /// it `cwd` is refused, and every command runs in a fresh directory of
+    /// its own, removed when it ends.
+    #[arg(long, env = "WEFT_SHELL_CWD_ROOT", value_name = "DIR")]
+    pub shell_cwd_root: Option<PathBuf>,
 }
 
 /// A flag whose value cannot be used, named with why.
@@ -114,9 +142,35 @@ impl WorkerArgs {
                 Positive::OrZero,
             )?,
             max_result_bytes: self.max_result_bytes,
+            policy: WorkerPolicy {
+                actions: self.actions.as_deref().map(action_list).transpose()?,
+                shell: ShellPolicy {
+                    pass_env: self.pass_env.clone(),
+                    cwd_root: self.shell_cwd_root.clone(),
+                },
+            },
             ..WorkerConfig::default()
         })
     }
+}
+
+/// `--actions`' names, trimmed; an empty list would make a worker that
+/// takes every dispatch only to hand it back.
+fn action_list(names: &[String]) -> Result<BTreeSet<String>, BadFlag> {
+    let names: BTreeSet<String> = names
+        .iter()
+        .map(|n| n.trim())
+        .filter(|n| !n.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if names.is_empty() {
+        return Err(BadFlag {
+            flag: "--actions",
+            expected: "one action name or more",
+            value: "an empty list".to_owned(),
+        });
+    }
+    Ok(names)
 }
 
 /// Whether a duration flag may be zero.
@@ -270,6 +324,8 @@ async fn wait_for_signal() {
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
     use clap::Parser as _;
 
     use super::CustomWorker;
@@ -285,6 +341,34 @@ mod tests {
         assert_eq!(config.queues, ["gpu", "a", "b"]);
         assert_eq!(config.concurrency, 3);
         assert_eq!(config.bus.connection_name, "w");
+        assert_eq!(config.policy, crate::WorkerPolicy::default());
+    }
+
+    #[test]
+    fn the_policy_flags_reach_the_config() {
+        let cli = parse(&[
+            "w",
+            "--actions",
+            "echo, shell",
+            "--actions=noop",
+            "--pass-env",
+            "AWS_PROFILE,KUBECONFIG",
+            "--shell-cwd-root",
+            "/srv/jobs",
+        ])
+        .unwrap();
+        let policy = cli.worker.config("w").unwrap().policy;
+        assert_eq!(
+            policy.actions.unwrap().into_iter().collect::<Vec<_>>(),
+            ["echo", "noop", "shell"]
+        );
+        assert_eq!(policy.shell.pass_env, ["AWS_PROFILE", "KUBECONFIG"]);
+        assert_eq!(policy.shell.cwd_root.unwrap(), PathBuf::from("/srv/jobs"));
+        let cli = parse(&["w", "--actions", " , "]).unwrap();
+        assert_eq!(
+            cli.worker.config("w").unwrap_err().to_string(),
+            "--actions must be one action name or more, not an empty list"
+        );
     }
 
     #[test]

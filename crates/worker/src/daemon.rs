@@ -19,6 +19,7 @@ use weft_common::{Envelope, ExecutionId, ExecutionStatus, Message, ResultLimit};
 
 use crate::action::{ActionContext, ActionRegistry};
 use crate::logs::ActionLogs;
+use crate::policy::{Allowed, ShellPolicy, UnknownActions, WorkerPolicy};
 
 /// Everything a worker needs to run.
 #[derive(Debug, Clone)]
@@ -45,6 +46,9 @@ pub struct WorkerConfig {
     /// may carry (`--max-result-bytes`). A bigger one fails the attempt
     /// instead of being published: see [`refit_report`].
     pub max_result_bytes: ResultLimit,
+    /// The actions it accepts and how `shell` runs (`--actions`,
+    /// `--pass-env`, `--shell-cwd-root`). The default refuses `shell`.
+    pub policy: WorkerPolicy,
 }
 
 fn hostname() -> String {
@@ -68,6 +72,7 @@ impl Default for WorkerConfig {
             shutdown_grace: Duration::from_secs(30),
             start_report_delay: Duration::from_millis(50),
             max_result_bytes: ResultLimit::DEFAULT,
+            policy: WorkerPolicy::default(),
         }
     }
 }
@@ -81,6 +86,9 @@ pub enum WorkerError {
     /// A flag's value cannot be used.
     #[error(transparent)]
     BadFlag(#[from] crate::args::BadFlag),
+    /// `--actions` names an action this worker does not have.
+    #[error(transparent)]
+    Policy(#[from] UnknownActions),
 }
 
 /// Executions running here, with the token that cancels each.
@@ -98,7 +106,11 @@ const REMEMBERED_CANCELLATIONS: usize = 10_000;
 #[derive(Debug)]
 struct State {
     config: WorkerConfig,
+    /// The actions the policy accepts, and only those.
     registry: ActionRegistry,
+    /// The actions this worker has and its policy refuses.
+    refused: Vec<String>,
+    shell: Arc<ShellPolicy>,
     publisher: Publisher,
     running: Mutex<Running>,
     /// Fires when shutdown was requested and the grace period is over.
@@ -119,9 +131,10 @@ impl State {
 /// Only for conditions retrying cannot fix.
 pub async fn run(
     config: WorkerConfig,
-    registry: ActionRegistry,
+    mut registry: ActionRegistry,
     shutdown: CancellationToken,
 ) -> Result<(), WorkerError> {
+    let Allowed { refused, .. } = registry.restrict(&config.policy)?;
     // The bus outlives `shutdown` so that reports of finishing actions can
     // still be published during the grace period.
     let bus_stop = CancellationToken::new();
@@ -143,11 +156,13 @@ pub async fn run(
     let state = Arc::new(State {
         config: config.clone(),
         registry,
+        refused,
+        shell: Arc::new(config.policy.shell.clone()),
         publisher,
         running: Mutex::new(Running::default()),
         grace_over: grace_over.clone(),
     });
-    tracing::info!(worker_id = %config.worker_id, queues = ?config.queues, concurrency = config.concurrency, actions = ?state.registry.names(), "worker running");
+    tracing::info!(worker_id = %config.worker_id, queues = ?config.queues, concurrency = config.concurrency, actions = ?state.registry.names(), refused = ?state.refused, policy = %config.policy, "worker running");
 
     let tracker = TaskTracker::new();
     let background = CancellationToken::new();
@@ -406,6 +421,7 @@ async fn run_action(state: &State, dispatch: &Dispatch, control: &CancellationTo
         attempt: dispatch.attempt,
         cancel: action_cancel.clone(),
         logs: logs.clone(),
+        shell: Arc::clone(&state.shell),
     };
     let action = state.registry.run(&dispatch.action, ctx);
     tokio::pin!(action);
@@ -466,6 +482,7 @@ async fn decline(state: &State, dispatch: Dispatch) -> Outcome {
             .into_iter()
             .map(str::to_owned)
             .collect(),
+        refused: state.refused.clone(),
     });
     match publish_until_confirmed(state, &report).await {
         Published::Confirmed => Outcome::Ack,
@@ -684,6 +701,7 @@ async fn heartbeats(state: Arc<State>, stop: CancellationToken) {
             at: Utc::now(),
             pid: std::process::id(),
             actions: actions.clone(),
+            refused: state.refused.clone(),
             concurrency: u32::try_from(state.config.concurrency).unwrap_or(u32::MAX),
             build_version: env!("CARGO_PKG_VERSION").to_owned(),
         });

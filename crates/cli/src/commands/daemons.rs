@@ -9,7 +9,7 @@ use clap::Args;
 use tokio_util::sync::CancellationToken;
 use weft_common::ResultLimit;
 use weft_executor::{EngineConfig, ExecutorConfig, ReaperConfig, RetentionConfig};
-use weft_worker::{ActionRegistry, LogArgs, WorkerConfig, shutdown_on_signal};
+use weft_worker::{ActionRegistry, LogArgs, WorkerConfig, WorkerPolicy, shutdown_on_signal};
 
 use crate::config::{AmqpArgs, ConfigArgs, DbArgs};
 
@@ -265,7 +265,13 @@ pub(crate) async fn worker(args: &WorkerDaemonArgs) -> anyhow::Result<ExitCode> 
 /// tokens, loopback only) in this process.
 pub(crate) async fn dev(args: &DevArgs) -> anyhow::Result<ExitCode> {
     // Bad flags are refused before anything is touched.
-    let worker_config: WorkerConfig = args.worker.config("weft-dev")?;
+    let mut worker_config: WorkerConfig = args.worker.config("weft-dev")?;
+    let actions = ActionRegistry::with_builtins();
+    // One machine, one user trying things: every built-in runs, `shell`
+    // included, unless `--actions` says otherwise.
+    if args.worker.actions.is_none() {
+        worker_config.policy.actions = WorkerPolicy::every_action_of(&actions).actions;
+    }
     super::server::check_dev_addr(args.server_addr)?;
     let executor_config = executor_config(
         &args.db,
@@ -282,11 +288,7 @@ pub(crate) async fn dev(args: &DevArgs) -> anyhow::Result<ExitCode> {
     args.ops.start(&shutdown).await?;
     super::server::start_dev(args.db.connect().await?, args.server_addr, &shutdown).await?;
     let executor = weft_executor::run(executor_config, shutdown.clone());
-    let worker = weft_worker::run(
-        worker_config,
-        ActionRegistry::with_builtins(),
-        shutdown.clone(),
-    );
+    let worker = weft_worker::run(worker_config, actions, shutdown.clone());
     let (executed, worked) = tokio::join!(
         async {
             let r = executor.await;

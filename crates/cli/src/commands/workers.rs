@@ -119,10 +119,16 @@ pub(crate) async fn run(args: &WorkersArgs) -> anyhow::Result<ExitCode> {
                 "?".to_owned()
             },
             w.queues.join(", "),
-            if w.actions.is_empty() {
-                "?".to_owned()
-            } else {
-                w.actions.join(", ")
+            match (w.actions.is_empty(), w.refused.is_empty()) {
+                (true, _) => "?".to_owned(),
+                (false, true) => w.actions.join(", "),
+                (false, false) => {
+                    format!(
+                        "{} (refuses {})",
+                        w.actions.join(", "),
+                        w.refused.join(", ")
+                    )
+                }
             },
             if w.concurrency > 0 {
                 format!("{}/{}", w.running, w.concurrency)
@@ -227,6 +233,23 @@ fn warnings(workflow: &Workflow, live: &[WorkerRow]) -> Vec<String> {
         {
             continue;
         }
+        if serving
+            .iter()
+            .any(|w| w.refused.iter().any(|a| a == action))
+        {
+            let mut accepted: Vec<String> = serving
+                .iter()
+                .flat_map(|w| w.actions.iter().cloned())
+                .collect();
+            accepted.sort();
+            accepted.dedup();
+            out.push(format!(
+                "task `{}`: {}",
+                task.name(),
+                weft_common::policy::refused_by_policy(pool, action, &accepted)
+            ));
+            continue;
+        }
         let hint = did_you_mean(action, &known)
             .map(|m| format!(" — did you mean `{m}`?"))
             .unwrap_or_default();
@@ -267,6 +290,7 @@ mod tests {
             pid: 1,
             queues: pools.iter().map(|p| (*p).to_owned()).collect(),
             actions: actions.iter().map(|a| (*a).to_owned()).collect(),
+            refused: Vec::new(),
             concurrency: 8,
             running: 0,
             version: "0".into(),
@@ -312,5 +336,22 @@ mod tests {
         );
         // A worker that advertises nothing (older build) is given the benefit of the doubt.
         assert!(warnings(&workflow("resize", "default"), &[worker(&["default"], &[])]).is_empty());
+    }
+
+    #[test]
+    fn an_action_refused_by_policy_is_named_so_with_the_flag() {
+        let mut stock = worker(&["default"], &["echo", "noop"]);
+        stock.refused = vec!["shell".into()];
+        assert_eq!(
+            warnings(&workflow("shell", "default"), &[stock]),
+            [format!(
+                "task `a`: {}",
+                weft_common::policy::refused_by_policy(
+                    "default",
+                    "shell",
+                    &["echo".into(), "noop".into()]
+                )
+            )]
+        );
     }
 }

@@ -69,6 +69,7 @@ pub(crate) mod tests {
             attempt: 1,
             cancel: CancellationToken::new(),
             logs: crate::ActionLogs::new(),
+            shell: std::sync::Arc::default(),
         }
     }
 

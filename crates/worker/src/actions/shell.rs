@@ -4,6 +4,13 @@
 //! shell string. The child runs in its own process group, which is killed
 //! (SIGKILL) when the action is cancelled or times out.
 //!
+//! The worker's policy ([`ShellPolicy`]) bounds what a command sees: a
+//! clean environment (only [`BASE_ENV`] and the `--pass-env` names from
+//! the worker's own, then the task's `env`), and a fresh working
+//! directory of its own, removed when the command ends, unless the task
+//! gives a `cwd` under the worker's `--shell-cwd-root`. A worker runs
+//! `shell` at all only when its `--actions` lists it.
+//!
 //! Output is captured up to [`OUTPUT_CAP`] bytes per stream; the rest is
 //! read and discarded so a chatty child never blocks or exhausts memory.
 //! A stream over the cap fails the attempt, naming the stream and the cap:
@@ -35,6 +42,7 @@ use tokio::process::Command;
 use weft_common::limits::{grouped, human_bytes};
 
 use crate::action::{ActionContext, ActionError, ActionResult};
+use crate::policy::{BASE_ENV, ShellPolicy};
 
 /// Bytes kept of stdout and of stderr (1 MiB).
 pub(crate) const OUTPUT_CAP: usize = 1024 * 1024;
@@ -156,6 +164,7 @@ pub(crate) async fn shell(ctx: ActionContext) -> ActionResult {
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .process_group(0);
+    clean_env(&mut command, &ctx.shell);
     match input.get("env") {
         None | Some(Value::Null) => {}
         Some(Value::Object(env)) => {
@@ -175,13 +184,28 @@ pub(crate) async fn shell(ctx: ActionContext) -> ActionResult {
             ));
         }
     }
-    match input.get("cwd") {
-        None | Some(Value::Null) => {}
+    // Held to the end: dropping it removes the command's own directory.
+    let _workdir = match input.get("cwd") {
+        None | Some(Value::Null) => {
+            let dir = tempfile::Builder::new()
+                .prefix("weft-shell-")
+                .tempdir()
+                .map_err(|e| {
+                    ActionError::new(format!("shell: cannot make a working directory: {e}"))
+                })?;
+            command.current_dir(dir.path());
+            Some(dir)
+        }
         Some(Value::String(dir)) => {
+            let dir = ctx
+                .shell
+                .allowed_cwd(dir)
+                .map_err(|problem| ActionError::new(format!("shell: {problem}")))?;
             command.current_dir(dir);
+            None
         }
         Some(_) => return Err(ActionError::bad_input("shell", "cwd", "must be a string")),
-    }
+    };
     let truncate = match input.get("truncate") {
         None | Some(Value::Null) => false,
         Some(Value::Bool(b)) => *b,
@@ -286,6 +310,22 @@ pub(crate) async fn shell(ctx: ActionContext) -> ActionResult {
     Err(ActionError::new(message).with_details(Value::Object(result)))
 }
 
+/// Starts the command from an empty environment, then gives it the
+/// policy's names ([`BASE_ENV`], `--pass-env`) from the worker's own,
+/// where set: the worker's credentials and settings stay with it.
+fn clean_env(command: &mut Command, policy: &ShellPolicy) {
+    command.env_clear();
+    for name in BASE_ENV
+        .iter()
+        .copied()
+        .chain(policy.pass_env.iter().map(String::as_str))
+    {
+        if let Some(value) = std::env::var_os(name) {
+            command.env(name, value);
+        }
+    }
+}
+
 /// The failure of a command whose output went over the cap without
 /// `truncate: true`.
 fn over_cap(program: &str, streams: &[(&str, &Captured)]) -> ActionError {
@@ -320,18 +360,99 @@ mod tests {
         assert_eq!(out["exit_code"], 0);
     }
 
+    fn with_policy(input: Value, policy: ShellPolicy) -> ActionContext {
+        ActionContext {
+            shell: std::sync::Arc::new(policy),
+            ..ctx(input)
+        }
+    }
+
     #[tokio::test]
-    async fn scripts_env_cwd_lines_and_json() {
-        let out = shell(ctx(
-            json!({"script": "echo \"$GREETING\"; pwd", "env": {"GREETING": "hi"}, "cwd": "/tmp"}),
-        ))
-        .await
-        .unwrap();
-        assert_eq!(out["lines"], json!(["hi", "/tmp"]));
+    async fn scripts_env_cwd_under_the_root_lines_and_json() {
+        let root = std::env::temp_dir().canonicalize().unwrap();
+        let policy = ShellPolicy {
+            cwd_root: Some(root.clone()),
+            ..ShellPolicy::default()
+        };
+        let input =
+            json!({"script": "echo \"$GREETING\"; pwd", "env": {"GREETING": "hi"}, "cwd": root});
+        let out = shell(with_policy(input, policy)).await.unwrap();
+        assert_eq!(out["lines"], json!(["hi", root]));
         let out = shell(ctx(json!({"command": ["echo", "{\"n\": 3}"]})))
             .await
             .unwrap();
         assert_eq!(out["json"], json!({"n": 3}));
+    }
+
+    #[tokio::test]
+    async fn a_command_runs_in_a_fresh_directory_of_its_own_removed_after() {
+        let out = shell(ctx(
+            json!({"script": "pwd; ls -A | wc -l; touch made-here"}),
+        ))
+        .await
+        .unwrap();
+        let lines = out["lines"].as_array().unwrap();
+        let dir = std::path::PathBuf::from(lines[0].as_str().unwrap());
+        assert!(
+            dir.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("weft-shell-"),
+            "{dir:?}"
+        );
+        assert_eq!(
+            lines[1].as_str().unwrap().trim(),
+            "0",
+            "not empty at the start"
+        );
+        assert!(!dir.exists(), "{dir:?} outlived its command");
+        // Without --shell-cwd-root a `cwd` is refused, naming the flag.
+        let err = shell(ctx(json!({"script": "true", "cwd": "/"})))
+            .await
+            .unwrap_err()
+            .message;
+        assert!(err.contains("--shell-cwd-root"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn the_environment_is_clean_but_for_path_home_lang_pass_env_and_the_tasks() {
+        // Any variable of this process beyond the base set stands for the
+        // worker's secrets: `cargo test` sets several (CARGO_*).
+        let (name, value) = std::env::vars()
+            .find(|(k, v)| !BASE_ENV.contains(&k.as_str()) && !v.contains('\n'))
+            .expect("the test process has some environment");
+        let out = shell(ctx(json!({"command": ["env"], "env": {"TASK_VAR": "t"}})))
+            .await
+            .unwrap();
+        let mut names: Vec<&str> = out["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|l| l.as_str()?.split_once('=').map(|(k, _)| k))
+            .collect();
+        names.sort_unstable();
+        let mut expected: Vec<&str> = BASE_ENV
+            .iter()
+            .copied()
+            .filter(|k| std::env::var_os(k).is_some())
+            .chain(["TASK_VAR"])
+            .collect();
+        expected.sort_unstable();
+        assert_eq!(names, expected);
+        let policy = ShellPolicy {
+            pass_env: vec![name.clone()],
+            ..ShellPolicy::default()
+        };
+        let out = shell(with_policy(json!({"command": ["env"]}), policy))
+            .await
+            .unwrap();
+        assert!(
+            out["lines"]
+                .as_array()
+                .unwrap()
+                .contains(&json!(format!("{name}={value}"))),
+            "{out}"
+        );
     }
 
     #[tokio::test]
