@@ -28,8 +28,8 @@ fn stack() -> &'static Stack {
     })
 }
 
-/// A `weft worker` on `pool` with extra flags and environment, once the
-/// executors have its heartbeat (it is then live and its policy known).
+/// A `weft worker` on pool `name` with extra flags and environment, once
+/// the executors have its heartbeat (it is then live and its policy known).
 async fn worker(pool: &PgPool, name: &str, flags: &[&str], env: &[(&str, &str)]) -> Daemon {
     let stack = stack();
     let mut all_env = vec![
@@ -43,13 +43,14 @@ async fn worker(pool: &PgPool, name: &str, flags: &[&str], env: &[(&str, &str)])
     let daemon = Daemon::start(name, &args, &all_env).expect("the worker starts");
     let deadline = Instant::now() + TIMEOUT;
     loop {
-        let seen: Option<i64> =
-            sqlx::query_scalar("SELECT count(*) FROM workers WHERE $1 = ANY(queues)")
+        let seen: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM workers WHERE $1 = ANY(queues) AND pid = $2")
                 .bind(name)
+                .bind(i32::try_from(daemon.pid().expect("a pid")).expect("a pid"))
                 .fetch_one(pool)
                 .await
                 .expect("workers");
-        if seen > Some(0) {
+        if seen > 0 {
             return daemon;
         }
         assert!(
@@ -127,6 +128,46 @@ async fn a_stock_worker_never_runs_shell_and_says_it_is_refused_by_policy() {
     );
     assert!(!marker.exists(), "the refused command ran");
     std::fs::remove_file(file).ok();
+}
+
+/// A pool that mixes a stock worker and one that lists `shell`: every
+/// `shell` item runs, once, on the one that lists it, wherever the broker
+/// first delivered it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_dispatch_goes_to_the_worker_of_the_pool_that_runs_it() {
+    let stack = stack();
+    let pool = stack.pool().await.expect("pool");
+    let _stock = worker(&pool, "mixed", &[], &[]).await;
+    let _trusted = worker(&pool, "mixed", &["--actions", "shell,echo"], &[]).await;
+    let ran = std::env::temp_dir().join(format!("weft-mixed-{}", uuid::Uuid::now_v7()));
+    let yaml = format!(
+        "name: mixed
+tasks:
+             each:
+                 queue: mixed
+                 with_items: \"{{{{ range(12) | list }}}}\"
+                 action: shell
+                 input: {{ command: [sh, -c, 'echo \"$1\" >> \"$2\"', sh, \"{{{{ item }}}}\", \"{}\"] }}
+",
+        ran.display()
+    );
+    let (id, run) = run(&pool, &yaml).await;
+    assert_eq!(run.status, WorkflowStatus::Succeeded, "{:?}", run.error);
+    let mut items: Vec<u32> = std::fs::read_to_string(&ran)
+        .expect("the items ran")
+        .lines()
+        .map(|l| l.parse().expect("an item"))
+        .collect();
+    items.sort_unstable();
+    assert_eq!(items, (0..12).collect::<Vec<_>>(), "each item once");
+    let attempts: Vec<i32> =
+        sqlx::query_scalar("SELECT attempt FROM executions WHERE workflow_execution_id = $1")
+            .bind(id.as_uuid())
+            .fetch_all(&pool)
+            .await
+            .expect("attempts");
+    assert!(attempts.iter().all(|a| *a == 1), "{attempts:?}");
+    std::fs::remove_file(ran).ok();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

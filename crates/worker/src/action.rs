@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use weft_common::{ExecutionId, WorkflowExecutionId};
 
 use crate::logs::ActionLogs;
-use crate::policy::{Allowed, ShellPolicy, UnknownActions, WorkerPolicy};
+use crate::policy::{Allowed, PolicyError, ShellPolicy, WorkerPolicy};
 
 /// Everything an action gets for one execution.
 #[derive(Debug, Clone)]
@@ -139,7 +139,7 @@ impl ActionRegistry {
     ///
     /// # Errors
     /// When the policy lists an action this registry does not have.
-    pub fn restrict(&mut self, policy: &WorkerPolicy) -> Result<Allowed, UnknownActions> {
+    pub fn restrict(&mut self, policy: &WorkerPolicy) -> Result<Allowed, PolicyError> {
         let allowed = policy.split(self.names())?;
         self.actions
             .retain(|name, _| allowed.accepted.binary_search(name).is_ok());

@@ -145,7 +145,7 @@ impl WorkerArgs {
             policy: WorkerPolicy {
                 actions: self.actions.as_deref().map(action_list).transpose()?,
                 shell: ShellPolicy {
-                    pass_env: self.pass_env.clone(),
+                    pass_env: self.pass_env.iter().map(|n| n.trim().to_owned()).collect(),
                     cwd_root: self.shell_cwd_root.clone(),
                 },
             },

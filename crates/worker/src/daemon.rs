@@ -19,7 +19,7 @@ use weft_common::{Envelope, ExecutionId, ExecutionStatus, Message, ResultLimit};
 
 use crate::action::{ActionContext, ActionRegistry};
 use crate::logs::ActionLogs;
-use crate::policy::{Allowed, ShellPolicy, UnknownActions, WorkerPolicy};
+use crate::policy::{Allowed, PolicyError, SHELL, ShellPolicy, WorkerPolicy};
 
 /// Everything a worker needs to run.
 #[derive(Debug, Clone)]
@@ -86,9 +86,10 @@ pub enum WorkerError {
     /// A flag's value cannot be used.
     #[error(transparent)]
     BadFlag(#[from] crate::args::BadFlag),
-    /// `--actions` names an action this worker does not have.
+    /// Its policy cannot be used (`--actions`, `--pass-env`,
+    /// `--shell-cwd-root`).
     #[error(transparent)]
-    Policy(#[from] UnknownActions),
+    Policy(#[from] PolicyError),
 }
 
 /// Executions running here, with the token that cancels each.
@@ -134,7 +135,18 @@ pub async fn run(
     mut registry: ActionRegistry,
     shutdown: CancellationToken,
 ) -> Result<(), WorkerError> {
-    let Allowed { refused, .. } = registry.restrict(&config.policy)?;
+    let Allowed { accepted, refused } = registry.restrict(&config.policy)?;
+    let shell = config.policy.shell.checked()?;
+    if accepted.iter().any(|a| a == SHELL) {
+        for name in &shell.pass_env {
+            if std::env::var_os(name).is_none() {
+                tracing::warn!(name = %name, "--pass-env names a variable this worker does not have; commands will not get it");
+            }
+        }
+        if let Err(e) = crate::policy::hide_from_children() {
+            tracing::warn!(error = %e, "cannot hide this worker's /proc files from the commands it runs; they may read its environment");
+        }
+    }
     // The bus outlives `shutdown` so that reports of finishing actions can
     // still be published during the grace period.
     let bus_stop = CancellationToken::new();
@@ -157,7 +169,7 @@ pub async fn run(
         config: config.clone(),
         registry,
         refused,
-        shell: Arc::new(config.policy.shell.clone()),
+        shell: Arc::new(shell),
         publisher,
         running: Mutex::new(Running::default()),
         grace_over: grace_over.clone(),
@@ -472,7 +484,7 @@ async fn run_action(state: &State, dispatch: &Dispatch, control: &CancellationTo
 /// live worker of the pool knows it. The dispatch is acked once the
 /// report is confirmed — never requeued, so it cannot come back here.
 async fn decline(state: &State, dispatch: Dispatch) -> Outcome {
-    tracing::info!(action = %dispatch.action, "unknown action: handing the dispatch back to the executors");
+    tracing::info!(action = %dispatch.action, "an action this worker does not run (unknown here, or refused by its policy): handing the dispatch back to the executors");
     let report = Envelope::new(ActionUnknown {
         dispatch,
         worker_id: state.config.worker_id.clone(),
@@ -491,7 +503,7 @@ async fn decline(state: &State, dispatch: Dispatch) -> Outcome {
         // to leave; should the broker refuse it all the same, the
         // dispatch goes to the dead letters, where an operator sees it.
         Published::Refused(e) => Outcome::DeadLetter(format!(
-            "unknown action, and the broker refused the report: {}",
+            "an action this worker does not run, and the broker refused the report: {}",
             weft_common::error_chain(&e)
         )),
     }

@@ -51,4 +51,4 @@ pub use args::{
 };
 pub use daemon::{WorkerConfig, WorkerError, run};
 pub use logs::ActionLogs;
-pub use policy::{Allowed, BASE_ENV, SHELL, ShellPolicy, UnknownActions, WorkerPolicy};
+pub use policy::{Allowed, BASE_ENV, PolicyError, SHELL, ShellPolicy, WorkerPolicy};

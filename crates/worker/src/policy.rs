@@ -43,17 +43,37 @@ pub struct ShellPolicy {
     pub cwd_root: Option<PathBuf>,
 }
 
-/// An `--actions` list naming an action the worker does not have.
+/// A policy a worker cannot start with.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "--actions lists {}, which this worker does not have (it has: {})",
-    quoted(.unknown), .known.join(", ")
-)]
-pub struct UnknownActions {
-    /// The listed names it does not have.
-    pub unknown: Vec<String>,
-    /// The actions it has.
-    pub known: Vec<String>,
+pub enum PolicyError {
+    /// `--actions` names actions the worker does not have: a typo would
+    /// otherwise quietly refuse what the operator meant to allow.
+    #[error(
+        "--actions lists {}, which this worker does not have (it has: {})",
+        quoted(.unknown), .known.join(", ")
+    )]
+    UnknownActions {
+        /// The listed names it does not have.
+        unknown: Vec<String>,
+        /// The actions it has.
+        known: Vec<String>,
+    },
+    /// `--shell-cwd-root` is not a directory that can be used.
+    #[error("--shell-cwd-root {path}: {problem}")]
+    CwdRoot {
+        /// As given.
+        path: String,
+        /// Why not.
+        problem: String,
+    },
+    /// A `--pass-env` name that cannot be an environment variable's.
+    #[error("--pass-env `{name}`: {problem}")]
+    PassEnv {
+        /// As given.
+        name: String,
+        /// Why not.
+        problem: &'static str,
+    },
 }
 
 fn quoted(names: &[String]) -> String {
@@ -87,12 +107,12 @@ impl WorkerPolicy {
     /// Splits `known` (the worker's actions) into accepted and refused.
     ///
     /// # Errors
-    /// When `--actions` lists a name the worker does not have: a typo
-    /// would otherwise quietly refuse what the operator meant to allow.
+    /// [`PolicyError::UnknownActions`] when `--actions` lists a name the
+    /// worker does not have.
     pub fn split<'a>(
         &self,
         known: impl IntoIterator<Item = &'a str>,
-    ) -> Result<Allowed, UnknownActions> {
+    ) -> Result<Allowed, PolicyError> {
         let known: BTreeSet<&str> = known.into_iter().collect();
         if let Some(listed) = &self.actions {
             let unknown: Vec<String> = listed
@@ -101,7 +121,7 @@ impl WorkerPolicy {
                 .cloned()
                 .collect();
             if !unknown.is_empty() {
-                return Err(UnknownActions {
+                return Err(PolicyError::UnknownActions {
                     unknown,
                     known: known.iter().map(|a| (*a).to_owned()).collect(),
                 });
@@ -137,8 +157,54 @@ impl fmt::Display for WorkerPolicy {
 }
 
 impl ShellPolicy {
-    /// The directory a command asked to run in (`cwd`) may be used: it
-    /// exists and, symbolic links resolved, lies at or under the root.
+    /// The policy as a worker starts with it: `--pass-env` names that can
+    /// be variables' names, and `--shell-cwd-root` an existing directory,
+    /// resolved once (symbolic links and `..`), so that a bad setting
+    /// stops the worker at start rather than fail tasks one by one.
+    ///
+    /// # Errors
+    /// The first setting that cannot be used.
+    pub fn checked(&self) -> Result<Self, PolicyError> {
+        for name in &self.pass_env {
+            let problem = if name.is_empty() {
+                Some("is empty")
+            } else if name.contains(['=', '\0']) {
+                Some("cannot contain `=` or NUL")
+            } else {
+                None
+            };
+            if let Some(problem) = problem {
+                return Err(PolicyError::PassEnv {
+                    name: name.clone(),
+                    problem,
+                });
+            }
+        }
+        let cwd_root = match &self.cwd_root {
+            None => None,
+            Some(root) => {
+                let bad = |problem: String| PolicyError::CwdRoot {
+                    path: root.display().to_string(),
+                    problem,
+                };
+                let resolved = root.canonicalize().map_err(|e| bad(e.to_string()))?;
+                if !resolved.is_dir() {
+                    return Err(bad("is not a directory".to_owned()));
+                }
+                Some(resolved)
+            }
+        };
+        Ok(Self {
+            pass_env: self.pass_env.clone(),
+            cwd_root,
+        })
+    }
+
+    /// The directory a command asked to start in (`cwd`) may be used: an
+    /// absolute path to a directory which, symbolic links and `..`
+    /// resolved, lies at or under the root. The root sets where commands
+    /// start; it does not confine them (a command may `cd` anywhere its
+    /// user may).
     ///
     /// # Errors
     /// Why not, in words for the attempt's error.
@@ -149,21 +215,44 @@ impl ShellPolicy {
                  their own unless the worker is started with --shell-cwd-root DIR"
             ));
         };
+        if !Path::new(cwd).is_absolute() {
+            return Err(format!(
+                "`cwd` ({cwd}) must be an absolute path (under {})",
+                root.display()
+            ));
+        }
         let resolved = Path::new(cwd)
             .canonicalize()
             .map_err(|e| format!("`cwd` ({cwd}) cannot be used: {e}"))?;
-        let root = root
-            .canonicalize()
-            .map_err(|e| format!("--shell-cwd-root {} cannot be used: {e}", root.display()))?;
-        if resolved.starts_with(&root) {
-            Ok(resolved)
-        } else {
-            Err(format!(
+        if !resolved.starts_with(root) {
+            return Err(format!(
                 "`cwd` ({cwd}) is outside this worker's --shell-cwd-root ({})",
                 root.display()
-            ))
+            ));
         }
+        if !resolved.is_dir() {
+            return Err(format!("`cwd` ({cwd}) is not a directory"));
+        }
+        Ok(resolved)
     }
+}
+
+/// Makes this process's `/proc` files (its environment, command line and
+/// memory) unreadable to the programs `shell` starts, which run as the
+/// same user: without it a command could read the worker's broker URL,
+/// password included, from `/proc/$PPID/environ`. Linux's
+/// `PR_SET_DUMPABLE` = 0 (it also turns off the worker's core dumps);
+/// the children, dumpable again after their `exec`, are not affected.
+///
+/// # Errors
+/// If the kernel refuses.
+pub(crate) fn hide_from_children() -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use rustix::process::{DumpableBehavior, set_dumpable_behavior};
+        set_dumpable_behavior(DumpableBehavior::NotDumpable)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -208,7 +297,7 @@ mod tests {
     }
 
     #[test]
-    fn cwd_is_refused_without_a_root_and_outside_it() {
+    fn cwd_is_refused_without_a_root_outside_it_relative_or_not_a_directory() {
         let none = ShellPolicy::default();
         assert!(
             none.allowed_cwd("/tmp")
@@ -216,26 +305,69 @@ mod tests {
                 .contains("--shell-cwd-root")
         );
 
-        let root = std::env::temp_dir().join(format!("weft-policy-{}", std::process::id()));
+        let base = std::env::temp_dir().join(format!("weft-policy-{}", std::process::id()));
+        let root = base.join("root");
         let inside = root.join("jobs");
+        let outside = base.join("elsewhere");
         std::fs::create_dir_all(&inside).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(inside.join("file"), "").unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("link")).unwrap();
         let policy = ShellPolicy {
             cwd_root: Some(root.clone()),
             ..ShellPolicy::default()
-        };
-        assert_eq!(
-            policy.allowed_cwd(inside.to_str().unwrap()).unwrap(),
-            inside.canonicalize().unwrap()
-        );
-        // `..` out of the root is resolved before the check.
-        let escape = format!("{}/jobs/../..", root.display());
-        assert!(policy.allowed_cwd(&escape).unwrap_err().contains("outside"));
+        }
+        .checked()
+        .unwrap();
+        let at = |p: &std::path::Path| policy.allowed_cwd(p.to_str().unwrap());
+        assert_eq!(at(&inside).unwrap(), inside.canonicalize().unwrap());
+        // `..` and a symbolic link out of the root are resolved first.
+        assert!(at(&inside.join("../..")).unwrap_err().contains("outside"));
+        assert!(at(&root.join("link")).unwrap_err().contains("outside"));
         assert!(
-            policy
-                .allowed_cwd(&format!("{}/missing", root.display()))
+            at(&inside.join("file"))
+                .unwrap_err()
+                .contains("not a directory")
+        );
+        assert!(
+            at(&root.join("missing"))
                 .unwrap_err()
                 .contains("cannot be used")
         );
-        std::fs::remove_dir_all(&root).unwrap();
+        assert!(policy.allowed_cwd("jobs").unwrap_err().contains("absolute"));
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn a_bad_root_or_pass_env_name_stops_the_worker_at_start() {
+        let missing = ShellPolicy {
+            cwd_root: Some("/no/such/weft/root".into()),
+            ..ShellPolicy::default()
+        };
+        assert!(
+            missing
+                .checked()
+                .unwrap_err()
+                .to_string()
+                .starts_with("--shell-cwd-root /no/such/weft/root: ")
+        );
+        let bad = ShellPolicy {
+            pass_env: vec!["A=B".into()],
+            ..ShellPolicy::default()
+        };
+        assert_eq!(
+            bad.checked().unwrap_err().to_string(),
+            "--pass-env `A=B`: cannot contain `=` or NUL"
+        );
+    }
+
+    #[test]
+    fn the_worker_hides_its_proc_files() {
+        super::hide_from_children().unwrap();
+        #[cfg(target_os = "linux")]
+        assert_eq!(
+            rustix::process::dumpable_behavior().unwrap(),
+            rustix::process::DumpableBehavior::NotDumpable
+        );
     }
 }

@@ -415,6 +415,30 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_cancelled_commands_directory_is_removed_too() {
+        let said = std::env::temp_dir().join(format!("weft-pwd-{}", uuid::Uuid::new_v4()));
+        let c = ctx(json!({"command": ["sh", "-c", "pwd > \"$1\"; sleep 30", "sh", said]}));
+        let cancel = c.cancel.clone();
+        let run = tokio::spawn(shell(c));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::fs::read_to_string(&said)
+            .unwrap_or_default()
+            .is_empty()
+        {
+            assert!(Instant::now() < deadline, "the command never started");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        cancel.cancel();
+        assert!(run.await.unwrap().is_err());
+        let dir = std::fs::read_to_string(&said).unwrap();
+        assert!(
+            !std::path::Path::new(dir.trim()).exists(),
+            "{dir} outlived its command"
+        );
+        std::fs::remove_file(said).unwrap();
+    }
+
+    #[tokio::test]
     async fn the_environment_is_clean_but_for_path_home_lang_pass_env_and_the_tasks() {
         // Any variable of this process beyond the base set stands for the
         // worker's secrets: `cargo test` sets several (CARGO_*).
