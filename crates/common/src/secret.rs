@@ -439,6 +439,15 @@ impl Secrets {
         out
     }
 
+    /// An attempt's captured output with every secret replaced by `***`.
+    pub fn redact_logs(&self, logs: &mut crate::AttemptLogs) {
+        for stream in [&mut logs.stdout, &mut logs.stderr] {
+            if let Cow::Owned(redacted) = self.redact_text(&stream.text) {
+                stream.text = redacted;
+            }
+        }
+    }
+
     /// `value` with every secret in its strings replaced by `***` (a
     /// number that is a secret becomes `"***"`); whether anything changed.
     pub fn redact(&self, value: &mut Value) -> bool {

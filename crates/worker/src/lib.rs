@@ -42,6 +42,7 @@ mod actions;
 mod args;
 mod daemon;
 mod logs;
+mod secrets;
 
 pub use action::{ActionContext, ActionError, ActionRegistry, ActionResult};
 pub use args::{
@@ -50,3 +51,4 @@ pub use args::{
 };
 pub use daemon::{WorkerConfig, WorkerError, run};
 pub use logs::ActionLogs;
+pub use secrets::keyring_from_env;
