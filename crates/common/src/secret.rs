@@ -3,8 +3,9 @@
 //!
 //! An input declared `secret: true` is stored **sealed**: its value is
 //! replaced by `{"$sealed": "v1:<key id>:<base64>"}`, the value's JSON
-//! encrypted with XChaCha20-Poly1305 (a random 24-byte nonce per seal,
-//! the version and key id authenticated with it). Read in this order:
+//! encrypted with XChaCha20-Poly1305 (a 24-byte nonce derived from the
+//! value with a key of its own, the version and key id authenticated with
+//! it). Read in this order:
 //!
 //! 1. [`Keyring`] — the current key (`WEFT_SECRET_KEY`, 32 random bytes in
 //!    base64) that seals and opens, and older keys (`WEFT_SECRET_KEYS_OLD`)
@@ -121,6 +122,8 @@ pub enum SecretError {
 pub struct SecretKey {
     id: String,
     cipher: XChaCha20Poly1305,
+    /// Derives each seal's nonce from the plaintext (see [`Keyring::seal`]).
+    nonce_key: [u8; 32],
 }
 
 impl fmt::Debug for SecretKey {
@@ -154,7 +157,16 @@ impl SecretKey {
                 which: which.to_owned(),
                 len: bytes.len(),
             })?;
-        Ok(Self { id, cipher })
+        let nonce_key = Sha256::new()
+            .chain_update(b"weft secret nonce v1")
+            .chain_update(&bytes)
+            .finalize()
+            .into();
+        Ok(Self {
+            id,
+            cipher,
+            nonce_key,
+        })
     }
 
     /// A short digest of the key, stored with what it seals.
@@ -235,10 +247,21 @@ impl Keyring {
 
     /// `plaintext` sealed with the current key: `v1:<key id>:<base64 of
     /// nonce and ciphertext>`.
+    ///
+    /// The nonce is a keyed digest of the plaintext (synthetic, as in
+    /// AES-SIV): the same value sealed twice with one key seals the same
+    /// way, so a resubmit with the same idempotency key and secret is
+    /// recognised, and a retried fan-out keeps its items; two different
+    /// values never share a nonce. What it reveals is only whether two
+    /// sealed values are equal.
     #[must_use]
     pub fn seal(&self, plaintext: &[u8]) -> String {
+        let digest = Sha256::new()
+            .chain_update(self.current.nonce_key)
+            .chain_update(plaintext)
+            .finalize();
         let mut nonce = [0u8; NONCE_LEN];
-        rand::rng().fill_bytes(&mut nonce);
+        nonce.copy_from_slice(&digest[..NONCE_LEN]);
         let aad = SecretKey::aad(&self.current.id);
         // Encrypting into a Vec fails only past the cipher's message
         // limit (256 GiB), which no input reaches.

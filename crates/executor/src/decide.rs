@@ -301,13 +301,13 @@ fn render_inputs(
                     labelled(label.as_deref())
                 )))
             })?;
+            let input = seal_if_secret(run, spec, input)?;
             // A kept item: same index, same rendered input as an item that
             // succeeded in an earlier round.
             let kept_from = kept
                 .and_then(|k| k.get(&to_i32(i)))
                 .and_then(|earlier| earlier.iter().find(|(_, ran_with)| *ran_with == input))
                 .map(|(id, _)| *id);
-            let input = seal_if_secret(run, spec, input)?;
             compact(limit, Some(i), &input, kept_from, label)
         })
         .collect()
@@ -317,8 +317,8 @@ fn render_inputs(
 /// run's secrets, when the task reads a secret input or a secret shows up
 /// in it (from an upstream result that carried one); as it is otherwise.
 /// Sealing needs the key: without one, the task fails rather than store
-/// the plaintext. (A sealed input is never kept from an earlier round:
-/// each seal is different.)
+/// the plaintext. (One key seals one value the same way, so an item is
+/// still kept from an earlier round sealed with the same key.)
 fn seal_if_secret(run: &RunInfo, spec: &Task, input: Value) -> Result<Value, Outcome> {
     if !run.workflow.reads_secret(spec.name()) && !run.secrets.found_in(&input) {
         return Ok(input);

@@ -20,8 +20,14 @@ fn a_sealed_value_opens_to_itself_and_shows_no_plaintext() {
     );
     assert!(!sealed.to_string().contains("hunter2"), "{sealed}");
     assert_eq!(ring.open_value(&sealed), Ok(value.clone()));
-    // A fresh nonce per seal: the same value never seals the same way.
-    assert_ne!(ring.seal_value(&value), sealed);
+    // The nonce is derived from the value: the same value seals the same
+    // way under one key (an idempotent resubmit matches), another does not.
+    assert_eq!(ring.seal_value(&value), sealed);
+    let other = ring.seal_value(&json!({"user": "admin", "password": "hunter3-very-secret"}));
+    let nonce = |v: &Value| sealed_token(v).unwrap().rsplit(':').next().unwrap()[..32].to_owned();
+    assert_ne!(nonce(&other), nonce(&sealed));
+    let (_, another_key) = keyring();
+    assert_ne!(another_key.seal_value(&value), sealed);
 }
 
 #[test]
