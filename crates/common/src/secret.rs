@@ -392,11 +392,14 @@ pub fn redact_sealed(value: &mut Value) {
 }
 
 /// The plaintexts of a run's secrets, to keep out of what is stored and
-/// shown: the text of every string (and number) within the secret values,
-/// longest first, those of at least [`MIN_REDACTED_LEN`] characters.
+/// shown: the text of every string (and number) within the secret values.
+/// Those of at least [`MIN_REDACTED_LEN`] characters are searched for
+/// within text; shorter ones are redacted only where a whole value is one.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Secrets {
     texts: Vec<String>,
+    /// The shorter ones: redacted only where a whole value is one.
+    short: Vec<String>,
 }
 
 impl fmt::Debug for Secrets {
@@ -417,31 +420,51 @@ impl Secrets {
 
     /// These texts as secrets (as a sealed task input carries them).
     #[must_use]
-    pub fn from_texts(mut texts: Vec<String>) -> Self {
-        texts.retain(|t| t.chars().count() >= MIN_REDACTED_LEN);
+    pub fn from_texts(texts: Vec<String>) -> Self {
+        let (mut texts, mut short): (Vec<String>, Vec<String>) = texts
+            .into_iter()
+            .filter(|t| !t.is_empty())
+            .partition(|t| t.chars().count() >= MIN_REDACTED_LEN);
         texts.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
         texts.dedup();
-        Self { texts }
+        short.sort();
+        short.dedup();
+        Self { texts, short }
     }
 
     /// Whether there are none.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.texts.is_empty()
+        self.texts.is_empty() && self.short.is_empty()
     }
 
-    /// The texts, longest first.
+    /// The texts searched for, longest first.
     #[must_use]
     pub fn texts(&self) -> &[String] {
         &self.texts
+    }
+
+    /// Every text, the short ones too (what a sealed task input carries).
+    #[must_use]
+    pub fn all_texts(&self) -> Vec<&str> {
+        self.texts
+            .iter()
+            .chain(&self.short)
+            .map(String::as_str)
+            .collect()
     }
 
     /// Whether `value` contains one of the secrets.
     #[must_use]
     pub fn found_in(&self, value: &Value) -> bool {
         match value {
-            Value::String(s) => self.texts.iter().any(|t| s.contains(t.as_str())),
-            Value::Number(n) => self.texts.iter().any(|t| n.to_string() == *t),
+            Value::String(s) => {
+                self.short.contains(s) || self.texts.iter().any(|t| s.contains(t.as_str()))
+            }
+            Value::Number(n) => {
+                let n = n.to_string();
+                self.texts.contains(&n) || self.short.contains(&n)
+            }
             Value::Array(items) => items.iter().any(|v| self.found_in(v)),
             Value::Object(map) => map.iter().any(|(k, v)| {
                 self.texts.iter().any(|t| k.contains(t.as_str())) || self.found_in(v)
@@ -474,10 +497,14 @@ impl Secrets {
     /// `value` with every secret in its strings replaced by `***` (a
     /// number that is a secret becomes `"***"`); whether anything changed.
     pub fn redact(&self, value: &mut Value) -> bool {
-        if self.texts.is_empty() {
+        if self.is_empty() {
             return false;
         }
         match value {
+            Value::String(s) if self.short.contains(s) => {
+                *s = REDACTED.to_owned();
+                true
+            }
             Value::String(s) => match self.redact_text(s) {
                 Cow::Owned(redacted) => {
                     *s = redacted;
@@ -485,7 +512,9 @@ impl Secrets {
                 }
                 Cow::Borrowed(_) => false,
             },
-            Value::Number(n) if self.texts.contains(&n.to_string()) => {
+            Value::Number(n)
+                if self.texts.contains(&n.to_string()) || self.short.contains(&n.to_string()) =>
+            {
                 *value = Value::String(REDACTED.to_owned());
                 true
             }
@@ -551,7 +580,7 @@ pub fn open_input(
 /// the secrets it holds (so the worker can keep them out of its report).
 #[must_use]
 pub fn seal_task_input(keyring: &Keyring, input: &Value, secrets: &Secrets) -> Value {
-    let payload = serde_json::json!({ "input": input, "secrets": secrets.texts() });
+    let payload = serde_json::json!({ "input": input, "secrets": secrets.all_texts() });
     keyring.seal_value(&payload)
 }
 
