@@ -518,7 +518,13 @@ impl Secrets {
                 *value = Value::String(REDACTED.to_owned());
                 true
             }
-            Value::Array(items) => items.iter_mut().fold(false, |any, v| self.redact(v) || any),
+            Value::Array(items) => {
+                let mut changed = false;
+                for item in items {
+                    changed |= self.redact(item);
+                }
+                changed
+            }
             Value::Object(map) => {
                 let secret_keys = map
                     .keys()
@@ -531,7 +537,11 @@ impl Secrets {
                     }
                     return true;
                 }
-                map.values_mut().fold(false, |any, v| self.redact(v) || any)
+                let mut changed = false;
+                for v in map.values_mut() {
+                    changed |= self.redact(v);
+                }
+                changed
             }
             _ => false,
         }
