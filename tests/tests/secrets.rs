@@ -260,6 +260,22 @@ async fn a_secret_reaches_the_action_and_nothing_else() {
         json!("***"),
         "{login_task}"
     );
+    let run_id = id.to_string();
+    for args in [
+        vec!["status", run_id.as_str()],
+        vec!["list", "--json"],
+        vec!["explain", run_id.as_str(), "--json"],
+        vec!["explain", run_id.as_str(), "login"],
+        vec!["audit", run_id.as_str(), "--json"],
+    ] {
+        let out = weft(&stack, &args, None);
+        assert!(out.status.success(), "weft {args:?}: {}", text(&out.stderr));
+        let said = text(&out.stdout) + &text(&out.stderr);
+        assert!(
+            !said.contains(SECRET),
+            "weft {args:?} shows the plaintext: {said}"
+        );
+    }
     let out = weft(&stack, &["logs", &id.to_string(), "login"], None);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let logs = text(&out.stdout);
