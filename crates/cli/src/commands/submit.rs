@@ -132,18 +132,12 @@ pub(crate) async fn run(args: &SubmitArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// [`run`] through a `weft server`: the workflow's text and its inputs
-/// (resolved here, so an input error reads as in direct mode) go to
-/// `POST /api/v1/runs`; the server validates again and stores the run.
 /// The input as it is stored: the workflow's secret inputs sealed with
 /// `WEFT_SECRET_KEY` (read only for a workflow that has some).
 ///
 /// # Errors
 /// A key that cannot be used; a secret input given and no key set.
-pub(crate) fn sealed(
-    workflow: &weft_common::Workflow,
-    input: Map<String, Value>,
-) -> anyhow::Result<Value> {
+fn sealed(workflow: &weft_common::Workflow, input: Map<String, Value>) -> anyhow::Result<Value> {
     if !workflow.has_secrets() {
         return Ok(Value::Object(input));
     }
@@ -153,6 +147,9 @@ pub(crate) fn sealed(
     ))
 }
 
+/// [`run`] through a `weft server`: the workflow's text and its inputs
+/// (resolved here, so an input error reads as in direct mode) go to
+/// `POST /api/v1/runs`; the server validates again and stores the run.
 async fn submit_remote(
     client: &Client,
     args: &SubmitArgs,
