@@ -190,7 +190,14 @@ async fn a_secret_reaches_the_action_and_nothing_else() {
         .await
         .expect("the run ends");
     assert_eq!(run.status, WorkflowStatus::Succeeded, "{:?}", run.error);
-    let received = RECEIVED.lock().expect("lock").clone();
+    // (The tests of this file share `RECEIVED`: each has its own user.)
+    let received: Vec<Value> = RECEIVED
+        .lock()
+        .expect("lock")
+        .iter()
+        .filter(|i| i["user"] == json!("admin"))
+        .cloned()
+        .collect();
     assert_eq!(received.len(), 1, "{received:?}");
     assert_eq!(received[0]["token"], json!(SECRET));
     assert_eq!(received[0]["header"], json!(format!("Bearer {SECRET}")));
@@ -390,4 +397,72 @@ async fn a_worker_with_another_key_fails_the_attempt_naming_the_key() {
             .await
             .is_empty()
     );
+}
+
+const FAILING: &str = r#"
+name: secrets-failing
+input:
+  token: { type: string, secret: true }
+tasks:
+  login: { action: login, input: { user: rotated, token: "{{ input.token }}" } }
+  boom: { needs: [login], action: fail, input: { message: "cannot deploy with {{ input.token }}" } }
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_rotation_old_runs_still_run_and_a_failure_names_no_secret() {
+    const ROTATED: &str = "sealed-before-the-rotation";
+    // The run is submitted with key A; the executor and the worker have
+    // since moved to key B, keeping A among the old keys.
+    let old_key = Keyring::generate_key();
+    let new_key = Keyring::generate_key();
+    let rotated = Arc::new(
+        Keyring::from_settings(Some(&new_key), Some(&old_key))
+            .unwrap()
+            .unwrap(),
+    );
+    let stack = Stack::start(StackOptions {
+        actions,
+        secrets: Some(Arc::clone(&rotated)),
+        ..StackOptions::default()
+    })
+    .expect("stack");
+    let pool = stack.pool().await.expect("pool");
+    let path = file("secrets-failing", FAILING);
+    let token = format!("token={ROTATED}");
+    let id = submitted_id(&submit(
+        &stack,
+        path.to_str().unwrap(),
+        &[token.as_str()],
+        Some(&old_key),
+    ));
+    let run = stack
+        .wait(&pool, id, Duration::from_secs(60))
+        .await
+        .expect("the run ends");
+    // `login` ran with the plaintext; `boom` failed, its error redacted.
+    assert!(
+        RECEIVED
+            .lock()
+            .expect("lock")
+            .iter()
+            .any(|i| i["token"] == json!(ROTATED)),
+        "login did not run with the secret"
+    );
+    assert_eq!(run.status, WorkflowStatus::Failed);
+    let error = run.error.unwrap_or_default();
+    assert!(error.contains("cannot deploy with ***"), "{error}");
+    // The task inputs were sealed with the new key, the run's with the old.
+    let sealed: Vec<Value> =
+        sqlx::query_scalar("SELECT e.input FROM executions e WHERE e.workflow_execution_id = $1")
+            .bind(id.as_uuid())
+            .fetch_all(&pool)
+            .await
+            .expect("executions");
+    assert_eq!(sealed.len(), 2);
+    for input in &sealed {
+        let token = sealed_token(input).expect("a sealed task input");
+        assert!(token.contains(rotated.key_id()), "{token}");
+    }
+    let leaks = rows_containing(&pool, ROTATED).await;
+    assert!(leaks.is_empty(), "the plaintext is stored: {leaks:#?}");
 }
