@@ -397,6 +397,67 @@ async fn a_worker_with_another_key_fails_the_attempt_naming_the_key() {
             .await
             .is_empty()
     );
+
+    // A registered version: submitting it seals too; a schedule cannot
+    // give the secret (it keeps its inputs in plain text).
+    let out = weft(&stack, &["workflow", "apply", path.to_str().unwrap()], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = weft(
+        &stack,
+        &[
+            "submit",
+            "secrets-elsewhere",
+            "--json",
+            "--input",
+            "token=registered-secret",
+        ],
+        Some(&key),
+    );
+    submitted_id(&out);
+    let out = weft(
+        &stack,
+        &[
+            "submit",
+            "secrets-elsewhere",
+            "--input",
+            "token=registered-secret-2",
+        ],
+        None,
+    );
+    assert!(
+        !out.status.success(),
+        "a registered submit without a key succeeded"
+    );
+    assert!(
+        text(&out.stderr).contains("WEFT_SECRET_KEY"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = weft(
+        &stack,
+        &[
+            "schedule",
+            "create",
+            "nightly",
+            "--workflow",
+            "secrets-elsewhere",
+            "--cron",
+            "0 3 * * *",
+            "--input",
+            "token=scheduled-secret",
+        ],
+        Some(&key),
+    );
+    assert!(!out.status.success(), "a schedule took a secret");
+    assert!(
+        text(&out.stderr).contains("input `token` is secret"),
+        "{}",
+        text(&out.stderr)
+    );
+    for plaintext in ["registered-secret", "scheduled-secret"] {
+        let leaks = rows_containing(&pool, plaintext).await;
+        assert!(leaks.is_empty(), "{plaintext} is stored: {leaks:#?}");
+    }
 }
 
 const FAILING: &str = r#"

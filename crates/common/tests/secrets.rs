@@ -90,6 +90,18 @@ fn a_secret_with_a_default_or_enum_or_in_a_key_is_refused() {
         "name: x\ninput:\n  db: { secret: true }\nlimit:\n  key: \"{{ input.db }}\"\n  runs: 1\ntasks:\n  a: { action: noop }\n",
     );
     has(&p, 5, &["`limit.key` cannot read secret input `db`"]);
+    let p = problems(
+        "name: x\ntasks:\n  pay:\n    wait:\n      signal: paid\n      input: { card: { type: string, secret: true } }\n",
+    );
+    has(
+        &p,
+        6,
+        &["field `card`", "a signal's fields cannot be secret"],
+    );
+    let p = problems(
+        "name: x\ninput:\n  t: { secret: true }\ntasks:\n  w: { wait: { until: \"{{ input.t }}\" } }\n",
+    );
+    has(&p, 5, &["`wait.until` cannot read secret input `t`"]);
 }
 
 #[test]
