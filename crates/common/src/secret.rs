@@ -264,7 +264,8 @@ impl Keyring {
         nonce.copy_from_slice(&digest[..NONCE_LEN]);
         let aad = SecretKey::aad(&self.current.id);
         // Encrypting into a Vec fails only past the cipher's message
-        // limit (256 GiB), which no input reaches.
+        // limit (256 GiB), which no input reaches (`--max-result-bytes`
+        // bounds them): an empty token would lose the value silently.
         let sealed = self
             .current
             .cipher
@@ -275,7 +276,7 @@ impl Keyring {
                     aad: aad.as_bytes(),
                 },
             )
-            .unwrap_or_default();
+            .expect("XChaCha20-Poly1305 seals any message under 256 GiB");
         let mut bytes = nonce.to_vec();
         bytes.extend_from_slice(&sealed);
         format!(
