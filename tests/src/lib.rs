@@ -25,9 +25,11 @@ pub mod server;
 mod wire;
 
 pub use wire::{
-    WireDispatches, duplicate_completions, queue_messages, spy_dispatches, wait_for_queue_messages,
+    WireBodies, WireDispatches, duplicate_completions, queue_messages, spy_dispatches, spy_events,
+    wait_for_queue_messages,
 };
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
@@ -71,6 +73,9 @@ pub struct StackOptions {
     /// `--max-result-bytes` of every executor and worker (small ones keep
     /// the limits' tests fast).
     pub max_result_bytes: ResultLimit,
+    /// The secret keys of every executor and worker (`WEFT_SECRET_KEY`);
+    /// `None`: none.
+    pub secrets: Option<Arc<weft_common::Keyring>>,
 }
 
 impl StackOptions {
@@ -96,6 +101,7 @@ impl Default for StackOptions {
             worker_concurrency: 8,
             actions: ActionRegistry::with_builtins,
             max_result_bytes: ResultLimit::DEFAULT,
+            secrets: None,
         }
     }
 }
@@ -110,6 +116,7 @@ pub struct Stack {
     runtime: Option<tokio::runtime::Runtime>,
     shutdown: CancellationToken,
     max_result_bytes: ResultLimit,
+    secrets: Option<Arc<weft_common::Keyring>>,
     /// The vhost made for the stack on the machine's broker, if it made one.
     _vhost: Option<weft_bus::testing::VhostGuard>,
 }
@@ -175,6 +182,7 @@ impl Stack {
             runtime: Some(runtime),
             shutdown,
             max_result_bytes: options.max_result_bytes,
+            secrets: options.secrets.clone(),
             _vhost: vhost,
         };
         for _ in 0..options.executors {
@@ -234,6 +242,7 @@ impl Stack {
             bus: self.bus("test-executor"),
             engine: EngineConfig {
                 max_result_bytes: self.max_result_bytes,
+                secrets: self.secrets.clone(),
                 ..EngineConfig::default()
             },
             ..ExecutorConfig::default()
@@ -261,6 +270,7 @@ impl Stack {
             shutdown_grace: Duration::from_secs(5),
             max_result_bytes: self.max_result_bytes,
             policy: WorkerPolicy::every_action_of(&actions),
+            secrets: self.secrets.clone(),
             ..WorkerConfig::default()
         };
         let stop = token.clone();
@@ -279,16 +289,29 @@ impl Stack {
         pools: &[&str],
         actions: fn() -> ActionRegistry,
     ) -> (String, CancellationToken) {
+        self.spawn_worker_with(pools, actions, |_| {})
+    }
+
+    /// Starts one more worker consuming `pools`, its settings adjusted by
+    /// `tune`; returns its id and the token that stops it.
+    pub fn spawn_worker_with(
+        &self,
+        pools: &[&str],
+        actions: fn() -> ActionRegistry,
+        tune: impl FnOnce(&mut WorkerConfig),
+    ) -> (String, CancellationToken) {
         let token = self.shutdown.child_token();
         let actions = actions();
-        let config = WorkerConfig {
+        let mut config = WorkerConfig {
             bus: self.bus("test-worker"),
             queues: pools.iter().map(|p| (*p).to_owned()).collect(),
             shutdown_grace: Duration::from_secs(5),
             max_result_bytes: self.max_result_bytes,
             policy: WorkerPolicy::every_action_of(&actions),
+            secrets: self.secrets.clone(),
             ..WorkerConfig::default()
         };
+        tune(&mut config);
         let id = config.worker_id.clone();
         let stop = token.clone();
         self.handle().spawn(async move {

@@ -231,3 +231,88 @@ pub async fn spy_dispatches(
     }
     Ok((handle, seen))
 }
+
+/// The bodies a [`spy_events`] saw on the wire, in arrival order.
+pub type WireBodies = Arc<std::sync::Mutex<Vec<String>>>;
+
+/// Binds a queue of its own to the events exchange for every routing key
+/// (`#`) and records the body of every message — starts, completions with
+/// their results and logs, runs finished with their outputs — as it
+/// crossed the wire. Returns once the queue is bound: a probe
+/// `execution.completed` of an execution that does not exist (executors
+/// ack it as a duplicate) came back. Runs until `stop`; the probe is not
+/// recorded.
+///
+/// # Errors
+/// If RabbitMQ is unreachable.
+pub async fn spy_events(
+    stack: &Stack,
+    stop: CancellationToken,
+) -> anyhow::Result<(tokio::task::JoinHandle<()>, WireBodies)> {
+    use weft_bus::{Bus, ConsumerConfig, Delivery, Outcome, QueueKind};
+    use weft_common::message::{ExecutionCompleted, topology};
+    use weft_common::{Envelope, ExecutionId, ExecutionStatus, Message};
+
+    let bus = Bus::connect(stack.bus("event-spy"), stop.clone()).await?;
+    bus.declare_topology(&[topology::DEFAULT_POOL.to_owned()])
+        .await?;
+    let publisher = bus.publisher().await?;
+    let probe_run = WorkflowExecutionId::new();
+    let seen: WireBodies = Arc::default();
+    let probed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let consumer = ConsumerConfig {
+        queue: String::new(),
+        kind: QueueKind::Exclusive {
+            exchange: topology::EVENTS_EXCHANGE.into(),
+            routing_key: "#".into(),
+        },
+        prefetch: 256,
+        concurrency: 16,
+        consumer_tag: "event-spy".into(),
+    };
+    let handle = tokio::spawn({
+        let seen = seen.clone();
+        let probed = probed.clone();
+        async move {
+            let handler = move |d: Delivery| {
+                let seen = seen.clone();
+                let probed = probed.clone();
+                async move {
+                    let probe = matches!(&d.envelope.message,
+                        Message::ExecutionCompleted(c) if c.workflow_execution_id == probe_run);
+                    if probe {
+                        probed.store(true, std::sync::atomic::Ordering::Relaxed);
+                    } else {
+                        let body = String::from_utf8_lossy(&d.envelope.to_bytes()).into_owned();
+                        seen.lock().expect("the spy's lock").push(body);
+                    }
+                    Outcome::Ack
+                }
+            };
+            if let Err(e) = weft_bus::consume(&bus, consumer, handler, stop).await {
+                tracing::error!(error = %e, "event spy stopped");
+            }
+        }
+    });
+    let probe = Envelope::new(ExecutionCompleted {
+        execution_id: ExecutionId::new(),
+        workflow_execution_id: probe_run,
+        attempt: 1,
+        status: ExecutionStatus::Succeeded,
+        result: None,
+        error: None,
+        worker_id: "probe".into(),
+        started_at: None,
+        finished_at: chrono::Utc::now(),
+        logs: None,
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !probed.load(std::sync::atomic::Ordering::Relaxed) {
+        if tokio::time::Instant::now() > deadline {
+            bail!("the event spy's queue was not bound within 10 s");
+        }
+        let _ = publisher.publish(&probe).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok((handle, seen))
+}

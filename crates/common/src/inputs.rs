@@ -229,6 +229,9 @@ pub struct InputSpec {
     pub(crate) default: Option<Value>,
     pub(crate) allowed: Option<Vec<Value>>,
     pub(crate) description: Option<String>,
+    /// Declared `secret: true`: stored sealed, shown as `"***"` (see
+    /// [`crate::secret`]).
+    pub(crate) secret: bool,
 }
 
 impl InputSpec {
@@ -240,6 +243,7 @@ impl InputSpec {
             default,
             allowed: None,
             description: None,
+            secret: false,
         }
     }
 
@@ -266,6 +270,13 @@ impl InputSpec {
     #[must_use]
     pub fn description(&self) -> Option<&str> {
         self.description.as_deref()
+    }
+
+    /// Whether it is secret (`secret: true`): its value is stored sealed
+    /// and shown as `"***"`.
+    #[must_use]
+    pub fn secret(&self) -> bool {
+        self.secret
     }
 
     /// Whether a run must be given it.

@@ -30,6 +30,8 @@
 //!     web UI's).
 //! 13. [`wait`] — durable waits, signals and approvals (`wait:`): when a
 //!     wait ends and what a delivered signal makes of it.
+//! 14. [`secret`] — secret inputs: sealed at rest with a [`Keyring`],
+//!     opened only for the dispatch that needs them, redacted as `***`.
 
 pub mod abbrev;
 pub mod auth;
@@ -55,6 +57,7 @@ mod retry;
 pub mod run_ref;
 mod scan;
 pub mod schedule;
+pub mod secret;
 pub mod shared_limit;
 mod spec;
 pub mod state;
@@ -78,6 +81,7 @@ pub use redact::redact_url;
 pub use report::error_chain;
 pub use retry::{AttemptFacts, RetryDecision, StopReason};
 pub use run_ref::RunRef;
+pub use secret::{Keyring, SecretError, Secrets};
 pub use shared_limit::{LimitFacts, LimitOrder, RunLimit, TaskLock};
 pub use spec::WithItems;
 pub use state::{ExecutionStatus, IllegalTransition, TaskStatus, Trigger, WorkflowStatus};

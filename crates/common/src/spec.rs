@@ -275,7 +275,7 @@ impl<'de> serde::de::Visitor<'de> for TreeVisitor {
 }
 
 /// One declared input as written: `name: default` (short form) or
-/// `name: {type, default, enum, description}` (long form). A mapping is
+/// `name: {type, default, enum, description, secret}` (long form). A mapping is
 /// the long form when it is not empty and every key is one of
 /// [`INPUT_FIELDS`]; any other mapping is an object default.
 #[derive(Debug)]
@@ -291,10 +291,11 @@ pub(crate) struct RawInputSpec {
     pub(crate) default: Option<Spanned<Value>>,
     pub(crate) allowed: Option<Spanned<Value>>,
     pub(crate) description: Option<Spanned<Value>>,
+    pub(crate) secret: Option<Spanned<Value>>,
 }
 
 /// The fields of an input's long form.
-pub(crate) const INPUT_FIELDS: &[&str] = &["type", "default", "enum", "description"];
+pub(crate) const INPUT_FIELDS: &[&str] = &["type", "default", "enum", "description", "secret"];
 
 impl<'de> Deserialize<'de> for RawInput {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -310,7 +311,7 @@ impl<'de> serde::de::Visitor<'de> for RawInputVisitor {
     type Value = RawInput;
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a default value or `{type, default, enum, description}`")
+        f.write_str("a default value or `{type, default, enum, description, secret}`")
     }
 
     fn visit_bool<E>(self, v: bool) -> Result<RawInput, E> {
@@ -369,6 +370,7 @@ impl<'de> serde::de::Visitor<'de> for RawInputVisitor {
                 "type" => &mut spec.kind,
                 "default" => &mut spec.default,
                 "enum" => &mut spec.allowed,
+                "secret" => &mut spec.secret,
                 _ => &mut spec.description,
             };
             *slot = Some(value);

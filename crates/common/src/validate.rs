@@ -11,6 +11,7 @@ use serde_saphyr::{Location, Spanned};
 mod declarations;
 mod expressions;
 mod limits;
+mod secrets;
 mod waits;
 
 use crate::dag::Dag;
@@ -70,6 +71,10 @@ pub(crate) struct Validator<'s> {
     /// The names of the main tasks (`tasks:`), which exit handlers may
     /// read but not need.
     main_names: Vec<String>,
+    /// The inputs declared `secret: true`.
+    secret_inputs: BTreeSet<String>,
+    /// Where expressions read them (see [`secrets`]).
+    secret_reads: Vec<secrets::SecretRead>,
 }
 
 impl<'s> Validator<'s> {
@@ -83,6 +88,8 @@ impl<'s> Validator<'s> {
             items_read: BTreeSet::new(),
             exit_phase: false,
             main_names: Vec::new(),
+            secret_inputs: BTreeSet::new(),
+            secret_reads: Vec::new(),
         }
     }
 
@@ -179,10 +186,15 @@ impl<'s> Validator<'s> {
             .map(|i| {
                 i.value
                     .iter()
-                    .map(|(name, declared)| (name.clone(), self.input(name, declared)))
+                    .map(|(name, declared)| (name.clone(), self.input(name, declared, true)))
                     .collect()
             })
             .unwrap_or_default();
+        self.secret_inputs = input_specs
+            .iter()
+            .filter(|(_, spec)| spec.secret())
+            .map(|(name, _)| name.clone())
+            .collect();
         let inputs: IndexMap<String, Option<Value>> = input_specs
             .iter()
             .map(|(name, spec)| (name.clone(), spec.default().cloned()))
@@ -280,6 +292,7 @@ impl<'s> Validator<'s> {
             Some(o) => self.check_output(o, &all_names, &inputs),
             None => BTreeSet::new(),
         };
+        let secret_readers = self.check_secret_reads(&tasks);
         if !self.problems.is_empty() {
             return Err(self.problems);
         }
@@ -310,6 +323,7 @@ impl<'s> Validator<'s> {
             dag,
             parallelism,
             limit,
+            secret_readers,
         };
         Ok((workflow, warnings))
     }

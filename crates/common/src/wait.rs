@@ -434,6 +434,7 @@ mod tests {
                 default: None,
                 allowed: None,
                 description: None,
+                secret: false,
             },
         );
         fields.insert(

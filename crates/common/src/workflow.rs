@@ -39,6 +39,8 @@ pub struct Workflow {
     pub(crate) parallelism: Option<u32>,
     /// The concurrency limit its runs share (`limit:`).
     pub(crate) limit: Option<crate::shared_limit::RunLimit>,
+    /// The tasks whose `input` or `with_items` reads a secret input.
+    pub(crate) secret_readers: BTreeSet<String>,
 }
 
 /// One task of a validated workflow.
@@ -322,6 +324,48 @@ impl Workflow {
     #[must_use]
     pub fn input_specs(&self) -> &IndexMap<String, InputSpec> {
         &self.input_specs
+    }
+
+    /// Whether an input is declared `secret: true`.
+    #[must_use]
+    pub fn has_secrets(&self) -> bool {
+        self.input_specs.values().any(InputSpec::secret)
+    }
+
+    /// Whether a task's `input` or `with_items` reads a secret input: its
+    /// rendered input is then sealed ([`crate::secret::seal_task_input`]).
+    #[must_use]
+    pub fn reads_secret(&self, task: &str) -> bool {
+        self.secret_readers.contains(task)
+    }
+
+    /// A run's resolved input as it is stored: the value of each secret
+    /// input sealed with the keyring's current key (see [`crate::secret`]).
+    /// A value already sealed stays as it is.
+    ///
+    /// # Errors
+    /// [`crate::secret::SecretError::MissingKey`] when a secret input has a
+    /// value and there is no keyring: nothing is sealed, so nothing may be
+    /// stored.
+    pub fn seal_input(
+        &self,
+        keyring: Option<&crate::secret::Keyring>,
+        mut input: Map<String, Value>,
+    ) -> Result<Map<String, Value>, crate::secret::SecretError> {
+        for (name, spec) in &self.input_specs {
+            if !spec.secret() {
+                continue;
+            }
+            let Some(value) = input.get_mut(name) else {
+                continue;
+            };
+            if crate::secret::sealed_token(value).is_some() {
+                continue;
+            }
+            let keyring = keyring.ok_or(crate::secret::SecretError::MissingKey)?;
+            *value = keyring.seal_value(value);
+        }
+        Ok(input)
     }
 
     /// Checks JSON inputs against their declarations and applies defaults

@@ -77,7 +77,13 @@ impl Engine {
             }
             Err(e) => return Err(e),
         };
-        let input = match child_input(&workflow, &d.input) {
+        // The child's own secret inputs are stored sealed, as a submit
+        // stores them (a parent cannot pass its secrets: validation).
+        let input = match child_input(&workflow, &d.input).and_then(|input| {
+            workflow
+                .seal_input(self.inner.config.secrets.as_deref(), input)
+                .map_err(|e| format!("sealing the sub-workflow's secret inputs: {e}"))
+        }) {
             Ok(input) => serde_json::Value::Object(input),
             Err(why) => return self.fail_child(tx, d, &why).await,
         };

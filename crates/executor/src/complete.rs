@@ -176,22 +176,16 @@ impl Engine {
                 .catalog
                 .get(step.conn(), plan.first.definition_id)
                 .await?;
-            step.add_run(RunInfo {
-                id: run_id,
-                status: plan.first.run_status,
-                round: plan.first.run_round,
-                input: plan
-                    .first
-                    .run_input
-                    .as_object()
-                    .cloned()
-                    .unwrap_or_default(),
+            step.add_run(RunInfo::new(
+                run_id,
+                (plan.first.run_status, plan.first.run_round),
+                &plan.first.run_input,
                 workflow,
-                scheduled_at: plan
-                    .first
+                plan.first
                     .run_scheduled_at
                     .map(weft_common::schedule::tick_text),
-            });
+                self.inner.config.secrets.as_ref(),
+            ));
             for (failed, delay) in plan.retries {
                 let task = tasks::get(step.conn(), failed.task_execution_id).await?;
                 step.retry(&task, failed, delay).await?;

@@ -123,6 +123,11 @@ pub(crate) fn decide(
         ))));
     }
 
+    if let Some(why) = &run.secret_error {
+        return Ok(Decision::Ends(Outcome::failed(format!(
+            "opening the run's secret inputs: {why}"
+        ))));
+    }
     let mut ctx = run.context(&named, results);
     if task.exit_handler {
         ctx.workflow.exit = exit_view.cloned();
@@ -139,19 +144,21 @@ pub(crate) fn decide(
                 } else {
                     format!(" with {}", values.join(", "))
                 };
-                return Ok(Decision::Ends(Outcome::skipped(format!(
-                    "`when: {when}` was false{with}"
-                ))));
+                let reason = format!("`when: {when}` was false{with}");
+                return Ok(Decision::Ends(Outcome::skipped(
+                    run.secrets.redact_text(&reason),
+                )));
             }
             Err(e) => {
-                return Ok(Decision::Ends(Outcome::failed(format!(
-                    "evaluating `when`: {e}"
-                ))));
+                let reason = format!("evaluating `when`: {e}");
+                return Ok(Decision::Ends(Outcome::failed(
+                    run.secrets.redact_text(&reason),
+                )));
             }
         }
     }
 
-    let inputs = match render_inputs(evaluator, limit, spec, &ctx, kept) {
+    let inputs = match render_inputs(evaluator, limit, (run, spec), &ctx, kept) {
         Ok(inputs) => inputs,
         Err(outcome) => return Ok(Decision::Ends(outcome)),
     };
@@ -262,20 +269,25 @@ struct Rendered {
 fn render_inputs(
     evaluator: &Evaluator,
     limit: ResultLimit,
-    spec: &Task,
+    (run, spec): (&RunInfo, &Task),
     ctx: &Context,
     kept: Option<&Kept>,
 ) -> Result<Vec<Rendered>, Outcome> {
+    let secrets = &run.secrets;
     let Some(with_items) = spec.with_items() else {
-        let input = evaluator
-            .render(spec.input(), ctx)
-            .map_err(|e| Outcome::failed(format!("rendering the input: {e}")))?;
+        let input = evaluator.render(spec.input(), ctx).map_err(|e| {
+            Outcome::failed(secrets.redact_text(&format!("rendering the input: {e}")))
+        })?;
+        let input = seal_if_secret(run, spec, input)?;
         return Ok(vec![compact(limit, None, &input, None, None)?]);
     };
-    let items = evaluator
-        .items(with_items, ctx)
-        .map_err(|e| Outcome::failed(format!("evaluating `with_items`: {e}")))?;
-    let labels: Vec<Option<String>> = items.iter().map(|item| Some(item_label(item))).collect();
+    let items = evaluator.items(with_items, ctx).map_err(|e| {
+        Outcome::failed(secrets.redact_text(&format!("evaluating `with_items`: {e}")))
+    })?;
+    let labels: Vec<Option<String>> = items
+        .iter()
+        .map(|item| Some(secrets.redact_text(&item_label(item)).into_owned()))
+        .collect();
     // The context is converted for the evaluator once, not once per item:
     // an item list read from an upstream result is as big as the context.
     evaluator
@@ -284,11 +296,12 @@ fn render_inputs(
         .enumerate()
         .map(|(i, (input, label))| {
             let input = input.map_err(|(i, e)| {
-                Outcome::failed(format!(
+                Outcome::failed(secrets.redact_text(&format!(
                     "rendering the input of item {i}{}: {e}",
                     labelled(label.as_deref())
-                ))
+                )))
             })?;
+            let input = seal_if_secret(run, spec, input)?;
             // A kept item: same index, same rendered input as an item that
             // succeeded in an earlier round.
             let kept_from = kept
@@ -298,6 +311,29 @@ fn render_inputs(
             compact(limit, Some(i), &input, kept_from, label)
         })
         .collect()
+}
+
+/// A rendered input as it is stored and dispatched: sealed whole, with the
+/// run's secrets, when the task reads a secret input or a secret shows up
+/// in it (from an upstream result that carried one); as it is otherwise.
+/// Sealing needs the key: without one, the task fails rather than store
+/// the plaintext. (One key seals one value the same way, so an item is
+/// still kept from an earlier round sealed with the same key.)
+fn seal_if_secret(run: &RunInfo, spec: &Task, input: Value) -> Result<Value, Outcome> {
+    if !run.workflow.reads_secret(spec.name()) && !run.secrets.found_in(&input) {
+        return Ok(input);
+    }
+    let keyring = run.keyring.as_deref().ok_or_else(|| {
+        Outcome::failed(format!(
+            "sealing the input: {}",
+            weft_common::SecretError::MissingKey
+        ))
+    })?;
+    Ok(weft_common::secret::seal_task_input(
+        keyring,
+        &input,
+        &run.secrets,
+    ))
 }
 
 /// ` ("b.csv")`: an item's label to follow its index in a message, or

@@ -74,6 +74,10 @@ pub struct EngineConfig {
     /// (the reaper's `--heartbeat-grace`): a declined dispatch is handed
     /// only to a live worker.
     pub heartbeat_grace: Duration,
+    /// The keys that open runs' secret inputs and seal the task inputs
+    /// rendered from them (`WEFT_SECRET_KEY`); without one, a run with
+    /// secret inputs fails its tasks saying so.
+    pub secrets: Option<Arc<weft_common::Keyring>>,
 }
 
 impl Default for EngineConfig {
@@ -84,6 +88,7 @@ impl Default for EngineConfig {
             max_result_bytes: ResultLimit::DEFAULT,
             flush_queue: DEFAULT_FLUSH_QUEUE,
             heartbeat_grace: weft_store::workers::DEFAULT_HEARTBEAT_GRACE,
+            secrets: None,
         }
     }
 }
@@ -247,7 +252,11 @@ impl Engine {
         let mut started = Vec::new();
         for run in runs::start_many(tx, &startable).await? {
             match self.inner.catalog.get(tx, run.definition_id).await {
-                Ok(workflow) => started.push(RunInfo::of(&run, workflow)),
+                Ok(workflow) => started.push(RunInfo::of(
+                    &run,
+                    workflow,
+                    self.inner.config.secrets.as_ref(),
+                )),
                 Err(EngineError::InvalidDefinition { detail, .. }) => {
                     // The run can never start; fail it rather than loop.
                     // Its message goes to the relays (woken below).
@@ -451,7 +460,11 @@ impl Engine {
         weft_store::parallelism::lock(tx, &[id]).await?;
         let workflow = self.inner.catalog.get(tx, run.definition_id).await?;
         let mut step = self.step(tx);
-        step.add_run(RunInfo::of(&run, workflow));
+        step.add_run(RunInfo::of(
+            &run,
+            workflow,
+            self.inner.config.secrets.as_ref(),
+        ));
         for task in &granted {
             step.dispatch_held(task).await?;
         }

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use serde_json::Value;
 use sqlx::PgConnection;
 use weft_common::{
-    Context, ItemState, Task, TaskView, Workflow, WorkflowExecutionId, WorkflowRef, WorkflowStatus,
+    Context, ItemState, Keyring, Secrets, Task, TaskView, Workflow, WorkflowExecutionId,
+    WorkflowRef, WorkflowStatus,
 };
 use weft_store::attempts;
 use weft_store::tasks::TaskRow;
@@ -22,7 +23,16 @@ pub(crate) struct RunInfo {
     pub(crate) status: WorkflowStatus,
     /// Its current round (`run_attempt`; `weft retry` adds one).
     pub(crate) round: i32,
+    /// Its input, secret inputs opened (see [`weft_common::secret`]).
     pub(crate) input: serde_json::Map<String, Value>,
+    /// The plaintexts of its secret inputs, kept out of what is stored.
+    pub(crate) secrets: Secrets,
+    /// The keys that opened them, which seal the task inputs rendered
+    /// from them.
+    pub(crate) keyring: Option<Arc<Keyring>>,
+    /// Why its secret inputs could not be opened (no key, another key,
+    /// altered): every task it would run fails with it.
+    pub(crate) secret_error: Option<String>,
     pub(crate) workflow: Arc<Workflow>,
     /// The tick a schedule started it for (`workflow.scheduled_at`).
     pub(crate) scheduled_at: Option<String>,
@@ -30,14 +40,52 @@ pub(crate) struct RunInfo {
 
 impl RunInfo {
     /// What a step needs of a stored run.
-    pub(crate) fn of(run: &weft_store::runs::RunRow, workflow: Arc<Workflow>) -> Self {
-        Self {
-            id: run.id,
-            status: run.status,
-            round: run.run_attempt,
-            input: run.input.as_object().cloned().unwrap_or_default(),
+    pub(crate) fn of(
+        run: &weft_store::runs::RunRow,
+        workflow: Arc<Workflow>,
+        keyring: Option<&Arc<Keyring>>,
+    ) -> Self {
+        Self::new(
+            run.id,
+            (run.status, run.run_attempt),
+            &run.input,
             workflow,
-            scheduled_at: run.scheduled_at.map(weft_common::schedule::tick_text),
+            run.scheduled_at.map(weft_common::schedule::tick_text),
+            keyring,
+        )
+    }
+
+    /// A run of this status and round, from its stored input: its secret
+    /// inputs are opened with `keyring` here, and only here.
+    pub(crate) fn new(
+        id: WorkflowExecutionId,
+        (status, round): (WorkflowStatus, i32),
+        stored_input: &Value,
+        workflow: Arc<Workflow>,
+        scheduled_at: Option<String>,
+        keyring: Option<&Arc<Keyring>>,
+    ) -> Self {
+        let stored = stored_input.as_object().cloned().unwrap_or_default();
+        let (input, secrets, secret_error) = match weft_common::secret::open_input(
+            keyring.map(AsRef::as_ref),
+            &stored,
+        ) {
+            Ok((input, secrets)) => (input, secrets, None),
+            Err(e) => {
+                tracing::error!(workflow_execution_id = %id, error = %e, "the run's secret inputs do not open");
+                (stored, Secrets::default(), Some(e.to_string()))
+            }
+        };
+        Self {
+            id,
+            status,
+            round,
+            input,
+            secrets,
+            keyring: keyring.cloned(),
+            secret_error,
+            workflow,
+            scheduled_at,
         }
     }
 

@@ -724,8 +724,13 @@ impl<'a> Step<'a> {
         let rendered =
             run.workflow
                 .render_output(self.evaluator, &run.context(tasks, results), status_of);
+        // A secret the output reads is shown as `***` (validation warns).
         let (output, notes, broken) = match rendered {
-            Some(r) => (Some(r.value), r.problems.join("; "), r.broken),
+            Some(mut r) => {
+                run.secrets.redact(&mut r.value);
+                let notes = run.secrets.redact_text(&r.problems.join("; ")).into_owned();
+                (Some(r.value), notes, r.broken)
+            }
             None => (None, String::new(), false),
         };
         let with_notes = |error: String| {

@@ -79,7 +79,11 @@ impl Engine {
             .await?;
         let outgoing = {
             let mut step = self.step(&mut tx);
-            step.add_run(RunInfo::of(&stored, workflow));
+            step.add_run(RunInfo::of(
+                &stored,
+                workflow,
+                self.inner.config.secrets.as_ref(),
+            ));
             step.dispatch_next_items(&row, decide::STREAM_WINDOW)
                 .await?;
             std::mem::take(&mut step.out)

@@ -24,6 +24,8 @@ pub const SUBMIT_LEASE: Duration = Duration::from_secs(10);
 ///
 /// The run is submitted once this returns `Ok`, whether or not the publish
 /// succeeded: a message that could not be published is left to the relays.
+/// `run.input` is stored as given: seal its secret inputs first
+/// ([`weft_common::Workflow::seal_input`]), as `weft submit` does.
 ///
 /// # Errors
 /// A database error while storing the run.

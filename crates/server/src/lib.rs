@@ -39,6 +39,10 @@ pub struct AppState {
     pub dev: bool,
     /// The shared followers of runs, for the event streams.
     pub events: Arc<events::Events>,
+    /// The key that seals the secret inputs of submitted runs
+    /// (`WEFT_SECRET_KEY`); without one, a run with secret inputs is
+    /// refused.
+    pub secrets: Option<Arc<weft_common::Keyring>>,
 }
 
 impl AppState {
@@ -50,7 +54,14 @@ impl AppState {
             events: events::Events::start(pool.clone(), shutdown),
             pool,
             dev,
+            secrets: None,
         }
+    }
+
+    /// The same, sealing secret inputs with `secrets`.
+    #[must_use]
+    pub fn with_secrets(self, secrets: Option<Arc<weft_common::Keyring>>) -> Self {
+        Self { secrets, ..self }
     }
 }
 
@@ -66,6 +77,8 @@ pub struct ServerConfig {
     /// How long a request may take before it is answered 408 (server-sent
     /// event streams are exempt: they last as long as the client wants).
     pub request_timeout: Duration,
+    /// The key that seals secret inputs of submitted runs.
+    pub secrets: Option<Arc<weft_common::Keyring>>,
 }
 
 /// The default largest request body: 10 MiB.
@@ -83,6 +96,7 @@ impl ServerConfig {
             dev: false,
             max_body: DEFAULT_MAX_BODY,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            secrets: None,
         }
     }
 }
@@ -145,7 +159,9 @@ pub async fn serve(
         let _ = bound.send(local);
     }
     tracing::info!(addr = %local, dev = config.dev, "serving the API and the web UI");
-    let app = router(AppState::new(pool, config.dev, shutdown.clone()), &config);
+    let state =
+        AppState::new(pool, config.dev, shutdown.clone()).with_secrets(config.secrets.clone());
+    let app = router(state, &config);
     axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await

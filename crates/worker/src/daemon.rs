@@ -49,6 +49,11 @@ pub struct WorkerConfig {
     /// The actions it accepts and how `shell` runs (`--actions`,
     /// `--pass-env`, `--shell-cwd-root`). The default refuses `shell`.
     pub policy: WorkerPolicy,
+    /// The keys that open sealed task inputs (secret inputs, see
+    /// [`weft_common::secret`]). `None`: read from `WEFT_SECRET_KEY` and
+    /// `WEFT_SECRET_KEYS_OLD` when the worker starts; with no key there, a
+    /// sealed dispatch fails its attempt saying so.
+    pub secrets: Option<Arc<weft_common::Keyring>>,
 }
 
 fn hostname() -> String {
@@ -73,6 +78,7 @@ impl Default for WorkerConfig {
             start_report_delay: Duration::from_millis(50),
             max_result_bytes: ResultLimit::DEFAULT,
             policy: WorkerPolicy::default(),
+            secrets: None,
         }
     }
 }
@@ -90,6 +96,9 @@ pub enum WorkerError {
     /// `--shell-cwd-root`).
     #[error(transparent)]
     Policy(#[from] PolicyError),
+    /// A secret key cannot be used.
+    #[error(transparent)]
+    SecretKey(#[from] weft_common::secret::KeyError),
 }
 
 /// Executions running here, with the token that cancels each.
@@ -131,7 +140,7 @@ impl State {
 /// # Errors
 /// Only for conditions retrying cannot fix.
 pub async fn run(
-    config: WorkerConfig,
+    mut config: WorkerConfig,
     mut registry: ActionRegistry,
     shutdown: CancellationToken,
 ) -> Result<(), WorkerError> {
@@ -146,6 +155,12 @@ pub async fn run(
         if let Err(e) = crate::policy::hide_from_children() {
             tracing::warn!(error = %e, "cannot hide this worker's /proc files from the commands it runs; they may read its environment");
         }
+    }
+    if config.secrets.is_none() {
+        config.secrets = crate::secrets::keyring_from_env()?;
+    }
+    if let Some(keys) = &config.secrets {
+        tracing::info!(key_id = keys.key_id(), "secret key loaded");
     }
     // The bus outlives `shutdown` so that reports of finishing actions can
     // still be published during the grace period.
@@ -305,6 +320,23 @@ struct Report {
 }
 
 impl Report {
+    /// Clears the secrets of the dispatch's input out of what is
+    /// reported: the result, the error and the captured output.
+    fn redact(&mut self, secrets: &weft_common::Secrets) {
+        if secrets.is_empty() {
+            return;
+        }
+        if let Some(result) = self.result.as_mut() {
+            secrets.redact(result);
+        }
+        if let Some(error) = self.error.as_mut() {
+            *error = secrets.redact_text(error).into_owned();
+        }
+        if let Some(logs) = self.logs.as_mut() {
+            secrets.redact_logs(logs);
+        }
+    }
+
     /// An ending decided by the worker (a timeout, a cancellation), not by
     /// the action.
     const fn ended(status: ExecutionStatus, error: String) -> Self {
@@ -347,6 +379,22 @@ async fn execute(
     if !state.registry.knows(&dispatch.action) {
         return decline(state, dispatch).await;
     }
+    // A sealed input (it holds secrets) is opened here, right before the
+    // action runs; what the attempt reports is cleared of those secrets.
+    let (input, secrets) = match weft_common::secret::open_task_input(
+        state.config.secrets.as_deref(),
+        dispatch.input.clone(),
+    ) {
+        Ok(opened) => opened,
+        Err(e) => {
+            tracing::error!(error = %e, "the dispatch's sealed input does not open");
+            let ending = Report::ended(
+                ExecutionStatus::Failed,
+                format!("opening the sealed input: {e}"),
+            );
+            return report(state, &dispatch, ending, None).await;
+        }
+    };
     let id = dispatch.execution_id;
     let control = CancellationToken::new();
     let already_cancelled = {
@@ -370,7 +418,7 @@ async fn execute(
         metrics::histogram!("weft_worker_start_delay_seconds")
             .record(weft_bus::seconds_between(received_at, started_at));
     }
-    let action = run_action(state, &dispatch, &control);
+    let action = run_action(state, &dispatch, input, &control);
     tokio::pin!(action);
     // A short action reports only its completion. One still running after
     // the delay reports its start (for the reaper) while it goes on; the
@@ -411,7 +459,8 @@ async fn execute(
             tracing::info!("shutdown grace over: handing the execution back to the queue");
             Outcome::Requeue
         }
-        Ending::Reported(ending) => {
+        Ending::Reported(mut ending) => {
+            ending.redact(&secrets);
             // Listed in the heartbeats until its report is confirmed: the
             // reaper ends an execution its live worker stops listing.
             let outcome = report(state, &dispatch, ending, Some(started_at)).await;
@@ -421,11 +470,16 @@ async fn execute(
     }
 }
 
-async fn run_action(state: &State, dispatch: &Dispatch, control: &CancellationToken) -> Ending {
+async fn run_action(
+    state: &State,
+    dispatch: &Dispatch,
+    input: Value,
+    control: &CancellationToken,
+) -> Ending {
     let action_cancel = CancellationToken::new();
     let logs = ActionLogs::new();
     let ctx = ActionContext {
-        input: dispatch.input.clone(),
+        input,
         execution_id: dispatch.execution_id,
         workflow_execution_id: dispatch.workflow_execution_id,
         task_name: dispatch.task_name.clone(),

@@ -43,6 +43,7 @@ mod args;
 mod daemon;
 mod logs;
 mod policy;
+mod secrets;
 
 pub use action::{ActionContext, ActionError, ActionRegistry, ActionResult};
 pub use args::{
@@ -52,3 +53,4 @@ pub use args::{
 pub use daemon::{WorkerConfig, WorkerError, run};
 pub use logs::ActionLogs;
 pub use policy::{Allowed, BASE_ENV, PolicyError, SHELL, ShellPolicy, WorkerPolicy};
+pub use secrets::keyring_from_env;

@@ -214,6 +214,7 @@ fn executor_config(
             max_result_bytes,
             flush_queue: tuning.executor_flush_queue,
             heartbeat_grace: seconds("--heartbeat-grace", tuning.heartbeat_grace)?,
+            secrets: weft_worker::keyring_from_env()?,
             ..EngineConfig::default()
         },
         reaper: ReaperConfig {

@@ -212,6 +212,17 @@ async fn create(args: &CreateArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
+    // A schedule's inputs are stored with it as given, in plain text.
+    if let Some(name) = keys
+        .iter()
+        .find(|k| workflow.input_specs().get(*k).is_some_and(|s| s.secret()))
+    {
+        eprintln!(
+            "error: --input {name}: input `{name}` is secret, and a schedule keeps its inputs in plain text: schedules cannot give secret inputs yet (workflow `{}@{}`)",
+            version.name, version.version
+        );
+        return Ok(ExitCode::FAILURE);
+    }
     // Only what was given is kept: defaults come from the version each
     // tick runs.
     let input: Map<String, Value> = resolved

@@ -74,6 +74,7 @@ impl ServerArgs {
             dev: self.dev,
             max_body: self.max_body,
             request_timeout,
+            secrets: weft_worker::keyring_from_env()?,
             ..ServerConfig::new(self.addr)
         })
     }
@@ -110,6 +111,7 @@ pub(crate) async fn start_dev(
 ) -> anyhow::Result<()> {
     let config = ServerConfig {
         dev: true,
+        secrets: weft_worker::keyring_from_env()?,
         ..ServerConfig::new(addr)
     };
     check_dev_addr(addr)?;

@@ -71,15 +71,23 @@ pub(crate) async fn run(args: &SubmitArgs) -> anyhow::Result<ExitCode> {
     let workflow = &bundle.root().workflow;
     let given = gather_inputs(args)?;
     let input = match workflow.resolve_given(given) {
-        Ok(input) => Value::Object(input),
+        Ok(input) => input,
         Err(e) => {
             eprintln!("error: {}: {e}", args.file.display());
             return Ok(ExitCode::FAILURE);
         }
     };
     if let Some(client) = args.remote.client()? {
-        return submit_remote(&client, args, &bundle, &input).await;
+        // The server seals the secret inputs with its key.
+        return submit_remote(&client, args, &bundle, &Value::Object(input)).await;
     }
+    let input = match sealed(workflow, input) {
+        Ok(input) => input,
+        Err(e) => {
+            eprintln!("error: {}: {e:#}", args.file.display());
+            return Ok(ExitCode::FAILURE);
+        }
+    };
     let pool = args.db.connect().await?;
     // Advice, never a failure: the run is stored all the same (a worker
     // that knows the action may start later).
@@ -122,6 +130,21 @@ pub(crate) async fn run(args: &SubmitArgs) -> anyhow::Result<ExitCode> {
         outln!("{id}")?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The input as it is stored: the workflow's secret inputs sealed with
+/// `WEFT_SECRET_KEY` (read only for a workflow that has some).
+///
+/// # Errors
+/// A key that cannot be used; a secret input given and no key set.
+fn sealed(workflow: &weft_common::Workflow, input: Map<String, Value>) -> anyhow::Result<Value> {
+    if !workflow.has_secrets() {
+        return Ok(Value::Object(input));
+    }
+    let keyring = weft_worker::keyring_from_env()?;
+    Ok(Value::Object(
+        workflow.seal_input(keyring.as_deref(), input)?,
+    ))
 }
 
 /// [`run`] through a `weft server`: the workflow's text and its inputs
@@ -236,10 +259,14 @@ async fn submit_registered(args: &SubmitArgs, reference: &WorkflowRef) -> anyhow
         )
     })?;
     let label = format!("{}@{}", version.name, version.version);
-    let input = match workflow.resolve_given(gather_inputs(args)?) {
-        Ok(input) => Value::Object(input),
+    let input = match workflow
+        .resolve_given(gather_inputs(args)?)
+        .map_err(anyhow::Error::from)
+        .and_then(|input| sealed(&workflow, input))
+    {
+        Ok(input) => input,
         Err(e) => {
-            eprintln!("error: {label}: {e}");
+            eprintln!("error: {label}: {e:#}");
             return Ok(ExitCode::FAILURE);
         }
     };

@@ -95,8 +95,16 @@ impl Validator<'_> {
 
     /// One declared input: its type (declared, else implied by the
     /// default, else by the allowed values), default and allowed values,
-    /// each checked against the type where it is written.
-    pub(super) fn input(&mut self, name: &str, declared: &Spanned<RawInput>) -> InputSpec {
+    /// each checked against the type where it is written. Only a
+    /// workflow's inputs (`of_workflow`), not a signal's fields, may be
+    /// `secret`, and a secret has no `default` or `enum`: they would be
+    /// written in plain text in the workflow.
+    pub(super) fn input(
+        &mut self,
+        name: &str,
+        declared: &Spanned<RawInput>,
+        of_workflow: bool,
+    ) -> InputSpec {
         let raw = match &declared.value {
             RawInput::Short(default) => {
                 return InputSpec {
@@ -104,11 +112,57 @@ impl Validator<'_> {
                     default: (!default.is_null()).then(|| default.clone()),
                     allowed: None,
                     description: None,
+                    secret: false,
                 };
             }
             RawInput::Long(raw) => raw,
         };
         let mut spec = InputSpec::untyped(None);
+        if let Some(secret) = &raw.secret {
+            match &secret.value {
+                Value::Bool(flag) => spec.secret = *flag,
+                other => {
+                    let p = self.at(
+                        &secret.referenced,
+                        format!(
+                            "input `{name}`: `secret` must be true or false, not {}",
+                            crate::expr::kind_of(other)
+                        ),
+                    );
+                    self.push(p.hint("e.g. `secret: true`"));
+                }
+            }
+            if spec.secret && !of_workflow {
+                let p = self.at(
+                    &secret.referenced,
+                    format!("field `{name}`: a signal's fields cannot be secret"),
+                );
+                self.push(
+                    p.hint("declare the secret as a workflow input (`input:` at the top) instead"),
+                );
+                spec.secret = false;
+            }
+            let written = |field: &Option<Spanned<Value>>| {
+                field
+                    .as_ref()
+                    .filter(|f| !f.value.is_null())
+                    .map(|f| f.referenced)
+            };
+            if spec.secret {
+                for (field, at) in [
+                    ("default", written(&raw.default)),
+                    ("enum", written(&raw.allowed)),
+                ] {
+                    if let Some(at) = at {
+                        let p = self.at(
+                            &at,
+                            format!("input `{name}`: a secret input cannot have `{field}`: it would be stored in plain text in the workflow"),
+                        );
+                        self.push(p.hint(format!("remove `{field}`, and give the value when the run is submitted (`--input {name}=…`)")));
+                    }
+                }
+            }
+        }
         if let Some(kind) = &raw.kind {
             let names: Vec<&str> = InputType::ALL.iter().map(|t| t.as_str()).collect();
             match kind.value.as_str().and_then(InputType::from_name) {

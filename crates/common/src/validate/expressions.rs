@@ -320,6 +320,7 @@ impl Validator<'_> {
                         self.push(p.hint(RETRY_NAMES_HINT));
                     }
                     "input" => {
+                        self.note_secret_read(scope.task, field, second, location);
                         if let Some(name) = second
                             && !inputs.contains_key(name)
                         {

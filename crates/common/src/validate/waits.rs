@@ -190,7 +190,7 @@ impl Validator<'_> {
             .map(|i| {
                 i.value
                     .iter()
-                    .map(|(field, declared)| (field.clone(), self.input(field, declared)))
+                    .map(|(field, declared)| (field.clone(), self.input(field, declared, false)))
                     .collect()
             })
             .unwrap_or_default();

@@ -157,6 +157,14 @@ pub async fn submit(
     let input = workflow
         .resolve_given(given)
         .map_err(|e| Problem::invalid(e.to_string()))?;
+    // Secret inputs are stored sealed, never in plain text.
+    let input = workflow
+        .seal_input(state.secrets.as_deref(), input)
+        .map_err(|e| {
+            Problem::invalid(format!(
+                "this server cannot take the workflow's secret inputs: {e}"
+            ))
+        })?;
     let input = Value::Object(input);
     let new = NewRun {
         id: WorkflowExecutionId::new(),

@@ -186,10 +186,12 @@ fn task_facts(
     let last_failure = match (&row.failed_status, row.failed_attempt) {
         (Some(status), Some(attempt)) => Some(FailureFacts {
             item_index: row.failed_item,
-            input: row
-                .failed_input
-                .as_ref()
-                .map_or_else(String::new, |v| abbreviate(v, INPUT_CHARS)),
+            input: row.failed_input.as_ref().map_or_else(String::new, |v| {
+                // A sealed input (it holds secrets) is shown as `***`.
+                let mut shown = v.clone();
+                weft_common::secret::redact_sealed(&mut shown);
+                abbreviate(&shown, INPUT_CHARS)
+            }),
             attempt,
             status: status
                 .parse()

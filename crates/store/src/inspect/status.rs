@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::PgConnection;
 use weft_common::explain::no_worker_hint;
+use weft_common::secret::redact_sealed;
 use weft_common::{TaskStatus, Workflow, WorkflowExecutionId, WorkflowStatus};
 
 use crate::StoreError;
@@ -173,6 +174,13 @@ pub async fn load(
         }
     }
     let mut tasks: Vec<TaskState> = summaries.iter().map(TaskState::of).collect();
+    // Secret inputs are stored sealed: shown as `***`, here once for
+    // every front end (CLI, JSON, API, UI).
+    for task in &mut tasks {
+        if let Some(result) = task.result.as_mut() {
+            redact_sealed(result);
+        }
+    }
     for (task, wait) in crate::waits::facts(conn, id).await? {
         if wait.resolution.is_none()
             && let Some(t) = tasks
@@ -198,8 +206,15 @@ pub async fn load(
         id: run.id,
         workflow: run.workflow_name,
         status: run.status,
-        input: run.input,
-        output: run.output,
+        input: {
+            let mut input = run.input;
+            redact_sealed(&mut input);
+            input
+        },
+        output: run.output.map(|mut output| {
+            redact_sealed(&mut output);
+            output
+        }),
         error: run.error,
         created_at: run.created_at,
         started_at: run.started_at,
