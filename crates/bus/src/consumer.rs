@@ -165,7 +165,11 @@ where
                 ..QueueDeclareOptions::default()
             };
             let declared = channel
-                .queue_declare(config.queue.as_str().into(), options, FieldTable::default())
+                .queue_declare(
+                    config.queue.as_str().into(),
+                    options,
+                    crate::topology::exclusive_arguments(),
+                )
                 .await
                 .map_err(BusError::amqp("declaring an exclusive queue"))?;
             let name = declared.name().to_string();
