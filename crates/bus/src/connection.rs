@@ -281,10 +281,20 @@ impl Bus {
 
     /// A new channel on the current connection.
     pub(crate) async fn channel(&self) -> Result<Channel, BusError> {
+        Ok(self.channel_and_connection().await?.0)
+    }
+
+    /// A new channel, and the connection it is on (whose status tells
+    /// when the channel is gone with it).
+    pub(crate) async fn channel_and_connection(
+        &self,
+    ) -> Result<(Channel, Arc<Connection>), BusError> {
         let conn = self.connection().await?;
-        conn.create_channel()
+        let channel = conn
+            .create_channel()
             .await
-            .map_err(BusError::amqp("opening a channel"))
+            .map_err(BusError::amqp("opening a channel"))?;
+        Ok((channel, conn))
     }
 
     /// The backoff to wait after the `failures`-th consecutive failure.
