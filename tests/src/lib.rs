@@ -25,7 +25,8 @@ pub mod server;
 mod wire;
 
 pub use wire::{
-    WireDispatches, duplicate_completions, queue_messages, spy_dispatches, wait_for_queue_messages,
+    WireDispatches, WireMessages, duplicate_completions, queue_messages, spy, spy_dispatches,
+    wait_for_queue_messages,
 };
 
 use std::time::Duration;
