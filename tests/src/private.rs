@@ -596,7 +596,12 @@ impl PrivateRabbitCluster {
             let port = ports[2 * n];
             std::fs::write(
                 node_dir.join("rabbitmq.conf"),
-                format!("listeners.tcp.1 = 127.0.0.1:{port}\n"),
+                // Quorum queues get their leader on the node their
+                // declaring client is connected to (3.10's default, said
+                // explicitly): a test puts the leaders on one node so.
+                format!(
+                    "listeners.tcp.1 = 127.0.0.1:{port}\nqueue_leader_locator = client-local\n"
+                ),
             )?;
             std::fs::write(node_dir.join("enabled_plugins"), "[].\n")?;
             nodes.push(ClusterNode {
