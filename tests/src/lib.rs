@@ -25,8 +25,8 @@ pub mod server;
 mod wire;
 
 pub use wire::{
-    WireBodies, WireDispatches, duplicate_completions, queue_messages, spy_dispatches, spy_events,
-    wait_for_queue_messages,
+    WireBodies, WireDispatches, WireMessages, duplicate_completions, queue_messages, spy,
+    spy_dispatches, spy_events, wait_for_queue_messages,
 };
 
 use std::sync::Arc;

@@ -119,6 +119,28 @@ impl Daemon {
         }
     }
 
+    /// Asks the process to stop gracefully (SIGTERM) and waits at most
+    /// `timeout` for it; then kills it (SIGKILL). Whether it stopped by
+    /// itself.
+    pub fn terminate_within(&mut self, timeout: std::time::Duration) -> bool {
+        let Some(mut child) = self.child.take() else {
+            return true;
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        false
+    }
+
     /// Sends a signal by name (`STOP`, `CONT`, `TERM`, …) to the process.
     pub fn signal(&self, name: &str) {
         if let Some(pid) = self.pid() {

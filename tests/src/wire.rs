@@ -316,3 +316,60 @@ pub async fn spy_events(
     }
     Ok((handle, seen))
 }
+
+/// What a [`spy`] saw on the wire, in arrival order.
+pub type WireMessages = Arc<std::sync::Mutex<Vec<weft_common::Envelope>>>;
+
+/// Binds an exclusive queue of its own to `exchange` with `routing_key`
+/// on the broker at `amqp_url` (one URL: the queue lives and dies with the
+/// spy's connection, so give it a node that stays up) and records every
+/// message routed there, with its id: a message published twice is seen
+/// twice with one id, two messages about one thing have two. The queue is
+/// bound when this returns; the spy runs until `stop`.
+///
+/// # Errors
+/// If RabbitMQ is unreachable.
+pub async fn spy(
+    amqp_url: &str,
+    exchange: &str,
+    routing_key: &str,
+    stop: CancellationToken,
+) -> anyhow::Result<(tokio::task::JoinHandle<()>, WireMessages)> {
+    use weft_bus::{Bus, BusConfig, ConsumerConfig, Delivery, Outcome, QueueKind};
+
+    let bus = Bus::connect(
+        BusConfig {
+            url: amqp_url.to_owned(),
+            connection_name: "wire-spy".into(),
+            ..BusConfig::default()
+        },
+        stop.clone(),
+    )
+    .await?;
+    let queue = format!("weft.spy.{}", uuid::Uuid::new_v4().simple());
+    bus.declare_exclusive(&queue, exchange, routing_key).await?;
+    let seen: WireMessages = Arc::default();
+    let consumer = ConsumerConfig {
+        queue,
+        kind: QueueKind::Exclusive {
+            exchange: exchange.to_owned(),
+            routing_key: routing_key.to_owned(),
+        },
+        prefetch: 256,
+        concurrency: 16,
+        consumer_tag: "wire-spy".into(),
+    };
+    let handle = tokio::spawn({
+        let seen = seen.clone();
+        async move {
+            let handler = move |d: Delivery| {
+                seen.lock().expect("the spy's lock").push(d.envelope);
+                async { Outcome::Ack }
+            };
+            if let Err(e) = weft_bus::consume(&bus, consumer, handler, stop).await {
+                tracing::error!(error = %e, "wire spy stopped");
+            }
+        }
+    });
+    Ok((handle, seen))
+}

@@ -1,7 +1,10 @@
 //! The supervised connection: one AMQP connection per [`Bus`], replaced
-//! with capped exponential backoff whenever it is lost.
+//! with capped exponential backoff whenever it is lost. A bus given
+//! several URLs (the nodes of a cluster) tries them in turn, starting
+//! after the one it lost.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable as _};
@@ -12,11 +15,18 @@ use tokio_util::sync::CancellationToken;
 use weft_common::redact_url;
 
 use crate::error::{BusError, connect_cause};
+use crate::topology::QueueType;
+
+/// How long one URL may take to accept a connection before the next is
+/// tried: a host that drops packets must not hold up the fail-over.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How to reach RabbitMQ.
 #[derive(Debug, Clone)]
 pub struct BusConfig {
-    /// `amqp://user:password@host:port/vhost`.
+    /// `amqp://user:password@host:port/vhost`, or several such URLs
+    /// separated by commas (the nodes of one cluster): connecting and
+    /// reconnecting try them in turn (see [`parse_urls`]).
     pub url: String,
     /// Shown in the management UI and `rabbitmqctl list_connections`.
     pub connection_name: String,
@@ -24,6 +34,8 @@ pub struct BusConfig {
     pub reconnect_min: Duration,
     /// Longest delay between reconnection attempts.
     pub reconnect_max: Duration,
+    /// The type of the durable queues this bus declares.
+    pub queue_type: QueueType,
 }
 
 impl Default for BusConfig {
@@ -33,6 +45,7 @@ impl Default for BusConfig {
             connection_name: "weft".to_owned(),
             reconnect_min: Duration::from_millis(100),
             reconnect_max: Duration::from_secs(5),
+            queue_type: QueueType::default(),
         }
     }
 }
@@ -48,28 +61,111 @@ pub(crate) struct Inner {
     pub(crate) config: BusConfig,
     pub(crate) shutdown: CancellationToken,
     connection: Mutex<Option<Arc<Connection>>>,
+    /// The URLs, parsed once (each with its redacted text).
+    urls: Vec<Url>,
+    /// Which of `urls` the current (or last) connection went to.
+    current: AtomicUsize,
 }
 
-/// One attempt to connect. A URL that does not parse is refused before
-/// any attempt (retrying cannot fix it); a failed attempt is named with
-/// the URL (password hidden) and its cause in one line.
-async fn open(config: &BusConfig) -> Result<Connection, BusError> {
-    let url = redact_url(&config.url);
-    let uri = config
-        .url
-        .parse::<AMQPUri>()
-        .map_err(|detail| BusError::BadUrl {
-            url: url.clone(),
-            detail,
-        })?;
-    let properties =
-        ConnectionProperties::default().with_connection_name(config.connection_name.clone().into());
-    Connection::connect_uri(uri, properties)
-        .await
-        .map_err(|e| BusError::Connect {
-            url,
-            cause: connect_cause(&e),
+/// One of a bus's URLs, parsed.
+#[derive(Debug, Clone)]
+pub struct Url {
+    /// As given, without its password: what logs and errors show.
+    shown: String,
+    uri: AMQPUri,
+}
+
+impl Url {
+    /// The URL as given, its password replaced by `***`.
+    #[must_use]
+    pub fn shown(&self) -> &str {
+        &self.shown
+    }
+}
+
+/// Splits `urls` at commas and parses each: several URLs name the nodes of
+/// one cluster. Blanks around the commas are ignored; an empty entry, or
+/// one that does not parse, is refused with its position (a comma inside a
+/// password must be written `%2C`). The passwords never appear in errors.
+///
+/// # Errors
+/// [`BusError::BadUrl`] naming the URL that is wrong and why.
+pub fn parse_urls(urls: &str) -> Result<Vec<Url>, BusError> {
+    let entries: Vec<&str> = urls.split(',').map(str::trim).collect();
+    let count = entries.len();
+    let position = |i: usize| {
+        if count == 1 {
+            String::new()
+        } else {
+            format!(" (URL {} of {count})", i + 1)
+        }
+    };
+    entries
+        .iter()
+        .enumerate()
+        .map(|(i, entry)| {
+            if entry.is_empty() {
+                return Err(BusError::BadUrl {
+                    url: redact_url(urls),
+                    detail: format!("it is empty{}", position(i)),
+                });
+            }
+            let shown = redact_url(entry);
+            let uri = entry
+                .parse::<AMQPUri>()
+                .map_err(|detail| BusError::BadUrl {
+                    url: shown.clone(),
+                    detail: format!("{detail}{}", position(i)),
+                })?;
+            Ok(Url { shown, uri })
         })
+        .collect()
+}
+
+/// One attempt to connect to one URL, bounded by [`CONNECT_TIMEOUT`]; a
+/// failure is named with the URL (password hidden) and its cause.
+async fn open_one(url: &Url, connection_name: &str) -> Result<Connection, BusError> {
+    let properties =
+        ConnectionProperties::default().with_connection_name(connection_name.to_owned().into());
+    let connecting = Connection::connect_uri(url.uri.clone(), properties);
+    match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
+        Ok(Ok(conn)) => Ok(conn),
+        Ok(Err(e)) => Err(BusError::Connect {
+            url: url.shown.clone(),
+            cause: connect_cause(&e),
+        }),
+        Err(_) => Err(BusError::Connect {
+            url: url.shown.clone(),
+            cause: format!("no answer within {}s", CONNECT_TIMEOUT.as_secs()),
+        }),
+    }
+}
+
+/// One round of attempts: each URL once, in turn, from `first`. Returns
+/// the connection and which URL it went to. With one URL its error is that
+/// URL's; with several, one error names every URL's cause.
+async fn open(
+    urls: &[Url],
+    first: usize,
+    connection_name: &str,
+) -> Result<(Connection, usize), BusError> {
+    let mut failures = Vec::new();
+    for step in 0..urls.len() {
+        let i = (first + step) % urls.len();
+        match open_one(&urls[i], connection_name).await {
+            Ok(conn) => return Ok((conn, i)),
+            Err(e) if urls.len() == 1 => return Err(e),
+            Err(e) => {
+                tracing::debug!(error = %e, "trying the next RabbitMQ URL");
+                let cause = match e {
+                    BusError::Connect { cause, .. } => cause,
+                    other => other.to_string(),
+                };
+                failures.push((urls[i].shown.clone(), cause));
+            }
+        }
+    }
+    Err(BusError::ConnectAll { failures })
 }
 
 impl Bus {
@@ -79,23 +175,30 @@ impl Bus {
     /// does not end it.
     ///
     /// # Errors
-    /// [`BusError::ShuttingDown`] if `shutdown` fired first.
+    /// [`BusError::ShuttingDown`] if `shutdown` fired first;
+    /// [`BusError::BadUrl`] if a URL does not parse (retrying cannot fix
+    /// it).
     pub async fn connect(config: BusConfig, shutdown: CancellationToken) -> Result<Self, BusError> {
-        let bus = Self::with(config, shutdown, None);
+        let urls = parse_urls(&config.url)?;
+        let bus = Self::with(config, urls, shutdown, None);
         bus.connection().await?;
         Ok(bus)
     }
 
     fn with(
         config: BusConfig,
+        urls: Vec<Url>,
         shutdown: CancellationToken,
-        connection: Option<Connection>,
+        connection: Option<(Connection, usize)>,
     ) -> Self {
+        let current = connection.as_ref().map_or(0, |(_, i)| *i);
         Self {
             inner: Arc::new(Inner {
                 config,
                 shutdown,
-                connection: Mutex::new(connection.map(Arc::new)),
+                connection: Mutex::new(connection.map(|(c, _)| Arc::new(c))),
+                urls,
+                current: AtomicUsize::new(current),
             }),
         }
     }
@@ -107,8 +210,17 @@ impl Bus {
     /// # Errors
     /// If RabbitMQ cannot be reached or refuses the connection.
     pub async fn try_connect(config: BusConfig) -> Result<Self, BusError> {
-        let conn = open(&config).await?;
-        Ok(Self::with(config, CancellationToken::new(), Some(conn)))
+        let urls = parse_urls(&config.url)?;
+        let (conn, i) = open(&urls, 0, &config.connection_name).await?;
+        if urls.len() > 1 {
+            tracing::info!(url = %urls[i].shown, "connected to RabbitMQ");
+        }
+        Ok(Self::with(
+            config,
+            urls,
+            CancellationToken::new(),
+            Some((conn, i)),
+        ))
     }
 
     /// Closes the connection politely (the broker logs no lost client).
@@ -121,20 +233,26 @@ impl Bus {
         }
     }
 
-    /// The current connection, reconnecting first if it was lost.
+    /// The current connection, reconnecting first if it was lost: from the
+    /// URL after the one lost (the first one at the start), each in turn,
+    /// with capped backoff between rounds.
     pub(crate) async fn connection(&self) -> Result<Arc<Connection>, BusError> {
         let mut slot = self.inner.connection.lock().await;
-        if let Some(conn) = slot.as_ref()
-            && conn.status().connected()
-        {
-            return Ok(Arc::clone(conn));
-        }
+        let lost = match slot.as_ref() {
+            Some(conn) if conn.status().connected() => return Ok(Arc::clone(conn)),
+            Some(_) => true,
+            None => false,
+        };
         let config = &self.inner.config;
-        let url = redact_url(&config.url);
+        let urls = &self.inner.urls;
+        let mut first = self.inner.current.load(Ordering::Relaxed);
+        if lost {
+            first = (first + 1) % urls.len();
+        }
         let mut attempt = 0u32;
         let connecting = (|| {
             attempt += 1;
-            open(config)
+            open(urls, first, &config.connection_name)
         })
         .retry(
             ExponentialBuilder::default()
@@ -142,17 +260,19 @@ impl Bus {
                 .with_max_delay(config.reconnect_max)
                 .without_max_times(),
         )
-        // A bad URL stays bad: only a failed attempt is retried.
-        .when(|e| !matches!(e, BusError::BadUrl { .. }))
         .notify(|e, retry_in| {
             tracing::warn!(retry_in = %format_args!("{:.1}s", retry_in.as_secs_f64()), "{e}; retrying");
         });
-        let conn = tokio::select! {
+        let (conn, i) = tokio::select! {
             () = self.inner.shutdown.cancelled() => return Err(BusError::ShuttingDown),
             conn = connecting => conn?,
         };
-        if attempt > 1 {
+        self.inner.current.store(i, Ordering::Relaxed);
+        let url = &urls[i].shown;
+        if attempt > 1 || lost {
             tracing::info!(%url, attempt, "connected to RabbitMQ again");
+        } else if urls.len() > 1 {
+            tracing::info!(%url, "connected to RabbitMQ");
         }
         let conn = Arc::new(conn);
         *slot = Some(Arc::clone(&conn));
@@ -161,10 +281,20 @@ impl Bus {
 
     /// A new channel on the current connection.
     pub(crate) async fn channel(&self) -> Result<Channel, BusError> {
+        Ok(self.channel_and_connection().await?.0)
+    }
+
+    /// A new channel, and the connection it is on (whose status tells
+    /// when the channel is gone with it).
+    pub(crate) async fn channel_and_connection(
+        &self,
+    ) -> Result<(Channel, Arc<Connection>), BusError> {
         let conn = self.connection().await?;
-        conn.create_channel()
+        let channel = conn
+            .create_channel()
             .await
-            .map_err(BusError::amqp("opening a channel"))
+            .map_err(BusError::amqp("opening a channel"))?;
+        Ok((channel, conn))
     }
 
     /// The backoff to wait after the `failures`-th consecutive failure.
@@ -172,5 +302,78 @@ impl Bus {
         let config = &self.inner.config;
         let factor = 1u32 << failures.saturating_sub(1).min(10);
         (config.reconnect_min * factor).min(config.reconnect_max)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_urls;
+    use crate::BusError;
+
+    fn shown(urls: &str) -> Vec<String> {
+        parse_urls(urls)
+            .unwrap()
+            .iter()
+            .map(|u| u.shown().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn one_url_is_one_url() {
+        assert_eq!(
+            shown("amqp://guest:guest@127.0.0.1:5672/%2f"),
+            ["amqp://guest:***@127.0.0.1:5672/%2f"]
+        );
+    }
+
+    #[test]
+    fn commas_separate_the_nodes_of_a_cluster() {
+        assert_eq!(
+            shown("amqp://u:p@a:5672/%2f, amqp://u:p@b:5673/%2f ,amqp://u:p@c/v"),
+            [
+                "amqp://u:***@a:5672/%2f",
+                "amqp://u:***@b:5673/%2f",
+                "amqp://u:***@c/v"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_bad_or_empty_entry_is_named_without_passwords() {
+        let err = parse_urls("amqp://u:secret@a/%2f,,amqp://u:secret@c/%2f").unwrap_err();
+        assert!(matches!(err, BusError::BadUrl { .. }), "{err:?}");
+        let text = err.to_string();
+        assert!(
+            text.contains("URL 2 of 3") && text.contains("empty"),
+            "{text}"
+        );
+        assert!(!text.contains("secret"), "{text}");
+        let err = parse_urls("amqp://u:secret@a/%2f,http://u:secret@b/").unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("`http://u:***@b/`") && text.contains("URL 2 of 2"),
+            "{text}"
+        );
+        assert!(!text.contains("secret"), "{text}");
+        let err = parse_urls("amqp://u:secret@a:port/%2f")
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("of 1") && !err.contains("secret"), "{err}");
+    }
+
+    #[test]
+    fn when_every_url_fails_each_cause_is_named() {
+        let err = BusError::ConnectAll {
+            failures: vec![
+                ("amqp://u:***@a/%2f".into(), "connection refused".into()),
+                ("amqp://u:***@b/%2f".into(), "no answer within 10s".into()),
+            ],
+        };
+        assert_eq!(
+            err.to_string(),
+            "cannot connect to RabbitMQ at any of its 2 URLs: amqp://u:***@a/%2f: connection refused; \
+             amqp://u:***@b/%2f: no answer within 10s"
+        );
+        assert!(err.is_transient());
     }
 }

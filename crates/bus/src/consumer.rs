@@ -21,6 +21,13 @@ use crate::connection::Bus;
 use crate::error::BusError;
 use crate::publisher::{PUBLISHED_AT_HEADER, Publisher};
 
+/// How often a subscription checks that its connection is still up.
+const CONNECTION_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// How long stopping a subscription waits for the broker's answer to its
+/// cancel and its channel's close.
+const SETTLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// What to do with a delivery once its handler is done.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -148,7 +155,7 @@ where
     H: Fn(Delivery) -> F + Send + Sync + 'static,
     F: Future<Output = Outcome> + Send + 'static,
 {
-    let channel = bus.channel().await?;
+    let (channel, connection) = bus.channel_and_connection().await?;
     channel
         .basic_qos(config.prefetch, BasicQosOptions::default())
         .await
@@ -165,7 +172,11 @@ where
                 ..QueueDeclareOptions::default()
             };
             let declared = channel
-                .queue_declare(config.queue.as_str().into(), options, FieldTable::default())
+                .queue_declare(
+                    config.queue.as_str().into(),
+                    options,
+                    crate::topology::exclusive_arguments(),
+                )
                 .await
                 .map_err(BusError::amqp("declaring an exclusive queue"))?;
             let name = declared.name().to_string();
@@ -198,6 +209,11 @@ where
     let permits = Arc::new(Semaphore::new(config.concurrency.max(1)));
     let mut running: JoinSet<Settled> = JoinSet::new();
     let mut acks = Acks::default();
+    // The safety net for a subscription whose connection died without its
+    // stream ending (seen when a cluster node was killed): the loop looks
+    // at the connection's status every second and resubscribes.
+    let mut watch = tokio::time::interval(CONNECTION_CHECK);
+    watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let lost = loop {
         // Wait for a free handler slot before taking the next delivery, so
         // prefetched messages wait in the client, not in memory unbounded.
@@ -211,6 +227,14 @@ where
         let next = tokio::select! {
             () = shutdown.cancelled() => break None,
             next = consumer.next() => next,
+            _ = watch.tick() => {
+                if connection.status().connected() && channel.status().connected() {
+                    continue;
+                }
+                break Some(BusError::Setup(format!(
+                    "the connection of the subscription to `{queue}` was lost"
+                )));
+            }
             Some(done) = running.join_next(), if !running.is_empty() => {
                 drop(permit);
                 acks.settled(done);
@@ -246,9 +270,12 @@ where
         });
     };
     if lost.is_none() {
-        let _ = channel
-            .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
-            .await;
+        // Bounded: a connection that died unnoticed never answers.
+        let _ = tokio::time::timeout(
+            SETTLE_TIMEOUT,
+            channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default()),
+        )
+        .await;
     }
     // Let in-flight handlers finish and settle their deliveries.
     while let Some(done) = running.join_next().await {
@@ -257,7 +284,11 @@ where
     acks.flush().await;
     match lost {
         None => {
-            let _ = channel.close(200, "consumer stopped".into()).await;
+            let _ = tokio::time::timeout(
+                SETTLE_TIMEOUT,
+                channel.close(200, "consumer stopped".into()),
+            )
+            .await;
             Ok(())
         }
         Some(e) => Err(e),

@@ -12,6 +12,30 @@ pub enum BusError {
         /// Why, as a user can act on it.
         cause: String,
     },
+    /// Several URLs were given and none of them could be reached: each
+    /// URL (password hidden) with its cause.
+    #[error("cannot connect to RabbitMQ at any of its {} URLs: {}", .failures.len(), each_cause(.failures))]
+    ConnectAll {
+        /// Each URL, without password, and why it failed.
+        failures: Vec<(String, String)>,
+    },
+    /// A durable queue exists with another type than this process
+    /// declares: RabbitMQ refuses to change a queue's type.
+    #[error(
+        "queue `{queue}` already exists as a {existing} queue, but this process declares it as a {wanted} queue \
+         (--queue-type / WEFT_QUEUE_TYPE / `queue_type` in the config file); RabbitMQ cannot change a queue's type. \
+         Either run every executor and worker with `--queue-type {existing}`, or migrate the queue: stop the daemons, \
+         let it drain, delete it (`rabbitmqctl delete_queue {queue}`) and start them with `--queue-type {wanted}` \
+         (docs/operations.md, \"RabbitMQ cluster and queue types\")"
+    )]
+    QueueTypeMismatch {
+        /// The queue.
+        queue: String,
+        /// The type it has.
+        existing: String,
+        /// The type this process declares.
+        wanted: String,
+    },
     /// The RabbitMQ URL does not parse.
     #[error("the RabbitMQ URL `{url}` is not valid: {detail}")]
     BadUrl {
@@ -58,7 +82,10 @@ impl BusError {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            Self::Amqp { .. } | Self::Nacked { .. } | Self::Connect { .. }
+            Self::Amqp { .. }
+                | Self::Nacked { .. }
+                | Self::Connect { .. }
+                | Self::ConnectAll { .. }
         ) && !self.is_refused_message()
     }
 
@@ -86,6 +113,15 @@ impl BusError {
         let context = context.into();
         move |source| Self::Amqp { context, source }
     }
+}
+
+/// `url: cause; url: cause`.
+fn each_cause(failures: &[(String, String)]) -> String {
+    failures
+        .iter()
+        .map(|(url, cause)| format!("{url}: {cause}"))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Why a connection attempt failed, in words a user can act on: the

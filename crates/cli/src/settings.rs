@@ -31,6 +31,8 @@ pub(crate) struct Settings {
     database_url: Option<String>,
     database_max_connections: Option<u32>,
     amqp_url: Option<String>,
+    /// `quorum` or `classic`.
+    queue_type: Option<String>,
     log_format: Option<FileLogFormat>,
     metrics_addr: Option<SocketAddr>,
     executor_concurrency: Option<usize>,
@@ -61,6 +63,7 @@ const KEYS: &[&str] = &[
     "database_url",
     "database_max_connections",
     "amqp_url",
+    "queue_type",
     "log_format",
     "metrics_addr",
     "executor_concurrency",
@@ -124,6 +127,11 @@ impl Settings {
         if let Some(retention) = &self.retention {
             crate::commands::prune::positive_duration(retention)
                 .map_err(|e| anyhow::anyhow!("the config file {shown}: `retention`: {e}"))?;
+        }
+        if let Some(queue_type) = &self.queue_type {
+            queue_type
+                .parse::<weft_bus::QueueType>()
+                .map_err(|e| anyhow::anyhow!("the config file {shown}: `queue_type`: {e}"))?;
         }
         if self.max_body == Some(0) {
             bail!("the config file {shown}: `max_body` must be at least 1 byte, not 0");
@@ -191,6 +199,7 @@ pub(crate) fn layer(command: &mut Command, matches: &ArgMatches) -> anyhow::Resu
         Command::Executor(a) => {
             layer.db(&mut a.db);
             layer.amqp(&mut a.amqp.amqp_url);
+            layer.queue_type(&mut a.queue_type);
             layer.log(&mut a.log.log_format);
             layer.ops(&mut a.ops);
             layer.executor(&mut a.tuning);
@@ -264,6 +273,15 @@ impl Layer<'_> {
         self.set(url, "amqp_url", self.settings.amqp_url.clone());
     }
 
+    fn queue_type(&self, queue_type: &mut weft_bus::QueueType) {
+        let from_file = self
+            .settings
+            .queue_type
+            .as_deref()
+            .and_then(|t| t.parse().ok());
+        self.set(queue_type, "queue_type", from_file);
+    }
+
     fn log(&self, format: &mut LogFormat) {
         let from_file = self.settings.log_format.map(|f| match f {
             FileLogFormat::Text => LogFormat::Text,
@@ -332,6 +350,7 @@ impl Layer<'_> {
     fn worker(&self, w: &mut WorkerArgs) {
         let s = &self.settings;
         self.amqp(&mut w.amqp_url);
+        self.queue_type(&mut w.queue_type);
         let queues = s.queue.clone().map(|q| match q {
             OneOrMany::One(name) => vec![name],
             OneOrMany::Many(names) => names,
@@ -366,6 +385,7 @@ mod tests {
 database_url: postgres://weft:secret@db:5432/weft
 database_max_connections: 4
 amqp_url: amqp://weft:secret@mq:5672/%2f
+queue_type: classic
 log_format: json
 metrics_addr: 127.0.0.1:9464
 executor_concurrency: 256
@@ -416,6 +436,13 @@ request_timeout: 10
             format!("{err:#}").contains("w.yaml has a bad value"),
             "{err:#}"
         );
+        let err = Settings::parse(Path::new("w.yaml"), "queue_type: stream\n").unwrap_err();
+        assert!(
+            err.to_string().contains(
+                "`queue_type`: unknown queue type `stream`: expected `quorum` or `classic`"
+            ),
+            "{err}"
+        );
         let err = Settings::parse(Path::new("w.yaml"), "retention: 0d\n").unwrap_err();
         assert!(err.to_string().contains("`retention`"), "{err}");
     }
@@ -447,6 +474,9 @@ request_timeout: 10
             assert_eq!(w.worker.amqp_url, "amqp://weft:secret@mq:5672/%2f");
         }
         assert_eq!(w.worker.max_result_bytes.bytes(), 65_536);
+        if std::env::var_os("WEFT_QUEUE_TYPE").is_none() {
+            assert_eq!(w.worker.queue_type, weft_bus::QueueType::Classic);
+        }
         let Command::Executor(e) = parsed_with_file(&["executor"], EVERY_SETTING) else {
             unreachable!()
         };

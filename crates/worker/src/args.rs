@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, ValueEnum};
 use tokio_util::sync::CancellationToken;
-use weft_bus::BusConfig;
+use weft_bus::{BusConfig, QueueType};
 use weft_common::ResultLimit;
 
 use crate::action::ActionRegistry;
@@ -36,6 +36,16 @@ pub struct WorkerArgs {
         value_name = "URL"
     )]
     pub amqp_url: String,
+    /// The type of the durable queues: `quorum` (replicated over a
+    /// cluster's nodes) or `classic`; every executor and worker of one
+    /// installation must agree.
+    #[arg(
+        long,
+        env = "WEFT_QUEUE_TYPE",
+        default_value = "quorum",
+        value_name = "TYPE"
+    )]
+    pub queue_type: QueueType,
     /// Worker pools to consume (repeatable, or comma-separated).
     #[arg(
         long = "queue",
@@ -127,6 +137,7 @@ impl WorkerArgs {
             bus: BusConfig {
                 url: self.amqp_url.clone(),
                 connection_name: connection_name.to_owned(),
+                queue_type: self.queue_type,
                 ..BusConfig::default()
             },
             queues: self.queues.clone(),

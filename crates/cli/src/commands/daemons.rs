@@ -60,6 +60,16 @@ pub(crate) struct ExecutorArgs {
     pub(crate) db: DbArgs,
     #[command(flatten)]
     pub(crate) amqp: AmqpArgs,
+    /// The type of the durable queues: `quorum` (replicated over a
+    /// cluster's nodes) or `classic`; every executor and worker of one
+    /// installation must agree.
+    #[arg(
+        long,
+        env = "WEFT_QUEUE_TYPE",
+        default_value = "quorum",
+        value_name = "TYPE"
+    )]
+    pub(crate) queue_type: weft_bus::QueueType,
     #[command(flatten)]
     pub(crate) log: LogArgs,
     #[command(flatten)]
@@ -243,7 +253,10 @@ fn seconds(flag: &str, value: f64) -> anyhow::Result<Duration> {
 pub(crate) async fn executor(args: &ExecutorArgs) -> anyhow::Result<ExitCode> {
     let config = executor_config(
         &args.db,
-        args.amqp.config("weft-executor"),
+        weft_bus::BusConfig {
+            queue_type: args.queue_type,
+            ..args.amqp.config("weft-executor")
+        },
         &args.tuning,
         args.limits.max_result_bytes,
     )?;
