@@ -1,12 +1,15 @@
 //! The supervised connection: one AMQP connection per [`Bus`], replaced
 //! with capped exponential backoff whenever it is lost.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable as _};
+use lapin::tcp::OwnedTLSConfig;
 use lapin::uri::AMQPUri;
 use lapin::{Channel, Connection, ConnectionProperties};
+use rustls_pki_types::pem::PemObject as _;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 use weft_common::redact_url;
@@ -24,6 +27,9 @@ pub struct BusConfig {
     pub reconnect_min: Duration,
     /// Longest delay between reconnection attempts.
     pub reconnect_max: Duration,
+    /// A PEM file of CA certificates trusted for `amqps://` besides the
+    /// system's roots (a private CA); `None` trusts the system's only.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for BusConfig {
@@ -33,6 +39,7 @@ impl Default for BusConfig {
             connection_name: "weft".to_owned(),
             reconnect_min: Duration::from_millis(100),
             reconnect_max: Duration::from_secs(5),
+            ca_file: None,
         }
     }
 }
@@ -50,9 +57,38 @@ pub(crate) struct Inner {
     connection: Mutex<Option<Arc<Connection>>>,
 }
 
-/// One attempt to connect. A URL that does not parse is refused before
-/// any attempt (retrying cannot fix it); a failed attempt is named with
-/// the URL (password hidden) and its cause in one line.
+/// The TLS settings of an `amqps://` connection: the system's roots, plus
+/// the certificates of `ca_file`. The file is read and parsed here, at
+/// each attempt, so a missing or garbled file is named (the TLS layer
+/// would skip what it cannot parse, and then say only that the broker's
+/// certificate has an unknown issuer).
+fn tls_config(ca_file: Option<&Path>) -> Result<OwnedTLSConfig, BusError> {
+    let Some(path) = ca_file else {
+        return Ok(OwnedTLSConfig::default());
+    };
+    let bad = |detail: String| BusError::BadCaFile {
+        path: path.to_owned(),
+        detail,
+    };
+    let pem = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    let certificates = rustls_pki_types::CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(format!("not PEM certificates: {e}")))?;
+    if certificates.is_empty() {
+        return Err(bad(
+            "no certificate in it (expected `-----BEGIN CERTIFICATE-----` blocks)".to_owned(),
+        ));
+    }
+    Ok(OwnedTLSConfig {
+        identity: None,
+        cert_chain: Some(pem),
+    })
+}
+
+/// One attempt to connect. A URL that does not parse, or a CA file that
+/// cannot be read, is refused before any attempt (retrying cannot fix
+/// it); a failed attempt is named with the URL (password hidden) and its
+/// cause in one line.
 async fn open(config: &BusConfig) -> Result<Connection, BusError> {
     let url = redact_url(&config.url);
     let uri = config
@@ -62,9 +98,12 @@ async fn open(config: &BusConfig) -> Result<Connection, BusError> {
             url: url.clone(),
             detail,
         })?;
+    let tls = tls_config(config.ca_file.as_deref())?;
     let properties =
         ConnectionProperties::default().with_connection_name(config.connection_name.clone().into());
-    Connection::connect_uri(uri, properties)
+    let runtime =
+        lapin::runtime::default_runtime().map_err(BusError::amqp("starting the client"))?;
+    Connection::connect_uri_with_config(uri, properties, tls, runtime)
         .await
         .map_err(|e| BusError::Connect {
             url,
@@ -142,8 +181,8 @@ impl Bus {
                 .with_max_delay(config.reconnect_max)
                 .without_max_times(),
         )
-        // A bad URL stays bad: only a failed attempt is retried.
-        .when(|e| !matches!(e, BusError::BadUrl { .. }))
+        // A bad URL or CA file stays bad: only a failed attempt is retried.
+        .when(|e| !matches!(e, BusError::BadUrl { .. } | BusError::BadCaFile { .. }))
         .notify(|e, retry_in| {
             tracing::warn!(retry_in = %format_args!("{:.1}s", retry_in.as_secs_f64()), "{e}; retrying");
         });

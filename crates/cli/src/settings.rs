@@ -22,7 +22,7 @@ use weft_worker::{LogFormat, WorkerArgs};
 
 use crate::cli::Command;
 use crate::commands::daemons::{ExecutorTuning, OpsArgs, RedispatchArgs};
-use crate::config::DbArgs;
+use crate::config::{AmqpArgs, DbArgs};
 
 /// The settings a config file may hold; each is optional.
 #[derive(Debug, Default, Deserialize)]
@@ -31,6 +31,7 @@ pub(crate) struct Settings {
     database_url: Option<String>,
     database_max_connections: Option<u32>,
     amqp_url: Option<String>,
+    amqp_ca_file: Option<std::path::PathBuf>,
     log_format: Option<FileLogFormat>,
     metrics_addr: Option<SocketAddr>,
     executor_concurrency: Option<usize>,
@@ -61,6 +62,7 @@ const KEYS: &[&str] = &[
     "database_url",
     "database_max_connections",
     "amqp_url",
+    "amqp_ca_file",
     "log_format",
     "metrics_addr",
     "executor_concurrency",
@@ -171,7 +173,7 @@ pub(crate) fn layer(command: &mut Command, matches: &ArgMatches) -> anyhow::Resu
         Command::Submit(a) => layer.db(&mut a.db),
         Command::Explain(a) => {
             layer.db(&mut a.db);
-            layer.amqp(&mut a.amqp.amqp_url);
+            layer.amqp(&mut a.amqp);
         }
         Command::Workers(a) => layer.db(&mut a.db),
         Command::Logs(a) => layer.db(&mut a.db),
@@ -190,7 +192,7 @@ pub(crate) fn layer(command: &mut Command, matches: &ArgMatches) -> anyhow::Resu
         }
         Command::Executor(a) => {
             layer.db(&mut a.db);
-            layer.amqp(&mut a.amqp.amqp_url);
+            layer.amqp(&mut a.amqp);
             layer.log(&mut a.log.log_format);
             layer.ops(&mut a.ops);
             layer.executor(&mut a.tuning);
@@ -260,8 +262,14 @@ impl Layer<'_> {
         );
     }
 
-    fn amqp(&self, url: &mut String) {
-        self.set(url, "amqp_url", self.settings.amqp_url.clone());
+    fn amqp(&self, amqp: &mut AmqpArgs) {
+        self.amqp_to(&mut amqp.amqp_url, &mut amqp.amqp_ca_file);
+    }
+
+    fn amqp_to(&self, url: &mut String, ca_file: &mut Option<std::path::PathBuf>) {
+        let s = &self.settings;
+        self.set(url, "amqp_url", s.amqp_url.clone());
+        self.set(ca_file, "amqp_ca_file", s.amqp_ca_file.clone().map(Some));
     }
 
     fn log(&self, format: &mut LogFormat) {
@@ -331,7 +339,7 @@ impl Layer<'_> {
 
     fn worker(&self, w: &mut WorkerArgs) {
         let s = &self.settings;
-        self.amqp(&mut w.amqp_url);
+        self.amqp_to(&mut w.amqp_url, &mut w.amqp_ca_file);
         let queues = s.queue.clone().map(|q| match q {
             OneOrMany::One(name) => vec![name],
             OneOrMany::Many(names) => names,

@@ -33,6 +33,10 @@ pub struct WorkerArgs {
         value_name = "URL"
     )]
     pub amqp_url: String,
+    /// A PEM file of CA certificates trusted for `amqps://` besides the
+    /// system's (a private CA).
+    #[arg(long, env = "WEFT_AMQP_CA_FILE", value_name = "FILE")]
+    pub amqp_ca_file: Option<std::path::PathBuf>,
     /// Worker pools to consume (repeatable, or comma-separated).
     #[arg(
         long = "queue",
@@ -99,6 +103,7 @@ impl WorkerArgs {
             bus: BusConfig {
                 url: self.amqp_url.clone(),
                 connection_name: connection_name.to_owned(),
+                ca_file: self.amqp_ca_file.clone(),
                 ..BusConfig::default()
             },
             queues: self.queues.clone(),
