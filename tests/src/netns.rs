@@ -10,7 +10,7 @@
 //! TCP connections see silence, not a reset — as when a cable or a switch
 //! port dies.
 //!
-//! Names carry this process's id (`wl<pid>…`): dropping the lab kills what
+//! Namespaces' names carry this process's id (`wl<pid>x…`): dropping the lab kills what
 //! still runs in its namespaces and deletes them (their veth ends go with
 //! them), also when the test panics; a lab a killed test left behind is
 //! removed by the next [`Lab::new`].
@@ -116,7 +116,10 @@ pub struct Host {
 /// The hub and its hosts; see the module docs.
 #[derive(Debug)]
 pub struct Lab {
+    /// Namespaces are named `<prefix><role>`.
     prefix: String,
+    /// Interfaces (15 bytes at most) are named `w<tag>…`.
+    tag: String,
     subnet: [u8; 3],
     links: u8,
     /// This namespace's end of its link to the hub, deleted on drop.
@@ -133,32 +136,28 @@ impl Lab {
     pub fn new() -> anyhow::Result<Self> {
         remove_leftovers();
         let pid = std::process::id();
-        let tag = &uuid::Uuid::new_v4().simple().to_string()[..4];
-        let prefix = format!("wl{pid}{tag}");
+        let tag = &uuid::Uuid::new_v4().simple().to_string()[..6];
+        let prefix = format!("wl{pid}x{tag}");
         let subnet = free_subnet()?;
         let hub = Namespace::new(format!("{prefix}hub"))?;
         ip(&[
-            "netns", "exec", &hub.name, "sysctl", "-qw", "net.ipv4.ip_forward=1",
-        ])
-        .or_else(|_| {
-            std::fs::write("/dev/null", "")?;
-            Command::new("ip")
-                .args(["netns", "exec", &hub.name, "sh", "-c"])
-                .arg("echo 1 > /proc/sys/net/ipv4/ip_forward")
-                .status()
-                .context("enabling forwarding in the hub")
-                .map(drop)
-        })?;
+            "netns",
+            "exec",
+            &hub.name,
+            "sysctl",
+            "-qw",
+            "net.ipv4.ip_forward=1",
+        ])?;
         let mut lab = Self {
-            root_end: format!("{prefix}r"),
+            root_end: format!("w{tag}r"),
             prefix,
+            tag: tag.to_owned(),
             subnet,
             links: 0,
             hosts: Vec::new(),
             hub,
         };
-        let (hub_end, root_addr) = lab.link(None)?;
-        let _ = (hub_end, root_addr);
+        lab.link(None)?;
         // This namespace reaches every host through the hub.
         let [a, b, c] = lab.subnet;
         ip(&[
@@ -233,9 +232,9 @@ impl Lab {
             bail!("a lab has at most 63 links");
         }
         self.links += 1;
-        let hub_end = format!("{}h{n}", self.prefix);
+        let hub_end = format!("w{}h{n}", self.tag);
         let far_end = match netns {
-            Some(_) => format!("{}f{n}", self.prefix),
+            Some(_) => format!("w{}f{n}", self.tag),
             None => self.root_end.clone(),
         };
         check_name(&hub_end)?;
@@ -249,7 +248,15 @@ impl Lab {
         }
         let hub_addr = format!("{}/30", self.addr(n, 1));
         let far_addr = self.addr(n, 2);
-        ip(&["-n", &self.hub.name, "addr", "add", &hub_addr, "dev", &hub_end])?;
+        ip(&[
+            "-n",
+            &self.hub.name,
+            "addr",
+            "add",
+            &hub_addr,
+            "dev",
+            &hub_end,
+        ])?;
         ip(&["-n", &self.hub.name, "link", "set", &hub_end, "up"])?;
         let far = |args: &[&str]| match netns {
             Some(ns) => {
@@ -322,12 +329,10 @@ fn remove_leftovers() {
         let Some(rest) = name.strip_prefix("wl") else {
             continue;
         };
-        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-        // The pid is followed by a 4-hex tag; leave names that do not parse.
-        let Some(pid) = digits
-            .len()
-            .checked_sub(0)
-            .and_then(|_| digits.parse::<u32>().ok())
+        // `wl<pid>x<tag><role>`; names that do not parse are not ours.
+        let Some(pid) = rest
+            .split_once('x')
+            .and_then(|(pid, _)| pid.parse::<u32>().ok())
         else {
             continue;
         };

@@ -374,6 +374,7 @@ mod tests {
 database_url: postgres://weft:secret@db:5432/weft
 database_max_connections: 4
 amqp_url: amqp://weft:secret@mq:5672/%2f
+amqp_ca_file: /etc/weft/ca.pem
 log_format: json
 metrics_addr: 127.0.0.1:9464
 executor_concurrency: 256
