@@ -52,9 +52,12 @@ rabbitmq() {
 
 # The restart tests start private servers of their own (tests/src/private.rs)
 # from these binaries, also where the shared services run elsewhere.
+# The network-fault test (tests/tests/netns.rs) joins namespaces with
+# `ip` (iproute2); it skips itself, saying why, where it cannot.
 private_servers() {
   compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || apt_install postgresql
   [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || apt_install rabbitmq-server
+  command -v ip >/dev/null 2>&1 || apt_install iproute2
 }
 
 command -v psql >/dev/null 2>&1 || apt_install postgresql-client

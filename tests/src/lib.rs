@@ -17,6 +17,7 @@ pub mod client;
 pub mod counted;
 pub mod fill;
 pub mod fleet;
+pub mod netns;
 pub mod private;
 pub mod process;
 pub mod report;

@@ -92,13 +92,66 @@ fn free_ports<const N: usize>() -> anyhow::Result<[u16; N]> {
     Ok(ports)
 }
 
-/// Whether something accepts connections on 127.0.0.1:`port`.
-fn answers(port: u16) -> bool {
-    TcpStream::connect_timeout(
-        &SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
-        Duration::from_secs(1),
-    )
-    .is_ok()
+/// Whether something accepts connections on `host`:`port`.
+fn answers(host: Ipv4Addr, port: u16) -> bool {
+    TcpStream::connect_timeout(&SocketAddr::from((host, port)), Duration::from_secs(1)).is_ok()
+}
+
+/// A server certificate and its key (PEM files) for a private server,
+/// which then accepts TLS connections only.
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    /// The server's certificate (its chain, leaf first).
+    pub cert: PathBuf,
+    /// Its private key.
+    pub key: PathBuf,
+    /// The CA that signed it (RabbitMQ wants it beside the certificate).
+    pub ca: PathBuf,
+}
+
+/// How a private server is set up beyond the defaults (plain TCP on
+/// 127.0.0.1 of this process's network namespace).
+#[derive(Debug, Clone, Default)]
+pub struct ServerOptions {
+    /// Accept TLS connections only, with this certificate.
+    pub tls: Option<ServerTls>,
+    /// Run inside this network namespace (`ip netns`), listening on all of
+    /// its addresses, and reached by the test at the address given.
+    pub netns: Option<(String, Ipv4Addr)>,
+}
+
+impl ServerOptions {
+    /// The address the test reaches the server at.
+    fn host(&self) -> Ipv4Addr {
+        self.netns.as_ref().map_or(Ipv4Addr::LOCALHOST, |(_, a)| *a)
+    }
+
+    /// The address the server listens on.
+    fn listen(&self) -> &'static str {
+        if self.netns.is_some() {
+            "0.0.0.0"
+        } else {
+            "127.0.0.1"
+        }
+    }
+
+    /// `program`, run in the namespace if there is one.
+    fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        in_netns(self.netns.as_ref().map(|(n, _)| n.as_str()), program)
+    }
+}
+
+/// `program`, run in the network namespace `netns` if given
+/// (`ip netns exec` replaces itself with the program: same process).
+pub fn in_netns(netns: Option<&str>, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    match netns {
+        Some(netns) => {
+            let mut command = Command::new("ip");
+            command.args(["netns", "exec", netns]).arg(program);
+            command
+        }
+        None => Command::new(program),
+    }
 }
 
 /// Polls `ready` every [`POLL`] until it holds or `timeout` passed.
@@ -146,6 +199,7 @@ pub struct PrivatePostgres {
     /// Whether commands run as the `postgres` OS user: PostgreSQL refuses
     /// to run as root.
     as_postgres: bool,
+    options: ServerOptions,
     dir: TempDir,
 }
 
@@ -159,6 +213,16 @@ impl PrivatePostgres {
     /// If PostgreSQL's binaries are not installed (Debian's
     /// `/usr/lib/postgresql/<version>/bin`), or the server does not start.
     pub fn start() -> anyhow::Result<Self> {
+        Self::start_with(ServerOptions::default())
+    }
+
+    /// [`start`](Self::start) with TLS only (`ssl=on`, and `pg_hba.conf`
+    /// accepting TCP connections over TLS only) and/or in a network
+    /// namespace (listening on all its addresses, any client trusted).
+    ///
+    /// # Errors
+    /// As [`start`](Self::start); also if the certificate cannot be copied.
+    pub fn start_with(options: ServerOptions) -> anyhow::Result<Self> {
         let bin = postgres_bin()?;
         let as_postgres = std::fs::metadata("/proc/self")
             .context("reading this process's uid")?
@@ -186,11 +250,38 @@ impl PrivatePostgres {
             .arg("-D")
             .arg(&data))
         .context("initdb")?;
+        let hba = match (&options.tls, &options.netns) {
+            (Some(tls), _) => {
+                // The key must be the server's and private to it.
+                for (from, to) in [(&tls.cert, "server.crt"), (&tls.key, "server.key")] {
+                    let to = dir.path.join(to);
+                    std::fs::copy(from, &to)
+                        .with_context(|| format!("copying {}", from.display()))?;
+                    std::fs::set_permissions(
+                        &to,
+                        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+                    )?;
+                    if as_postgres {
+                        run(Command::new("chown").arg("postgres:").arg(&to))?;
+                    }
+                }
+                Some(
+                    "local all all trust\nhostssl all all 0.0.0.0/0 trust\nhostssl all all ::/0 trust\n",
+                )
+            }
+            (None, Some(_)) => Some("local all all trust\nhost all all 0.0.0.0/0 trust\n"),
+            (None, None) => None,
+        };
+        if let Some(hba) = hba {
+            // Truncating keeps the file's owner (the server's).
+            std::fs::write(data.join("pg_hba.conf"), hba)?;
+        }
         let server = Self {
             bin,
             data,
             port: free_port()?,
             as_postgres,
+            options,
             dir,
         };
         server.pg_ctl_start()?;
@@ -200,7 +291,17 @@ impl PrivatePostgres {
     /// The base URL (database `postgres`), for `StackOptions::database_url`.
     #[must_use]
     pub fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+        format!(
+            "postgres://postgres@{}:{}/postgres",
+            self.options.host(),
+            self.port
+        )
+    }
+
+    /// The TCP port it listens on.
+    #[must_use]
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     /// Restarts the server (`pg_ctl restart -m fast`: every connection is
@@ -236,17 +337,24 @@ impl PrivatePostgres {
     }
 
     fn pg_ctl(&self) -> Command {
-        postgres_command(&self.bin, "pg_ctl", self.as_postgres)
+        postgres_command_in(&self.options, &self.bin, "pg_ctl", self.as_postgres)
     }
 
     fn pg_ctl_start(&self) -> anyhow::Result<()> {
         // No fsync: the data dies with the test anyway; a restart is still
         // a real shutdown checkpoint and crash-free recovery.
-        let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+        let mut options = format!(
+            "-p {} -k {} -c listen_addresses={} -c fsync=off -c max_connections=200",
             self.port,
-            self.dir.path.display()
+            self.dir.path.display(),
+            self.options.listen(),
         );
+        if self.options.tls.is_some() {
+            options.push_str(&format!(
+                " -c ssl=on -c ssl_cert_file={0}/server.crt -c ssl_key_file={0}/server.key",
+                self.dir.path.display()
+            ));
+        }
         run(self
             .pg_ctl()
             .args([
@@ -269,10 +377,11 @@ impl PrivatePostgres {
             )
         })?;
         // `pg_ctl -w` waited for the socket; the test connects over TCP.
+        let host = self.options.host();
         wait_until(
             "the private PostgreSQL does not answer on TCP",
             STARTUP,
-            || answers(self.port),
+            || answers(host, self.port),
         )
     }
 }
@@ -311,12 +420,22 @@ fn postgres_bin() -> anyhow::Result<PathBuf> {
 
 /// `bin/<tool>`, as the `postgres` OS user when `as_postgres`.
 fn postgres_command(bin: &Path, tool: &str, as_postgres: bool) -> Command {
+    postgres_command_in(&ServerOptions::default(), bin, tool, as_postgres)
+}
+
+/// [`postgres_command`] in the options' network namespace, if any.
+fn postgres_command_in(
+    options: &ServerOptions,
+    bin: &Path,
+    tool: &str,
+    as_postgres: bool,
+) -> Command {
     if as_postgres {
-        let mut command = Command::new("runuser");
+        let mut command = options.command("runuser");
         command.args(["-u", "postgres", "--"]).arg(bin.join(tool));
         command
     } else {
-        Command::new(bin.join(tool))
+        options.command(bin.join(tool))
     }
 }
 
@@ -330,6 +449,7 @@ pub struct PrivateRabbit {
     node: String,
     port: u16,
     child: Option<Child>,
+    options: ServerOptions,
     dir: TempDir,
 }
 
@@ -345,6 +465,16 @@ impl PrivateRabbit {
     /// # Errors
     /// If RabbitMQ is not installed or the node does not start.
     pub fn start() -> anyhow::Result<Self> {
+        Self::start_with(ServerOptions::default())
+    }
+
+    /// [`start`](Self::start) with a TLS listener only (no plain AMQP
+    /// port) and/or in a network namespace (listening on all its
+    /// addresses, `guest` allowed from any of them).
+    ///
+    /// # Errors
+    /// As [`start`](Self::start).
+    pub fn start_with(options: ServerOptions) -> anyhow::Result<Self> {
         if !Path::new(RABBIT_BIN).join("rabbitmq-server").exists() {
             bail!(
                 "no {RABBIT_BIN}/rabbitmq-server (install `rabbitmq-server`; scripts/services.sh does)"
@@ -352,7 +482,7 @@ impl PrivateRabbit {
         }
         for stale in leftovers(Self::PREFIX) {
             if let Ok(node) = std::fs::read_to_string(stale.join("nodename")) {
-                let _ = Self::ctl_in(&stale, node.trim())
+                let _ = Self::ctl_in(&ServerOptions::default(), &stale, node.trim())
                     .arg("stop")
                     .stdout(Stdio::null())
                     .stderr(Stdio::null())
@@ -370,21 +500,43 @@ impl PrivateRabbit {
         let path = |name: &str| dir.path.join(name);
         std::fs::write(path("nodename"), &node)?;
         // `guest` may connect from 127.0.0.1 by default: nothing else is
-        // needed for the tests.
-        std::fs::write(
-            path("rabbitmq.conf"),
-            format!("listeners.tcp.1 = 127.0.0.1:{port}\n"),
-        )?;
+        // needed for the tests on this host.
+        let listen = options.listen();
+        let mut conf = match &options.tls {
+            None => format!("listeners.tcp.1 = {listen}:{port}\n"),
+            Some(tls) => format!(
+                "listeners.tcp = none\n\
+                 listeners.ssl.1 = {listen}:{port}\n\
+                 ssl_options.cacertfile = {}\n\
+                 ssl_options.certfile = {}\n\
+                 ssl_options.keyfile = {}\n\
+                 ssl_options.verify = verify_none\n\
+                 ssl_options.fail_if_no_peer_cert = false\n",
+                tls.ca.display(),
+                tls.cert.display(),
+                tls.key.display()
+            ),
+        };
+        if options.netns.is_some() {
+            conf.push_str("loopback_users = none\n");
+        }
+        std::fs::write(path("rabbitmq.conf"), conf)?;
         std::fs::write(path("enabled_plugins"), "[].\n")?;
         // Instead of /etc/rabbitmq/rabbitmq-env.conf, which names the
         // machine's node.
         std::fs::write(path("rabbitmq-env.conf"), "")?;
         let log = std::fs::File::create(path("console.log"))?;
-        let child = Command::new(Path::new(RABBIT_BIN).join("rabbitmq-server"))
+        let mut server = options.command(Path::new(RABBIT_BIN).join("rabbitmq-server"));
+        if options.tls.is_none() && options.netns.is_none() {
+            // The configuration's listener, said again where the start
+            // script looks (these would add a plain listener on loopback).
+            server
+                .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
+                .env("RABBITMQ_NODE_PORT", port.to_string());
+        }
+        let child = server
             .envs(Self::env(&dir.path))
             .env("RABBITMQ_NODENAME", &node)
-            .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
-            .env("RABBITMQ_NODE_PORT", port.to_string())
             .env("RABBITMQ_DIST_PORT", dist_port.to_string())
             .env("RABBITMQ_MNESIA_BASE", path("mnesia"))
             .env("RABBITMQ_LOG_BASE", path("log"))
@@ -402,6 +554,7 @@ impl PrivateRabbit {
             node,
             port,
             child: Some(child),
+            options,
             dir,
         };
         rabbit.wait_for_amqp()?;
@@ -412,7 +565,17 @@ impl PrivateRabbit {
     /// `StackOptions::amqp_url`.
     #[must_use]
     pub fn url(&self) -> String {
-        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+        format!(
+            "amqp://guest:guest@{}:{}/%2f",
+            self.options.host(),
+            self.port
+        )
+    }
+
+    /// The port of its AMQP listener (TLS with [`ServerOptions::tls`]).
+    #[must_use]
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     /// Stops the RabbitMQ application (`rabbitmqctl stop_app`): every
@@ -448,11 +611,11 @@ impl PrivateRabbit {
 
     /// `rabbitmqctl -n <node>` with the node's cookie.
     fn ctl(&self) -> Command {
-        Self::ctl_in(&self.dir.path, &self.node)
+        Self::ctl_in(&self.options, &self.dir.path, &self.node)
     }
 
-    fn ctl_in(dir: &Path, node: &str) -> Command {
-        let mut command = Command::new(Path::new(RABBIT_BIN).join("rabbitmqctl"));
+    fn ctl_in(options: &ServerOptions, dir: &Path, node: &str) -> Command {
+        let mut command = options.command(Path::new(RABBIT_BIN).join("rabbitmqctl"));
         command
             .envs(Self::env(dir))
             .args(["-q", "-n", node])
@@ -474,7 +637,7 @@ impl PrivateRabbit {
     /// Polls the AMQP port: the listener opens last in RabbitMQ's boot, so
     /// its answer means the broker is ready. A TCP probe spawns nothing.
     fn wait_for_amqp(&mut self) -> anyhow::Result<()> {
-        let port = self.port;
+        let (host, port) = (self.options.host(), self.port);
         let mut exited = None;
         let child = &mut self.child;
         let waited = wait_until("the private RabbitMQ does not answer", STARTUP, || {
@@ -482,7 +645,7 @@ impl PrivateRabbit {
                 exited = Some(status);
                 return true;
             }
-            answers(port)
+            answers(host, port)
         });
         if let Some(status) = exited {
             bail!(
@@ -576,7 +739,7 @@ impl PrivateRabbitCluster {
         for stale in leftovers(Self::PREFIX) {
             for node in std::fs::read_dir(&stale).into_iter().flatten().flatten() {
                 if let Ok(name) = std::fs::read_to_string(node.path().join("nodename")) {
-                    let _ = PrivateRabbit::ctl_in(&stale, name.trim())
+                    let _ = PrivateRabbit::ctl_in(&ServerOptions::default(), &stale, name.trim())
                         .arg("stop")
                         .stdout(Stdio::null())
                         .stderr(Stdio::null())
@@ -802,8 +965,13 @@ impl PrivateRabbitCluster {
 
     /// `rabbitmqctl -q -n <node n> ARGS` with the cluster's cookie.
     fn ctl(&self, n: usize, args: &[&str]) -> anyhow::Result<Output> {
-        run(PrivateRabbit::ctl_in(&self.dir.path, &self.nodes[n].name).args(args))
-            .with_context(|| format!("rabbitmqctl {} on node {}", args.join(" "), n + 1))
+        run(PrivateRabbit::ctl_in(
+            &ServerOptions::default(),
+            &self.dir.path,
+            &self.nodes[n].name,
+        )
+        .args(args))
+        .with_context(|| format!("rabbitmqctl {} on node {}", args.join(" "), n + 1))
     }
 
     fn wait_for_amqp(&mut self, n: usize) -> anyhow::Result<()> {
@@ -816,7 +984,7 @@ impl PrivateRabbitCluster {
                 exited = Some(status);
                 return true;
             }
-            answers(port)
+            answers(Ipv4Addr::LOCALHOST, port)
         });
         let console = || std::fs::read_to_string(node.dir.join("console.log")).unwrap_or_default();
         if let Some(status) = exited {
@@ -833,11 +1001,15 @@ impl PrivateRabbitCluster {
 impl Drop for PrivateRabbitCluster {
     fn drop(&mut self) {
         for n in 0..self.nodes.len() {
-            let _ = PrivateRabbit::ctl_in(&self.dir.path, &self.nodes[n].name)
-                .arg("stop")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
+            let _ = PrivateRabbit::ctl_in(
+                &ServerOptions::default(),
+                &self.dir.path,
+                &self.nodes[n].name,
+            )
+            .arg("stop")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
         }
         for node in &mut self.nodes {
             if let Some(mut child) = node.child.take() {

@@ -46,6 +46,8 @@ pub struct Daemon {
     pub name: String,
     args: Vec<String>,
     env: Vec<(String, String)>,
+    /// The network namespace it runs in (`ip netns exec`), if not ours.
+    netns: Option<String>,
     child: Option<Child>,
 }
 
@@ -55,6 +57,19 @@ impl Daemon {
     /// # Errors
     /// If the process cannot be spawned.
     pub fn start(name: &str, args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<Self> {
+        Self::start_in(None, name, args, env)
+    }
+
+    /// [`start`](Self::start) in the network namespace `netns`.
+    ///
+    /// # Errors
+    /// If the process cannot be spawned.
+    pub fn start_in(
+        netns: Option<&str>,
+        name: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let mut daemon = Self {
             name: name.to_owned(),
             args: args.iter().map(|s| (*s).to_owned()).collect(),
@@ -62,6 +77,7 @@ impl Daemon {
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect(),
+            netns: netns.map(str::to_owned),
             child: None,
         };
         daemon.restart()?;
@@ -77,7 +93,7 @@ impl Daemon {
             return Ok(());
         }
         let log = std::env::var("WEFT_TEST_LOG").ok();
-        let mut command = Command::new(weft_binary()?);
+        let mut command = crate::private::in_netns(self.netns.as_deref(), weft_binary()?);
         // `weft dev` serves its UI on a free port, not on 8080 (which
         // another test's — or the user's — `weft dev` may hold); a test
         // that needs the address sets WEFT_SERVER_ADDR itself.

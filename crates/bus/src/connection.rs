@@ -3,13 +3,16 @@
 //! several URLs (the nodes of a cluster) tries them in turn, starting
 //! after the one it lost.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable as _};
+use lapin::tcp::OwnedTLSConfig;
 use lapin::uri::AMQPUri;
 use lapin::{Channel, Connection, ConnectionProperties};
+use rustls_pki_types::pem::PemObject as _;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 use weft_common::redact_url;
@@ -36,6 +39,9 @@ pub struct BusConfig {
     pub reconnect_max: Duration,
     /// The type of the durable queues this bus declares.
     pub queue_type: QueueType,
+    /// A PEM file of CA certificates trusted for `amqps://` besides the
+    /// system's roots (a private CA); `None` trusts the system's only.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for BusConfig {
@@ -46,6 +52,7 @@ impl Default for BusConfig {
             reconnect_min: Duration::from_millis(100),
             reconnect_max: Duration::from_secs(5),
             queue_type: QueueType::default(),
+            ca_file: None,
         }
     }
 }
@@ -122,12 +129,47 @@ pub fn parse_urls(urls: &str) -> Result<Vec<Url>, BusError> {
         .collect()
 }
 
+/// The TLS settings of an `amqps://` connection: the system's roots, plus
+/// the certificates of `ca_file`. The file is read and parsed here, at
+/// each attempt, so a missing or garbled file is named (the TLS layer
+/// would skip what it cannot parse, and then say only that the broker's
+/// certificate has an unknown issuer).
+fn tls_config(ca_file: Option<&Path>) -> Result<OwnedTLSConfig, BusError> {
+    let Some(path) = ca_file else {
+        return Ok(OwnedTLSConfig::default());
+    };
+    let bad = |detail: String| BusError::BadCaFile {
+        path: path.to_owned(),
+        detail,
+    };
+    let pem = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    let certificates = rustls_pki_types::CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(format!("not PEM certificates: {e}")))?;
+    if certificates.is_empty() {
+        return Err(bad(
+            "no certificate in it (expected `-----BEGIN CERTIFICATE-----` blocks)".to_owned(),
+        ));
+    }
+    Ok(OwnedTLSConfig {
+        identity: None,
+        cert_chain: Some(pem),
+    })
+}
+
 /// One attempt to connect to one URL, bounded by [`CONNECT_TIMEOUT`]; a
 /// failure is named with the URL (password hidden) and its cause.
-async fn open_one(url: &Url, connection_name: &str) -> Result<Connection, BusError> {
+async fn open_one(
+    url: &Url,
+    connection_name: &str,
+    ca_file: Option<&Path>,
+) -> Result<Connection, BusError> {
+    let tls = tls_config(ca_file)?;
     let properties =
         ConnectionProperties::default().with_connection_name(connection_name.to_owned().into());
-    let connecting = Connection::connect_uri(url.uri.clone(), properties);
+    let runtime =
+        lapin::runtime::default_runtime().map_err(BusError::amqp("starting the client"))?;
+    let connecting = Connection::connect_uri_with_config(url.uri.clone(), properties, tls, runtime);
     match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
         Ok(Ok(conn)) => Ok(conn),
         Ok(Err(e)) => Err(BusError::Connect {
@@ -148,13 +190,16 @@ async fn open(
     urls: &[Url],
     first: usize,
     connection_name: &str,
+    ca_file: Option<&Path>,
 ) -> Result<(Connection, usize), BusError> {
     let mut failures = Vec::new();
     for step in 0..urls.len() {
         let i = (first + step) % urls.len();
-        match open_one(&urls[i], connection_name).await {
+        match open_one(&urls[i], connection_name, ca_file).await {
             Ok(conn) => return Ok((conn, i)),
             Err(e) if urls.len() == 1 => return Err(e),
+            // The same file for every node: no other URL can do better.
+            Err(e @ BusError::BadCaFile { .. }) => return Err(e),
             Err(e) => {
                 tracing::debug!(error = %e, "trying the next RabbitMQ URL");
                 let cause = match e {
@@ -211,7 +256,7 @@ impl Bus {
     /// If RabbitMQ cannot be reached or refuses the connection.
     pub async fn try_connect(config: BusConfig) -> Result<Self, BusError> {
         let urls = parse_urls(&config.url)?;
-        let (conn, i) = open(&urls, 0, &config.connection_name).await?;
+        let (conn, i) = open(&urls, 0, &config.connection_name, config.ca_file.as_deref()).await?;
         if urls.len() > 1 {
             tracing::info!(url = %urls[i].shown, "connected to RabbitMQ");
         }
@@ -252,7 +297,7 @@ impl Bus {
         let mut attempt = 0u32;
         let connecting = (|| {
             attempt += 1;
-            open(urls, first, &config.connection_name)
+            open(urls, first, &config.connection_name, config.ca_file.as_deref())
         })
         .retry(
             ExponentialBuilder::default()
@@ -260,6 +305,8 @@ impl Bus {
                 .with_max_delay(config.reconnect_max)
                 .without_max_times(),
         )
+        // A bad URL or CA file stays bad: only a failed attempt is retried.
+        .when(|e| !matches!(e, BusError::BadUrl { .. } | BusError::BadCaFile { .. }))
         .notify(|e, retry_in| {
             tracing::warn!(retry_in = %format_args!("{:.1}s", retry_in.as_secs_f64()), "{e}; retrying");
         });

@@ -44,6 +44,15 @@ pub enum BusError {
         /// What is wrong with it.
         detail: String,
     },
+    /// The CA file given for `amqps://` cannot be read or holds no
+    /// certificate.
+    #[error("the RabbitMQ CA file {} cannot be used: {detail}", path.display())]
+    BadCaFile {
+        /// The file, as given.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        detail: String,
+    },
     /// Connecting, opening a channel or an AMQP operation failed.
     #[error("RabbitMQ error while {context}")]
     Amqp {
@@ -133,7 +142,7 @@ pub(crate) fn connect_cause(error: &lapin::Error) -> String {
         lapin::ErrorKind::IOError(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
             "connection refused".to_owned()
         }
-        lapin::ErrorKind::IOError(e) => e.to_string(),
+        lapin::ErrorKind::IOError(e) => weft_common::tls_cause(&e.to_string(), TRUST),
         lapin::ErrorKind::ProtocolError(e) => {
             let message = e.get_message().as_str();
             // "ACCESS_REFUSED - Login was refused …": the part after the code.
@@ -152,9 +161,13 @@ pub(crate) fn connect_cause(error: &lapin::Error) -> String {
                 _ => reason.to_owned(),
             }
         }
-        _ => error.to_string(),
+        _ => weft_common::tls_cause(&error.to_string(), TRUST),
     }
 }
+
+/// How to trust a private CA for RabbitMQ.
+const TRUST: &str =
+    "give its certificate with `--amqp-ca-file FILE` (`WEFT_AMQP_CA_FILE`, `amqp_ca_file`)";
 
 #[cfg(test)]
 mod tests {

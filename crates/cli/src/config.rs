@@ -66,22 +66,22 @@ pub(crate) struct AmqpArgs {
         value_name = "URL"
     )]
     pub(crate) amqp_url: String,
+    /// A PEM file of CA certificates trusted for `amqps://` besides the
+    /// system's (a private CA).
+    #[arg(long, env = "WEFT_AMQP_CA_FILE", value_name = "FILE")]
+    pub(crate) amqp_ca_file: Option<PathBuf>,
 }
 
 impl AmqpArgs {
     /// The bus's settings, the connection shown as `connection_name` in
     /// RabbitMQ's management UI.
     pub(crate) fn config(&self, connection_name: &str) -> BusConfig {
-        bus_config(&self.amqp_url, connection_name)
-    }
-}
-
-/// The bus's settings for `url`.
-pub(crate) fn bus_config(url: &str, connection_name: &str) -> BusConfig {
-    BusConfig {
-        url: url.to_owned(),
-        connection_name: connection_name.to_owned(),
-        ..BusConfig::default()
+        BusConfig {
+            url: self.amqp_url.clone(),
+            connection_name: connection_name.to_owned(),
+            ca_file: self.amqp_ca_file.clone(),
+            ..BusConfig::default()
+        }
     }
 }
 

@@ -22,7 +22,7 @@ use weft_worker::{LogFormat, WorkerArgs};
 
 use crate::cli::Command;
 use crate::commands::daemons::{ExecutorTuning, OpsArgs, RedispatchArgs};
-use crate::config::DbArgs;
+use crate::config::{AmqpArgs, DbArgs};
 
 /// The settings a config file may hold; each is optional.
 #[derive(Debug, Default, Deserialize)]
@@ -33,6 +33,7 @@ pub(crate) struct Settings {
     amqp_url: Option<String>,
     /// `quorum` or `classic`.
     queue_type: Option<String>,
+    amqp_ca_file: Option<std::path::PathBuf>,
     log_format: Option<FileLogFormat>,
     metrics_addr: Option<SocketAddr>,
     executor_concurrency: Option<usize>,
@@ -64,6 +65,7 @@ const KEYS: &[&str] = &[
     "database_max_connections",
     "amqp_url",
     "queue_type",
+    "amqp_ca_file",
     "log_format",
     "metrics_addr",
     "executor_concurrency",
@@ -179,7 +181,7 @@ pub(crate) fn layer(command: &mut Command, matches: &ArgMatches) -> anyhow::Resu
         Command::Submit(a) => layer.db(&mut a.db),
         Command::Explain(a) => {
             layer.db(&mut a.db);
-            layer.amqp(&mut a.amqp.amqp_url);
+            layer.amqp(&mut a.amqp);
         }
         Command::Workers(a) => layer.db(&mut a.db),
         Command::Logs(a) => layer.db(&mut a.db),
@@ -198,7 +200,7 @@ pub(crate) fn layer(command: &mut Command, matches: &ArgMatches) -> anyhow::Resu
         }
         Command::Executor(a) => {
             layer.db(&mut a.db);
-            layer.amqp(&mut a.amqp.amqp_url);
+            layer.amqp(&mut a.amqp);
             layer.queue_type(&mut a.queue_type);
             layer.log(&mut a.log.log_format);
             layer.ops(&mut a.ops);
@@ -269,8 +271,14 @@ impl Layer<'_> {
         );
     }
 
-    fn amqp(&self, url: &mut String) {
-        self.set(url, "amqp_url", self.settings.amqp_url.clone());
+    fn amqp(&self, amqp: &mut AmqpArgs) {
+        self.amqp_to(&mut amqp.amqp_url, &mut amqp.amqp_ca_file);
+    }
+
+    fn amqp_to(&self, url: &mut String, ca_file: &mut Option<std::path::PathBuf>) {
+        let s = &self.settings;
+        self.set(url, "amqp_url", s.amqp_url.clone());
+        self.set(ca_file, "amqp_ca_file", s.amqp_ca_file.clone().map(Some));
     }
 
     fn queue_type(&self, queue_type: &mut weft_bus::QueueType) {
@@ -349,7 +357,7 @@ impl Layer<'_> {
 
     fn worker(&self, w: &mut WorkerArgs) {
         let s = &self.settings;
-        self.amqp(&mut w.amqp_url);
+        self.amqp_to(&mut w.amqp_url, &mut w.amqp_ca_file);
         self.queue_type(&mut w.queue_type);
         let queues = s.queue.clone().map(|q| match q {
             OneOrMany::One(name) => vec![name],
@@ -386,6 +394,7 @@ database_url: postgres://weft:secret@db:5432/weft
 database_max_connections: 4
 amqp_url: amqp://weft:secret@mq:5672/%2f
 queue_type: classic
+amqp_ca_file: /etc/weft/ca.pem
 log_format: json
 metrics_addr: 127.0.0.1:9464
 executor_concurrency: 256

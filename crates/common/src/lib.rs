@@ -61,6 +61,7 @@ pub mod secret;
 pub mod shared_limit;
 mod spec;
 pub mod state;
+mod tls;
 mod validate;
 pub mod wait;
 mod workflow;
@@ -85,6 +86,7 @@ pub use secret::{Keyring, SecretError, Secrets};
 pub use shared_limit::{LimitFacts, LimitOrder, RunLimit, TaskLock};
 pub use spec::WithItems;
 pub use state::{ExecutionStatus, IllegalTransition, TaskStatus, Trigger, WorkflowStatus};
+pub use tls::tls_cause;
 pub use workflow::{
     Call, DEFAULT_MAX_DEPTH, InputError, RenderedOutput, RetryPolicy, Task, Workflow,
 };

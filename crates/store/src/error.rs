@@ -100,6 +100,10 @@ pub enum ConnectCause {
     Other(String),
 }
 
+/// How to trust a private CA for PostgreSQL.
+const TRUST: &str =
+    "give its certificate as `sslrootcert=FILE` in the URL (with `sslmode=verify-full`)";
+
 impl ConnectCause {
     /// Classifies a failed connection attempt to the database `database`.
     #[must_use]
@@ -108,8 +112,13 @@ impl ConnectCause {
             sqlx::Error::Io(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
                 Self::Refused
             }
-            sqlx::Error::Io(e) => Self::Other(e.to_string()),
-            sqlx::Error::Tls(e) => Self::Other(format!("TLS: {e}")),
+            sqlx::Error::Io(e) => Self::Other(weft_common::tls_cause(&e.to_string(), TRUST)),
+            sqlx::Error::Tls(e) => {
+                Self::Other(match weft_common::tls_cause(&e.to_string(), TRUST) {
+                    said if said.starts_with("TLS: ") => said,
+                    said => format!("TLS: {said}"),
+                })
+            }
             sqlx::Error::PoolTimedOut => Self::Other("timed out".to_owned()),
             sqlx::Error::Database(db) => match db.code().as_deref() {
                 // invalid_password, invalid_authorization_specification

@@ -46,6 +46,10 @@ pub struct WorkerArgs {
         value_name = "TYPE"
     )]
     pub queue_type: QueueType,
+    /// A PEM file of CA certificates trusted for `amqps://` besides the
+    /// system's (a private CA).
+    #[arg(long, env = "WEFT_AMQP_CA_FILE", value_name = "FILE")]
+    pub amqp_ca_file: Option<std::path::PathBuf>,
     /// Worker pools to consume (repeatable, or comma-separated).
     #[arg(
         long = "queue",
@@ -138,6 +142,7 @@ impl WorkerArgs {
                 url: self.amqp_url.clone(),
                 connection_name: connection_name.to_owned(),
                 queue_type: self.queue_type,
+                ca_file: self.amqp_ca_file.clone(),
                 ..BusConfig::default()
             },
             queues: self.queues.clone(),
