@@ -124,7 +124,6 @@ pub struct Lab {
     links: u8,
     /// This namespace's end of its link to the hub, deleted on drop.
     root_end: String,
-    hosts: Vec<String>,
     hub: Namespace,
 }
 
@@ -154,7 +153,6 @@ impl Lab {
             tag: tag.to_owned(),
             subnet,
             links: 0,
-            hosts: Vec::new(),
             hub,
         };
         lab.link(None)?;
@@ -189,7 +187,6 @@ impl Lab {
     /// If its namespace or link cannot be made.
     pub fn host(&mut self, role: &str) -> anyhow::Result<Host> {
         let ns = Namespace::new(format!("{}{role}", self.prefix))?;
-        self.hosts.push(ns.name.clone());
         let (hub_end, addr) = self.link(Some(&ns.name))?;
         let gateway = self.addr(self.links - 1, 1).to_string();
         ip(&["-n", &ns.name, "route", "add", "default", "via", &gateway])?;
