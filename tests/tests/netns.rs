@@ -188,7 +188,8 @@ async fn a_worker_cut_off_mid_action_is_reaped_retried_and_its_late_completions_
     let _w1 = Daemon::start_in(
         Some(&w1_host.netns),
         "worker-1",
-        &["worker", "--concurrency", "2"],
+        // The actions here are `shell`, which a worker runs only when listed.
+        &["worker", "--concurrency", "2", "--actions", "shell"],
         &env,
     )
     .expect("worker 1");
@@ -217,8 +218,13 @@ async fn a_worker_cut_off_mid_action_is_reaped_retried_and_its_late_completions_
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    let _w2 =
-        Daemon::start_in(Some(&w2_host.netns), "worker-2", &["worker"], &env).expect("worker 2");
+    let _w2 = Daemon::start_in(
+        Some(&w2_host.netns),
+        "worker-2",
+        &["worker", "--actions", "shell"],
+        &env,
+    )
+    .expect("worker 2");
 
     // The cut lasts until the executor gave up on worker 1 (after the
     // heartbeat grace, 3 s) and worker 2 runs the retry.
