@@ -109,10 +109,7 @@ pub async fn wait_for_queue_messages(
 ) -> anyhow::Result<usize> {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        let (url, name) = (amqp_url.to_owned(), queue.to_owned());
-        let count = tokio::task::spawn_blocking(move || queue_messages(&url, &name))
-            .await?
-            .unwrap_or(0);
+        let count = queue_messages(amqp_url, queue).await.unwrap_or(0);
         if count >= n {
             return Ok(count);
         }
@@ -123,21 +120,24 @@ pub async fn wait_for_queue_messages(
     }
 }
 
-/// Messages in a queue of the vhost an AMQP URL names (ready and unacked),
-/// as `rabbitmqctl list_queues` counts them; `None` if `rabbitmqctl` fails
-/// or does not list the queue.
-#[must_use]
-pub fn queue_messages(amqp_url: &str, queue: &str) -> Option<usize> {
-    let vhost = amqp_url.rsplit('/').next().unwrap_or_default();
-    let out = std::process::Command::new("rabbitmqctl")
-        .args(["-q", "list_queues", "-p", vhost, "name", "messages"])
-        .output()
-        .ok()?;
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split_once('\t'))
-        .find(|(name, _)| *name == queue)
-        .and_then(|(_, n)| n.trim().parse().ok())
+/// Messages ready in a queue of the vhost an AMQP URL names, from a
+/// passive declaration over AMQP — exact for quorum queues too, whose
+/// counts in `rabbitmqctl list_queues` are statistics emitted every few
+/// seconds. Messages delivered and not yet acked are not counted: ask once
+/// the consumers are gone. `None` if the broker cannot be reached or the
+/// queue does not exist.
+pub async fn queue_messages(amqp_url: &str, queue: &str) -> Option<usize> {
+    use weft_bus::{Bus, BusConfig};
+    let bus = Bus::try_connect(BusConfig {
+        url: amqp_url.to_owned(),
+        connection_name: "queue-probe".into(),
+        ..BusConfig::default()
+    })
+    .await
+    .ok()?;
+    let ready = bus.queue_ready(queue).await.ok().flatten();
+    bus.close().await;
+    ready.and_then(|n| usize::try_from(n).ok())
 }
 
 /// The dispatches a [`spy_dispatches`] saw on the wire, in arrival order.

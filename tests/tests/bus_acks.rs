@@ -116,10 +116,9 @@ async fn every_delivery_is_settled_once_its_handler_is_done() {
     );
     // The consumer stopped and closed its channel: anything it had not
     // acked would be back in the queue now.
-    let left = tokio::task::spawn_blocking(move || weft_tests::queue_messages(&amqp_url, &queue))
+    let left = weft_tests::queue_messages(&amqp_url, &queue)
         .await
-        .expect("rabbitmqctl")
-        .expect("rabbitmqctl lists the queue");
+        .expect("the queue is there");
     assert_eq!(left, 0, "deliveries left unacked");
     stop.cancel();
 }

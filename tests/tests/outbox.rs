@@ -154,7 +154,7 @@ async fn a_submitter_publishes_its_runs_start_or_hands_it_to_relays_at_once() {
         "only the refused start is left"
     );
     assert_eq!(
-        weft_tests::queue_messages(&stack.amqp_url, topology::EXECUTOR_QUEUE),
+        weft_tests::queue_messages(&stack.amqp_url, topology::EXECUTOR_QUEUE).await,
         Some(1),
         "the published start waits for an executor"
     );
@@ -231,7 +231,7 @@ async fn relays_start_submitted_runs_themselves_each_once() {
     assert_eq!(running, 40, "every run started");
     // Nothing consumes here: what was published stays in its queue.
     assert_eq!(
-        weft_tests::queue_messages(&stack.amqp_url, topology::EXECUTOR_QUEUE),
+        weft_tests::queue_messages(&stack.amqp_url, topology::EXECUTOR_QUEUE).await,
         Some(0),
         "no run's start went through the broker"
     );
@@ -239,7 +239,8 @@ async fn relays_start_submitted_runs_themselves_each_once() {
         weft_tests::queue_messages(
             &stack.amqp_url,
             &topology::task_queue(topology::DEFAULT_POOL)
-        ),
+        )
+        .await,
         Some(40),
         "one dispatch per run, once"
     );
