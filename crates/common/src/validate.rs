@@ -8,6 +8,7 @@ use indexmap::IndexMap;
 use serde_json::{Map, Value};
 use serde_saphyr::{Location, Spanned};
 
+mod calls;
 mod declarations;
 mod expressions;
 mod limits;
@@ -25,7 +26,7 @@ use crate::spec::{
 };
 use crate::state::Trigger;
 use crate::wait::{UNTIL_KEY, WAIT_LABEL};
-use crate::workflow::{Call, DEFAULT_MAX_DEPTH, RetryPolicy, Task, Workflow};
+use crate::workflow::{RetryPolicy, Task, Workflow};
 
 /// The closest of `candidates` to `word`, if close enough to suggest.
 pub(crate) fn closest<'a>(
@@ -627,63 +628,6 @@ impl<'s> Validator<'s> {
             wait,
             lock,
         }
-    }
-
-    /// The sub-workflow a task starts (`workflow:`, `max_depth`), if any.
-    fn call(&mut self, name: &str, raw: &Spanned<RawTask>) -> Option<Call> {
-        let t = &raw.value;
-        let max_depth = match &t.max_depth {
-            None => DEFAULT_MAX_DEPTH,
-            Some(d) if t.workflow.is_none() => {
-                let p = self.at(
-                    &d.referenced,
-                    format!("task `{name}` sets `max_depth` but has no `workflow`"),
-                );
-                self.push(p.hint(
-                    "`max_depth` bounds how deep the runs a `workflow:` task starts may nest",
-                ));
-                DEFAULT_MAX_DEPTH
-            }
-            Some(d) if d.value < 1 => {
-                let p = self.at(
-                    &d.referenced,
-                    format!(
-                        "task `{name}`: `max_depth` must be at least 1, not {}",
-                        d.value
-                    ),
-                );
-                self.push(p.hint("1 lets the task start a child run, but that child start none"));
-                DEFAULT_MAX_DEPTH
-            }
-            Some(d) => u32::try_from(d.value).unwrap_or(u32::MAX),
-        };
-        let w = t.workflow.as_ref()?;
-        if let Some(q) = &t.queue {
-            let p = self.at(
-                &q.referenced,
-                format!("task `{name}` sets `queue` but starts a sub-workflow"),
-            );
-            self.push(p.hint("a `workflow:` task runs on no worker pool (the executors start its child run): remove `queue`; the child's tasks set their own"));
-        }
-        let path = w.value.trim();
-        if path.is_empty() || is_template(path) {
-            let p = self.at(
-                &w.referenced,
-                format!(
-                    "task `{name}`: `workflow` must name a file, not `{}`",
-                    w.value
-                ),
-            );
-            self.push(p.hint("e.g. `workflow: child.yaml`, relative to this file; it is read at submit, so it cannot be an expression"));
-            return None;
-        }
-        let span = |at: &Location| self.at(at, "").span.unwrap_or((0, 1));
-        Some(Call {
-            path: path.to_owned(),
-            max_depth,
-            path_span: span(&w.referenced),
-            input_span: t.input.as_ref().map(|i| span(&i.referenced)),
-        })
     }
 
     fn duration(&mut self, task: &str, field: &str, d: &Spanned<String>) -> Option<Duration> {
