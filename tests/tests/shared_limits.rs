@@ -663,6 +663,99 @@ async fn a_mutex_held_by_a_canceled_run_goes_to_the_next_task() {
     assert_eq!(left, 0, "every lock released");
 }
 
+/// Waits until `run` has an execution running (on some worker).
+async fn until_running(pool: &PgPool, run: WorkflowExecutionId) {
+    let started = Instant::now();
+    loop {
+        let running: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM executions WHERE workflow_execution_id = $1 AND status = 'running'",
+        )
+        .bind(run.as_uuid())
+        .fetch_one(pool)
+        .await
+        .expect("count");
+        if running == 1 {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{run} never ran"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A `mutex` whose holder's worker is SIGKILLed mid-action, together with
+/// one of the two executors (`weft` processes): the surviving executor's
+/// reaper ends the silent attempt past the heartbeat grace, which ends the
+/// holder's run and hands the lock to the task in line, exactly once: it
+/// is dispatched once, runs on a new worker (which also gets the lost
+/// worker's unacked dispatch back, to no effect) and succeeds; no lock is
+/// left and the audit is clean.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mutex_whose_holder_s_worker_is_killed_is_released_by_the_reaper() {
+    let stack = Stack::start(StackOptions::bare()).expect("stack");
+    let pool = stack.pool().await.expect("pool");
+    let env: Vec<(&str, &str)> = stack.fast_liveness_env().to_vec();
+    let mut doomed = Daemon::start("executor-0", &["executor"], &env).expect("executor");
+    let _survivor = Daemon::start("executor-1", &["executor"], &env).expect("executor");
+    let mut lost = Daemon::start("worker-lost", &["worker"], &env).expect("worker");
+    let holder = stack
+        .submit(&pool, MUTEXED, json!({ "seconds": 300 }))
+        .await
+        .expect("submit");
+    until_running(&pool, holder).await;
+    let waiter = stack
+        .submit(&pool, MUTEXED, json!({ "seconds": 0.1 }))
+        .await
+        .expect("submit");
+    let started = Instant::now();
+    while !task_line(&pool, waiter, "guarded")
+        .await
+        .contains("1st in line")
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{}",
+            task_line(&pool, waiter, "guarded").await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    lost.kill();
+    doomed.kill();
+    // No worker until the reaper has ended the holder: a live one would
+    // get the lost worker's unacked dispatch back from RabbitMQ and run it
+    // again (at least once), which is not the path under test.
+    let run = stack
+        .wait(&pool, holder, Duration::from_secs(60))
+        .await
+        .expect("the holder is reaped");
+    assert_eq!(run.status, WorkflowStatus::Failed);
+    let _worker = Daemon::start("worker-new", &["worker"], &env).expect("worker");
+    let run = stack
+        .wait(&pool, waiter, Duration::from_secs(60))
+        .await
+        .expect("the waiter runs");
+    assert_eq!(run.status, WorkflowStatus::Succeeded, "{:?}", run.error);
+    let (executions, attempts): (i64, i32) = sqlx::query_as(
+        "SELECT count(*), max(attempt) FROM executions WHERE workflow_execution_id = $1",
+    )
+    .bind(waiter.as_uuid())
+    .fetch_one(&pool)
+    .await
+    .expect("executions");
+    assert_eq!((executions, attempts), (1, 1), "the waiter ran once");
+    for id in [holder, waiter] {
+        let found = violations(&pool, id).await;
+        assert!(found.is_empty(), "{id}: {found:#?}");
+    }
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM limit_claims")
+        .fetch_one(&pool)
+        .await
+        .expect("claims");
+    assert_eq!(left, 0, "every lock released");
+}
+
 const SEMAPHORED: &str = r#"
 name: semaphored
 tasks:

@@ -527,7 +527,7 @@ tasks:
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn until_in_the_past_completes_at_once_and_a_bad_time_fails_the_task() {
+async fn until_in_the_past_completes_at_once_in_the_future_then_and_a_bad_time_fails_the_task() {
     let stack = Stack::start(StackOptions::default()).expect("stack");
     let pool = stack.pool().await.expect("pool");
     let yaml = r#"
@@ -556,6 +556,34 @@ tasks:
             .await
             .expect("the wait");
     assert_eq!(resolution, Resolution::Elapsed.as_str());
+    assert_eq!(violations(&pool, id).await, Vec::<String>::new());
+
+    // Two seconds ahead, by the database's clock: it ends then, not before.
+    let now: DateTime<Utc> = sqlx::query_scalar("SELECT now()")
+        .fetch_one(&pool)
+        .await
+        .expect("the database's clock");
+    let at = now + chrono::Duration::seconds(2);
+    let id = stack
+        .submit(&pool, yaml, json!({ "at": at.to_rfc3339() }))
+        .await
+        .expect("submit");
+    let run = stack
+        .wait(&pool, id, Duration::from_secs(30))
+        .await
+        .expect("ended");
+    assert_eq!(run.status, WorkflowStatus::Succeeded, "{:?}", run.error);
+    let finished: DateTime<Utc> = sqlx::query_scalar(
+        "SELECT finished_at FROM task_executions WHERE workflow_execution_id = $1 AND task_name = 'at'",
+    )
+    .bind(id.as_uuid())
+    .fetch_one(&pool)
+    .await
+    .expect("the task's end");
+    assert!(
+        finished >= at,
+        "the wait for {at} ended early, at {finished}"
+    );
     assert_eq!(violations(&pool, id).await, Vec::<String>::new());
 
     let id = stack

@@ -9,8 +9,11 @@
 //! tick, or cancelling the earlier run through the ordinary cancellation),
 //! submits each tick's run the way `weft submit NAME` does (run row and
 //! start message in the outbox, `NOTIFY` on commit) with the schedule and
-//! tick on it, and moves the schedule's cursor past `now` — all committed
-//! together. A crash before the commit leaves nothing; the next claim, by
+//! tick on it, and moves the schedules' cursors past `now` — all committed
+//! together. The work is set-based: a claim looks each version up once,
+//! stores every run of its `allow` schedules in one statement and moves
+//! every cursor in another, so a thousand schedules ticking in the same
+//! second cost a handful of statements, not a few per schedule. A crash before the commit leaves nothing; the next claim, by
 //! any executor, does it all again. The run's idempotency key and the
 //! unique (schedule, tick) index refuse a second run for a tick even if
 //! the cursor were wrong.
@@ -28,11 +31,11 @@ use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
-use weft_common::schedule::{Overlap, Timing, jitter, tick_text};
+use weft_common::schedule::{Overlap, ScheduleError, Timing, jitter, tick_text};
 use weft_common::{Given, Workflow, WorkflowExecutionId};
-use weft_store::registry::{self, WorkflowRef};
-use weft_store::runs::{self, NewRun, Submitted};
-use weft_store::schedules::{self, Advanced, Schedule, SkipReason};
+use weft_store::registry::{self, Version, WorkflowRef};
+use weft_store::runs::{self, Submitted};
+use weft_store::schedules::{self, Advanced, Cursor, Schedule, SkipReason, TickRun};
 
 use crate::error::{EngineError, db};
 use crate::relay::backoff;
@@ -54,7 +57,7 @@ impl Default for SchedulerConfig {
         Self {
             grace: Duration::from_secs(1),
             max_sleep: Duration::from_secs(1),
-            batch: 32,
+            batch: 1000,
         }
     }
 }
@@ -79,12 +82,8 @@ pub struct Scheduler {
     config: SchedulerConfig,
     /// Parsed definitions, by id (a definition never changes).
     workflows: HashMap<Uuid, Arc<Workflow>>,
-}
-
-/// What became of one tick.
-enum Tick {
-    Started(WorkflowExecutionId),
-    Skipped,
+    /// Parsed `--cron`s, by expression and time zone.
+    timings: HashMap<(String, String), Arc<Timing>>,
 }
 
 impl Scheduler {
@@ -95,11 +94,15 @@ impl Scheduler {
             pool,
             config,
             workflows: HashMap::new(),
+            timings: HashMap::new(),
         }
     }
 
     /// One claim: locks the due schedules, starts their ticks' runs and
-    /// moves their cursors, in one transaction.
+    /// moves their cursors, in one transaction. The runs of schedules that
+    /// allow overlap are stored together, in one statement; a schedule
+    /// that skips or cancels on overlap looks at its live runs tick by
+    /// tick, so it also sees the runs of this claim.
     ///
     /// # Errors
     /// A database error; nothing of the claim is committed.
@@ -110,38 +113,56 @@ impl Scheduler {
             .await
             .map_err(db("beginning a schedule claim"))?;
         let (due, now) = schedules::claim_due(&mut tx, self.config.batch).await?;
+        let mut claim = Claim::default();
+        for schedule in &due {
+            self.fire_schedule(&mut tx, schedule, now, &mut claim)
+                .await?;
+        }
+        let started = schedules::start_ticks(&mut tx, &claim.batch).await?;
+        for ((tick, owner), submitted) in claim.batch.iter().zip(&claim.owners).zip(started) {
+            note_started(
+                &mut claim.cursors[*owner].done,
+                &tick.schedule_name,
+                tick.tick,
+                submitted,
+            );
+        }
+        schedules::advance(&mut tx, &claim.cursors).await?;
+        tx.commit()
+            .await
+            .map_err(db("committing a schedule claim"))?;
         let mut fired = Fired {
             schedules: due.len(),
             ..Fired::default()
         };
-        for schedule in &due {
-            let done = self.fire_schedule(&mut tx, schedule, now).await?;
-            fired.started += usize::try_from(done.started).unwrap_or(0);
-            fired.skipped += usize::try_from(done.skipped).unwrap_or(0);
-            fired.missed += usize::try_from(done.missed).unwrap_or(0);
+        for cursor in &claim.cursors {
+            fired.started += usize::try_from(cursor.done.started).unwrap_or(0);
+            fired.skipped += usize::try_from(cursor.done.skipped).unwrap_or(0);
+            fired.missed += usize::try_from(cursor.done.missed).unwrap_or(0);
         }
-        tx.commit()
-            .await
-            .map_err(db("committing a schedule claim"))?;
         if fired.started > 0 {
             metrics::counter!("weft_schedule_runs_started_total").increment(fired.started as u64);
         }
         Ok(fired)
     }
 
+    /// Plans one claimed schedule: records what it missed, starts (or
+    /// queues in `claim`'s batch) the runs of its ticks, and leaves its
+    /// cursor in `claim`.
     async fn fire_schedule(
         &mut self,
         conn: &mut PgConnection,
         schedule: &Schedule,
         now: DateTime<Utc>,
-    ) -> Result<Advanced, EngineError> {
-        let timing = match Timing::parse(&schedule.cron, Some(&schedule.timezone)) {
+        claim: &mut Claim,
+    ) -> Result<(), EngineError> {
+        let timing = match self.timing(schedule) {
             Ok(timing) => timing,
             Err(e) => {
                 tracing::error!(schedule = %schedule.name, error = %e, "a stored schedule no longer parses; pausing it");
                 schedules::pause_broken(conn, schedule.id, schedule.next_tick, &e.to_string())
                     .await?;
-                return Ok(Advanced::default());
+                return Ok(());
             }
         };
         let (catch_up, overlap) = (schedule.catch_up()?, schedule.overlap()?);
@@ -153,7 +174,7 @@ impl Scheduler {
                 "the cron expression matches no later date: paused",
             )
             .await?;
-            return Ok(Advanced::default());
+            return Ok(());
         };
         let mut done = Advanced::default();
         if let (Some(oldest), Some(newest)) = (plan.missed_from, plan.missed_to) {
@@ -170,13 +191,22 @@ impl Scheduler {
             done.missed = i64::try_from(plan.missed).unwrap_or(i64::MAX);
             tracing::warn!(schedule = %schedule.name, missed = plan.missed, %catch_up, "schedule missed ticks");
         }
+        let owner = claim.cursors.len();
         for tick in &plan.fire {
-            match self.fire_tick(conn, schedule, overlap, *tick).await? {
-                Tick::Started(run) => {
-                    done.started += 1;
-                    done.last = Some((*tick, run));
+            let Some(run) = self.tick_run(conn, schedule, *tick, claim).await? else {
+                done.skipped += 1;
+                continue;
+            };
+            if overlap == Overlap::Allow {
+                claim.batch.push(run);
+                claim.owners.push(owner);
+            } else if self.overlaps(conn, schedule, overlap, *tick).await? {
+                done.skipped += 1;
+            } else {
+                let started = schedules::start_ticks(conn, std::slice::from_ref(&run)).await?;
+                for submitted in started {
+                    note_started(&mut done, &schedule.name, *tick, submitted);
                 }
-                Tick::Skipped => done.skipped += 1,
             }
         }
         let start = plan.next_tick
@@ -186,51 +216,69 @@ impl Scheduler {
                 jitter_window(schedule),
             ))
             .unwrap_or_default();
-        schedules::advance(conn, schedule.id, plan.next_tick, start, &done).await?;
-        Ok(done)
+        claim.cursors.push(Cursor {
+            id: schedule.id,
+            next_tick: plan.next_tick,
+            next_fire_at: start,
+            done,
+        });
+        Ok(())
     }
 
-    /// Starts the run of one tick, or records why not.
-    async fn fire_tick(
+    /// Applies `--overlap skip|cancel_previous` before a tick's run:
+    /// `true` if the tick is skipped (recorded), after cancelling the
+    /// earlier runs under `cancel_previous`.
+    async fn overlaps(
         &mut self,
         conn: &mut PgConnection,
         schedule: &Schedule,
         overlap: Overlap,
         tick: DateTime<Utc>,
-    ) -> Result<Tick, EngineError> {
-        if overlap != Overlap::Allow {
-            let live = schedules::live_runs(&mut *conn, schedule.id).await?;
-            if !live.is_empty() {
-                match overlap {
-                    Overlap::Skip => {
-                        let (run, status) = live[0];
-                        let detail = format!("run {run} of an earlier tick is still {status}");
-                        schedules::record_skip(
-                            conn,
-                            schedule.id,
-                            tick,
-                            SkipReason::Overlap,
-                            &detail,
-                        )
-                        .await?;
-                        tracing::info!(schedule = %schedule.name, tick = %tick_text(tick), %run, "tick skipped: an earlier run is still going");
-                        return Ok(Tick::Skipped);
-                    }
-                    Overlap::CancelPrevious => {
-                        for (run, _) in live {
-                            weft_store::cancel::request(&mut *conn, run).await?;
-                            tracing::info!(schedule = %schedule.name, %run, "canceled the previous run of the schedule");
-                        }
-                    }
-                    Overlap::Allow => {}
-                }
+    ) -> Result<bool, EngineError> {
+        let live = schedules::live_runs(&mut *conn, schedule.id).await?;
+        match (overlap, live.first()) {
+            (Overlap::Skip, Some((run, status))) => {
+                let detail = format!("run {run} of an earlier tick is still {status}");
+                schedules::record_skip(conn, schedule.id, tick, SkipReason::Overlap, &detail)
+                    .await?;
+                tracing::info!(schedule = %schedule.name, tick = %tick_text(tick), %run, "tick skipped: an earlier run is still going");
+                Ok(true)
             }
+            (Overlap::CancelPrevious, Some(_)) => {
+                for (run, _) in live {
+                    weft_store::cancel::request(&mut *conn, run).await?;
+                    tracing::info!(schedule = %schedule.name, %run, "canceled the previous run of the schedule");
+                }
+                Ok(false)
+            }
+            _ => Ok(false),
         }
+    }
+
+    /// The run a tick starts, or `None` when it cannot start one (the
+    /// workflow was removed, its inputs no longer fit): recorded as a
+    /// failed tick.
+    async fn tick_run(
+        &mut self,
+        conn: &mut PgConnection,
+        schedule: &Schedule,
+        tick: DateTime<Utc>,
+        claim: &mut Claim,
+    ) -> Result<Option<TickRun>, EngineError> {
         let reference = WorkflowRef {
             name: schedule.workflow_name.clone(),
             version: schedule.workflow_version,
         };
-        let Some(version) = registry::get(&mut *conn, &reference).await? else {
+        let key = (reference.name.clone(), reference.version);
+        let version = match claim.versions.get(&key) {
+            Some(version) => version.clone(),
+            None => {
+                let version = registry::get(&mut *conn, &reference).await?.map(Arc::new);
+                claim.versions.insert(key, version.clone());
+                version
+            }
+        };
+        let Some(version) = version else {
             let detail = format!("workflow `{reference}` is not registered (removed?): no run");
             return failed(conn, schedule, tick, detail).await;
         };
@@ -255,31 +303,29 @@ impl Scheduler {
                 return failed(conn, schedule, tick, detail).await;
             }
         };
-        let (source, origin) = runs::definition(&mut *conn, version.definition_id).await?;
-        let key = format!("weft-schedule:{}:{}", schedule.id, tick_text(tick));
-        let new = NewRun {
+        Ok(Some(TickRun {
             id: WorkflowExecutionId::new(),
-            workflow_name: workflow.name(),
-            source: &source,
-            origin: &origin,
-            input: &input,
+            schedule_id: schedule.id,
+            schedule_name: schedule.name.clone(),
+            tick,
             tasks_total: i32::try_from(workflow.tasks().count()).unwrap_or(i32::MAX),
-            idempotency_key: Some(&key),
-        };
-        let submitted = registry::submit_version(
-            &mut *conn,
-            &new,
-            &version,
-            Some((schedule.id, &schedule.name, tick)),
-        )
-        .await?;
-        if let Submitted::Existing(run) = submitted {
-            // Only if the cursor was moved back by hand: the tick has its run.
-            tracing::warn!(schedule = %schedule.name, tick = %tick_text(tick), %run, "tick already had its run");
-        } else {
-            tracing::info!(schedule = %schedule.name, tick = %tick_text(tick), run = %submitted.id(), "scheduled run started");
+            version,
+            input,
+        }))
+    }
+
+    /// A schedule's parsed `--cron`, parsed once per expression and zone.
+    fn timing(&mut self, schedule: &Schedule) -> Result<Arc<Timing>, ScheduleError> {
+        let key = (schedule.cron.clone(), schedule.timezone.clone());
+        if let Some(timing) = self.timings.get(&key) {
+            return Ok(Arc::clone(timing));
         }
-        Ok(Tick::Started(submitted.id()))
+        let timing = Arc::new(Timing::parse(&schedule.cron, Some(&schedule.timezone))?);
+        if self.timings.len() >= 1024 {
+            self.timings.clear();
+        }
+        self.timings.insert(key, Arc::clone(&timing));
+        Ok(timing)
     }
 
     async fn workflow(
@@ -370,10 +416,33 @@ async fn failed(
     schedule: &Schedule,
     tick: DateTime<Utc>,
     detail: String,
-) -> Result<Tick, EngineError> {
+) -> Result<Option<TickRun>, EngineError> {
     tracing::warn!(schedule = %schedule.name, tick = %tick_text(tick), "{detail}");
     schedules::record_skip(conn, schedule.id, tick, SkipReason::Failed, &detail).await?;
-    Ok(Tick::Skipped)
+    Ok(None)
+}
+
+/// What one claim gathers: the versions it looked up, the runs of
+/// `allow` schedules' ticks (stored together at the end), which cursor
+/// each belongs to, and every claimed schedule's cursor.
+#[derive(Default)]
+struct Claim {
+    versions: HashMap<(String, Option<i32>), Option<Arc<Version>>>,
+    batch: Vec<TickRun>,
+    owners: Vec<usize>,
+    cursors: Vec<Cursor>,
+}
+
+/// Counts a tick's run in its schedule's claim.
+fn note_started(done: &mut Advanced, schedule: &str, tick: DateTime<Utc>, submitted: Submitted) {
+    if let Submitted::Existing(run) = submitted {
+        // Only if the cursor was moved back by hand: the tick has its run.
+        tracing::warn!(%schedule, tick = %tick_text(tick), %run, "tick already had its run");
+    } else {
+        tracing::info!(%schedule, tick = %tick_text(tick), run = %submitted.id(), "scheduled run started");
+    }
+    done.started += 1;
+    done.last = Some((tick, submitted.id()));
 }
 
 async fn recv(listener: &mut Option<sqlx::postgres::PgListener>) -> Result<(), sqlx::Error> {

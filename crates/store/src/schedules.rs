@@ -8,19 +8,27 @@
 //!   with, so no executor's clock is ever read;
 //! - in the same transaction the caller submits each fired tick's run
 //!   (its idempotency key and the unique (schedule, tick) index make a
-//!   second run for a tick impossible) and moves the cursor past `now`
+//!   second run for a tick impossible; [`start_ticks`] stores a whole
+//!   claim's runs in one statement) and moves the cursors past `now`
 //!   ([`advance`]); a crash before the commit leaves the schedule due for
 //!   the next claim, and nothing of it happened.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
 use sqlx::PgConnection;
 use uuid::Uuid;
-use weft_common::schedule::{CatchUp, Overlap};
-use weft_common::{WorkflowExecutionId, WorkflowStatus};
+use weft_common::message::WorkflowSubmitted;
+use weft_common::schedule::{CatchUp, Overlap, tick_text};
+use weft_common::{Envelope, WorkflowExecutionId, WorkflowStatus};
 
 use crate::error::{Context, StoreError};
+use crate::outbox;
+use crate::registry::Version;
+use crate::runs::Submitted;
 
 /// A schedule as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
@@ -331,38 +339,227 @@ pub struct Advanced {
     pub missed: i64,
 }
 
-/// Moves a claimed schedule's cursor to `next_tick` (starting at
-/// `next_fire_at`) and counts what the claim did. Call it in the claiming
-/// transaction.
+/// Where a claim leaves one schedule, for [`advance`]: its cursor and
+/// what the claim did with it.
+#[derive(Debug, Clone, Copy)]
+pub struct Cursor {
+    /// The schedule.
+    pub id: Uuid,
+    /// Its next tick.
+    pub next_tick: DateTime<Utc>,
+    /// When that tick starts (the tick and its jitter).
+    pub next_fire_at: DateTime<Utc>,
+    /// What the claim did.
+    pub done: Advanced,
+}
+
+/// Moves claimed schedules' cursors and counts what the claim did with
+/// each, in one statement. Call it in the claiming transaction.
 ///
 /// # Errors
 /// A database error.
-pub async fn advance(
-    conn: &mut PgConnection,
-    id: Uuid,
-    next_tick: DateTime<Utc>,
-    next_fire_at: DateTime<Utc>,
-    done: &Advanced,
-) -> Result<(), StoreError> {
+pub async fn advance(conn: &mut PgConnection, cursors: &[Cursor]) -> Result<(), StoreError> {
+    if cursors.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = cursors.iter().map(|c| c.id).collect();
+    let next_ticks: Vec<DateTime<Utc>> = cursors.iter().map(|c| c.next_tick).collect();
+    let fire_at: Vec<DateTime<Utc>> = cursors.iter().map(|c| c.next_fire_at).collect();
+    let last_ticks: Vec<Option<DateTime<Utc>>> = cursors
+        .iter()
+        .map(|c| c.done.last.map(|(tick, _)| tick))
+        .collect();
+    let last_runs: Vec<Option<Uuid>> = cursors
+        .iter()
+        .map(|c| c.done.last.map(|(_, run)| run.as_uuid()))
+        .collect();
+    let started: Vec<i64> = cursors.iter().map(|c| c.done.started).collect();
+    let skipped: Vec<i64> = cursors.iter().map(|c| c.done.skipped).collect();
+    let missed: Vec<i64> = cursors.iter().map(|c| c.done.missed).collect();
     sqlx::query(
-        "UPDATE schedules SET next_tick = $2, next_fire_at = $3, \
-             last_tick = coalesce($4, last_tick), last_run_id = coalesce($5, last_run_id), \
-             runs_started = runs_started + $6, ticks_skipped = ticks_skipped + $7, \
-             ticks_missed = ticks_missed + $8, updated_at = now() \
-         WHERE id = $1",
+        "UPDATE schedules s SET next_tick = u.next_tick, next_fire_at = u.next_fire_at, \
+             last_tick = coalesce(u.last_tick, s.last_tick), \
+             last_run_id = coalesce(u.last_run, s.last_run_id), \
+             runs_started = s.runs_started + u.started, \
+             ticks_skipped = s.ticks_skipped + u.skipped, \
+             ticks_missed = s.ticks_missed + u.missed, updated_at = now() \
+         FROM UNNEST($1::uuid[], $2::timestamptz[], $3::timestamptz[], $4::timestamptz[], \
+                     $5::uuid[], $6::int8[], $7::int8[], $8::int8[]) \
+              AS u(id, next_tick, next_fire_at, last_tick, last_run, started, skipped, missed) \
+         WHERE s.id = u.id",
     )
-    .bind(id)
-    .bind(next_tick)
-    .bind(next_fire_at)
-    .bind(done.last.map(|(tick, _)| tick))
-    .bind(done.last.map(|(_, run)| run.as_uuid()))
-    .bind(done.started)
-    .bind(done.skipped)
-    .bind(done.missed)
+    .bind(&ids)
+    .bind(&next_ticks)
+    .bind(&fire_at)
+    .bind(&last_ticks)
+    .bind(&last_runs)
+    .bind(&started)
+    .bind(&skipped)
+    .bind(&missed)
     .execute(conn)
     .await
-    .context("advancing a schedule")?;
+    .context("advancing schedules")?;
     Ok(())
+}
+
+/// One tick's run, for [`start_ticks`].
+#[derive(Debug, Clone)]
+pub struct TickRun {
+    /// The id to give the run.
+    pub id: WorkflowExecutionId,
+    /// The schedule.
+    pub schedule_id: Uuid,
+    /// Its name (kept on the run after the schedule is deleted).
+    pub schedule_name: String,
+    /// The tick.
+    pub tick: DateTime<Utc>,
+    /// The registered version it runs.
+    pub version: Arc<Version>,
+    /// The resolved input.
+    pub input: Value,
+    /// Number of tasks of the version's workflow.
+    pub tasks_total: i32,
+}
+
+/// The idempotency key of a tick's run.
+#[must_use]
+pub fn tick_key(schedule: Uuid, tick: DateTime<Utc>) -> String {
+    format!("weft-schedule:{schedule}:{}", tick_text(tick))
+}
+
+/// Stores the runs of `ticks` — each with its version, schedule and tick,
+/// and its start message — in one statement, waking the relays on
+/// commit: what `weft submit NAME` does for one run, for a whole claim.
+/// Returns, in the order given, the run that has each tick: a new one,
+/// or (only if a cursor was moved back by hand) the one it already had,
+/// which the tick's idempotency key and the unique (schedule, tick) index
+/// keep single.
+///
+/// # Errors
+/// A database error; [`StoreError::Corrupt`] if a tick was refused and
+/// no run has it.
+pub async fn start_ticks(
+    conn: &mut PgConnection,
+    ticks: &[TickRun],
+) -> Result<Vec<Submitted>, StoreError> {
+    if ticks.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut payloads = Vec::with_capacity(ticks.len());
+    let mut route = ("", String::new());
+    for tick in ticks {
+        let message = Envelope::new(WorkflowSubmitted {
+            workflow_execution_id: tick.id,
+        });
+        let (exchange, key, payload) = outbox::encode(&message)?;
+        route = (exchange, key);
+        payloads.push(payload);
+    }
+    let ids: Vec<Uuid> = ticks.iter().map(|t| t.id.as_uuid()).collect();
+    let definitions: Vec<Uuid> = ticks.iter().map(|t| t.version.definition_id).collect();
+    let names: Vec<&str> = ticks.iter().map(|t| t.version.name.as_str()).collect();
+    let inputs: Vec<&Value> = ticks.iter().map(|t| &t.input).collect();
+    let keys: Vec<String> = ticks
+        .iter()
+        .map(|t| tick_key(t.schedule_id, t.tick))
+        .collect();
+    let totals: Vec<i32> = ticks.iter().map(|t| t.tasks_total).collect();
+    let links: Vec<Option<&Value>> = ticks.iter().map(|t| t.version.links.as_ref()).collect();
+    let versions: Vec<i32> = ticks.iter().map(|t| t.version.version).collect();
+    let schedules: Vec<Uuid> = ticks.iter().map(|t| t.schedule_id).collect();
+    let schedule_names: Vec<&str> = ticks.iter().map(|t| t.schedule_name.as_str()).collect();
+    let at: Vec<DateTime<Utc>> = ticks.iter().map(|t| t.tick).collect();
+    // `ON CONFLICT DO NOTHING` without a target covers both the
+    // idempotency key and the (schedule, tick) index.
+    let created: Vec<Uuid> = sqlx::query_scalar(
+        "WITH t AS ( \
+             SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::jsonb[], $5::text[], \
+                                  $6::int4[], $7::jsonb[], $8::int4[], $9::uuid[], $10::text[], \
+                                  $11::timestamptz[], $12::text[]) \
+                 AS t(id, definition_id, workflow_name, input, idempotency_key, tasks_total, \
+                      links, workflow_version, schedule_id, schedule_name, scheduled_at, payload) \
+         ), r AS ( \
+             INSERT INTO workflow_executions \
+                 (id, definition_id, workflow_name, input, idempotency_key, tasks_total, \
+                  tasks_remaining, links, workflow_version, schedule_id, schedule_name, scheduled_at) \
+             SELECT id, definition_id, workflow_name, input, idempotency_key, tasks_total, \
+                    tasks_total, links, workflow_version, schedule_id, schedule_name, scheduled_at \
+             FROM t \
+             ON CONFLICT DO NOTHING \
+             RETURNING id \
+         ), o AS ( \
+             INSERT INTO outbox (exchange, routing_key, payload) \
+             SELECT $13, $14, t.payload::jsonb FROM t JOIN r USING (id) \
+             RETURNING id \
+         ), n AS ( \
+             SELECT pg_notify($15, '') WHERE EXISTS (SELECT 1 FROM r) \
+         ), seen AS ( \
+             SELECT pg_notify($16, r.id::text) FROM r \
+         ) \
+         SELECT r.id FROM r \
+         WHERE (SELECT count(*) FROM o) >= 0 AND (SELECT count(*) FROM n) >= 0 \
+           AND (SELECT count(*) FROM seen) >= 0",
+    )
+    .bind(&ids)
+    .bind(&definitions)
+    .bind(&names)
+    .bind(&inputs)
+    .bind(&keys)
+    .bind(&totals)
+    .bind(&links)
+    .bind(&versions)
+    .bind(&schedules)
+    .bind(&schedule_names)
+    .bind(&at)
+    .bind(&payloads)
+    .bind(route.0)
+    .bind(&route.1)
+    .bind(outbox::CHANNEL)
+    .bind(crate::inspect::RUNS_CHANNEL)
+    .fetch_all(&mut *conn)
+    .await
+    .context("starting schedules' runs")?;
+    let created: HashSet<Uuid> = created.into_iter().collect();
+    if created.len() == ticks.len() {
+        return Ok(ticks.iter().map(|t| Submitted::Created(t.id)).collect());
+    }
+    // A tick that already had its run: read which.
+    let refused: Vec<&TickRun> = ticks
+        .iter()
+        .filter(|t| !created.contains(&t.id.as_uuid()))
+        .collect();
+    let existing: Vec<(Uuid, DateTime<Utc>, Uuid)> = sqlx::query_as(
+        "SELECT schedule_id, scheduled_at, id FROM workflow_executions \
+         WHERE (schedule_id, scheduled_at) IN (SELECT * FROM UNNEST($1::uuid[], $2::timestamptz[]))",
+    )
+    .bind(refused.iter().map(|t| t.schedule_id).collect::<Vec<_>>())
+    .bind(refused.iter().map(|t| t.tick).collect::<Vec<_>>())
+    .fetch_all(&mut *conn)
+    .await
+    .context("reading the runs ticks already had")?;
+    let existing: HashMap<(Uuid, DateTime<Utc>), Uuid> = existing
+        .into_iter()
+        .map(|(schedule, tick, run)| ((schedule, tick), run))
+        .collect();
+    ticks
+        .iter()
+        .map(|t| {
+            if created.contains(&t.id.as_uuid()) {
+                return Ok(Submitted::Created(t.id));
+            }
+            existing
+                .get(&(t.schedule_id, t.tick))
+                .map(|run| Submitted::Existing(WorkflowExecutionId::from(*run)))
+                .ok_or_else(|| StoreError::Corrupt {
+                    what: "schedule tick",
+                    detail: format!(
+                        "the run of schedule {}'s tick {} was refused, and no run has that tick",
+                        t.schedule_id,
+                        tick_text(t.tick)
+                    ),
+                })
+        })
+        .collect()
 }
 
 /// Pauses a claimed schedule that cannot tick (its cron no longer parses,

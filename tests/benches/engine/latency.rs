@@ -37,6 +37,20 @@ pub(super) async fn latency(sizes: &Sizes, report: &mut Report) -> anyhow::Resul
         &by_cli.client,
         PERCENTILES,
     );
+    // Where the three ways differ: from the submit's statement to the
+    // run's start (the statement that started it).
+    for (way, runs) in [
+        ("publisher", &linear),
+        ("via relay", &relayed),
+        ("weft submit", &by_cli),
+    ] {
+        let delays = start_delays(&pool, &runs.ids).await?;
+        report.percentiles(
+            &format!("latency-linear4 {way} created→started"),
+            &delays,
+            PERCENTILES,
+        );
+    }
     let diamond = sequential(&mut client, &DIAMOND_SHAPE, sizes.latency_runs).await?;
     report.percentiles("latency-diamond", &diamond.engine, PERCENTILES);
     report.percentiles("latency-diamond client", &diamond.client, PERCENTILES);
@@ -107,6 +121,19 @@ pub(super) fn step_hops(report: &mut Report, hops: &Histograms) {
         }
     }
     report.add("hop sum of p50s", "p50", sum * 1000.0, "ms");
+}
+
+/// Each run's `created_at` (the submit's statement) → `started_at` (the
+/// statement that started it), in ms.
+async fn start_delays(pool: &PgPool, ids: &[WorkflowExecutionId]) -> anyhow::Result<Vec<f64>> {
+    let uuids: Vec<uuid::Uuid> = ids.iter().map(|i| i.as_uuid()).collect();
+    Ok(sqlx::query_scalar(
+        "SELECT (extract(epoch FROM started_at - created_at) * 1000)::float8 \
+         FROM workflow_executions WHERE id = ANY($1)",
+    )
+    .bind(&uuids)
+    .fetch_all(pool)
+    .await?)
 }
 
 /// A workflow timed one run at a time, and the answer a client waits for.
