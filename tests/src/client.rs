@@ -107,8 +107,7 @@ impl Client {
 #[derive(Debug)]
 pub struct CliSubmit {
     file: std::path::PathBuf,
-    database_url: String,
-    amqp_url: String,
+    env: Vec<(&'static str, String)>,
 }
 
 impl CliSubmit {
@@ -117,13 +116,36 @@ impl CliSubmit {
     /// # Errors
     /// If the file cannot be written.
     pub fn new(stack: &Stack, yaml: &str) -> anyhow::Result<Self> {
-        let file = std::env::temp_dir().join(format!("weft-bench-{}.yaml", std::process::id()));
+        Self::with_env(
+            yaml,
+            vec![
+                ("WEFT_DATABASE_URL", stack.database_url.clone()),
+                ("WEFT_AMQP_URL", stack.amqp_url.clone()),
+            ],
+        )
+    }
+
+    /// Writes `yaml` to a file for `weft submit` through the server at
+    /// `server` (its base URL) with `token`: no database credentials.
+    ///
+    /// # Errors
+    /// If the file cannot be written.
+    pub fn through_server(yaml: &str, server: &str, token: &str) -> anyhow::Result<Self> {
+        Self::with_env(
+            yaml,
+            vec![
+                ("WEFT_SERVER_URL", server.to_owned()),
+                ("WEFT_TOKEN", token.to_owned()),
+            ],
+        )
+    }
+
+    fn with_env(yaml: &str, env: Vec<(&'static str, String)>) -> anyhow::Result<Self> {
+        static FILES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = FILES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let file = std::env::temp_dir().join(format!("weft-bench-{}-{n}.yaml", std::process::id()));
         std::fs::write(&file, yaml)?;
-        Ok(Self {
-            file,
-            database_url: stack.database_url.clone(),
-            amqp_url: stack.amqp_url.clone(),
-        })
+        Ok(Self { file, env })
     }
 
     /// Submits one run and returns its id.
@@ -134,8 +156,9 @@ impl CliSubmit {
         let out = tokio::process::Command::new(crate::process::weft_binary()?)
             .arg("submit")
             .arg(&self.file)
-            .env("WEFT_DATABASE_URL", &self.database_url)
-            .env("WEFT_AMQP_URL", &self.amqp_url)
+            .env_remove("WEFT_DATABASE_URL")
+            .env_remove("WEFT_SERVER_URL")
+            .envs(self.env.iter().map(|(k, v)| (*k, v)))
             .output()
             .await?;
         ensure!(

@@ -5,7 +5,9 @@
 
 #[allow(clippy::wildcard_imports)]
 use super::*;
+use weft_common::auth::Role;
 use weft_tests::client::CliSubmit;
+use weft_tests::server::{TestServer, token};
 use weft_tests::scrape::Histograms;
 
 pub(super) async fn latency(sizes: &Sizes, report: &mut Report) -> anyhow::Result<()> {
@@ -51,6 +53,29 @@ pub(super) async fn latency(sizes: &Sizes, report: &mut Report) -> anyhow::Resul
             PERCENTILES,
         );
     }
+    // And by the `weft` binary through `weft server` (here in process, its
+    // pool warm): the CLI holds no database connection of its own.
+    let server = TestServer::start(&pool).await?;
+    let token = token(&pool, Role::Operator).await?;
+    let remote = Submit::Cli(CliSubmit::through_server(LINEAR.yaml, &server.base, &token)?);
+    let by_server = sequential_by(&mut client, &LINEAR, sizes.latency_runs, remote).await?;
+    drop(server);
+    report.percentiles(
+        "latency-linear4 weft submit --server",
+        &by_server.engine,
+        PERCENTILES,
+    );
+    report.percentiles(
+        "latency-linear4 weft submit --server client",
+        &by_server.client,
+        PERCENTILES,
+    );
+    let delays = start_delays(&pool, &by_server.ids).await?;
+    report.percentiles(
+        "latency-linear4 weft submit --server created→started",
+        &delays,
+        PERCENTILES,
+    );
     let diamond = sequential(&mut client, &DIAMOND_SHAPE, sizes.latency_runs).await?;
     report.percentiles("latency-diamond", &diamond.engine, PERCENTILES);
     report.percentiles("latency-diamond client", &diamond.client, PERCENTILES);
