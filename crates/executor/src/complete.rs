@@ -55,12 +55,23 @@ impl Engine {
     ) -> Result<(Vec<Applied>, Outgoing), EngineError> {
         // Limited runs (`parallelism`) are locked first: their slots are
         // filled at the end, under this lock (see `crate::parallelism`).
+        // Runs known to have none are not looked up.
         let runs: Vec<WorkflowExecutionId> = completions.iter().map(|c| c.run).collect();
-        let limited: HashSet<WorkflowExecutionId> = weft_store::parallelism::lock(tx, &runs)
+        let unknown = self.inner.unlimited.unknown(&runs);
+        let limited: HashSet<WorkflowExecutionId> = weft_store::parallelism::lock(tx, &unknown)
             .await?
             .into_iter()
             .collect();
         let recorded = executions::complete_many(tx, completions).await?;
+        // A recorded completion proves its run started, so its
+        // `parallelism` (none, if the lock found none) is final.
+        self.inner.unlimited.note(
+            completions
+                .iter()
+                .zip(&recorded.completions)
+                .filter(|(c, r)| r.is_some() && !limited.contains(&c.run))
+                .map(|(c, _)| c.run),
+        );
         let applied = recorded
             .completions
             .iter()

@@ -25,6 +25,7 @@ use crate::catalog::Catalog;
 use crate::complete::{bounded, completion_of};
 use crate::error::{EngineError, db};
 use crate::flush::Committed;
+use crate::parallelism::Unlimited;
 use crate::step::{Outgoing, RunInfo, Step};
 
 /// What applying a message did.
@@ -107,10 +108,15 @@ pub struct Engine {
     pub(crate) inner: Arc<Inner>,
 }
 
+/// How many runs [`Unlimited`] remembers before it starts over.
+const UNLIMITED_CAPACITY: usize = 100_000;
+
 #[derive(Debug)]
 pub(crate) struct Inner {
     pool: PgPool,
     pub(crate) catalog: Catalog,
+    /// Runs known to have no `parallelism` (see [`Unlimited`]).
+    pub(crate) unlimited: Unlimited,
     pub(crate) evaluator: Evaluator,
     pub(crate) config: EngineConfig,
     pub(crate) outbox_written: Notify,
@@ -127,6 +133,7 @@ impl Engine {
             inner: Arc::new(Inner {
                 pool,
                 catalog: Catalog::new(config.catalog_capacity),
+                unlimited: Unlimited::new(UNLIMITED_CAPACITY),
                 evaluator: Evaluator::new(),
                 config,
                 outbox_written: Notify::new(),
@@ -282,6 +289,12 @@ impl Engine {
             })
             .collect();
         weft_store::parallelism::record(tx, &limited).await?;
+        self.inner.unlimited.note(
+            started
+                .iter()
+                .filter(|run| run.workflow.parallelism().is_none())
+                .map(|run| run.id),
+        );
         let new: Vec<(WorkflowExecutionId, Vec<NewTask<'_>>)> = started
             .iter()
             .map(|run| (run.id, new_tasks(&run.workflow)))

@@ -11,15 +11,61 @@
 //! the same transaction (so it holds it through its backoff). See
 //! `weft_store::parallelism` and ADR 0012.
 
+use std::collections::HashSet;
+use std::sync::{Mutex, PoisonError};
+
 use sqlx::PgConnection;
 use weft_common::message::Dispatch;
-use weft_common::{Envelope, ExecutionStatus};
+use weft_common::{Envelope, ExecutionStatus, WorkflowExecutionId};
 use weft_store::executions::{self, TaskStart};
 use weft_store::{parallelism, tasks};
 
 use crate::decide::{STREAM_WINDOW, dispatch};
 use crate::error::EngineError;
 use crate::step::{Outgoing, RunInfo};
+
+/// Runs this executor knows have no `parallelism`, so a completion of
+/// theirs need not ask the database whether to lock their row first (one
+/// round trip fewer per step). A run's `parallelism` comes from its
+/// definition and is recorded by the transaction that starts it, before
+/// any of its executions exists; so a run is noted here when this
+/// executor starts it without one, or when a recorded completion of it
+/// (proof that it started) found none — and it never changes after. The
+/// set is bounded by starting over when it grows past its capacity.
+#[derive(Debug)]
+pub(crate) struct Unlimited {
+    runs: Mutex<HashSet<WorkflowExecutionId>>,
+    capacity: usize,
+}
+
+impl Unlimited {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            runs: Mutex::new(HashSet::new()),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// Those of `runs` not known to be unlimited: the ones to look up.
+    pub(crate) fn unknown(&self, runs: &[WorkflowExecutionId]) -> Vec<WorkflowExecutionId> {
+        let known = self.runs.lock().unwrap_or_else(PoisonError::into_inner);
+        runs.iter()
+            .filter(|r| !known.contains(r))
+            .copied()
+            .collect()
+    }
+
+    /// Notes `runs` as having no `parallelism`.
+    pub(crate) fn note(&self, runs: impl IntoIterator<Item = WorkflowExecutionId>) {
+        let mut known = self.runs.lock().unwrap_or_else(PoisonError::into_inner);
+        for run in runs {
+            if known.len() >= self.capacity {
+                known.clear();
+            }
+            known.insert(run);
+        }
+    }
+}
 
 /// Makes a task decided to run in a limited run wait for slots: the
 /// executions it would dispatch now are created `pending` instead and
@@ -110,4 +156,27 @@ pub(crate) async fn fill(
         tracing::debug!(workflow_execution_id = %run.id, dispatched = sent, "filled run-wide slots");
     }
     Ok(sent)
+}
+
+#[cfg(test)]
+mod unlimited_tests {
+    use super::Unlimited;
+    use weft_common::WorkflowExecutionId;
+
+    #[test]
+    fn only_noted_runs_are_known_and_the_set_starts_over_when_full() {
+        let unlimited = Unlimited::new(2);
+        let (a, b, c) = (
+            WorkflowExecutionId::new(),
+            WorkflowExecutionId::new(),
+            WorkflowExecutionId::new(),
+        );
+        assert_eq!(unlimited.unknown(&[a, b]), vec![a, b]);
+        unlimited.note([a, b]);
+        assert!(unlimited.unknown(&[a, b]).is_empty());
+        assert_eq!(unlimited.unknown(&[a, c]), vec![c]);
+        // Full: starts over, forgetting (never inventing) what it knew.
+        unlimited.note([c]);
+        assert_eq!(unlimited.unknown(&[a, b, c]), vec![a, b]);
+    }
 }

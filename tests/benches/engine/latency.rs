@@ -7,8 +7,8 @@
 use super::*;
 use weft_common::auth::Role;
 use weft_tests::client::CliSubmit;
-use weft_tests::server::{TestServer, token};
 use weft_tests::scrape::Histograms;
+use weft_tests::server::{TestServer, token};
 
 pub(super) async fn latency(sizes: &Sizes, report: &mut Report) -> anyhow::Result<()> {
     let (stack, pool) = stack().await?;
@@ -57,7 +57,11 @@ pub(super) async fn latency(sizes: &Sizes, report: &mut Report) -> anyhow::Resul
     // pool warm): the CLI holds no database connection of its own.
     let server = TestServer::start(&pool).await?;
     let token = token(&pool, Role::Operator).await?;
-    let remote = Submit::Cli(CliSubmit::through_server(LINEAR.yaml, &server.base, &token)?);
+    let remote = Submit::Cli(CliSubmit::through_server(
+        LINEAR.yaml,
+        &server.base,
+        &token,
+    )?);
     let by_server = sequential_by(&mut client, &LINEAR, sizes.latency_runs, remote).await?;
     drop(server);
     report.percentiles(
