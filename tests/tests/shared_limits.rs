@@ -577,6 +577,44 @@ async fn task_line(pool: &PgPool, id: WorkflowExecutionId, task: &str) -> String
         .unwrap_or_default()
 }
 
+/// Waits until `run` has an execution running (on some worker).
+async fn until_running(pool: &PgPool, run: WorkflowExecutionId) {
+    let started = Instant::now();
+    loop {
+        let running: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM executions WHERE workflow_execution_id = $1 AND status = 'running'",
+        )
+        .bind(run.as_uuid())
+        .fetch_one(pool)
+        .await
+        .expect("count");
+        if running == 1 {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{run} never ran"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until `waiter`'s `guarded` task is first in line for its lock.
+async fn until_first_in_line(pool: &PgPool, waiter: WorkflowExecutionId) {
+    let started = Instant::now();
+    while !task_line(pool, waiter, "guarded")
+        .await
+        .contains("1st in line")
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{}",
+            task_line(pool, waiter, "guarded").await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// A task holding a `mutex` whose run is canceled releases it; the task
 /// waiting for it (dispatched nothing meanwhile, `explain` naming the
 /// holder) runs and its run succeeds.
@@ -588,40 +626,12 @@ async fn a_mutex_held_by_a_canceled_run_goes_to_the_next_task() {
         .submit(&pool, MUTEXED, json!({ "seconds": 30 }))
         .await
         .expect("submit");
-    let started = Instant::now();
-    loop {
-        let running: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM executions WHERE workflow_execution_id = $1 AND status = 'running'",
-        )
-        .bind(holder.as_uuid())
-        .fetch_one(&pool)
-        .await
-        .expect("count");
-        if running == 1 {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the holder never ran"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_running(&pool, holder).await;
     let waiter = stack
         .submit(&pool, MUTEXED, json!({ "seconds": 0.1 }))
         .await
         .expect("submit");
-    let started = Instant::now();
-    while !task_line(&pool, waiter, "guarded")
-        .await
-        .contains("1st in line")
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "{}",
-            task_line(&pool, waiter, "guarded").await
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_first_in_line(&pool, waiter).await;
     let line = task_line(&pool, waiter, "guarded").await;
     assert!(
         line.contains(&format!(
@@ -663,28 +673,6 @@ async fn a_mutex_held_by_a_canceled_run_goes_to_the_next_task() {
     assert_eq!(left, 0, "every lock released");
 }
 
-/// Waits until `run` has an execution running (on some worker).
-async fn until_running(pool: &PgPool, run: WorkflowExecutionId) {
-    let started = Instant::now();
-    loop {
-        let running: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM executions WHERE workflow_execution_id = $1 AND status = 'running'",
-        )
-        .bind(run.as_uuid())
-        .fetch_one(pool)
-        .await
-        .expect("count");
-        if running == 1 {
-            return;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "{run} never ran"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// A `mutex` whose holder's worker is SIGKILLed mid-action, together with
 /// one of the two executors (`weft` processes): the surviving executor's
 /// reaper ends the silent attempt past the heartbeat grace, which ends the
@@ -709,18 +697,7 @@ async fn a_mutex_whose_holder_s_worker_is_killed_is_released_by_the_reaper() {
         .submit(&pool, MUTEXED, json!({ "seconds": 0.1 }))
         .await
         .expect("submit");
-    let started = Instant::now();
-    while !task_line(&pool, waiter, "guarded")
-        .await
-        .contains("1st in line")
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "{}",
-            task_line(&pool, waiter, "guarded").await
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_first_in_line(&pool, waiter).await;
     lost.kill();
     doomed.kill();
     // No worker until the reaper has ended the holder: a live one would
