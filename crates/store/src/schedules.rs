@@ -446,6 +446,8 @@ pub async fn start_ticks(
         return Ok(Vec::new());
     }
     let mut payloads = Vec::with_capacity(ticks.len());
+    // Every start message has the same route (a run's start goes to the
+    // executors' queue, whichever run it is).
     let mut route = ("", String::new());
     for tick in ticks {
         let message = Envelope::new(WorkflowSubmitted {
