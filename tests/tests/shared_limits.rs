@@ -615,6 +615,26 @@ async fn until_first_in_line(pool: &PgPool, waiter: WorkflowExecutionId) {
     }
 }
 
+/// A run holding the `prod-db` mutex (its action sleeping `seconds`),
+/// running, and a second run's task first in line for it.
+async fn holder_and_waiter(
+    stack: &Stack,
+    pool: &PgPool,
+    seconds: f64,
+) -> (WorkflowExecutionId, WorkflowExecutionId) {
+    let holder = stack
+        .submit(pool, MUTEXED, json!({ "seconds": seconds }))
+        .await
+        .expect("submit");
+    until_running(pool, holder).await;
+    let waiter = stack
+        .submit(pool, MUTEXED, json!({ "seconds": 0.1 }))
+        .await
+        .expect("submit");
+    until_first_in_line(pool, waiter).await;
+    (holder, waiter)
+}
+
 /// A task holding a `mutex` whose run is canceled releases it; the task
 /// waiting for it (dispatched nothing meanwhile, `explain` naming the
 /// holder) runs and its run succeeds.
@@ -622,16 +642,7 @@ async fn until_first_in_line(pool: &PgPool, waiter: WorkflowExecutionId) {
 async fn a_mutex_held_by_a_canceled_run_goes_to_the_next_task() {
     let stack = Stack::start(StackOptions::default()).expect("stack");
     let pool = stack.pool().await.expect("pool");
-    let holder = stack
-        .submit(&pool, MUTEXED, json!({ "seconds": 30 }))
-        .await
-        .expect("submit");
-    until_running(&pool, holder).await;
-    let waiter = stack
-        .submit(&pool, MUTEXED, json!({ "seconds": 0.1 }))
-        .await
-        .expect("submit");
-    until_first_in_line(&pool, waiter).await;
+    let (holder, waiter) = holder_and_waiter(&stack, &pool, 30.0).await;
     let line = task_line(&pool, waiter, "guarded").await;
     assert!(
         line.contains(&format!(
@@ -688,16 +699,7 @@ async fn a_mutex_whose_holder_s_worker_is_killed_is_released_by_the_reaper() {
     let mut doomed = Daemon::start("executor-0", &["executor"], &env).expect("executor");
     let _survivor = Daemon::start("executor-1", &["executor"], &env).expect("executor");
     let mut lost = Daemon::start("worker-lost", &["worker"], &env).expect("worker");
-    let holder = stack
-        .submit(&pool, MUTEXED, json!({ "seconds": 300 }))
-        .await
-        .expect("submit");
-    until_running(&pool, holder).await;
-    let waiter = stack
-        .submit(&pool, MUTEXED, json!({ "seconds": 0.1 }))
-        .await
-        .expect("submit");
-    until_first_in_line(&pool, waiter).await;
+    let (holder, waiter) = holder_and_waiter(&stack, &pool, 300.0).await;
     lost.kill();
     doomed.kill();
     // No worker until the reaper has ended the holder: a live one would

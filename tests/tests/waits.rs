@@ -536,14 +536,19 @@ input: { at: null }
 tasks:
   at: { wait: { until: "{{ input.at }}" } }
 "#;
-    let id = stack
-        .submit(&pool, yaml, json!({ "at": "2000-01-01T00:00:00Z" }))
-        .await
-        .expect("submit");
-    let run = stack
-        .wait(&pool, id, Duration::from_secs(30))
-        .await
-        .expect("ended");
+    // Submits the workflow waiting until `at`, and waits for its end.
+    let run_until = async |at: String| {
+        let id = stack
+            .submit(&pool, yaml, json!({ "at": at }))
+            .await
+            .expect("submit");
+        let run = stack
+            .wait(&pool, id, Duration::from_secs(30))
+            .await
+            .expect("ended");
+        (id, run)
+    };
+    let (id, run) = run_until("2000-01-01T00:00:00Z".into()).await;
     assert_eq!(run.status, WorkflowStatus::Succeeded, "{:?}", run.error);
     assert_eq!(
         task(&pool, id, "at").await.1,
@@ -564,14 +569,7 @@ tasks:
         .await
         .expect("the database's clock");
     let at = now + chrono::Duration::seconds(2);
-    let id = stack
-        .submit(&pool, yaml, json!({ "at": at.to_rfc3339() }))
-        .await
-        .expect("submit");
-    let run = stack
-        .wait(&pool, id, Duration::from_secs(30))
-        .await
-        .expect("ended");
+    let (id, run) = run_until(at.to_rfc3339()).await;
     assert_eq!(run.status, WorkflowStatus::Succeeded, "{:?}", run.error);
     let finished: DateTime<Utc> = sqlx::query_scalar(
         "SELECT finished_at FROM task_executions WHERE workflow_execution_id = $1 AND task_name = 'at'",
@@ -586,14 +584,7 @@ tasks:
     );
     assert_eq!(violations(&pool, id).await, Vec::<String>::new());
 
-    let id = stack
-        .submit(&pool, yaml, json!({ "at": "tomorrow" }))
-        .await
-        .expect("submit");
-    let run = stack
-        .wait(&pool, id, Duration::from_secs(30))
-        .await
-        .expect("ended");
+    let (id, run) = run_until("tomorrow".into()).await;
     assert_eq!(run.status, WorkflowStatus::Failed);
     let error = task(&pool, id, "at").await.2.unwrap_or_default();
     assert!(
