@@ -438,8 +438,9 @@ async fn admit(pool: &PgPool, ids: &[WorkflowExecutionId]) -> Vec<WorkflowExecut
         .collect()
 }
 
-/// `weft audit` finds a slot held by a finished run, counters that do not
-/// match the claims, and a run left in line while a slot is free.
+/// `weft audit` finds a slot held by a finished run, a claim of a run
+/// whose row says it has no limit, counters that do not match the claims,
+/// and a run left in line while a slot is free.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_audit_catches_a_corrupted_limit() {
     let stack = Stack::start(StackOptions::bare()).expect("stack");
@@ -470,6 +471,27 @@ async fn the_audit_catches_a_corrupted_limit() {
         found.iter().any(|v| v.starts_with("limit_slots_released: run is failed but still holds a slot of limit `one-at-a-time` target=db")),
         "{found:#?}"
     );
+
+    // A run in line whose row says it was never admitted under a limit:
+    // its end would ask nothing and leave its claim.
+    sqlx::query("UPDATE workflow_executions SET limit_key = NULL WHERE id = $1")
+        .bind(ids[1].as_uuid())
+        .execute(&pool)
+        .await
+        .expect("corrupt");
+    let found = violations(&pool, ids[1]).await;
+    assert!(
+        found.iter().any(|v| v.starts_with("limit_claims_declared: run waits for a slot of limit `one-at-a-time` target=db but has no limit key")),
+        "{found:#?}"
+    );
+    sqlx::query(
+        "UPDATE workflow_executions w SET limit_key = c.key FROM limit_claims c \
+         WHERE c.workflow_execution_id = w.id AND w.id = $1",
+    )
+    .bind(ids[1].as_uuid())
+    .execute(&pool)
+    .await
+    .expect("repair");
 
     // A counter off by one.
     sqlx::query("UPDATE limit_keys SET waiters = waiters + 1")
@@ -660,6 +682,25 @@ async fn a_mutex_held_by_a_canceled_run_goes_to_the_next_task() {
     .expect("count");
     assert_eq!(dispatched, 0);
 
+    // Only a task whose definition takes a lock is asked for a claim when
+    // it ends: a claim of a task whose row says otherwise would never be
+    // released, and the audit says so.
+    let mark = |locks: bool| {
+        sqlx::query("UPDATE task_executions SET locks = $2 WHERE workflow_execution_id = $1")
+            .bind(holder.as_uuid())
+            .bind(locks)
+            .execute(&pool)
+    };
+    mark(false).await.expect("corrupt");
+    let found = violations(&pool, holder).await;
+    assert!(
+        found.iter().any(|v| v.starts_with(
+            "limit_claims_declared: task `guarded` holds lock `mutex prod-db` but its definition takes no lock"
+        )),
+        "{found:#?}"
+    );
+    mark(true).await.expect("repair");
+
     weft_store::cancel::request_committed(&pool, holder)
         .await
         .expect("cancel");
@@ -748,7 +789,8 @@ tasks:
 
 /// Ten runs whose task takes a semaphore of 3: never more than 3 of those
 /// actions running at once (from the executions' start and end times),
-/// and 3 at once at some point; every run succeeds, the audit is clean.
+/// and 3 at once at some point; every run succeeds, the audit is clean,
+/// and only that task's rows say it takes a lock.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_semaphore_of_three_across_ten_runs_runs_three_at_a_time() {
     let stack = Stack::start(StackOptions::default()).expect("stack");
@@ -793,4 +835,21 @@ async fn a_semaphore_of_three_across_ten_runs_runs_three_at_a_time() {
     }
     let found = global_audit(&pool).await;
     assert!(found.is_empty(), "{found:#?}");
+    // Only the task that takes the semaphore is marked as one whose end
+    // must release a claim; the end of `before` asks nothing.
+    let marked: Vec<(String, bool, i64)> = sqlx::query_as(
+        "SELECT task_name, locks, count(*) FROM task_executions \
+         WHERE workflow_execution_id = ANY($1) GROUP BY task_name, locks ORDER BY task_name",
+    )
+    .bind(&uuids)
+    .fetch_all(&pool)
+    .await
+    .expect("tasks");
+    assert_eq!(
+        marked,
+        vec![
+            ("before".to_owned(), false, 10),
+            ("work".to_owned(), true, 10)
+        ]
+    );
 }

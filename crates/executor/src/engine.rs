@@ -728,6 +728,7 @@ fn new_tasks(workflow: &weft_common::Workflow) -> Vec<NewTask<'_>> {
                 .concurrency()
                 .map(|c| i32::try_from(c).unwrap_or(i32::MAX)),
             exit_handler: t.is_exit_handler(),
+            locks: t.lock().is_some(),
         })
         .collect()
 }

@@ -428,6 +428,26 @@ const CHECKS: &[(&str, &str)] = &[
            AND ($1::uuid IS NULL OR t.workflow_execution_id = $1)",
     ),
     (
+        // Only a run admitted under a `limit:` (`limit_key`, never cleared)
+        // or a task whose definition takes a lock (`task_executions.locks`,
+        // set when its run starts) ever has a claim: the transaction that
+        // ends any other run or task asks nothing, so a claim of one would
+        // never be released.
+        "limit_claims_declared",
+        "SELECT r.id, format('run %s a slot of limit `%s` %s but has no limit key: its end would not release it', \
+                             CASE c.state WHEN 'holding' THEN 'holds' ELSE 'waits for' END, c.scope, c.key) \
+         FROM limit_claims c JOIN workflow_executions r ON r.id = c.workflow_execution_id \
+         WHERE c.task_execution_id IS NULL AND r.limit_key IS NULL \
+           AND ($1::uuid IS NULL OR r.id = $1) \
+         UNION ALL \
+         SELECT t.workflow_execution_id, \
+                format('task `%s` %s lock `%s` but its definition takes no lock (locks = false): its end would not release it', \
+                       t.task_name, CASE c.state WHEN 'holding' THEN 'holds' ELSE 'waits for' END, c.key) \
+         FROM limit_claims c JOIN task_executions t ON t.id = c.task_execution_id \
+         WHERE NOT t.locks \
+           AND ($1::uuid IS NULL OR t.workflow_execution_id = $1)",
+    ),
+    (
         // The counters a grant decides by equal the claims they count:
         // per key the holders, the waiters and the head of the line; per
         // scope the holders, at most its `runs_total`. (A key's holders

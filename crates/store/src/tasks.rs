@@ -60,11 +60,14 @@ pub struct TaskRow {
     /// Whether it is an exit handler (`on_exit:`).
     #[serde(default)]
     pub exit_handler: bool,
+    /// Whether its definition takes a lock across runs (`mutex`,
+    /// `semaphore`): only then can it hold a claim to release when it ends.
+    pub locks: bool,
 }
 
 pub(crate) const TASK_COLUMNS: &str = "id, workflow_execution_id, task_name, status, needs, needs_remaining, with_items, \
      allow_failure, concurrency, attempt_base, items_total, items_dispatched, items_succeeded, items_failed, items_kept, \
-     keep_items, result, error, decided_at, finished_at, exit_handler";
+     keep_items, result, error, decided_at, finished_at, exit_handler, locks";
 
 /// A task row to create when its run starts.
 #[derive(Debug, Clone)]
@@ -84,6 +87,8 @@ pub struct NewTask<'a> {
     /// Whether it is an exit handler: one that needs no other waits on one
     /// more need, the main tasks (see [`cascade`]).
     pub exit_handler: bool,
+    /// Whether it takes a lock across runs (`mutex`, `semaphore`).
+    pub locks: bool,
 }
 
 /// Creates every task row of several runs in one statement. Returns the
@@ -110,19 +115,20 @@ pub async fn create_all(
     let allow_failure: Vec<bool> = tasks().map(|(_, t)| t.allow_failure).collect();
     let concurrency: Vec<Option<i32>> = tasks().map(|(_, t)| t.concurrency).collect();
     let exit_handler: Vec<bool> = tasks().map(|(_, t)| t.exit_handler).collect();
+    let locks: Vec<bool> = tasks().map(|(_, t)| t.locks).collect();
     if ids.is_empty() {
         return Ok(Vec::new());
     }
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "INSERT INTO task_executions \
              (id, workflow_execution_id, task_name, needs, needs_remaining, successors, with_items, \
-              allow_failure, concurrency, exit_handler) \
+              allow_failure, concurrency, exit_handler, locks) \
          SELECT id, run, name, ARRAY(SELECT jsonb_array_elements_text(needs)), \
                 jsonb_array_length(needs) + CASE WHEN eh AND jsonb_array_length(needs) = 0 THEN 1 ELSE 0 END, \
-                ARRAY(SELECT jsonb_array_elements_text(successors)), wi, af, conc, eh \
+                ARRAY(SELECT jsonb_array_elements_text(successors)), wi, af, conc, eh, locks \
          FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::jsonb[], $5::bool[], $6::bool[], $7::int[], \
-                     $8::jsonb[], $9::bool[]) \
-              AS t(id, run, name, needs, wi, af, conc, successors, eh) \
+                     $8::jsonb[], $9::bool[], $10::bool[]) \
+              AS t(id, run, name, needs, wi, af, conc, successors, eh, locks) \
          RETURNING {TASK_COLUMNS}"
     )))
     .bind(&ids)
@@ -134,6 +140,7 @@ pub async fn create_all(
     .bind(&concurrency)
     .bind(&successors)
     .bind(&exit_handler)
+    .bind(&locks)
     .fetch_all(conn)
     .await
     .context("creating the runs' tasks")
@@ -397,19 +404,26 @@ pub(crate) struct CascadeRow {
 }
 
 impl Finished {
+    /// Releases what the tasks that ended held of a lock across runs
+    /// (`mutex`, `semaphore`), granting it to the next waiting task, in
+    /// the transaction that ended them: every statement that makes tasks
+    /// terminal through [`cascade`] calls this on its result. Only a task
+    /// whose definition takes a lock ([`TaskRow::locks`]) can hold one, so
+    /// when none of them does, nothing is asked.
+    pub(crate) async fn release_locks(&self, conn: &mut PgConnection) -> Result<(), StoreError> {
+        let ended: Vec<TaskExecutionId> = self
+            .tasks
+            .iter()
+            .filter(|t| t.locks)
+            .map(|t| t.id)
+            .collect();
+        crate::shared_limits::release_tasks(conn, &ended).await
+    }
+
     /// Sorts the rows of [`cascade`] out.
     ///
     /// # Errors
     /// [`StoreError::Corrupt`] if a finished task's run was not counted.
-    /// Releases what the tasks that ended held of a lock across runs
-    /// (`mutex`, `semaphore`), granting it to the next waiting task, in
-    /// the transaction that ended them: every statement that makes tasks
-    /// terminal through [`cascade`] calls this on its result.
-    pub(crate) async fn release_locks(&self, conn: &mut PgConnection) -> Result<(), StoreError> {
-        let ended: Vec<TaskExecutionId> = self.tasks.iter().map(|t| t.id).collect();
-        crate::shared_limits::release_tasks(conn, &ended).await
-    }
-
     pub(crate) fn of(rows: Vec<CascadeRow>) -> Result<Self, StoreError> {
         let mut finished = Self::default();
         for row in rows {

@@ -220,12 +220,26 @@ pub(crate) async fn transition(
         None,
     )
     .await?;
-    Ok(changed.iter().any(|(run, _, _)| *run == id))
+    Ok(changed.iter().any(|moved| moved.id == id))
+}
+
+/// A run [`transition_many`] moved.
+struct Moved {
+    id: WorkflowExecutionId,
+    /// The outbox row of its message.
+    row: Option<i64>,
+    /// The outbox row of its second message.
+    also: Option<i64>,
+    /// Whether it can have a claim of a shared limit (`limit_claims`):
+    /// it was admitted under a `limit:` (`limit_key`, never cleared), or
+    /// one of its tasks takes a lock (`task_executions.locks`, set when it
+    /// started). Nothing else ever claims for a run.
+    claims: bool,
 }
 
 /// [`transition`] for several runs in one statement, each with its own
 /// guard, locked in id order. Returns the runs that changed, each with the
-/// outbox row of its message (written in the same statement, leased as
+/// outbox row of its message and whether it can hold a claim (written in the same statement, leased as
 /// [`outbox::enqueue`] does); the wake-up for `weft watch` / `submit
 /// --wait` (they poll as well) goes out in the same statement for each that
 /// became terminal. A run listed twice moves once.
@@ -236,7 +250,7 @@ async fn transition_many(
     conn: &mut PgConnection,
     moves: &[Transition<'_>],
     lease: Option<std::time::Duration>,
-) -> Result<Vec<(WorkflowExecutionId, Option<i64>, Option<i64>)>, StoreError> {
+) -> Result<Vec<Moved>, StoreError> {
     if moves.is_empty() {
         return Ok(Vec::new());
     }
@@ -285,7 +299,7 @@ async fn transition_many(
         payloads2.push(payload);
         messages2.push(m.also.map(|e| e.id.as_uuid()));
     }
-    let changed: Vec<(Uuid, Option<i64>, Option<i64>)> = sqlx::query_as(
+    let changed: Vec<(Uuid, Option<i64>, Option<i64>, bool)> = sqlx::query_as(
         "WITH i AS ( \
              SELECT DISTINCT ON (id) * \
              FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bool[], $6::text[], \
@@ -305,7 +319,10 @@ async fn transition_many(
              FROM i, l WHERE w.id = i.id AND l.id = i.id \
                AND w.status = ANY(string_to_array(i.sources, ',')) \
              RETURNING w.id, i.terminal, i.exchange, i.key, i.payload, i.message, \
-                       i.exchange2, i.key2, i.payload2, i.message2 \
+                       i.exchange2, i.key2, i.payload2, i.message2, \
+                       w.limit_key IS NOT NULL OR EXISTS ( \
+                           SELECT 1 FROM task_executions t \
+                           WHERE t.workflow_execution_id = w.id AND t.locks) AS claims \
          ), n AS ( \
              SELECT pg_notify($7, id::text) FROM u WHERE terminal \
          ), o AS ( \
@@ -316,7 +333,7 @@ async fn transition_many(
              WHERE m.payload IS NOT NULL \
              RETURNING id, (payload->>'id')::uuid AS message \
          ) \
-         SELECT u.id, o.id, o2.id FROM u LEFT JOIN o ON o.message = u.message \
+         SELECT u.id, o.id, o2.id, u.claims FROM u LEFT JOIN o ON o.message = u.message \
              LEFT JOIN o o2 ON o2.message = u.message2 \
          WHERE (SELECT count(*) FROM n) >= 0",
     )
@@ -341,7 +358,12 @@ async fn transition_many(
     .context("changing runs' status")?;
     Ok(changed
         .into_iter()
-        .map(|(id, row, also)| (WorkflowExecutionId::from(id), row, also))
+        .map(|(id, row, also, claims)| Moved {
+            id: WorkflowExecutionId::from(id),
+            row,
+            also,
+            claims,
+        })
         .collect())
 }
 
@@ -502,6 +524,9 @@ pub async fn end_many(
             detail: format!("run {} cannot end `{}`: not a terminal status", e.id, e.to),
         });
     }
+    if endings.is_empty() {
+        return Ok(Vec::new());
+    }
     let messages: Vec<Envelope> = endings
         .iter()
         .map(|e| {
@@ -554,11 +579,18 @@ pub async fn end_many(
     let moved = transition_many(conn, &moves, lease).await?;
     // What the ended runs held of a shared limit (`limit:`) is released,
     // and granted to the next in line, by this same transaction: exactly
-    // once, whatever ended them.
-    let moved_ids: Vec<WorkflowExecutionId> = moved.iter().map(|(id, _, _)| *id).collect();
-    crate::shared_limits::release(conn, &moved_ids).await?;
+    // once, whatever ended them. Runs that can have no claim ask nothing.
+    let claiming: Vec<WorkflowExecutionId> =
+        moved.iter().filter(|m| m.claims).map(|m| m.id).collect();
+    crate::shared_limits::release(conn, &claiming).await?;
     let mut ended = Vec::with_capacity(moved.len());
-    for (id, row, also_row) in moved {
+    for Moved {
+        id,
+        row,
+        also: also_row,
+        ..
+    } in moved
+    {
         let Some(((ending, message), also)) = endings
             .iter()
             .zip(&messages)
