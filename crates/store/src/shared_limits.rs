@@ -645,8 +645,15 @@ pub async fn admit_tasks(
         granted.extend(grant(conn, scope).await?);
     }
     let ids: Vec<Uuid> = admissions.iter().map(|a| a.task.as_uuid()).collect();
+    // A task in line is marked as one whose end releases a claim
+    // (`task_executions.locks`, already set from its definition when its
+    // run started): whatever that said, the claim and the mark commit
+    // together, so no claim is ever skipped at its task's end.
     let holding: Vec<Uuid> = sqlx::query_scalar(
-        "SELECT task_execution_id FROM limit_claims WHERE task_execution_id = ANY($1) AND state = $2",
+        "WITH marked AS ( \
+             UPDATE task_executions SET locks = true WHERE id = ANY($1) AND NOT locks \
+         ) \
+         SELECT task_execution_id FROM limit_claims WHERE task_execution_id = ANY($1) AND state = $2",
     )
     .bind(&ids)
     .bind(HOLDING)

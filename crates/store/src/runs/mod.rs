@@ -239,10 +239,11 @@ struct Moved {
 
 /// [`transition`] for several runs in one statement, each with its own
 /// guard, locked in id order. Returns the runs that changed, each with the
-/// outbox row of its message and whether it can hold a claim (written in the same statement, leased as
-/// [`outbox::enqueue`] does); the wake-up for `weft watch` / `submit
-/// --wait` (they poll as well) goes out in the same statement for each that
-/// became terminal. A run listed twice moves once.
+/// outbox row of its message (written in the same statement, leased as
+/// [`outbox::enqueue`] does) and whether it can hold a claim ([`Moved`]);
+/// the wake-up for `weft watch` / `submit --wait` (they poll as well) goes
+/// out in the same statement for each that became terminal. A run listed
+/// twice moves once.
 ///
 /// # Errors
 /// A database error.
